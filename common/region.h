@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A validated view of a mapped region.
+ *
+ * ivrdma_region_open() checks the header once and keeps private copies of
+ * every size and offset: a participant that later scribbles over the
+ * header cannot make anyone index outside the region. Accessors take
+ * indices and return NULL when an index is out of range.
+ */
+#ifndef IVRDMA_REGION_H
+#define IVRDMA_REGION_H
+
+#include <stdint.h>
+#include "ivrdma_layout.h"
+
+struct ivrdma_region {
+	uint8_t *base;
+	uint64_t size;
+	uint64_t region_id;
+	uint32_t nr_vectors;
+	uint32_t max_peers;
+	struct ivrdma_table nodes, peers, qps, cqs, srqs, mrs, chunk_tags;
+	uint64_t chunk_area_offset;
+	uint32_t chunk_shift;
+	uint32_t nr_chunks;
+	uint32_t host_node;
+};
+
+/* Returns 0, or -EPROTO / -EINVAL with *why set to a static message. */
+int ivrdma_region_open(struct ivrdma_region *r, void *base, uint64_t size, const char **why);
+
+static inline struct ivrdma_region_header *ivrdma_region_header(const struct ivrdma_region *r)
+{
+	return (struct ivrdma_region_header *)r->base;
+}
+
+void *ivrdma_table_entry(const struct ivrdma_region *r, const struct ivrdma_table *t, uint32_t idx);
+
+static inline struct ivrdma_node *ivrdma_region_node(const struct ivrdma_region *r, uint32_t idx)
+{
+	return ivrdma_table_entry(r, &r->nodes, idx);
+}
+
+static inline struct ivrdma_peer *ivrdma_region_peer(const struct ivrdma_region *r, uint32_t idx)
+{
+	return ivrdma_table_entry(r, &r->peers, idx);
+}
+
+/* Bytes of chunk 'idx', or NULL if idx is out of range. */
+void *ivrdma_chunk_ptr(const struct ivrdma_region *r, uint32_t idx);
+
+static inline uint64_t ivrdma_chunk_size(const struct ivrdma_region *r)
+{
+	return 1ull << r->chunk_shift;
+}
+
+/*
+ * The chunk allocator: 'count' contiguous chunks claimed lock-free by
+ * compare-and-swap of their owner tags. Returns the first index, or
+ * -ENOSPC. 'hint' spreads concurrent allocators over the area.
+ */
+int64_t ivrdma_chunk_alloc(const struct ivrdma_region *r, uint32_t count, uint32_t owner_tag,
+			   uint32_t hint);
+/* Frees chunks still tagged 'owner_tag'; returns how many it freed. */
+uint32_t ivrdma_chunk_free(const struct ivrdma_region *r, uint32_t first, uint32_t count,
+			   uint32_t owner_tag);
+uint32_t ivrdma_chunks_in_use(const struct ivrdma_region *r);
+
+/*
+ * Reclaim everything peer 'peer_id' held (chunks and object slots) whatever
+ * its generation. Only the daemon calls this, after the peer is gone.
+ */
+struct ivrdma_reclaim_count {
+	uint32_t chunks, qps, cqs, srqs, mrs;
+};
+void ivrdma_region_reclaim_peer(const struct ivrdma_region *r, uint16_t peer_id,
+				struct ivrdma_reclaim_count *count);
+
+#endif /* IVRDMA_REGION_H */

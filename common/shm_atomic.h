@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Atomics on plain fixed-width fields of the shared region.
+ *
+ * The layout uses plain integer types so that it reads the same from C,
+ * C++ and the kernel; every cross-participant access goes through one of
+ * these, with the ordering spelled out at the call site.
+ */
+#ifndef IVRDMA_SHM_ATOMIC_H
+#define IVRDMA_SHM_ATOMIC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+static inline uint32_t shm_load_acquire32(const uint32_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline uint64_t shm_load_acquire64(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline uint32_t shm_load_relaxed32(const uint32_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline void shm_store_release32(uint32_t *p, uint32_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static inline void shm_store_release64(uint64_t *p, uint64_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+/* Compare-and-swap; on failure *expected holds what was found. */
+static inline bool shm_cas32(uint32_t *p, uint32_t *expected, uint32_t desired)
+{
+	return __atomic_compare_exchange_n(p, expected, desired, false, __ATOMIC_ACQ_REL,
+					   __ATOMIC_ACQUIRE);
+}
+
+static inline uint64_t shm_fetch_add64(uint64_t *p, uint64_t v)
+{
+	return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL);
+}
+
+#endif /* IVRDMA_SHM_ATOMIC_H */

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ivshmem-transport: one small API over an ivshmem region, whoever
+ * provides it.
+ *
+ *   host  backend: a client of ivrdmad's socket, speaking the same protocol
+ *                  as QEMU's ivshmem-doorbell device;
+ *   guest backend: the uio-driver's device in a VM (BAR2 memory, BAR0
+ *                  doorbell, MSI-X vectors as eventfds).
+ *
+ * A transport gives: the region (base, size, mappings of parts of it at a
+ * chosen address), my peer ID, doorbells to ring and to wait for, and peer
+ * join/leave notices. It knows nothing of verbs.
+ *
+ * Thread safety: ivt_ring() and the getters may be called from any thread;
+ * ivt_process_control() from one thread at a time.
+ */
+#ifndef IVSHMEM_TRANSPORT_H
+#define IVSHMEM_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ivt;
+
+enum ivt_backend {
+	IVT_BACKEND_HOST = 1,
+	IVT_BACKEND_GUEST = 2,
+};
+
+enum ivt_peer_event {
+	IVT_PEER_JOINED = 1, /* all of its vectors are known: it can be rung */
+	IVT_PEER_LEFT = 2,
+};
+
+typedef void (*ivt_peer_cb)(void *arg, uint16_t peer, enum ivt_peer_event event);
+
+struct ivt_options {
+	enum ivt_backend backend;
+	const char *path; /* host: ivrdmad socket; guest: the driver's device node */
+	int timeout_ms; /* for the attach handshake; <= 0: 5000 */
+	ivt_peer_cb on_peer; /* optional; called from ivt_process_control() */
+	void *cb_arg;
+};
+
+/*
+ * Attaches to a region. Returns 0, or -errno with a message in err. The
+ * region is mapped shared read/write; on return every peer present at
+ * attach time is known.
+ */
+int ivt_attach(const struct ivt_options *opts, struct ivt **out, char *err, size_t errlen);
+void ivt_detach(struct ivt *t);
+
+const char *ivt_backend_name(const struct ivt *t);
+void *ivt_region_base(const struct ivt *t);
+uint64_t ivt_region_size(const struct ivt *t);
+int ivt_peer_id(const struct ivt *t);
+unsigned int ivt_nr_vectors(const struct ivt *t);
+bool ivt_peer_known(struct ivt *t, uint16_t peer);
+
+/*
+ * Maps [offset, offset + len) of the region at addr (MAP_FIXED, shared),
+ * replacing whatever was mapped there. offset, len and addr page aligned.
+ */
+int ivt_map_at(struct ivt *t, void *addr, uint64_t offset, size_t len, int prot);
+
+/* Rings doorbell 'vector' of 'peer': -ENOENT unknown peer, -EINVAL vector. */
+int ivt_ring(struct ivt *t, uint16_t peer, uint16_t vector);
+
+/* An fd that polls readable while my 'vector' has rung and not been consumed. */
+int ivt_vector_fd(const struct ivt *t, uint16_t vector);
+
+/* Consumes my 'vector': how many times it rang since last time (0: none). */
+int64_t ivt_consume(struct ivt *t, uint16_t vector);
+
+/*
+ * Waits until one of the vectors in 'mask' rings (or timeout_ms passes,
+ * -1 = forever), consumes what rang and sets *fired to their mask.
+ * Returns how many rang (0 on timeout) or -errno. Peer notices are not
+ * processed here.
+ */
+int ivt_wait(struct ivt *t, uint64_t mask, int timeout_ms, uint64_t *fired);
+
+/*
+ * Peer join/leave notices arrive on ivt_control_fd(); call
+ * ivt_process_control() when it polls readable. Returns the number of
+ * notices handled, or -ECONNRESET once the server is gone.
+ */
+int ivt_control_fd(const struct ivt *t);
+int ivt_process_control(struct ivt *t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IVSHMEM_TRANSPORT_H */

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package ivrdma needs to build, test and demo.
+# Idempotent; run as root on a fresh machine (CI does exactly that).
+set -euo pipefail
+
+packages=(
+	# build
+	build-essential cmake pkg-config clang clang-format
+	libibverbs-dev libjson-c-dev
+	# the real verbs stack we plug into, and its stock tools
+	libibverbs1 ibverbs-utils ibverbs-providers rdma-core perftest
+	# tests: JSON checks, guest VMs (TCG) with a Debian kernel and a busybox initramfs
+	jq procps psmisc util-linux iproute2
+	qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "install-deps: all ${#packages[@]} packages present"
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing packages (${missing[*]}); run as root" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"
