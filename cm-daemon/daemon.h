@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ivrdmad's state. One thread, one epoll loop; every fd it watches is a
+ * struct watch whose handler runs when the fd is ready.
+ */
+#ifndef IVRDMAD_DAEMON_H
+#define IVRDMAD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include "region.h"
+
+struct daemon;
+struct watch;
+
+typedef void (*watch_fn)(struct daemon *d, struct watch *w, uint32_t events);
+
+struct watch {
+	int fd;
+	watch_fn on_event;
+};
+
+struct vm_config {
+	char name[IVRDMA_NAME_LEN];
+	uint64_t guid; /* 0: derived from the name */
+};
+
+struct daemon_config {
+	const char *dir; /* sockets live here */
+	const char *shm_name; /* POSIX shm object, unless hugetlbfs is set */
+	const char *hugetlbfs; /* directory on a hugetlbfs mount */
+	uint64_t region_size;
+	uint32_t nr_vectors;
+	uint32_t max_peers;
+	uint32_t chunk_shift;
+	uint64_t host_guid; /* 0: derived from the host name "host" */
+	struct vm_config vms[IVRDMA_MAX_NODES - 1];
+	uint32_t nr_vms;
+	uint32_t socket_mode; /* permissions of the sockets and the region */
+};
+
+/* The backing store of the region: a shm object or a hugetlbfs file. */
+struct region_store {
+	int fd;
+	void *base;
+	uint64_t size;
+	char path[256]; /* shm name ("/ivrdma") or file path */
+	bool is_shm;
+};
+
+/* A queued protocol message, kept when the client's socket is full. */
+struct outmsg {
+	int64_t value;
+	int fd; /* a dup the queue owns, or -1 */
+};
+
+struct peer {
+	struct watch w; /* the client's socket */
+	uint16_t id;
+	uint16_t gen;
+	uint32_t node;
+	pid_t pid;
+	int vectors[IVRDMA_MAX_VECTORS]; /* eventfds, nr_vectors of them */
+	struct outmsg *queue;
+	uint32_t q_head, q_len, q_cap;
+	bool doomed; /* disconnect at the end of this loop turn */
+	const char *doom_reason;
+};
+
+struct listener {
+	struct watch w;
+	uint32_t node; /* node the connecting peer belongs to */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct ctl_client;
+
+struct daemon {
+	struct daemon_config cfg;
+	int epfd;
+	bool running;
+	struct watch signals;
+	struct region_store store;
+	struct ivrdma_region region;
+	struct listener *listeners; /* one per node: host first, then each VM */
+	uint32_t nr_listeners;
+	struct listener ctl;
+	struct ctl_client *ctl_clients;
+	struct peer *peers[IVRDMA_MAX_PEERS];
+	uint32_t nr_peers;
+	uint16_t peer_gen[IVRDMA_MAX_PEERS]; /* survives the peer */
+	/* The daemon's own truth; the region's copies are for readers only. */
+	uint32_t node_peers[IVRDMA_MAX_NODES];
+	uint32_t node_epoch[IVRDMA_MAX_NODES];
+	int reserve_fd; /* released to accept-and-close when out of fds */
+};
+
+/* loop.c */
+int loop_add(struct daemon *d, struct watch *w, uint32_t events);
+int loop_mod(struct daemon *d, struct watch *w, uint32_t events);
+void loop_del(struct daemon *d, struct watch *w);
+int64_t monotonic_ms(void);
+
+/* region_store.c */
+int region_store_create(struct region_store *s, const struct daemon_config *cfg);
+void region_store_destroy(struct region_store *s);
+int region_format(struct region_store *s, const struct daemon_config *cfg);
+
+/* directory.c */
+uint64_t directory_guid_for_name(const char *name);
+void directory_format_gid(const uint8_t gid[16], char *out, size_t len);
+void directory_init(struct daemon *d);
+void directory_peer_joined(struct daemon *d, const struct peer *p);
+void directory_peer_left(struct daemon *d, const struct peer *p);
+void directory_peer_freed(struct daemon *d, const struct peer *p);
+const char *directory_node_state_name(uint32_t state);
+
+/* server.c: the ivshmem protocol side */
+int server_open(struct daemon *d);
+void server_close(struct daemon *d);
+void server_reap_doomed(struct daemon *d);
+
+/* ctl.c: the control socket */
+int ctl_open(struct daemon *d);
+void ctl_close(struct daemon *d);
+void ctl_expire(struct daemon *d);
+struct json_object *ctl_status_json(struct daemon *d);
+
+/* sockets.c */
+int unix_listen(const char *path, uint32_t mode);
+
+#endif /* IVRDMAD_DAEMON_H */

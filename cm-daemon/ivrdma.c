@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+/* ivrdma: the command-line tool for ivrdmad and the local ivrdma devices. */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_client.h"
+#ifdef IVRDMA_HAVE_SETUP
+#include "setup.h"
+#endif
+
+static const char usage_text[] =
+	"usage: ivrdma [--dir DIR] COMMAND [ARGS]\n"
+	"  --dir DIR        where ivrdmad's sockets are (/run/ivrdma, or $IVRDMA_DIR)\n"
+	"commands:\n"
+	"  status [--json]  nodes, peers, GIDs, LIDs, region usage\n"
+#ifdef IVRDMA_HAVE_SETUP
+	"  setup            write the sysfs tree and device node for local ivrdma devices\n"
+	"  env              print the environment verbs programs need\n"
+#endif
+	"  version\n";
+
+static const char *get_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "?";
+}
+
+static int64_t get_int(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
+}
+
+static void print_region(json_object *doc)
+{
+	json_object *r;
+
+	if (!json_object_object_get_ex(doc, "region", &r))
+		return;
+	printf("region %s (%s), %lld MiB, id %s\n", get_str(r, "path"), get_str(r, "backing"),
+	       (long long)(get_int(r, "size") >> 20), get_str(r, "id"));
+	printf("  chunks %lld of %lld in use (%lld KiB each), %lld vectors per peer, "
+	       "at most %lld peers\n",
+	       (long long)get_int(r, "chunks_used"), (long long)get_int(r, "chunks_total"),
+	       (long long)(get_int(r, "chunk_size") >> 10), (long long)get_int(r, "vectors"),
+	       (long long)get_int(r, "max_peers"));
+}
+
+static void print_peer_list(json_object *peers)
+{
+	size_t n = peers ? json_object_array_length(peers) : 0;
+
+	if (n == 0)
+		fputs("-", stdout);
+	for (size_t i = 0; i < n; i++)
+		printf("%s%d", i ? "," : "", json_object_get_int(json_object_array_get_idx(peers, i)));
+}
+
+static void print_nodes(json_object *doc)
+{
+	json_object *nodes;
+
+	if (!json_object_object_get_ex(doc, "nodes", &nodes))
+		return;
+	printf("%-16s %-4s %-10s %4s %-19s %-39s %s\n", "NODE", "KIND", "STATE", "LID", "GUID",
+	       "GID", "PEERS");
+	for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+		json_object *n = json_object_array_get_idx(nodes, i), *peers = NULL;
+
+		json_object_object_get_ex(n, "peers", &peers);
+		printf("%-16s %-4s %-10s %4lld %-19s %-39s ", get_str(n, "name"), get_str(n, "kind"),
+		       get_str(n, "state"), (long long)get_int(n, "lid"), get_str(n, "guid"),
+		       get_str(n, "gid"));
+		print_peer_list(peers);
+		putchar('\n');
+	}
+}
+
+static int cmd_status(const char *dir, int argc, char **argv)
+{
+	bool json = argc > 1 && !strcmp(argv[1], "--json");
+	char err[256];
+	json_object *doc;
+
+	if (argc > (json ? 2 : 1)) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	doc = ctl_request(dir, "status", err, sizeof(err));
+	if (!doc) {
+		fprintf(stderr, "ivrdma: %s\n", err);
+		return 1;
+	}
+	if (json) {
+		puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else {
+		print_region(doc);
+		print_nodes(doc);
+	}
+	json_object_put(doc);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"dir", required_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *dir = getenv("IVRDMA_DIR") ? getenv("IVRDMA_DIR") : "/run/ivrdma";
+	int c;
+
+	/* Options after the command belong to the command. */
+	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+		if (c == 'd') {
+			dir = optarg;
+		} else {
+			fputs(usage_text, c == 'h' ? stdout : stderr);
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	if (!strcmp(argv[0], "status"))
+		return cmd_status(dir, argc, argv);
+	if (!strcmp(argv[0], "version")) {
+		printf("ivrdma %s\n", IVRDMA_VERSION);
+		return 0;
+	}
+#ifdef IVRDMA_HAVE_SETUP
+	if (!strcmp(argv[0], "setup") || !strcmp(argv[0], "env")) {
+		setenv("IVRDMA_DIR", dir, 1);
+		optind = 1;
+		return !strcmp(argv[0], "setup") ? ivrdma_cmd_setup(argc, argv)
+						 : ivrdma_cmd_env(argc, argv);
+	}
+#endif
+	fprintf(stderr, "ivrdma: unknown command '%s'\n%s", argv[0], usage_text);
+	return 2;
+}

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ivrdmad: the shared-memory server QEMU's ivshmem-doorbell connects to,
+ * and the owner of the ivrdma region's format and node directory.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "options.h"
+
+static void on_signal(struct daemon *d, struct watch *w, uint32_t events)
+{
+	struct signalfd_siginfo si;
+
+	if (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
+		log_info("signal %u: shutting down", si.ssi_signo);
+		d->running = false;
+	}
+}
+
+static int open_signals(struct daemon *d)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	d->signals.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	d->signals.on_event = on_signal;
+	if (d->signals.fd < 0)
+		return -errno;
+	return loop_add(d, &d->signals, EPOLLIN);
+}
+
+/* Every peer costs 'vectors' eventfds here: use what the hard limit allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int open_region(struct daemon *d)
+{
+	const char *why;
+	int rc = region_store_create(&d->store, &d->cfg);
+
+	if (rc)
+		return rc;
+	rc = region_format(&d->store, &d->cfg);
+	if (rc)
+		return rc;
+	rc = ivrdma_region_open(&d->region, d->store.base, d->store.size, &why);
+	if (rc)
+		log_error("the region just formatted does not validate: %s", why);
+	return rc;
+}
+
+static int start(struct daemon *d)
+{
+	int rc;
+
+	if (mkdir(d->cfg.dir, 0755) < 0 && errno != EEXIST) {
+		log_error("cannot create %s: %s", d->cfg.dir, strerror(errno));
+		return -errno;
+	}
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d->epfd < 0)
+		return -errno;
+	rc = open_signals(d);
+	if (!rc)
+		rc = open_region(d);
+	if (rc)
+		return rc;
+	directory_init(d);
+	rc = server_open(d);
+	/* The control socket last: once it answers, everything is ready. */
+	if (!rc)
+		rc = ctl_open(d);
+	return rc;
+}
+
+static void run(struct daemon *d)
+{
+	struct epoll_event ev[32];
+
+	d->running = true;
+	while (d->running) {
+		int n = epoll_wait(d->epfd, ev, 32, 1000);
+
+		if (n < 0 && errno != EINTR) {
+			log_error("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct watch *w = ev[i].data.ptr;
+
+			w->on_event(d, w, ev[i].events);
+		}
+		server_reap_doomed(d);
+		ctl_expire(d);
+	}
+}
+
+static void stop(struct daemon *d)
+{
+	ctl_close(d);
+	server_close(d);
+	region_store_destroy(&d->store);
+	if (d->signals.fd >= 0)
+		close(d->signals.fd);
+	if (d->epfd >= 0)
+		close(d->epfd);
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d;
+	int verbose, rc;
+
+	rc = options_parse(argc, argv, &d.cfg, &verbose);
+	if (rc)
+		return rc > 0 ? 0 : 2;
+	log_set_level(verbose ? LOG_DEBUG : LOG_INFO);
+	d.epfd = d.signals.fd = d.ctl.w.fd = d.store.fd = d.reserve_fd = -1;
+	raise_fd_limit();
+	rc = start(&d);
+	if (rc == 0) {
+		log_info("serving a %llu MiB region %s to %u node(s) in %s",
+			 (unsigned long long)(d.store.size >> 20),
+			 d.store.path, d.nr_listeners, d.cfg.dir);
+		run(&d);
+	}
+	stop(&d);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: MIT
+/* Creating the region's backing store and writing its format. */
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "shm_atomic.h"
+
+static int open_backing(struct region_store *s, const struct daemon_config *cfg)
+{
+	mode_t mode = cfg->socket_mode & 0666;
+
+	if (cfg->hugetlbfs) {
+		int n = snprintf(s->path, sizeof(s->path), "%s/ivrdma-region", cfg->hugetlbfs);
+
+		if (n < 0 || (size_t)n >= sizeof(s->path))
+			return -ENAMETOOLONG;
+		s->is_shm = false;
+		s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	} else {
+		if (cfg->shm_name[0] != '/' || strchr(cfg->shm_name + 1, '/') ||
+		    strlen(cfg->shm_name) >= sizeof(s->path))
+			return -EINVAL;
+		strcpy(s->path, cfg->shm_name);
+		s->is_shm = true;
+		s->fd = shm_open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	}
+	return s->fd < 0 ? -errno : 0;
+}
+
+/*
+ * A region left by an ivrdmad that died (kill -9, crash) would block every
+ * restart; one whose daemon still runs must not be touched.
+ */
+static bool owner_alive(const char *path, bool is_shm)
+{
+	struct ivrdma_region_header h;
+	char comm[32] = "", proc[64];
+	int fd = is_shm ? shm_open(path, O_RDONLY | O_CLOEXEC, 0) : open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	FILE *f;
+
+	if (fd < 0)
+		return false;
+	n = pread(fd, &h, sizeof(h), 0);
+	close(fd);
+	if (n != (ssize_t)sizeof(h) || h.magic != IVRDMA_MAGIC || h.daemon_pid == 0)
+		return false;
+	snprintf(proc, sizeof(proc), "/proc/%u/comm", h.daemon_pid);
+	f = fopen(proc, "r");
+	if (!f)
+		return false;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	return strncmp(comm, "ivrdmad", 7) == 0;
+}
+
+int region_store_create(struct region_store *s, const struct daemon_config *cfg)
+{
+	int rc;
+
+	s->fd = -1;
+	s->base = NULL;
+	s->path[0] = '\0';
+	rc = open_backing(s, cfg);
+	if (rc == -EEXIST && !owner_alive(s->path, s->is_shm)) {
+		log_warn("removing %s, left behind by an ivrdmad that is gone", s->path);
+		if (s->is_shm)
+			shm_unlink(s->path);
+		else
+			unlink(s->path);
+		rc = open_backing(s, cfg);
+	}
+	if (rc == -EEXIST) {
+		log_error("%s is in use by a running ivrdmad", s->path);
+		return rc;
+	}
+	if (rc) {
+		log_error("cannot create region %s: %s", s->path[0] ? s->path : cfg->shm_name,
+			  strerror(-rc));
+		return rc;
+	}
+	if (ftruncate(s->fd, (off_t)cfg->region_size) < 0) {
+		rc = -errno;
+		log_error("cannot size region %s to %llu bytes: %s", s->path,
+			  (unsigned long long)cfg->region_size, strerror(errno));
+		goto fail;
+	}
+	s->base = mmap(NULL, cfg->region_size, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->base == MAP_FAILED) {
+		rc = -errno;
+		s->base = NULL;
+		log_error("cannot map region %s: %s", s->path, strerror(errno));
+		goto fail;
+	}
+	s->size = cfg->region_size;
+	return 0;
+fail:
+	region_store_destroy(s);
+	return rc;
+}
+
+void region_store_destroy(struct region_store *s)
+{
+	if (s->base)
+		munmap(s->base, s->size);
+	if (s->fd >= 0) {
+		close(s->fd);
+		if (s->is_shm)
+			shm_unlink(s->path);
+		else
+			unlink(s->path);
+	}
+	s->base = NULL;
+	s->fd = -1;
+}
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+/* Places a table of 'entries' slots at *off and advances *off. */
+static struct ivrdma_table place(uint64_t *off, uint32_t entries, uint32_t entry_size)
+{
+	struct ivrdma_table t = {.offset = *off, .entries = entries, .entry_size = entry_size};
+
+	*off = align_up(*off + (uint64_t)entries * entry_size, 64);
+	return t;
+}
+
+static uint32_t clamp_entries(uint64_t v, uint32_t lo, uint32_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : (uint32_t)v;
+}
+
+/* Object tables scale with the region: a 256 MiB region has 4096 QPs. */
+static void place_tables(struct ivrdma_region_header *h, const struct daemon_config *cfg)
+{
+	uint64_t size = cfg->region_size, off = IVRDMA_HEADER_SIZE, chunk = 1ull << cfg->chunk_shift;
+	uint64_t nr;
+
+	h->nodes = place(&off, IVRDMA_MAX_NODES, sizeof(struct ivrdma_node));
+	h->peers = place(&off, cfg->max_peers, sizeof(struct ivrdma_peer));
+	h->qps = place(&off, clamp_entries(size >> 16, 64, 65536), IVRDMA_QP_SLOT_SIZE);
+	h->cqs = place(&off, clamp_entries(size >> 16, 64, 65536), IVRDMA_CQ_SLOT_SIZE);
+	h->srqs = place(&off, clamp_entries(size >> 18, 16, 16384), IVRDMA_SRQ_SLOT_SIZE);
+	h->mrs = place(&off, clamp_entries(size >> 14, 256, 262144), IVRDMA_MR_SLOT_SIZE);
+	/* The tag array's size depends on the chunk count and vice versa. */
+	nr = (size - off) >> cfg->chunk_shift;
+	h->chunk_area_offset = align_up(off + nr * sizeof(uint32_t), chunk);
+	h->nr_chunks = (uint32_t)((size - h->chunk_area_offset) >> cfg->chunk_shift);
+	h->chunk_tags = place(&off, h->nr_chunks, sizeof(uint32_t));
+	h->chunk_shift = cfg->chunk_shift;
+}
+
+int region_format(struct region_store *s, const struct daemon_config *cfg)
+{
+	struct ivrdma_region_header *h = s->base;
+	uint64_t id;
+
+	if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+		id = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+	/* Readers check the magic first: write it last. */
+	memset(h, 0, IVRDMA_HEADER_SIZE);
+	h->layout_version = IVRDMA_LAYOUT_VERSION;
+	h->header_size = IVRDMA_HEADER_SIZE;
+	h->region_size = cfg->region_size;
+	h->region_id = id;
+	h->nr_vectors = cfg->nr_vectors;
+	h->max_peers = cfg->max_peers;
+	h->subnet_prefix = 0xfe80000000000000ull;
+	h->daemon_pid = (uint32_t)getpid();
+	h->host_node = 0;
+	place_tables(h, cfg);
+	if (h->nr_chunks == 0) {
+		log_error("region of %llu bytes leaves no room for chunks",
+			  (unsigned long long)cfg->region_size);
+		return -ENOSPC;
+	}
+	/* A fresh shm object reads as zeros; a reused hugetlbfs file may not. */
+	memset((uint8_t *)s->base + IVRDMA_HEADER_SIZE, 0,
+	       h->chunk_area_offset - IVRDMA_HEADER_SIZE);
+	__atomic_store_n(&h->magic, IVRDMA_MAGIC, __ATOMIC_RELEASE);
+	return 0;
+}

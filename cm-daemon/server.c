@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The ivshmem server protocol, as QEMU's ivshmem-doorbell device expects it
+ * (docs/specs/ivshmem-spec.rst), plus what ivrdma adds around it: a node
+ * per listening socket, the peer table in the region, reclaim on leave.
+ *
+ * A client that misbehaves (sends anything, stops reading, runs us out of
+ * fds) is disconnected; nothing a client does blocks the loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "ivshmem_msg.h"
+#include "log.h"
+
+#define PEER_QUEUE_MAX 8192u /* messages a slow client may owe us */
+
+static void peer_doom(struct peer *p, const char *reason)
+{
+	if (!p->doomed) {
+		p->doomed = true;
+		p->doom_reason = reason;
+	}
+}
+
+static int queue_push(struct peer *p, int64_t value, int fd)
+{
+	struct outmsg *m;
+
+	if (p->q_len == p->q_cap) {
+		uint32_t cap = p->q_cap ? p->q_cap * 2 : 16;
+		struct outmsg *q;
+
+		if (cap > PEER_QUEUE_MAX)
+			return -ENOBUFS;
+		q = malloc(cap * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < p->q_len; i++)
+			q[i] = p->queue[(p->q_head + i) % p->q_cap];
+		free(p->queue);
+		p->queue = q;
+		p->q_cap = cap;
+		p->q_head = 0;
+	}
+	m = &p->queue[(p->q_head + p->q_len) % p->q_cap];
+	m->value = value;
+	m->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (fd >= 0 && m->fd < 0)
+		return -errno;
+	p->q_len++;
+	return 0;
+}
+
+static void queue_clear(struct peer *p)
+{
+	for (; p->q_len; p->q_len--, p->q_head = (p->q_head + 1) % p->q_cap)
+		if (p->queue[p->q_head].fd >= 0)
+			close(p->queue[p->q_head].fd);
+	free(p->queue);
+	p->queue = NULL;
+	p->q_cap = 0;
+}
+
+/* Sends now, or queues behind what is already waiting, in order. */
+static void peer_send(struct daemon *d, struct peer *p, int64_t value, int fd)
+{
+	int rc = -EAGAIN;
+
+	if (p->doomed)
+		return;
+	if (p->q_len == 0)
+		rc = ivshmem_msg_send(p->w.fd, value, fd);
+	if (rc == 0)
+		return;
+	if (rc != -EAGAIN) {
+		peer_doom(p, "connection failed while sending");
+		return;
+	}
+	if (queue_push(p, value, fd)) {
+		peer_doom(p, "does not read its messages (queue full or out of fds)");
+		return;
+	}
+	if (p->q_len == 1)
+		loop_mod(d, &p->w, EPOLLIN | EPOLLOUT);
+}
+
+static void peer_flush(struct daemon *d, struct peer *p)
+{
+	while (p->q_len && !p->doomed) {
+		struct outmsg *m = &p->queue[p->q_head];
+		int rc = ivshmem_msg_send(p->w.fd, m->value, m->fd);
+
+		if (rc == -EAGAIN)
+			return;
+		if (m->fd >= 0)
+			close(m->fd);
+		p->q_head = (p->q_head + 1) % p->q_cap;
+		p->q_len--;
+		if (rc)
+			peer_doom(p, "connection failed while sending");
+	}
+	if (!p->doomed)
+		loop_mod(d, &p->w, EPOLLIN);
+}
+
+static void peer_send_vectors(struct daemon *d, struct peer *to, const struct peer *of)
+{
+	for (uint32_t v = 0; v < d->cfg.nr_vectors; v++)
+		peer_send(d, to, of->id, of->vectors[v]);
+}
+
+/* Wakes everyone's control vector: the directory changed. */
+static void ring_control_all(struct daemon *d)
+{
+	uint64_t one = 1;
+
+	for (uint32_t i = 0; i < d->cfg.max_peers; i++) {
+		struct peer *p = d->peers[i];
+
+		if (p && !p->doomed && write(p->vectors[IVRDMA_VEC_CONTROL], &one, sizeof(one)) < 0)
+			log_debug("peer %u: control doorbell: %s", p->id, strerror(errno));
+	}
+}
+
+static void on_peer_event(struct daemon *d, struct watch *w, uint32_t events)
+{
+	struct peer *p = (struct peer *)w;
+	char buf[64];
+
+	if (events & EPOLLOUT)
+		peer_flush(d, p);
+	if (events & EPOLLIN) {
+		ssize_t n = recv(p->w.fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n > 0)
+			peer_doom(p, "sent data (ivshmem clients never send)");
+		else if (n == 0)
+			peer_doom(p, "disconnected");
+		else if (errno != EAGAIN && errno != EINTR)
+			peer_doom(p, "socket error");
+	}
+	if (events & (EPOLLHUP | EPOLLERR))
+		peer_doom(p, "disconnected");
+}
+
+static int lowest_free_id(struct daemon *d)
+{
+	for (uint32_t i = 0; i < d->cfg.max_peers; i++)
+		if (!d->peers[i])
+			return (int)i;
+	return -1;
+}
+
+static void peer_free(struct peer *p)
+{
+	queue_clear(p);
+	for (uint32_t v = 0; v < IVRDMA_MAX_VECTORS; v++)
+		if (p->vectors[v] >= 0)
+			close(p->vectors[v]);
+	if (p->w.fd >= 0)
+		close(p->w.fd);
+	free(p);
+}
+
+static struct peer *peer_create(struct daemon *d, int sock, uint32_t node, int id)
+{
+	struct peer *p = calloc(1, sizeof(*p));
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!p)
+		return NULL;
+	p->w = (struct watch){.fd = sock, .on_event = on_peer_event};
+	p->id = (uint16_t)id;
+	p->node = node;
+	for (uint32_t v = 0; v < IVRDMA_MAX_VECTORS; v++)
+		p->vectors[v] = -1;
+	for (uint32_t v = 0; v < d->cfg.nr_vectors; v++) {
+		p->vectors[v] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (p->vectors[v] < 0) {
+			log_warn("refusing a client of node %s: no eventfd: %s",
+				 ivrdma_region_node(&d->region, node)->name, strerror(errno));
+			p->w.fd = -1; /* the caller closes the socket */
+			peer_free(p);
+			return NULL;
+		}
+	}
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		p->pid = cred.pid;
+	if (++d->peer_gen[id] == 0)
+		d->peer_gen[id] = 1;
+	p->gen = d->peer_gen[id];
+	return p;
+}
+
+/* The opening, then everyone's vectors, in the order QEMU's server uses. */
+static void peer_introduce(struct daemon *d, struct peer *p)
+{
+	peer_send(d, p, IVSHMEM_PROTOCOL_VERSION, -1);
+	peer_send(d, p, p->id, -1);
+	peer_send(d, p, IVSHMEM_MSG_SHM, d->store.fd);
+	for (uint32_t i = 0; i < d->cfg.max_peers; i++) {
+		struct peer *other = d->peers[i];
+
+		if (!other || other == p)
+			continue;
+		peer_send_vectors(d, other, p);
+		peer_send_vectors(d, p, other);
+	}
+	peer_send_vectors(d, p, p);
+}
+
+static bool node_refuses(struct daemon *d, const struct listener *l)
+{
+	const char *name = ivrdma_region_node(&d->region, l->node)->name;
+
+	if (d->nr_peers >= d->cfg.max_peers) {
+		log_warn("refusing a client of node %s: peer limit %u reached (--max-peers)", name,
+			 d->cfg.max_peers);
+		return true;
+	}
+	if (l->node != 0 && d->node_peers[l->node]) {
+		log_warn("refusing a second connection for VM %s: it is already attached", name);
+		return true;
+	}
+	return false;
+}
+
+/* Out of fds: take the connection off the backlog and drop it. */
+static void shed_connection(struct daemon *d, struct listener *l)
+{
+	int fd;
+
+	log_warn("out of file descriptors: refusing a client of %s", l->path);
+	if (d->reserve_fd >= 0) {
+		close(d->reserve_fd);
+		fd = accept(l->w.fd, NULL, NULL);
+		if (fd >= 0)
+			close(fd);
+		d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+}
+
+static void on_accept(struct daemon *d, struct watch *w, uint32_t events)
+{
+	struct listener *l = (struct listener *)w;
+	struct peer *p;
+	int sock, id;
+
+	sock = accept4(l->w.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (sock < 0) {
+		if (errno == EMFILE || errno == ENFILE)
+			shed_connection(d, l);
+		return;
+	}
+	id = lowest_free_id(d);
+	if (node_refuses(d, l) || id < 0) {
+		close(sock);
+		return;
+	}
+	p = peer_create(d, sock, l->node, id);
+	if (!p) {
+		close(sock);
+		return;
+	}
+	if (loop_add(d, &p->w, EPOLLIN)) {
+		log_warn("refusing peer %d: cannot watch its socket: %s", id, strerror(errno));
+		peer_free(p);
+		return;
+	}
+	d->peers[id] = p;
+	d->nr_peers++;
+	directory_peer_joined(d, p);
+	peer_introduce(d, p);
+	ring_control_all(d);
+	log_info("peer %u joined node %s (pid %d, generation %u)", p->id,
+		 ivrdma_region_node(&d->region, p->node)->name, (int)p->pid, p->gen);
+}
+
+static void peer_disconnect(struct daemon *d, struct peer *p)
+{
+	struct ivrdma_reclaim_count got;
+
+	loop_del(d, &p->w);
+	d->peers[p->id] = NULL;
+	d->nr_peers--;
+	directory_peer_left(d, p);
+	for (uint32_t i = 0; i < d->cfg.max_peers; i++)
+		if (d->peers[i])
+			peer_send(d, d->peers[i], p->id, -1);
+	ivrdma_region_reclaim_peer(&d->region, p->id, &got);
+	directory_peer_freed(d, p);
+	ring_control_all(d);
+	log_info("peer %u left node %s: %s; reclaimed %u chunks, %u QPs, %u CQs, %u SRQs, %u MRs",
+		 p->id, ivrdma_region_node(&d->region, p->node)->name, p->doom_reason, got.chunks,
+		 got.qps, got.cqs, got.srqs, got.mrs);
+	peer_free(p);
+}
+
+void server_reap_doomed(struct daemon *d)
+{
+	bool again = true;
+
+	/* A disconnect notice can doom another peer: repeat until quiet. */
+	while (again) {
+		again = false;
+		for (uint32_t i = 0; i < d->cfg.max_peers; i++) {
+			if (d->peers[i] && d->peers[i]->doomed) {
+				peer_disconnect(d, d->peers[i]);
+				again = true;
+			}
+		}
+	}
+}
+
+static int listener_open(struct daemon *d, struct listener *l, uint32_t node, const char *name)
+{
+	int n = snprintf(l->path, sizeof(l->path), "%s/%s.sock", d->cfg.dir, name);
+
+	if (n < 0 || (size_t)n >= sizeof(l->path)) {
+		log_error("socket path for %s too long", name);
+		return -ENAMETOOLONG;
+	}
+	l->node = node;
+	l->w.on_event = on_accept;
+	l->w.fd = unix_listen(l->path, d->cfg.socket_mode);
+	if (l->w.fd < 0)
+		return l->w.fd;
+	return loop_add(d, &l->w, EPOLLIN);
+}
+
+int server_open(struct daemon *d)
+{
+	d->nr_listeners = 1 + d->cfg.nr_vms;
+	d->listeners = calloc(d->nr_listeners, sizeof(*d->listeners));
+	if (!d->listeners)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < d->nr_listeners; i++)
+		d->listeners[i].w.fd = -1;
+	d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (uint32_t i = 0; i < d->nr_listeners; i++) {
+		const char *name = ivrdma_region_node(&d->region, i)->name;
+		int rc = listener_open(d, &d->listeners[i], i, name);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+void server_close(struct daemon *d)
+{
+	for (uint32_t i = 0; i < d->cfg.max_peers; i++) {
+		if (d->peers[i]) {
+			peer_doom(d->peers[i], "ivrdmad is shutting down");
+			peer_disconnect(d, d->peers[i]);
+		}
+	}
+	for (uint32_t i = 0; i < d->nr_listeners; i++) {
+		if (d->listeners[i].w.fd >= 0) {
+			close(d->listeners[i].w.fd);
+			unlink(d->listeners[i].path);
+		}
+	}
+	free(d->listeners);
+	d->listeners = NULL;
+	if (d->reserve_fd >= 0)
+		close(d->reserve_fd);
+}
