@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Minimal test checks: a failed CHECK reports where and why and counts;
+ * the test's exit status is nonzero if any failed.
+ */
+#ifndef IVRDMA_TEST_CHECK_H
+#define IVRDMA_TEST_CHECK_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+extern int check_failures;
+extern int check_passes;
+
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			check_passes++;                                                            \
+		} else {                                                                           \
+			check_failures++;                                                          \
+			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+		}                                                                                  \
+	} while (0)
+
+/* Stops the test: later checks make no sense without this one. */
+#define REQUIRE(cond, ...)                                                                         \
+	do {                                                                                       \
+		CHECK(cond, __VA_ARGS__);                                                          \
+		if (!(cond))                                                                       \
+			exit(check_summary());                                                     \
+	} while (0)
+
+/* Prints "N passed, N failed" and returns the exit status. */
+int check_summary(void);
+
+#endif

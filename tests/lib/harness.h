@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Starting and stopping a real ivrdmad for a test. Each daemon gets its own
+ * directory and shm name; whatever happens (failed check, crash signal,
+ * watchdog), the daemon is stopped and its files removed.
+ */
+#ifndef IVRDMA_TEST_HARNESS_H
+#define IVRDMA_TEST_HARNESS_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct test_daemon {
+	pid_t pid;
+	char dir[128];
+	char shm[64];
+	char host_sock[160];
+	char log[160];
+};
+
+/*
+ * Starts $IVRDMAD (or argv0-relative default) with --dir/--shm filled in
+ * plus 'extra' arguments (NULL-terminated), and waits until it answers.
+ * nofile > 0 limits its RLIMIT_NOFILE. Returns 0 or -1.
+ */
+int test_daemon_start(struct test_daemon *d, int nofile, const char *const *extra);
+
+/* SIGTERM, wait, check clean exit and that shm and sockets are gone. */
+bool test_daemon_stop(struct test_daemon *d);
+
+bool test_daemon_alive(const struct test_daemon *d);
+
+/* Path of DIR/NAME.sock. */
+const char *test_daemon_sock(const struct test_daemon *d, const char *name);
+
+/* `status` over the control socket; NULL on failure. Caller puts. */
+json_object *test_daemon_status(const struct test_daemon *d);
+
+/* Kills every daemon still running after 'seconds' and exits the test. */
+void test_watchdog(unsigned int seconds);
+
+/* Raw ivshmem client connect (non-blocking socket), -1 on failure. */
+int test_connect(const char *path);
+
+#endif
