@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Device and port attributes. Limits come from the region's geometry, the
+ * identity (GUID, LID) from my node's directory entry; GIDs and pkeys are
+ * not answered here: libibverbs reads them from the sysfs tree.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ivrdma.h"
+
+/* ivshmem's PCI identity: the device all of this really is. */
+#define IVRDMA_VENDOR_ID      0x1af4
+#define IVRDMA_VENDOR_PART_ID 0x1110
+
+/* Per-object limits of the rings to come; table sizes limit the counts. */
+#define IVRDMA_MAX_WR	    16384
+#define IVRDMA_MAX_SGE	    32
+#define IVRDMA_MAX_CQE	    65536
+#define IVRDMA_MAX_RD_ATOM  16
+#define IVRDMA_MAX_PD	    (1 << 20) /* PDs are private to a context: no table */
+#define IVRDMA_MAX_AH	    (1 << 20)
+#define IVRDMA_MAX_MSG_SIZE 0x80000000u /* 2 GiB, InfiniBand's limit */
+
+static void fill_device_attr(struct ivrdma_context *ctx, struct ibv_device_attr *a)
+{
+	const struct ivrdma_region *r = &ctx->region;
+	struct ivrdma_node *node = ivrdma_my_node(ctx);
+	uint64_t guid = node ? htobe64(node->node_guid) : 0;
+
+	snprintf(a->fw_ver, sizeof(a->fw_ver), "%s", IVRDMA_VERSION);
+	a->node_guid = guid;
+	a->sys_image_guid = guid;
+	a->max_mr_size = (uint64_t)r->nr_chunks << r->chunk_shift;
+	a->page_size_cap = 0x1000; /* registrations are page granular */
+	a->vendor_id = IVRDMA_VENDOR_ID;
+	a->vendor_part_id = IVRDMA_VENDOR_PART_ID;
+	a->hw_ver = IVRDMA_LAYOUT_VERSION;
+	a->max_qp = (int)r->qps.entries;
+	a->max_qp_wr = IVRDMA_MAX_WR;
+	a->device_cap_flags =
+	    IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_SYS_IMAGE_GUID | IBV_DEVICE_PORT_ACTIVE_EVENT;
+	a->max_sge = IVRDMA_MAX_SGE;
+	a->max_sge_rd = IVRDMA_MAX_SGE;
+	a->max_cq = (int)r->cqs.entries;
+	a->max_cqe = IVRDMA_MAX_CQE;
+	a->max_mr = (int)r->mrs.entries;
+	a->max_pd = IVRDMA_MAX_PD;
+	a->max_qp_rd_atom = IVRDMA_MAX_RD_ATOM;
+	a->max_res_rd_atom = IVRDMA_MAX_RD_ATOM * (int)r->qps.entries;
+	a->max_qp_init_rd_atom = IVRDMA_MAX_RD_ATOM;
+	a->atomic_cap = IBV_ATOMIC_HCA;
+	a->max_ah = IVRDMA_MAX_AH;
+	a->max_srq = (int)r->srqs.entries;
+	a->max_srq_wr = IVRDMA_MAX_WR;
+	a->max_srq_sge = IVRDMA_MAX_SGE;
+	a->max_pkeys = IVRDMA_PKEY_TBL_LEN;
+	a->phys_port_cnt = 1;
+}
+
+/*
+ * attr_size is the caller's compile-time size of the structure: write
+ * exactly that much, zeroing what is newer than what we know.
+ */
+int ivrdma_query_device_ex(struct ibv_context *context,
+			   const struct ibv_query_device_ex_input *input,
+			   struct ibv_device_attr_ex *attr, size_t attr_size)
+{
+	struct ibv_device_attr_ex full = {0};
+
+	if (input && input->comp_mask)
+		return EINVAL;
+	if (attr_size < sizeof(attr->orig_attr))
+		return EINVAL;
+	fill_device_attr(to_ictx(context), &full.orig_attr);
+	full.device_cap_flags_ex = full.orig_attr.device_cap_flags;
+	full.phys_port_cnt_ex = 1;
+	if (attr_size > sizeof(full)) {
+		memset((char *)attr + sizeof(full), 0, attr_size - sizeof(full));
+		attr_size = sizeof(full);
+	}
+	memcpy(attr, &full, attr_size);
+	return 0;
+}
+
+/* The port follows my node: it is usable only while the node is active. */
+static enum ibv_port_state port_state(const struct ivrdma_node *node)
+{
+	switch (node ? __atomic_load_n(&node->state, __ATOMIC_ACQUIRE) : IVRDMA_NODE_GONE) {
+	case IVRDMA_NODE_ACTIVE:
+		return IBV_PORT_ACTIVE;
+	case IVRDMA_NODE_JOINING:
+		return IBV_PORT_INIT;
+	default:
+		return IBV_PORT_DOWN;
+	}
+}
+
+int ivrdma_query_port(struct ibv_context *context, uint8_t port_num,
+		      struct ibv_port_attr *port_attr)
+{
+	struct ivrdma_context *ctx = to_ictx(context);
+	struct ivrdma_node *node = ivrdma_my_node(ctx);
+	struct ibv_port_attr a = {0};
+
+	if (port_num != IVRDMA_PORT_NUM)
+		return EINVAL;
+	a.state = port_state(node);
+	a.phys_state = a.state == IBV_PORT_DOWN ? 3 /* Disabled */ : 5 /* LinkUp */;
+	a.max_mtu = IBV_MTU_4096;
+	a.active_mtu = IBV_MTU_4096;
+	a.gid_tbl_len = IVRDMA_GID_TBL_LEN;
+	a.pkey_tbl_len = IVRDMA_PKEY_TBL_LEN;
+	a.max_msg_sz = IVRDMA_MAX_MSG_SIZE;
+	a.lid = node ? node->lid : 0;
+	a.sm_lid = (uint16_t)(ctx->region.host_node + 1); /* ivrdmad plays subnet manager */
+	a.max_vl_num = 1;				  /* VL0 only */
+	a.active_width = 2;				  /* 4X */
+	a.active_speed = 32;				  /* EDR: 25 Gb/s per lane */
+	a.link_layer = IBV_LINK_LAYER_INFINIBAND;
+	*port_attr = a;
+	return 0;
+}

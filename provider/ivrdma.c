@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Provider registration, device matching and context lifetime.
+ *
+ * libibverbs dlopen()s this module (RDMAV_DRIVERS or /etc/libibverbs.d),
+ * the constructor registers the driver, and every device libibverbs finds
+ * in the sysfs tree `ivrdma setup` wrote is offered to match_device().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <rdma/ib_user_verbs.h>
+
+#include "ivrdma.h"
+#include "ivshmem_transport.h"
+
+void ivrdma_dbg(const char *fmt, ...)
+{
+	static int enabled = -1; /* racy first use is harmless: same answer */
+	va_list ap;
+
+	if (enabled < 0)
+		enabled = getenv("IVRDMA_DEBUG") != NULL;
+	if (!enabled)
+		return;
+	fputs("ivrdma: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void *ivrdma_fail_null(int err)
+{
+	errno = err;
+	return NULL;
+}
+
+/*
+ * There is no kernel driver, hence no driver ID (netlink) and no
+ * device/modalias file: only the IB device name identifies us. A
+ * match_device op checks the prefix exactly, where v44's name-match table
+ * entry would be a glob ("*Nivrdma*") and is flagged for removal.
+ */
+static bool ivrdma_match_device(struct verbs_sysfs_dev *sysfs_dev)
+{
+	return strncmp(sysfs_dev->ibdev_name, IVRDMA_IBDEV_PREFIX, strlen(IVRDMA_IBDEV_PREFIX)) ==
+	       0;
+}
+
+static struct verbs_device *ivrdma_alloc_device(struct verbs_sysfs_dev *sysfs_dev)
+{
+	struct ivrdma_device *dev = calloc(1, sizeof(*dev));
+
+	return dev ? &dev->ibv_dev : NULL;
+}
+
+static void ivrdma_uninit_device(struct verbs_device *vdev)
+{
+	free((struct ivrdma_device *)vdev);
+}
+
+static void ivrdma_free_context(struct ibv_context *ibctx);
+
+static const struct verbs_context_ops ivrdma_ctx_ops = {
+    .alloc_pd = ivrdma_alloc_pd,
+    .create_ah = ivrdma_create_ah,
+    .create_cq = ivrdma_create_cq,
+    .create_cq_ex = ivrdma_create_cq_ex,
+    .create_qp = ivrdma_create_qp,
+    .create_qp_ex = ivrdma_create_qp_ex,
+    .create_srq = ivrdma_create_srq,
+    .create_srq_ex = ivrdma_create_srq_ex,
+    .dealloc_pd = ivrdma_dealloc_pd,
+    .dereg_mr = ivrdma_dereg_mr,
+    .destroy_ah = ivrdma_destroy_ah,
+    .destroy_cq = ivrdma_destroy_cq,
+    .destroy_qp = ivrdma_destroy_qp,
+    .destroy_srq = ivrdma_destroy_srq,
+    .free_context = ivrdma_free_context,
+    .query_device_ex = ivrdma_query_device_ex,
+    .query_port = ivrdma_query_port,
+    .reg_mr = ivrdma_reg_mr,
+};
+
+/*
+ * The command fd every kernel command of libibverbs goes to. There is no
+ * kernel behind ours, so it must fail every command cleanly: /dev/null
+ * read-only fails write() with EBADF (a writable /dev/null would "accept"
+ * commands and libibverbs would read garbage responses) and ioctl() with
+ * ENOTTY, which libibverbs reads as "no ioctl interface" and answers
+ * from sysfs (GIDs). Takes ownership of the fd libibverbs opened.
+ */
+static int replace_cmd_fd(int cmd_fd)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	int err = errno;
+
+	if (cmd_fd >= 0)
+		close(cmd_fd);
+	errno = err;
+	return fd;
+}
+
+/*
+ * async_fd carries struct ib_uverbs_async_event_desc records, one per
+ * datagram. The application's end blocks like the kernel's (programs such
+ * as ibv_asyncwatch call ibv_get_async_event() without polling first;
+ * those that want non-blocking set O_NONBLOCK themselves); the provider's
+ * end never blocks, so a full queue cannot stall the provider.
+ */
+static int open_async_pair(struct ivrdma_context *ctx)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	if (fcntl(sv[1], F_SETFL, O_NONBLOCK) < 0) {
+		int rc = -errno;
+
+		close(sv[0]);
+		close(sv[1]);
+		return rc;
+	}
+	ctx->ibv_ctx.context.async_fd = sv[0];
+	ctx->async_wr = sv[1];
+	return 0;
+}
+
+static const char *daemon_dir(void)
+{
+	const char *dir = getenv("IVRDMA_DIR");
+
+	return dir && *dir ? dir : IVRDMA_DEFAULT_DIR;
+}
+
+/*
+ * Which node am I? The daemon records my peer's node in the peer table;
+ * until it has, a host-socket client belongs to the host node.
+ */
+static uint32_t find_my_node(const struct ivrdma_region *r, int peer_id)
+{
+	struct ivrdma_peer *p = peer_id >= 0 ? ivrdma_region_peer(r, (uint32_t)peer_id) : NULL;
+
+	if (p && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == IVRDMA_PEER_ACTIVE &&
+	    p->node < r->nodes.entries)
+		return p->node;
+	return r->host_node;
+}
+
+static int attach_region(struct ivrdma_context *ctx)
+{
+	struct ivt_options opts = {.backend = IVT_BACKEND_HOST};
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *why = NULL;
+	char err[256];
+	int rc;
+
+	if (snprintf(path, sizeof(path), "%s/host.sock", daemon_dir()) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	opts.path = path;
+	rc = ivt_attach(&opts, &ctx->transport, err, sizeof(err));
+	if (rc) {
+		ivrdma_dbg("%s", err);
+		return rc;
+	}
+	rc = ivrdma_region_open(&ctx->region, ivt_region_base(ctx->transport),
+				ivt_region_size(ctx->transport), &why);
+	if (rc) {
+		ivrdma_dbg("region rejected: %s", why);
+		return rc;
+	}
+	ctx->node = find_my_node(&ctx->region, ivt_peer_id(ctx->transport));
+	if (!ivrdma_my_node(ctx))
+		return -EPROTO;
+	ivrdma_dbg("attached to %s as peer %d, node %u", path, ivt_peer_id(ctx->transport),
+		   ctx->node);
+	return 0;
+}
+
+static void release_context(struct ivrdma_context *ctx)
+{
+	if (ctx->transport)
+		ivt_detach(ctx->transport);
+	if (ctx->async_wr >= 0)
+		close(ctx->async_wr);
+	verbs_uninit_context(&ctx->ibv_ctx); /* closes cmd_fd and async_fd */
+	free(ctx);
+}
+
+static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int cmd_fd,
+						  void *private_data)
+{
+	struct ivrdma_context *ctx;
+	int rc;
+
+	cmd_fd = replace_cmd_fd(cmd_fd);
+	if (cmd_fd < 0)
+		return NULL;
+	ctx = verbs_init_and_alloc_context(ibdev, cmd_fd, ctx, ibv_ctx, 0);
+	if (!ctx)
+		return NULL;
+	ctx->async_wr = -1;
+	rc = open_async_pair(ctx);
+	if (!rc)
+		rc = attach_region(ctx);
+	if (rc) {
+		release_context(ctx);
+		return ivrdma_fail_null(-rc);
+	}
+	ctx->ibv_ctx.context.num_comp_vectors = 1;
+	verbs_set_ops(&ctx->ibv_ctx, &ivrdma_ctx_ops);
+	return &ctx->ibv_ctx;
+}
+
+static void ivrdma_free_context(struct ibv_context *ibctx)
+{
+	release_context(to_ictx(ibctx));
+}
+
+static const struct verbs_device_ops ivrdma_dev_ops = {
+    .name = "ivrdma",
+    .match_min_abi_version = IB_USER_VERBS_ABI_VERSION,
+    .match_max_abi_version = IB_USER_VERBS_ABI_VERSION,
+    .match_device = ivrdma_match_device,
+    .alloc_device = ivrdma_alloc_device,
+    .uninit_device = ivrdma_uninit_device,
+    .alloc_context = ivrdma_alloc_context,
+};
+
+static __attribute__((constructor)) void ivrdma_register(void)
+{
+	verbs_register_driver_34(&ivrdma_dev_ops);
+}
