@@ -1,0 +1,495 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `ivrdma setup` and `ivrdma env`.
+ *
+ * Where the kernel has no RDMA core, libibverbs 44 finds devices by
+ * scanning $SYSFS_PATH/class/infiniband_verbs; it then opens
+ * /dev/infiniband/<entry> (a character device whose numbers match the
+ * entry's `dev` file, 0:0 = any) and reads node GUID, GIDs and pkeys from
+ * $SYSFS_PATH/class/infiniband/<ibdev>. setup writes that tree from the
+ * node directory of ivrdmad, formatted as the kernel formats it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "ctl_client.h"
+#include "setup.h"
+
+#define DEFAULT_DIR	 "/run/ivrdma"
+#define CDEV_DIR	 "/dev/infiniband" /* fixed in libibverbs (RDMA_CDEV_DIR) */
+#define DEFAULT_CDEV	 "ivrdma0"	   /* the guest driver's command device has this name */
+#define IBDEV_NAME	 "ivrdma0"	   /* the provider matches names starting "ivrdma" */
+#define UVERBS_ABI	 6 /* IB_USER_VERBS_ABI_VERSION, what the provider accepts */
+#define PROVIDER_SO	 "libivrdma-rdmav34.so"
+#define PROVIDER_SUFFIX	 "-rdmav34.so" /* libibverbs appends it to RDMAV_DRIVERS paths */
+#define INSTALLED_DRIVER "/etc/libibverbs.d/ivrdma.driver"
+
+struct node_ident {
+	char name[64];
+	uint64_t guid;
+	uint8_t gid[16];
+	unsigned int lid;
+};
+
+static const char *daemon_dir(void)
+{
+	const char *dir = getenv("IVRDMA_DIR");
+
+	return dir && *dir ? dir : DEFAULT_DIR;
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("ivrdma: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+#define SETUP_USAGE "usage: ivrdma [--dir DIR] setup [--sysfs PATH] [--node NAME] [--cdev NAME]\n"
+#define ENV_USAGE   "usage: ivrdma [--dir DIR] env [--sysfs PATH] [--provider PATH]\n"
+
+static int usage(const char *text)
+{
+	fputs(text, stderr);
+	return 2;
+}
+
+/* --- the node's identity, from ivrdmad ----------------------------------- */
+
+/* "fe80:0000:...": exactly 8 groups of 4 hex digits, as `status` prints. */
+static bool parse_gid(const char *s, uint8_t gid[16])
+{
+	for (int i = 0; i < 8; i++) {
+		unsigned int v;
+		int n = 0;
+
+		if (sscanf(s, "%4x%n", &v, &n) != 1 || n != 4 || s[4] != (i == 7 ? '\0' : ':'))
+			return false;
+		gid[2 * i] = (uint8_t)(v >> 8);
+		gid[2 * i + 1] = (uint8_t)v;
+		s += 5;
+	}
+	return true;
+}
+
+static const char *json_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int parse_node(json_object *n, struct node_ident *id)
+{
+	const char *name = json_str(n, "name"), *guid = json_str(n, "guid"),
+		   *gid = json_str(n, "gid");
+	json_object *lid;
+	char *end;
+
+	if (!name || !guid || !gid || !json_object_object_get_ex(n, "lid", &lid))
+		return fail("ivrdmad's node entry lacks name, guid, gid or lid");
+	snprintf(id->name, sizeof(id->name), "%s", name);
+	errno = 0;
+	id->guid = strtoull(guid, &end, 16);
+	if (errno || *end || end == guid)
+		return fail("bad node GUID '%s' from ivrdmad", guid);
+	if (!parse_gid(gid, id->gid))
+		return fail("bad GID '%s' from ivrdmad", gid);
+	id->lid = (unsigned int)json_object_get_int(lid);
+	if (id->lid == 0 || id->lid >= 0xc000) /* unicast LIDs only */
+		return fail("bad LID %u from ivrdmad", id->lid);
+	return 0;
+}
+
+/* The node named 'want', or the host's node when want is NULL. */
+static int find_node(json_object *doc, const char *want, struct node_ident *id)
+{
+	json_object *nodes;
+
+	if (!json_object_object_get_ex(doc, "nodes", &nodes) ||
+	    !json_object_is_type(nodes, json_type_array))
+		return fail("no node directory in ivrdmad's status");
+	for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+		json_object *n = json_object_array_get_idx(nodes, i);
+		const char *name = json_str(n, "name"), *kind = json_str(n, "kind");
+
+		if (want ? name && !strcmp(name, want) : kind && !strcmp(kind, "host"))
+			return parse_node(n, id);
+	}
+	return want ? fail("ivrdmad has no node named '%s'", want)
+		    : fail("ivrdmad lists no host node");
+}
+
+static int query_node(const char *want, struct node_ident *id)
+{
+	char err[256];
+	json_object *doc = ctl_request(daemon_dir(), "status", err, sizeof(err));
+	int rc;
+
+	if (!doc)
+		return fail("%s", err);
+	rc = find_node(doc, want, id);
+	json_object_put(doc);
+	return rc;
+}
+
+/* --- writing the tree ------------------------------------------------------ */
+
+static int mkdirs(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(buf))
+		return fail("bad directory name '%s'", path);
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char saved = *p;
+
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return fail("cannot create %s: %s", buf, strerror(errno));
+		if (saved == '\0')
+			return 0;
+		*p = saved;
+	}
+}
+
+/*
+ * Writes root/rel atomically (temporary file, then rename): a verbs
+ * program reading while setup rewrites a GID sees the old or the new one.
+ */
+static int put_file(const char *root, const char *rel, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int put_file(const char *root, const char *rel, const char *fmt, ...)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	va_list ap;
+	FILE *f;
+	int ok;
+
+	if (snprintf(path, sizeof(path), "%s/%s", root, rel) >= (int)sizeof(path))
+		return fail("path too long: %s/%s", root, rel);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return fail("cannot write %s: %s", tmp, strerror(errno));
+	va_start(ap, fmt);
+	ok = vfprintf(f, fmt, ap) >= 0;
+	va_end(ap);
+	if (fclose(f) != 0 || !ok || rename(tmp, path) < 0) {
+		int err = errno;
+
+		unlink(tmp);
+		return fail("cannot write %s: %s", path, strerror(err));
+	}
+	return 0;
+}
+
+static int make_dirs(const char *root, const char *cdev)
+{
+	static const char *const dirs[] = {
+	    "class/infiniband/" IBDEV_NAME "/ports/1/gids",
+	    "class/infiniband/" IBDEV_NAME "/ports/1/gid_attrs/types",
+	    "class/infiniband/" IBDEV_NAME "/ports/1/pkeys",
+	};
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if (snprintf(path, sizeof(path), "%s/%s", root, dirs[i]) >= (int)sizeof(path))
+			return fail("path too long: %s", root);
+		if (mkdirs(path))
+			return 1;
+	}
+	if (snprintf(path, sizeof(path), "%s/class/infiniband_verbs/%s", root, cdev) >=
+	    (int)sizeof(path))
+		return fail("path too long: %s", root);
+	return mkdirs(path);
+}
+
+/* class/infiniband_verbs: what libibverbs' sysfs scan reads. */
+static int write_uverbs(const char *root, const char *cdev, dev_t rdev)
+{
+	char rel[128];
+	int rc = put_file(root, "class/infiniband_verbs/abi_version", "%d\n", UVERBS_ABI);
+
+	snprintf(rel, sizeof(rel), "class/infiniband_verbs/%s/ibdev", cdev);
+	rc = rc ?: put_file(root, rel, "%s\n", IBDEV_NAME);
+	snprintf(rel, sizeof(rel), "class/infiniband_verbs/%s/dev", cdev);
+	rc = rc ?: put_file(root, rel, "%u:%u\n", major(rdev), minor(rdev));
+	snprintf(rel, sizeof(rel), "class/infiniband_verbs/%s/abi_version", cdev);
+	return rc ?: put_file(root, rel, "%d\n", UVERBS_ABI);
+}
+
+static void format_guid(uint64_t guid, char *out, size_t len)
+{
+	snprintf(out, len, "%04x:%04x:%04x:%04x", (unsigned int)(guid >> 48) & 0xffff,
+		 (unsigned int)(guid >> 32) & 0xffff, (unsigned int)(guid >> 16) & 0xffff,
+		 (unsigned int)guid & 0xffff);
+}
+
+/* class/infiniband/<ibdev>: the device attributes, as the kernel prints them. */
+static int write_ibdev(const char *root, const struct node_ident *id)
+{
+	const char *d = "class/infiniband/" IBDEV_NAME;
+	char rel[128], guid[24];
+	struct utsname u;
+	int rc = 0;
+
+	format_guid(id->guid, guid, sizeof(guid));
+	if (uname(&u) < 0)
+		snprintf(u.nodename, sizeof(u.nodename), "%s", id->name);
+#define PUT(file, ...)                                                                             \
+	(snprintf(rel, sizeof(rel), "%s/%s", d, file), put_file(root, rel, __VA_ARGS__))
+	rc = rc ?: PUT("node_type", "1: CA\n");
+	rc = rc ?: PUT("node_guid", "%s\n", guid);
+	rc = rc ?: PUT("sys_image_guid", "%s\n", guid);
+	rc = rc ?: PUT("fw_ver", "%s\n", IVRDMA_VERSION);
+	rc = rc ?: PUT("board_id", "IVRDMA_IVSHMEM\n");
+	rc = rc ?: PUT("hca_type", "ivrdma\n");
+	rc = rc ?: PUT("node_desc", "%s %s\n", u.nodename, IBDEV_NAME);
+#undef PUT
+	return rc;
+}
+
+/* ports/1: the one GID and pkey libibverbs reads, plus what IB tools show. */
+static int write_port(const struct node_ident *id, const char *root)
+{
+	const uint8_t *g = id->gid;
+	char rel[128];
+	int rc = 0;
+
+#define PUT(file, ...)                                                                             \
+	(snprintf(rel, sizeof(rel), "class/infiniband/%s/ports/1/%s", IBDEV_NAME, file),           \
+	 put_file(root, rel, __VA_ARGS__))
+	rc = rc
+		 ?: PUT("gids/0",
+			"%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:"
+			"%02x%02x\n",
+			g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11],
+			g[12], g[13], g[14], g[15]);
+	rc = rc ?: PUT("gid_attrs/types/0", "IB/RoCE v1\n");
+	rc = rc ?: PUT("pkeys/0", "0xffff\n");
+	rc = rc ?: PUT("lid", "0x%x\n", id->lid);
+	rc = rc ?: PUT("sm_lid", "0x1\n"); /* ivrdmad, on the host node, plays subnet manager */
+	rc = rc ?: PUT("lid_mask_count", "0\n");
+	rc = rc ?: PUT("link_layer", "InfiniBand\n");
+	rc = rc ?: PUT("rate", "100 Gb/sec (4X EDR)\n");
+#undef PUT
+	return rc;
+}
+
+/*
+ * /dev/infiniband/<cdev> must open O_RDWR as a character device. In a
+ * guest it is the driver's command device and already exists. On the host
+ * any character device does, because the provider swaps it for a
+ * read-only /dev/null at once: a /dev/null node (1:3), or a symlink to
+ * /dev/null where mknod is not allowed (containers).
+ */
+static int ensure_cdev(const char *cdev, dev_t *rdev)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", CDEV_DIR, cdev);
+	if (stat(path, &st) < 0) {
+		if (errno != ENOENT || mkdirs(CDEV_DIR))
+			return fail("cannot use %s: %s", path, strerror(errno));
+		if (mknod(path, S_IFCHR | 0666, makedev(1, 3)) < 0 &&
+		    symlink("/dev/null", path) < 0)
+			return fail("cannot create %s: %s", path, strerror(errno));
+		chmod(path, 0666); /* past the umask: libibverbs opens it O_RDWR as any user */
+		if (stat(path, &st) < 0)
+			return fail("cannot use %s: %s", path, strerror(errno));
+	}
+	if (!S_ISCHR(st.st_mode))
+		return fail("%s exists and is not a character device", path);
+	*rdev = st.st_rdev;
+	return 0;
+}
+
+static int default_sysfs(char *out, size_t len)
+{
+	if (snprintf(out, len, "%s/sysfs", daemon_dir()) >= (int)len)
+		return fail("directory name too long: %s", daemon_dir());
+	return 0;
+}
+
+int ivrdma_cmd_setup(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"sysfs", required_argument, NULL, 's'},
+	    {"node", required_argument, NULL, 'n'},
+	    {"cdev", required_argument, NULL, 'c'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *node = NULL, *cdev = DEFAULT_CDEV;
+	char root[PATH_MAX];
+	struct node_ident id;
+	dev_t rdev;
+	int c;
+
+	if (default_sysfs(root, sizeof(root)))
+		return 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (c == 's')
+			snprintf(root, sizeof(root), "%s", optarg);
+		else if (c == 'n')
+			node = optarg;
+		else if (c == 'c' && !strchr(optarg, '/'))
+			cdev = optarg;
+		else
+			return usage(SETUP_USAGE);
+	}
+	if (optind != argc)
+		return usage(SETUP_USAGE);
+	if (query_node(node, &id) || ensure_cdev(cdev, &rdev) || make_dirs(root, cdev) ||
+	    write_ibdev(root, &id) || write_port(&id, root) || write_uverbs(root, cdev, rdev))
+		return 1;
+	printf("%s: node %s, LID %u, sysfs tree %s, command device %s/%s\n", IBDEV_NAME, id.name,
+	       id.lid, root, CDEV_DIR, cdev);
+	return 0;
+}
+
+/* --- env ------------------------------------------------------------------- */
+
+/* Single-quoted for a POSIX shell. */
+static void print_export(const char *name, const char *value)
+{
+	printf("export %s='", name);
+	for (const char *p = value; *p; p++) {
+		if (*p == '\'')
+			fputs("'\\''", stdout);
+		else
+			putchar(*p);
+	}
+	puts("'");
+}
+
+/*
+ * SYSFS_PATH must be absolute to mean the same in every program's working
+ * directory.
+ */
+static int absolute(const char *path, char *out, size_t len)
+{
+	char cwd[PATH_MAX];
+
+	if (path[0] == '/')
+		return snprintf(out, len, "%s", path) >= (int)len ? fail("path too long") : 0;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return fail("getcwd: %s", strerror(errno));
+	return snprintf(out, len, "%s/%s", cwd, path) >= (int)len ? fail("path too long") : 0;
+}
+
+/*
+ * RDMAV_DRIVERS takes a path without the "-rdmav34.so" libibverbs appends.
+ * Accepts either form; a path relative to the current directory is made
+ * absolute (libibverbs only treats absolute paths as paths).
+ */
+static int provider_prefix(const char *given, char *out, size_t len)
+{
+	size_t n, sl = strlen(PROVIDER_SUFFIX);
+
+	if (absolute(given, out, len))
+		return 1;
+	n = strlen(out);
+	if (n > sl && !strcmp(out + n - sl, PROVIDER_SUFFIX))
+		out[n - sl] = '\0';
+	return 0;
+}
+
+/* A build tree keeps the provider at <build>/provider, next to <build>/cm-daemon. */
+static bool find_build_provider(char *out, size_t len)
+{
+	char exe[PATH_MAX], so[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return false;
+	*slash = '\0';
+	snprintf(so, sizeof(so), "%s/../provider/%s", exe, PROVIDER_SO);
+	if (access(so, R_OK) != 0 || !realpath(so, exe))
+		return false;
+	return provider_prefix(exe, out, len) == 0;
+}
+
+/*
+ * RDMAV_DRIVERS names the given or build-tree provider; it is left out only
+ * when the provider is installed and no other was found.
+ */
+static int print_env(const char *sysfs, const char *provider)
+{
+	char prefix[PATH_MAX], root[PATH_MAX];
+	bool have = false;
+
+	if (absolute(sysfs, root, sizeof(root)))
+		return 1;
+	if (provider) {
+		if (provider_prefix(provider, prefix, sizeof(prefix)))
+			return 1;
+		have = true;
+	} else {
+		have = find_build_provider(prefix, sizeof(prefix));
+	}
+	if (!have && access(INSTALLED_DRIVER, R_OK) != 0)
+		return fail("cannot find %s: pass --provider PATH or install it", PROVIDER_SO);
+	print_export("IVRDMA_DIR", daemon_dir());
+	print_export("SYSFS_PATH", root);
+	if (have)
+		print_export("RDMAV_DRIVERS", prefix);
+	return 0;
+}
+
+int ivrdma_cmd_env(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"sysfs", required_argument, NULL, 's'},
+	    {"provider", required_argument, NULL, 'p'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *provider = getenv("IVRDMA_PROVIDER");
+	char root[PATH_MAX];
+	int c;
+
+	if (default_sysfs(root, sizeof(root)))
+		return 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (c == 's')
+			snprintf(root, sizeof(root), "%s", optarg);
+		else if (c == 'p')
+			provider = optarg;
+		else
+			return usage(ENV_USAGE);
+	}
+	if (optind != argc)
+		return usage(ENV_USAGE);
+	return print_env(root, provider && *provider ? provider : NULL);
+}

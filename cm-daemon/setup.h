@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `ivrdma setup` and `ivrdma env`: make the local ivrdma device visible to
+ * unchanged libibverbs (see design.md, "How a device becomes visible").
+ *
+ * Both take argv[0] = the command name and read the daemon directory from
+ * $IVRDMA_DIR (default /run/ivrdma); the CLI sets it from --dir.
+ */
+#ifndef IVRDMA_SETUP_H
+#define IVRDMA_SETUP_H
+
+/*
+ * ivrdma setup [--sysfs PATH] [--node NAME] [--cdev NAME]
+ * Asks ivrdmad for the node's identity and writes the sysfs tree
+ * (default $IVRDMA_DIR/sysfs) and /dev/infiniband/<cdev>. Idempotent:
+ * run it again after the node's GID or LID changed. Returns the exit status.
+ */
+int ivrdma_cmd_setup(int argc, char **argv);
+
+/*
+ * ivrdma env [--sysfs PATH] [--provider PATH]
+ * Prints `export NAME=value` lines for a shell (eval "$(ivrdma env)") or
+ * mpirun -x: IVRDMA_DIR, SYSFS_PATH and, unless the provider is installed,
+ * RDMAV_DRIVERS. Returns the exit status.
+ */
+int ivrdma_cmd_env(int argc, char **argv);
+
+#endif
