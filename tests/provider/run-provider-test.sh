@@ -1,0 +1,105 @@
+#!/bin/bash
+# Host-mode provider test: a real ivrdmad, `ivrdma setup`, then the stock
+# ibv_devices / ibv_devinfo (mode "tools") or the libibverbs C test
+# (mode "verbs") against the provider from the build tree.
+#
+# usage: run-provider-test.sh tools|verbs IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY]
+# env:   IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
+#                        to load an ASan-built provider
+set -euo pipefail
+
+mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=${5:-}
+dir=$(mktemp -d /tmp/ivrdma-provider.XXXXXX)
+shm=/ivrdma-test-$$
+daemon_pid=
+
+cleanup() {
+	local rc=$?
+	if [[ -n $daemon_pid ]]; then
+		kill -TERM "$daemon_pid" 2>/dev/null || true
+		wait "$daemon_pid" 2>/dev/null || true
+	fi
+	if ((rc != 0)) && [[ -f $dir/ivrdmad.log ]]; then
+		echo "--- ivrdmad log" >&2
+		cat "$dir/ivrdmad.log" >&2
+	fi
+	rm -f "/dev/shm${shm}"
+	rm -rf "$dir"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+start_daemon() {
+	"$ivrdmad" --dir "$dir" --shm "$shm" --size 16M --vm vm1 >"$dir/ivrdmad.log" 2>&1 &
+	daemon_pid=$!
+	for _ in $(seq 100); do
+		"$ivrdma" --dir "$dir" status >/dev/null 2>&1 && return 0
+		kill -0 "$daemon_pid" 2>/dev/null || fail "ivrdmad exited at start"
+		sleep 0.1
+	done
+	fail "ivrdmad did not answer within 10 s"
+}
+
+# The host node's LID, GUID (0x...) and GID, as ivrdmad reports them.
+read_host_identity() {
+	read -r lid guid gid < <("$ivrdma" --dir "$dir" status |
+		awk '$2 == "host" { print $4, $5, $6 }')
+	[[ -n ${gid:-} ]] || fail "no host node in ivrdma status"
+	export IVRDMA_EXPECT_LID=$lid IVRDMA_EXPECT_GUID=$guid IVRDMA_EXPECT_GID=$gid
+}
+
+# Runs a stock binary with the sanitizer runtime preloaded if needed.
+stock() {
+	if [[ -n ${IVRDMA_PRELOAD:-} ]]; then
+		LD_PRELOAD=$IVRDMA_PRELOAD ASAN_OPTIONS=detect_leaks=0 "$@"
+	else
+		"$@"
+	fi
+}
+
+expect() { # expect FILE PATTERN WHAT
+	grep -Eq -- "$2" "$1" || { cat "$1" >&2; fail "$3"; }
+}
+
+check_tools() {
+	local guid_hex=${IVRDMA_EXPECT_GUID#0x}
+	local guid_sysfs=${guid_hex:0:4}:${guid_hex:4:4}:${guid_hex:8:4}:${guid_hex:12:4}
+
+	stock ibv_devices >"$dir/devices.out" 2>"$dir/devices.err"
+	expect "$dir/devices.out" "^[[:space:]]*ivrdma0[[:space:]]+$guid_hex\$" \
+		"ibv_devices does not list ivrdma0 with GUID $guid_hex"
+	stock ibv_devinfo -v >"$dir/devinfo.out" 2>"$dir/devinfo.err"
+	expect "$dir/devinfo.out" "^hca_id:[[:space:]]+ivrdma0\$" "ibv_devinfo: no ivrdma0"
+	expect "$dir/devinfo.out" "node_guid:[[:space:]]+$guid_sysfs\$" "ibv_devinfo: node GUID"
+	expect "$dir/devinfo.out" "state:[[:space:]]+PORT_ACTIVE \(4\)" "ibv_devinfo: port state"
+	expect "$dir/devinfo.out" "port_lid:[[:space:]]+$IVRDMA_EXPECT_LID\$" "ibv_devinfo: LID"
+	expect "$dir/devinfo.out" "link_layer:[[:space:]]+InfiniBand" "ibv_devinfo: link layer"
+	expect "$dir/devinfo.out" "active_mtu:[[:space:]]+4096" "ibv_devinfo: MTU"
+	expect "$dir/devinfo.out" "GID\[  0\]:[[:space:]]+$IVRDMA_EXPECT_GID\$" "ibv_devinfo: GID"
+	# The provider prints nothing unless IVRDMA_DEBUG is set.
+	[[ ! -s $dir/devices.err && ! -s $dir/devinfo.err ]] ||
+		{ cat "$dir"/*.err >&2; fail "stock tools printed to stderr"; }
+	# Without a daemon the device is listed but cannot be opened.
+	if IVRDMA_DIR=$dir/absent stock ibv_devinfo >"$dir/nodaemon.out" 2>&1; then
+		fail "ibv_devinfo succeeded without a daemon"
+	fi
+	expect "$dir/nodaemon.out" "Failed to open device" "ibv_devinfo without daemon"
+	echo "stock tools: ivrdma0 GUID $guid_sysfs LID $IVRDMA_EXPECT_LID GID $IVRDMA_EXPECT_GID"
+}
+
+start_daemon
+"$ivrdma" --dir "$dir" setup --sysfs "$dir/sysfs" >/dev/null
+eval "$("$ivrdma" --dir "$dir" env --sysfs "$dir/sysfs" --provider "$provider")"
+[[ $RDMAV_DRIVERS == "${provider%-rdmav34.so}" ]] || fail "ivrdma env: RDMAV_DRIVERS=$RDMAV_DRIVERS"
+read_host_identity
+case $mode in
+tools) check_tools ;;
+verbs) "$test_bin" ;;
+*) fail "unknown mode $mode" ;;
+esac

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The provider through the public libibverbs API, as any program uses it.
+ * Run by run-provider-test.sh, which starts ivrdmad, writes the sysfs tree
+ * and exports the environment plus the host node's expected identity
+ * (IVRDMA_EXPECT_LID, IVRDMA_EXPECT_GUID, IVRDMA_EXPECT_GID).
+ */
+#include <dirent.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <infiniband/verbs.h>
+
+#include "check.h"
+
+struct expected {
+	uint16_t lid;
+	uint64_t guid;
+	union ibv_gid gid;
+};
+
+static void read_expected(struct expected *e)
+{
+	const char *lid = getenv("IVRDMA_EXPECT_LID"), *guid = getenv("IVRDMA_EXPECT_GUID"),
+		   *gid = getenv("IVRDMA_EXPECT_GID");
+	unsigned int g[8];
+
+	REQUIRE(lid && guid && gid, "run me from run-provider-test.sh");
+	e->lid = (uint16_t)strtoul(lid, NULL, 0);
+	e->guid = strtoull(guid, NULL, 16);
+	REQUIRE(sscanf(gid, "%x:%x:%x:%x:%x:%x:%x:%x", &g[0], &g[1], &g[2], &g[3], &g[4], &g[5],
+		       &g[6], &g[7]) == 8,
+		"bad GID %s", gid);
+	for (int i = 0; i < 8; i++) {
+		e->gid.raw[2 * i] = (uint8_t)(g[i] >> 8);
+		e->gid.raw[2 * i + 1] = (uint8_t)g[i];
+	}
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	REQUIRE(d, "opendir /proc/self/fd: %s", strerror(errno));
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+static struct ibv_context *open_ivrdma0(const struct expected *e)
+{
+	struct ibv_device **list = ibv_get_device_list(NULL);
+	struct ibv_context *ctx = NULL;
+
+	REQUIRE(list, "ibv_get_device_list: %s", strerror(errno));
+	for (int i = 0; list[i]; i++) {
+		if (strcmp(ibv_get_device_name(list[i]), "ivrdma0"))
+			continue;
+		CHECK(be64toh(ibv_get_device_guid(list[i])) == e->guid, "device GUID");
+		CHECK(list[i]->transport_type == IBV_TRANSPORT_IB, "transport %d",
+		      list[i]->transport_type);
+		ctx = ibv_open_device(list[i]);
+		REQUIRE(ctx, "ibv_open_device: %s", strerror(errno));
+	}
+	ibv_free_device_list(list);
+	REQUIRE(ctx, "ivrdma0 not listed");
+	return ctx;
+}
+
+/* Kernel commands must fail cleanly: read-only fd, writes EBADF. */
+static void check_fds(struct ibv_context *ctx)
+{
+	int fl = fcntl(ctx->cmd_fd, F_GETFL);
+	char byte = 0;
+
+	CHECK(fl >= 0 && (fl & O_ACCMODE) == O_RDONLY, "cmd_fd flags 0x%x", fl);
+	CHECK(write(ctx->cmd_fd, &byte, 1) < 0 && errno == EBADF, "write to cmd_fd: %s",
+	      strerror(errno));
+	CHECK(fcntl(ctx->cmd_fd, F_GETFD) & FD_CLOEXEC, "cmd_fd close-on-exec");
+	fl = fcntl(ctx->async_fd, F_GETFL);
+	CHECK(fl >= 0 && !(fl & O_NONBLOCK), "async_fd blocks by default, like the kernel's");
+	CHECK(fcntl(ctx->async_fd, F_GETFD) & FD_CLOEXEC, "async_fd close-on-exec");
+}
+
+/* A program may make async_fd non-blocking and poll it, as with a kernel. */
+static void check_async_fd(struct ibv_context *ctx)
+{
+	struct ibv_async_event ev;
+	int fl = fcntl(ctx->async_fd, F_GETFL);
+
+	CHECK(fcntl(ctx->async_fd, F_SETFL, fl | O_NONBLOCK) == 0, "set O_NONBLOCK");
+	errno = 0;
+	CHECK(ibv_get_async_event(ctx, &ev) == -1 && errno == EAGAIN, "no event pending: %s",
+	      strerror(errno));
+	fcntl(ctx->async_fd, F_SETFL, fl);
+}
+
+static void check_query_device(struct ibv_context *ctx, const struct expected *e)
+{
+	struct ibv_device_attr_ex ax;
+	struct {
+		struct ibv_device_attr attr;
+		uint8_t canary[64];
+	} legacy;
+
+	CHECK(ibv_query_device_ex(ctx, NULL, &ax) == 0, "ibv_query_device_ex");
+	CHECK(be64toh(ax.orig_attr.node_guid) == e->guid, "node_guid");
+	CHECK(ax.orig_attr.phys_port_cnt == 1 && ax.phys_port_cnt_ex == 1, "one port");
+	CHECK(ax.orig_attr.max_qp > 0 && ax.orig_attr.max_cq > 0 && ax.orig_attr.max_mr > 0,
+	      "object limits from the region");
+	CHECK(ax.orig_attr.max_mr_size > 0 && ax.orig_attr.max_qp_wr > 0, "size limits");
+	/* The legacy call passes sizeof(struct ibv_device_attr): not a byte more. */
+	memset(&legacy, 0xa5, sizeof(legacy));
+	CHECK(ibv_query_device(ctx, &legacy.attr) == 0, "ibv_query_device");
+	CHECK(legacy.attr.node_guid == ax.orig_attr.node_guid, "legacy node_guid");
+	for (size_t i = 0; i < sizeof(legacy.canary); i++)
+		if (legacy.canary[i] != 0xa5) {
+			CHECK(0, "query_device wrote past attr_size at byte %zu", i);
+			break;
+		}
+}
+
+/* A caller built against a newer verbs.h passes a larger attr_size. */
+static void check_query_device_newer_caller(struct ibv_context *ctx)
+{
+	struct verbs_context *vctx = verbs_get_ctx_op(ctx, query_device_ex);
+	size_t size = sizeof(struct ibv_device_attr_ex) + 64;
+	uint8_t *buf = malloc(size);
+	bool zero = true;
+
+	REQUIRE(vctx && buf, "query_device_ex op present");
+	memset(buf, 0xa5, size);
+	CHECK(vctx->query_device_ex(ctx, NULL, (struct ibv_device_attr_ex *)buf, size) == 0,
+	      "query_device_ex with a larger attr_size");
+	for (size_t i = sizeof(struct ibv_device_attr_ex); i < size; i++)
+		zero = zero && buf[i] == 0;
+	CHECK(zero, "fields unknown to the provider are zeroed");
+	CHECK(vctx->query_device_ex(ctx, NULL, (struct ibv_device_attr_ex *)buf, 16) == EINVAL,
+	      "attr_size below the legacy struct is refused");
+	free(buf);
+}
+
+static void check_port(struct ibv_context *ctx, const struct expected *e)
+{
+	struct ibv_port_attr pa;
+	union ibv_gid gid;
+	__be16 pkey;
+
+	CHECK(ibv_query_port(ctx, 1, &pa) == 0, "ibv_query_port");
+	CHECK(pa.state == IBV_PORT_ACTIVE, "port state %d", pa.state);
+	CHECK(pa.lid == e->lid, "LID %u, expected %u", pa.lid, e->lid);
+	CHECK(pa.link_layer == IBV_LINK_LAYER_INFINIBAND, "link layer %u", pa.link_layer);
+	CHECK(pa.active_mtu == IBV_MTU_4096 && pa.max_mtu == IBV_MTU_4096, "MTU 4096");
+	CHECK(pa.gid_tbl_len == 1 && pa.pkey_tbl_len == 1, "table lengths");
+	CHECK(ibv_query_port(ctx, 2, &pa) == EINVAL, "port 2 does not exist");
+	CHECK(ibv_query_gid(ctx, 1, 0, &gid) == 0, "ibv_query_gid: %s", strerror(errno));
+	CHECK(!memcmp(&gid, &e->gid, sizeof(gid)), "GID from sysfs");
+	CHECK(ibv_query_pkey(ctx, 1, 0, &pkey) == 0 && be16toh(pkey) == 0xffff, "default pkey");
+}
+
+static void check_pd(struct ibv_context *ctx)
+{
+	struct ibv_pd *a = ibv_alloc_pd(ctx), *b = ibv_alloc_pd(ctx);
+
+	REQUIRE(a && b, "ibv_alloc_pd: %s", strerror(errno));
+	CHECK(a->context == ctx && b->context == ctx, "PD context");
+	CHECK(a->handle != b->handle, "PD handles distinct");
+	CHECK(ibv_dealloc_pd(a) == 0 && ibv_dealloc_pd(b) == 0, "ibv_dealloc_pd");
+}
+
+/* Verbs not written yet fail with EOPNOTSUPP, not with a crash or garbage. */
+static void check_unsupported(struct ibv_context *ctx)
+{
+	struct ibv_pd *pd = ibv_alloc_pd(ctx);
+	struct ibv_qp_init_attr qpa = {.qp_type = IBV_QPT_RC, .cap = {1, 1, 1, 1, 0}};
+	struct ibv_srq_init_attr srqa = {.attr = {.max_wr = 1, .max_sge = 1}};
+	static char buf[4096];
+
+	REQUIRE(pd, "ibv_alloc_pd");
+	errno = 0;
+	CHECK(!ibv_reg_mr(pd, buf, sizeof(buf), IBV_ACCESS_LOCAL_WRITE) && errno == EOPNOTSUPP,
+	      "ibv_reg_mr: %s", strerror(errno));
+	errno = 0;
+	CHECK(!ibv_create_cq(ctx, 16, NULL, NULL, 0) && errno == EOPNOTSUPP, "ibv_create_cq: %s",
+	      strerror(errno));
+	errno = 0;
+	CHECK(!ibv_create_qp(pd, &qpa) && errno == EOPNOTSUPP, "ibv_create_qp: %s",
+	      strerror(errno));
+	errno = 0;
+	CHECK(!ibv_create_srq(pd, &srqa) && errno == EOPNOTSUPP, "ibv_create_srq: %s",
+	      strerror(errno));
+	ibv_dealloc_pd(pd);
+}
+
+/* No kernel behind cmd_fd: the channel fails, and hands out no fd. */
+static void check_comp_channel(struct ibv_context *ctx)
+{
+	int before = count_fds();
+	struct ibv_comp_channel *ch;
+
+	errno = 0;
+	ch = ibv_create_comp_channel(ctx);
+	CHECK(!ch && errno == EBADF, "ibv_create_comp_channel: %p, %s", (void *)ch,
+	      strerror(errno));
+	CHECK(count_fds() == before, "no fd appeared");
+	if (ch)
+		ibv_destroy_comp_channel(ch);
+}
+
+int main(void)
+{
+	struct ibv_context *ctx, *second;
+	struct expected e;
+	int fds;
+
+	read_expected(&e);
+	fds = count_fds();
+	ctx = open_ivrdma0(&e);
+	check_fds(ctx);
+	check_async_fd(ctx);
+	check_query_device(ctx, &e);
+	check_query_device_newer_caller(ctx);
+	check_port(ctx, &e);
+	check_pd(ctx);
+	check_unsupported(ctx);
+	check_comp_channel(ctx);
+	second = open_ivrdma0(&e); /* a second context is a second peer */
+	check_port(second, &e);
+	CHECK(ibv_close_device(second) == 0, "close second context");
+	CHECK(ibv_close_device(ctx) == 0, "ibv_close_device");
+	CHECK(count_fds() == fds, "every fd closed: %d before, %d after", fds, count_fds());
+	return check_summary();
+}
