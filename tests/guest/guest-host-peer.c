@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MIT
+/*
+ * guest-host-peer: the host end of the guest tests. A host process that
+ * joins ivrdmad's region like any other peer, puts a known pattern into a
+ * chunk it owns and waits for a guest to ring its doorbell, so a test can
+ * check both directions across a real VM: region bytes host -> guest
+ * (checksums) and a doorbell guest -> host.
+ *
+ *   guest-host-peer --socket DIR/host.sock [--vector V] [--len N]
+ *                   [--seed S] [--timeout SECONDS]
+ *
+ * stdout: "PEER=<id> OFFSET=<region offset> LEN=<n> SUM=<FNV-1a 64>", then
+ * "DOORBELL vector=<v>" once it rings. Exit 0 on the doorbell, 1 on any
+ * failure or timeout (message on stderr), 2 on usage errors.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "guest_checksum.h"
+#include "ivshmem_transport.h"
+#include "region.h"
+#include "shm_atomic.h"
+
+struct opts {
+	const char *socket;
+	uint64_t vector;
+	uint64_t len;
+	uint64_t seed;
+	uint64_t timeout_s;
+};
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("guest-host-peer: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static int usage(void)
+{
+	fputs("usage: guest-host-peer --socket PATH [--vector V] [--len N] [--seed S]"
+	      " [--timeout SECONDS]\n",
+	      stderr);
+	return 2;
+}
+
+static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || *end || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static const char *opt_name(const struct option *o, int c)
+{
+	while (o->name && o->val != c)
+		o++;
+	return o->name ? o->name : "?";
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+	    {"socket", required_argument, NULL, 's'},  {"vector", required_argument, NULL, 'v'},
+	    {"len", required_argument, NULL, 'l'},     {"seed", required_argument, NULL, 'S'},
+	    {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	*o = (struct opts){.vector = IVRDMA_VEC_SPARE, .len = 65536, .seed = 1, .timeout_s = 120};
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		bool ok = true;
+
+		if (c == 's')
+			o->socket = optarg;
+		else if (c == 'v')
+			ok = parse_u64(optarg, 0, IVRDMA_MAX_VECTORS - 1, &o->vector);
+		else if (c == 'l')
+			ok = parse_u64(optarg, 1, 1ull << 30, &o->len);
+		else if (c == 'S')
+			ok = parse_u64(optarg, 1, UINT64_MAX, &o->seed);
+		else if (c == 't')
+			ok = parse_u64(optarg, 1, 3600, &o->timeout_s);
+		else
+			return usage();
+		if (!ok) {
+			fail("bad value '%s' for --%s", optarg, opt_name(longopts, c));
+			return usage();
+		}
+	}
+	if (!o->socket || optind != argc)
+		return usage();
+	return 0;
+}
+
+/*
+ * The daemon fills my peer table entry when it admits me; wait briefly
+ * for it rather than trusting a half-written entry.
+ */
+static int my_generation(const struct ivrdma_region *r, int id, uint16_t *gen)
+{
+	struct ivrdma_peer *me = ivrdma_region_peer(r, (uint32_t)id);
+
+	if (!me)
+		return fail("my peer ID %d is outside the peer table", id);
+	for (int i = 0; i < 200; i++) {
+		if (shm_load_acquire32(&me->state) == IVRDMA_PEER_ACTIVE) {
+			*gen = me->gen;
+			return 0;
+		}
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+	}
+	return fail("ivrdmad did not mark my peer entry %d active", id);
+}
+
+/* Claims enough chunks for o->len bytes and fills them with the pattern. */
+static int fill_chunk(const struct ivrdma_region *r, int id, uint16_t gen, const struct opts *o,
+		      uint64_t *offset, uint64_t *sum)
+{
+	uint64_t csize = ivrdma_chunk_size(r), count = (o->len + csize - 1) / csize;
+	uint64_t state = o->seed;
+	int64_t first;
+	uint8_t *p;
+
+	if (count > r->nr_chunks)
+		return fail("--len %" PRIu64 " exceeds the chunk area", o->len);
+	first = ivrdma_chunk_alloc(r, (uint32_t)count, ivrdma_owner_tag((uint16_t)id, gen),
+				   (uint32_t)id);
+	if (first < 0)
+		return fail("no %" PRIu64 " free chunks: %s", count, strerror((int)-first));
+	p = ivrdma_chunk_ptr(r, (uint32_t)first);
+	for (uint64_t i = 0; i < o->len; i += 8) {
+		uint64_t v = guest_pattern_next(&state);
+
+		memcpy(p + i, &v, o->len - i < 8 ? o->len - i : 8);
+	}
+	*offset = (uint64_t)(p - r->base);
+	*sum = guest_fnv1a64(GUEST_FNV1A64_INIT, p, o->len);
+	return 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Waits in short slices so join/leave notices are drained and a daemon
+ * that goes away ends the wait at once instead of at the timeout.
+ */
+static int wait_doorbell(struct ivt *t, const struct opts *o)
+{
+	int64_t deadline = now_ms() + (int64_t)o->timeout_s * 1000;
+	uint64_t fired = 0;
+
+	while (now_ms() < deadline) {
+		int rc = ivt_wait(t, 1ull << o->vector, 200, &fired);
+
+		if (rc < 0)
+			return fail("waiting for the doorbell: %s", strerror(-rc));
+		if (rc > 0 && fired & (1ull << o->vector)) {
+			printf("DOORBELL vector=%" PRIu64 "\n", o->vector);
+			fflush(stdout);
+			return 0;
+		}
+		rc = ivt_process_control(t);
+		if (rc < 0 && rc != -EAGAIN)
+			return fail("ivrdmad connection lost: %s", strerror(-rc));
+	}
+	return fail("no doorbell on vector %" PRIu64 " within %" PRIu64 " s", o->vector,
+		    o->timeout_s);
+}
+
+static int run(struct ivt *t, const struct opts *o)
+{
+	struct ivrdma_region r;
+	const char *why = "";
+	uint64_t offset = 0, sum = 0;
+	uint16_t gen = 0;
+	int id = ivt_peer_id(t), rc;
+
+	if (o->vector >= ivt_nr_vectors(t))
+		return fail("vector %" PRIu64 " >= the region's %u vectors", o->vector,
+			    ivt_nr_vectors(t));
+	rc = ivrdma_region_open(&r, ivt_region_base(t), ivt_region_size(t), &why);
+	if (rc)
+		return fail("region rejected: %s", why);
+	if (my_generation(&r, id, &gen) || fill_chunk(&r, id, gen, o, &offset, &sum))
+		return 1;
+	printf("PEER=%d OFFSET=%" PRIu64 " LEN=%" PRIu64 " SUM=%016" PRIx64 "\n", id, offset,
+	       o->len, sum);
+	fflush(stdout);
+	rc = wait_doorbell(t, o);
+	ivrdma_chunk_free(&r, (uint32_t)((offset - r.chunk_area_offset) >> r.chunk_shift),
+			  (uint32_t)((o->len + ivrdma_chunk_size(&r) - 1) >> r.chunk_shift),
+			  ivrdma_owner_tag((uint16_t)id, gen));
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct ivt *t;
+	char err[256];
+	int rc = parse_opts(argc, argv, &o);
+
+	if (rc)
+		return rc;
+	rc = ivt_attach(&(struct ivt_options){.backend = IVT_BACKEND_HOST, .path = o.socket}, &t,
+			err, sizeof(err));
+	if (rc)
+		return fail("cannot attach to %s: %s", o.socket, err);
+	rc = run(t, &o);
+	ivt_detach(t);
+	return rc;
+}
