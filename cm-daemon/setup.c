@@ -64,7 +64,7 @@ static int fail(const char *fmt, ...)
 	return 1;
 }
 
-#define SETUP_USAGE "usage: ivrdma [--dir DIR] setup [--sysfs PATH] [--node NAME] [--cdev NAME]\n"
+#define SETUP_USAGE "usage: ivrdma [--dir DIR] setup [--sysfs PATH] [--cdev NAME]\n"
 #define ENV_USAGE   "usage: ivrdma [--dir DIR] env [--sysfs PATH] [--provider PATH]\n"
 
 static int usage(const char *text)
@@ -122,8 +122,11 @@ static int parse_node(json_object *n, struct node_ident *id)
 	return 0;
 }
 
-/* The node named 'want', or the host's node when want is NULL. */
-static int find_node(json_object *doc, const char *want, struct node_ident *id)
+/*
+ * The host's node: a host process attaches through DIR/host.sock, so the
+ * provider's port is the host node's.
+ */
+static int find_host_node(json_object *doc, struct node_ident *id)
 {
 	json_object *nodes;
 
@@ -132,16 +135,15 @@ static int find_node(json_object *doc, const char *want, struct node_ident *id)
 		return fail("no node directory in ivrdmad's status");
 	for (size_t i = 0; i < json_object_array_length(nodes); i++) {
 		json_object *n = json_object_array_get_idx(nodes, i);
-		const char *name = json_str(n, "name"), *kind = json_str(n, "kind");
+		const char *kind = json_str(n, "kind");
 
-		if (want ? name && !strcmp(name, want) : kind && !strcmp(kind, "host"))
+		if (kind && !strcmp(kind, "host"))
 			return parse_node(n, id);
 	}
-	return want ? fail("ivrdmad has no node named '%s'", want)
-		    : fail("ivrdmad lists no host node");
+	return fail("ivrdmad lists no host node");
 }
 
-static int query_node(const char *want, struct node_ident *id)
+static int query_host_node(struct node_ident *id)
 {
 	char err[256];
 	json_object *doc = ctl_request(daemon_dir(), "status", err, sizeof(err));
@@ -149,7 +151,7 @@ static int query_node(const char *want, struct node_ident *id)
 
 	if (!doc)
 		return fail("%s", err);
-	rc = find_node(doc, want, id);
+	rc = find_host_node(doc, id);
 	json_object_put(doc);
 	return rc;
 }
@@ -251,6 +253,15 @@ static void format_guid(uint64_t guid, char *out, size_t len)
 		 (unsigned int)guid & 0xffff);
 }
 
+/* Eight groups of four hex digits, uncompressed, like the kernel's %pI6. */
+static void format_gid(const uint8_t g[16], char *out, size_t len)
+{
+	int n = 0;
+
+	for (int i = 0; i < 16; i += 2)
+		n += snprintf(out + n, len - (size_t)n, "%s%02x%02x", i ? ":" : "", g[i], g[i + 1]);
+}
+
 /* class/infiniband/<ibdev>: the device attributes, as the kernel prints them. */
 static int write_ibdev(const char *root, const struct node_ident *id)
 {
@@ -278,19 +289,14 @@ static int write_ibdev(const char *root, const struct node_ident *id)
 /* ports/1: the one GID and pkey libibverbs reads, plus what IB tools show. */
 static int write_port(const struct node_ident *id, const char *root)
 {
-	const uint8_t *g = id->gid;
-	char rel[128];
+	char rel[128], gid[48];
 	int rc = 0;
 
+	format_gid(id->gid, gid, sizeof(gid));
 #define PUT(file, ...)                                                                             \
 	(snprintf(rel, sizeof(rel), "class/infiniband/%s/ports/1/%s", IBDEV_NAME, file),           \
 	 put_file(root, rel, __VA_ARGS__))
-	rc = rc
-		 ?: PUT("gids/0",
-			"%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:"
-			"%02x%02x\n",
-			g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11],
-			g[12], g[13], g[14], g[15]);
+	rc = rc ?: PUT("gids/0", "%s\n", gid);
 	rc = rc ?: PUT("gid_attrs/types/0", "IB/RoCE v1\n");
 	rc = rc ?: PUT("pkeys/0", "0xffff\n");
 	rc = rc ?: PUT("lid", "0x%x\n", id->lid);
@@ -309,6 +315,19 @@ static int write_port(const struct node_ident *id, const char *root)
  * read-only /dev/null at once: a /dev/null node (1:3), or a symlink to
  * /dev/null where mknod is not allowed (containers).
  */
+static int create_cdev(const char *path)
+{
+	if (mkdirs(CDEV_DIR))
+		return 1;
+	if (mknod(path, S_IFCHR | 0666, makedev(1, 3)) == 0) {
+		chmod(path, 0666); /* past the umask: libibverbs opens it O_RDWR as any user */
+		return 0;
+	}
+	if (symlink("/dev/null", path) == 0)
+		return 0;
+	return fail("cannot create %s: %s", path, strerror(errno));
+}
+
 static int ensure_cdev(const char *cdev, dev_t *rdev)
 {
 	char path[PATH_MAX];
@@ -316,12 +335,10 @@ static int ensure_cdev(const char *cdev, dev_t *rdev)
 
 	snprintf(path, sizeof(path), "%s/%s", CDEV_DIR, cdev);
 	if (stat(path, &st) < 0) {
-		if (errno != ENOENT || mkdirs(CDEV_DIR))
+		if (errno != ENOENT)
 			return fail("cannot use %s: %s", path, strerror(errno));
-		if (mknod(path, S_IFCHR | 0666, makedev(1, 3)) < 0 &&
-		    symlink("/dev/null", path) < 0)
-			return fail("cannot create %s: %s", path, strerror(errno));
-		chmod(path, 0666); /* past the umask: libibverbs opens it O_RDWR as any user */
+		if (create_cdev(path))
+			return 1;
 		if (stat(path, &st) < 0)
 			return fail("cannot use %s: %s", path, strerror(errno));
 	}
@@ -346,7 +363,7 @@ int ivrdma_cmd_setup(int argc, char **argv)
 	    {"cdev", required_argument, NULL, 'c'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *node = NULL, *cdev = DEFAULT_CDEV;
+	const char *cdev = DEFAULT_CDEV;
 	char root[PATH_MAX];
 	struct node_ident id;
 	dev_t rdev;
@@ -357,16 +374,14 @@ int ivrdma_cmd_setup(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (c == 's')
 			snprintf(root, sizeof(root), "%s", optarg);
-		else if (c == 'n')
-			node = optarg;
-		else if (c == 'c' && !strchr(optarg, '/'))
+		else if (c == 'c' && !strchr(optarg, '/') && strlen(optarg) < 32)
 			cdev = optarg;
 		else
 			return usage(SETUP_USAGE);
 	}
 	if (optind != argc)
 		return usage(SETUP_USAGE);
-	if (query_node(node, &id) || ensure_cdev(cdev, &rdev) || make_dirs(root, cdev) ||
+	if (query_host_node(&id) || ensure_cdev(cdev, &rdev) || make_dirs(root, cdev) ||
 	    write_ibdev(root, &id) || write_port(&id, root) || write_uverbs(root, cdev, rdev))
 		return 1;
 	printf("%s: node %s, LID %u, sysfs tree %s, command device %s/%s\n", IBDEV_NAME, id.name,

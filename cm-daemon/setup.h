@@ -10,10 +10,11 @@
 #define IVRDMA_SETUP_H
 
 /*
- * ivrdma setup [--sysfs PATH] [--node NAME] [--cdev NAME]
- * Asks ivrdmad for the node's identity and writes the sysfs tree
+ * ivrdma setup [--sysfs PATH] [--cdev NAME]
+ * Asks ivrdmad for the host node's identity and writes the sysfs tree
  * (default $IVRDMA_DIR/sysfs) and /dev/infiniband/<cdev>. Idempotent:
- * run it again after the node's GID or LID changed. Returns the exit status.
+ * run it again after the node's GID or LID changed. --cdev names the
+ * command device (default ivrdma0). Returns the exit status.
  */
 int ivrdma_cmd_setup(int argc, char **argv);
 

@@ -23,12 +23,13 @@
 
 void ivrdma_dbg(const char *fmt, ...)
 {
-	static int enabled = -1; /* racy first use is harmless: same answer */
+	static atomic_int enabled = -1; /* concurrent first uses compute the same answer */
 	va_list ap;
 
-	if (enabled < 0)
-		enabled = getenv("IVRDMA_DEBUG") != NULL;
-	if (!enabled)
+	if (atomic_load_explicit(&enabled, memory_order_relaxed) < 0)
+		atomic_store_explicit(&enabled, getenv("IVRDMA_DEBUG") != NULL,
+				      memory_order_relaxed);
+	if (!atomic_load_explicit(&enabled, memory_order_relaxed))
 		return;
 	fputs("ivrdma: ", stderr);
 	va_start(ap, fmt);
