@@ -6,6 +6,7 @@
 #ifndef IVRDMA_TEST_CHECK_H
 #define IVRDMA_TEST_CHECK_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -27,8 +28,9 @@ extern int check_passes;
 /* Stops the test: later checks make no sense without this one. */
 #define REQUIRE(cond, ...)                                                                         \
 	do {                                                                                       \
-		CHECK(cond, __VA_ARGS__);                                                          \
-		if (!(cond))                                                                       \
+		bool require_ok_ = (cond);                                                         \
+		CHECK(require_ok_, __VA_ARGS__);                                                   \
+		if (!require_ok_)                                                                  \
 			exit(check_summary());                                                     \
 	} while (0)
 
