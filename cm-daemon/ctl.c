@@ -38,7 +38,8 @@ static json_object *region_json(struct daemon *d)
 	char id[32];
 
 	snprintf(id, sizeof(id), "0x%016llx", (unsigned long long)r->region_id);
-	json_object_object_add(o, "backing", json_object_new_string(d->store.is_shm ? "shm" : "hugetlbfs"));
+	json_object_object_add(o, "backing",
+			       json_object_new_string(d->store.is_shm ? "shm" : "hugetlbfs"));
 	json_object_object_add(o, "path", json_object_new_string(d->store.path));
 	json_object_object_add(o, "id", json_object_new_string(id));
 	json_object_object_add(o, "size", json_object_new_uint64(r->size));
@@ -53,7 +54,7 @@ static json_object *region_json(struct daemon *d)
 	json_object_object_add(o, "mr_slots", json_object_new_int64(r->mrs.entries));
 	json_object_object_add(o, "dir_generation",
 			       json_object_new_uint64(__atomic_load_n(
-				       &ivrdma_region_header(r)->dir_generation, __ATOMIC_ACQUIRE)));
+				   &ivrdma_region_header(r)->dir_generation, __ATOMIC_ACQUIRE)));
 	return o;
 }
 
@@ -70,9 +71,9 @@ static json_object *node_json(struct daemon *d, uint32_t index)
 			json_object_array_add(peers, json_object_new_int(i));
 	json_object_object_add(o, "name", json_object_new_string(n->name));
 	json_object_object_add(o, "kind", json_object_new_string(index == 0 ? "host" : "vm"));
-	json_object_object_add(
-		o, "state",
-		json_object_new_string(directory_node_state_name(__atomic_load_n(&n->state, __ATOMIC_ACQUIRE))));
+	json_object_object_add(o, "state",
+			       json_object_new_string(directory_node_state_name(
+				   __atomic_load_n(&n->state, __ATOMIC_ACQUIRE))));
 	json_object_object_add(o, "lid", json_object_new_int(index + 1));
 	json_object_object_add(o, "guid", json_object_new_string(guid));
 	json_object_object_add(o, "gid", json_object_new_string(gid));
@@ -86,8 +87,8 @@ static json_object *peer_json(struct daemon *d, const struct peer *p)
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_int(p->id));
-	json_object_object_add(o, "node",
-			       json_object_new_string(ivrdma_region_node(&d->region, p->node)->name));
+	json_object_object_add(
+	    o, "node", json_object_new_string(ivrdma_region_node(&d->region, p->node)->name));
 	json_object_object_add(o, "pid", json_object_new_int(p->pid));
 	json_object_object_add(o, "gen", json_object_new_int(p->gen));
 	return o;
@@ -119,7 +120,8 @@ static char *error_json(const char *msg)
 	char *text;
 
 	json_object_object_add(o, "error", json_object_new_string(msg));
-	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							    JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 	return text;
 }
@@ -136,7 +138,8 @@ static char *ctl_answer(struct daemon *d, const char *request)
 		return error_json(msg);
 	}
 	o = ctl_status_json(d);
-	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							    JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 	return text;
 }

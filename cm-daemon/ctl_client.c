@@ -10,8 +10,8 @@
 
 #include "ctl_client.h"
 
-#define CTL_TIMEOUT_MS  5000
-#define CTL_ANSWER_MAX  (16u << 20)
+#define CTL_TIMEOUT_MS 5000
+#define CTL_ANSWER_MAX (16u << 20)
 
 static int ctl_connect(const char *dir, char *err, size_t errlen)
 {

@@ -29,8 +29,8 @@ struct vm_config {
 };
 
 struct daemon_config {
-	const char *dir; /* sockets live here */
-	const char *shm_name; /* POSIX shm object, unless hugetlbfs is set */
+	const char *dir;       /* sockets live here */
+	const char *shm_name;  /* POSIX shm object, unless hugetlbfs is set */
 	const char *hugetlbfs; /* directory on a hugetlbfs mount */
 	uint64_t region_size;
 	uint32_t nr_vectors;

@@ -31,9 +31,9 @@ uint64_t directory_guid_for_name(const char *name)
 void directory_format_gid(const uint8_t gid[16], char *out, size_t len)
 {
 	snprintf(out, len,
-		 "%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x",
-		 gid[0], gid[1], gid[2], gid[3], gid[4], gid[5], gid[6], gid[7], gid[8], gid[9],
-		 gid[10], gid[11], gid[12], gid[13], gid[14], gid[15]);
+		 "%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x:%02x%02x", gid[0],
+		 gid[1], gid[2], gid[3], gid[4], gid[5], gid[6], gid[7], gid[8], gid[9], gid[10],
+		 gid[11], gid[12], gid[13], gid[14], gid[15]);
 }
 
 const char *directory_node_state_name(uint32_t state)

@@ -12,15 +12,15 @@
 #endif
 
 static const char usage_text[] =
-	"usage: ivrdma [--dir DIR] COMMAND [ARGS]\n"
-	"  --dir DIR        where ivrdmad's sockets are (/run/ivrdma, or $IVRDMA_DIR)\n"
-	"commands:\n"
-	"  status [--json]  nodes, peers, GIDs, LIDs, region usage\n"
+    "usage: ivrdma [--dir DIR] COMMAND [ARGS]\n"
+    "  --dir DIR        where ivrdmad's sockets are (/run/ivrdma, or $IVRDMA_DIR)\n"
+    "commands:\n"
+    "  status [--json]  nodes, peers, GIDs, LIDs, region usage\n"
 #ifdef IVRDMA_HAVE_SETUP
-	"  setup            write the sysfs tree and device node for local ivrdma devices\n"
-	"  env              print the environment verbs programs need\n"
+    "  setup            write the sysfs tree and device node for local ivrdma devices\n"
+    "  env              print the environment verbs programs need\n"
 #endif
-	"  version\n";
+    "  version\n";
 
 static const char *get_str(json_object *o, const char *key)
 {
@@ -58,7 +58,8 @@ static void print_peer_list(json_object *peers)
 	if (n == 0)
 		fputs("-", stdout);
 	for (size_t i = 0; i < n; i++)
-		printf("%s%d", i ? "," : "", json_object_get_int(json_object_array_get_idx(peers, i)));
+		printf("%s%d", i ? "," : "",
+		       json_object_get_int(json_object_array_get_idx(peers, i)));
 }
 
 static void print_nodes(json_object *doc)
@@ -73,9 +74,9 @@ static void print_nodes(json_object *doc)
 		json_object *n = json_object_array_get_idx(nodes, i), *peers = NULL;
 
 		json_object_object_get_ex(n, "peers", &peers);
-		printf("%-16s %-4s %-10s %4lld %-19s %-39s ", get_str(n, "name"), get_str(n, "kind"),
-		       get_str(n, "state"), (long long)get_int(n, "lid"), get_str(n, "guid"),
-		       get_str(n, "gid"));
+		printf("%-16s %-4s %-10s %4lld %-19s %-39s ", get_str(n, "name"),
+		       get_str(n, "kind"), get_str(n, "state"), (long long)get_int(n, "lid"),
+		       get_str(n, "guid"), get_str(n, "gid"));
 		print_peer_list(peers);
 		putchar('\n');
 	}
@@ -97,7 +98,8 @@ static int cmd_status(const char *dir, int argc, char **argv)
 		return 1;
 	}
 	if (json) {
-		puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+		puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
+							     JSON_C_TO_STRING_NOSLASHESCAPE));
 	} else {
 		print_region(doc);
 		print_nodes(doc);
@@ -109,9 +111,9 @@ static int cmd_status(const char *dir, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"dir", required_argument, NULL, 'd'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = getenv("IVRDMA_DIR") ? getenv("IVRDMA_DIR") : "/run/ivrdma";
 	int c;

@@ -143,8 +143,8 @@ int main(int argc, char **argv)
 	rc = start(&d);
 	if (rc == 0) {
 		log_info("serving a %llu MiB region %s to %u node(s) in %s",
-			 (unsigned long long)(d.store.size >> 20),
-			 d.store.path, d.nr_listeners, d.cfg.dir);
+			 (unsigned long long)(d.store.size >> 20), d.store.path, d.nr_listeners,
+			 d.cfg.dir);
 		run(&d);
 	}
 	stop(&d);

@@ -10,19 +10,19 @@
 #include "options.h"
 
 static const char usage_text[] =
-	"usage: ivrdmad [options]\n"
-	"  --dir DIR           sockets: DIR/host.sock, DIR/<vm>.sock, DIR/ctl.sock (/run/ivrdma)\n"
-	"  --shm NAME          POSIX shared memory object for the region (/ivrdma)\n"
-	"  --hugetlbfs DIR     back the region with a file on a hugetlbfs mount instead\n"
-	"  --size SIZE         region size, power of two, K/M/G suffix (256M)\n"
-	"  --vectors N         doorbell vectors per peer; QEMU's vectors= must match (4)\n"
-	"  --max-peers N       most peers (QEMU devices and host processes) at once (64)\n"
-	"  --chunk-size SIZE   allocation unit of the region, power of two >= 4K (64K)\n"
-	"  --vm NAME[=GUID]    a VM node, reached at DIR/NAME.sock; repeat per VM\n"
-	"  --host-guid GUID    node GUID of the host (derived from \"host\" by default)\n"
-	"  --mode OCTAL        permissions of the sockets and the region (0600)\n"
-	"  -v, --verbose       log debug messages\n"
-	"  -h, --help\n";
+    "usage: ivrdmad [options]\n"
+    "  --dir DIR           sockets: DIR/host.sock, DIR/<vm>.sock, DIR/ctl.sock (/run/ivrdma)\n"
+    "  --shm NAME          POSIX shared memory object for the region (/ivrdma)\n"
+    "  --hugetlbfs DIR     back the region with a file on a hugetlbfs mount instead\n"
+    "  --size SIZE         region size, power of two, K/M/G suffix (256M)\n"
+    "  --vectors N         doorbell vectors per peer; QEMU's vectors= must match (4)\n"
+    "  --max-peers N       most peers (QEMU devices and host processes) at once (64)\n"
+    "  --chunk-size SIZE   allocation unit of the region, power of two >= 4K (64K)\n"
+    "  --vm NAME[=GUID]    a VM node, reached at DIR/NAME.sock; repeat per VM\n"
+    "  --host-guid GUID    node GUID of the host (derived from \"host\" by default)\n"
+    "  --mode OCTAL        permissions of the sockets and the region (0600)\n"
+    "  -v, --verbose       log debug messages\n"
+    "  -h, --help\n";
 
 static int parse_size(const char *s, uint64_t *out)
 {
@@ -104,7 +104,8 @@ static int add_vm(struct daemon_config *cfg, const char *arg)
 	struct vm_config *vm;
 
 	if (!valid_vm_name(arg, len)) {
-		fprintf(stderr, "ivrdmad: bad VM name in '%s' (1-31 of [A-Za-z0-9._-], not host/ctl)\n",
+		fprintf(stderr,
+			"ivrdmad: bad VM name in '%s' (1-31 of [A-Za-z0-9._-], not host/ctl)\n",
 			arg);
 		return -EINVAL;
 	}
@@ -161,13 +162,19 @@ static int check_config(struct daemon_config *cfg, uint64_t chunk_size)
 int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose)
 {
 	static const struct option longopts[] = {
-		{"dir", required_argument, NULL, 'd'},	    {"shm", required_argument, NULL, 's'},
-		{"hugetlbfs", required_argument, NULL, 'H'}, {"size", required_argument, NULL, 'S'},
-		{"vectors", required_argument, NULL, 'n'},   {"max-peers", required_argument, NULL, 'p'},
-		{"chunk-size", required_argument, NULL, 'c'}, {"vm", required_argument, NULL, 'V'},
-		{"host-guid", required_argument, NULL, 'g'}, {"mode", required_argument, NULL, 'm'},
-		{"verbose", no_argument, NULL, 'v'},	    {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"shm", required_argument, NULL, 's'},
+	    {"hugetlbfs", required_argument, NULL, 'H'},
+	    {"size", required_argument, NULL, 'S'},
+	    {"vectors", required_argument, NULL, 'n'},
+	    {"max-peers", required_argument, NULL, 'p'},
+	    {"chunk-size", required_argument, NULL, 'c'},
+	    {"vm", required_argument, NULL, 'V'},
+	    {"host-guid", required_argument, NULL, 'g'},
+	    {"mode", required_argument, NULL, 'm'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	uint64_t chunk_size = 1ull << IVRDMA_DEFAULT_CHUNK_SHIFT;
 	int c, bad = 0;
@@ -189,15 +196,17 @@ int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose
 			bad |= parse_size(optarg, &cfg->region_size);
 			break;
 		case 'n':
-			if (parse_u32(optarg, IVRDMA_MIN_VECTORS, IVRDMA_MAX_VECTORS, &cfg->nr_vectors)) {
-				fprintf(stderr, "ivrdmad: --vectors must be %u..%u\n", IVRDMA_MIN_VECTORS,
-					IVRDMA_MAX_VECTORS);
+			if (parse_u32(optarg, IVRDMA_MIN_VECTORS, IVRDMA_MAX_VECTORS,
+				      &cfg->nr_vectors)) {
+				fprintf(stderr, "ivrdmad: --vectors must be %u..%u\n",
+					IVRDMA_MIN_VECTORS, IVRDMA_MAX_VECTORS);
 				bad = 1;
 			}
 			break;
 		case 'p':
 			if (parse_u32(optarg, 2, IVRDMA_MAX_PEERS, &cfg->max_peers)) {
-				fprintf(stderr, "ivrdmad: --max-peers must be 2..%u\n", IVRDMA_MAX_PEERS);
+				fprintf(stderr, "ivrdmad: --max-peers must be 2..%u\n",
+					IVRDMA_MAX_PEERS);
 				bad = 1;
 			}
 			break;

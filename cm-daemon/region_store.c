@@ -45,7 +45,8 @@ static bool owner_alive(const char *path, bool is_shm)
 {
 	struct ivrdma_region_header h;
 	char comm[32] = "", proc[64];
-	int fd = is_shm ? shm_open(path, O_RDONLY | O_CLOEXEC, 0) : open(path, O_RDONLY | O_CLOEXEC);
+	int fd =
+	    is_shm ? shm_open(path, O_RDONLY | O_CLOEXEC, 0) : open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 	FILE *f;
 
@@ -147,7 +148,8 @@ static uint32_t clamp_entries(uint64_t v, uint32_t lo, uint32_t hi)
 /* Object tables scale with the region: a 256 MiB region has 4096 QPs. */
 static void place_tables(struct ivrdma_region_header *h, const struct daemon_config *cfg)
 {
-	uint64_t size = cfg->region_size, off = IVRDMA_HEADER_SIZE, chunk = 1ull << cfg->chunk_shift;
+	uint64_t size = cfg->region_size, off = IVRDMA_HEADER_SIZE,
+		 chunk = 1ull << cfg->chunk_shift;
 	uint64_t nr;
 
 	h->nodes = place(&off, IVRDMA_MAX_NODES, sizeof(struct ivrdma_node));

@@ -31,24 +31,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IVRDMA_MAGIC          0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION 1u
-#define IVRDMA_HEADER_SIZE    4096u
+#define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
+#define IVRDMA_LAYOUT_VERSION  1u
+#define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
 #define IVRDMA_MAX_REGION_SIZE (64ull << 30)
 #define IVRDMA_MAX_PEERS       1024u /* peer IDs are 0 .. max_peers - 1 */
 #define IVRDMA_MAX_VECTORS     64u   /* QEMU's own server limit */
 #define IVRDMA_MAX_NODES       256u
-#define IVRDMA_NAME_LEN        32u
+#define IVRDMA_NAME_LEN	       32u
 
 /*
  * Doorbell vectors and what ringing them means. A doorbell only wakes a
  * sleeper; the reason is always found in the region.
  */
 enum ivrdma_vector {
-	IVRDMA_VEC_CONTROL = 0, /* directory changed, migration notice */
-	IVRDMA_VEC_COMPLETION = 1, /* a CQE was written to a CQ armed for events */
+	IVRDMA_VEC_CONTROL = 0,	    /* directory changed, migration notice */
+	IVRDMA_VEC_COMPLETION = 1,  /* a CQE was written to a CQ armed for events */
 	IVRDMA_VEC_RECV_POSTED = 2, /* a receive was posted: senders waiting on RNR retry */
 	IVRDMA_VEC_SPARE = 3,
 	IVRDMA_MIN_VECTORS = 4,
@@ -67,7 +67,7 @@ struct ivrdma_region_header {
 	uint32_t layout_version;
 	uint32_t header_size;
 	uint64_t region_size;
-	uint64_t region_id; /* random per format: a reformatted region is a new one */
+	uint64_t region_id;  /* random per format: a reformatted region is a new one */
 	uint32_t nr_vectors; /* eventfds per peer, as handed out by the server */
 	uint32_t max_peers;
 	uint64_t dir_generation; /* atomic: bumps on every directory or peer change */
@@ -96,11 +96,11 @@ static_assert(offsetof(struct ivrdma_region_header, host_node) == 188, "header l
 static_assert(sizeof(struct ivrdma_region_header) == IVRDMA_HEADER_SIZE, "header size");
 
 enum ivrdma_node_state {
-	IVRDMA_NODE_ABSENT = 0, /* configured, has not joined yet */
+	IVRDMA_NODE_ABSENT = 0,	 /* configured, has not joined yet */
 	IVRDMA_NODE_JOINING = 1, /* peer connecting, not yet usable */
 	IVRDMA_NODE_ACTIVE = 2,
 	IVRDMA_NODE_SUSPENDING = 3, /* migration teardown in progress */
-	IVRDMA_NODE_GONE = 4, /* left; slot and identity kept for its return */
+	IVRDMA_NODE_GONE = 4,	    /* left; slot and identity kept for its return */
 };
 
 enum ivrdma_node_kind {
@@ -118,9 +118,9 @@ struct ivrdma_node {
 	uint16_t lid;
 	uint16_t kind; /* enum ivrdma_node_kind */
 	uint32_t epoch;
-	uint32_t nr_peers; /* live peers that belong to this node */
-	uint64_t node_guid; /* host byte order */
-	uint8_t gid[16]; /* network byte order, as in union ibv_gid */
+	uint32_t nr_peers;	    /* live peers that belong to this node */
+	uint64_t node_guid;	    /* host byte order */
+	uint8_t gid[16];	    /* network byte order, as in union ibv_gid */
 	char name[IVRDMA_NAME_LEN]; /* NUL-terminated */
 	uint8_t reserved[56];
 };
@@ -138,9 +138,9 @@ enum ivrdma_peer_state {
 /* One per ivshmem peer ID (a QEMU device, or a host process). */
 struct ivrdma_peer {
 	uint32_t state; /* atomic: enum ivrdma_peer_state */
-	uint16_t node; /* index into the node directory */
-	uint16_t gen; /* bumps each time this peer ID is handed out */
-	uint32_t pid; /* host process ID (QEMU's, for a VM) */
+	uint16_t node;	/* index into the node directory */
+	uint16_t gen;	/* bumps each time this peer ID is handed out */
+	uint32_t pid;	/* host process ID (QEMU's, for a VM) */
 	uint32_t reserved0;
 	uint64_t joined_ns; /* CLOCK_REALTIME at join */
 	uint8_t reserved[40];
@@ -171,17 +171,17 @@ static inline int ivrdma_owner_peer(uint32_t tag)
  */
 struct ivrdma_obj_hdr {
 	uint32_t owner; /* atomic owner tag, 0 = free */
-	uint32_t seq; /* bumps each time the slot is reused */
+	uint32_t seq;	/* bumps each time the slot is reused */
 };
 static_assert(sizeof(struct ivrdma_obj_hdr) == 8, "object header size");
 
-#define IVRDMA_QP_SLOT_SIZE  256u
-#define IVRDMA_CQ_SLOT_SIZE  128u
-#define IVRDMA_SRQ_SLOT_SIZE 128u
-#define IVRDMA_MR_SLOT_SIZE  64u
+#define IVRDMA_QP_SLOT_SIZE	   256u
+#define IVRDMA_CQ_SLOT_SIZE	   128u
+#define IVRDMA_SRQ_SLOT_SIZE	   128u
+#define IVRDMA_MR_SLOT_SIZE	   64u
 
 #define IVRDMA_DEFAULT_CHUNK_SHIFT 16u /* 64 KiB */
-#define IVRDMA_MIN_CHUNK_SHIFT     12u /* a page: MRs are mapped chunk by chunk */
-#define IVRDMA_MAX_CHUNK_SHIFT     30u
+#define IVRDMA_MIN_CHUNK_SHIFT	   12u /* a page: MRs are mapped chunk by chunk */
+#define IVRDMA_MAX_CHUNK_SHIFT	   30u
 
 #endif /* IVRDMA_LAYOUT_H */

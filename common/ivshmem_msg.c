@@ -81,10 +81,10 @@ int ivshmem_msg_recv(int sock, struct ivshmem_msg_reader *r, int64_t *value, int
 	} control;
 	struct iovec iov = {.iov_base = r->buf + r->have, .iov_len = sizeof(r->buf) - r->have};
 	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = control.buf,
+	    .msg_controllen = sizeof(control.buf),
 	};
 	uint64_t le;
 	ssize_t n;

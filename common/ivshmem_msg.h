@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define IVSHMEM_PROTOCOL_VERSION 0
-#define IVSHMEM_MSG_SHM          (-1)
+#define IVSHMEM_MSG_SHM		 (-1)
 
 /* Sends one message without blocking; fd < 0 sends none. 0 or -errno. */
 int ivshmem_msg_send(int sock, int64_t value, int fd);

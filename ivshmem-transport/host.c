@@ -300,8 +300,8 @@ static bool host_peer_known(struct ivt *t, uint16_t peer)
 	bool known;
 
 	pthread_mutex_lock(&h->lock);
-	known = peer < IVRDMA_MAX_PEERS && h->peers[peer] &&
-		h->peers[peer]->nr_fds == t->nr_vectors;
+	known =
+	    peer < IVRDMA_MAX_PEERS && h->peers[peer] && h->peers[peer]->nr_fds == t->nr_vectors;
 	pthread_mutex_unlock(&h->lock);
 	return known;
 }
@@ -326,11 +326,11 @@ static int host_process_control(struct ivt *t)
 }
 
 const struct ivt_backend_ops ivt_host_ops = {
-	.name = "host",
-	.attach = host_attach,
-	.detach = host_detach,
-	.map_at = host_map_at,
-	.ring = host_ring,
-	.peer_known = host_peer_known,
-	.process_control = host_process_control,
+    .name = "host",
+    .attach = host_attach,
+    .detach = host_detach,
+    .map_at = host_map_at,
+    .ring = host_ring,
+    .peer_known = host_peer_known,
+    .process_control = host_process_control,
 };

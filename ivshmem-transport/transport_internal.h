@@ -38,7 +38,7 @@ extern const struct ivt_backend_ops ivt_host_ops;
 
 /* Formats a message into err (never NULL-unsafe) and returns rc. */
 int ivt_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Reads nr_vectors from a freshly mapped region, validating the header. */
 int ivt_read_nr_vectors(const void *base, uint64_t size, unsigned int *nr_vectors, char *err,

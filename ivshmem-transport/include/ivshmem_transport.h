@@ -42,8 +42,8 @@ typedef void (*ivt_peer_cb)(void *arg, uint16_t peer, enum ivt_peer_event event)
 
 struct ivt_options {
 	enum ivt_backend backend;
-	const char *path; /* host: ivrdmad socket; guest: the driver's device node */
-	int timeout_ms; /* for the attach handshake; <= 0: 5000 */
+	const char *path;    /* host: ivrdmad socket; guest: the driver's device node */
+	int timeout_ms;	     /* for the attach handshake; <= 0: 5000 */
 	ivt_peer_cb on_peer; /* optional; called from ivt_process_control() */
 	void *cb_arg;
 };
