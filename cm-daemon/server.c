@@ -143,7 +143,7 @@ static void on_peer_event(struct daemon *d, struct watch *w, uint32_t events)
 
 		if (n > 0)
 			peer_doom(p, "sent data (ivshmem clients never send)");
-		else if (n == 0)
+		else if (n == 0 || errno == ECONNRESET)
 			peer_doom(p, "disconnected");
 		else if (errno != EAGAIN && errno != EINTR)
 			peer_doom(p, "socket error");
