@@ -220,8 +220,11 @@ static void on_ctl_accept(struct daemon *d, struct watch *w, uint32_t events)
 	int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	size_t n = 0;
 
-	if (fd < 0)
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE)
+			shed_connection(d, w->fd, d->ctl.path);
 		return;
+	}
 	for (c = d->ctl_clients; c; c = c->next)
 		n++;
 	c = n < CTL_CLIENTS_MAX ? calloc(1, sizeof(*c)) : NULL;

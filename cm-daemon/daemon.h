@@ -103,6 +103,7 @@ int loop_add(struct daemon *d, struct watch *w, uint32_t events);
 int loop_mod(struct daemon *d, struct watch *w, uint32_t events);
 void loop_del(struct daemon *d, struct watch *w);
 int64_t monotonic_ms(void);
+void shed_connection(struct daemon *d, int listen_fd, const char *path);
 
 /* region_store.c */
 int region_store_create(struct region_store *s, const struct daemon_config *cfg);

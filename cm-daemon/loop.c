@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* The epoll loop's small helpers, and listening sockets. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -37,6 +38,25 @@ int64_t monotonic_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Out of fds: take one connection off the listener's backlog and drop it,
+ * using the fd held in reserve. Left in the backlog, it would keep the
+ * level-triggered listener ready and the loop spinning.
+ */
+void shed_connection(struct daemon *d, int listen_fd, const char *path)
+{
+	int fd;
+
+	log_warn("out of file descriptors: refusing a client of %s", path);
+	if (d->reserve_fd >= 0) {
+		close(d->reserve_fd);
+		fd = accept(listen_fd, NULL, NULL);
+		if (fd >= 0)
+			close(fd);
+		d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
 }
 
 /* A socket file that nobody answers on is left over from a dead daemon. */

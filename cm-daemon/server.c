@@ -235,21 +235,6 @@ static bool node_refuses(struct daemon *d, const struct listener *l)
 	return false;
 }
 
-/* Out of fds: take the connection off the backlog and drop it. */
-static void shed_connection(struct daemon *d, struct listener *l)
-{
-	int fd;
-
-	log_warn("out of file descriptors: refusing a client of %s", l->path);
-	if (d->reserve_fd >= 0) {
-		close(d->reserve_fd);
-		fd = accept(l->w.fd, NULL, NULL);
-		if (fd >= 0)
-			close(fd);
-		d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	}
-}
-
 static void on_accept(struct daemon *d, struct watch *w, uint32_t events)
 {
 	struct listener *l = (struct listener *)w;
@@ -259,7 +244,7 @@ static void on_accept(struct daemon *d, struct watch *w, uint32_t events)
 	sock = accept4(l->w.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (sock < 0) {
 		if (errno == EMFILE || errno == ENFILE)
-			shed_connection(d, l);
+			shed_connection(d, l->w.fd, l->path);
 		return;
 	}
 	id = lowest_free_id(d);
