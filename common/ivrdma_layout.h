@@ -180,6 +180,195 @@ static_assert(sizeof(struct ivrdma_obj_hdr) == 8, "object header size");
 #define IVRDMA_SRQ_SLOT_SIZE	   128u
 #define IVRDMA_MR_SLOT_SIZE	   64u
 
+/*
+ * --- Object slot payloads and rings ------------------------------------
+ *
+ * A slot is written by its owner only (the context that holds its owner
+ * tag); other participants read it to reach the object, copying each field
+ * once and validating the copy. Rings live in chunks (ivrdma_chunk_alloc)
+ * owned by the same context; a slot names its ring by region offset.
+ *
+ * Indices are free-running 64-bit counters (entry = index & (entries - 1)),
+ * never reset while the object lives: a wrap is not a concern.
+ */
+
+/* QPN = QP slot index + this: QPNs 0 and 1 are InfiniBand's special QPs. */
+#define IVRDMA_QPN_BASE 2u
+
+/*
+ * lkey = rkey = MR slot index << 8 | generation (1..255, from the slot's
+ * reuse count): a key kept after dereg_mr misses once the slot is reused.
+ */
+#define IVRDMA_KEY_GEN_BITS 8u
+
+static inline uint32_t ivrdma_mr_key(uint32_t slot, uint32_t seq)
+{
+	return slot << IVRDMA_KEY_GEN_BITS | (seq % 255u + 1u);
+}
+
+static inline uint32_t ivrdma_key_slot(uint32_t key)
+{
+	return key >> IVRDMA_KEY_GEN_BITS;
+}
+
+/* The ivrdma_mr_slot.access bits: libibverbs' IBV_ACCESS_* values. */
+struct ivrdma_mr_slot {
+	struct ivrdma_obj_hdr hdr;
+	uint32_t key;		/* atomic: stored last with release; 0 = not usable */
+	uint32_t access;	/* IBV_ACCESS_* */
+	uint64_t iova;		/* the address the registration covers */
+	uint64_t length;	/* bytes from iova */
+	uint64_t region_offset; /* where iova's byte lives in the region */
+	uint32_t pd_handle;	/* PD scope within the owner's context */
+	uint8_t reserved[20];
+};
+static_assert(offsetof(struct ivrdma_mr_slot, key) == 8, "MR slot layout");
+static_assert(offsetof(struct ivrdma_mr_slot, region_offset) == 32, "MR slot layout");
+static_assert(offsetof(struct ivrdma_mr_slot, pd_handle) == 40, "MR slot layout");
+static_assert(sizeof(struct ivrdma_mr_slot) == IVRDMA_MR_SLOT_SIZE, "MR slot size");
+
+/*
+ * A completion queue entry: one cache line. CQs have many producers (the
+ * owner's own send completions, remote initiators' receive completions)
+ * and one consumer:
+ *
+ *   producer: CAS cq.prod from p to p + 1 while p - cq.cons < entries
+ *             (else overflow: nothing reserved), write the entry, then
+ *             store entry.seq = p + 1 with release;
+ *   consumer: entry at cons is ready when its seq (acquire) == cons + 1;
+ *             read it, then store cq.cons = cons + 1 with release, which
+ *             hands the entry back to producers.
+ *
+ * A reserved entry is always published (with an error status if the
+ * operation failed) so the consumer never waits on a hole.
+ */
+struct ivrdma_cqe {
+	uint64_t wr_id;
+	uint64_t seq; /* atomic: ticket + 1 once the entry is complete */
+	uint32_t status;
+	uint32_t opcode;
+	uint32_t byte_len;
+	uint32_t imm_data; /* network byte order, as in struct ibv_wc */
+	uint32_t qp_num;
+	uint32_t src_qp;
+	uint32_t wc_flags;
+	uint32_t vendor_err;
+	uint16_t slid;
+	uint8_t sl;
+	uint8_t dlid_path_bits;
+	uint16_t pkey_index;
+	uint8_t reserved[10];
+};
+static_assert(offsetof(struct ivrdma_cqe, seq) == 8, "CQE layout");
+static_assert(offsetof(struct ivrdma_cqe, status) == 16, "CQE layout");
+static_assert(offsetof(struct ivrdma_cqe, slid) == 48, "CQE layout");
+static_assert(sizeof(struct ivrdma_cqe) == 64, "CQE size");
+
+enum ivrdma_cq_flags {
+	IVRDMA_CQ_OVERFLOW = 1u << 0, /* a producer found the ring full */
+};
+
+struct ivrdma_cq_slot {
+	struct ivrdma_obj_hdr hdr;
+	uint64_t ring_offset; /* struct ivrdma_cqe[nr_entries] */
+	uint32_t nr_entries;  /* a power of two */
+	uint32_t flags;	      /* atomic: enum ivrdma_cq_flags */
+	uint64_t cons;	      /* atomic: written by the owner */
+	uint8_t reserved0[32];
+	uint64_t prod; /* atomic: CAS by every producer; own cache line */
+	uint8_t reserved1[56];
+};
+static_assert(offsetof(struct ivrdma_cq_slot, cons) == 24, "CQ slot layout");
+static_assert(offsetof(struct ivrdma_cq_slot, prod) == 64, "CQ slot layout");
+static_assert(sizeof(struct ivrdma_cq_slot) == IVRDMA_CQ_SLOT_SIZE, "CQ slot size");
+
+/* A scatter/gather element as the region stores it. */
+struct ivrdma_sge {
+	uint64_t addr;
+	uint32_t length;
+	uint32_t lkey;
+};
+static_assert(sizeof(struct ivrdma_sge) == 16, "SGE size");
+
+/*
+ * A receive WQE: 'stride' bytes in its ring, the SGEs following. Receive
+ * rings have one producer (the owner posting) and many consumers (remote
+ * initiators; an SRQ serves many QPs):
+ *
+ *   producer: while prod - cons < entries, write the WQE at prod, then
+ *             store prod + 1 with release;
+ *   consumer: with c = cons (acquire) < prod (acquire), copy the WQE at c,
+ *             then CAS cons from c to c + 1; only a successful CAS owns
+ *             the copy (the producer cannot reuse entry c before it).
+ */
+struct ivrdma_recv_wqe {
+	uint64_t wr_id;
+	uint32_t num_sge;
+	uint32_t reserved;
+	struct ivrdma_sge sge[];
+};
+static_assert(sizeof(struct ivrdma_recv_wqe) == 16, "receive WQE header size");
+
+#define IVRDMA_RQ_STRIDE(max_sge) (sizeof(struct ivrdma_recv_wqe) + (max_sge) * sizeof(struct ivrdma_sge))
+
+/* Where a receive ring lives; fixed for the life of its QP or SRQ. */
+struct ivrdma_rq_desc {
+	uint64_t ring_offset;
+	uint32_t nr_entries; /* a power of two */
+	uint32_t stride;     /* >= IVRDMA_RQ_STRIDE(max_sge) */
+	uint32_t max_sge;
+	uint32_t reserved[3];
+};
+static_assert(sizeof(struct ivrdma_rq_desc) == 32, "receive queue descriptor size");
+
+/*
+ * A QP as remote initiators see it. The state is what the owner last set
+ * (an enum ibv_qp_state); the connection fields let a target check that an
+ * operation comes from the QP it is connected to.
+ */
+struct ivrdma_qp_slot {
+	struct ivrdma_obj_hdr hdr;
+	uint32_t state; /* atomic: enum ibv_qp_state */
+	uint32_t qp_type;
+	uint32_t qpn;
+	uint32_t pd_handle;
+	uint32_t recv_cq;  /* CQ slot index */
+	uint32_t srq;	   /* SRQ slot index + 1; 0: the QP's own receive ring */
+	uint32_t access;   /* qp_access_flags: IBV_ACCESS_REMOTE_* */
+	uint32_t dest_qpn; /* set at RTR */
+	uint16_t dest_lid;
+	uint8_t min_rnr_timer; /* IB encoding, 0..31 */
+	uint8_t reserved0;
+	uint32_t reserved1;
+	struct ivrdma_rq_desc rq;
+	uint8_t reserved2[48];
+	uint64_t rq_prod; /* atomic: the owner posting receives */
+	uint8_t reserved3[56];
+	uint64_t rq_cons; /* atomic: initiators taking receives */
+	uint8_t reserved4[56];
+};
+static_assert(offsetof(struct ivrdma_qp_slot, state) == 8, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, dest_lid) == 40, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, rq) == 48, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, rq_prod) == 128, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, rq_cons) == 192, "QP slot layout");
+static_assert(sizeof(struct ivrdma_qp_slot) == IVRDMA_QP_SLOT_SIZE, "QP slot size");
+
+struct ivrdma_srq_slot {
+	struct ivrdma_obj_hdr hdr;
+	uint32_t pd_handle;
+	uint32_t limit; /* atomic: srq_limit, 0 = not armed */
+	struct ivrdma_rq_desc rq;
+	uint64_t prod; /* atomic */
+	uint8_t reserved0[8];
+	uint64_t cons; /* atomic; own cache line */
+	uint8_t reserved1[56];
+};
+static_assert(offsetof(struct ivrdma_srq_slot, rq) == 16, "SRQ slot layout");
+static_assert(offsetof(struct ivrdma_srq_slot, prod) == 48, "SRQ slot layout");
+static_assert(offsetof(struct ivrdma_srq_slot, cons) == 64, "SRQ slot layout");
+static_assert(sizeof(struct ivrdma_srq_slot) == IVRDMA_SRQ_SLOT_SIZE, "SRQ slot size");
+
 #define IVRDMA_DEFAULT_CHUNK_SHIFT 16u /* 64 KiB */
 #define IVRDMA_MIN_CHUNK_SHIFT	   12u /* a page: MRs are mapped chunk by chunk */
 #define IVRDMA_MAX_CHUNK_SHIFT	   30u

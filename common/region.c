@@ -132,6 +132,15 @@ void *ivrdma_chunk_ptr(const struct ivrdma_region *r, uint32_t idx)
 	return r->base + r->chunk_area_offset + ((uint64_t)idx << r->chunk_shift);
 }
 
+void *ivrdma_chunk_span(const struct ivrdma_region *r, uint64_t offset, uint64_t len)
+{
+	uint64_t end = r->chunk_area_offset + ((uint64_t)r->nr_chunks << r->chunk_shift);
+
+	if (offset < r->chunk_area_offset || offset > end || len > end - offset)
+		return NULL;
+	return r->base + offset;
+}
+
 static uint32_t *chunk_tags(const struct ivrdma_region *r)
 {
 	return (uint32_t *)(r->base + r->chunk_tags.offset);

@@ -49,6 +49,18 @@ static inline struct ivrdma_peer *ivrdma_region_peer(const struct ivrdma_region 
 /* Bytes of chunk 'idx', or NULL if idx is out of range. */
 void *ivrdma_chunk_ptr(const struct ivrdma_region *r, uint32_t idx);
 
+/*
+ * Bytes [offset, offset + len) of the chunk area, or NULL unless the whole
+ * span lies inside it: how an offset read from a slot becomes a pointer.
+ */
+void *ivrdma_chunk_span(const struct ivrdma_region *r, uint64_t offset, uint64_t len);
+
+/* Region offset of chunk 'idx' (no range check: idx comes from the allocator). */
+static inline uint64_t ivrdma_chunk_offset(const struct ivrdma_region *r, uint32_t idx)
+{
+	return r->chunk_area_offset + ((uint64_t)idx << r->chunk_shift);
+}
+
 static inline uint64_t ivrdma_chunk_size(const struct ivrdma_region *r)
 {
 	return 1ull << r->chunk_shift;

@@ -49,4 +49,20 @@ static inline uint64_t shm_fetch_add64(uint64_t *p, uint64_t v)
 	return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL);
 }
 
+static inline uint64_t shm_load_relaxed64(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline bool shm_cas64(uint64_t *p, uint64_t *expected, uint64_t desired)
+{
+	return __atomic_compare_exchange_n(p, expected, desired, false, __ATOMIC_ACQ_REL,
+					   __ATOMIC_ACQUIRE);
+}
+
+static inline uint32_t shm_fetch_or32(uint32_t *p, uint32_t v)
+{
+	return __atomic_fetch_or(p, v, __ATOMIC_ACQ_REL);
+}
+
 #endif /* IVRDMA_SHM_ATOMIC_H */
