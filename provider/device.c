@@ -15,14 +15,10 @@
 #define IVRDMA_VENDOR_ID      0x1af4
 #define IVRDMA_VENDOR_PART_ID 0x1110
 
-/* Per-object limits of the rings to come; table sizes limit the counts. */
-#define IVRDMA_MAX_WR	    16384
-#define IVRDMA_MAX_SGE	    32
-#define IVRDMA_MAX_CQE	    65536
+/* Table sizes limit the object counts; ivrdma.h has the per-object limits. */
 #define IVRDMA_MAX_RD_ATOM  16
 #define IVRDMA_MAX_PD	    (1 << 20) /* PDs are private to a context: no table */
 #define IVRDMA_MAX_AH	    (1 << 20)
-#define IVRDMA_MAX_MSG_SIZE 0x80000000u /* 2 GiB, InfiniBand's limit */
 
 static void fill_device_attr(struct ivrdma_context *ctx, struct ibv_device_attr *a)
 {

@@ -81,6 +81,12 @@ static const struct verbs_context_ops ivrdma_ctx_ops = {
     .create_srq_ex = ivrdma_create_srq_ex,
     .dealloc_pd = ivrdma_dealloc_pd,
     .dereg_mr = ivrdma_dereg_mr,
+    .modify_qp = ivrdma_modify_qp,
+    .poll_cq = ivrdma_poll_cq,
+    .post_recv = ivrdma_post_recv,
+    .post_send = ivrdma_post_send,
+    .query_qp = ivrdma_query_qp,
+    .req_notify_cq = ivrdma_req_notify_cq,
     .destroy_ah = ivrdma_destroy_ah,
     .destroy_cq = ivrdma_destroy_cq,
     .destroy_qp = ivrdma_destroy_qp,
@@ -156,6 +162,25 @@ static uint32_t find_my_node(const struct ivrdma_region *r, int peer_id)
 	return r->host_node;
 }
 
+/*
+ * My owner tag (peer ID and the generation the daemon gave it) marks every
+ * slot and chunk I take; my node's LID is the source of what I send.
+ */
+static int set_identity(struct ivrdma_context *ctx)
+{
+	int id = ivt_peer_id(ctx->transport);
+	struct ivrdma_peer *p = id >= 0 ? ivrdma_region_peer(&ctx->region, (uint32_t)id) : NULL;
+
+	if (!p || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != IVRDMA_PEER_ACTIVE) {
+		ivrdma_dbg("peer %d is not active in the peer table", id);
+		return -EPROTO;
+	}
+	ctx->peer_id = (uint16_t)id;
+	ctx->owner_tag = ivrdma_owner_tag(ctx->peer_id, p->gen);
+	ctx->lid = ivrdma_my_node(ctx)->lid;
+	return 0;
+}
+
 static int attach_region(struct ivrdma_context *ctx)
 {
 	struct ivt_options opts = {.backend = IVT_BACKEND_HOST};
@@ -181,6 +206,9 @@ static int attach_region(struct ivrdma_context *ctx)
 	ctx->node = find_my_node(&ctx->region, ivt_peer_id(ctx->transport));
 	if (!ivrdma_my_node(ctx))
 		return -EPROTO;
+	rc = set_identity(ctx);
+	if (rc)
+		return rc;
 	ivrdma_dbg("attached to %s as peer %d, node %u", path, ivt_peer_id(ctx->transport),
 		   ctx->node);
 	return 0;
@@ -192,6 +220,8 @@ static void release_context(struct ivrdma_context *ctx)
 		ivt_detach(ctx->transport);
 	if (ctx->async_wr >= 0)
 		close(ctx->async_wr);
+	pthread_mutex_destroy(&ctx->mr_lock);
+	pthread_mutex_destroy(&ctx->pending_lock);
 	verbs_uninit_context(&ctx->ibv_ctx); /* closes cmd_fd and async_fd */
 	free(ctx);
 }
@@ -209,6 +239,8 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	if (!ctx)
 		return NULL;
 	ctx->async_wr = -1;
+	pthread_mutex_init(&ctx->mr_lock, NULL);
+	pthread_mutex_init(&ctx->pending_lock, NULL);
 	rc = open_async_pair(ctx);
 	if (!rc)
 		rc = attach_region(ctx);

@@ -3,7 +3,9 @@
 #ifndef IVRDMA_PROVIDER_H
 #define IVRDMA_PROVIDER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "region.h"
@@ -28,6 +30,15 @@ struct ivrdma_context {
 	uint32_t node;		     /* my node's index in the directory */
 	int async_wr;		     /* provider's end of async_fd: events are written here */
 	atomic_uint next_pd_handle;
+	uint16_t peer_id;
+	uint32_t owner_tag; /* tags my slots and chunks; ivrdmad reclaims by it */
+	uint16_t lid;	    /* my node's LID: the source of everything I send */
+	pthread_mutex_t mr_lock;
+	struct ivrdma_span *spans; /* pages moved into the region (mr_move.c) */
+	struct ivrdma_mr *mrs;	   /* every MR of the context */
+	pthread_mutex_t pending_lock;
+	struct ivrdma_qp *pending; /* QPs with WRs waiting on RNR or retry */
+	atomic_int nr_pending;
 };
 
 struct ivrdma_pd {
@@ -44,6 +55,106 @@ static inline struct ivrdma_context *to_ictx(struct ibv_context *ctx)
 static inline struct ivrdma_node *ivrdma_my_node(const struct ivrdma_context *ctx)
 {
 	return ivrdma_region_node(&ctx->region, ctx->node);
+}
+
+#define IVRDMA_MAX_WR	    16384
+#define IVRDMA_MAX_SGE	    32
+#define IVRDMA_MAX_CQE	    65536
+#define IVRDMA_MAX_INLINE   1024
+#define IVRDMA_MAX_MSG_SIZE 0x80000000u /* 2 GiB, InfiniBand's limit */
+
+/* A CQ ring as a producer reaches it: validated once, then used lock-free. */
+struct ivrdma_cq_view {
+	struct ivrdma_cq_slot *slot;
+	struct ivrdma_cqe *ring;
+	uint32_t mask;
+};
+
+/* A receive ring (a QP's RQ or an SRQ), validated once. */
+struct ivrdma_rq_view {
+	uint8_t *ring;
+	uint64_t *prod, *cons;
+	uint32_t mask, stride, max_sge;
+};
+
+struct ivrdma_mr {
+	struct verbs_mr vmr;
+	uint32_t slot;
+	struct ivrdma_mr_slot *s;
+	struct ivrdma_span *span; /* NULL: not moved (local access only) */
+	struct ivrdma_mr *next;
+};
+
+struct ivrdma_cq {
+	struct verbs_cq vcq;
+	pthread_spinlock_t lock; /* one consumer at a time */
+	uint32_t slot;
+	struct ivrdma_cq_view view;
+	uint32_t first_chunk, nr_chunks;
+	uint64_t cons;	  /* my copy of slot->cons */
+	atomic_int users; /* QPs using the CQ: it cannot be destroyed under them */
+};
+
+/* A send WR kept while it waits (RNR, target not ready) or to be flushed. */
+struct ivrdma_swqe {
+	uint64_t wr_id;
+	enum ibv_wr_opcode opcode;
+	unsigned int send_flags;
+	uint32_t imm_data;
+	uint32_t num_sge;
+	uint64_t remote_addr;
+	uint32_t rkey;
+	uint64_t compare_add, swap;
+	struct ibv_sge sge[IVRDMA_MAX_SGE];
+	uint8_t *inline_buf; /* IVRDMA_MAX_INLINE bytes of the QP's inline area */
+	uint32_t inline_len;
+};
+
+/* The remote end of a connected QP, looked up and validated at RTR. */
+struct ivrdma_peer_qp {
+	struct ivrdma_qp_slot *slot;
+	uint32_t owner, seq, qpn, pd_handle;
+	uint16_t lid;
+	struct ivrdma_rq_view rq;
+	struct ivrdma_cq_view cq;
+};
+
+struct ivrdma_qp {
+	struct verbs_qp vqp;
+	pthread_mutex_t sq_lock;
+	pthread_spinlock_t rq_lock;
+	uint32_t slot;
+	struct ivrdma_qp_slot *s;
+	uint32_t rq_first_chunk, rq_nr_chunks;
+	struct ivrdma_rq_view rq;
+	struct ivrdma_cq *send_cq, *recv_cq;
+	struct ibv_qp_cap cap;
+	bool sq_sig_all;
+	struct ibv_qp_attr attr; /* what modify_qp set, for query_qp */
+	struct ivrdma_peer_qp peer;
+	/* Send WRs not yet executed (head blocked on RNR/retry): a private ring. */
+	struct ivrdma_swqe *sq;
+	uint8_t *inline_area;
+	uint32_t sq_head, sq_count;
+	int rnr_left, retry_left;
+	uint64_t next_try_ns;
+	bool on_pending_list;
+	struct ivrdma_qp *pending_next;
+};
+
+static inline struct ivrdma_cq *to_icq(struct ibv_cq *cq)
+{
+	return (struct ivrdma_cq *)((char *)cq - offsetof(struct ivrdma_cq, vcq));
+}
+
+static inline struct ivrdma_qp *to_iqp(struct ibv_qp *qp)
+{
+	return (struct ivrdma_qp *)((char *)qp - offsetof(struct ivrdma_qp, vqp));
+}
+
+static inline struct ivrdma_mr *to_imr(struct verbs_mr *vmr)
+{
+	return (struct ivrdma_mr *)((char *)vmr - offsetof(struct ivrdma_mr, vmr));
 }
 
 /* Prints only when IVRDMA_DEBUG is set: a provider must not write to stderr. */
@@ -63,7 +174,61 @@ int ivrdma_query_port(struct ibv_context *context, uint8_t port_num,
 struct ibv_pd *ivrdma_alloc_pd(struct ibv_context *context);
 int ivrdma_dealloc_pd(struct ibv_pd *pd);
 
-/* mr.c, cq.c, qp.c, srq.c, ah.c: not implemented yet (EOPNOTSUPP) */
+/* slots.c: object slots and ring chunks owned by this context */
+int64_t ivrdma_slot_alloc(struct ivrdma_context *ctx, const struct ivrdma_table *t);
+void ivrdma_slot_free(struct ivrdma_context *ctx, const struct ivrdma_table *t, uint32_t idx);
+void *ivrdma_ring_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *first,
+			uint32_t *count);
+void ivrdma_ring_free(struct ivrdma_context *ctx, uint32_t first, uint32_t count);
+uint64_t ivrdma_now_ns(void);
+
+/* ring.c: the shared rings' algorithms (see ivrdma_layout.h) */
+int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
+		   struct ivrdma_cq_view *v);
+bool ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
+int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d,
+		   uint64_t *prod, uint64_t *cons, struct ivrdma_rq_view *v);
+int ivrdma_rq_post(const struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
+int ivrdma_rq_take(const struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out);
+
+/* mr_move.c: moving pages into the region and back */
+struct ivrdma_span;
+int ivrdma_span_get(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end,
+		    struct ivrdma_span **out);
+void ivrdma_span_put(struct ivrdma_context *ctx, struct ivrdma_span *span);
+uint64_t ivrdma_span_offset(const struct ivrdma_context *ctx, const struct ivrdma_span *span,
+			    uintptr_t addr);
+
+/* mr.c: keys to bytes */
+enum ivrdma_xlate {
+	IVRDMA_XLATE_OK = 0,
+	IVRDMA_XLATE_BAD_KEY,
+	IVRDMA_XLATE_BOUNDS,
+	IVRDMA_XLATE_ACCESS,
+};
+enum ivrdma_xlate ivrdma_mr_remote(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
+				   uint32_t pd_handle, uint64_t addr, uint64_t len, int access,
+				   uint8_t **out);
+enum ivrdma_xlate ivrdma_mr_local(struct ivrdma_context *ctx, uint32_t key, uint32_t pd_handle,
+				  uint64_t addr, uint64_t len, int access, uint8_t **out);
+
+/* cq.c */
+int ivrdma_poll_cq(struct ibv_cq *cq, int ne, struct ibv_wc *wc);
+int ivrdma_req_notify_cq(struct ibv_cq *cq, int solicited_only);
+
+/* qp.c, qp_tx.c, qp_rx.c */
+int ivrdma_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask);
+int ivrdma_query_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask,
+		    struct ibv_qp_init_attr *init_attr);
+int ivrdma_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr, struct ibv_send_wr **bad_wr);
+int ivrdma_post_recv(struct ibv_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
+void ivrdma_progress(struct ivrdma_context *ctx);
+void ivrdma_qp_flush_sq(struct ivrdma_qp *qp);
+bool ivrdma_peer_alive(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq);
+void ivrdma_qp_flush_rq(struct ivrdma_qp *qp);
+void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct ivrdma_cqe *e);
+
+/* srq.c, ah.c: not implemented yet (EOPNOTSUPP) */
 struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
 			     int access);
 int ivrdma_dereg_mr(struct verbs_mr *vmr);

@@ -1,19 +1,205 @@
 // SPDX-License-Identifier: MIT
 /*
- * Memory regions: not implemented yet. Creation fails with EOPNOTSUPP so programs see
- * a clean "operation not supported" rather than a half-working object.
+ * Memory regions and their keys.
+ *
+ * The MR slot in the region is what a remote initiator checks and
+ * translates with: key, access, iova, length and the region offset of the
+ * byte at iova. Registrations that a peer may reach (receive buffers,
+ * remote access) have their pages moved into the region (mr_move.c);
+ * memory that cannot be moved is refused unless only this process will
+ * ever touch it (no remote access): the initiator reads and writes its own
+ * memory through its own addresses.
  */
 #include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "ivrdma.h"
+#include "shm_atomic.h"
+
+#define REMOTE_ACCESS (IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
+
+static int check_args(uintptr_t addr, size_t length, int access)
+{
+	if (length == 0 || addr + length < addr || length > IVRDMA_MAX_MSG_SIZE * 2ull)
+		return EINVAL;
+	/* IB spec: remote write and atomic need local write. */
+	if ((access & (IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)) &&
+	    !(access & IBV_ACCESS_LOCAL_WRITE))
+		return EINVAL;
+	return 0;
+}
+
+/* Moves the pages if anyone but this process may write or read them. */
+static int place(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t addr, size_t length,
+		 int access)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = addr & ~(page - 1), end = (addr + length + page - 1) & ~(page - 1);
+	int rc;
+
+	if (!(access & (REMOTE_ACCESS | IBV_ACCESS_LOCAL_WRITE)))
+		return 0;
+	rc = ivrdma_span_get(ctx, start, end, &mr->span);
+	if (rc && !(access & REMOTE_ACCESS)) {
+		ivrdma_dbg("MR at %#lx not moved (%d): usable locally only", (unsigned long)addr,
+			   rc);
+		mr->span = NULL;
+		return 0;
+	}
+	return rc;
+}
 
 struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
 			     int access)
 {
-	return ivrdma_fail_null(EOPNOTSUPP);
+	struct ivrdma_context *ctx = to_ictx(pd->context);
+	struct ivrdma_mr *mr;
+	int64_t slot;
+	int rc = check_args((uintptr_t)addr, length, access);
+
+	if (rc)
+		return ivrdma_fail_null(rc);
+	mr = calloc(1, sizeof(*mr));
+	if (!mr)
+		return ivrdma_fail_null(ENOMEM);
+	slot = ivrdma_slot_alloc(ctx, &ctx->region.mrs);
+	if (slot < 0) {
+		free(mr);
+		return ivrdma_fail_null(ENOMEM);
+	}
+	mr->slot = (uint32_t)slot;
+	mr->s = ivrdma_table_entry(&ctx->region, &ctx->region.mrs, mr->slot);
+	pthread_mutex_lock(&ctx->mr_lock);
+	rc = place(ctx, mr, (uintptr_t)addr, length, access);
+	if (rc) {
+		pthread_mutex_unlock(&ctx->mr_lock);
+		ivrdma_slot_free(ctx, &ctx->region.mrs, mr->slot);
+		free(mr);
+		return ivrdma_fail_null(rc);
+	}
+	mr->s->access = (uint32_t)access;
+	mr->s->iova = hca_va;
+	mr->s->length = length;
+	mr->s->region_offset = mr->span ? ivrdma_span_offset(ctx, mr->span, (uintptr_t)addr) : 0;
+	mr->s->pd_handle = pd->handle;
+	mr->vmr.ibv_mr.context = pd->context;
+	mr->vmr.ibv_mr.pd = pd;
+	mr->vmr.ibv_mr.addr = addr;
+	mr->vmr.ibv_mr.length = length;
+	mr->vmr.ibv_mr.handle = mr->slot;
+	mr->vmr.ibv_mr.lkey = mr->vmr.ibv_mr.rkey = ivrdma_mr_key(mr->slot, mr->s->hdr.seq);
+	mr->next = ctx->mrs;
+	ctx->mrs = mr;
+	/* The key goes last: a peer that sees it sees the fields above. */
+	shm_store_release32(&mr->s->key, mr->vmr.ibv_mr.lkey);
+	pthread_mutex_unlock(&ctx->mr_lock);
+	return &mr->vmr.ibv_mr;
 }
 
 int ivrdma_dereg_mr(struct verbs_mr *vmr)
 {
-	return EOPNOTSUPP;
+	struct ivrdma_mr *mr = to_imr(vmr);
+	struct ivrdma_context *ctx = to_ictx(vmr->ibv_mr.context);
+
+	pthread_mutex_lock(&ctx->mr_lock);
+	for (struct ivrdma_mr **pp = &ctx->mrs; *pp; pp = &(*pp)->next)
+		if (*pp == mr) {
+			*pp = mr->next;
+			break;
+		}
+	shm_store_release32(&mr->s->key, 0); /* no new access from here on */
+	ivrdma_slot_free(ctx, &ctx->region.mrs, mr->slot);
+	if (mr->span)
+		ivrdma_span_put(ctx, mr->span);
+	pthread_mutex_unlock(&ctx->mr_lock);
+	free(mr);
+	return 0;
+}
+
+/* A copy of the slot's fields, taken once: the slot may change under us. */
+struct mr_fields {
+	uint32_t access, pd_handle;
+	uint64_t iova, length, region_offset;
+};
+
+static enum ivrdma_xlate read_slot(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
+				   struct mr_fields *f)
+{
+	struct ivrdma_mr_slot *s = ivrdma_table_entry(r, &r->mrs, ivrdma_key_slot(key));
+
+	if (!s || key == 0 || shm_load_acquire32(&s->key) != key ||
+	    shm_load_acquire32(&s->hdr.owner) != owner)
+		return IVRDMA_XLATE_BAD_KEY;
+	f->access = __atomic_load_n(&s->access, __ATOMIC_RELAXED);
+	f->pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
+	f->iova = __atomic_load_n(&s->iova, __ATOMIC_RELAXED);
+	f->length = __atomic_load_n(&s->length, __ATOMIC_RELAXED);
+	f->region_offset = __atomic_load_n(&s->region_offset, __ATOMIC_ACQUIRE);
+	return IVRDMA_XLATE_OK;
+}
+
+static enum ivrdma_xlate check_fields(const struct mr_fields *f, uint32_t pd_handle, uint64_t addr,
+				      uint64_t len, int access)
+{
+	if (f->pd_handle != pd_handle)
+		return IVRDMA_XLATE_BAD_KEY;
+	if (((int)f->access & access) != access)
+		return IVRDMA_XLATE_ACCESS;
+	if (addr < f->iova || len > f->length || addr - f->iova > f->length - len)
+		return IVRDMA_XLATE_BOUNDS;
+	return IVRDMA_XLATE_OK;
+}
+
+enum ivrdma_xlate ivrdma_mr_remote(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
+				   uint32_t pd_handle, uint64_t addr, uint64_t len, int access,
+				   uint8_t **out)
+{
+	struct mr_fields f;
+	enum ivrdma_xlate x = read_slot(r, key, owner, &f);
+	uint64_t delta;
+
+	if (x == IVRDMA_XLATE_OK)
+		x = check_fields(&f, pd_handle, addr, len, access);
+	if (x != IVRDMA_XLATE_OK)
+		return x;
+	delta = addr - f.iova;
+	if (f.region_offset > UINT64_MAX - delta)
+		return IVRDMA_XLATE_BAD_KEY;
+	*out = ivrdma_chunk_span(r, f.region_offset + delta, len);
+	/* Not in the region (unmoved, or a bad offset): unreachable for peers. */
+	return *out ? IVRDMA_XLATE_OK : IVRDMA_XLATE_BAD_KEY;
+}
+
+/* An MR that was not moved: its bytes are at its own address, in my process only. */
+static enum ivrdma_xlate local_unmoved(struct ivrdma_context *ctx, uint32_t key, uint64_t delta,
+				       uint8_t **out)
+{
+	enum ivrdma_xlate x = IVRDMA_XLATE_BAD_KEY;
+
+	pthread_mutex_lock(&ctx->mr_lock);
+	for (struct ivrdma_mr *mr = ctx->mrs; mr; mr = mr->next)
+		if (mr->vmr.ibv_mr.lkey == key && !mr->span) {
+			*out = (uint8_t *)mr->vmr.ibv_mr.addr + delta;
+			x = IVRDMA_XLATE_OK;
+			break;
+		}
+	pthread_mutex_unlock(&ctx->mr_lock);
+	return x;
+}
+
+enum ivrdma_xlate ivrdma_mr_local(struct ivrdma_context *ctx, uint32_t key, uint32_t pd_handle,
+				  uint64_t addr, uint64_t len, int access, uint8_t **out)
+{
+	struct mr_fields f;
+	enum ivrdma_xlate x = read_slot(&ctx->region, key, ctx->owner_tag, &f);
+
+	if (x == IVRDMA_XLATE_OK)
+		x = check_fields(&f, pd_handle, addr, len, access);
+	if (x != IVRDMA_XLATE_OK)
+		return x;
+	if (f.region_offset == 0)
+		return local_unmoved(ctx, key, addr - f.iova, out);
+	return ivrdma_mr_remote(&ctx->region, key, ctx->owner_tag, pd_handle, addr, len, access,
+				out);
 }

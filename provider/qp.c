@@ -1,23 +1,203 @@
 // SPDX-License-Identifier: MIT
 /*
- * Queue pairs: not implemented yet. Creation fails with EOPNOTSUPP so programs see
- * a clean "operation not supported" rather than a half-working object.
+ * Queue pairs: creation with a receive ring in the region, the IB state
+ * machine with its attribute-mask rules, connection at RTR, query and
+ * destruction. The send side is qp_tx.c, the receive side qp_rx.c.
  */
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "ivrdma.h"
+#include "shm_atomic.h"
+
+static uint32_t pow2_at_least(uint32_t v)
+{
+	uint32_t n = 1;
+
+	while (n < v)
+		n <<= 1;
+	return n;
+}
+
+static int check_caps(struct ibv_qp_init_attr *a)
+{
+	if (a->qp_type != IBV_QPT_RC && a->qp_type != IBV_QPT_UC)
+		return EOPNOTSUPP;
+	if (a->srq)
+		return EOPNOTSUPP; /* SRQs come next */
+	if (!a->send_cq || !a->recv_cq)
+		return EINVAL;
+	if (a->cap.max_send_wr > IVRDMA_MAX_WR || a->cap.max_recv_wr > IVRDMA_MAX_WR ||
+	    a->cap.max_send_sge > IVRDMA_MAX_SGE || a->cap.max_recv_sge > IVRDMA_MAX_SGE ||
+	    a->cap.max_inline_data > IVRDMA_MAX_INLINE)
+		return EINVAL;
+	return 0;
+}
+
+static void free_qp(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
+{
+	ivrdma_ring_free(ctx, qp->rq_first_chunk, qp->rq_nr_chunks);
+	if (qp->s)
+		ivrdma_slot_free(ctx, &ctx->region.qps, qp->slot);
+	pthread_mutex_destroy(&qp->sq_lock);
+	pthread_spin_destroy(&qp->rq_lock);
+	free(qp->sq);
+	free(qp->inline_area);
+	free(qp);
+}
+
+/* The receive ring in the region, described in the slot for initiators. */
+static int make_rq(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
+{
+	struct ivrdma_rq_desc *d = &qp->s->rq;
+	uint32_t n = pow2_at_least(qp->cap.max_recv_wr ? qp->cap.max_recv_wr : 1);
+	uint32_t stride = (uint32_t)IVRDMA_RQ_STRIDE(qp->cap.max_recv_sge);
+
+	if (!ivrdma_ring_alloc(ctx, (uint64_t)n * stride, &qp->rq_first_chunk, &qp->rq_nr_chunks))
+		return ENOMEM;
+	d->ring_offset = ivrdma_chunk_offset(&ctx->region, qp->rq_first_chunk);
+	d->nr_entries = n;
+	d->stride = stride;
+	d->max_sge = qp->cap.max_recv_sge;
+	qp->cap.max_recv_wr = n;
+	return ivrdma_rq_view(&ctx->region, d, &qp->s->rq_prod, &qp->s->rq_cons, &qp->rq) ? EPROTO
+											   : 0;
+}
+
+static int make_sq(struct ivrdma_qp *qp)
+{
+	uint32_t n = qp->cap.max_send_wr;
+
+	qp->sq = calloc(n, sizeof(*qp->sq));
+	if (!qp->sq)
+		return ENOMEM;
+	if (qp->cap.max_inline_data) {
+		qp->inline_area = calloc(n, qp->cap.max_inline_data);
+		if (!qp->inline_area)
+			return ENOMEM;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		qp->sq[i].inline_buf = qp->inline_area ? qp->inline_area + (size_t)i * qp->cap.max_inline_data : NULL;
+	return 0;
+}
 
 struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
 {
-	return ivrdma_fail_null(EOPNOTSUPP);
+	struct ivrdma_context *ctx = to_ictx(pd->context);
+	struct ivrdma_qp *qp;
+	int64_t idx;
+	int rc = check_caps(attr);
+
+	if (rc)
+		return ivrdma_fail_null(rc);
+	qp = calloc(1, sizeof(*qp));
+	if (!qp)
+		return ivrdma_fail_null(ENOMEM);
+	pthread_mutex_init(&qp->sq_lock, NULL);
+	pthread_spin_init(&qp->rq_lock, PTHREAD_PROCESS_PRIVATE);
+	qp->cap = attr->cap;
+	qp->cap.max_send_wr = qp->cap.max_send_wr ? qp->cap.max_send_wr : 1;
+	qp->cap.max_send_sge = qp->cap.max_send_sge ? qp->cap.max_send_sge : 1;
+	qp->cap.max_recv_sge = qp->cap.max_recv_sge ? qp->cap.max_recv_sge : 1;
+	idx = ivrdma_slot_alloc(ctx, &ctx->region.qps);
+	if (idx < 0) {
+		free_qp(ctx, qp);
+		return ivrdma_fail_null(ENOMEM);
+	}
+	qp->slot = (uint32_t)idx;
+	qp->s = ivrdma_table_entry(&ctx->region, &ctx->region.qps, qp->slot);
+	rc = make_rq(ctx, qp);
+	if (!rc)
+		rc = make_sq(qp);
+	if (rc) {
+		free_qp(ctx, qp);
+		return ivrdma_fail_null(rc);
+	}
+	qp->send_cq = to_icq(attr->send_cq);
+	qp->recv_cq = to_icq(attr->recv_cq);
+	qp->sq_sig_all = attr->sq_sig_all;
+	qp->s->qp_type = attr->qp_type;
+	qp->s->qpn = qp->slot + IVRDMA_QPN_BASE;
+	qp->s->pd_handle = pd->handle;
+	qp->s->recv_cq = qp->recv_cq->slot;
+	shm_store_release32(&qp->s->state, IBV_QPS_RESET);
+	atomic_fetch_add(&qp->send_cq->users, 1);
+	atomic_fetch_add(&qp->recv_cq->users, 1);
+	qp->vqp.qp.context = pd->context;
+	qp->vqp.qp.qp_context = attr->qp_context;
+	qp->vqp.qp.pd = pd;
+	qp->vqp.qp.send_cq = attr->send_cq;
+	qp->vqp.qp.recv_cq = attr->recv_cq;
+	qp->vqp.qp.handle = qp->slot;
+	qp->vqp.qp.qp_num = qp->slot + IVRDMA_QPN_BASE;
+	qp->vqp.qp.state = IBV_QPS_RESET;
+	qp->vqp.qp.qp_type = attr->qp_type;
+	attr->cap = qp->cap;
+	return &qp->vqp.qp;
 }
 
 struct ibv_qp *ivrdma_create_qp_ex(struct ibv_context *context, struct ibv_qp_init_attr_ex *attr)
 {
-	return ivrdma_fail_null(EOPNOTSUPP);
+	struct ibv_qp_init_attr a = {
+	    .qp_context = attr->qp_context,
+	    .send_cq = attr->send_cq,
+	    .recv_cq = attr->recv_cq,
+	    .srq = attr->srq,
+	    .cap = attr->cap,
+	    .qp_type = attr->qp_type,
+	    .sq_sig_all = attr->sq_sig_all,
+	};
+	struct ibv_qp *qp;
+
+	if (!(attr->comp_mask & IBV_QP_INIT_ATTR_PD) || !attr->pd)
+		return ivrdma_fail_null(EINVAL);
+	if (attr->comp_mask & ~IBV_QP_INIT_ATTR_PD)
+		return ivrdma_fail_null(EOPNOTSUPP); /* the ibv_qp_ex wr_* API is not there yet */
+	qp = ivrdma_create_qp(attr->pd, &a);
+	if (qp)
+		attr->cap = a.cap;
+	return qp;
 }
 
-int ivrdma_destroy_qp(struct ibv_qp *qp)
+int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 {
-	return EOPNOTSUPP;
+	struct ivrdma_qp *qp = to_iqp(ibqp);
+	struct ivrdma_context *ctx = to_ictx(ibqp->context);
+
+	pthread_mutex_lock(&ctx->pending_lock);
+	for (struct ivrdma_qp **pp = &ctx->pending; *pp; pp = &(*pp)->pending_next)
+		if (*pp == qp) {
+			*pp = qp->pending_next;
+			atomic_fetch_sub(&ctx->nr_pending, 1);
+			break;
+		}
+	pthread_mutex_unlock(&ctx->pending_lock);
+	/* Initiators see the state, then the slot's seq change: no new work arrives. */
+	shm_store_release32(&qp->s->state, IBV_QPS_ERR);
+	atomic_fetch_sub(&qp->send_cq->users, 1);
+	atomic_fetch_sub(&qp->recv_cq->users, 1);
+	free_qp(ctx, qp);
+	return 0;
+}
+
+int ivrdma_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int attr_mask,
+		    struct ibv_qp_init_attr *init_attr)
+{
+	struct ivrdma_qp *qp = to_iqp(ibqp);
+
+	*attr = qp->attr;
+	attr->qp_state = ibqp->state;
+	attr->cur_qp_state = ibqp->state;
+	attr->path_mtu = attr->path_mtu ? attr->path_mtu : IBV_MTU_4096;
+	attr->cap = qp->cap;
+	memset(init_attr, 0, sizeof(*init_attr));
+	init_attr->qp_context = ibqp->qp_context;
+	init_attr->send_cq = ibqp->send_cq;
+	init_attr->recv_cq = ibqp->recv_cq;
+	init_attr->srq = ibqp->srq;
+	init_attr->cap = qp->cap;
+	init_attr->qp_type = ibqp->qp_type;
+	init_attr->sq_sig_all = qp->sq_sig_all;
+	return 0;
 }

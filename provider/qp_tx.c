@@ -1,0 +1,562 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The send side: the initiator executes every operation itself, reading
+ * and writing the target's memory in the region, taking the target's
+ * receive WQEs and writing the target's CQEs. Work requests wait in a
+ * private queue only while the target cannot take them (RNR, target not
+ * ready); later verbs calls on this context retry them (ivrdma_progress).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "ivrdma.h"
+#include "shm_atomic.h"
+
+enum exec { EXEC_DONE, EXEC_RNR, EXEC_NO_ACK };
+
+struct iov {
+	uint8_t *p;
+	uint64_t len;
+};
+
+/* IB's RNR timer encoding, in units of 10 us (0 means 655.36 ms). */
+static const uint32_t rnr_10us[32] = {65536, 1,	   2,	 3,    4,    6,	    8,	   12,
+				      16,    24,   32,	 48,   64,   96,    128,   192,
+				      256,   384,  512,	 768,  1024, 1536,  2048,  3072,
+				      4096,  6144, 8192, 12288, 16384, 24576, 32768, 49152};
+
+/*
+ * Copies 'len' bytes between scatter lists; the last byte is stored after
+ * a release fence, so a poller of the last byte sees all the others.
+ */
+static void copy_iov(const struct iov *dst, int nd, const struct iov *src, int ns, uint64_t len)
+{
+	uint64_t doff = 0, soff = 0;
+	int d = 0, s = 0;
+
+	while (len) {
+		uint64_t n;
+
+		while (d < nd && doff == dst[d].len)
+			d++, doff = 0;
+		while (s < ns && soff == src[s].len)
+			s++, soff = 0;
+		if (d == nd || s == ns)
+			return;
+		n = dst[d].len - doff < src[s].len - soff ? dst[d].len - doff : src[s].len - soff;
+		n = n < len ? n : len;
+		if (n == len) {
+			memcpy(dst[d].p + doff, src[s].p + soff, n - 1);
+			__atomic_thread_fence(__ATOMIC_RELEASE);
+			dst[d].p[doff + n - 1] = src[s].p[soff + n - 1];
+			return;
+		}
+		memcpy(dst[d].p + doff, src[s].p + soff, n);
+		doff += n, soff += n, len -= n;
+	}
+}
+
+static enum ibv_wc_status xlate_status(enum ivrdma_xlate x, bool local)
+{
+	if (x == IVRDMA_XLATE_OK)
+		return IBV_WC_SUCCESS;
+	return local ? IBV_WC_LOC_PROT_ERR : IBV_WC_REM_ACCESS_ERR;
+}
+
+/* The WR's local memory as a scatter list; inline data is its own buffer. */
+static enum ibv_wc_status local_iov(struct ivrdma_qp *qp, struct ivrdma_swqe *w, int access,
+				    struct iov *v, int *nv, uint64_t *total)
+{
+	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
+
+	*total = 0;
+	*nv = 0;
+	if (w->send_flags & IBV_SEND_INLINE) {
+		v[0].p = w->inline_buf;
+		v[0].len = *total = w->inline_len;
+		*nv = 1;
+		return IBV_WC_SUCCESS;
+	}
+	for (uint32_t i = 0; i < w->num_sge; i++) {
+		struct ibv_sge *g = &w->sge[i];
+		enum ivrdma_xlate x = ivrdma_mr_local(ctx, g->lkey, qp->vqp.qp.pd->handle, g->addr,
+						      g->length, access, &v[i].p);
+
+		if (x != IVRDMA_XLATE_OK)
+			return xlate_status(x, true);
+		v[i].len = g->length;
+		*total += g->length;
+		(*nv)++;
+	}
+	return *total > IVRDMA_MAX_MSG_SIZE ? IBV_WC_LOC_LEN_ERR : IBV_WC_SUCCESS;
+}
+
+/* The target's receive buffers; the status is the target's own. */
+static enum ibv_wc_status recv_iov(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq,
+				   const struct ivrdma_recv_wqe *r, struct iov *v, uint64_t *room)
+{
+	*room = 0;
+	for (uint32_t i = 0; i < r->num_sge; i++) {
+		enum ivrdma_xlate x = ivrdma_mr_remote(&ctx->region, r->sge[i].lkey, pq->owner,
+						       pq->pd_handle, r->sge[i].addr,
+						       r->sge[i].length, IBV_ACCESS_LOCAL_WRITE, &v[i].p);
+
+		if (x != IVRDMA_XLATE_OK)
+			return IBV_WC_LOC_PROT_ERR;
+		v[i].len = r->sge[i].length;
+		*room += r->sge[i].length;
+	}
+	return IBV_WC_SUCCESS;
+}
+
+/* Writes the target's receive completion; the initiator learns of a failure. */
+static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, const struct ivrdma_recv_wqe *r,
+				     enum ibv_wc_status st, enum ibv_wc_opcode op, uint64_t len,
+				     const struct ivrdma_swqe *w)
+{
+	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
+	bool imm = w->opcode == IBV_WR_SEND_WITH_IMM || w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM;
+	struct ivrdma_cqe e = {
+	    .wr_id = r->wr_id,
+	    .status = st,
+	    .opcode = op,
+	    .byte_len = (uint32_t)len,
+	    .imm_data = imm ? w->imm_data : 0,
+	    .qp_num = qp->peer.qpn,
+	    .src_qp = qp->vqp.qp.qp_num,
+	    .wc_flags = imm ? IBV_WC_WITH_IMM : 0,
+	    .slid = ctx->lid,
+	};
+
+	if (!ivrdma_cq_push(&qp->peer.cq, &e))
+		return IBV_WC_REM_OP_ERR; /* the target's CQ overflowed */
+	switch (st) {
+	case IBV_WC_SUCCESS:
+		return IBV_WC_SUCCESS;
+	case IBV_WC_LOC_LEN_ERR:
+		return IBV_WC_REM_INV_REQ_ERR;
+	default:
+		return IBV_WC_REM_OP_ERR;
+	}
+}
+
+static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_recv_wqe *r, enum ibv_wc_status *st)
+{
+	int got = ivrdma_rq_take(&qp->peer.rq, r);
+
+	if (got > 0)
+		return EXEC_DONE;
+	if (got < 0) {
+		*st = IBV_WC_REM_OP_ERR;
+		return EXEC_DONE;
+	}
+	if (qp->vqp.qp.qp_type == IBV_QPT_UC) {
+		*st = IBV_WC_SUCCESS; /* UC: a message without a receive is dropped */
+		return EXEC_DONE;
+	}
+	return EXEC_RNR;
+}
+
+union rwqe {
+	struct ivrdma_recv_wqe w;
+	uint8_t room[IVRDMA_RQ_STRIDE(IVRDMA_MAX_SGE)];
+};
+
+static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
+			 uint64_t len, enum ibv_wc_status *st)
+{
+	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
+	struct iov dst[IVRDMA_MAX_SGE];
+	enum ibv_wc_status tst;
+	union rwqe r;
+	uint64_t room;
+	enum exec ex = take_recv(qp, &r.w, st);
+
+	if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS || r.w.num_sge > IVRDMA_MAX_SGE)
+		return ex;
+	tst = recv_iov(ctx, &qp->peer, &r.w, dst, &room);
+	if (tst == IBV_WC_SUCCESS && len > room)
+		tst = IBV_WC_LOC_LEN_ERR;
+	if (tst == IBV_WC_SUCCESS)
+		copy_iov(dst, (int)r.w.num_sge, src, ns, len);
+	*st = target_cqe(qp, &r.w, tst, IBV_WC_RECV, len, w);
+	return EXEC_DONE;
+}
+
+static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_swqe *w, uint64_t len,
+				     int access, uint8_t **p)
+{
+	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
+	uint32_t qp_access = __atomic_load_n(&qp->peer.slot->access, __ATOMIC_RELAXED);
+
+	if (!(qp_access & (uint32_t)access))
+		return IBV_WC_REM_ACCESS_ERR;
+	return xlate_status(ivrdma_mr_remote(&ctx->region, w->rkey, qp->peer.owner,
+					     qp->peer.pd_handle, w->remote_addr, len, access, p),
+			    false);
+}
+
+static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
+			  uint64_t len, enum ibv_wc_status *st)
+{
+	struct iov dst = {.len = len};
+	union rwqe r;
+	enum exec ex;
+
+	if (len)
+		*st = remote_mem(qp, w, len, IBV_ACCESS_REMOTE_WRITE, &dst.p);
+	if (*st != IBV_WC_SUCCESS)
+		return EXEC_DONE;
+	if (w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM) {
+		ex = take_recv(qp, &r.w, st);
+		if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS)
+			return ex;
+	}
+	if (len)
+		copy_iov(&dst, 1, src, ns, len);
+	if (w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM)
+		*st = target_cqe(qp, &r.w, IBV_WC_SUCCESS, IBV_WC_RECV_RDMA_WITH_IMM, len, w);
+	return EXEC_DONE;
+}
+
+static enum ibv_wc_status do_read(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *dst,
+				  int nd, uint64_t len)
+{
+	struct iov src = {.len = len};
+	enum ibv_wc_status st = len ? remote_mem(qp, w, len, IBV_ACCESS_REMOTE_READ, &src.p)
+				    : IBV_WC_SUCCESS;
+
+	if (st == IBV_WC_SUCCESS && len)
+		copy_iov(dst, nd, &src, 1, len);
+	return st;
+}
+
+static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *dst,
+				    int nd, uint64_t len)
+{
+	uint64_t *p, old;
+	enum ibv_wc_status st;
+
+	if (nd != 1 || len != 8)
+		return IBV_WC_LOC_LEN_ERR;
+	if (w->remote_addr % 8)
+		return IBV_WC_REM_INV_REQ_ERR;
+	st = remote_mem(qp, w, 8, IBV_ACCESS_REMOTE_ATOMIC, (uint8_t **)&p);
+	if (st != IBV_WC_SUCCESS)
+		return st;
+	if (w->opcode == IBV_WR_ATOMIC_CMP_AND_SWP) {
+		old = w->compare_add;
+		__atomic_compare_exchange_n(p, &old, w->swap, false, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST);
+	} else {
+		old = __atomic_fetch_add(p, w->compare_add, __ATOMIC_SEQ_CST);
+	}
+	memcpy(dst[0].p, &old, 8);
+	return IBV_WC_SUCCESS;
+}
+
+/*
+ * Can the target take work from me now? *deliver is false when the work
+ * is over without reaching it (peer gone, or UC dropping).
+ */
+static enum exec target_ready(struct ivrdma_qp *qp, enum ibv_wc_status *st, bool *deliver)
+{
+	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
+	struct ivrdma_qp_slot *s = qp->peer.slot;
+	uint32_t state;
+
+	*deliver = false;
+	if (!ivrdma_peer_alive(ctx, &qp->peer)) {
+		/* Gone: no answer will ever come. UC never waits for one. */
+		*st = qp->vqp.qp.qp_type == IBV_QPT_RC ? IBV_WC_RETRY_EXC_ERR : IBV_WC_SUCCESS;
+		return EXEC_DONE;
+	}
+	state = shm_load_acquire32(&s->state);
+	if (state < IBV_QPS_RTR || state > IBV_QPS_SQE ||
+	    __atomic_load_n(&s->dest_qpn, __ATOMIC_RELAXED) != qp->vqp.qp.qp_num ||
+	    __atomic_load_n(&s->dest_lid, __ATOMIC_RELAXED) != ctx->lid) {
+		if (qp->vqp.qp.qp_type == IBV_QPT_UC)
+			return EXEC_DONE; /* dropped silently */
+		return EXEC_NO_ACK;
+	}
+	*deliver = true;
+	return EXEC_DONE;
+}
+
+static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivrdma_cqe *e)
+{
+	int access = w->opcode == IBV_WR_RDMA_READ || w->opcode == IBV_WR_ATOMIC_CMP_AND_SWP ||
+			     w->opcode == IBV_WR_ATOMIC_FETCH_AND_ADD
+			 ? IBV_ACCESS_LOCAL_WRITE
+			 : 0;
+	enum ibv_wc_status st;
+	struct iov v[IVRDMA_MAX_SGE];
+	uint64_t len;
+	int nv;
+	enum exec ex;
+	bool deliver;
+
+	st = local_iov(qp, w, access, v, &nv, &len);
+	e->byte_len = (uint32_t)len;
+	if (st != IBV_WC_SUCCESS) {
+		e->status = st;
+		return EXEC_DONE;
+	}
+	ex = target_ready(qp, &st, &deliver);
+	if (!deliver) {
+		e->status = st;
+		return ex;
+	}
+	switch (w->opcode) {
+	case IBV_WR_SEND:
+	case IBV_WR_SEND_WITH_IMM:
+		ex = do_send(qp, w, v, nv, len, &st);
+		break;
+	case IBV_WR_RDMA_WRITE:
+	case IBV_WR_RDMA_WRITE_WITH_IMM:
+		ex = do_write(qp, w, v, nv, len, &st);
+		break;
+	case IBV_WR_RDMA_READ:
+		st = do_read(qp, w, v, nv, len);
+		break;
+	default:
+		st = do_atomic(qp, w, v, nv, len);
+		break;
+	}
+	if (qp->vqp.qp.qp_type == IBV_QPT_UC && st != IBV_WC_SUCCESS && st != IBV_WC_LOC_LEN_ERR &&
+	    st != IBV_WC_LOC_PROT_ERR)
+		st = IBV_WC_SUCCESS; /* UC: the responder's errors never reach the requester */
+	e->status = st;
+	return ex;
+}
+
+static enum ibv_wc_opcode wc_opcode(enum ibv_wr_opcode op)
+{
+	switch (op) {
+	case IBV_WR_RDMA_WRITE:
+	case IBV_WR_RDMA_WRITE_WITH_IMM:
+		return IBV_WC_RDMA_WRITE;
+	case IBV_WR_RDMA_READ:
+		return IBV_WC_RDMA_READ;
+	case IBV_WR_ATOMIC_CMP_AND_SWP:
+		return IBV_WC_COMP_SWAP;
+	case IBV_WR_ATOMIC_FETCH_AND_ADD:
+		return IBV_WC_FETCH_ADD;
+	default:
+		return IBV_WC_SEND;
+	}
+}
+
+void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct ivrdma_cqe *e)
+{
+	if (!ivrdma_cq_push(&cq->view, e))
+		ivrdma_dbg("CQ %u overflow: completion of QP %#x lost", cq->slot,
+			   qp->vqp.qp.qp_num);
+}
+
+static void complete_head(struct ivrdma_qp *qp, struct ivrdma_cqe *e)
+{
+	struct ivrdma_swqe *w = &qp->sq[qp->sq_head];
+
+	e->wr_id = w->wr_id;
+	e->opcode = wc_opcode(w->opcode);
+	e->qp_num = qp->vqp.qp.qp_num;
+	if (e->status != IBV_WC_SUCCESS || qp->sq_sig_all || (w->send_flags & IBV_SEND_SIGNALED))
+		ivrdma_qp_complete(qp, qp->send_cq, e);
+	qp->sq_head = (qp->sq_head + 1) % qp->cap.max_send_wr;
+	qp->sq_count--;
+	qp->rnr_left = qp->attr.rnr_retry;
+	qp->retry_left = qp->attr.retry_cnt;
+}
+
+/* Everything not yet executed completes with IBV_WC_WR_FLUSH_ERR. */
+void ivrdma_qp_flush_sq(struct ivrdma_qp *qp)
+{
+	while (qp->sq_count) {
+		struct ivrdma_cqe e = {.status = IBV_WC_WR_FLUSH_ERR};
+
+		complete_head(qp, &e);
+	}
+}
+
+static void to_error(struct ivrdma_qp *qp)
+{
+	qp->vqp.qp.state = IBV_QPS_ERR;
+	shm_store_release32(&qp->s->state, IBV_QPS_ERR);
+	ivrdma_qp_flush_sq(qp);
+	ivrdma_qp_flush_rq(qp);
+}
+
+/* A wait: retry later, or fail once the retry budget is spent. */
+static bool wait_or_fail(struct ivrdma_qp *qp, enum exec ex, struct ivrdma_cqe *e)
+{
+	int *left = ex == EXEC_RNR ? &qp->rnr_left : &qp->retry_left;
+	uint64_t wait_ns;
+
+	if (ex == EXEC_RNR && qp->attr.rnr_retry == 7) {
+		/* 7: retry forever */
+	} else if ((*left)-- <= 0) {
+		e->status = ex == EXEC_RNR ? IBV_WC_RNR_RETRY_EXC_ERR : IBV_WC_RETRY_EXC_ERR;
+		return false;
+	}
+	if (ex == EXEC_RNR)
+		wait_ns = rnr_10us[__atomic_load_n(&qp->peer.slot->min_rnr_timer, __ATOMIC_RELAXED) & 31] * 10000ull;
+	else
+		wait_ns = 4096ull << (qp->attr.timeout ? qp->attr.timeout : 14);
+	qp->next_try_ns = ivrdma_now_ns() + wait_ns;
+	return true;
+}
+
+/* Executes queued WRs in order until one has to wait. Under sq_lock. */
+static void run(struct ivrdma_qp *qp)
+{
+	while (qp->sq_count) {
+		struct ivrdma_cqe e = {0};
+		enum exec ex;
+
+		if (qp->vqp.qp.state == IBV_QPS_ERR) {
+			ivrdma_qp_flush_sq(qp);
+			return;
+		}
+		if (qp->next_try_ns && ivrdma_now_ns() < qp->next_try_ns)
+			return;
+		qp->next_try_ns = 0;
+		ex = execute(qp, &qp->sq[qp->sq_head], &e);
+		if (ex != EXEC_DONE && wait_or_fail(qp, ex, &e))
+			return;
+		complete_head(qp, &e);
+		if (e.status != IBV_WC_SUCCESS && qp->vqp.qp.qp_type == IBV_QPT_RC)
+			to_error(qp);
+	}
+}
+
+static int check_wr(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
+{
+	enum ibv_qp_state state = qp->vqp.qp.state;
+	uint64_t inl = 0;
+
+	if (state != IBV_QPS_RTS && state != IBV_QPS_ERR && state != IBV_QPS_SQE)
+		return EINVAL;
+	if (wr->num_sge < 0 || (uint32_t)wr->num_sge > qp->cap.max_send_sge)
+		return EINVAL;
+	switch (wr->opcode) {
+	case IBV_WR_SEND:
+	case IBV_WR_SEND_WITH_IMM:
+	case IBV_WR_RDMA_WRITE:
+	case IBV_WR_RDMA_WRITE_WITH_IMM:
+		break;
+	case IBV_WR_RDMA_READ:
+	case IBV_WR_ATOMIC_CMP_AND_SWP:
+	case IBV_WR_ATOMIC_FETCH_AND_ADD:
+		if (qp->vqp.qp.qp_type != IBV_QPT_RC || (wr->send_flags & IBV_SEND_INLINE))
+			return EINVAL;
+		break;
+	default:
+		return EINVAL;
+	}
+	if (wr->send_flags & IBV_SEND_INLINE) {
+		for (int i = 0; i < wr->num_sge; i++)
+			inl += wr->sg_list[i].length;
+		if (inl > qp->cap.max_inline_data)
+			return EINVAL;
+	}
+	return qp->sq_count == qp->cap.max_send_wr ? ENOMEM : 0;
+}
+
+static void enqueue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
+{
+	struct ivrdma_swqe *w = &qp->sq[(qp->sq_head + qp->sq_count) % qp->cap.max_send_wr];
+
+	w->wr_id = wr->wr_id;
+	w->opcode = wr->opcode;
+	w->send_flags = wr->send_flags;
+	w->imm_data = wr->imm_data;
+	w->num_sge = (uint32_t)wr->num_sge;
+	memcpy(w->sge, wr->sg_list, sizeof(*w->sge) * (size_t)wr->num_sge);
+	if (wr->opcode == IBV_WR_ATOMIC_CMP_AND_SWP || wr->opcode == IBV_WR_ATOMIC_FETCH_AND_ADD) {
+		w->remote_addr = wr->wr.atomic.remote_addr;
+		w->rkey = wr->wr.atomic.rkey;
+		w->compare_add = wr->wr.atomic.compare_add;
+		w->swap = wr->wr.atomic.swap;
+	} else {
+		w->remote_addr = wr->wr.rdma.remote_addr;
+		w->rkey = wr->wr.rdma.rkey;
+	}
+	w->inline_len = 0;
+	if (wr->send_flags & IBV_SEND_INLINE) /* the buffers may be reused at once */
+		for (int i = 0; i < wr->num_sge; i++) {
+			memcpy(w->inline_buf + w->inline_len,
+			       (void *)(uintptr_t)wr->sg_list[i].addr, wr->sg_list[i].length);
+			w->inline_len += wr->sg_list[i].length;
+		}
+	qp->sq_count++;
+}
+
+/* Keeps the context's list of QPs with waiting WRs current. */
+static void track_pending(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
+{
+	bool want = qp->sq_count != 0;
+
+	if (want == qp->on_pending_list)
+		return;
+	pthread_mutex_lock(&ctx->pending_lock);
+	if (want) {
+		qp->pending_next = ctx->pending;
+		ctx->pending = qp;
+		atomic_fetch_add(&ctx->nr_pending, 1);
+	} else {
+		for (struct ivrdma_qp **pp = &ctx->pending; *pp; pp = &(*pp)->pending_next)
+			if (*pp == qp) {
+				*pp = qp->pending_next;
+				atomic_fetch_sub(&ctx->nr_pending, 1);
+				break;
+			}
+	}
+	qp->on_pending_list = want;
+	pthread_mutex_unlock(&ctx->pending_lock);
+}
+
+int ivrdma_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_wr **bad_wr)
+{
+	struct ivrdma_qp *qp = to_iqp(ibqp);
+	int rc = 0;
+
+	pthread_mutex_lock(&qp->sq_lock);
+	for (; wr; wr = wr->next) {
+		rc = check_wr(qp, wr);
+		if (rc) {
+			*bad_wr = wr;
+			break;
+		}
+		enqueue(qp, wr);
+		run(qp);
+	}
+	track_pending(to_ictx(ibqp->context), qp);
+	pthread_mutex_unlock(&qp->sq_lock);
+	return rc;
+}
+
+/* Retries waiting WRs of every QP of the context; called from poll_cq. */
+void ivrdma_progress(struct ivrdma_context *ctx)
+{
+	pthread_mutex_lock(&ctx->pending_lock);
+	for (struct ivrdma_qp **pp = &ctx->pending; *pp;) {
+		struct ivrdma_qp *qp = *pp;
+
+		/* Lock order is sq_lock then pending_lock: only try here. */
+		if (pthread_mutex_trylock(&qp->sq_lock)) {
+			pp = &qp->pending_next;
+			continue;
+		}
+		run(qp);
+		if (!qp->sq_count) {
+			*pp = qp->pending_next;
+			qp->on_pending_list = false;
+			atomic_fetch_sub(&ctx->nr_pending, 1);
+		} else {
+			pp = &qp->pending_next;
+		}
+		pthread_mutex_unlock(&qp->sq_lock);
+	}
+	pthread_mutex_unlock(&ctx->pending_lock);
+}

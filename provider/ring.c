@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The shared rings: CQs (many producers, one consumer) and receive queues
+ * (one producer, many consumers). The protocols are described next to the
+ * formats in ivrdma_layout.h; here every descriptor read from the region
+ * is validated before it becomes a pointer.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "ivrdma.h"
+#include "shm_atomic.h"
+
+static bool is_pow2(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
+		   struct ivrdma_cq_view *v)
+{
+	struct ivrdma_cq_slot *s = ivrdma_table_entry(r, &r->cqs, idx);
+	uint64_t off;
+	uint32_t n;
+
+	if (!s || shm_load_acquire32(&s->hdr.owner) != owner)
+		return -ENOENT;
+	off = __atomic_load_n(&s->ring_offset, __ATOMIC_RELAXED);
+	n = __atomic_load_n(&s->nr_entries, __ATOMIC_RELAXED);
+	if (!is_pow2(n) || n > IVRDMA_MAX_CQE * 2u || off % 64)
+		return -EPROTO;
+	v->ring = ivrdma_chunk_span(r, off, (uint64_t)n * sizeof(struct ivrdma_cqe));
+	if (!v->ring)
+		return -EPROTO;
+	v->slot = s;
+	v->mask = n - 1;
+	return 0;
+}
+
+bool ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
+{
+	uint64_t p = shm_load_acquire64(&v->slot->prod);
+	struct ivrdma_cqe *dst;
+
+	for (;;) {
+		uint64_t c = shm_load_acquire64(&v->slot->cons);
+
+		if (p - c > v->mask) {
+			/* Full: as on hardware, the CQ is in error; nothing reserved. */
+			shm_fetch_or32(&v->slot->flags, IVRDMA_CQ_OVERFLOW);
+			return false;
+		}
+		if (shm_cas64(&v->slot->prod, &p, p + 1))
+			break;
+	}
+	dst = &v->ring[p & v->mask];
+	memcpy(dst, e, offsetof(struct ivrdma_cqe, seq));
+	memcpy((uint8_t *)dst + offsetof(struct ivrdma_cqe, status), &e->status,
+	       sizeof(*e) - offsetof(struct ivrdma_cqe, status));
+	shm_store_release64(&dst->seq, p + 1); /* publishes the entry */
+	return true;
+}
+
+int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d,
+		   uint64_t *prod, uint64_t *cons, struct ivrdma_rq_view *v)
+{
+	struct ivrdma_rq_desc c;
+
+	memcpy(&c, d, sizeof(c)); /* one read; validate the copy */
+	if (!is_pow2(c.nr_entries) || c.nr_entries > IVRDMA_MAX_WR * 2u ||
+	    c.max_sge > IVRDMA_MAX_SGE || c.stride < IVRDMA_RQ_STRIDE(c.max_sge) || c.stride % 16)
+		return -EPROTO;
+	v->ring = ivrdma_chunk_span(r, c.ring_offset, (uint64_t)c.nr_entries * c.stride);
+	if (!v->ring)
+		return -EPROTO;
+	v->prod = prod;
+	v->cons = cons;
+	v->mask = c.nr_entries - 1;
+	v->stride = c.stride;
+	v->max_sge = c.max_sge;
+	return 0;
+}
+
+/* Single producer: the caller serialises posts to one ring. */
+int ivrdma_rq_post(const struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr)
+{
+	uint64_t p = shm_load_relaxed64(v->prod);
+	struct ivrdma_recv_wqe *w;
+
+	if ((uint32_t)wr->num_sge > v->max_sge || wr->num_sge < 0)
+		return EINVAL;
+	if (p - shm_load_acquire64(v->cons) > v->mask)
+		return ENOMEM;
+	w = (struct ivrdma_recv_wqe *)(v->ring + (p & v->mask) * v->stride);
+	w->wr_id = wr->wr_id;
+	w->num_sge = (uint32_t)wr->num_sge;
+	for (int i = 0; i < wr->num_sge; i++) {
+		w->sge[i].addr = wr->sg_list[i].addr;
+		w->sge[i].length = wr->sg_list[i].length;
+		w->sge[i].lkey = wr->sg_list[i].lkey;
+	}
+	shm_store_release64(v->prod, p + 1);
+	return 0;
+}
+
+/*
+ * Takes the oldest receive: 1 with *out filled, 0 if none is posted,
+ * -EPROTO if the ring's indices or the WQE make no sense. 'out' has room
+ * for IVRDMA_MAX_SGE SGEs.
+ */
+int ivrdma_rq_take(const struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out)
+{
+	uint64_t c = shm_load_acquire64(v->cons);
+
+	for (;;) {
+		uint64_t p = shm_load_acquire64(v->prod);
+		uint32_t n = (uint32_t)IVRDMA_RQ_STRIDE(v->max_sge);
+
+		if (p == c)
+			return 0;
+		if (p - c > (uint64_t)v->mask + 1)
+			return -EPROTO;
+		/* Copy first: entry c cannot be reused before cons passes it. */
+		memcpy(out, v->ring + (c & v->mask) * v->stride, n);
+		if (shm_cas64(v->cons, &c, c + 1))
+			return out->num_sge <= v->max_sge ? 1 : -EPROTO;
+	}
+}

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Object slots and ring chunks held by this context.
+ *
+ * A slot is claimed by compare-and-swap of its owner tag, so contexts in
+ * different processes and VMs allocate from the same table without a lock;
+ * ivrdmad frees whatever a dead peer's tag still holds.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "ivrdma.h"
+#include "shm_atomic.h"
+
+int64_t ivrdma_slot_alloc(struct ivrdma_context *ctx, const struct ivrdma_table *t)
+{
+	/* Start where my peer ID points, so peers rarely collide. */
+	uint32_t n = t->entries, start = (uint32_t)ctx->peer_id * 16u % n;
+
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = (start + k) % n;
+		struct ivrdma_obj_hdr *h = ivrdma_table_entry(&ctx->region, t, i);
+		uint32_t expected = 0;
+
+		if (shm_load_relaxed32(&h->owner) != 0 || !shm_cas32(&h->owner, &expected, ctx->owner_tag))
+			continue;
+		memset((uint8_t *)h + sizeof(*h), 0, t->entry_size - sizeof(*h));
+		shm_store_release32(&h->seq, shm_load_relaxed32(&h->seq) + 1);
+		return i;
+	}
+	return -ENOSPC;
+}
+
+void ivrdma_slot_free(struct ivrdma_context *ctx, const struct ivrdma_table *t, uint32_t idx)
+{
+	struct ivrdma_obj_hdr *h = ivrdma_table_entry(&ctx->region, t, idx);
+	uint32_t expected = ctx->owner_tag;
+
+	if (!h)
+		return;
+	/* Readers check the seq: bump it before the payload goes. */
+	shm_store_release32(&h->seq, shm_load_relaxed32(&h->seq) + 1);
+	memset((uint8_t *)h + sizeof(*h), 0, t->entry_size - sizeof(*h));
+	shm_cas32(&h->owner, &expected, 0);
+}
+
+void *ivrdma_ring_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *first,
+			uint32_t *count)
+{
+	const struct ivrdma_region *r = &ctx->region;
+	uint64_t n = (bytes + ivrdma_chunk_size(r) - 1) >> r->chunk_shift;
+	int64_t idx;
+	void *p;
+
+	if (n == 0 || n > r->nr_chunks)
+		return ivrdma_fail_null(ENOMEM);
+	idx = ivrdma_chunk_alloc(r, (uint32_t)n, ctx->owner_tag, (uint32_t)ctx->peer_id * 64u);
+	if (idx < 0)
+		return ivrdma_fail_null(ENOMEM);
+	*first = (uint32_t)idx;
+	*count = (uint32_t)n;
+	p = ivrdma_chunk_ptr(r, *first);
+	memset(p, 0, n << r->chunk_shift);
+	return p;
+}
+
+void ivrdma_ring_free(struct ivrdma_context *ctx, uint32_t first, uint32_t count)
+{
+	if (count)
+		ivrdma_chunk_free(&ctx->region, first, count, ctx->owner_tag);
+}
+
+uint64_t ivrdma_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
