@@ -3,7 +3,7 @@
 # ibv_devices / ibv_devinfo (mode "tools") or the libibverbs C test
 # (mode "verbs") against the provider from the build tree.
 #
-# usage: run-provider-test.sh tools|verbs IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY]
+# usage: run-provider-test.sh tools|verbs|pingpong IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY]
 # env:   IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 #                        to load an ASan-built provider
 set -euo pipefail
@@ -93,6 +93,34 @@ check_tools() {
 	echo "stock tools: ivrdma0 GUID $guid_sysfs LID $IVRDMA_EXPECT_LID GID $IVRDMA_EXPECT_GID"
 }
 
+# Stock ibv_rc_pingpong between two processes, with -c validation.
+pingpong_once() { # pingpong_once SIZE ITERS [extra args]
+	local size=$1 iters=$2 port=$((20000 + RANDOM % 20000)) spid
+	shift 2
+	stock timeout 60 ibv_rc_pingpong -d ivrdma0 -c -s "$size" -n "$iters" -p "$port" "$@" \
+		>"$dir/pp-server.out" 2>&1 &
+	spid=$!
+	for _ in $(seq 50); do
+		ss -ltn 2>/dev/null | grep -q ":$port " && break
+		sleep 0.1
+	done
+	stock timeout 60 ibv_rc_pingpong -d ivrdma0 -c -s "$size" -n "$iters" -p "$port" "$@" \
+		127.0.0.1 >"$dir/pp-client.out" 2>&1 ||
+		{ cat "$dir"/pp-*.out >&2; fail "rc_pingpong client, size $size"; }
+	wait "$spid" || { cat "$dir"/pp-*.out >&2; fail "rc_pingpong server, size $size"; }
+	! grep -q "invalid data" "$dir"/pp-*.out || fail "rc_pingpong: invalid data, size $size"
+	echo "rc_pingpong -s $size -n $iters $*: $(grep usec/iter "$dir/pp-client.out")"
+}
+
+check_pingpong() {
+	pingpong_once 1 1000
+	pingpong_once 1 500 -g 0
+	pingpong_once 4096 500
+	pingpong_once 65537 100
+	pingpong_once 1048576 50
+	pingpong_once 4194304 20
+}
+
 start_daemon
 "$ivrdma" --dir "$dir" setup --sysfs "$dir/sysfs" >/dev/null
 eval "$("$ivrdma" --dir "$dir" env --sysfs "$dir/sysfs" --provider "$provider")"
@@ -101,5 +129,6 @@ read_host_identity
 case $mode in
 tools) check_tools ;;
 verbs) "$test_bin" ;;
+pingpong) check_pingpong ;;
 *) fail "unknown mode $mode" ;;
 esac
