@@ -73,6 +73,7 @@ struct peer {
 struct listener {
 	struct watch w;
 	uint32_t node; /* node the connecting peer belongs to */
+	bool pending;  /* a connection is waiting: accept after this loop turn */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -123,6 +124,7 @@ const char *directory_node_state_name(uint32_t state);
 int server_open(struct daemon *d);
 void server_close(struct daemon *d);
 void server_reap_doomed(struct daemon *d);
+void server_accept_pending(struct daemon *d);
 
 /* ctl.c: the control socket */
 int ctl_open(struct daemon *d);

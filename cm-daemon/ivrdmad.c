@@ -114,6 +114,8 @@ static void run(struct daemon *d)
 			w->on_event(d, w, ev[i].events);
 		}
 		server_reap_doomed(d);
+		server_accept_pending(d);
+		server_reap_doomed(d);
 		ctl_expire(d);
 	}
 }

@@ -21,7 +21,17 @@
 #include "ivshmem_msg.h"
 #include "log.h"
 
-#define PEER_QUEUE_MAX 8192u /* messages a slow client may owe us */
+/*
+ * Messages a client may owe us. Eventfds of peers that left are dropped
+ * from the queue (see queue_drop_peer), so what stays queued is at most
+ * every live peer's vectors plus small leave notices: a client that never
+ * reads costs a bounded number of fds, and is dropped once it owes this
+ * many messages.
+ */
+static uint32_t queue_limit(const struct daemon *d)
+{
+	return 4 * d->cfg.max_peers * d->cfg.nr_vectors + 1024;
+}
 
 static void peer_doom(struct peer *p, const char *reason)
 {
@@ -31,16 +41,18 @@ static void peer_doom(struct peer *p, const char *reason)
 	}
 }
 
-static int queue_push(struct peer *p, int64_t value, int fd)
+static int queue_push(struct peer *p, int64_t value, int fd, uint32_t limit)
 {
 	struct outmsg *m;
 
+	if (p->q_len >= limit)
+		return -ENOBUFS;
 	if (p->q_len == p->q_cap) {
 		uint32_t cap = p->q_cap ? p->q_cap * 2 : 16;
 		struct outmsg *q;
 
-		if (cap > PEER_QUEUE_MAX)
-			return -ENOBUFS;
+		if (cap > limit)
+			cap = limit;
 		q = malloc(cap * sizeof(*q));
 		if (!q)
 			return -ENOMEM;
@@ -70,6 +82,23 @@ static void queue_clear(struct peer *p)
 	p->q_cap = 0;
 }
 
+/* A peer left: its eventfds still waiting in p's queue need not go out. */
+static void queue_drop_peer(struct peer *p, uint16_t id)
+{
+	uint32_t kept = 0;
+
+	for (uint32_t i = 0; i < p->q_len; i++) {
+		struct outmsg m = p->queue[(p->q_head + i) % p->q_cap];
+
+		if (m.fd >= 0 && m.value == id) {
+			close(m.fd);
+			continue;
+		}
+		p->queue[(p->q_head + kept++) % p->q_cap] = m;
+	}
+	p->q_len = kept;
+}
+
 /* Sends now, or queues behind what is already waiting, in order. */
 static void peer_send(struct daemon *d, struct peer *p, int64_t value, int fd)
 {
@@ -85,7 +114,7 @@ static void peer_send(struct daemon *d, struct peer *p, int64_t value, int fd)
 		peer_doom(p, "connection failed while sending");
 		return;
 	}
-	if (queue_push(p, value, fd)) {
+	if (queue_push(p, value, fd, queue_limit(d))) {
 		peer_doom(p, "does not read its messages (queue full or out of fds)");
 		return;
 	}
@@ -235,9 +264,8 @@ static bool node_refuses(struct daemon *d, const struct listener *l)
 	return false;
 }
 
-static void on_accept(struct daemon *d, struct watch *w, uint32_t events)
+static void accept_one(struct daemon *d, struct listener *l)
 {
-	struct listener *l = (struct listener *)w;
 	struct peer *p;
 	int sock, id;
 
@@ -271,6 +299,26 @@ static void on_accept(struct daemon *d, struct watch *w, uint32_t events)
 		 ivrdma_region_node(&d->region, p->node)->name, (int)p->pid, p->gen);
 }
 
+/*
+ * Connections are taken after the loop turn's departures are reaped
+ * (server_accept_pending), so a peer that left frees its ID and its place
+ * under --max-peers for a client that arrives in the same turn.
+ */
+static void on_accept(struct daemon *d, struct watch *w, uint32_t events)
+{
+	((struct listener *)w)->pending = true;
+}
+
+void server_accept_pending(struct daemon *d)
+{
+	for (uint32_t i = 0; i < d->nr_listeners; i++) {
+		if (d->listeners[i].pending) {
+			d->listeners[i].pending = false;
+			accept_one(d, &d->listeners[i]);
+		}
+	}
+}
+
 static void peer_disconnect(struct daemon *d, struct peer *p)
 {
 	struct ivrdma_reclaim_count got;
@@ -279,9 +327,12 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 	d->peers[p->id] = NULL;
 	d->nr_peers--;
 	directory_peer_left(d, p);
-	for (uint32_t i = 0; i < d->cfg.max_peers; i++)
-		if (d->peers[i])
+	for (uint32_t i = 0; i < d->cfg.max_peers; i++) {
+		if (d->peers[i]) {
+			queue_drop_peer(d->peers[i], p->id);
 			peer_send(d, d->peers[i], p->id, -1);
+		}
+	}
 	ivrdma_region_reclaim_peer(&d->region, p->id, &got);
 	directory_peer_freed(d, p);
 	ring_control_all(d);

@@ -26,7 +26,7 @@
 #define VECTORS		4
 #define MAXP		64
 #define T_MS		5000
-#define PEER_QUEUE_MAX	8192 /* server.c */
+#define PEER_QUEUE_MAX	(4 * 64 * 4 + 1024) /* queue_limit() in server.c, --max-peers 64 */
 #define CTL_CLIENTS_MAX 32   /* ctl.c */
 
 /*
