@@ -53,17 +53,22 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+static int parse_u32_base(const char *s, int base, uint32_t lo, uint32_t hi, uint32_t *out)
 {
 	char *end;
 	unsigned long v;
 
 	errno = 0;
-	v = strtoul(s, &end, 0);
+	v = strtoul(s, &end, base);
 	if (errno || end == s || *end || *s == '-' || v < lo || v > hi)
 		return -EINVAL;
 	*out = (uint32_t)v;
 	return 0;
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	return parse_u32_base(s, 0, lo, hi, out);
 }
 
 static int parse_guid(const char *s, uint64_t *out)
@@ -220,7 +225,12 @@ int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose
 			bad |= parse_guid(optarg, &cfg->host_guid);
 			break;
 		case 'm':
-			bad |= parse_u32(optarg, 0, 0777, &cfg->socket_mode);
+			/* Permissions are octal, as chmod takes them. */
+			if (parse_u32_base(optarg, 8, 0, 0777, &cfg->socket_mode)) {
+				fprintf(stderr,
+					"ivrdmad: --mode takes octal permissions, e.g. 0660\n");
+				bad = 1;
+			}
 			break;
 		case 'v':
 			*verbose = 1;

@@ -91,6 +91,9 @@ int region_store_create(struct region_store *s, const struct daemon_config *cfg)
 			  strerror(-rc));
 		return rc;
 	}
+	/* Exactly --mode, whatever the umask: group access is a deliberate choice. */
+	if (fchmod(s->fd, cfg->socket_mode & 0666) < 0)
+		log_warn("cannot set mode of %s: %s", s->path, strerror(errno));
 	if (ftruncate(s->fd, (off_t)cfg->region_size) < 0) {
 		rc = -errno;
 		log_error("cannot size region %s to %llu bytes: %s", s->path,
