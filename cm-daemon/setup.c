@@ -34,6 +34,7 @@
 #define IBDEV_NAME	 "ivrdma0"	   /* the provider matches names starting "ivrdma" */
 #define UVERBS_ABI	 6 /* IB_USER_VERBS_ABI_VERSION, what the provider accepts */
 #define PROVIDER_SO	 "libivrdma-rdmav34.so"
+#define PRELOAD_SO	 "libivrdma-preload.so"
 #define PROVIDER_SUFFIX	 "-rdmav34.so" /* libibverbs appends it to RDMAV_DRIVERS paths */
 #define INSTALLED_DRIVER "/etc/libibverbs.d/ivrdma.driver"
 
@@ -457,6 +458,23 @@ static bool find_build_provider(char *out, size_t len)
 }
 
 /*
+ * Host processes get ibv_create_comp_channel() from libivrdma-preload.so
+ * (provider/preload/), which is built next to the provider.
+ */
+static void print_preload(const char *provider_prefix)
+{
+	char path[PATH_MAX + 32];
+	const char *slash = strrchr(provider_prefix, '/');
+
+	if (!slash)
+		return;
+	snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - provider_prefix), provider_prefix,
+		 PRELOAD_SO);
+	if (access(path, R_OK) == 0)
+		print_export("LD_PRELOAD", path);
+}
+
+/*
  * RDMAV_DRIVERS names the given or build-tree provider; it is left out only
  * when the provider is installed and no other was found.
  */
@@ -478,8 +496,10 @@ static int print_env(const char *sysfs, const char *provider)
 		return fail("cannot find %s: pass --provider PATH or install it", PROVIDER_SO);
 	print_export("IVRDMA_DIR", daemon_dir());
 	print_export("SYSFS_PATH", root);
-	if (have)
+	if (have) {
 		print_export("RDMAV_DRIVERS", prefix);
+		print_preload(prefix);
+	}
 	return 0;
 }
 

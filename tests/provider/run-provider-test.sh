@@ -57,7 +57,7 @@ read_host_identity() {
 # Runs a stock binary with the sanitizer runtime preloaded if needed.
 stock() {
 	if [[ -n ${IVRDMA_PRELOAD:-} ]]; then
-		LD_PRELOAD=$IVRDMA_PRELOAD ASAN_OPTIONS=detect_leaks=0 "$@"
+		ASAN_OPTIONS=detect_leaks=0 "$@" # their leaks are not ours to report
 	else
 		"$@"
 	fi
@@ -125,10 +125,19 @@ start_daemon
 "$ivrdma" --dir "$dir" setup --sysfs "$dir/sysfs" >/dev/null
 eval "$("$ivrdma" --dir "$dir" env --sysfs "$dir/sysfs" --provider "$provider")"
 [[ $RDMAV_DRIVERS == "${provider%-rdmav34.so}" ]] || fail "ivrdma env: RDMAV_DRIVERS=$RDMAV_DRIVERS"
+# A sanitizer runtime must come first in LD_PRELOAD, ahead of the shim.
+if [[ -n ${IVRDMA_PRELOAD:-} ]]; then
+	export LD_PRELOAD=$IVRDMA_PRELOAD${LD_PRELOAD:+:$LD_PRELOAD}
+fi
 read_host_identity
 case $mode in
 tools) check_tools ;;
-verbs) "$test_bin" ;;
+verbs)
+	# Both ways: with the completion-channel shim ivrdma env preloads, and without.
+	[[ ${LD_PRELOAD:-} == *libivrdma-preload.so ]] || fail "ivrdma env: no LD_PRELOAD shim"
+	"$test_bin"
+	env -u LD_PRELOAD "$test_bin"
+	;;
 pingpong) check_pingpong ;;
 *) fail "unknown mode $mode" ;;
 esac
