@@ -175,10 +175,10 @@ struct ivrdma_obj_hdr {
 };
 static_assert(sizeof(struct ivrdma_obj_hdr) == 8, "object header size");
 
-#define IVRDMA_QP_SLOT_SIZE	   256u
-#define IVRDMA_CQ_SLOT_SIZE	   128u
-#define IVRDMA_SRQ_SLOT_SIZE	   128u
-#define IVRDMA_MR_SLOT_SIZE	   64u
+#define IVRDMA_QP_SLOT_SIZE  256u
+#define IVRDMA_CQ_SLOT_SIZE  128u
+#define IVRDMA_SRQ_SLOT_SIZE 128u
+#define IVRDMA_MR_SLOT_SIZE  64u
 
 /*
  * --- Object slot payloads and rings ------------------------------------
@@ -257,15 +257,25 @@ struct ivrdma_cqe {
 	uint8_t sl;
 	uint8_t dlid_path_bits;
 	uint16_t pkey_index;
-	uint8_t reserved[10];
+	uint8_t solicited; /* the sender set IBV_SEND_SOLICITED */
+	uint8_t reserved[9];
 };
 static_assert(offsetof(struct ivrdma_cqe, seq) == 8, "CQE layout");
 static_assert(offsetof(struct ivrdma_cqe, status) == 16, "CQE layout");
 static_assert(offsetof(struct ivrdma_cqe, slid) == 48, "CQE layout");
 static_assert(sizeof(struct ivrdma_cqe) == 64, "CQE size");
 
+/*
+ * Completion events: the owner arms the CQ (req_notify_cq); the producer
+ * whose CQE matches the arming swaps ARMED for EVENT and rings the owner's
+ * IVRDMA_VEC_COMPLETION doorbell; the owner's event thread swaps EVENT
+ * off and posts the completion-channel event. One event per arming.
+ */
 enum ivrdma_cq_flags {
-	IVRDMA_CQ_OVERFLOW = 1u << 0, /* a producer found the ring full */
+	IVRDMA_CQ_OVERFLOW = 1u << 0,	     /* a producer found the ring full */
+	IVRDMA_CQ_ARMED = 1u << 1,	     /* an event is wanted for the next CQE */
+	IVRDMA_CQ_ARMED_SOLICITED = 1u << 2, /* ... only a solicited or failed one */
+	IVRDMA_CQ_EVENT = 1u << 3,	     /* an event is due: the owner posts it */
 };
 
 struct ivrdma_cq_slot {
@@ -309,7 +319,8 @@ struct ivrdma_recv_wqe {
 };
 static_assert(sizeof(struct ivrdma_recv_wqe) == 16, "receive WQE header size");
 
-#define IVRDMA_RQ_STRIDE(max_sge) (sizeof(struct ivrdma_recv_wqe) + (max_sge) * sizeof(struct ivrdma_sge))
+#define IVRDMA_RQ_STRIDE(max_sge)                                                                  \
+	(sizeof(struct ivrdma_recv_wqe) + (max_sge) * sizeof(struct ivrdma_sge))
 
 /* Where a receive ring lives; fixed for the life of its QP or SRQ. */
 struct ivrdma_rq_desc {

@@ -65,4 +65,9 @@ static inline uint32_t shm_fetch_or32(uint32_t *p, uint32_t v)
 	return __atomic_fetch_or(p, v, __ATOMIC_ACQ_REL);
 }
 
+static inline uint32_t shm_fetch_and32(uint32_t *p, uint32_t v)
+{
+	return __atomic_fetch_and(p, v, __ATOMIC_ACQ_REL);
+}
+
 #endif /* IVRDMA_SHM_ATOMIC_H */

@@ -82,6 +82,7 @@ int ivrdma_destroy_cq(struct ibv_cq *ibcq)
 
 	if (atomic_load(&cq->users))
 		return EBUSY;
+	ivrdma_events_forget_cq(to_ictx(ibcq->context), cq);
 	release(to_ictx(ibcq->context), cq);
 	return 0;
 }
@@ -125,9 +126,4 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 		shm_store_release64(&cq->view.slot->cons, cq->cons); /* entries back to producers */
 	pthread_spin_unlock(&cq->lock);
 	return n;
-}
-
-int ivrdma_req_notify_cq(struct ibv_cq *cq, int solicited_only)
-{
-	return EOPNOTSUPP; /* completion events come with the control thread */
 }

@@ -216,6 +216,7 @@ static int attach_region(struct ivrdma_context *ctx)
 
 static void release_context(struct ivrdma_context *ctx)
 {
+	ivrdma_events_stop(ctx); /* before the doorbells it sleeps on go */
 	if (ctx->transport)
 		ivt_detach(ctx->transport);
 	if (ctx->async_wr >= 0)
@@ -244,6 +245,8 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	rc = open_async_pair(ctx);
 	if (!rc)
 		rc = attach_region(ctx);
+	if (!rc)
+		rc = ivrdma_events_start(ctx);
 	if (rc) {
 		release_context(ctx);
 		return ivrdma_fail_null(-rc);

@@ -39,6 +39,7 @@ struct ivrdma_context {
 	pthread_mutex_t pending_lock;
 	struct ivrdma_qp *pending; /* QPs with WRs waiting on RNR or retry */
 	atomic_int nr_pending;
+	struct ivrdma_events *events; /* the event thread (events.c) */
 };
 
 struct ivrdma_pd {
@@ -185,9 +186,15 @@ uint64_t ivrdma_now_ns(void);
 /* ring.c: the shared rings' algorithms (see ivrdma_layout.h) */
 int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 		   struct ivrdma_cq_view *v);
-bool ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
-int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d,
-		   uint64_t *prod, uint64_t *cons, struct ivrdma_rq_view *v);
+/* ivrdma_cq_push() results: 0 is failure, so `if (!push(...))` reads right. */
+enum {
+	IVRDMA_CQ_PUSH_FULL = 0,
+	IVRDMA_CQ_PUSHED = 1,
+	IVRDMA_CQ_PUSH_WAKE = 2, /* pushed, and the CQ's owner must be woken for an event */
+};
+int ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
+int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
+		   uint64_t *cons, struct ivrdma_rq_view *v);
 int ivrdma_rq_post(const struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
 int ivrdma_rq_take(const struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out);
 
@@ -214,7 +221,15 @@ enum ivrdma_xlate ivrdma_mr_local(struct ivrdma_context *ctx, uint32_t key, uint
 
 /* cq.c */
 int ivrdma_poll_cq(struct ibv_cq *cq, int ne, struct ibv_wc *wc);
+
+/* events.c: the event thread, completion and async events */
+int ivrdma_events_start(struct ivrdma_context *ctx);
+void ivrdma_events_stop(struct ivrdma_context *ctx);
 int ivrdma_req_notify_cq(struct ibv_cq *cq, int solicited_only);
+void ivrdma_events_forget_cq(struct ivrdma_context *ctx, struct ivrdma_cq *cq);
+void ivrdma_cq_wake(struct ivrdma_context *ctx, const struct ivrdma_cq_view *v);
+void ivrdma_post_async_event(struct ivrdma_context *ctx, enum ibv_event_type type,
+			     uint64_t element);
 
 /* qp.c, qp_tx.c, qp_rx.c */
 int ivrdma_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask);

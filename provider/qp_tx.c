@@ -20,9 +20,9 @@ struct iov {
 };
 
 /* IB's RNR timer encoding, in units of 10 us (0 means 655.36 ms). */
-static const uint32_t rnr_10us[32] = {65536, 1,	   2,	 3,    4,    6,	    8,	   12,
-				      16,    24,   32,	 48,   64,   96,    128,   192,
-				      256,   384,  512,	 768,  1024, 1536,  2048,  3072,
+static const uint32_t rnr_10us[32] = {65536, 1,	   2,	 3,	4,     6,     8,     12,
+				      16,    24,   32,	 48,	64,    96,    128,   192,
+				      256,   384,  512,	 768,	1024,  1536,  2048,  3072,
 				      4096,  6144, 8192, 12288, 16384, 24576, 32768, 49152};
 
 /*
@@ -97,9 +97,9 @@ static enum ibv_wc_status recv_iov(struct ivrdma_context *ctx, const struct ivrd
 {
 	*room = 0;
 	for (uint32_t i = 0; i < r->num_sge; i++) {
-		enum ivrdma_xlate x = ivrdma_mr_remote(&ctx->region, r->sge[i].lkey, pq->owner,
-						       pq->pd_handle, r->sge[i].addr,
-						       r->sge[i].length, IBV_ACCESS_LOCAL_WRITE, &v[i].p);
+		enum ivrdma_xlate x = ivrdma_mr_remote(
+		    &ctx->region, r->sge[i].lkey, pq->owner, pq->pd_handle, r->sge[i].addr,
+		    r->sge[i].length, IBV_ACCESS_LOCAL_WRITE, &v[i].p);
 
 		if (x != IVRDMA_XLATE_OK)
 			return IBV_WC_LOC_PROT_ERR;
@@ -126,10 +126,16 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, const struct ivrdma_r
 	    .src_qp = qp->vqp.qp.qp_num,
 	    .wc_flags = imm ? IBV_WC_WITH_IMM : 0,
 	    .slid = ctx->lid,
+	    .solicited = !!(w->send_flags & IBV_SEND_SOLICITED),
 	};
 
-	if (!ivrdma_cq_push(&qp->peer.cq, &e))
+	switch (ivrdma_cq_push(&qp->peer.cq, &e)) {
+	case IVRDMA_CQ_PUSH_FULL:
 		return IBV_WC_REM_OP_ERR; /* the target's CQ overflowed */
+	case IVRDMA_CQ_PUSH_WAKE:
+		ivrdma_cq_wake(ctx, &qp->peer.cq);
+		break;
+	}
 	switch (st) {
 	case IBV_WC_SUCCESS:
 		return IBV_WC_SUCCESS;
@@ -223,8 +229,8 @@ static enum ibv_wc_status do_read(struct ivrdma_qp *qp, struct ivrdma_swqe *w, s
 				  int nd, uint64_t len)
 {
 	struct iov src = {.len = len};
-	enum ibv_wc_status st = len ? remote_mem(qp, w, len, IBV_ACCESS_REMOTE_READ, &src.p)
-				    : IBV_WC_SUCCESS;
+	enum ibv_wc_status st =
+	    len ? remote_mem(qp, w, len, IBV_ACCESS_REMOTE_READ, &src.p) : IBV_WC_SUCCESS;
 
 	if (st == IBV_WC_SUCCESS && len)
 		copy_iov(dst, nd, &src, 1, len);
@@ -349,9 +355,15 @@ static enum ibv_wc_opcode wc_opcode(enum ibv_wr_opcode op)
 
 void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct ivrdma_cqe *e)
 {
-	if (!ivrdma_cq_push(&cq->view, e))
+	switch (ivrdma_cq_push(&cq->view, e)) {
+	case IVRDMA_CQ_PUSH_FULL:
 		ivrdma_dbg("CQ %u overflow: completion of QP %#x lost", cq->slot,
 			   qp->vqp.qp.qp_num);
+		break;
+	case IVRDMA_CQ_PUSH_WAKE:
+		ivrdma_cq_wake(to_ictx(qp->vqp.qp.context), &cq->view);
+		break;
+	}
 }
 
 static void complete_head(struct ivrdma_qp *qp, struct ivrdma_cqe *e)
@@ -400,7 +412,10 @@ static bool wait_or_fail(struct ivrdma_qp *qp, enum exec ex, struct ivrdma_cqe *
 		return false;
 	}
 	if (ex == EXEC_RNR)
-		wait_ns = rnr_10us[__atomic_load_n(&qp->peer.slot->min_rnr_timer, __ATOMIC_RELAXED) & 31] * 10000ull;
+		wait_ns =
+		    rnr_10us[__atomic_load_n(&qp->peer.slot->min_rnr_timer, __ATOMIC_RELAXED) &
+			     31] *
+		    10000ull;
 	else
 		wait_ns = 4096ull << (qp->attr.timeout ? qp->attr.timeout : 14);
 	qp->next_try_ns = ivrdma_now_ns() + wait_ns;

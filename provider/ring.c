@@ -37,7 +37,24 @@ int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 	return 0;
 }
 
-bool ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
+/* Does this CQE fire the CQ's arming? Then ARMED becomes EVENT, once. */
+static bool cq_fire(struct ivrdma_cq_slot *s, const struct ivrdma_cqe *e)
+{
+	uint32_t f = shm_load_acquire32(&s->flags);
+
+	while (f & IVRDMA_CQ_ARMED) {
+		uint32_t fired =
+		    (f & ~(IVRDMA_CQ_ARMED | IVRDMA_CQ_ARMED_SOLICITED)) | IVRDMA_CQ_EVENT;
+
+		if ((f & IVRDMA_CQ_ARMED_SOLICITED) && !e->solicited && e->status == IBV_WC_SUCCESS)
+			return false;
+		if (shm_cas32(&s->flags, &f, fired))
+			return true;
+	}
+	return false;
+}
+
+int ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
 {
 	uint64_t p = shm_load_acquire64(&v->slot->prod);
 	struct ivrdma_cqe *dst;
@@ -48,7 +65,7 @@ bool ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
 		if (p - c > v->mask) {
 			/* Full: as on hardware, the CQ is in error; nothing reserved. */
 			shm_fetch_or32(&v->slot->flags, IVRDMA_CQ_OVERFLOW);
-			return false;
+			return IVRDMA_CQ_PUSH_FULL;
 		}
 		if (shm_cas64(&v->slot->prod, &p, p + 1))
 			break;
@@ -58,11 +75,11 @@ bool ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
 	memcpy((uint8_t *)dst + offsetof(struct ivrdma_cqe, status), &e->status,
 	       sizeof(*e) - offsetof(struct ivrdma_cqe, status));
 	shm_store_release64(&dst->seq, p + 1); /* publishes the entry */
-	return true;
+	return cq_fire(v->slot, e) ? IVRDMA_CQ_PUSH_WAKE : IVRDMA_CQ_PUSHED;
 }
 
-int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d,
-		   uint64_t *prod, uint64_t *cons, struct ivrdma_rq_view *v)
+int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
+		   uint64_t *cons, struct ivrdma_rq_view *v)
 {
 	struct ivrdma_rq_desc c;
 

@@ -119,6 +119,9 @@ check_pingpong() {
 	pingpong_once 65537 100
 	pingpong_once 1048576 50
 	pingpong_once 4194304 20
+	# -e: both sides sleep in ibv_get_cq_event (completion channels).
+	pingpong_once 1 500 -e
+	pingpong_once 65536 100 -e
 }
 
 start_daemon

@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The context's event thread, and completion / async events.
+ *
+ * One thread per context sleeps in poll() on its doorbells (zero CPU while
+ * idle) and turns them into what verbs applications wait for:
+ *
+ *   IVRDMA_VEC_COMPLETION  a producer fired an armed CQ of mine: post the
+ *                          completion-channel event (ib_uverbs_comp_event_desc)
+ *   IVRDMA_VEC_CONTROL     the directory changed (peers joined or left)
+ *   transport control fd   ivrdmad's join/leave notices, drained so the
+ *                          daemon never finds this process not reading
+ *
+ * Busy-polling applications never wait for this thread: CQEs are in the
+ * ring before any doorbell rings.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ivrdma.h"
+#include "ivshmem_transport.h"
+#include "shm_atomic.h"
+
+struct ivrdma_events {
+	pthread_t thread;
+	int stop_fd;
+	bool control_open;    /* ivrdmad's socket still answers */
+	pthread_mutex_t lock; /* the armed-CQ list */
+	struct ivrdma_cq **cqs;
+	uint32_t nr_cqs, cap_cqs;
+};
+
+void ivrdma_post_async_event(struct ivrdma_context *ctx, enum ibv_event_type type, uint64_t element)
+{
+	struct ib_uverbs_async_event_desc ev = {.element = element, .event_type = type};
+
+	/* SOCK_SEQPACKET, non-blocking on our side: one record per event. */
+	if (send(ctx->async_wr, &ev, sizeof(ev), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(ev))
+		ivrdma_dbg("async event %d lost: %s", type, strerror(errno));
+}
+
+/* The CQ's owner is whoever holds its slot: that peer's thread posts the event. */
+void ivrdma_cq_wake(struct ivrdma_context *ctx, const struct ivrdma_cq_view *v)
+{
+	int peer = ivrdma_owner_peer(shm_load_acquire32(&v->slot->hdr.owner));
+
+	if (peer >= 0 && ivt_ring(ctx->transport, (uint16_t)peer, IVRDMA_VEC_COMPLETION))
+		ivrdma_dbg("cannot wake the owner (peer %d) of a CQ", peer);
+}
+
+static int remember_cq(struct ivrdma_events *ev, struct ivrdma_cq *cq)
+{
+	for (uint32_t i = 0; i < ev->nr_cqs; i++)
+		if (ev->cqs[i] == cq)
+			return 0;
+	if (ev->nr_cqs == ev->cap_cqs) {
+		uint32_t cap = ev->cap_cqs ? ev->cap_cqs * 2 : 16;
+		struct ivrdma_cq **n = realloc(ev->cqs, cap * sizeof(*n));
+
+		if (!n)
+			return ENOMEM;
+		ev->cqs = n;
+		ev->cap_cqs = cap;
+	}
+	ev->cqs[ev->nr_cqs++] = cq;
+	return 0;
+}
+
+int ivrdma_req_notify_cq(struct ibv_cq *ibcq, int solicited_only)
+{
+	struct ivrdma_context *ctx = to_ictx(ibcq->context);
+	struct ivrdma_cq *cq = to_icq(ibcq);
+	uint32_t arm = IVRDMA_CQ_ARMED | (solicited_only ? IVRDMA_CQ_ARMED_SOLICITED : 0);
+	int rc;
+
+	pthread_mutex_lock(&ctx->events->lock);
+	rc = remember_cq(ctx->events, cq);
+	pthread_mutex_unlock(&ctx->events->lock);
+	if (rc)
+		return rc;
+	/* A later "all" arming widens an earlier solicited-only one. */
+	if (!solicited_only)
+		shm_fetch_and32(&cq->view.slot->flags, ~(uint32_t)IVRDMA_CQ_ARMED_SOLICITED);
+	shm_fetch_or32(&cq->view.slot->flags, solicited_only ? arm : IVRDMA_CQ_ARMED);
+	return 0;
+}
+
+void ivrdma_events_forget_cq(struct ivrdma_context *ctx, struct ivrdma_cq *cq)
+{
+	struct ivrdma_events *ev = ctx->events;
+
+	pthread_mutex_lock(&ev->lock);
+	for (uint32_t i = 0; i < ev->nr_cqs; i++) {
+		if (ev->cqs[i] == cq) {
+			ev->cqs[i] = ev->cqs[--ev->nr_cqs];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ev->lock);
+}
+
+/* Posts one channel event per CQ whose arming fired. */
+static void deliver_cq_events(struct ivrdma_context *ctx)
+{
+	struct ivrdma_events *ev = ctx->events;
+
+	pthread_mutex_lock(&ev->lock);
+	for (uint32_t i = 0; i < ev->nr_cqs; i++) {
+		struct ivrdma_cq *cq = ev->cqs[i];
+		struct ibv_comp_channel *ch = cq->vcq.cq.channel;
+		struct ib_uverbs_comp_event_desc desc = {.cq_handle = (uintptr_t)&cq->vcq.cq};
+		uint32_t f = shm_load_acquire32(&cq->view.slot->flags);
+
+		if (!(f & IVRDMA_CQ_EVENT) ||
+		    !shm_cas32(&cq->view.slot->flags, &f, f & ~(uint32_t)IVRDMA_CQ_EVENT))
+			continue;
+		if (ch && write(ch->fd, &desc, sizeof(desc)) != sizeof(desc))
+			ivrdma_dbg("completion event lost: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&ev->lock);
+}
+
+static void drain_control(struct ivrdma_context *ctx)
+{
+	int rc = ivt_process_control(ctx->transport);
+
+	if (rc == -ECONNRESET) {
+		/* The data path lives on in the region; only membership news stop. */
+		ivrdma_dbg("ivrdmad closed its connection");
+		ctx->events->control_open = false;
+	}
+}
+
+static void *event_thread(void *arg)
+{
+	struct ivrdma_context *ctx = arg;
+	struct ivrdma_events *ev = ctx->events;
+
+	for (;;) {
+		struct pollfd pfd[4] = {
+		    {.fd = ev->stop_fd, .events = POLLIN},
+		    {.fd = ivt_vector_fd(ctx->transport, IVRDMA_VEC_COMPLETION), .events = POLLIN},
+		    {.fd = ivt_vector_fd(ctx->transport, IVRDMA_VEC_CONTROL), .events = POLLIN},
+		    {.fd = ev->control_open ? ivt_control_fd(ctx->transport) : -1,
+		     .events = POLLIN},
+		};
+
+		if (poll(pfd, 4, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents)
+			break;
+		if (pfd[1].revents && ivt_consume(ctx->transport, IVRDMA_VEC_COMPLETION) >= 0)
+			deliver_cq_events(ctx);
+		if (pfd[2].revents)
+			ivt_consume(ctx->transport, IVRDMA_VEC_CONTROL);
+		if (pfd[3].revents)
+			drain_control(ctx);
+	}
+	return NULL;
+}
+
+int ivrdma_events_start(struct ivrdma_context *ctx)
+{
+	struct ivrdma_events *ev = calloc(1, sizeof(*ev));
+	sigset_t all, old;
+	int rc;
+
+	if (!ev)
+		return -ENOMEM;
+	ev->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ev->stop_fd < 0) {
+		free(ev);
+		return -errno;
+	}
+	ev->control_open = true;
+	pthread_mutex_init(&ev->lock, NULL);
+	ctx->events = ev;
+	/* The application's signals are for its own threads, not this one. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&ev->thread, NULL, event_thread, ctx);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		close(ev->stop_fd);
+		pthread_mutex_destroy(&ev->lock);
+		free(ev);
+		ctx->events = NULL;
+		return -rc;
+	}
+	return 0;
+}
+
+void ivrdma_events_stop(struct ivrdma_context *ctx)
+{
+	struct ivrdma_events *ev = ctx->events;
+	uint64_t one = 1;
+
+	if (!ev)
+		return;
+	if (write(ev->stop_fd, &one, sizeof(one)) != sizeof(one))
+		ivrdma_dbg("cannot stop the event thread: %s", strerror(errno));
+	pthread_join(ev->thread, NULL);
+	close(ev->stop_fd);
+	pthread_mutex_destroy(&ev->lock);
+	free(ev->cqs);
+	free(ev);
+	ctx->events = NULL;
+}
