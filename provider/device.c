@@ -16,9 +16,9 @@
 #define IVRDMA_VENDOR_PART_ID 0x1110
 
 /* Table sizes limit the object counts; ivrdma.h has the per-object limits. */
-#define IVRDMA_MAX_RD_ATOM  16
-#define IVRDMA_MAX_PD	    (1 << 20) /* PDs are private to a context: no table */
-#define IVRDMA_MAX_AH	    (1 << 20)
+#define IVRDMA_MAX_RD_ATOM 16
+#define IVRDMA_MAX_PD	   (1 << 20) /* PDs are private to a context: no table */
+#define IVRDMA_MAX_AH	   (1 << 20)
 
 static void fill_device_attr(struct ivrdma_context *ctx, struct ibv_device_attr *a)
 {

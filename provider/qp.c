@@ -62,7 +62,7 @@ static int make_rq(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
 	d->max_sge = qp->cap.max_recv_sge;
 	qp->cap.max_recv_wr = n;
 	return ivrdma_rq_view(&ctx->region, d, &qp->s->rq_prod, &qp->s->rq_cons, &qp->rq) ? EPROTO
-											   : 0;
+											  : 0;
 }
 
 static int make_sq(struct ivrdma_qp *qp)
@@ -78,7 +78,8 @@ static int make_sq(struct ivrdma_qp *qp)
 			return ENOMEM;
 	}
 	for (uint32_t i = 0; i < n; i++)
-		qp->sq[i].inline_buf = qp->inline_area ? qp->inline_area + (size_t)i * qp->cap.max_inline_data : NULL;
+		qp->sq[i].inline_buf =
+		    qp->inline_area ? qp->inline_area + (size_t)i * qp->cap.max_inline_data : NULL;
 	return 0;
 }
 

@@ -37,8 +37,8 @@ static bool transition(enum ibv_qp_state cur, enum ibv_qp_state next, bool rc, s
 		r->opt = IBV_QP_ALT_PATH | IBV_QP_ACCESS_FLAGS | IBV_QP_PKEY_INDEX;
 		return true;
 	case IBV_QPS_RTR * 8 + IBV_QPS_RTS:
-		r->req = IBV_QP_SQ_PSN | (rc ? IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
-						   IBV_QP_MAX_QP_RD_ATOMIC
+		r->req = IBV_QP_SQ_PSN | (rc ? IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+						   IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC
 					     : 0);
 		r->opt = IBV_QP_CUR_STATE | IBV_QP_ALT_PATH | IBV_QP_ACCESS_FLAGS |
 			 IBV_QP_PATH_MIG_STATE | rnr;

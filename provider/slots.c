@@ -23,7 +23,8 @@ int64_t ivrdma_slot_alloc(struct ivrdma_context *ctx, const struct ivrdma_table 
 		struct ivrdma_obj_hdr *h = ivrdma_table_entry(&ctx->region, t, i);
 		uint32_t expected = 0;
 
-		if (shm_load_relaxed32(&h->owner) != 0 || !shm_cas32(&h->owner, &expected, ctx->owner_tag))
+		if (shm_load_relaxed32(&h->owner) != 0 ||
+		    !shm_cas32(&h->owner, &expected, ctx->owner_tag))
 			continue;
 		memset((uint8_t *)h + sizeof(*h), 0, t->entry_size - sizeof(*h));
 		shm_store_release32(&h->seq, shm_load_relaxed32(&h->seq) + 1);

@@ -27,7 +27,7 @@
 #define MAXP		64
 #define T_MS		5000
 #define PEER_QUEUE_MAX	(4 * 64 * 4 + 1024) /* queue_limit() in server.c, --max-peers 64 */
-#define CTL_CLIENTS_MAX 32   /* ctl.c */
+#define CTL_CLIENTS_MAX 32		    /* ctl.c */
 
 /*
  * A raw client that follows the protocol and keeps its own view of the
