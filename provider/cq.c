@@ -113,6 +113,8 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 
 	if (atomic_load_explicit(&ctx->nr_pending, memory_order_relaxed))
 		ivrdma_progress(ctx);
+	if (atomic_load_explicit(&ctx->nr_armed_srqs, memory_order_relaxed))
+		ivrdma_srq_check_limits(ctx);
 	pthread_spin_lock(&cq->lock);
 	while (n < ne) {
 		struct ivrdma_cqe *e = &cq->view.ring[cq->cons & cq->view.mask];

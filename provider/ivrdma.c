@@ -82,10 +82,13 @@ static const struct verbs_context_ops ivrdma_ctx_ops = {
     .dealloc_pd = ivrdma_dealloc_pd,
     .dereg_mr = ivrdma_dereg_mr,
     .modify_qp = ivrdma_modify_qp,
+    .modify_srq = ivrdma_modify_srq,
     .poll_cq = ivrdma_poll_cq,
     .post_recv = ivrdma_post_recv,
     .post_send = ivrdma_post_send,
+    .post_srq_recv = ivrdma_post_srq_recv,
     .query_qp = ivrdma_query_qp,
+    .query_srq = ivrdma_query_srq,
     .req_notify_cq = ivrdma_req_notify_cq,
     .destroy_ah = ivrdma_destroy_ah,
     .destroy_cq = ivrdma_destroy_cq,
@@ -223,6 +226,7 @@ static void release_context(struct ivrdma_context *ctx)
 		close(ctx->async_wr);
 	pthread_mutex_destroy(&ctx->mr_lock);
 	pthread_mutex_destroy(&ctx->pending_lock);
+	pthread_mutex_destroy(&ctx->srq_lock);
 	verbs_uninit_context(&ctx->ibv_ctx); /* closes cmd_fd and async_fd */
 	free(ctx);
 }
@@ -242,6 +246,7 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	ctx->async_wr = -1;
 	pthread_mutex_init(&ctx->mr_lock, NULL);
 	pthread_mutex_init(&ctx->pending_lock, NULL);
+	pthread_mutex_init(&ctx->srq_lock, NULL);
 	rc = open_async_pair(ctx);
 	if (!rc)
 		rc = attach_region(ctx);

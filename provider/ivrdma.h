@@ -40,6 +40,9 @@ struct ivrdma_context {
 	struct ivrdma_qp *pending; /* QPs with WRs waiting on RNR or retry */
 	atomic_int nr_pending;
 	struct ivrdma_events *events; /* the event thread (events.c) */
+	pthread_mutex_t srq_lock;
+	struct ivrdma_srq *srqs;  /* every SRQ of the context (srq.c) */
+	atomic_int nr_armed_srqs; /* of which have a limit armed: poll_cq checks them */
 };
 
 struct ivrdma_pd {
@@ -115,6 +118,7 @@ struct ivrdma_swqe {
 struct ivrdma_peer_qp {
 	struct ivrdma_qp_slot *slot;
 	uint32_t owner, seq, qpn, pd_handle;
+	uint32_t rq_pd_handle; /* the PD receive buffers are checked in: the SRQ's if it has one */
 	uint16_t lid;
 	struct ivrdma_rq_view rq;
 	struct ivrdma_cq_view cq;
@@ -129,6 +133,7 @@ struct ivrdma_qp {
 	uint32_t rq_first_chunk, rq_nr_chunks;
 	struct ivrdma_rq_view rq;
 	struct ivrdma_cq *send_cq, *recv_cq;
+	struct ivrdma_srq *srq; /* receives come from here instead of the QP's own ring */
 	struct ibv_qp_cap cap;
 	bool sq_sig_all;
 	struct ibv_qp_attr attr; /* what modify_qp set, for query_qp */
@@ -142,6 +147,23 @@ struct ivrdma_qp {
 	bool on_pending_list;
 	struct ivrdma_qp *pending_next;
 };
+
+struct ivrdma_srq {
+	struct verbs_srq vsrq;
+	pthread_spinlock_t lock; /* the ring has one producer: one poster at a time */
+	uint32_t slot;
+	struct ivrdma_srq_slot *s;
+	uint32_t first_chunk, nr_chunks;
+	struct ivrdma_rq_view rq;
+	uint32_t max_sge;
+	atomic_int users; /* QPs taking receives from it */
+	struct ivrdma_srq *next;
+};
+
+static inline struct ivrdma_srq *to_isrq(struct ibv_srq *srq)
+{
+	return (struct ivrdma_srq *)((char *)srq - offsetof(struct ivrdma_srq, vsrq));
+}
 
 static inline struct ivrdma_cq *to_icq(struct ibv_cq *cq)
 {
@@ -243,7 +265,15 @@ bool ivrdma_peer_alive(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *
 void ivrdma_qp_flush_rq(struct ivrdma_qp *qp);
 void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct ivrdma_cqe *e);
 
-/* srq.c, ah.c: not implemented yet (EOPNOTSUPP) */
+/* srq.c */
+int ivrdma_modify_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr, int mask);
+int ivrdma_query_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr);
+int ivrdma_post_srq_recv(struct ibv_srq *srq, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
+void ivrdma_srq_check_limits(struct ivrdma_context *ctx);
+int ivrdma_srq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
+		    struct ivrdma_rq_view *v, uint32_t *pd_handle);
+
+/* ah.c: not implemented yet (EOPNOTSUPP) */
 struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
 			     int access);
 int ivrdma_dereg_mr(struct verbs_mr *vmr);

@@ -24,8 +24,6 @@ static int check_caps(struct ibv_qp_init_attr *a)
 {
 	if (a->qp_type != IBV_QPT_RC && a->qp_type != IBV_QPT_UC)
 		return EOPNOTSUPP;
-	if (a->srq)
-		return EOPNOTSUPP; /* SRQs come next */
 	if (!a->send_cq || !a->recv_cq)
 		return EINVAL;
 	if (a->cap.max_send_wr > IVRDMA_MAX_WR || a->cap.max_recv_wr > IVRDMA_MAX_WR ||
@@ -101,6 +99,8 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	qp->cap.max_send_wr = qp->cap.max_send_wr ? qp->cap.max_send_wr : 1;
 	qp->cap.max_send_sge = qp->cap.max_send_sge ? qp->cap.max_send_sge : 1;
 	qp->cap.max_recv_sge = qp->cap.max_recv_sge ? qp->cap.max_recv_sge : 1;
+	if (attr->srq) /* the SRQ's capabilities apply */
+		qp->cap.max_recv_wr = qp->cap.max_recv_sge = 0;
 	idx = ivrdma_slot_alloc(ctx, &ctx->region.qps);
 	if (idx < 0) {
 		free_qp(ctx, qp);
@@ -108,7 +108,7 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	}
 	qp->slot = (uint32_t)idx;
 	qp->s = ivrdma_table_entry(&ctx->region, &ctx->region.qps, qp->slot);
-	rc = make_rq(ctx, qp);
+	rc = attr->srq ? 0 : make_rq(ctx, qp);
 	if (!rc)
 		rc = make_sq(qp);
 	if (rc) {
@@ -122,6 +122,11 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	qp->s->qpn = qp->slot + IVRDMA_QPN_BASE;
 	qp->s->pd_handle = pd->handle;
 	qp->s->recv_cq = qp->recv_cq->slot;
+	if (attr->srq) {
+		qp->srq = to_isrq(attr->srq);
+		qp->s->srq = qp->srq->slot + 1;
+		atomic_fetch_add(&qp->srq->users, 1);
+	}
 	shm_store_release32(&qp->s->state, IBV_QPS_RESET);
 	atomic_fetch_add(&qp->send_cq->users, 1);
 	atomic_fetch_add(&qp->recv_cq->users, 1);
@@ -130,6 +135,7 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	qp->vqp.qp.pd = pd;
 	qp->vqp.qp.send_cq = attr->send_cq;
 	qp->vqp.qp.recv_cq = attr->recv_cq;
+	qp->vqp.qp.srq = attr->srq;
 	qp->vqp.qp.handle = qp->slot;
 	qp->vqp.qp.qp_num = qp->slot + IVRDMA_QPN_BASE;
 	qp->vqp.qp.state = IBV_QPS_RESET;
@@ -178,6 +184,8 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 	shm_store_release32(&qp->s->state, IBV_QPS_ERR);
 	atomic_fetch_sub(&qp->send_cq->users, 1);
 	atomic_fetch_sub(&qp->recv_cq->users, 1);
+	if (qp->srq)
+		atomic_fetch_sub(&qp->srq->users, 1);
 	free_qp(ctx, qp);
 	return 0;
 }

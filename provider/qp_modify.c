@@ -103,6 +103,19 @@ static bool live_owner(const struct ivrdma_region *r, uint32_t owner, int node)
 	       p->gen == (uint16_t)(owner >> 16) && (node < 0 || p->node == (uint16_t)node);
 }
 
+/* The remote QP's receive ring: its own, or its SRQ's (same owner). */
+static int peer_rq(const struct ivrdma_region *r, struct ivrdma_qp_slot *s,
+		   struct ivrdma_peer_qp *pq)
+{
+	uint32_t srq = __atomic_load_n(&s->srq, __ATOMIC_RELAXED);
+
+	if (!srq) {
+		pq->rq_pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
+		return ivrdma_rq_view(r, &s->rq, &s->rq_prod, &s->rq_cons, &pq->rq);
+	}
+	return ivrdma_srq_view(r, srq - 1, pq->owner, &pq->rq, &pq->rq_pd_handle);
+}
+
 static int connect(struct ivrdma_context *ctx, struct ivrdma_qp *qp, const struct ibv_qp_attr *a)
 {
 	const struct ivrdma_region *r = &ctx->region;
@@ -120,13 +133,12 @@ static int connect(struct ivrdma_context *ctx, struct ivrdma_qp *qp, const struc
 	pq->owner = shm_load_acquire32(&s->hdr.owner);
 	pq->seq = shm_load_acquire32(&s->hdr.seq);
 	if (!live_owner(r, pq->owner, node) || __atomic_load_n(&s->qpn, __ATOMIC_RELAXED) != qpn ||
-	    __atomic_load_n(&s->qp_type, __ATOMIC_RELAXED) != qp->vqp.qp.qp_type ||
-	    __atomic_load_n(&s->srq, __ATOMIC_RELAXED) != 0) {
+	    __atomic_load_n(&s->qp_type, __ATOMIC_RELAXED) != qp->vqp.qp.qp_type) {
 		ivrdma_dbg("RTR: QP %#x is not a live %s QP of LID %u", qpn,
 			   qp->vqp.qp.qp_type == IBV_QPT_RC ? "RC" : "UC", a->ah_attr.dlid);
 		return EINVAL;
 	}
-	if (ivrdma_rq_view(r, &s->rq, &s->rq_prod, &s->rq_cons, &pq->rq) ||
+	if (peer_rq(r, s, pq) ||
 	    ivrdma_cq_view(r, __atomic_load_n(&s->recv_cq, __ATOMIC_RELAXED), pq->owner, &pq->cq)) {
 		ivrdma_dbg("RTR: QP %#x has a malformed receive queue or CQ", qpn);
 		return EINVAL;
@@ -175,13 +187,19 @@ static void keep_attrs(struct ivrdma_qp *qp, const struct ibv_qp_attr *a, int ma
 		__atomic_store_n(&qp->s->min_rnr_timer, a->min_rnr_timer, __ATOMIC_RELAXED);
 }
 
-/* Back to RESET: posted work is dropped without completions, as on hardware. */
+/*
+ * Back to RESET: posted work is dropped without completions, as on
+ * hardware. An SRQ's receives are not the QP's to drop.
+ */
 static void reset(struct ivrdma_qp *qp)
 {
-	uint64_t c = shm_load_acquire64(qp->rq.cons);
+	uint64_t c;
 
-	while (!shm_cas64(qp->rq.cons, &c, shm_load_acquire64(qp->rq.prod)))
-		;
+	if (!qp->srq) {
+		c = shm_load_acquire64(qp->rq.cons);
+		while (!shm_cas64(qp->rq.cons, &c, shm_load_acquire64(qp->rq.prod)))
+			;
+	}
 	qp->sq_count = 0;
 	memset(&qp->peer, 0, sizeof(qp->peer));
 	memset(&qp->attr, 0, sizeof(qp->attr));

@@ -27,7 +27,7 @@ int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_rec
 
 	pthread_spin_lock(&qp->rq_lock);
 	for (; wr; wr = wr->next) {
-		if (ibqp->state == IBV_QPS_RESET || wr->num_sge < 0 ||
+		if (qp->srq || ibqp->state == IBV_QPS_RESET || wr->num_sge < 0 ||
 		    (uint32_t)wr->num_sge > qp->cap.max_recv_sge) {
 			rc = EINVAL;
 		} else if (ibqp->state == IBV_QPS_ERR) {
@@ -45,13 +45,19 @@ int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_rec
 	return rc;
 }
 
-/* Every receive still posted completes with IBV_WC_WR_FLUSH_ERR. */
+/*
+ * Every receive still posted completes with IBV_WC_WR_FLUSH_ERR. An SRQ's
+ * receives belong to the SRQ and stay for its other QPs.
+ */
 void ivrdma_qp_flush_rq(struct ivrdma_qp *qp)
 {
 	union {
 		struct ivrdma_recv_wqe w;
 		uint8_t room[IVRDMA_RQ_STRIDE(IVRDMA_MAX_SGE)];
 	} u;
+
+	if (qp->srq)
+		return;
 
 	while (ivrdma_rq_take(&qp->rq, &u.w) > 0)
 		flush_one(qp, u.w.wr_id);

@@ -98,7 +98,7 @@ static enum ibv_wc_status recv_iov(struct ivrdma_context *ctx, const struct ivrd
 	*room = 0;
 	for (uint32_t i = 0; i < r->num_sge; i++) {
 		enum ivrdma_xlate x = ivrdma_mr_remote(
-		    &ctx->region, r->sge[i].lkey, pq->owner, pq->pd_handle, r->sge[i].addr,
+		    &ctx->region, r->sge[i].lkey, pq->owner, pq->rq_pd_handle, r->sge[i].addr,
 		    r->sge[i].length, IBV_ACCESS_LOCAL_WRITE, &v[i].p);
 
 		if (x != IVRDMA_XLATE_OK)
@@ -273,9 +273,14 @@ static enum exec target_ready(struct ivrdma_qp *qp, enum ibv_wc_status *st, bool
 
 	*deliver = false;
 	if (!ivrdma_peer_alive(ctx, &qp->peer)) {
-		/* Gone: no answer will ever come. UC never waits for one. */
-		*st = qp->vqp.qp.qp_type == IBV_QPT_RC ? IBV_WC_RETRY_EXC_ERR : IBV_WC_SUCCESS;
-		return EXEC_DONE;
+		/*
+		 * Gone: no answer will ever come. RC retries per retry_cnt and
+		 * timeout as an HCA would before IBV_WC_RETRY_EXC_ERR (a peer
+		 * that exits right after its last receive must not fail sends
+		 * already on the wire); UC never waits.
+		 */
+		*st = IBV_WC_SUCCESS;
+		return qp->vqp.qp.qp_type == IBV_QPT_RC ? EXEC_NO_ACK : EXEC_DONE;
 	}
 	state = shm_load_acquire32(&s->state);
 	if (state < IBV_QPS_RTR || state > IBV_QPS_SQE ||

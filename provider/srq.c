@@ -1,23 +1,242 @@
 // SPDX-License-Identifier: MIT
 /*
- * Shared receive queues: not implemented yet. Creation fails with EOPNOTSUPP so programs see
- * a clean "operation not supported" rather than a half-working object.
+ * Shared receive queues: a receive ring in a region chunk, named by an SRQ
+ * slot, from which every QP created on the SRQ takes its receives. As with
+ * a QP's own ring, the owner is the one producer and remote initiators are
+ * the consumers (MPMC-consumer protocol, ivrdma_layout.h).
+ *
+ * The limit event: initiators consume without telling the owner, so the
+ * owner notices the crossing itself, in its own verbs calls (poll_cq,
+ * query_srq, modify_srq): there is no progress thread. The event then goes
+ * to async_fd as the kernel's record would (ivrdma_post_async_event).
  */
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "ivrdma.h"
+#include "shm_atomic.h"
+
+static uint32_t pow2_at_least(uint32_t v)
+{
+	uint32_t n = 1;
+
+	while (n < v)
+		n <<= 1;
+	return n;
+}
+
+int ivrdma_srq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
+		    struct ivrdma_rq_view *v, uint32_t *pd_handle)
+{
+	struct ivrdma_srq_slot *s = ivrdma_table_entry(r, &r->srqs, idx);
+
+	if (!s || shm_load_acquire32(&s->hdr.owner) != owner)
+		return -ENOENT;
+	*pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
+	return ivrdma_rq_view(r, &s->rq, &s->prod, &s->cons, v);
+}
+
+static void link_srq(struct ivrdma_context *ctx, struct ivrdma_srq *srq)
+{
+	pthread_mutex_lock(&ctx->srq_lock);
+	srq->next = ctx->srqs;
+	ctx->srqs = srq;
+	pthread_mutex_unlock(&ctx->srq_lock);
+}
+
+static void unlink_srq(struct ivrdma_context *ctx, struct ivrdma_srq *srq)
+{
+	pthread_mutex_lock(&ctx->srq_lock);
+	for (struct ivrdma_srq **pp = &ctx->srqs; *pp; pp = &(*pp)->next)
+		if (*pp == srq) {
+			*pp = srq->next;
+			break;
+		}
+	pthread_mutex_unlock(&ctx->srq_lock);
+}
+
+static void free_srq(struct ivrdma_context *ctx, struct ivrdma_srq *srq)
+{
+	ivrdma_ring_free(ctx, srq->first_chunk, srq->nr_chunks);
+	if (srq->s)
+		ivrdma_slot_free(ctx, &ctx->region.srqs, srq->slot);
+	pthread_spin_destroy(&srq->lock);
+	free(srq);
+}
+
+/* The ring in the region, described in the slot for initiators. */
+static int make_ring(struct ivrdma_context *ctx, struct ivrdma_srq *srq, uint32_t max_wr)
+{
+	struct ivrdma_rq_desc *d = &srq->s->rq;
+	uint32_t n = pow2_at_least(max_wr ? max_wr : 1);
+	uint32_t stride = (uint32_t)IVRDMA_RQ_STRIDE(srq->max_sge);
+
+	if (!ivrdma_ring_alloc(ctx, (uint64_t)n * stride, &srq->first_chunk, &srq->nr_chunks))
+		return ENOMEM;
+	d->ring_offset = ivrdma_chunk_offset(&ctx->region, srq->first_chunk);
+	d->nr_entries = n;
+	d->stride = stride;
+	d->max_sge = srq->max_sge;
+	return ivrdma_rq_view(&ctx->region, d, &srq->s->prod, &srq->s->cons, &srq->rq) ? EPROTO : 0;
+}
 
 struct ibv_srq *ivrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *attr)
 {
-	return ivrdma_fail_null(EOPNOTSUPP);
+	struct ivrdma_context *ctx = to_ictx(pd->context);
+	struct ivrdma_srq *srq;
+	int64_t idx;
+	int rc;
+
+	/* A limit cannot be armed at creation (IB spec: modify_srq arms it). */
+	if (attr->attr.max_wr > IVRDMA_MAX_WR || attr->attr.max_sge > IVRDMA_MAX_SGE ||
+	    attr->attr.srq_limit)
+		return ivrdma_fail_null(EINVAL);
+	srq = calloc(1, sizeof(*srq));
+	if (!srq)
+		return ivrdma_fail_null(ENOMEM);
+	pthread_spin_init(&srq->lock, PTHREAD_PROCESS_PRIVATE);
+	srq->max_sge = attr->attr.max_sge ? attr->attr.max_sge : 1;
+	idx = ivrdma_slot_alloc(ctx, &ctx->region.srqs);
+	if (idx < 0) {
+		free_srq(ctx, srq);
+		return ivrdma_fail_null(ENOMEM);
+	}
+	srq->slot = (uint32_t)idx;
+	srq->s = ivrdma_table_entry(&ctx->region, &ctx->region.srqs, srq->slot);
+	srq->s->pd_handle = pd->handle;
+	rc = make_ring(ctx, srq, attr->attr.max_wr);
+	if (rc) {
+		free_srq(ctx, srq);
+		return ivrdma_fail_null(rc);
+	}
+	attr->attr.max_wr = srq->rq.mask + 1;
+	attr->attr.max_sge = srq->max_sge;
+	srq->vsrq.srq.context = pd->context;
+	srq->vsrq.srq.pd = pd;
+	srq->vsrq.srq.srq_context = attr->srq_context;
+	srq->vsrq.srq.handle = srq->slot;
+	srq->vsrq.srq_type = IBV_SRQT_BASIC;
+	link_srq(ctx, srq);
+	return &srq->vsrq.srq;
 }
 
 struct ibv_srq *ivrdma_create_srq_ex(struct ibv_context *context, struct ibv_srq_init_attr_ex *attr)
 {
-	return ivrdma_fail_null(EOPNOTSUPP);
+	struct ibv_srq_init_attr a = {.srq_context = attr->srq_context, .attr = attr->attr};
+	struct ibv_srq *srq;
+
+	if (!(attr->comp_mask & IBV_SRQ_INIT_ATTR_PD) || !attr->pd)
+		return ivrdma_fail_null(EINVAL);
+	if ((attr->comp_mask & ~(IBV_SRQ_INIT_ATTR_PD | IBV_SRQ_INIT_ATTR_TYPE)) ||
+	    ((attr->comp_mask & IBV_SRQ_INIT_ATTR_TYPE) && attr->srq_type != IBV_SRQT_BASIC))
+		return ivrdma_fail_null(EOPNOTSUPP); /* XRC and tag matching: no */
+	srq = ivrdma_create_srq(attr->pd, &a);
+	if (srq)
+		attr->attr = a.attr;
+	return srq;
 }
 
-int ivrdma_destroy_srq(struct ibv_srq *srq)
+int ivrdma_destroy_srq(struct ibv_srq *ibsrq)
 {
-	return EOPNOTSUPP;
+	struct ivrdma_srq *srq = to_isrq(ibsrq);
+	struct ivrdma_context *ctx = to_ictx(ibsrq->context);
+
+	if (atomic_load(&srq->users))
+		return EBUSY;
+	unlink_srq(ctx, srq);
+	if (__atomic_exchange_n(&srq->s->limit, 0, __ATOMIC_ACQ_REL))
+		atomic_fetch_sub(&ctx->nr_armed_srqs, 1);
+	free_srq(ctx, srq);
+	return 0;
+}
+
+int ivrdma_post_srq_recv(struct ibv_srq *ibsrq, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr)
+{
+	struct ivrdma_srq *srq = to_isrq(ibsrq);
+	int rc = 0;
+
+	pthread_spin_lock(&srq->lock);
+	for (; wr; wr = wr->next) {
+		rc = ivrdma_rq_post(&srq->rq, wr);
+		if (rc) {
+			*bad_wr = wr;
+			break;
+		}
+	}
+	pthread_spin_unlock(&srq->lock);
+	return rc;
+}
+
+/* Receives posted and not yet taken by an initiator. */
+static uint32_t outstanding(const struct ivrdma_srq *srq)
+{
+	uint64_t c = shm_load_acquire64(srq->rq.cons);
+
+	return (uint32_t)(shm_load_acquire64(srq->rq.prod) - c);
+}
+
+/* Fires the armed limit once if the SRQ has fallen below it. */
+static void check_limit(struct ivrdma_context *ctx, struct ivrdma_srq *srq)
+{
+	uint32_t limit = __atomic_load_n(&srq->s->limit, __ATOMIC_ACQUIRE);
+
+	if (!limit || outstanding(srq) >= limit)
+		return;
+	/* Disarming wins the race against modify_srq and other checkers: one event. */
+	if (!__atomic_compare_exchange_n(&srq->s->limit, &limit, 0, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return;
+	atomic_fetch_sub(&ctx->nr_armed_srqs, 1);
+	ivrdma_post_async_event(ctx, IBV_EVENT_SRQ_LIMIT_REACHED, (uintptr_t)&srq->vsrq.srq);
+}
+
+void ivrdma_srq_check_limits(struct ivrdma_context *ctx)
+{
+	pthread_mutex_lock(&ctx->srq_lock);
+	for (struct ivrdma_srq *srq = ctx->srqs; srq; srq = srq->next)
+		check_limit(ctx, srq);
+	pthread_mutex_unlock(&ctx->srq_lock);
+}
+
+/*
+ * IBV_SRQ_LIMIT arms the limit event. Resizing (IBV_SRQ_MAX_WR) is not
+ * offered (no IBV_DEVICE_SRQ_RESIZE): initiators hold the ring's geometry
+ * from the time their QP connected.
+ */
+int ivrdma_modify_srq(struct ibv_srq *ibsrq, struct ibv_srq_attr *attr, int mask)
+{
+	struct ivrdma_srq *srq = to_isrq(ibsrq);
+	struct ivrdma_context *ctx = to_ictx(ibsrq->context);
+	uint32_t old;
+
+	if (mask & ~(IBV_SRQ_MAX_WR | IBV_SRQ_LIMIT) || (mask & IBV_SRQ_MAX_WR))
+		return EINVAL;
+	if (!(mask & IBV_SRQ_LIMIT))
+		return 0;
+	if (attr->srq_limit > srq->rq.mask + 1)
+		return EINVAL;
+	old = __atomic_exchange_n(&srq->s->limit, attr->srq_limit, __ATOMIC_ACQ_REL);
+	if (!old && attr->srq_limit)
+		atomic_fetch_add(&ctx->nr_armed_srqs, 1);
+	else if (old && !attr->srq_limit)
+		atomic_fetch_sub(&ctx->nr_armed_srqs, 1);
+	pthread_mutex_lock(&ctx->srq_lock);
+	check_limit(ctx, srq); /* already below: the event is due now */
+	pthread_mutex_unlock(&ctx->srq_lock);
+	return 0;
+}
+
+int ivrdma_query_srq(struct ibv_srq *ibsrq, struct ibv_srq_attr *attr)
+{
+	struct ivrdma_srq *srq = to_isrq(ibsrq);
+	struct ivrdma_context *ctx = to_ictx(ibsrq->context);
+
+	pthread_mutex_lock(&ctx->srq_lock);
+	check_limit(ctx, srq);
+	pthread_mutex_unlock(&ctx->srq_lock);
+	attr->max_wr = srq->rq.mask + 1;
+	attr->max_sge = srq->max_sge;
+	attr->srq_limit = __atomic_load_n(&srq->s->limit, __ATOMIC_ACQUIRE);
+	return 0;
 }

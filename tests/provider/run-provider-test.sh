@@ -3,7 +3,7 @@
 # ibv_devices / ibv_devinfo (mode "tools") or the libibverbs C test
 # (mode "verbs") against the provider from the build tree.
 #
-# usage: run-provider-test.sh tools|verbs|pingpong IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY]
+# usage: run-provider-test.sh tools|verbs|pingpong|stock-pingpongs IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY]
 # env:   IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 #                        to load an ASan-built provider
 set -euo pipefail
@@ -112,6 +112,36 @@ pingpong_once() { # pingpong_once SIZE ITERS [extra args]
 	echo "rc_pingpong -s $size -n $iters $*: $(grep usec/iter "$dir/pp-client.out")"
 }
 
+# Stock ibv_uc_pingpong and ibv_srq_pingpong (16 QPs on one SRQ), -c validation.
+stock_pingpong() { # stock_pingpong TOOL SIZE ITERS [extra args]
+	local tool=$1 size=$2 iters=$3 port=$((20000 + RANDOM % 20000)) spid
+	shift 3
+	stock timeout 60 "$tool" -d ivrdma0 -c -s "$size" -n "$iters" -p "$port" "$@" \
+		>"$dir/pp-server.out" 2>&1 &
+	spid=$!
+	for _ in $(seq 50); do
+		ss -ltn 2>/dev/null | grep -q ":$port " && break
+		sleep 0.1
+	done
+	stock timeout 60 "$tool" -d ivrdma0 -c -s "$size" -n "$iters" -p "$port" "$@" \
+		127.0.0.1 >"$dir/pp-client.out" 2>&1 ||
+		{ cat "$dir"/pp-*.out >&2; fail "$tool client, size $size"; }
+	wait "$spid" || { cat "$dir"/pp-*.out >&2; fail "$tool server, size $size"; }
+	! grep -q "invalid data" "$dir"/pp-*.out || fail "$tool: invalid data, size $size"
+	echo "$tool -s $size -n $iters $*: $(grep usec/iter "$dir/pp-client.out")"
+}
+
+check_stock_pingpongs() {
+	for tool in ibv_uc_pingpong ibv_srq_pingpong; do
+		stock_pingpong $tool 1 1000
+		stock_pingpong $tool 4096 500
+		stock_pingpong $tool 65537 100
+		stock_pingpong $tool 1048576 50
+		stock_pingpong $tool 4194304 20
+	done
+	stock_pingpong ibv_srq_pingpong 1 500 -q 4 -r 64
+}
+
 check_pingpong() {
 	pingpong_once 1 1000
 	pingpong_once 1 500 -g 0
@@ -142,5 +172,6 @@ verbs)
 	env -u LD_PRELOAD "$test_bin"
 	;;
 pingpong) check_pingpong ;;
+stock-pingpongs) check_stock_pingpongs ;;
 *) fail "unknown mode $mode" ;;
 esac

@@ -178,16 +178,63 @@ static void check_pd(struct ibv_context *ctx)
 	CHECK(ibv_dealloc_pd(a) == 0 && ibv_dealloc_pd(b) == 0, "ibv_dealloc_pd");
 }
 
-/* Verbs not written yet fail with EOPNOTSUPP, not with a crash or garbage. */
-static void check_unsupported(struct ibv_context *ctx)
+/* The limit event arrives on async_fd as the kernel's record would. */
+static void expect_srq_limit_event(struct ibv_context *ctx, struct ibv_srq *srq)
+{
+	struct ibv_async_event ev;
+	int fl = fcntl(ctx->async_fd, F_GETFL);
+
+	fcntl(ctx->async_fd, F_SETFL, fl | O_NONBLOCK);
+	CHECK(ibv_get_async_event(ctx, &ev) == 0 && ev.event_type == IBV_EVENT_SRQ_LIMIT_REACHED &&
+		  ev.element.srq == srq,
+	      "IBV_EVENT_SRQ_LIMIT_REACHED on async_fd");
+	ibv_ack_async_event(&ev);
+	errno = 0;
+	CHECK(ibv_get_async_event(ctx, &ev) == -1 && errno == EAGAIN, "one event per arming");
+	fcntl(ctx->async_fd, F_SETFL, fl);
+}
+
+/* SRQ control path: sizes, limits, the limit event, EBUSY while a QP uses it. */
+static void check_srq(struct ibv_context *ctx)
 {
 	struct ibv_pd *pd = ibv_alloc_pd(ctx);
-	struct ibv_srq_init_attr srqa = {.attr = {.max_wr = 1, .max_sge = 1}};
+	struct ibv_cq *cq = ibv_create_cq(ctx, 16, NULL, NULL, 0);
+	struct ibv_srq_init_attr srqa = {.attr = {.max_wr = 100, .max_sge = 2}};
+	struct ibv_srq_attr a = {0};
+	struct ibv_srq *srq;
+	struct ibv_qp *qp;
+	struct ibv_recv_wr wr = {0}, *bad;
 
-	REQUIRE(pd, "ibv_alloc_pd");
-	errno = 0;
-	CHECK(!ibv_create_srq(pd, &srqa) && errno == EOPNOTSUPP, "ibv_create_srq: %s",
-	      strerror(errno));
+	REQUIRE(pd && cq, "ibv_alloc_pd, ibv_create_cq");
+	srq = ibv_create_srq(pd, &srqa);
+	REQUIRE(srq, "ibv_create_srq: %s", strerror(errno));
+	CHECK(srqa.attr.max_wr >= 100 && srqa.attr.max_sge == 2, "create_srq reports its sizes");
+	CHECK(ibv_query_srq(srq, &a) == 0 && a.max_wr == srqa.attr.max_wr && a.srq_limit == 0,
+	      "ibv_query_srq");
+	a.max_wr = 1000;
+	CHECK(ibv_modify_srq(srq, &a, IBV_SRQ_MAX_WR) == EINVAL, "no SRQ resize");
+	a.srq_limit = srqa.attr.max_wr + 1;
+	CHECK(ibv_modify_srq(srq, &a, IBV_SRQ_LIMIT) == EINVAL, "limit above max_wr");
+	for (int i = 0; i < 8; i++)
+		CHECK(ibv_post_srq_recv(srq, &wr, &bad) == 0, "ibv_post_srq_recv");
+	a.srq_limit = 4;
+	CHECK(ibv_modify_srq(srq, &a, IBV_SRQ_LIMIT) == 0, "arm the limit");
+	CHECK(ibv_query_srq(srq, &a) == 0 && a.srq_limit == 4, "armed limit reads back");
+	a.srq_limit = 9; /* 8 posted: below it at once */
+	CHECK(ibv_modify_srq(srq, &a, IBV_SRQ_LIMIT) == 0, "re-arm the limit");
+	expect_srq_limit_event(ctx, srq);
+	CHECK(ibv_query_srq(srq, &a) == 0 && a.srq_limit == 0, "the event disarms the limit");
+	qp = ibv_create_qp(pd,
+			   &(struct ibv_qp_init_attr){.send_cq = cq,
+						      .recv_cq = cq,
+						      .srq = srq,
+						      .cap = {.max_send_wr = 1, .max_send_sge = 1},
+						      .qp_type = IBV_QPT_RC});
+	REQUIRE(qp, "ibv_create_qp on an SRQ: %s", strerror(errno));
+	CHECK(ibv_post_recv(qp, &wr, &bad) == EINVAL, "post_recv on an SRQ QP");
+	CHECK(ibv_destroy_srq(srq) == EBUSY, "destroy_srq while a QP uses it");
+	CHECK(ibv_destroy_qp(qp) == 0 && ibv_destroy_srq(srq) == 0, "destroy QP, then SRQ");
+	ibv_destroy_cq(cq);
 	ibv_dealloc_pd(pd);
 }
 
@@ -242,7 +289,7 @@ int main(void)
 	check_query_device_newer_caller(ctx);
 	check_port(ctx, &e);
 	check_pd(ctx);
-	check_unsupported(ctx);
+	check_srq(ctx);
 	check_comp_channel(ctx);
 	second = open_ivrdma0(&e); /* a second context is a second peer */
 	check_port(second, &e);
