@@ -1,0 +1,698 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ivrdma_ivshmem: a driver for QEMU's ivshmem PCI device (1af4:1110), in
+ * the lineage of the Nahanni UIO driver, for ivrdma's guest mode.
+ *
+ * One character device per ivshmem device, /dev/ivshmemN, gives user
+ * space:
+ *  - BAR2, the shared memory, mapped write-back cached at any page offset
+ *    (it is RAM on the host: an uncached mapping would make every access a
+ *    bus transaction);
+ *  - BAR0, the registers, mapped uncached (if it can be done safely);
+ *  - doorbells to other peers, and its own MSI-X vectors as eventfds.
+ *
+ * See ivrdma_ivshmem_uapi.h for the interface.
+ *
+ * BAR2's write-back memory type: memremap(MEMREMAP_WB) reserves the range
+ * as write-back in the x86 PAT memtype tree (it becomes UC- only if the
+ * MTRRs say the range is uncachable); user mappings are filled page by
+ * page at fault time with vmf_insert_pfn(), which takes the memory type
+ * from that reservation.
+ *
+ * Removal (unbind, hot-unplug) while files are open: the device is marked
+ * dead and every user mapping is zapped under the device's rwsem, which
+ * the fault handler and the ioctls hold for reading; a later fault raises
+ * SIGBUS, a later ioctl or mmap fails with ENODEV. The device structure
+ * lives until the last file is closed; open files pin the module.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/eventfd.h>
+#include <linux/fs.h>
+#include <linux/idr.h>
+#include <linux/interrupt.h>
+#include <linux/io.h>
+#include <linux/kref.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/pci.h>
+#include <linux/rwsem.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/uaccess.h>
+#include <linux/version.h>
+
+#include "ivrdma_ivshmem_uapi.h"
+
+#define IVSHMEM_BAR_REGS	0
+#define IVSHMEM_BAR_SHM		2
+#define IVSHMEM_REGS_MIN	16
+/* QEMU's server hands out at most 64 vectors per peer. */
+#define IVSHMEM_MAX_VECTORS	64
+
+#define BAR0_PGOFF		(IVRDMA_IVSHMEM_BAR0_OFFSET >> PAGE_SHIFT)
+
+static ushort mode = 0660;
+module_param(mode, ushort, 0444);
+MODULE_PARM_DESC(mode, "Permissions of /dev/ivshmemN (default 0660: owner and group)");
+
+static DEFINE_IDA(ivshm_ida);
+
+struct ivshm_dev;
+
+struct ivshm_vector {
+	struct ivshm_dev *dev;
+	int irq;
+	bool requested;
+	struct eventfd_ctx *trigger;	/* under dev->irq_lock */
+	struct file *owner;		/* the file that bound trigger */
+	atomic64_t count;
+	char name[32];
+};
+
+struct ivshm_dev {
+	struct kref ref;
+	struct pci_dev *pdev;
+	struct miscdevice misc;
+	char name[24];
+	int index;
+
+	/* Read: using the device (faults, ioctls). Write: killing it. */
+	struct rw_semaphore lock;
+	bool dead;
+	void __iomem *regs;
+	void *shm;			/* kernel mapping; holds the WB memtype */
+	phys_addr_t regs_start;
+	phys_addr_t shm_start;
+	u64 regs_size;
+	u64 shm_size;
+	bool regs_mmap;
+	struct resource regs_pad;	/* the rest of BAR0's page, kept empty */
+	bool regs_pad_held;
+
+	struct mutex files_lock;
+	struct list_head files;
+
+	spinlock_t irq_lock;		/* vector triggers vs. the handlers */
+	unsigned int nr_vectors;	/* enabled */
+	unsigned int msix_size;		/* the device's MSI-X table size */
+	struct ivshm_vector *vectors;
+};
+
+struct ivshm_file {
+	struct ivshm_dev *dev;
+	struct file *file;
+	struct list_head node;
+};
+
+static void ivshm_free(struct kref *ref)
+{
+	struct ivshm_dev *dev = container_of(ref, struct ivshm_dev, ref);
+
+	pci_dev_put(dev->pdev);
+	kfree(dev->vectors);
+	kfree(dev);
+}
+
+static inline void ivshm_set_vm_flags(struct vm_area_struct *vma,
+				      unsigned long flags)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_set(vma, flags);
+#else
+	vma->vm_flags |= flags;
+#endif
+}
+
+static inline void ivshm_signal(struct eventfd_ctx *ctx)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+	eventfd_signal(ctx);
+#else
+	eventfd_signal(ctx, 1);
+#endif
+}
+
+static irqreturn_t ivshm_irq(int irq, void *arg)
+{
+	struct ivshm_vector *v = arg;
+	struct ivshm_dev *dev = v->dev;
+
+	atomic64_inc(&v->count);
+	spin_lock(&dev->irq_lock);
+	if (v->trigger)
+		ivshm_signal(v->trigger);
+	spin_unlock(&dev->irq_lock);
+	return IRQ_HANDLED;
+}
+
+/* Detaches the eventfd of vector @i if @owner bound it (any if NULL). */
+static bool ivshm_unbind_one(struct ivshm_dev *dev, unsigned int i,
+			     struct file *owner)
+{
+	struct ivshm_vector *v = &dev->vectors[i];
+	struct eventfd_ctx *old = NULL;
+
+	spin_lock_irq(&dev->irq_lock);
+	if (v->trigger && (!owner || v->owner == owner)) {
+		old = v->trigger;
+		v->trigger = NULL;
+		v->owner = NULL;
+	}
+	spin_unlock_irq(&dev->irq_lock);
+	if (old)
+		eventfd_ctx_put(old);
+	return old != NULL;
+}
+
+static void ivshm_unbind_all(struct ivshm_dev *dev, struct file *owner)
+{
+	unsigned int i;
+
+	for (i = 0; i < dev->nr_vectors; i++)
+		ivshm_unbind_one(dev, i, owner);
+}
+
+/* ---- mappings ---- */
+
+/* The physical address behind page @pgoff of the device file, or 0. */
+static phys_addr_t ivshm_pgoff_phys(struct ivshm_dev *dev, unsigned long pgoff,
+				    unsigned long pages)
+{
+	u64 shm_pages = dev->shm_size >> PAGE_SHIFT;
+
+	if (pgoff < shm_pages && pages <= shm_pages - pgoff)
+		return dev->shm_start + ((phys_addr_t)pgoff << PAGE_SHIFT);
+	if (dev->regs_mmap && pgoff == BAR0_PGOFF && pages == 1)
+		return dev->regs_start;
+	return 0;
+}
+
+static vm_fault_t ivshm_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct ivshm_file *f = vma->vm_file->private_data;
+	struct ivshm_dev *dev = f->dev;
+	unsigned long pgoff;
+	phys_addr_t phys;
+	vm_fault_t ret = VM_FAULT_SIGBUS;
+
+	pgoff = vma->vm_pgoff + ((vmf->address - vma->vm_start) >> PAGE_SHIFT);
+	down_read(&dev->lock);
+	if (!dev->dead) {
+		phys = ivshm_pgoff_phys(dev, pgoff, 1);
+		if (phys)
+			ret = vmf_insert_pfn(vma, vmf->address & PAGE_MASK,
+					     PHYS_PFN(phys));
+	}
+	up_read(&dev->lock);
+	return ret;
+}
+
+static const struct vm_operations_struct ivshm_vm_ops = {
+	.fault = ivshm_fault,
+#ifdef CONFIG_HAVE_IOREMAP_PROT
+	.access = generic_access_phys,
+#endif
+};
+
+static int ivshm_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct ivshm_file *f = file->private_data;
+	struct ivshm_dev *dev = f->dev;
+	bool regs = vma->vm_pgoff == BAR0_PGOFF;
+	int ret = 0;
+
+	/* A private (copy-on-write) mapping of device memory makes no sense. */
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	down_read(&dev->lock);
+	if (dev->dead)
+		ret = -ENODEV;
+	else if (!ivshm_pgoff_phys(dev, vma->vm_pgoff, vma_pages(vma)))
+		ret = -EINVAL;
+	up_read(&dev->lock);
+	if (ret)
+		return ret;
+	ivshm_set_vm_flags(vma, VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);
+	if (regs)
+		vma->vm_page_prot = pgprot_noncached(vma->vm_page_prot);
+	vma->vm_ops = &ivshm_vm_ops;
+	return 0;
+}
+
+/* ---- ioctls ---- */
+
+static long ivshm_ioc_info(struct ivshm_dev *dev, void __user *argp)
+{
+	struct ivrdma_ivshmem_info info = {
+		.abi_version = IVRDMA_IVSHMEM_ABI_VERSION,
+		.bar2_size = dev->shm_size,
+		.bar0_size = dev->regs_size,
+		.bar0_offset = IVRDMA_IVSHMEM_BAR0_OFFSET,
+		.nr_vectors = dev->nr_vectors,
+		.flags = dev->regs_mmap ? IVRDMA_IVSHMEM_INFO_BAR0_MMAP : 0,
+	};
+
+	down_read(&dev->lock);
+	if (dev->dead) {
+		up_read(&dev->lock);
+		return -ENODEV;
+	}
+	info.ivposition = (s32)ioread32(dev->regs + IVRDMA_IVSHMEM_REG_IVPOSITION);
+	up_read(&dev->lock);
+	return copy_to_user(argp, &info, sizeof(info)) ? -EFAULT : 0;
+}
+
+static long ivshm_ioc_ring(struct ivshm_dev *dev, void __user *argp)
+{
+	struct ivrdma_ivshmem_doorbell db;
+	long ret = 0;
+
+	if (copy_from_user(&db, argp, sizeof(db)))
+		return -EFAULT;
+	/* Every peer of a server has as many vectors as we do. */
+	if (db.reserved || db.vector >= dev->msix_size)
+		return -EINVAL;
+	down_read(&dev->lock);
+	if (dev->dead)
+		ret = -ENODEV;
+	else
+		iowrite32((u32)db.peer << 16 | db.vector,
+			  dev->regs + IVRDMA_IVSHMEM_REG_DOORBELL);
+	up_read(&dev->lock);
+	return ret;
+}
+
+static long ivshm_ioc_bind(struct ivshm_dev *dev, struct file *file,
+			   void __user *argp)
+{
+	struct ivrdma_ivshmem_irqfd req;
+	struct eventfd_ctx *ctx, *old = NULL;
+	struct ivshm_vector *v;
+	long ret = 0;
+
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (req.flags || req.reserved || req.vector >= dev->nr_vectors)
+		return -EINVAL;
+	ctx = eventfd_ctx_fdget(req.fd);
+	if (IS_ERR(ctx))
+		return PTR_ERR(ctx);
+	v = &dev->vectors[req.vector];
+	down_read(&dev->lock);
+	if (dev->dead) {
+		ret = -ENODEV;
+		old = ctx;
+	} else {
+		spin_lock_irq(&dev->irq_lock);
+		old = v->trigger;
+		v->trigger = ctx;
+		v->owner = file;
+		spin_unlock_irq(&dev->irq_lock);
+	}
+	up_read(&dev->lock);
+	if (old)
+		eventfd_ctx_put(old);
+	return ret;
+}
+
+static long ivshm_ioc_unbind(struct ivshm_dev *dev, void __user *argp)
+{
+	struct ivrdma_ivshmem_irqfd req;
+	long ret;
+
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (req.flags || req.reserved || req.vector >= dev->nr_vectors)
+		return -EINVAL;
+	down_read(&dev->lock);
+	if (dev->dead)
+		ret = -ENODEV;
+	else
+		ret = ivshm_unbind_one(dev, req.vector, NULL) ? 0 : -ENOENT;
+	up_read(&dev->lock);
+	return ret;
+}
+
+static long ivshm_ioc_vector_count(struct ivshm_dev *dev, void __user *argp)
+{
+	struct ivrdma_ivshmem_vector_count req;
+
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (req.reserved || req.vector >= dev->nr_vectors)
+		return -EINVAL;
+	down_read(&dev->lock);
+	if (dev->dead) {
+		up_read(&dev->lock);
+		return -ENODEV;
+	}
+	req.count = atomic64_read(&dev->vectors[req.vector].count);
+	up_read(&dev->lock);
+	return copy_to_user(argp, &req, sizeof(req)) ? -EFAULT : 0;
+}
+
+#if defined(CONFIG_X86) && LINUX_VERSION_CODE < KERNEL_VERSION(6, 10, 0)
+static long ivshm_ioc_pte(struct ivshm_dev *dev, void __user *argp)
+{
+	struct mm_struct *mm = current->mm;
+	struct ivrdma_ivshmem_pte req;
+	struct vm_area_struct *vma;
+	spinlock_t *ptl;
+	pte_t *ptep;
+	pteval_t val = 0;
+	long ret;
+
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (req.reserved)
+		return -EINVAL;
+	mmap_read_lock(mm);
+	vma = vma_lookup(mm, req.addr);
+	if (!vma || vma->vm_ops != &ivshm_vm_ops) {
+		ret = -EINVAL;
+	} else {
+		ret = follow_pte(mm, req.addr, &ptep, &ptl);
+		if (ret) {
+			ret = -ENXIO;
+		} else {
+			val = pte_val(*ptep);
+			pte_unmap_unlock(ptep, ptl);
+		}
+	}
+	mmap_read_unlock(mm);
+	if (ret)
+		return ret;
+	req.pte = val;
+	req.phys = (u64)((val & PTE_PFN_MASK) | (req.addr & ~PAGE_MASK));
+	req.pat_index = (val & _PAGE_PWT ? 1 : 0) | (val & _PAGE_PCD ? 2 : 0) |
+			(val & _PAGE_PAT ? 4 : 0);
+	return copy_to_user(argp, &req, sizeof(req)) ? -EFAULT : 0;
+}
+#else
+static long ivshm_ioc_pte(struct ivshm_dev *dev, void __user *argp)
+{
+	return -EOPNOTSUPP;
+}
+#endif
+
+static long ivshm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct ivshm_file *f = file->private_data;
+	struct ivshm_dev *dev = f->dev;
+	void __user *argp = (void __user *)arg;
+
+	switch (cmd) {
+	case IVRDMA_IVSHMEM_IOC_INFO:
+		return ivshm_ioc_info(dev, argp);
+	case IVRDMA_IVSHMEM_IOC_RING:
+		return ivshm_ioc_ring(dev, argp);
+	case IVRDMA_IVSHMEM_IOC_BIND:
+		return ivshm_ioc_bind(dev, file, argp);
+	case IVRDMA_IVSHMEM_IOC_UNBIND:
+		return ivshm_ioc_unbind(dev, argp);
+	case IVRDMA_IVSHMEM_IOC_VECTOR_COUNT:
+		return ivshm_ioc_vector_count(dev, argp);
+	case IVRDMA_IVSHMEM_IOC_PTE:
+		return ivshm_ioc_pte(dev, argp);
+	}
+	return -ENOTTY;
+}
+
+/* ---- files ---- */
+
+static int ivshm_open(struct inode *inode, struct file *file)
+{
+	/* misc_open() set private_data; misc_deregister() cannot race us. */
+	struct miscdevice *misc = file->private_data;
+	struct ivshm_dev *dev = container_of(misc, struct ivshm_dev, misc);
+	struct ivshm_file *f;
+
+	f = kzalloc(sizeof(*f), GFP_KERNEL);
+	if (!f)
+		return -ENOMEM;
+	kref_get(&dev->ref);
+	f->dev = dev;
+	f->file = file;
+	mutex_lock(&dev->files_lock);
+	list_add(&f->node, &dev->files);
+	mutex_unlock(&dev->files_lock);
+	file->private_data = f;
+	return 0;
+}
+
+static int ivshm_release(struct inode *inode, struct file *file)
+{
+	struct ivshm_file *f = file->private_data;
+	struct ivshm_dev *dev = f->dev;
+
+	ivshm_unbind_all(dev, file);
+	mutex_lock(&dev->files_lock);
+	list_del(&f->node);
+	mutex_unlock(&dev->files_lock);
+	kfree(f);
+	kref_put(&dev->ref, ivshm_free);
+	return 0;
+}
+
+static const struct file_operations ivshm_fops = {
+	.owner = THIS_MODULE,
+	.open = ivshm_open,
+	.release = ivshm_release,
+	.mmap = ivshm_mmap,
+	.unlocked_ioctl = ivshm_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = noop_llseek,
+};
+
+/* ---- the PCI device ---- */
+
+/*
+ * BAR0 is 256 bytes: mapping its page into user space is safe only if no
+ * other device's registers can share that page. Like vfio-pci, claim the
+ * rest of the page so nothing else is placed there; if that fails, BAR0
+ * is not mappable (the doorbell ioctl still works).
+ */
+static void ivshm_check_regs_mmap(struct ivshm_dev *dev)
+{
+	struct resource *res = &dev->pdev->resource[IVSHMEM_BAR_REGS];
+
+	if (!(res->flags & IORESOURCE_MEM) || !PAGE_ALIGNED(res->start))
+		return;
+	if (resource_size(res) >= PAGE_SIZE) {
+		dev->regs_mmap = true;
+		return;
+	}
+	if (!res->parent)
+		return;
+	dev->regs_pad.name = "ivrdma_ivshmem BAR0 page";
+	dev->regs_pad.start = res->end + 1;
+	dev->regs_pad.end = res->start + PAGE_SIZE - 1;
+	dev->regs_pad.flags = res->flags;
+	if (request_resource(res->parent, &dev->regs_pad))
+		return;
+	dev->regs_pad_held = true;
+	dev->regs_mmap = true;
+}
+
+static int ivshm_setup_irqs(struct ivshm_dev *dev)
+{
+	struct pci_dev *pdev = dev->pdev;
+	unsigned int i;
+	int ret, n;
+
+	n = pci_msix_vec_count(pdev);
+	if (n <= 0)
+		return 0;	/* ivshmem-plain: no doorbells */
+	dev->msix_size = n;
+	n = pci_alloc_irq_vectors(pdev, 1, min(n, IVSHMEM_MAX_VECTORS),
+				  PCI_IRQ_MSIX);
+	if (n < 0)
+		return n;
+	dev->vectors = kcalloc(n, sizeof(*dev->vectors), GFP_KERNEL);
+	if (!dev->vectors) {
+		pci_free_irq_vectors(pdev);
+		return -ENOMEM;
+	}
+	dev->nr_vectors = n;
+	for (i = 0; i < n; i++) {
+		struct ivshm_vector *v = &dev->vectors[i];
+
+		v->dev = dev;
+		v->irq = pci_irq_vector(pdev, i);
+		snprintf(v->name, sizeof(v->name), "%s-%u", dev->name, i);
+		ret = request_irq(v->irq, ivshm_irq, 0, v->name, v);
+		if (ret)
+			return ret;	/* ivshm_free_irqs() undoes the rest */
+		v->requested = true;
+	}
+	return 0;
+}
+
+static void ivshm_free_irqs(struct ivshm_dev *dev)
+{
+	unsigned int i;
+
+	for (i = 0; i < dev->nr_vectors; i++) {
+		if (dev->vectors[i].requested) {
+			free_irq(dev->vectors[i].irq, &dev->vectors[i]);
+			dev->vectors[i].requested = false;
+		}
+	}
+	ivshm_unbind_all(dev, NULL);
+	if (dev->msix_size)
+		pci_free_irq_vectors(dev->pdev);
+}
+
+/* Marks the device dead and takes every user mapping away. */
+static void ivshm_kill(struct ivshm_dev *dev)
+{
+	struct ivshm_file *f;
+
+	down_write(&dev->lock);
+	dev->dead = true;
+	mutex_lock(&dev->files_lock);
+	list_for_each_entry(f, &dev->files, node)
+		unmap_mapping_range(f->file->f_mapping, 0, 0, 1);
+	mutex_unlock(&dev->files_lock);
+	up_write(&dev->lock);
+}
+
+static void ivshm_teardown(struct ivshm_dev *dev)
+{
+	struct pci_dev *pdev = dev->pdev;
+
+	ivshm_free_irqs(dev);
+	if (dev->shm)
+		memunmap(dev->shm);
+	if (dev->regs)
+		pci_iounmap(pdev, dev->regs);
+	if (dev->regs_pad_held)
+		release_resource(&dev->regs_pad);
+	pci_release_regions(pdev);
+	pci_disable_device(pdev);
+	ida_free(&ivshm_ida, dev->index);
+}
+
+static int ivshm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	struct ivshm_dev *dev;
+	int ret;
+
+	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
+	if (!dev)
+		return -ENOMEM;
+	kref_init(&dev->ref);
+	init_rwsem(&dev->lock);
+	mutex_init(&dev->files_lock);
+	INIT_LIST_HEAD(&dev->files);
+	spin_lock_init(&dev->irq_lock);
+	dev->pdev = pci_dev_get(pdev);
+
+	ret = ida_alloc(&ivshm_ida, GFP_KERNEL);
+	if (ret < 0)
+		goto err_free;
+	dev->index = ret;
+	snprintf(dev->name, sizeof(dev->name), "ivshmem%d", dev->index);
+
+	ret = pci_enable_device(pdev);
+	if (ret)
+		goto err_ida;
+	ret = pci_request_regions(pdev, KBUILD_MODNAME);
+	if (ret)
+		goto err_disable;
+	if (!(pci_resource_flags(pdev, IVSHMEM_BAR_REGS) & IORESOURCE_MEM) ||
+	    pci_resource_len(pdev, IVSHMEM_BAR_REGS) < IVSHMEM_REGS_MIN ||
+	    !(pci_resource_flags(pdev, IVSHMEM_BAR_SHM) & IORESOURCE_MEM) ||
+	    pci_resource_len(pdev, IVSHMEM_BAR_SHM) < PAGE_SIZE) {
+		dev_err(&pdev->dev, "BAR0 or BAR2 missing or too small\n");
+		ret = -ENODEV;
+		goto err_regions;
+	}
+	dev->regs_start = pci_resource_start(pdev, IVSHMEM_BAR_REGS);
+	dev->regs_size = pci_resource_len(pdev, IVSHMEM_BAR_REGS);
+	dev->shm_start = pci_resource_start(pdev, IVSHMEM_BAR_SHM);
+	dev->shm_size = pci_resource_len(pdev, IVSHMEM_BAR_SHM) & PAGE_MASK;
+	dev->regs = pci_iomap(pdev, IVSHMEM_BAR_REGS, 0);
+	if (!dev->regs) {
+		ret = -ENOMEM;
+		goto err_regions;
+	}
+	dev->shm = memremap(dev->shm_start, dev->shm_size, MEMREMAP_WB);
+	if (!dev->shm) {
+		dev_err(&pdev->dev, "cannot map BAR2 write-back\n");
+		ret = -ENOMEM;
+		goto err_regions;
+	}
+	ivshm_check_regs_mmap(dev);
+	pci_set_master(pdev);	/* MSI-X messages are memory writes */
+	ret = ivshm_setup_irqs(dev);
+	if (ret) {
+		dev_err(&pdev->dev, "cannot set up MSI-X: %d\n", ret);
+		goto err_regions;
+	}
+
+	dev->misc.minor = MISC_DYNAMIC_MINOR;
+	dev->misc.name = dev->name;
+	dev->misc.fops = &ivshm_fops;
+	dev->misc.parent = &pdev->dev;
+	dev->misc.mode = mode;
+	pci_set_drvdata(pdev, dev);
+	ret = misc_register(&dev->misc);
+	if (ret)
+		goto err_regions;
+	dev_info(&pdev->dev,
+		 "/dev/%s: BAR2 %llu MiB at %pa, %u MSI-X vectors, IVPosition %d%s\n",
+		 dev->name, dev->shm_size >> 20, &dev->shm_start,
+		 dev->nr_vectors,
+		 (s32)ioread32(dev->regs + IVRDMA_IVSHMEM_REG_IVPOSITION),
+		 dev->regs_mmap ? "" : ", BAR0 not mappable");
+	return 0;
+
+err_regions:
+	/* ivshm_teardown() from here: it copes with a partial setup. */
+	pci_set_drvdata(pdev, NULL);
+	ivshm_teardown(dev);
+	kref_put(&dev->ref, ivshm_free);
+	return ret;
+err_disable:
+	pci_disable_device(pdev);
+err_ida:
+	ida_free(&ivshm_ida, dev->index);
+err_free:
+	kref_put(&dev->ref, ivshm_free);
+	return ret;
+}
+
+static void ivshm_remove(struct pci_dev *pdev)
+{
+	struct ivshm_dev *dev = pci_get_drvdata(pdev);
+
+	misc_deregister(&dev->misc);	/* no new opens */
+	ivshm_kill(dev);
+	ivshm_teardown(dev);
+	pci_set_drvdata(pdev, NULL);
+	dev_info(&pdev->dev, "/dev/%s removed\n", dev->name);
+	kref_put(&dev->ref, ivshm_free);
+}
+
+static const struct pci_device_id ivshm_ids[] = {
+	{ PCI_DEVICE(PCI_VENDOR_ID_REDHAT_QUMRANET, 0x1110) },
+	{ }
+};
+MODULE_DEVICE_TABLE(pci, ivshm_ids);
+
+static struct pci_driver ivshm_driver = {
+	.name = KBUILD_MODNAME,
+	.id_table = ivshm_ids,
+	.probe = ivshm_probe,
+	.remove = ivshm_remove,
+};
+module_pci_driver(ivshm_driver);
+
+MODULE_AUTHOR("ivrdma");
+MODULE_DESCRIPTION("QEMU ivshmem device for ivrdma: WB-cached BAR2 mmap, MSI-X to eventfd");
+MODULE_LICENSE("GPL");

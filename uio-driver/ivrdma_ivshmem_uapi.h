@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * ivrdma_ivshmem: the user-space interface of the ivrdma driver for QEMU's
+ * ivshmem PCI device (1af4:1110). Shared by the kernel module and user
+ * space (the guest backend of ivshmem-transport); fixed-width types only.
+ *
+ * Device node: /dev/ivshmemN, one per device, N from 0 in probe order
+ * (mode 0660 by default, see the module parameter 'mode').
+ *
+ * mmap (MAP_SHARED only):
+ *   offset N * PAGE_SIZE, N < BAR2 pages: BAR2 (the shared region) from
+ *       byte N * PAGE_SIZE, mapped write-back cached, at any page offset
+ *       and of any page-multiple length inside BAR2;
+ *   offset IVRDMA_IVSHMEM_BAR0_OFFSET: BAR0 (the registers), one page,
+ *       uncached; only if info.flags has IVRDMA_IVSHMEM_INFO_BAR0_MMAP.
+ * Once the device goes away (unbind, hot-unplug) every mapping is zapped:
+ * a later access raises SIGBUS and every ioctl fails with ENODEV.
+ */
+#ifndef _IVRDMA_IVSHMEM_UAPI_H
+#define _IVRDMA_IVSHMEM_UAPI_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define IVRDMA_IVSHMEM_ABI_VERSION 1
+
+/* The mmap offset of BAR0: beyond any BAR2 (ivshmem regions are < 1 TiB). */
+#define IVRDMA_IVSHMEM_BAR0_OFFSET (1ULL << 40)
+
+/* BAR0 register offsets (QEMU docs/specs/ivshmem-spec.rst) */
+#define IVRDMA_IVSHMEM_REG_INTRMASK	0x00
+#define IVRDMA_IVSHMEM_REG_INTRSTATUS	0x04
+#define IVRDMA_IVSHMEM_REG_IVPOSITION	0x08
+#define IVRDMA_IVSHMEM_REG_DOORBELL	0x0c
+
+#define IVRDMA_IVSHMEM_INFO_BAR0_MMAP	(1U << 0)
+
+struct ivrdma_ivshmem_info {
+	__u32 abi_version;	/* IVRDMA_IVSHMEM_ABI_VERSION */
+	__s32 ivposition;	/* my peer ID; -1 until the server gave one */
+	__u64 bar2_size;	/* bytes of shared memory */
+	__u64 bar0_size;	/* bytes of registers */
+	__u64 bar0_offset;	/* mmap offset of BAR0 */
+	__u32 nr_vectors;	/* MSI-X vectors enabled: 0 .. nr_vectors - 1 */
+	__u32 flags;		/* IVRDMA_IVSHMEM_INFO_* */
+	__u64 reserved[4];
+};
+
+/* Rings doorbell 'vector' of peer 'peer'; vector < nr_vectors. */
+struct ivrdma_ivshmem_doorbell {
+	__u16 peer;
+	__u16 vector;
+	__u32 reserved;		/* must be 0 */
+};
+
+/*
+ * Binds an eventfd to my MSI-X vector 'vector' (replacing any earlier
+ * binding): every interrupt on it adds 1 to the eventfd. A binding ends
+ * with IOC_UNBIND, or when the file that made it is closed.
+ */
+struct ivrdma_ivshmem_irqfd {
+	__u32 vector;
+	__s32 fd;		/* the eventfd; ignored by IOC_UNBIND */
+	__u32 flags;		/* must be 0 */
+	__u32 reserved;		/* must be 0 */
+};
+
+/* Interrupts seen on 'vector' since the driver bound the device. */
+struct ivrdma_ivshmem_vector_count {
+	__u32 vector;
+	__u32 reserved;		/* must be 0 */
+	__u64 count;		/* out */
+};
+
+/*
+ * Diagnostics (x86): the page-table entry that maps the calling process's
+ * address 'addr' in one of this driver's mappings, so a test can see the
+ * memory type its mapping really got. pat_index is the entry's PAT index
+ * (PWT | PCD << 1 | PAT << 2); the kernel logs what each index means
+ * ("x86/PAT: Configuration [0-7]: ..."). ENXIO: not mapped yet (touch it
+ * first); EINVAL: not an address of ours.
+ */
+struct ivrdma_ivshmem_pte {
+	__u64 addr;		/* in */
+	__u64 phys;		/* out: physical address of the page */
+	__u64 pte;		/* out: the raw entry */
+	__u32 pat_index;	/* out */
+	__u32 reserved;		/* must be 0 */
+};
+
+#define IVRDMA_IVSHMEM_IOC_MAGIC	0xb7
+#define IVRDMA_IVSHMEM_IOC_INFO \
+	_IOR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x00, struct ivrdma_ivshmem_info)
+#define IVRDMA_IVSHMEM_IOC_RING \
+	_IOW(IVRDMA_IVSHMEM_IOC_MAGIC, 0x01, struct ivrdma_ivshmem_doorbell)
+#define IVRDMA_IVSHMEM_IOC_BIND \
+	_IOW(IVRDMA_IVSHMEM_IOC_MAGIC, 0x02, struct ivrdma_ivshmem_irqfd)
+#define IVRDMA_IVSHMEM_IOC_UNBIND \
+	_IOW(IVRDMA_IVSHMEM_IOC_MAGIC, 0x03, struct ivrdma_ivshmem_irqfd)
+#define IVRDMA_IVSHMEM_IOC_VECTOR_COUNT \
+	_IOWR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x04, struct ivrdma_ivshmem_vector_count)
+#define IVRDMA_IVSHMEM_IOC_PTE \
+	_IOWR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x05, struct ivrdma_ivshmem_pte)
+
+#endif /* _IVRDMA_IVSHMEM_UAPI_H */
