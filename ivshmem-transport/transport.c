@@ -41,7 +41,7 @@ static const struct ivt_backend_ops *backend_ops(enum ivt_backend b)
 	case IVT_BACKEND_HOST:
 		return &ivt_host_ops;
 	case IVT_BACKEND_GUEST:
-		return NULL; /* the uio-driver backend comes with guest mode */
+		return &ivt_guest_ops;
 	}
 	return NULL;
 }

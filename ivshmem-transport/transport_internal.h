@@ -35,6 +35,7 @@ struct ivt {
 };
 
 extern const struct ivt_backend_ops ivt_host_ops;
+extern const struct ivt_backend_ops ivt_guest_ops;
 
 /* Formats a message into err (never NULL-unsafe) and returns rc. */
 int ivt_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
