@@ -9,9 +9,18 @@
  *   guest-host-peer --socket DIR/host.sock [--vector V] [--len N]
  *                   [--seed S] [--timeout SECONDS]
  *
+ *   driver tests, both directions:
+ *                   [--expect-seed S2] [--ring-back V2]
+ *
  * stdout: "PEER=<id> OFFSET=<region offset> LEN=<n> SUM=<FNV-1a 64>", then
  * "DOORBELL vector=<v>" once it rings. Exit 0 on the doorbell, 1 on any
  * failure or timeout (message on stderr), 2 on usage errors.
+ *
+ * --expect-seed: also claims a second area of LEN bytes, zeroed, announced
+ * as "WRITE_OFFSET=<region offset>", for a guest to fill with the pattern
+ * of seed S2 before it rings; after the doorbell the area is checked
+ * ("GUEST_WRITE=ok SUM=<sum>"). --ring-back: after the doorbell, ring
+ * vector V2 of every VM peer in the peer table ("RANG_BACK peer=<id>").
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,6 +43,8 @@ struct opts {
 	uint64_t len;
 	uint64_t seed;
 	uint64_t timeout_s;
+	uint64_t expect_seed; /* 0: none */
+	int64_t ring_back;    /* -1: none */
 };
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -83,13 +94,19 @@ static const char *opt_name(const struct option *o, int c)
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
-	    {"socket", required_argument, NULL, 's'},  {"vector", required_argument, NULL, 'v'},
-	    {"len", required_argument, NULL, 'l'},     {"seed", required_argument, NULL, 'S'},
-	    {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"vector", required_argument, NULL, 'v'},
+	    {"len", required_argument, NULL, 'l'},
+	    {"seed", required_argument, NULL, 'S'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"expect-seed", required_argument, NULL, 'E'},
+	    {"ring-back", required_argument, NULL, 'R'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
-	*o = (struct opts){.vector = IVRDMA_VEC_SPARE, .len = 65536, .seed = 1, .timeout_s = 120};
+	*o = (struct opts){
+	    .vector = IVRDMA_VEC_SPARE, .len = 65536, .seed = 1, .timeout_s = 120, .ring_back = -1};
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		bool ok = true;
 
@@ -103,7 +120,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			ok = parse_u64(optarg, 1, UINT64_MAX, &o->seed);
 		else if (c == 't')
 			ok = parse_u64(optarg, 1, 3600, &o->timeout_s);
-		else
+		else if (c == 'E')
+			ok = parse_u64(optarg, 1, UINT64_MAX, &o->expect_seed);
+		else if (c == 'R') {
+			uint64_t v = 0;
+
+			ok = parse_u64(optarg, 0, IVRDMA_MAX_VECTORS - 1, &v);
+			o->ring_back = (int64_t)v;
+		} else
 			return usage();
 		if (!ok) {
 			fail("bad value '%s' for --%s", optarg, opt_name(longopts, c));
@@ -135,11 +159,22 @@ static int my_generation(const struct ivrdma_region *r, int id, uint16_t *gen)
 	return fail("ivrdmad did not mark my peer entry %d active", id);
 }
 
-/* Claims enough chunks for o->len bytes and fills them with the pattern. */
+/* Chunks for o->len bytes, twice with --expect-seed (the guest's area). */
+static uint32_t nr_chunks(const struct ivrdma_region *r, const struct opts *o)
+{
+	uint64_t csize = ivrdma_chunk_size(r), count = (o->len + csize - 1) / csize;
+
+	return (uint32_t)(o->expect_seed ? 2 * count : count);
+}
+
+/*
+ * Claims the chunks and fills the first o->len bytes with the pattern;
+ * the guest's area (from the next chunk on) starts zeroed.
+ */
 static int fill_chunk(const struct ivrdma_region *r, int id, uint16_t gen, const struct opts *o,
 		      uint64_t *offset, uint64_t *sum)
 {
-	uint64_t csize = ivrdma_chunk_size(r), count = (o->len + csize - 1) / csize;
+	uint64_t csize = ivrdma_chunk_size(r), count = nr_chunks(r, o);
 	uint64_t state = o->seed;
 	int64_t first;
 	uint8_t *p;
@@ -151,6 +186,7 @@ static int fill_chunk(const struct ivrdma_region *r, int id, uint16_t gen, const
 	if (first < 0)
 		return fail("no %" PRIu64 " free chunks: %s", count, strerror((int)-first));
 	p = ivrdma_chunk_ptr(r, (uint32_t)first);
+	memset(p, 0, count * csize);
 	for (uint64_t i = 0; i < o->len; i += 8) {
 		uint64_t v = guest_pattern_next(&state);
 
@@ -196,11 +232,50 @@ static int wait_doorbell(struct ivt *t, const struct opts *o)
 		    o->timeout_s);
 }
 
+/* The guest's area: o->len bytes of the pattern of --expect-seed? */
+static int check_guest_write(const uint8_t *area, const struct opts *o)
+{
+	uint64_t state = o->expect_seed, want = GUEST_FNV1A64_INIT, got;
+
+	for (uint64_t i = 0; i < o->len; i += 8) {
+		uint64_t v = guest_pattern_next(&state);
+
+		want = guest_fnv1a64(want, (const uint8_t *)&v, o->len - i < 8 ? o->len - i : 8);
+	}
+	got = guest_fnv1a64(GUEST_FNV1A64_INIT, area, o->len);
+	if (got != want)
+		return fail("the guest's area has sum %016" PRIx64 ", its pattern %016" PRIx64, got,
+			    want);
+	printf("GUEST_WRITE=ok SUM=%016" PRIx64 "\n", got);
+	return 0;
+}
+
+/* Rings vector o->ring_back of every VM peer: the host -> guest doorbell. */
+static int ring_back(struct ivt *t, const struct ivrdma_region *r, const struct opts *o)
+{
+	int rung = 0;
+
+	for (uint32_t i = 0; i < r->max_peers; i++) {
+		struct ivrdma_peer *p = ivrdma_region_peer(r, i);
+		int rc;
+
+		if ((int)i == ivt_peer_id(t) || !p ||
+		    shm_load_acquire32(&p->state) != IVRDMA_PEER_ACTIVE || p->node == r->host_node)
+			continue;
+		rc = ivt_ring(t, (uint16_t)i, (uint16_t)o->ring_back);
+		if (rc)
+			return fail("ringing peer %u: %s", i, strerror(-rc));
+		printf("RANG_BACK peer=%u vector=%" PRId64 "\n", i, o->ring_back);
+		rung++;
+	}
+	return rung ? 0 : fail("no VM peer to ring back");
+}
+
 static int run(struct ivt *t, const struct opts *o)
 {
 	struct ivrdma_region r;
 	const char *why = "";
-	uint64_t offset = 0, sum = 0;
+	uint64_t offset = 0, sum = 0, woffset;
 	uint16_t gen = 0;
 	int id = ivt_peer_id(t), rc;
 
@@ -212,13 +287,20 @@ static int run(struct ivt *t, const struct opts *o)
 		return fail("region rejected: %s", why);
 	if (my_generation(&r, id, &gen) || fill_chunk(&r, id, gen, o, &offset, &sum))
 		return 1;
+	woffset = offset + nr_chunks(&r, o) / 2 * ivrdma_chunk_size(&r);
+	if (o->expect_seed)
+		printf("WRITE_OFFSET=%" PRIu64 "\n", woffset);
 	printf("PEER=%d OFFSET=%" PRIu64 " LEN=%" PRIu64 " SUM=%016" PRIx64 "\n", id, offset,
 	       o->len, sum);
 	fflush(stdout);
 	rc = wait_doorbell(t, o);
+	if (!rc && o->expect_seed)
+		rc = check_guest_write(r.base + woffset, o);
+	if (!rc && o->ring_back >= 0)
+		rc = ring_back(t, &r, o);
+	fflush(stdout);
 	ivrdma_chunk_free(&r, (uint32_t)((offset - r.chunk_area_offset) >> r.chunk_shift),
-			  (uint32_t)((o->len + ivrdma_chunk_size(&r) - 1) >> r.chunk_shift),
-			  ivrdma_owner_tag((uint16_t)id, gen));
+			  nr_chunks(&r, o), ivrdma_owner_tag((uint16_t)id, gen));
 	return rc;
 }
 

@@ -1,0 +1,171 @@
+#!/bin/sh
+# /init of the driver test image (busybox sh): loads ivrdma_ivshmem.ko and
+# runs one driver test, chosen on the kernel command line:
+#
+#   ivr.test=basics  attach through the transport's guest backend, report
+#                    the memory type of BAR2's user mapping, print READY and
+#                    wait for "go" on the console, then the data and
+#                    doorbell exchange with the host peer:
+#                    ivr.off ivr.len ivr.woff ivr.wseed ivr.peer ivr.vec ivr.wvec
+#   ivr.test=robust  module load/unload loop (ivr.loops, default 20), bad
+#                    ioctl and mmap arguments, unbind with open mappings
+#   ivr.shell=1      end in a shell instead of powering off (debugging)
+#
+# Result lines start with "IVR-GUEST: <step>: "; the last one is
+# "IVR-GUEST: DONE" or "IVR-GUEST: FAIL <step> ...". Then the VM powers off.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+MODULE=/lib/modules/ivrdma_ivshmem.ko
+DEV=/dev/ivshmem0
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+
+say() {
+	echo "IVR-GUEST: $*"
+}
+
+finish() {
+	if [ "$(param shell)" = 1 ]; then
+		setsid cttyhack sh
+	fi
+	sync
+	poweroff -f
+	sleep 10 # poweroff -f does not return; never let init exit (panic)
+}
+
+param() {
+	read -r cmdline </proc/cmdline
+	for word in $cmdline; do
+		case "$word" in
+		"ivr.$1="*)
+			echo "${word#*=}"
+			return
+			;;
+		esac
+	done
+}
+
+# step NAME CMD...: run, prefix each output line, stop the test on failure.
+step() {
+	name=$1
+	shift
+	out=$("$@" 2>&1)
+	rc=$?
+	echo "$out" | while IFS= read -r line; do
+		say "$name: $line"
+	done
+	if [ $rc -ne 0 ]; then
+		say "FAIL $name rc=$rc"
+		dmesg | tail -n 20 | while IFS= read -r line; do say "dmesg: $line"; done
+		finish
+	fi
+}
+
+wait_for_go() {
+	say "READY"
+	end=$(($(date +%s) + 120))
+	while [ "$(date +%s)" -lt "$end" ]; do
+		# shellcheck disable=SC3045 # busybox sh has read -t
+		if read -r -t 5 line && [ "$line" = go ]; then
+			say "wait: go"
+			return
+		fi
+	done
+	say "FAIL wait no 'go' on the console within 120s"
+	finish
+}
+
+load() {
+	insmod "$MODULE" || return 1
+	w=0
+	while [ ! -c $DEV ] && [ $w -lt 50 ]; do # devtmpfs is asynchronous
+		sleep 0.1
+		w=$((w + 1))
+	done
+	[ -c $DEV ] || { echo "no $DEV after insmod"; return 1; }
+}
+
+node() {
+	ls -l $DEV
+	grep -H . /sys/module/ivrdma_ivshmem/parameters/mode
+}
+
+# The memory type BAR2's user mapping really got: the PTE's PAT index
+# (from the driver) through the kernel's PAT table, the MTRRs over BAR2,
+# and the kernel's memtype reservation of BAR2.
+memtype() {
+	dmesg | grep -o 'x86/PAT: Configuration.*' || { echo "no PAT configuration in dmesg"; return 1; }
+	line=$(ivshmem-drvtest attach | grep '^MAPPING=bar2 ') || return 1
+	idx=${line#*PAT_INDEX=}
+	idx=${idx%% *}
+	phys=${line#*PHYS=0x}
+	type=$(dmesg | sed -n 's/.*x86\/PAT: Configuration \[0-7\]: *//p' |
+		awk -v i="$idx" '{ print $(i + 1) }')
+	echo "BAR2 user mapping: PAT index $idx = $type (page at 0x$phys)"
+	echo "MTRR:"
+	cat /proc/mtrr 2>&1
+	echo "PAT memtype reservations:"
+	grep -i "$phys" /sys/kernel/debug/x86/pat_memtype_list 2>&1 | head -n 5
+	echo "MEMTYPE=$type"
+}
+
+no_oops() {
+	if dmesg | grep -E 'BUG|Oops|WARNING|Call Trace|general protection'; then
+		echo "kernel complained (above)"
+		return 1
+	fi
+	dmesg | grep ivrdma_ivshmem | tail -n 6
+	echo "no BUG/Oops/WARNING in dmesg"
+}
+
+load_loop() {
+	n=$1
+	round=0
+	while [ $round -lt "$n" ]; do
+		rmmod ivrdma_ivshmem || { echo "rmmod failed in round $round"; return 1; }
+		[ ! -e $DEV ] || sleep 0.2
+		[ ! -e $DEV ] || { echo "$DEV still there after rmmod"; return 1; }
+		load || { echo "insmod failed in round $round"; return 1; }
+		ivshmem-drvtest attach >/dev/null || { echo "attach failed in round $round"; return 1; }
+		round=$((round + 1))
+	done
+	echo "LOADS=$n"
+}
+
+bdf() {
+	for d in /sys/bus/pci/drivers/ivrdma_ivshmem/0000:*; do
+		basename "$d"
+		return
+	done
+	return 1
+}
+
+say "BOOTED kernel $(uname -r)"
+step insmod load
+step node node
+case "$(param test)" in
+basics)
+	step attach ivshmem-drvtest attach
+	step memtype memtype
+	wait_for_go
+	step basics ivshmem-drvtest basics "$(param off)" "$(param len)" "$(param woff)" \
+		"$(param wseed)" "$(param peer)" "$(param vec)" "$(param wvec)" 60
+	;;
+robust)
+	loops=$(param loops)
+	step loadloop load_loop "${loops:-20}"
+	step badargs ivshmem-drvtest badargs
+	b=$(bdf) || { say "FAIL bdf no device bound"; finish; }
+	step unbind ivshmem-drvtest unbind "$b"
+	step reload load_loop 1
+	;;
+*)
+	say "FAIL test unknown ivr.test=$(param test)"
+	finish
+	;;
+esac
+step dmesg no_oops
+say "DONE"
+finish

@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ivshmem-drvtest: the guest end of the driver tests, run inside a VM with
+ * ivrdma_ivshmem.ko loaded. Static (the guest initramfs has no libc).
+ *
+ *   ivshmem-drvtest [-d DEV] attach
+ *       attach through the transport's guest backend: IVPOSITION=,
+ *       VECTORS=, and the memory type of BAR2's user mapping (PTE=,
+ *       PAT_INDEX=, PHYS=)
+ *   ivshmem-drvtest [-d DEV] basics OFF LEN WOFF WSEED PEER VEC WVEC WAIT_S
+ *       attach; SUM= of region bytes [OFF, OFF+LEN) read through the
+ *       mapping and through a MAP_FIXED ivt_map_at() mapping of the same
+ *       offset; write the pattern of WSEED at [WOFF, WOFF+LEN); ring PEER's
+ *       vector VEC; wait up to WAIT_S s for my vector WVEC to ring (WOKE=)
+ *   ivshmem-drvtest [-d DEV] badargs
+ *       every ioctl and mmap with bad arguments fails cleanly
+ *   ivshmem-drvtest [-d DEV] unbind BDF
+ *       with BAR2 and BAR0 mapped and an eventfd bound, unbind the device
+ *       from the driver: module unload refused while open, then SIGBUS on
+ *       access, ENODEV on ioctls and mmap
+ *
+ * Exit status: 0 all checks passed, 1 a check failed, 2 usage.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "guest_checksum.h"
+#include "ivrdma_ivshmem_uapi.h"
+#include "ivshmem_transport.h"
+
+#define PAGE 4096ul
+
+static const char *dev_path = "/dev/ivshmem0";
+
+/* An errno's name ("EINVAL"), or "0". */
+static const char *errname(int e)
+{
+	const char *n = e ? strerrorname_np(e) : "0";
+
+	return n ? n : "?";
+}
+
+static int usage(void)
+{
+	fputs("usage: ivshmem-drvtest [-d DEV] attach | basics OFF LEN WOFF WSEED PEER VEC WVEC "
+	      "WAIT_S | badargs | unbind BDF\n",
+	      stderr);
+	return 2;
+}
+
+static uint64_t num(const char *s)
+{
+	char *end;
+	uint64_t v;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || *end || !*s) {
+		fprintf(stderr, "ivshmem-drvtest: not a number: %s\n", s);
+		exit(2);
+	}
+	return v;
+}
+
+static struct ivt *attach(void)
+{
+	struct ivt_options o = {.backend = IVT_BACKEND_GUEST, .path = dev_path};
+	struct ivt *t = NULL;
+	char err[256] = "";
+	int rc = ivt_attach(&o, &t, err, sizeof(err));
+
+	REQUIRE(rc == 0, "attach to %s: %d %s", dev_path, rc, err);
+	REQUIRE(!strcmp(ivt_backend_name(t), "guest"), "backend %s", ivt_backend_name(t));
+	printf("IVPOSITION=%d VECTORS=%u SIZE=%" PRIu64 "\n", ivt_peer_id(t), ivt_nr_vectors(t),
+	       ivt_region_size(t));
+	return t;
+}
+
+/* The page-table entry behind addr, through the driver's diagnostics ioctl. */
+static void print_pte(int fd, const volatile void *addr, const char *what)
+{
+	struct ivrdma_ivshmem_pte q = {.addr = (uintptr_t)addr};
+
+	(void)*(const volatile uint8_t *)addr; /* fault it in */
+	if (ioctl(fd, IVRDMA_IVSHMEM_IOC_PTE, &q) < 0) {
+		CHECK(0, "PTE of %s: %s", what, strerror(errno));
+		return;
+	}
+	printf("MAPPING=%s PTE=0x%016" PRIx64 " PAT_INDEX=%u PHYS=0x%" PRIx64 "\n", what,
+	       (uint64_t)q.pte, q.pat_index, (uint64_t)q.phys);
+}
+
+static int cmd_attach(void)
+{
+	struct ivt *t = attach();
+	int fd = open(dev_path, O_RDWR | O_CLOEXEC);
+	struct ivrdma_ivshmem_info info;
+	volatile uint32_t *regs;
+
+	REQUIRE(fd >= 0, "open %s: %s", dev_path, strerror(errno));
+	REQUIRE(ioctl(fd, IVRDMA_IVSHMEM_IOC_INFO, &info) == 0, "info: %s", strerror(errno));
+	printf("BAR2_SIZE=%" PRIu64 " BAR0_SIZE=%" PRIu64 " MSIX_VECTORS=%u FLAGS=0x%x\n",
+	       (uint64_t)info.bar2_size, (uint64_t)info.bar0_size, info.nr_vectors, info.flags);
+	CHECK(info.ivposition == ivt_peer_id(t), "info %d vs transport %d", info.ivposition,
+	      ivt_peer_id(t));
+	/* The transport's own mapping of BAR2: what the provider will use. */
+	print_pte(fd, ivt_region_base(t), "bar2");
+	print_pte(fd, (uint8_t *)ivt_region_base(t) + ivt_region_size(t) - PAGE, "bar2-last");
+	if (info.flags & IVRDMA_IVSHMEM_INFO_BAR0_MMAP) {
+		regs = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+			    (off_t)info.bar0_offset);
+		REQUIRE(regs != MAP_FAILED, "mmap BAR0: %s", strerror(errno));
+		CHECK((int32_t)regs[IVRDMA_IVSHMEM_REG_IVPOSITION / 4] == info.ivposition,
+		      "IVPosition through the BAR0 mapping: %d", (int)regs[2]);
+		print_pte(fd, regs, "bar0");
+		munmap((void *)regs, PAGE);
+	}
+	close(fd);
+	ivt_detach(t);
+	return check_summary();
+}
+
+static int cmd_basics(char **a)
+{
+	uint64_t off = num(a[0]), len = num(a[1]), woff = num(a[2]), seed = num(a[3]);
+	uint16_t peer = (uint16_t)num(a[4]), vec = (uint16_t)num(a[5]), wvec = (uint16_t)num(a[6]);
+	int wait_s = (int)num(a[7]);
+	struct ivt *t = attach();
+	uint8_t *base = ivt_region_base(t);
+	uint64_t fired = 0, sum, state = seed;
+	size_t maplen = (len + PAGE - 1) & ~(PAGE - 1);
+	uint8_t *fixed;
+	int rc;
+
+	REQUIRE(off % PAGE == 0 && off + len <= ivt_region_size(t) &&
+		    woff + len <= ivt_region_size(t),
+		"offsets inside the region");
+	sum = guest_fnv1a64(GUEST_FNV1A64_INIT, base + off, len);
+	printf("OFFSET=%" PRIu64 " LEN=%" PRIu64 " SUM=%016" PRIx64 "\n", off, len, sum);
+
+	/* ivt_map_at: the same bytes over an address of my choosing. */
+	fixed = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(fixed != MAP_FAILED, "anonymous mmap");
+	memset(fixed, 0x5a, maplen);
+	rc = ivt_map_at(t, fixed, off, maplen, PROT_READ | PROT_WRITE);
+	CHECK(rc == 0, "ivt_map_at: %s", strerror(-rc));
+	if (rc == 0)
+		CHECK(guest_fnv1a64(GUEST_FNV1A64_INIT, fixed, len) == sum,
+		      "MAP_FIXED mapping shows other bytes");
+	printf("MAP_AT=%s\n", rc == 0 ? "ok" : "failed");
+	munmap(fixed, maplen);
+
+	for (uint64_t i = 0; i < len; i += 8) {
+		uint64_t v = guest_pattern_next(&state);
+
+		memcpy(base + woff + i, &v, len - i < 8 ? len - i : 8);
+	}
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	printf("WROTE woff=%" PRIu64 " SUM=%016" PRIx64 "\n", woff,
+	       guest_fnv1a64(GUEST_FNV1A64_INIT, base + woff, len));
+
+	CHECK(ivt_peer_known(t, peer), "host peer %u not in the peer table", peer);
+	rc = ivt_ring(t, peer, vec);
+	REQUIRE(rc == 0, "ring peer %u vector %u: %s", peer, vec, strerror(-rc));
+	printf("RANG peer=%u vector=%u\n", peer, vec);
+	fflush(stdout);
+
+	rc = ivt_wait(t, 1ull << wvec, wait_s * 1000, &fired);
+	CHECK(rc == 1 && fired == 1ull << wvec, "wait for vector %u: rc %d fired 0x%" PRIx64, wvec,
+	      rc, fired);
+	if (rc == 1) {
+		int fd = open(dev_path, O_RDWR | O_CLOEXEC);
+		struct ivrdma_ivshmem_vector_count c = {.vector = wvec};
+
+		CHECK(fd >= 0 && ioctl(fd, IVRDMA_IVSHMEM_IOC_VECTOR_COUNT, &c) == 0 &&
+			  c.count >= 1,
+		      "interrupt count of vector %u", wvec);
+		printf("WOKE vector=%u interrupts=%" PRIu64 "\n", wvec, (uint64_t)c.count);
+		close(fd);
+	}
+	/* Peer notices: the host peer and I are in the table. */
+	rc = ivt_process_control(t);
+	CHECK(rc >= 0, "process_control: %d", rc);
+	ivt_detach(t);
+	return check_summary();
+}
+
+static int try_ioctl(int fd, unsigned long cmd, void *arg)
+{
+	return ioctl(fd, cmd, arg) < 0 ? errno : 0;
+}
+
+#define EXPECT_ERR(call, err)                                                                      \
+	do {                                                                                       \
+		int got_ = (call);                                                                 \
+		CHECK(got_ == (err), "%s: got %s, want %s", #call, errname(got_), errname(err));   \
+	} while (0)
+
+static int try_mmap(int fd, size_t len, int flags, uint64_t off)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, (off_t)off);
+
+	if (p == MAP_FAILED)
+		return errno;
+	munmap(p, len);
+	return 0;
+}
+
+static int cmd_badargs(void)
+{
+	int fd = open(dev_path, O_RDWR | O_CLOEXEC);
+	int efd = eventfd(0, EFD_CLOEXEC);
+	struct ivrdma_ivshmem_info info;
+	struct ivrdma_ivshmem_doorbell db = {0};
+	struct ivrdma_ivshmem_irqfd irq = {0};
+	struct ivrdma_ivshmem_vector_count vc = {0};
+	struct ivrdma_ivshmem_pte pte = {0};
+	int stack_var = 0;
+
+	REQUIRE(fd >= 0 && efd >= 0, "open %s: %s", dev_path, strerror(errno));
+	REQUIRE(ioctl(fd, IVRDMA_IVSHMEM_IOC_INFO, &info) == 0, "info");
+	printf("MSIX_VECTORS=%u BAR2_SIZE=%" PRIu64 "\n", info.nr_vectors,
+	       (uint64_t)info.bar2_size);
+	REQUIRE(info.nr_vectors >= 1, "the device has MSI-X vectors");
+
+	EXPECT_ERR(try_ioctl(fd, _IO(IVRDMA_IVSHMEM_IOC_MAGIC, 0x7f), NULL), ENOTTY);
+	EXPECT_ERR(try_ioctl(fd, _IOR('T', 0x00, struct ivrdma_ivshmem_info), &info), ENOTTY);
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_INFO, NULL), EFAULT);
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_INFO, (void *)8), EFAULT);
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_RING, NULL), EFAULT);
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_BIND, (void *)-4096l), EFAULT);
+
+	/* Doorbells: vectors beyond the device's, reserved bits. */
+	db.vector = (uint16_t)info.nr_vectors;
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_RING, &db), EINVAL);
+	db.vector = 0xffff;
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_RING, &db), EINVAL);
+	db = (struct ivrdma_ivshmem_doorbell){.peer = 0xffff, .vector = 0, .reserved = 1};
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_RING, &db), EINVAL);
+	db.reserved = 0; /* an absent peer: QEMU drops it, fine */
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_RING, &db), 0);
+
+	/* More vectors than the device has; bad eventfds; bad flags. */
+	for (uint32_t v = 0; v < info.nr_vectors; v++) {
+		irq = (struct ivrdma_ivshmem_irqfd){.vector = v, .fd = efd};
+		EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_BIND, &irq), 0);
+	}
+	uint32_t bad_vectors[] = {info.nr_vectors, info.nr_vectors + 1, 64, 65,
+				  0x10000,	   UINT32_MAX};
+	for (size_t i = 0; i < sizeof(bad_vectors) / sizeof(bad_vectors[0]); i++) {
+		irq = (struct ivrdma_ivshmem_irqfd){.vector = bad_vectors[i], .fd = efd};
+		EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_BIND, &irq), EINVAL);
+		EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_UNBIND, &irq), EINVAL);
+		vc = (struct ivrdma_ivshmem_vector_count){.vector = bad_vectors[i]};
+		EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_VECTOR_COUNT, &vc), EINVAL);
+	}
+	printf("VECTORS_BEYOND=%u..UINT32_MAX rejected\n", info.nr_vectors);
+	irq = (struct ivrdma_ivshmem_irqfd){.vector = 0, .fd = -1};
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_BIND, &irq), EBADF);
+	irq.fd = 1000;
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_BIND, &irq), EBADF);
+	irq.fd = fd; /* not an eventfd */
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_BIND, &irq), EINVAL);
+	irq = (struct ivrdma_ivshmem_irqfd){.vector = 0, .fd = efd, .flags = 1};
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_BIND, &irq), EINVAL);
+	irq = (struct ivrdma_ivshmem_irqfd){.vector = 0, .fd = efd, .reserved = 1};
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_BIND, &irq), EINVAL);
+	irq = (struct ivrdma_ivshmem_irqfd){.vector = 0};
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_UNBIND, &irq), 0);
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_UNBIND, &irq), ENOENT);
+	vc = (struct ivrdma_ivshmem_vector_count){.vector = 0, .reserved = 1};
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_VECTOR_COUNT, &vc), EINVAL);
+
+	/* The diagnostics ioctl refuses addresses that are not ours. */
+	pte.addr = (uintptr_t)&stack_var;
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_PTE, &pte), EINVAL);
+	pte.addr = 0;
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_PTE, &pte), EINVAL);
+
+	/* mmap: private, beyond BAR2, straddling its end, BAR0 too long, holes. */
+	EXPECT_ERR(try_mmap(fd, PAGE, MAP_PRIVATE, 0), EINVAL);
+	EXPECT_ERR(try_mmap(fd, PAGE, MAP_SHARED, info.bar2_size), EINVAL);
+	EXPECT_ERR(try_mmap(fd, 2 * PAGE, MAP_SHARED, info.bar2_size - PAGE), EINVAL);
+	EXPECT_ERR(try_mmap(fd, PAGE, MAP_SHARED, info.bar2_size + PAGE), EINVAL);
+	EXPECT_ERR(try_mmap(fd, 2 * PAGE, MAP_SHARED, info.bar0_offset), EINVAL);
+	EXPECT_ERR(try_mmap(fd, PAGE, MAP_SHARED, info.bar0_offset + PAGE), EINVAL);
+	EXPECT_ERR(try_mmap(fd, PAGE, MAP_SHARED, info.bar0_offset - PAGE), EINVAL);
+	EXPECT_ERR(try_mmap(fd, PAGE, MAP_SHARED, info.bar2_size - PAGE), 0);
+	EXPECT_ERR(try_mmap(fd, (size_t)info.bar2_size, MAP_SHARED, 0), 0);
+
+	/* A read-only open cannot map writable. */
+	int ro = open(dev_path, O_RDONLY | O_CLOEXEC);
+
+	REQUIRE(ro >= 0, "read-only open");
+	EXPECT_ERR(try_mmap(ro, PAGE, MAP_SHARED, 0), EACCES);
+	close(ro);
+
+	/* Still healthy after all that. */
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_INFO, &info), 0);
+	close(efd);
+	close(fd);
+	return check_summary();
+}
+
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_signal;
+
+static void on_bus(int sig)
+{
+	bus_signal = sig;
+	siglongjmp(bus_jmp, 1);
+}
+
+/* Reads one byte; returns the signal it raised (0: none). */
+static int touch(const volatile uint8_t *p)
+{
+	bus_signal = 0;
+	if (sigsetjmp(bus_jmp, 1) == 0)
+		(void)*p;
+	return bus_signal;
+}
+
+static int write_sysfs(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return errno;
+	n = write(fd, value, strlen(value));
+	close(fd);
+	return n < 0 ? errno : 0;
+}
+
+static int cmd_unbind(const char *bdf)
+{
+	int fd = open(dev_path, O_RDWR | O_CLOEXEC);
+	int efd = eventfd(0, EFD_CLOEXEC);
+	struct ivrdma_ivshmem_info info;
+	struct ivrdma_ivshmem_irqfd irq = {.vector = 0};
+	struct ivrdma_ivshmem_doorbell db = {0};
+	volatile uint8_t *shm, *regs = NULL;
+	struct sigaction sa = {.sa_handler = on_bus};
+	int rc;
+
+	REQUIRE(fd >= 0 && efd >= 0, "open %s: %s", dev_path, strerror(errno));
+	REQUIRE(ioctl(fd, IVRDMA_IVSHMEM_IOC_INFO, &info) == 0, "info");
+	shm = mmap(NULL, (size_t)info.bar2_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	REQUIRE(shm != MAP_FAILED, "mmap BAR2: %s", strerror(errno));
+	if (info.flags & IVRDMA_IVSHMEM_INFO_BAR0_MMAP) {
+		regs = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+			    (off_t)info.bar0_offset);
+		REQUIRE(regs != MAP_FAILED, "mmap BAR0: %s", strerror(errno));
+	}
+	irq.fd = efd;
+	REQUIRE(ioctl(fd, IVRDMA_IVSHMEM_IOC_BIND, &irq) == 0, "bind");
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGSEGV, &sa, NULL);
+	CHECK(touch(shm) == 0 && touch(shm + info.bar2_size - 1) == 0, "BAR2 readable");
+	if (regs)
+		CHECK(touch(regs) == 0, "BAR0 readable");
+
+	/* Open files pin the module. */
+	rc = syscall(SYS_delete_module, "ivrdma_ivshmem", O_NONBLOCK) < 0 ? errno : 0;
+	CHECK(rc == EWOULDBLOCK || rc == EBUSY, "module unload while open: %s", errname(rc));
+	printf("RMMOD_WHILE_OPEN=%s\n", errname(rc));
+
+	rc = write_sysfs("/sys/bus/pci/drivers/ivrdma_ivshmem/unbind", bdf);
+	REQUIRE(rc == 0, "unbind %s: %s", bdf, strerror(rc));
+	printf("UNBOUND=%s\n", bdf);
+	CHECK(access(dev_path, F_OK) != 0, "%s still exists after unbind", dev_path);
+
+	rc = touch(shm);
+	CHECK(rc == SIGBUS, "BAR2 access after unbind: signal %d", rc);
+	printf("BAR2_ACCESS_AFTER_UNBIND=%s\n", rc == SIGBUS ? "SIGBUS" : strsignal(rc));
+	rc = touch(shm + info.bar2_size / 2);
+	CHECK(rc == SIGBUS, "BAR2 middle after unbind: signal %d", rc);
+	if (regs) {
+		rc = touch(regs);
+		CHECK(rc == SIGBUS, "BAR0 access after unbind: signal %d", rc);
+	}
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_INFO, &info), ENODEV);
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_RING, &db), ENODEV);
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_BIND, &irq), ENODEV);
+	EXPECT_ERR(try_ioctl(fd, IVRDMA_IVSHMEM_IOC_UNBIND, &irq), ENODEV);
+	EXPECT_ERR(try_mmap(fd, PAGE, MAP_SHARED, 0), ENODEV);
+	EXPECT_ERR(try_ioctl(fd, 0x1234, NULL), ENOTTY);
+	printf("IOCTL_AFTER_UNBIND=ENODEV\n");
+
+	munmap((void *)shm, (size_t)info.bar2_size);
+	if (regs)
+		munmap((void *)regs, PAGE);
+	close(fd);
+	close(efd);
+
+	/* Bind it back: the device works again. */
+	rc = write_sysfs("/sys/bus/pci/drivers/ivrdma_ivshmem/bind", bdf);
+	REQUIRE(rc == 0, "bind %s again: %s", bdf, strerror(rc));
+	fd = open(dev_path, O_RDWR | O_CLOEXEC);
+	REQUIRE(fd >= 0, "open %s after rebind: %s", dev_path, strerror(errno));
+	CHECK(ioctl(fd, IVRDMA_IVSHMEM_IOC_INFO, &info) == 0, "info after rebind");
+	shm = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(shm != MAP_FAILED && touch(shm) == 0, "BAR2 after rebind");
+	printf("REBOUND IVPOSITION=%d\n", info.ivposition);
+	close(fd);
+	return check_summary();
+}
+
+int main(int argc, char **argv)
+{
+	int opt;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while ((opt = getopt(argc, argv, "+d:")) != -1) {
+		if (opt == 'd')
+			dev_path = optarg;
+		else
+			return usage();
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 1 && !strcmp(argv[0], "attach"))
+		return cmd_attach();
+	if (argc == 9 && !strcmp(argv[0], "basics"))
+		return cmd_basics(argv + 1);
+	if (argc == 1 && !strcmp(argv[0], "badargs"))
+		return cmd_badargs();
+	if (argc == 2 && !strcmp(argv[0], "unbind"))
+		return cmd_unbind(argv[1]);
+	return usage();
+}
