@@ -577,6 +577,26 @@ static void ivshm_teardown(struct ivshm_dev *dev)
 	ida_free(&ivshm_ida, dev->index);
 }
 
+/*
+ * memremap(MEMREMAP_WB) quietly settles for UC- where the MTRRs make the
+ * range uncachable, as SeaBIOS does for the 32-bit PCI hole; user mappings
+ * then get UC- too. Say so: every shared-memory access would be a bus
+ * transaction. With SeaBIOS, a region too large for the hole (or OVMF)
+ * puts BAR2 above 4 GiB, where it is write-back.
+ */
+static void ivshm_check_shm_cached(struct ivshm_dev *dev)
+{
+#ifdef CONFIG_X86
+	unsigned int level;
+	pte_t *pte = lookup_address((unsigned long)dev->shm, &level);
+
+	if (pte && (pte_flags(*pte) & (_PAGE_PCD | _PAGE_PWT)))
+		dev_warn(&dev->pdev->dev,
+			 "BAR2 at %pa is uncachable (MTRR): shared memory will be slow; place it above 4 GiB\n",
+			 &dev->shm_start);
+#endif
+}
+
 static int ivshm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct ivshm_dev *dev;
@@ -627,6 +647,7 @@ static int ivshm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		ret = -ENOMEM;
 		goto err_regions;
 	}
+	ivshm_check_shm_cached(dev);
 	ivshm_check_regs_mmap(dev);
 	pci_set_master(pdev);	/* MSI-X messages are memory writes */
 	ret = ivshm_setup_irqs(dev);
