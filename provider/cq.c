@@ -71,11 +71,6 @@ struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 	return &cq->vcq.cq;
 }
 
-struct ibv_cq_ex *ivrdma_create_cq_ex(struct ibv_context *context, struct ibv_cq_init_attr_ex *attr)
-{
-	return ivrdma_fail_null(EOPNOTSUPP); /* the extended poll API is not there yet */
-}
-
 int ivrdma_destroy_cq(struct ibv_cq *ibcq)
 {
 	struct ivrdma_cq *cq = to_icq(ibcq);

@@ -96,6 +96,7 @@ struct ivrdma_cq {
 	struct ivrdma_cq_view view;
 	uint32_t first_chunk, nr_chunks;
 	uint64_t cons;	  /* my copy of slot->cons */
+	bool polling;	  /* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
 	atomic_int users; /* QPs using the CQ: it cannot be destroyed under them */
 };
 
@@ -146,6 +147,12 @@ struct ivrdma_qp {
 	uint64_t next_try_ns;
 	bool on_pending_list;
 	struct ivrdma_qp *pending_next;
+	/* The ibv_qp_ex WR being built (qp_ex.c), between wr_start and wr_complete. */
+	struct ibv_send_wr xwr;
+	struct ibv_sge xsge[IVRDMA_MAX_SGE];
+	uint32_t x_first; /* sq_count at wr_start: wr_abort goes back to it */
+	int x_err;	  /* the batch's first error */
+	bool x_building;  /* xwr has an opcode and is not queued yet */
 };
 
 struct ivrdma_srq {
@@ -264,6 +271,16 @@ void ivrdma_qp_flush_sq(struct ivrdma_qp *qp);
 bool ivrdma_peer_alive(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq);
 void ivrdma_qp_flush_rq(struct ivrdma_qp *qp);
 void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct ivrdma_cqe *e);
+int ivrdma_sq_queue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr);
+void ivrdma_sq_run(struct ivrdma_qp *qp);
+
+/* qp_ex.c: the ibv_qp_ex wr_* API */
+int ivrdma_qp_ex_check(const struct ibv_qp_init_attr_ex *attr);
+void ivrdma_qp_ex_init(struct ivrdma_qp *qp);
+
+/* cq_ex.c: the ibv_cq_ex polling API */
+struct ibv_cq_ex *ivrdma_create_cq_ex(struct ibv_context *context,
+				      struct ibv_cq_init_attr_ex *attr);
 
 /* srq.c */
 int ivrdma_modify_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr, int mask);
@@ -279,8 +296,6 @@ struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint6
 int ivrdma_dereg_mr(struct verbs_mr *vmr);
 struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 				struct ibv_comp_channel *channel, int comp_vector);
-struct ibv_cq_ex *ivrdma_create_cq_ex(struct ibv_context *context,
-				      struct ibv_cq_init_attr_ex *attr);
 int ivrdma_destroy_cq(struct ibv_cq *cq);
 struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
 struct ibv_qp *ivrdma_create_qp_ex(struct ibv_context *context, struct ibv_qp_init_attr_ex *attr);

@@ -156,14 +156,21 @@ struct ibv_qp *ivrdma_create_qp_ex(struct ibv_context *context, struct ibv_qp_in
 	    .sq_sig_all = attr->sq_sig_all,
 	};
 	struct ibv_qp *qp;
+	int rc;
 
 	if (!(attr->comp_mask & IBV_QP_INIT_ATTR_PD) || !attr->pd)
 		return ivrdma_fail_null(EINVAL);
-	if (attr->comp_mask & ~IBV_QP_INIT_ATTR_PD)
-		return ivrdma_fail_null(EOPNOTSUPP); /* the ibv_qp_ex wr_* API is not there yet */
+	if (attr->comp_mask & ~(IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS))
+		return ivrdma_fail_null(EOPNOTSUPP);
+	rc = ivrdma_qp_ex_check(attr);
+	if (rc)
+		return ivrdma_fail_null(rc);
 	qp = ivrdma_create_qp(attr->pd, &a);
-	if (qp)
-		attr->cap = a.cap;
+	if (!qp)
+		return NULL;
+	attr->cap = a.cap;
+	if (attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS)
+		ivrdma_qp_ex_init(to_iqp(qp));
 	return qp;
 }
 

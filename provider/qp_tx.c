@@ -556,6 +556,23 @@ int ivrdma_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_sen
 	return rc;
 }
 
+/* Checks and queues one WR without running it: the wr_* API batches. Under sq_lock. */
+int ivrdma_sq_queue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
+{
+	int rc = check_wr(qp, wr);
+
+	if (!rc)
+		enqueue(qp, wr);
+	return rc;
+}
+
+/* Runs what is queued, as post_send does after each WR. Under sq_lock. */
+void ivrdma_sq_run(struct ivrdma_qp *qp)
+{
+	run(qp);
+	track_pending(to_ictx(qp->vqp.qp.context), qp);
+}
+
 /* Retries waiting WRs of every QP of the context; called from poll_cq. */
 void ivrdma_progress(struct ivrdma_context *ctx)
 {

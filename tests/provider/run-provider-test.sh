@@ -3,7 +3,7 @@
 # ibv_devices / ibv_devinfo (mode "tools") or the libibverbs C test
 # (mode "verbs") against the provider from the build tree.
 #
-# usage: run-provider-test.sh tools|verbs|pingpong|stock-pingpongs IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY]
+# usage: run-provider-test.sh tools|verbs|pingpong|stock-pingpongs|perftest IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY]
 # env:   IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 #                        to load an ASan-built provider
 set -euo pipefail
@@ -139,7 +139,33 @@ check_stock_pingpongs() {
 		stock_pingpong $tool 1048576 50
 		stock_pingpong $tool 4194304 20
 	done
-	stock_pingpong ibv_srq_pingpong 1 500 -q 4 -r 64
+}
+
+# Stock perftest, both post APIs (ibv_qp_ex wr_* by default, ibv_post_send with
+# --use_old_post_send): a few iterations of each operation must complete.
+perftest_once() { # perftest_once TOOL [args]
+	local tool=$1 port=$((20000 + RANDOM % 20000)) spid
+	shift
+	stock timeout 60 "$tool" -d ivrdma0 -p "$port" "$@" >"$dir/pt-server.out" 2>&1 &
+	spid=$!
+	for _ in $(seq 50); do
+		ss -ltn 2>/dev/null | grep -q ":$port " && break
+		sleep 0.1
+	done
+	stock timeout 60 "$tool" -d ivrdma0 -p "$port" "$@" 127.0.0.1 >"$dir/pt-client.out" 2>&1 ||
+		{ cat "$dir"/pt-*.out >&2; fail "$tool $*"; }
+	wait "$spid" || { cat "$dir"/pt-*.out >&2; fail "$tool $* (server)"; }
+	echo "$tool $*: $(grep -E '^ *[0-9]+ +[0-9]+ ' "$dir/pt-client.out" | tr -s ' \t' ' ')"
+}
+
+check_perftest() {
+	for api in "" --use_old_post_send; do
+		perftest_once ib_write_lat -s 2 -n 50 $api
+		perftest_once ib_send_lat -s 2 -n 50 $api
+		perftest_once ib_read_lat -s 2 -n 50 $api
+		perftest_once ib_atomic_lat -n 50 $api
+		perftest_once ib_write_bw -s 2 -n 50 $api
+	done
 }
 
 check_pingpong() {
@@ -173,5 +199,6 @@ verbs)
 	;;
 pingpong) check_pingpong ;;
 stock-pingpongs) check_stock_pingpongs ;;
+perftest) check_perftest ;;
 *) fail "unknown mode $mode" ;;
 esac

@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The ibv_cq_ex polling API: start_poll / next_poll / end_poll and the
+ * read_* accessors, over the same ring as ibv_poll_cq (cq.c). The entry
+ * being read stays in the ring until the next next_poll or end_poll: only
+ * then is cons published, which is what lets producers reuse the entry.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "ivrdma.h"
+#include "shm_atomic.h"
+
+/* What the CQE carries; timestamps, VLANs, flow tags are not offered. */
+#define SUPPORTED_WC_FLAGS                                                                         \
+	(IBV_WC_EX_WITH_BYTE_LEN | IBV_WC_EX_WITH_IMM | IBV_WC_EX_WITH_QP_NUM |                    \
+	 IBV_WC_EX_WITH_SRC_QP | IBV_WC_EX_WITH_SLID | IBV_WC_EX_WITH_SL |                         \
+	 IBV_WC_EX_WITH_DLID_PATH_BITS)
+
+static struct ivrdma_cq *xcq(struct ibv_cq_ex *c)
+{
+	return to_icq(ibv_cq_ex_to_cq(c));
+}
+
+static const struct ivrdma_cqe *cur(struct ibv_cq_ex *c)
+{
+	struct ivrdma_cq *cq = xcq(c);
+
+	return &cq->view.ring[cq->cons & cq->view.mask];
+}
+
+/* Presents the entry at cons, if it is complete. */
+static int load(struct ivrdma_cq *cq)
+{
+	const struct ivrdma_cqe *e = &cq->view.ring[cq->cons & cq->view.mask];
+
+	if (shm_load_acquire64(&e->seq) != cq->cons + 1) {
+		cq->polling = false;
+		return ENOENT;
+	}
+	cq->polling = true;
+	cq->vcq.cq_ex.wr_id = e->wr_id;
+	cq->vcq.cq_ex.status = (enum ibv_wc_status)e->status;
+	return 0;
+}
+
+static int start_poll(struct ibv_cq_ex *c, struct ibv_poll_cq_attr *attr)
+{
+	struct ivrdma_cq *cq = xcq(c);
+	struct ivrdma_context *ctx = to_ictx(c->context);
+	int rc;
+
+	if (attr->comp_mask)
+		return EINVAL;
+	/* What poll_cq drives: waiting sends and armed SRQ limits. */
+	if (atomic_load_explicit(&ctx->nr_pending, memory_order_relaxed))
+		ivrdma_progress(ctx);
+	if (atomic_load_explicit(&ctx->nr_armed_srqs, memory_order_relaxed))
+		ivrdma_srq_check_limits(ctx);
+	pthread_spin_lock(&cq->lock);
+	rc = load(cq);
+	if (rc)
+		pthread_spin_unlock(&cq->lock); /* ENOENT: the caller does not call end_poll */
+	return rc;
+}
+
+static int next_poll(struct ibv_cq_ex *c)
+{
+	struct ivrdma_cq *cq = xcq(c);
+
+	if (cq->polling)
+		cq->cons++;
+	return load(cq);
+}
+
+static void end_poll(struct ibv_cq_ex *c)
+{
+	struct ivrdma_cq *cq = xcq(c);
+
+	if (cq->polling)
+		cq->cons++;
+	cq->polling = false;
+	shm_store_release64(&cq->view.slot->cons, cq->cons); /* entries back to producers */
+	pthread_spin_unlock(&cq->lock);
+}
+
+static enum ibv_wc_opcode read_opcode(struct ibv_cq_ex *c)
+{
+	return (enum ibv_wc_opcode)cur(c)->opcode;
+}
+
+static uint32_t read_vendor_err(struct ibv_cq_ex *c)
+{
+	return cur(c)->vendor_err;
+}
+
+static uint32_t read_byte_len(struct ibv_cq_ex *c)
+{
+	return cur(c)->byte_len;
+}
+
+static __be32 read_imm_data(struct ibv_cq_ex *c)
+{
+	return cur(c)->imm_data;
+}
+
+static uint32_t read_qp_num(struct ibv_cq_ex *c)
+{
+	return cur(c)->qp_num;
+}
+
+static uint32_t read_src_qp(struct ibv_cq_ex *c)
+{
+	return cur(c)->src_qp;
+}
+
+static unsigned int read_wc_flags(struct ibv_cq_ex *c)
+{
+	return cur(c)->wc_flags;
+}
+
+static uint32_t read_slid(struct ibv_cq_ex *c)
+{
+	return cur(c)->slid;
+}
+
+static uint8_t read_sl(struct ibv_cq_ex *c)
+{
+	return cur(c)->sl;
+}
+
+static uint8_t read_dlid_path_bits(struct ibv_cq_ex *c)
+{
+	return cur(c)->dlid_path_bits;
+}
+
+static void set_ops(struct ibv_cq_ex *c)
+{
+	c->start_poll = start_poll;
+	c->next_poll = next_poll;
+	c->end_poll = end_poll;
+	c->read_opcode = read_opcode;
+	c->read_vendor_err = read_vendor_err;
+	c->read_byte_len = read_byte_len;
+	c->read_imm_data = read_imm_data;
+	c->read_qp_num = read_qp_num;
+	c->read_src_qp = read_src_qp;
+	c->read_wc_flags = read_wc_flags;
+	c->read_slid = read_slid;
+	c->read_sl = read_sl;
+	c->read_dlid_path_bits = read_dlid_path_bits;
+}
+
+/* libibverbs fills these for ibv_create_cq; for the _ex path the provider does. */
+static void init_common(struct ibv_cq *cq, const struct ibv_cq_init_attr_ex *attr)
+{
+	cq->cq_context = attr->cq_context;
+	cq->channel = attr->channel;
+	if (attr->channel) {
+		pthread_mutex_lock(&attr->channel->context->mutex);
+		attr->channel->refcnt++; /* ibv_destroy_cq drops it */
+		pthread_mutex_unlock(&attr->channel->context->mutex);
+	}
+	cq->comp_events_completed = 0;
+	cq->async_events_completed = 0;
+	pthread_mutex_init(&cq->mutex, NULL);
+	pthread_cond_init(&cq->cond, NULL);
+}
+
+struct ibv_cq_ex *ivrdma_create_cq_ex(struct ibv_context *context, struct ibv_cq_init_attr_ex *attr)
+{
+	struct ibv_cq *cq;
+
+	if (attr->comp_mask & ~(uint32_t)(IBV_CQ_INIT_ATTR_MASK_FLAGS | IBV_CQ_INIT_ATTR_MASK_PD))
+		return ivrdma_fail_null(EOPNOTSUPP);
+	if ((attr->comp_mask & IBV_CQ_INIT_ATTR_MASK_FLAGS) &&
+	    (attr->flags & ~(uint32_t)IBV_CREATE_CQ_ATTR_SINGLE_THREADED))
+		return ivrdma_fail_null(EOPNOTSUPP);
+	if (attr->wc_flags & ~(uint64_t)SUPPORTED_WC_FLAGS)
+		return ivrdma_fail_null(EOPNOTSUPP);
+	if (attr->cqe > INT32_MAX)
+		return ivrdma_fail_null(EINVAL);
+	cq = ivrdma_create_cq(context, (int)attr->cqe, attr->channel, (int)attr->comp_vector);
+	if (!cq)
+		return NULL;
+	init_common(cq, attr);
+	set_ops(&to_icq(cq)->vcq.cq_ex);
+	return &to_icq(cq)->vcq.cq_ex;
+}
