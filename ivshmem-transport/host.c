@@ -113,12 +113,18 @@ static void apply_peer_msg(struct ivt *t, int64_t value, int fd)
 	pthread_mutex_lock(&h->lock);
 	p = h->peers[id];
 	if (fd < 0) {
+		/*
+		 * ivrdmad drops a departed peer's vectors still queued for us, so
+		 * a peer may leave before it was ever whole: then it never joined.
+		 */
+		bool joined = p && p->nr_fds == t->nr_vectors;
+
 		h->peers[id] = NULL;
 		pthread_mutex_unlock(&h->lock);
-		if (p) {
+		if (p)
 			close_peer(p);
+		if (joined)
 			notify(t, id, IVT_PEER_LEFT);
-		}
 		return;
 	}
 	if (!p)
