@@ -3,12 +3,13 @@
 # ibv_devices / ibv_devinfo (mode "tools") or the libibverbs C test
 # (mode "verbs") against the provider from the build tree.
 #
-# usage: run-provider-test.sh tools|verbs|pingpong|stock-pingpongs|perftest IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY]
+# usage: run-provider-test.sh tools|verbs|pingpong|stock-pingpongs|perftest|datapath IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY [GROUP]]
 # env:   IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 #                        to load an ASan-built provider
+#        IVRDMA_REGION_SIZE  the region's size (16M)
 set -euo pipefail
 
-mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=${5:-}
+mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=${5:-} group=${6:-}
 dir=$(mktemp -d /tmp/ivrdma-provider.XXXXXX)
 shm=/ivrdma-test-$$
 daemon_pid=
@@ -36,7 +37,7 @@ fail() {
 }
 
 start_daemon() {
-	"$ivrdmad" --dir "$dir" --shm "$shm" --size 16M --vm vm1 >"$dir/ivrdmad.log" 2>&1 &
+	"$ivrdmad" --dir "$dir" --shm "$shm" --size "${IVRDMA_REGION_SIZE:-16M}" --vm vm1 >"$dir/ivrdmad.log" 2>&1 &
 	daemon_pid=$!
 	for _ in $(seq 100); do
 		"$ivrdma" --dir "$dir" status >/dev/null 2>&1 && return 0
@@ -200,5 +201,6 @@ verbs)
 pingpong) check_pingpong ;;
 stock-pingpongs) check_stock_pingpongs ;;
 perftest) check_perftest ;;
+datapath) "$test_bin" "$group" ;;
 *) fail "unknown mode $mode" ;;
 esac

@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The data path through plain libibverbs, every byte verified.
+ *
+ *   test_provider_datapath verbs    every opcode on RC and UC, sizes, SGLs, inline,
+ *                                   signaled/unsignaled, chains
+ *   test_provider_datapath errors   every error completion, the QP state after it,
+ *                                   flushes, post_send/post_recv errnos
+ *   test_provider_datapath mr       MR move and restore
+ *   test_provider_datapath sleep    one-sided operations while the target sleeps,
+ *                                   and a killed peer (two processes)
+ *   test_provider_datapath modify   the modify_qp state machine, query_qp
+ *
+ * Two contexts of one process are two peers of the region (two
+ * initiators/targets with their own MRs); the groups that need a second
+ * process fork before opening the device and exchange QPN, LID, rkey and
+ * address over a socketpair. Run by run-provider-test.sh (real ivrdmad).
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "dp_common.h"
+
+static struct ep A, B; /* A initiates, B is the target */
+
+/* --- verbs ----------------------------------------------------------------- */
+
+static const size_t sizes[] = {0, 1, 7, 4095, 4096, 4097, 65537, 4u << 20};
+
+/* Splits [base, base + len) into n SGEs with a 'gap' of untouched bytes between them. */
+static size_t split(struct ibv_sge *s, int n, uint8_t *base, size_t len, size_t gap, uint32_t lkey)
+{
+	size_t off = 0;
+
+	for (int i = 0; i < n; i++) {
+		size_t piece = len * (size_t)(i + 1) / (size_t)n - len * (size_t)i / (size_t)n;
+
+		s[i].addr = (uintptr_t)(base + off);
+		s[i].length = (uint32_t)piece;
+		s[i].lkey = lkey;
+		off += piece + gap;
+	}
+	return off; /* bytes spanned, gaps included */
+}
+
+/* Checks the SGEs hold the pattern stream 'seed' in order and the gaps kept 0xee. */
+static bool sgl_holds(const struct ibv_sge *s, int n, size_t gap, uint32_t seed)
+{
+	size_t k = 0;
+
+	for (int i = 0; i < n; i++) {
+		const uint8_t *p = (const uint8_t *)(uintptr_t)s[i].addr;
+
+		for (size_t j = 0; j < s[i].length; j++, k++)
+			if (p[j] != pat(k, seed))
+				return false;
+		if (all_diff(p + s[i].length, gap, 0xee) != gap)
+			return false;
+	}
+	return true;
+}
+
+/* SEND or SEND_WITH_IMM of 'len' bytes, ns SGEs gathered, nr SGEs scattered. */
+static void one_send(enum ibv_qp_type type, size_t len, int ns, int nr, bool imm)
+{
+	size_t gap = 5, room = len + (size_t)nr * gap + 64;
+	struct buf src, dst;
+	struct ibv_sge ss[8], rs[8];
+	struct ibv_send_wr wr = {.wr_id = 11,
+				 .sg_list = ss,
+				 .num_sge = len ? ns : 0,
+				 .opcode = imm ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND,
+				 .send_flags = IBV_SEND_SIGNALED,
+				 .imm_data = htobe32(0xfeed0000u + (uint32_t)len)},
+			   *bad = NULL;
+	struct ibv_recv_wr rwr = {.wr_id = 22, .sg_list = rs, .num_sge = len ? nr : 0}, *rbad;
+	struct ibv_wc wc;
+	uint32_t seed = (uint32_t)len * 3u + (uint32_t)ns;
+
+	buf_new(&src, A.pd, len + (size_t)ns * gap + 1, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&dst, B.pd, room, IBV_ACCESS_LOCAL_WRITE);
+	split(ss, ns, src.p, len, gap, src.mr->lkey);
+	{ /* the pattern stream laid out over the source SGEs */
+		size_t k = 0;
+		for (int i = 0; i < ns; i++)
+			for (size_t j = 0; j < ss[i].length; j++, k++)
+				((uint8_t *)(uintptr_t)ss[i].addr)[j] = pat(k, seed);
+	}
+	split(rs, nr, dst.p, len + 17, gap, dst.mr->lkey); /* room to spare */
+	CHECK(ibv_post_recv(B.qp, &rwr, &rbad) == 0, "post_recv");
+	CHECK(ibv_post_send(A.qp, &wr, &bad) == 0, "post_send %zu", len);
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 11, IBV_WC_SEND, "send completion");
+	poll1(B.cq, &wc);
+	CHECK(wc.status == IBV_WC_SUCCESS && wc.wr_id == 22 && wc.opcode == IBV_WC_RECV,
+	      "recv completion: %s", ibv_wc_status_str(wc.status));
+	CHECK(wc.byte_len == len, "byte_len %u, sent %zu", wc.byte_len, len);
+	CHECK(wc.qp_num == B.qp->qp_num, "recv qp_num");
+	if (imm)
+		CHECK((wc.wc_flags & IBV_WC_WITH_IMM) && wc.imm_data == wr.imm_data,
+		      "imm: flags %#x imm %#x", wc.wc_flags, be32toh(wc.imm_data));
+	else
+		CHECK(!(wc.wc_flags & IBV_WC_WITH_IMM), "no imm flag on a plain send");
+	{ /* received bytes: the stream in the receive SGEs, in order */
+		size_t k = 0;
+		bool ok = true;
+		for (int i = 0; i < nr && k < len; i++) {
+			const uint8_t *p = (const uint8_t *)(uintptr_t)rs[i].addr;
+			size_t n = rs[i].length < len - k ? rs[i].length : len - k;
+
+			for (size_t j = 0; j < n && ok; j++, k++)
+				ok = p[j] == pat(k, seed);
+			ok = ok && all_diff(p + n, rs[i].length - n, 0xee) == rs[i].length - n;
+		}
+		CHECK(ok && k == len, "%s %zu bytes, %d->%d SGEs: data",
+		      type == IBV_QPT_RC ? "RC" : "UC", len, ns, nr);
+	}
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "one completion each");
+	buf_free(&src);
+	buf_free(&dst);
+}
+
+/* RDMA WRITE (or WRITE_WITH_IMM) of len bytes at an odd offset, gathered from ns SGEs. */
+static void one_write(size_t len, int ns, bool imm)
+{
+	size_t gap = 3, off = 3;
+	struct buf src, dst;
+	struct ibv_sge ss[8];
+	struct ibv_send_wr wr = {.wr_id = 33,
+				 .sg_list = ss,
+				 .num_sge = len ? ns : 0,
+				 .opcode = imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE,
+				 .send_flags = IBV_SEND_SIGNALED,
+				 .imm_data = htobe32(0xabc00000u + (uint32_t)len)},
+			   *bad = NULL;
+	uint32_t seed = (uint32_t)len + 99u;
+	struct ibv_wc wc;
+
+	buf_new(&src, A.pd, len + (size_t)ns * gap + 1, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&dst, B.pd, len + off + 64, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+	split(ss, ns, src.p, len, gap, src.mr->lkey);
+	{
+		size_t k = 0;
+		for (int i = 0; i < ns; i++)
+			for (size_t j = 0; j < ss[i].length; j++, k++)
+				((uint8_t *)(uintptr_t)ss[i].addr)[j] = pat(k, seed);
+	}
+	wr.wr.rdma.remote_addr = (uintptr_t)dst.p + off;
+	wr.wr.rdma.rkey = dst.mr->rkey;
+	if (imm) {
+		CHECK(post_recv1(B.qp, 44, NULL, 0, 0) == 0, "post_recv (no SGE)");
+		CHECK(post_recv1(B.qp, 45, NULL, 0, 0) == 0, "second post_recv");
+	}
+	CHECK(ibv_post_send(A.qp, &wr, &bad) == 0, "post write %zu", len);
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 33, IBV_WC_RDMA_WRITE, "write completion");
+	CHECK(all_diff(dst.p, off, 0xee) == off, "bytes before the write untouched");
+	CHECK(pat_diff(dst.p + off, len, seed) == len, "write %zu bytes from %d SGEs: data", len,
+	      ns);
+	CHECK(all_diff(dst.p + off + len, 64, 0xee) == 64, "bytes after the write untouched");
+	if (imm) {
+		poll1(B.cq, &wc);
+		CHECK(wc.status == IBV_WC_SUCCESS && wc.wr_id == 44 &&
+			  wc.opcode == IBV_WC_RECV_RDMA_WITH_IMM &&
+			  (wc.wc_flags & IBV_WC_WITH_IMM) && wc.imm_data == wr.imm_data &&
+			  wc.byte_len == len,
+		      "write_imm: receive 44 consumed, imm delivered (status %s wr_id %llu op %d "
+		      "len %u)",
+		      ibv_wc_status_str(wc.status), (unsigned long long)wc.wr_id, wc.opcode,
+		      wc.byte_len);
+		/* The second receive is still there: a send lands in it. */
+		CHECK(post1(A.qp, 34, IBV_WR_SEND, IBV_SEND_SIGNALED, NULL, 0, 0, 0, 0) == 0,
+		      "send after write_imm");
+		EXPECT_WC(A.cq, IBV_WC_SUCCESS, 34, IBV_WC_SEND, "send");
+		EXPECT_WC(B.cq, IBV_WC_SUCCESS, 45, IBV_WC_RECV, "the write consumed one receive");
+	}
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "one completion each");
+	buf_free(&src);
+	buf_free(&dst);
+}
+
+static void one_read(size_t len, int nd)
+{
+	size_t gap = 9, off = 5;
+	struct buf src, dst;
+	struct ibv_sge ds[8];
+	struct ibv_send_wr wr = {.wr_id = 55,
+				 .sg_list = ds,
+				 .num_sge = len ? nd : 0,
+				 .opcode = IBV_WR_RDMA_READ,
+				 .send_flags = IBV_SEND_SIGNALED},
+			   *bad = NULL;
+	uint32_t seed = (uint32_t)len + 7u;
+
+	buf_new(&src, B.pd, len + off + 1, IBV_ACCESS_REMOTE_READ);
+	buf_new(&dst, A.pd, len + (size_t)nd * gap + 1, IBV_ACCESS_LOCAL_WRITE);
+	fill(src.p + off, len, seed);
+	split(ds, nd, dst.p, len, gap, dst.mr->lkey);
+	wr.wr.rdma.remote_addr = (uintptr_t)src.p + off;
+	wr.wr.rdma.rkey = src.mr->rkey;
+	CHECK(ibv_post_send(A.qp, &wr, &bad) == 0, "post read %zu", len);
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 55, IBV_WC_RDMA_READ, "read completion");
+	CHECK(!len || sgl_holds(ds, nd, gap, seed), "read %zu bytes into %d SGEs: data", len, nd);
+	CHECK(pat_diff(src.p + off, len, seed) == len, "read leaves the source alone");
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "one completion, none on the target");
+	buf_free(&src);
+	buf_free(&dst);
+}
+
+static void atomics(void)
+{
+	struct buf tgt, res;
+	uint64_t *t, *r;
+
+	buf_new(&tgt, B.pd, 64, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_ATOMIC);
+	buf_new(&res, A.pd, 64, IBV_ACCESS_LOCAL_WRITE);
+	t = (uint64_t *)(tgt.p + 16);
+	r = (uint64_t *)(res.p + 8);
+	*t = 0x1111222233334444ull;
+	CHECK(post_atomic(A.qp, 1, IBV_WR_ATOMIC_CMP_AND_SWP, r, res.mr->lkey, (uintptr_t)t,
+			  tgt.mr->rkey, 0x1111222233334444ull, 0xaaaabbbbccccddddull) == 0,
+	      "post CAS");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 1, IBV_WC_COMP_SWAP, "CAS (equal)");
+	CHECK(*r == 0x1111222233334444ull && *t == 0xaaaabbbbccccddddull,
+	      "CAS equal: old %#llx, remote now %#llx", (unsigned long long)*r,
+	      (unsigned long long)*t);
+	CHECK(post_atomic(A.qp, 2, IBV_WR_ATOMIC_CMP_AND_SWP, r, res.mr->lkey, (uintptr_t)t,
+			  tgt.mr->rkey, 5, 6) == 0,
+	      "post CAS");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 2, IBV_WC_COMP_SWAP, "CAS (different)");
+	CHECK(*r == 0xaaaabbbbccccddddull && *t == 0xaaaabbbbccccddddull,
+	      "CAS unequal: old returned, remote unchanged");
+	*t = 0xfffffffffffffff0ull;
+	CHECK(post_atomic(A.qp, 3, IBV_WR_ATOMIC_FETCH_AND_ADD, r, res.mr->lkey, (uintptr_t)t,
+			  tgt.mr->rkey, 0x21, 0) == 0,
+	      "post FAA");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 3, IBV_WC_FETCH_ADD, "FAA");
+	CHECK(*r == 0xfffffffffffffff0ull && *t == 0x11, "FAA: old %#llx, remote %#llx (wraps)",
+	      (unsigned long long)*r, (unsigned long long)*t);
+	CHECK(all_diff(tgt.p, 16, 0xee) == 16 && all_diff(tgt.p + 24, 40, 0xee) == 40,
+	      "atomics touch 8 bytes only");
+	CHECK(all_diff(res.p, 8, 0xee) == 8 && all_diff(res.p + 16, 48, 0xee) == 48,
+	      "result written to 8 bytes only");
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "one completion each");
+	buf_free(&tgt);
+	buf_free(&res);
+}
+
+/* UC has no RDMA READ and no atomics: post_send refuses them. */
+static void uc_refuses(void)
+{
+	struct buf b;
+	struct ibv_sge s;
+	struct ibv_send_wr ok = {
+	    .wr_id = 1, .opcode = IBV_WR_SEND, .send_flags = IBV_SEND_SIGNALED};
+	struct ibv_send_wr wr[3], *bad;
+	enum ibv_wr_opcode ops[] = {IBV_WR_RDMA_READ, IBV_WR_ATOMIC_CMP_AND_SWP,
+				    IBV_WR_ATOMIC_FETCH_AND_ADD};
+
+	buf_new(&b, A.pd, 64, IBV_ACCESS_LOCAL_WRITE);
+	s = (struct ibv_sge){.addr = (uintptr_t)b.p, .length = 8, .lkey = b.mr->lkey};
+	for (int i = 0; i < 3; i++) {
+		memset(wr, 0, sizeof(wr));
+		wr[0] = ok;
+		wr[0].next = &wr[1];
+		wr[1] = (struct ibv_send_wr){.wr_id = 2,
+					     .sg_list = &s,
+					     .num_sge = 1,
+					     .opcode = ops[i],
+					     .send_flags = IBV_SEND_SIGNALED};
+		wr[1].wr.rdma.rkey = b.mr->rkey;
+		wr[1].wr.rdma.remote_addr = (uintptr_t)b.p;
+		CHECK(post_recv1(B.qp, 9, NULL, 0, 0) == 0, "post_recv");
+		bad = NULL;
+		CHECK(ibv_post_send(A.qp, wr, &bad) == EINVAL && bad == &wr[1],
+		      "UC opcode %d: EINVAL, bad_wr the second WR", ops[i]);
+		EXPECT_WC(A.cq, IBV_WC_SUCCESS, 1, IBV_WC_SEND, "the WR before it ran");
+		EXPECT_WC(B.cq, IBV_WC_SUCCESS, 9, IBV_WC_RECV, "its receive");
+		CHECK(cq_empty(A.cq), "no completion for the refused WR");
+	}
+	CHECK(qp_state(A.qp) == IBV_QPS_RTS, "the QP stays in RTS");
+	buf_free(&b);
+}
+
+/* Inline: max_inline_data bytes from unregistered memory (lkey ignored); one more: EINVAL. */
+static void inline_data(enum ibv_qp_type type, uint32_t max_inline)
+{
+	uint8_t *src = malloc(max_inline + 1);
+	struct buf dst;
+	struct ibv_sge s[2];
+	struct ibv_send_wr wr = {.wr_id = 66,
+				 .sg_list = s,
+				 .num_sge = 2,
+				 .opcode = IBV_WR_SEND,
+				 .send_flags = IBV_SEND_SIGNALED | IBV_SEND_INLINE},
+			   *bad = NULL;
+	struct ibv_wc wc;
+
+	REQUIRE(src, "malloc");
+	fill(src, max_inline + 1, 5);
+	buf_new(&dst, B.pd, 2 * max_inline, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+	s[0] = (struct ibv_sge){.addr = (uintptr_t)src, .length = 10, .lkey = 0};
+	s[1] = (struct ibv_sge){.addr = (uintptr_t)src + 10, .length = max_inline - 10, .lkey = 0};
+	CHECK(post_recv1(B.qp, 67, dst.p, (uint32_t)dst.len, dst.mr->lkey) == 0, "post_recv");
+	CHECK(ibv_post_send(A.qp, &wr, &bad) == 0, "inline send of max_inline_data %u: %s",
+	      max_inline, strerror(errno));
+	memset(src, 0, max_inline + 1); /* inline: the buffer is free again at once */
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 66, IBV_WC_SEND, "inline send");
+	poll1(B.cq, &wc);
+	CHECK(wc.status == IBV_WC_SUCCESS && wc.byte_len == max_inline, "inline received %u",
+	      wc.byte_len);
+	CHECK(pat_diff(dst.p, max_inline, 5) == max_inline, "inline send data");
+	/* Inline RDMA write. */
+	fill(src, max_inline + 1, 6);
+	wr.opcode = IBV_WR_RDMA_WRITE;
+	wr.wr_id = 68;
+	wr.wr.rdma.remote_addr = (uintptr_t)dst.p + max_inline;
+	wr.wr.rdma.rkey = dst.mr->rkey;
+	CHECK(ibv_post_send(A.qp, &wr, &bad) == 0, "inline write");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 68, IBV_WC_RDMA_WRITE, "inline write");
+	CHECK(pat_diff(dst.p + max_inline, max_inline, 6) == max_inline, "inline write data");
+	/* One byte too many. */
+	s[1].length++;
+	bad = NULL;
+	CHECK(ibv_post_send(A.qp, &wr, &bad) == EINVAL && bad == &wr,
+	      "inline of max_inline_data + 1: EINVAL");
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "no completion for the refused WR");
+	CHECK(qp_state(A.qp) == IBV_QPS_RTS, "still RTS (%s)", type == IBV_QPT_RC ? "RC" : "UC");
+	buf_free(&dst);
+	free(src);
+}
+
+/* Only signaled WRs complete; a chain executes in order. */
+static void signaled_and_chains(enum ibv_qp_type type)
+{
+	enum { N = 8 };
+	struct buf src, dst;
+	struct ibv_sge s[N];
+	struct ibv_send_wr wr[N], *bad = NULL;
+	struct ibv_recv_wr rwr[N], *rbad;
+	struct ibv_sge rs[N];
+	struct ibv_wc wc;
+
+	buf_new(&src, A.pd, N * 1000, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&dst, B.pd, N * 1000, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+	fill(src.p, N * 1000, 77);
+	/* Eight unsignaled writes, the 6th signaled: one completion, every byte written. */
+	for (int i = 0; i < N; i++) {
+		s[i] = (struct ibv_sge){.addr = (uintptr_t)src.p + (size_t)i * 1000,
+					.length = 1000,
+					.lkey = src.mr->lkey};
+		wr[i] = (struct ibv_send_wr){.wr_id = 100u + (unsigned)i,
+					     .next = i + 1 < N ? &wr[i + 1] : NULL,
+					     .sg_list = &s[i],
+					     .num_sge = 1,
+					     .opcode = IBV_WR_RDMA_WRITE,
+					     .send_flags = i == 5 ? IBV_SEND_SIGNALED : 0};
+		wr[i].wr.rdma.remote_addr = (uintptr_t)dst.p + (size_t)i * 1000;
+		wr[i].wr.rdma.rkey = dst.mr->rkey;
+	}
+	CHECK(ibv_post_send(A.qp, wr, &bad) == 0, "post a chain of writes");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 105, IBV_WC_RDMA_WRITE, "only the signaled WR completes");
+	CHECK(cq_empty(A.cq), "unsignaled WRs do not complete");
+	CHECK(pat_diff(dst.p, N * 1000, 77) == N * 1000, "chain of writes: data");
+	/* A chain of sends of different sizes lands in the receives in order. */
+	memset(dst.p, 0xee, N * 1000);
+	for (int i = 0; i < N; i++) {
+		rs[i] = (struct ibv_sge){.addr = (uintptr_t)dst.p + (size_t)i * 1000,
+					 .length = 1000,
+					 .lkey = dst.mr->lkey};
+		rwr[i] = (struct ibv_recv_wr){.wr_id = 200u + (unsigned)i,
+					      .next = i + 1 < N ? &rwr[i + 1] : NULL,
+					      .sg_list = &rs[i],
+					      .num_sge = 1};
+		wr[i].opcode = IBV_WR_SEND;
+		wr[i].send_flags = IBV_SEND_SIGNALED;
+		s[i].length = 100u * (unsigned)i + 1;
+	}
+	CHECK(ibv_post_recv(B.qp, rwr, &rbad) == 0, "post a chain of receives");
+	CHECK(ibv_post_send(A.qp, wr, &bad) == 0, "post a chain of sends");
+	for (int i = 0; i < N; i++) {
+		EXPECT_WC(A.cq, IBV_WC_SUCCESS, 100 + i, IBV_WC_SEND, "send in order");
+		poll1(B.cq, &wc);
+		CHECK(wc.status == IBV_WC_SUCCESS && wc.wr_id == 200u + (unsigned)i &&
+			  wc.byte_len == s[i].length,
+		      "receive %d in order: wr_id %llu len %u", i, (unsigned long long)wc.wr_id,
+		      wc.byte_len);
+		CHECK(!memcmp(dst.p + (size_t)i * 1000, src.p + (size_t)i * 1000, s[i].length) &&
+			  all_diff(dst.p + (size_t)i * 1000 + s[i].length, 1000 - s[i].length,
+				   0xee) == 1000 - s[i].length,
+		      "send %d of the chain: data", i);
+	}
+	/* A write then a send: the target sees the write's data when the send arrives. */
+	memset(dst.p, 0, N * 1000);
+	CHECK(post_recv1(B.qp, 300, dst.p + 7000, 8, dst.mr->lkey) == 0, "post_recv");
+	wr[0].opcode = IBV_WR_RDMA_WRITE;
+	wr[0].send_flags = 0;
+	s[0].length = 4000;
+	wr[0].next = &wr[1];
+	wr[1].opcode = IBV_WR_SEND;
+	wr[1].send_flags = IBV_SEND_SIGNALED;
+	s[1].length = 8;
+	wr[1].next = NULL;
+	CHECK(ibv_post_send(A.qp, wr, &bad) == 0, "write + send");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 101, IBV_WC_SEND, "only the send completes");
+	EXPECT_WC(B.cq, IBV_WC_SUCCESS, 300, IBV_WC_RECV, "the send's receive");
+	CHECK(!memcmp(dst.p, src.p, 4000), "the write landed before the send");
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "nothing else");
+	(void)type;
+	buf_free(&src);
+	buf_free(&dst);
+}
+
+static void group_verbs(void)
+{
+	enum ibv_qp_type types[] = {IBV_QPT_RC, IBV_QPT_UC};
+	struct qpopts o = {.access = ALL_REMOTE,
+			   .rnr_retry = 7,
+			   .retry_cnt = 7,
+			   .timeout = 14,
+			   .min_rnr_timer = 1,
+			   .max_inline = 200};
+
+	for (int t = 0; t < 2; t++) {
+		pair_connect(&A, &B, types[t], &o, &o);
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			one_send(types[t], sizes[i], 1, 1, false);
+			one_send(types[t], sizes[i], 1, 1, true);
+			one_write(sizes[i], 1, false);
+			one_write(sizes[i], 1, true);
+			if (types[t] == IBV_QPT_RC)
+				one_read(sizes[i], 1);
+		}
+		/* Scatter/gather lists of several SGEs on both sides. */
+		one_send(types[t], 4097, 3, 5, false);
+		one_send(types[t], 65537, 8, 2, true);
+		one_send(types[t], 9000, 2, 8, false);
+		one_write(10000, 8, false);
+		one_write(4097, 3, true);
+		if (types[t] == IBV_QPT_RC) {
+			one_read(10000, 8);
+			one_read(4097, 3);
+			atomics();
+		} else {
+			uc_refuses();
+		}
+		inline_data(types[t], 200);
+		signaled_and_chains(types[t]);
+		CHECK(qp_state(A.qp) == IBV_QPS_RTS && qp_state(B.qp) == IBV_QPS_RTS,
+		      "both QPs still RTS");
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *g = argc > 1 ? argv[1] : "verbs";
+
+	if (!strcmp(g, "verbs")) {
+		ep_open(&A);
+		ep_open(&B);
+		group_verbs();
+		ep_close(&A);
+		ep_close(&B);
+	} else {
+		REQUIRE(0, "unknown group %s", g);
+	}
+	return check_summary();
+}
