@@ -75,6 +75,12 @@ int ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
 	memcpy((uint8_t *)dst + offsetof(struct ivrdma_cqe, status), &e->status,
 	       sizeof(*e) - offsetof(struct ivrdma_cqe, status));
 	shm_store_release64(&dst->seq, p + 1); /* publishes the entry */
+	/*
+	 * Publish-then-check-armed against the owner's arm-then-poll: without
+	 * a full fence on both sides each can miss the other (store buffering)
+	 * and the owner sleeps on a CQE it never hears of.
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return cq_fire(v->slot, e) ? IVRDMA_CQ_PUSH_WAKE : IVRDMA_CQ_PUSHED;
 }
 
