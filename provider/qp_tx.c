@@ -12,7 +12,8 @@
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
-enum exec { EXEC_DONE, EXEC_RNR, EXEC_NO_ACK };
+/* EXEC_DROPPED: UC found no receive; the message is dropped, nothing is delivered. */
+enum exec { EXEC_DONE, EXEC_RNR, EXEC_NO_ACK, EXEC_DROPPED };
 
 struct iov {
 	uint8_t *p;
@@ -158,7 +159,7 @@ static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_recv_wqe *r, enum
 	}
 	if (qp->vqp.qp.qp_type == IBV_QPT_UC) {
 		*st = IBV_WC_SUCCESS; /* UC: a message without a receive is dropped */
-		return EXEC_DONE;
+		return EXEC_DROPPED;
 	}
 	return EXEC_RNR;
 }
@@ -178,6 +179,8 @@ static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov
 	uint64_t room;
 	enum exec ex = take_recv(qp, &r.w, st);
 
+	if (ex == EXEC_DROPPED)
+		return EXEC_DONE;
 	if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS || r.w.num_sge > IVRDMA_MAX_SGE)
 		return ex;
 	tst = recv_iov(ctx, &qp->peer, &r.w, dst, &room);
@@ -195,8 +198,10 @@ static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_swqe *w
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 	uint32_t qp_access = __atomic_load_n(&qp->peer.slot->access, __ATOMIC_RELAXED);
 
+	/* An operation the responder QP does not enable: an Invalid Request NAK, not an access
+	 * error. */
 	if (!(qp_access & (uint32_t)access))
-		return IBV_WC_REM_ACCESS_ERR;
+		return IBV_WC_REM_INV_REQ_ERR;
 	return xlate_status(ivrdma_mr_remote(&ctx->region, w->rkey, qp->peer.owner,
 					     qp->peer.pd_handle, w->remote_addr, len, access, p),
 			    false);
@@ -215,6 +220,8 @@ static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct io
 		return EXEC_DONE;
 	if (w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM) {
 		ex = take_recv(qp, &r.w, st);
+		if (ex == EXEC_DROPPED)
+			return EXEC_DONE; /* nothing written either */
 		if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS)
 			return ex;
 	}
@@ -445,7 +452,8 @@ static void run(struct ivrdma_qp *qp)
 		if (ex != EXEC_DONE && wait_or_fail(qp, ex, &e))
 			return;
 		complete_head(qp, &e);
-		if (e.status != IBV_WC_SUCCESS && qp->vqp.qp.qp_type == IBV_QPT_RC)
+		/* UC keeps only local errors (execute()): they fail the QP as on RC. */
+		if (e.status != IBV_WC_SUCCESS)
 			to_error(qp);
 	}
 }
