@@ -451,6 +451,463 @@ static void group_verbs(void)
 	}
 }
 
+/* --- errors ---------------------------------------------------------------- */
+
+struct want {
+	uint64_t id;
+	enum ibv_wc_status st;
+};
+
+/* Exactly these completions (in any order between send and receive queues), nothing more. */
+static void expect_set(struct ibv_cq *cq, const struct want *w, int n, const char *what)
+{
+	bool seen[16] = {false};
+
+	for (int i = 0; i < n; i++) {
+		struct ibv_wc wc;
+		bool found = false;
+
+		if (!poll1(cq, &wc))
+			break;
+		for (int j = 0; j < n && !found; j++)
+			if (!seen[j] && w[j].id == wc.wr_id && w[j].st == wc.status)
+				seen[j] = found = true;
+		CHECK(found, "%s: unexpected completion wr_id %llu status %s", what,
+		      (unsigned long long)wc.wr_id, ibv_wc_status_str(wc.status));
+	}
+	for (int j = 0; j < n; j++)
+		CHECK(seen[j], "%s: no completion wr_id %llu %s", what, (unsigned long long)w[j].id,
+		      ibv_wc_status_str(w[j].st));
+	CHECK(cq_empty(cq), "%s: exactly one completion per WR", what);
+}
+
+/* The QP is in ERR: later work, signaled or not, send or receive, is flushed. */
+static void check_flushing(struct ep *e, const char *what)
+{
+	struct want w[] = {
+	    {901, IBV_WC_WR_FLUSH_ERR}, {902, IBV_WC_WR_FLUSH_ERR}, {903, IBV_WC_WR_FLUSH_ERR}};
+
+	CHECK(qp_state(e->qp) == IBV_QPS_ERR, "%s: QP in ERR (state %d)", what, qp_state(e->qp));
+	CHECK(post1(e->qp, 901, IBV_WR_SEND, IBV_SEND_SIGNALED, NULL, 0, 0, 0, 0) == 0,
+	      "post_send in ERR");
+	CHECK(post1(e->qp, 902, IBV_WR_RDMA_WRITE, 0, NULL, 0, 0, 0, 0) == 0,
+	      "unsignaled post_send in ERR");
+	CHECK(post_recv1(e->qp, 903, NULL, 0, 0) == 0, "post_recv in ERR");
+	expect_set(e->cq, w, 3, what);
+}
+
+/*
+ * Posts 'wr' (id 1) followed in the same chain by a good send (id 2) on a
+ * fresh RC pair where A has a receive (id 900) posted: A gets 'st' for WR 1
+ * and flushes for the others, and is in ERR. B gets 'bst' for receive 800
+ * if bst >= 0 (-1: B got nothing and stays RTS; -2: B is not checked).
+ */
+static void provoke(struct ibv_send_wr *wr, enum ibv_wc_status st, int bst, const char *what)
+{
+	struct ibv_send_wr good = {.wr_id = 2,
+				   .opcode = IBV_WR_SEND,
+				   .send_flags = IBV_SEND_SIGNALED},
+			   *bad = NULL;
+	struct want w[] = {{1, st}, {2, IBV_WC_WR_FLUSH_ERR}, {900, IBV_WC_WR_FLUSH_ERR}};
+
+	wr->wr_id = 1;
+	wr->next = &good;
+	CHECK(post_recv1(A.qp, 900, NULL, 0, 0) == 0, "post_recv on the initiator");
+	CHECK(ibv_post_send(A.qp, wr, &bad) == 0, "%s: post_send", what);
+	expect_set(A.cq, w, 3, what);
+	check_flushing(&A, what);
+	if (bst >= 0) {
+		struct want bw[] = {{800, (enum ibv_wc_status)bst}};
+
+		expect_set(B.cq, bw, 1, what);
+		check_flushing(&B, what);
+	} else if (bst == -1) {
+		CHECK(cq_empty(B.cq), "%s: nothing on the target", what);
+		CHECK(qp_state(B.qp) == IBV_QPS_RTS, "%s: target still RTS", what);
+	}
+}
+
+static struct qpopts err_opts = {
+    .access = ALL_REMOTE, .rnr_retry = 7, .retry_cnt = 7, .timeout = 1, .min_rnr_timer = 1};
+
+static void fresh_rc(void)
+{
+	pair_connect(&A, &B, IBV_QPT_RC, &err_opts, &err_opts);
+}
+
+static struct ibv_send_wr mkwr(enum ibv_wr_opcode op, struct ibv_sge *s, const struct buf *l,
+			       size_t off, uint32_t len, uint64_t raddr, uint32_t rkey)
+{
+	struct ibv_send_wr wr = {
+	    .sg_list = s, .num_sge = 1, .opcode = op, .send_flags = IBV_SEND_SIGNALED};
+
+	*s = (struct ibv_sge){.addr = (uintptr_t)l->p + off, .length = len, .lkey = l->mr->lkey};
+	if (op == IBV_WR_ATOMIC_CMP_AND_SWP || op == IBV_WR_ATOMIC_FETCH_AND_ADD) {
+		wr.wr.atomic.remote_addr = raddr;
+		wr.wr.atomic.rkey = rkey;
+		wr.wr.atomic.compare_add = 1;
+	} else {
+		wr.wr.rdma.remote_addr = raddr;
+		wr.wr.rdma.rkey = rkey;
+	}
+	return wr;
+}
+
+static void local_errors(void)
+{
+	struct buf l, r, ro;
+	struct ibv_sge s;
+	struct ibv_send_wr wr;
+
+	buf_new(&l, A.pd, 4096, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&r, B.pd, 4096, MR_ALL);
+	fill(l.p, l.maplen, 1);
+
+	/* IBV_WC_LOC_LEN_ERR: the receive buffer is too small. */
+	fresh_rc();
+	CHECK(post_recv1(B.qp, 800, r.p, 16, r.mr->lkey) == 0, "post_recv 16 bytes");
+	wr = mkwr(IBV_WR_SEND, &s, &l, 0, 64, 0, 0);
+	provoke(&wr, IBV_WC_REM_INV_REQ_ERR, IBV_WC_LOC_LEN_ERR, "send 64 into 16 bytes");
+
+	/* IBV_WC_LOC_PROT_ERR: a bad lkey, an SGE outside the MR. */
+	fresh_rc();
+	CHECK(post_recv1(B.qp, 800, r.p, 4096, r.mr->lkey) == 0, "post_recv");
+	wr = mkwr(IBV_WR_SEND, &s, &l, 0, 64, 0, 0);
+	s.lkey ^= 0x5500;
+	provoke(&wr, IBV_WC_LOC_PROT_ERR, -1, "bad lkey");
+	fresh_rc();
+	CHECK(post_recv1(B.qp, 800, r.p, 4096, r.mr->lkey) == 0, "post_recv");
+	wr = mkwr(IBV_WR_SEND, &s, &l, l.maplen - 8, 16, 0, 0);
+	provoke(&wr, IBV_WC_LOC_PROT_ERR, -1, "SGE past the MR's end");
+	fresh_rc();
+	wr = mkwr(IBV_WR_RDMA_WRITE, &s, &l, 0, 64, (uintptr_t)r.p, r.mr->rkey);
+	s.addr -= 1;
+	provoke(&wr, IBV_WC_LOC_PROT_ERR, -1, "SGE before the MR's start");
+	CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen, "no byte reached the target");
+
+	/* A receive into an MR without local write: the target's protection error. */
+	buf_new(&ro, B.pd, 4096, IBV_ACCESS_REMOTE_READ);
+	fresh_rc();
+	CHECK(post_recv1(B.qp, 800, ro.p, 4096, ro.mr->lkey) == 0, "post_recv into a read-only MR");
+	wr = mkwr(IBV_WR_SEND, &s, &l, 0, 64, 0, 0);
+	provoke(&wr, IBV_WC_REM_OP_ERR, IBV_WC_LOC_PROT_ERR, "receive MR without local write");
+	CHECK(all_diff(ro.p, ro.maplen, 0xee) == ro.maplen, "the read-only MR was not written");
+	buf_free(&ro);
+
+	/* RDMA READ into a local MR without local write. */
+	buf_new(&ro, A.pd, 4096, IBV_ACCESS_REMOTE_READ);
+	fresh_rc();
+	wr = mkwr(IBV_WR_RDMA_READ, &s, &ro, 0, 64, (uintptr_t)r.p, r.mr->rkey);
+	provoke(&wr, IBV_WC_LOC_PROT_ERR, -1, "read into an MR without local write");
+	CHECK(all_diff(ro.p, ro.maplen, 0xee) == ro.maplen, "nothing read into it");
+	buf_free(&ro);
+	buf_free(&l);
+	buf_free(&r);
+}
+
+static void remote_errors(void)
+{
+	struct buf l, r, nw, nr, na;
+	struct ibv_pd *pd2 = ibv_alloc_pd(B.ctx);
+	struct ibv_mr *other;
+	struct ibv_sge s;
+	struct ibv_send_wr wr;
+	enum ibv_wr_opcode ops[] = {IBV_WR_RDMA_WRITE, IBV_WR_RDMA_WRITE_WITH_IMM, IBV_WR_RDMA_READ,
+				    IBV_WR_ATOMIC_FETCH_AND_ADD, IBV_WR_ATOMIC_CMP_AND_SWP};
+
+	REQUIRE(pd2, "alloc_pd");
+	buf_new(&l, A.pd, 4096, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&r, B.pd, 4096, MR_ALL);
+	buf_new(&nw, B.pd, 4096,
+		IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC);
+	buf_new(&nr, B.pd, 4096, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+	buf_new(&na, B.pd, 4096,
+		IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ);
+	other = ibv_reg_mr(pd2, r.p, r.maplen, MR_ALL);
+	REQUIRE(other, "reg_mr in a second PD: %s", strerror(errno));
+	fill(l.p, l.maplen, 2);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		uint32_t len = ops[i] == IBV_WR_RDMA_WRITE ||
+				       ops[i] == IBV_WR_RDMA_WRITE_WITH_IMM ||
+				       ops[i] == IBV_WR_RDMA_READ
+				   ? 64
+				   : 8;
+		bool imm = ops[i] == IBV_WR_RDMA_WRITE_WITH_IMM;
+		const struct buf *denied =
+		    ops[i] == IBV_WR_RDMA_READ						  ? &nr
+		    : ops[i] == IBV_WR_RDMA_WRITE || ops[i] == IBV_WR_RDMA_WRITE_WITH_IMM ? &nw
+											  : &na;
+		struct {
+			uint64_t raddr;
+			uint32_t rkey;
+			const char *what;
+		} c[] = {
+		    {(uintptr_t)r.p, r.mr->rkey ^ 0x3300, "bad rkey"},
+		    {(uintptr_t)r.p + r.maplen, r.mr->rkey, "address past the MR"},
+		    {(uintptr_t)r.p + r.maplen - 8 * (len > 8), r.mr->rkey,
+		     "crossing the MR's end"},
+		    {(uintptr_t)r.p - 8, r.mr->rkey, "address before the MR"},
+		    {(uintptr_t)denied->p, denied->mr->rkey, "MR without the remote access"},
+		    {(uintptr_t)r.p, other->rkey, "rkey of another PD"},
+		};
+
+		for (size_t k = 0; k < sizeof(c) / sizeof(c[0]); k++) {
+			char what[96];
+
+			if (len == 8 && k == 2)
+				continue; /* an aligned atomic cannot cross the end */
+			snprintf(what, sizeof(what), "opcode %d: %s", ops[i], c[k].what);
+			fresh_rc();
+			if (imm)
+				CHECK(post_recv1(B.qp, 800, NULL, 0, 0) == 0, "post_recv");
+			wr = mkwr(ops[i], &s, &l, 0, len, c[k].raddr, c[k].rkey);
+			/* The target's receive for write_imm is not consumed by a failure. */
+			provoke(&wr, IBV_WC_REM_ACCESS_ERR, -1, what);
+			CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen &&
+				  all_diff(denied->p, denied->maplen, 0xee) == denied->maplen,
+			      "%s: target memory unchanged", what);
+			CHECK(pat_diff(l.p, l.maplen, 2) == l.maplen, "%s: local memory unchanged",
+			      what);
+		}
+	}
+	/* An unsignaled failing WR completes, with its error. */
+	err_opts.sig_all = false;
+	fresh_rc();
+	wr = mkwr(IBV_WR_RDMA_WRITE, &s, &l, 0, 64, (uintptr_t)r.p, 0);
+	wr.send_flags = 0;
+	provoke(&wr, IBV_WC_REM_ACCESS_ERR, -1, "unsignaled write with a bad rkey");
+	CHECK(ibv_dereg_mr(other) == 0, "dereg_mr");
+	CHECK(ibv_dealloc_pd(pd2) == 0, "dealloc_pd");
+	buf_free(&l);
+	buf_free(&r);
+	buf_free(&nw);
+	buf_free(&nr);
+	buf_free(&na);
+}
+
+static void invalid_requests(void)
+{
+	struct buf l, r;
+	struct ibv_sge s;
+	struct ibv_send_wr wr;
+	struct {
+		enum ibv_wr_opcode op;
+		int allowed;
+	} c[] = {
+	    {IBV_WR_RDMA_WRITE, IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC},
+	    {IBV_WR_RDMA_WRITE_WITH_IMM, IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC},
+	    {IBV_WR_RDMA_READ, IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC},
+	    {IBV_WR_ATOMIC_FETCH_AND_ADD, IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ},
+	    {IBV_WR_ATOMIC_CMP_AND_SWP, 0},
+	};
+
+	buf_new(&l, A.pd, 4096, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&r, B.pd, 4096, MR_ALL);
+	/* A misaligned atomic. */
+	fresh_rc();
+	wr = mkwr(IBV_WR_ATOMIC_FETCH_AND_ADD, &s, &l, 0, 8, (uintptr_t)r.p + 4, r.mr->rkey);
+	provoke(&wr, IBV_WC_REM_INV_REQ_ERR, -1, "misaligned atomic");
+	CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen, "misaligned atomic: target unchanged");
+	/* An operation the target QP does not allow (qp_access_flags). */
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		struct qpopts ob = err_opts;
+		char what[64];
+
+		ob.access = c[i].allowed;
+		pair_connect(&A, &B, IBV_QPT_RC, &err_opts, &ob);
+		if (c[i].op == IBV_WR_RDMA_WRITE_WITH_IMM)
+			CHECK(post_recv1(B.qp, 800, NULL, 0, 0) == 0, "post_recv");
+		snprintf(what, sizeof(what), "opcode %d, target QP access %#x", c[i].op,
+			 c[i].allowed);
+		wr = mkwr(c[i].op, &s, &l, 0, 8, (uintptr_t)r.p, r.mr->rkey);
+		provoke(&wr, IBV_WC_REM_INV_REQ_ERR, -1, what);
+		CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen, "%s: target unchanged", what);
+	}
+	buf_free(&l);
+	buf_free(&r);
+}
+
+/* No receive posted: RC retries rnr_retry times, then IBV_WC_RNR_RETRY_EXC_ERR; 7 waits. */
+static void rnr(void)
+{
+	struct buf l, r;
+	struct ibv_wc wc;
+
+	buf_new(&l, A.pd, 4096, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&r, B.pd, 4096, MR_ALL);
+	fill(l.p, 4096, 3);
+	for (uint8_t n = 0; n <= 6; n++) {
+		struct qpopts oa = err_opts;
+		struct ibv_sge s;
+		struct ibv_send_wr wr;
+		char what[48];
+
+		oa.rnr_retry = n;
+		pair_connect(&A, &B, IBV_QPT_RC, &oa, &err_opts);
+		snprintf(what, sizeof(what), "RNR with rnr_retry %u", n);
+		wr = mkwr(IBV_WR_SEND, &s, &l, 0, 100, 0, 0);
+		provoke(&wr, IBV_WC_RNR_RETRY_EXC_ERR, -1, what);
+	}
+	/* rnr_retry 7: the send waits until the receive is posted, then lands. */
+	fresh_rc();
+	CHECK(post1(A.qp, 5, IBV_WR_SEND, IBV_SEND_SIGNALED, l.p, 100, l.mr->lkey, 0, 0) == 0,
+	      "send without a receive");
+	for (int i = 0; i < 1000; i++)
+		CHECK(ibv_poll_cq(A.cq, 1, &wc) == 0, "rnr_retry 7: no completion while waiting");
+	CHECK(post_recv1(B.qp, 6, r.p, 4096, r.mr->lkey) == 0, "post the receive");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 5, IBV_WC_SEND, "send after RNR waits");
+	EXPECT_WC(B.cq, IBV_WC_SUCCESS, 6, IBV_WC_RECV, "its receive");
+	CHECK(pat_diff(r.p, 100, 3) == 100, "data after RNR wait");
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "one completion each");
+	buf_free(&l);
+	buf_free(&r);
+}
+
+/* The target QP is gone: RC retries retry_cnt times, then IBV_WC_RETRY_EXC_ERR. */
+static void target_destroyed(void)
+{
+	struct buf l, r;
+
+	buf_new(&l, A.pd, 4096, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&r, B.pd, 4096, MR_ALL);
+	for (uint8_t n = 0; n <= 7; n += 3) {
+		struct qpopts oa = err_opts;
+		struct ibv_sge s;
+		struct ibv_send_wr wr;
+
+		oa.retry_cnt = n;
+		pair_connect(&A, &B, IBV_QPT_RC, &oa, &err_opts);
+		CHECK(ibv_destroy_qp(B.qp) == 0, "destroy the target QP");
+		B.qp = NULL;
+		wr = mkwr(IBV_WR_RDMA_WRITE, &s, &l, 0, 64, (uintptr_t)r.p, r.mr->rkey);
+		provoke(&wr, IBV_WC_RETRY_EXC_ERR, -2, "write to a destroyed QP");
+		CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen, "nothing written");
+	}
+	buf_free(&l);
+	buf_free(&r);
+}
+
+/* UC: local errors complete in error and the QP fails; remote ones are dropped silently. */
+static void uc_errors(void)
+{
+	struct buf l, r;
+	struct ibv_sge s;
+	struct ibv_send_wr wr, *bad;
+	struct qpopts o = err_opts;
+
+	buf_new(&l, A.pd, 4096, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&r, B.pd, 4096, MR_ALL);
+	pair_connect(&A, &B, IBV_QPT_UC, &o, &o);
+	wr = mkwr(IBV_WR_RDMA_WRITE, &s, &l, 0, 64, (uintptr_t)r.p, r.mr->rkey ^ 0x100);
+	CHECK(ibv_post_send(A.qp, &wr, &bad) == 0, "UC write with a bad rkey");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 0, IBV_WC_RDMA_WRITE, "UC: the responder drops it");
+	CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen, "UC bad rkey: nothing written");
+	wr = mkwr(IBV_WR_SEND, &s, &l, 0, 64, 0, 0);
+	CHECK(ibv_post_send(A.qp, &wr, &bad) == 0, "UC send without a receive");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 0, IBV_WC_SEND, "UC: no RNR, the message is dropped");
+	CHECK(cq_empty(B.cq), "UC: nothing on the target");
+	CHECK(qp_state(A.qp) == IBV_QPS_RTS, "UC still RTS");
+	wr = mkwr(IBV_WR_SEND, &s, &l, 0, 64, 0, 0);
+	s.lkey ^= 0x700;
+	provoke(&wr, IBV_WC_LOC_PROT_ERR, -1, "UC send with a bad lkey");
+	buf_free(&l);
+	buf_free(&r);
+}
+
+/* post_send/post_recv errnos: bad states, full queues, too many SGEs; bad_wr set. */
+static void post_errnos(void)
+{
+	struct qpopts o = err_opts;
+	struct ibv_send_wr wr[6], *bad;
+	struct ibv_recv_wr rwr[65], *rbad;
+	struct buf r;
+
+	memset(wr, 0, sizeof(wr));
+	for (int i = 0; i < 6; i++) {
+		wr[i].wr_id = 10u + (unsigned)i;
+		wr[i].opcode = IBV_WR_SEND;
+		wr[i].send_flags = IBV_SEND_SIGNALED;
+		wr[i].next = i < 5 ? &wr[i + 1] : NULL;
+	}
+	o.max_send_wr = 4;
+	o.max_sge = 2;
+	ep_qp(&A, IBV_QPT_RC, &o);
+	ep_qp(&B, IBV_QPT_RC, &o);
+	bad = NULL;
+	CHECK(ibv_post_send(A.qp, wr, &bad) == EINVAL && bad == wr, "post_send in RESET: EINVAL");
+	rbad = NULL;
+	memset(rwr, 0, sizeof(rwr));
+	CHECK(ibv_post_recv(A.qp, rwr, &rbad) == EINVAL && rbad == rwr,
+	      "post_recv in RESET: EINVAL");
+	CHECK(qp_init(A.qp, o.access) == 0 && qp_init(B.qp, o.access) == 0, "INIT");
+	bad = NULL;
+	CHECK(ibv_post_send(A.qp, wr, &bad) == EINVAL && bad == wr, "post_send in INIT: EINVAL");
+	CHECK(qp_rtr(A.qp, B.qp->qp_num, B.lid, &o) == 0 &&
+		  qp_rtr(B.qp, A.qp->qp_num, A.lid, &o) == 0,
+	      "RTR");
+	bad = NULL;
+	CHECK(ibv_post_send(A.qp, wr, &bad) == EINVAL && bad == wr, "post_send in RTR: EINVAL");
+	CHECK(qp_rts(A.qp, &o) == 0 && qp_rts(B.qp, &o) == 0, "RTS");
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "refused WRs do not complete");
+	/* Too many SGEs: the third WR is refused, the two before it run. */
+	wr[2].num_sge = 3;
+	bad = NULL;
+	buf_new(&r, B.pd, 4096, MR_ALL);
+	for (int i = 0; i < 2; i++)
+		CHECK(post_recv1(B.qp, 40u + (unsigned)i, NULL, 0, 0) == 0, "post_recv");
+	CHECK(ibv_post_send(A.qp, wr, &bad) == EINVAL && bad == &wr[2], "3 SGEs of 2: EINVAL");
+	wr[2].num_sge = 0;
+	for (int i = 0; i < 2; i++) {
+		EXPECT_WC(A.cq, IBV_WC_SUCCESS, 10 + i, IBV_WC_SEND, "WRs before bad_wr ran");
+		EXPECT_WC(B.cq, IBV_WC_SUCCESS, 40 + i, IBV_WC_RECV, "their receives");
+	}
+	/* Full send queue: rnr_retry 7 and no receive keep the WRs queued. */
+	bad = NULL;
+	CHECK(ibv_post_send(A.qp, wr, &bad) == ENOMEM && bad == &wr[4],
+	      "6 WRs into a send queue of 4: ENOMEM at the 5th");
+	CHECK(cq_empty(A.cq), "queued WRs wait for receives");
+	for (int i = 0; i < 4; i++)
+		CHECK(post_recv1(B.qp, 50u + (unsigned)i, NULL, 0, 0) == 0, "post_recv");
+	for (int i = 0; i < 4; i++) {
+		EXPECT_WC(A.cq, IBV_WC_SUCCESS, 10 + i, IBV_WC_SEND,
+			  "queued WRs complete in order");
+		EXPECT_WC(B.cq, IBV_WC_SUCCESS, 50 + i, IBV_WC_RECV, "into the receives in order");
+	}
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "nothing else");
+	/* Receive queue: too many SGEs, and full. */
+	memset(rwr, 0, sizeof(rwr));
+	for (int i = 0; i < 65; i++) {
+		rwr[i].wr_id = 500u + (unsigned)i;
+		rwr[i].next = i < 64 ? &rwr[i + 1] : NULL;
+	}
+	rwr[1].num_sge = 3;
+	rbad = NULL;
+	CHECK(ibv_post_recv(B.qp, rwr, &rbad) == EINVAL && rbad == &rwr[1],
+	      "receive with 3 SGEs of 2: EINVAL");
+	rwr[1].num_sge = 0;
+	rbad = NULL;
+	CHECK(ibv_post_recv(B.qp, &rwr[1], &rbad) == ENOMEM && rbad == &rwr[64],
+	      "65 receives into 64: ENOMEM at the last (max_recv_wr %u)", B.qp->qp_num);
+	CHECK(ibv_modify_qp(B.qp, &(struct ibv_qp_attr){.qp_state = IBV_QPS_ERR}, IBV_QP_STATE) ==
+		  0,
+	      "B to ERR");
+	for (int i = 0; i < 64; i++)
+		EXPECT_WC(B.cq, IBV_WC_WR_FLUSH_ERR, 500 + i, IBV_WC_RECV, "receives flushed");
+	CHECK(cq_empty(B.cq), "each receive flushed once");
+	buf_free(&r);
+}
+
+static void group_errors(void)
+{
+	local_errors();
+	remote_errors();
+	invalid_requests();
+	rnr();
+	target_destroyed();
+	uc_errors();
+	post_errnos();
+}
+
 int main(int argc, char **argv)
 {
 	const char *g = argc > 1 ? argv[1] : "verbs";
@@ -459,6 +916,12 @@ int main(int argc, char **argv)
 		ep_open(&A);
 		ep_open(&B);
 		group_verbs();
+		ep_close(&A);
+		ep_close(&B);
+	} else if (!strcmp(g, "errors")) {
+		ep_open(&A);
+		ep_open(&B);
+		group_errors();
 		ep_close(&A);
 		ep_close(&B);
 	} else {
