@@ -71,6 +71,64 @@ struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 	return &cq->vcq.cq;
 }
 
+/* Moves the unpolled CQEs; tickets (and so seq values) carry on unchanged. */
+static void move_cqes(const struct ivrdma_cq_view *from, struct ivrdma_cqe *to, uint32_t to_mask,
+		      uint64_t cons, uint64_t prod)
+{
+	for (uint64_t t = cons; t < prod; t++)
+		memcpy(&to[t & to_mask], &from->ring[t & from->mask], sizeof(*to));
+}
+
+/*
+ * Resizing moves the ring. Remote initiators keep the geometry they read
+ * when a QP of ours connected, so a CQ moves only while no QP uses it
+ * (EBUSY otherwise, rather than a producer writing into a freed ring).
+ */
+int ivrdma_resize_cq(struct ibv_cq *ibcq, int cqe)
+{
+	struct ivrdma_context *ctx = to_ictx(ibcq->context);
+	struct ivrdma_cq *cq = to_icq(ibcq);
+	struct ivrdma_cq_slot *slot = cq->view.slot;
+	struct ivrdma_cq_view moved;
+	uint32_t n, first, count;
+	struct ivrdma_cqe *ring;
+	uint64_t prod;
+	int rc = 0;
+
+	if (cqe < 1 || cqe > IVRDMA_MAX_CQE)
+		return EINVAL;
+	n = ring_entries(cqe);
+	pthread_spin_lock(&cq->lock);
+	prod = shm_load_acquire64(&slot->prod);
+	if (atomic_load(&cq->users))
+		rc = EBUSY;
+	else if (prod - cq->cons > n)
+		rc = EINVAL; /* the CQEs waiting to be polled would not fit */
+	else if (!(ring = ivrdma_ring_alloc(ctx, (uint64_t)n * sizeof(*ring), &first, &count)))
+		rc = ENOMEM;
+	if (rc)
+		goto out;
+	move_cqes(&cq->view, ring, n - 1, cq->cons, prod);
+	slot->ring_offset = ivrdma_chunk_offset(&ctx->region, first);
+	__atomic_store_n(&slot->nr_entries, n, __ATOMIC_RELEASE);
+	if (ivrdma_cq_view(&ctx->region, cq->slot, ctx->owner_tag, &moved)) {
+		/* Someone scribbled on our slot: keep the ring we had. */
+		slot->ring_offset = ivrdma_chunk_offset(&ctx->region, cq->first_chunk);
+		__atomic_store_n(&slot->nr_entries, cq->view.mask + 1, __ATOMIC_RELEASE);
+		ivrdma_ring_free(ctx, first, count);
+		rc = EPROTO;
+		goto out;
+	}
+	ivrdma_ring_free(ctx, cq->first_chunk, cq->nr_chunks);
+	cq->view = moved;
+	cq->first_chunk = first;
+	cq->nr_chunks = count;
+	ibcq->cqe = (int)n;
+out:
+	pthread_spin_unlock(&cq->lock);
+	return rc;
+}
+
 int ivrdma_destroy_cq(struct ibv_cq *ibcq)
 {
 	struct ivrdma_cq *cq = to_icq(ibcq);

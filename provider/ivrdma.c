@@ -90,6 +90,7 @@ static const struct verbs_context_ops ivrdma_ctx_ops = {
     .query_qp = ivrdma_query_qp,
     .query_srq = ivrdma_query_srq,
     .req_notify_cq = ivrdma_req_notify_cq,
+    .resize_cq = ivrdma_resize_cq,
     .destroy_ah = ivrdma_destroy_ah,
     .destroy_cq = ivrdma_destroy_cq,
     .destroy_qp = ivrdma_destroy_qp,

@@ -297,6 +297,7 @@ int ivrdma_dereg_mr(struct verbs_mr *vmr);
 struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 				struct ibv_comp_channel *channel, int comp_vector);
 int ivrdma_destroy_cq(struct ibv_cq *cq);
+int ivrdma_resize_cq(struct ibv_cq *cq, int cqe);
 struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
 struct ibv_qp *ivrdma_create_qp_ex(struct ibv_context *context, struct ibv_qp_init_attr_ex *attr);
 int ivrdma_destroy_qp(struct ibv_qp *qp);

@@ -274,6 +274,93 @@ static void check_comp_channel(struct ibv_context *ctx)
 	CHECK(count_fds() == before, "destroy closed the channel's fd");
 }
 
+/* An RC QP connected to itself: a send lands in its own receive. */
+static struct ibv_qp *loopback_qp(struct ibv_pd *pd, struct ibv_cq *cq)
+{
+	struct ibv_qp_init_attr init = {
+	    .send_cq = cq,
+	    .recv_cq = cq,
+	    .qp_type = IBV_QPT_RC,
+	    .cap = {.max_send_wr = 4, .max_recv_wr = 4, .max_send_sge = 1, .max_recv_sge = 1},
+	};
+	struct ibv_qp *qp = ibv_create_qp(pd, &init);
+	struct ibv_port_attr port;
+	struct ibv_qp_attr a;
+
+	if (!qp || ibv_query_port(pd->context, 1, &port))
+		return NULL;
+	a = (struct ibv_qp_attr){
+	    .qp_state = IBV_QPS_INIT, .port_num = 1, .qp_access_flags = IBV_ACCESS_LOCAL_WRITE};
+	if (ibv_modify_qp(qp, &a,
+			  IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS))
+		return NULL;
+	a = (struct ibv_qp_attr){.qp_state = IBV_QPS_RTR,
+				 .path_mtu = IBV_MTU_4096,
+				 .dest_qp_num = qp->qp_num,
+				 .max_dest_rd_atomic = 1,
+				 .min_rnr_timer = 1,
+				 .ah_attr = {.dlid = port.lid, .port_num = 1}};
+	if (ibv_modify_qp(qp, &a,
+			  IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+			      IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
+		return NULL;
+	a = (struct ibv_qp_attr){.qp_state = IBV_QPS_RTS,
+				 .timeout = 14,
+				 .retry_cnt = 7,
+				 .rnr_retry = 7,
+				 .max_rd_atomic = 1};
+	if (ibv_modify_qp(qp, &a,
+			  IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
+			      IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC))
+		return NULL;
+	return qp;
+}
+
+/*
+ * resize_cq moves the ring, and the CQEs not yet polled move with it; it
+ * is refused (EBUSY) while a QP uses the CQ.
+ */
+static void check_resize_cq(struct ibv_context *ctx)
+{
+	char(*buf)[64] = calloc(2, 64); /* heap: memory the provider can move */
+	struct ibv_pd *pd = ibv_alloc_pd(ctx);
+	struct ibv_cq *cq = ibv_create_cq(ctx, 4, NULL, NULL, 0);
+	struct ibv_mr *mr = pd && buf ? ibv_reg_mr(pd, buf, 128, IBV_ACCESS_LOCAL_WRITE) : NULL;
+	struct ibv_qp *qp = pd && cq ? loopback_qp(pd, cq) : NULL;
+	struct ibv_sge rs = {(uintptr_t)buf[1], 64, mr ? mr->lkey : 0};
+	struct ibv_sge ss = {(uintptr_t)buf[0], 64, mr ? mr->lkey : 0};
+	struct ibv_recv_wr rwr = {.wr_id = 7, .sg_list = &rs, .num_sge = 1}, *bad_r;
+	struct ibv_send_wr swr = {.wr_id = 9,
+				  .sg_list = &ss,
+				  .num_sge = 1,
+				  .opcode = IBV_WR_SEND,
+				  .send_flags = IBV_SEND_SIGNALED},
+			   *bad_s;
+	struct ibv_wc wc[4];
+	int n;
+
+	REQUIRE(pd && cq && mr && qp, "loopback QP: %s", strerror(errno));
+	memset(buf[0], 0x5a, sizeof(buf[0]));
+	CHECK(ibv_post_recv(qp, &rwr, &bad_r) == 0 && ibv_post_send(qp, &swr, &bad_s) == 0,
+	      "loopback send");
+	CHECK(ibv_resize_cq(cq, 100) == EBUSY, "resize refused while a QP uses the CQ");
+	CHECK(ibv_destroy_qp(qp) == 0, "destroy QP");
+	CHECK(ibv_resize_cq(cq, 100) == 0 && cq->cqe >= 100, "resize to 100: cqe %d", cq->cqe);
+	CHECK(ibv_resize_cq(cq, 0) == EINVAL, "resize to 0");
+	n = ibv_poll_cq(cq, 4, wc);
+	CHECK(n == 2, "both CQEs moved with the ring: %d", n);
+	if (n == 2)
+		CHECK(wc[0].wr_id + wc[1].wr_id == 16 && wc[0].status == IBV_WC_SUCCESS &&
+			  wc[1].status == IBV_WC_SUCCESS,
+		      "the moved CQEs: wr_id %llu %llu status %d %d",
+		      (unsigned long long)wc[0].wr_id, (unsigned long long)wc[1].wr_id,
+		      wc[0].status, wc[1].status);
+	CHECK(memcmp(buf[0], buf[1], 64) == 0, "the loopback data arrived");
+	CHECK(ibv_dereg_mr(mr) == 0 && ibv_destroy_cq(cq) == 0 && ibv_dealloc_pd(pd) == 0,
+	      "teardown");
+	free(buf);
+}
+
 int main(void)
 {
 	struct ibv_context *ctx, *second;
@@ -290,6 +377,7 @@ int main(void)
 	check_port(ctx, &e);
 	check_pd(ctx);
 	check_srq(ctx);
+	check_resize_cq(ctx);
 	check_comp_channel(ctx);
 	second = open_ivrdma0(&e); /* a second context is a second peer */
 	check_port(second, &e);
