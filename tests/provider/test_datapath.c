@@ -908,6 +908,628 @@ static void group_errors(void)
 	post_errnos();
 }
 
+/* --- MR move and restore --------------------------------------------------- */
+
+/* B writes len bytes of pattern 'seed' at addr through rkey: the completion status. */
+static enum ibv_wc_status remote_write(void *addr, uint32_t rkey, size_t len, uint32_t seed)
+{
+	struct buf l;
+	struct ibv_wc wc;
+
+	buf_new(&l, B.pd, len, IBV_ACCESS_LOCAL_WRITE);
+	fill(l.p, len, seed);
+	CHECK(post1(B.qp, 77, IBV_WR_RDMA_WRITE, IBV_SEND_SIGNALED, l.p, (uint32_t)len, l.mr->lkey,
+		    (uintptr_t)addr, rkey) == 0,
+	      "post write");
+	poll1(B.cq, &wc);
+	buf_free(&l);
+	if (wc.status != IBV_WC_SUCCESS) /* the pair is in ERR now: a fresh one */
+		pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	return wc.status;
+}
+
+/* The mapping holding addr, as /proc/self/maps lists it ("" if none). */
+static void maps_line(const void *addr, char *out, size_t n)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+
+	out[0] = 0;
+	REQUIRE(f, "open maps");
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= (uintptr_t)addr &&
+		    (uintptr_t)addr < hi) {
+			snprintf(out, n, "%s", line);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/* Private anonymous again (no region mapping left at addr). */
+static bool is_private_anon(const void *addr)
+{
+	char l[512], perms[8] = "";
+	unsigned long ino = 1;
+
+	maps_line(addr, l, sizeof(l));
+	sscanf(l, "%*s %7s %*s %*s %lu", perms, &ino);
+	return perms[3] == 'p' && ino == 0;
+}
+
+/* Does a forked child's write to addr show here? Only through a shared mapping. */
+static bool child_write_visible(volatile uint8_t *addr)
+{
+	uint8_t before = *addr;
+	pid_t pid = fork();
+	int st;
+
+	REQUIRE(pid >= 0, "fork");
+	if (pid == 0) {
+		*addr = (uint8_t)(before ^ 0xff);
+		_exit(0);
+	}
+	REQUIRE(waitpid(pid, &st, 0) == pid && WIFEXITED(st), "child");
+	if (*addr == before)
+		return false;
+	*addr = before;
+	return true;
+}
+
+static void mr_overlaps(void)
+{
+	size_t pg = page_size();
+	struct buf b;
+	uint8_t *exp = malloc(3 * pg);
+	struct ibv_mr *m1, *m2, *m3, *m4;
+
+	REQUIRE(exp, "malloc");
+	buf_new(&b, NULL, 3 * pg - 1, 0);
+	fill(b.p, 3 * pg, 10);
+	memcpy(exp, b.p, 3 * pg);
+	m1 = ibv_reg_mr(A.pd, b.p, 2 * pg, MR_ALL);
+	m2 = ibv_reg_mr(A.pd, b.p + pg + 100, 2 * pg - 100,
+			MR_ALL);		      /* overlaps m1, grows its span */
+	m3 = ibv_reg_mr(A.pd, b.p + 100, 50, MR_ALL); /* inside m1 */
+	m4 = ibv_reg_mr(A.pd, b.p, 2 * pg, MR_ALL);   /* m1 again */
+	REQUIRE(m1 && m2 && m3 && m4, "overlapping registrations: %s", strerror(errno));
+	CHECK(!memcmp(b.p, exp, 3 * pg), "registration keeps the contents");
+	CHECK(child_write_visible(b.p + pg), "registered pages are shared (moved into the region)");
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	CHECK(remote_write(b.p + 10, m1->rkey, 300, 11) == IBV_WC_SUCCESS, "write via m1");
+	fill(exp + 10, 300, 11);
+	CHECK(remote_write(b.p + 2 * pg + 5, m2->rkey, 200, 12) == IBV_WC_SUCCESS, "write via m2");
+	fill(exp + 2 * pg + 5, 200, 12);
+	CHECK(remote_write(b.p + 120, m3->rkey, 30, 13) == IBV_WC_SUCCESS, "write via m3");
+	fill(exp + 120, 30, 13);
+	CHECK(!memcmp(b.p, exp, 3 * pg), "remote writes land at the application's addresses");
+	CHECK(remote_write(b.p + 140, m3->rkey, 30, 14) == IBV_WC_REM_ACCESS_ERR,
+	      "m3's bounds are its own, not the span's");
+	CHECK(ibv_dereg_mr(m1) == 0, "dereg m1");
+	CHECK(!memcmp(b.p, exp, 3 * pg), "contents after dereg of m1");
+	CHECK(remote_write(b.p + 50, m4->rkey, 40, 15) == IBV_WC_SUCCESS,
+	      "m4 (same range) lives on");
+	fill(exp + 50, 40, 15);
+	CHECK(remote_write(b.p + 10, m1->rkey, 8, 16) == IBV_WC_REM_ACCESS_ERR,
+	      "m1's key is dead after dereg");
+	CHECK(ibv_dereg_mr(m4) == 0 && ibv_dereg_mr(m3) == 0, "dereg m4, m3");
+	CHECK(remote_write(b.p + pg, m2->rkey, 16, 17) == IBV_WC_REM_ACCESS_ERR,
+	      "m2 starts at its own address");
+	CHECK(remote_write(b.p + pg + 100, m2->rkey, 16, 18) == IBV_WC_SUCCESS, "m2 still works");
+	fill(exp + pg + 100, 16, 18);
+	CHECK(!memcmp(b.p, exp, 3 * pg), "contents with only m2 left");
+	CHECK(ibv_dereg_mr(m2) == 0, "dereg m2");
+	CHECK(!memcmp(b.p, exp, 3 * pg), "dereg of the last MR restores the same contents");
+	CHECK(is_private_anon(b.p) && is_private_anon(b.p + 2 * pg), "private pages again");
+	CHECK(!child_write_visible(b.p + pg), "after dereg, writes do not reach shared memory");
+	b.p[5] ^= 1; /* the application writes on: its own private page */
+	CHECK(b.p[5] == (exp[5] ^ 1), "pages writable after dereg");
+	munmap(b.p, b.maplen);
+	free(exp);
+}
+
+/* A small heap buffer shares its pages with unrelated heap data. */
+static void mr_unaligned_heap(void)
+{
+	enum { N = 7, SZ = 100 };
+	uint8_t *blk[N], *late;
+	struct ibv_mr *mr;
+
+	for (int i = 0; i < N; i++) {
+		blk[i] = malloc(SZ);
+		REQUIRE(blk[i], "malloc");
+		fill(blk[i], SZ, 30u + (unsigned)i);
+	}
+	mr = ibv_reg_mr(A.pd, blk[3], SZ, MR_ALL);
+	REQUIRE(mr, "reg_mr of a 100-byte heap block: %s", strerror(errno));
+	for (int i = 0; i < N; i++)
+		CHECK(pat_diff(blk[i], SZ, 30u + (unsigned)i) == SZ, "heap block %d kept by reg",
+		      i);
+	late = malloc(SZ); /* may well land on the moved page */
+	REQUIRE(late, "malloc");
+	fill(late, SZ, 50);
+	fill(blk[2], SZ, 52); /* neighbours written while the page is moved */
+	fill(blk[4], SZ, 54);
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	CHECK(remote_write(blk[3] + 1, mr->rkey, SZ - 1, 53) == IBV_WC_SUCCESS, "write into it");
+	CHECK(remote_write(blk[3] + 1, mr->rkey, SZ, 60) == IBV_WC_REM_ACCESS_ERR,
+	      "one byte past the MR (into the neighbour): REM_ACCESS_ERR");
+	CHECK(ibv_dereg_mr(mr) == 0, "dereg");
+	CHECK(blk[3][0] == pat(0, 33) && pat_diff(blk[3] + 1, SZ - 1, 53) == SZ - 1,
+	      "the written data survives dereg");
+	CHECK(pat_diff(blk[2], SZ, 52) == SZ && pat_diff(blk[4], SZ, 54) == SZ,
+	      "neighbours written while moved keep their values");
+	for (int i = 0; i < N; i++)
+		if (i < 2 || i > 4)
+			CHECK(pat_diff(blk[i], SZ, 30u + (unsigned)i) == SZ, "heap block %d", i);
+	CHECK(pat_diff(late, SZ, 50) == SZ, "a block allocated while moved survives");
+	CHECK(is_private_anon(blk[3]), "the heap page is private again");
+	for (int i = 0; i < N; i++)
+		free(blk[i]);
+	free(late);
+}
+
+/* Memory that cannot be moved: EINVAL for remote access, nothing changed. */
+static void mr_unmovable(void)
+{
+	size_t pg = page_size();
+	char path[] = "/tmp/ivrdma-dp-XXXXXX", before[512], after[512];
+	int fd = mkstemp(path);
+	uint8_t *f, *ro, *hole, check[8192];
+	struct ibv_mr *mr;
+
+	REQUIRE(fd >= 0 && ftruncate(fd, 2 * (off_t)pg) == 0, "temp file");
+	unlink(path);
+	f = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	REQUIRE(f != MAP_FAILED, "mmap file");
+	fill(f, 2 * pg, 70);
+	maps_line(f, before, sizeof(before));
+	errno = 0;
+	CHECK(!ibv_reg_mr(A.pd, f + 10, 100, MR_ALL) && errno == EINVAL,
+	      "file mapping with remote access: EINVAL (%s)", strerror(errno));
+	errno = 0;
+	CHECK(!ibv_reg_mr(A.pd, f, pg, IBV_ACCESS_REMOTE_READ) && errno == EINVAL,
+	      "file mapping with remote read: EINVAL (%s)", strerror(errno));
+	maps_line(f, after, sizeof(after));
+	CHECK(!strcmp(before, after), "the file mapping is untouched: %s", after);
+	CHECK(pat_diff(f, 2 * pg, 70) == 2 * pg, "file contents unchanged");
+	/* Local access only: registered in place, usable as a local SGE. */
+	mr = ibv_reg_mr(A.pd, f, 2 * pg, IBV_ACCESS_LOCAL_WRITE);
+	REQUIRE(mr, "file mapping, local write only: %s", strerror(errno));
+	{
+		struct buf r;
+		struct ibv_wc wc;
+
+		buf_new(&r, B.pd, pg, MR_ALL);
+		pair_connect(&A, &B, IBV_QPT_RC, &err_opts, &err_opts);
+		CHECK(post1(A.qp, 80, IBV_WR_RDMA_WRITE, IBV_SEND_SIGNALED, f + 3, 1000, mr->lkey,
+			    (uintptr_t)r.p, r.mr->rkey) == 0,
+		      "write from the file mapping");
+		poll1(A.cq, &wc);
+		CHECK(wc.status == IBV_WC_SUCCESS && !memcmp(r.p, f + 3, 1000),
+		      "an unmoved local MR is a source (%s)", ibv_wc_status_str(wc.status));
+		CHECK(post1(A.qp, 81, IBV_WR_RDMA_READ, IBV_SEND_SIGNALED, f + pg, 500, mr->lkey,
+			    (uintptr_t)r.p + 1000, r.mr->rkey) == 0,
+		      "read into the file mapping");
+		poll1(A.cq, &wc);
+		CHECK(wc.status == IBV_WC_SUCCESS && all_diff(f + pg, 500, 0xee) == 500,
+		      "and a target (%s)", ibv_wc_status_str(wc.status));
+		fill(f + pg, 500, 70 ^ 1);
+		buf_free(&r);
+	}
+	CHECK(ibv_dereg_mr(mr) == 0, "dereg");
+	maps_line(f, after, sizeof(after));
+	CHECK(!strcmp(before, after), "still the file mapping");
+	CHECK(pread(fd, check, 2 * pg, 0) == (ssize_t)(2 * pg) && !memcmp(check, f, 2 * pg),
+	      "the file holds what the mapping shows");
+	munmap(f, 2 * pg);
+	close(fd);
+	/* A read-only mapping. */
+	ro = mmap(NULL, pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(ro != MAP_FAILED, "mmap");
+	maps_line(ro, before, sizeof(before));
+	errno = 0;
+	CHECK(!ibv_reg_mr(A.pd, ro, pg, IBV_ACCESS_REMOTE_READ) && errno == EINVAL,
+	      "read-only mapping, remote read: EINVAL (%s)", strerror(errno));
+	errno = 0;
+	CHECK(!ibv_reg_mr(A.pd, ro, pg, MR_ALL) && errno == EINVAL,
+	      "read-only mapping, remote write: EINVAL (%s)", strerror(errno));
+	maps_line(ro, after, sizeof(after));
+	CHECK(!strcmp(before, after) && all_diff(ro, pg, 0) == pg, "read-only mapping untouched");
+	munmap(ro, pg);
+	/* Nothing mapped at all. */
+	hole = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(hole != MAP_FAILED, "mmap");
+	munmap(hole, pg);
+	errno = 0;
+	CHECK(!ibv_reg_mr(A.pd, hole, pg, MR_ALL) && errno == EFAULT, "unmapped: EFAULT (%s)",
+	      strerror(errno));
+}
+
+/* Bytes [from, to) of p still hold pattern 'seed' at their own offsets. */
+static bool tail_is(const uint8_t *p, size_t from, size_t to, uint32_t seed)
+{
+	for (size_t i = from; i < to; i++)
+		if (p[i] != pat(i, seed))
+			return false;
+	return true;
+}
+
+/* One buffer, two PDs: each key works only with QPs of its PD. */
+static void mr_two_pds(void)
+{
+	struct ibv_pd *pd2 = ibv_alloc_pd(A.ctx);
+	struct buf b;
+	struct ibv_mr *m2;
+
+	REQUIRE(pd2, "alloc_pd");
+	buf_new(&b, A.pd, 4096, MR_ALL);
+	fill(b.p, 4096, 90);
+	m2 = ibv_reg_mr(pd2, b.p, 4096, MR_ALL);
+	REQUIRE(m2, "the same buffer in a second PD: %s", strerror(errno));
+	CHECK(m2->rkey != b.mr->rkey, "distinct keys");
+	CHECK(pat_diff(b.p, 4096, 90) == 4096, "contents kept");
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts); /* A's QP is in A.pd */
+	CHECK(remote_write(b.p + 8, b.mr->rkey, 64, 91) == IBV_WC_SUCCESS, "key of the QP's PD");
+	CHECK(remote_write(b.p + 8, m2->rkey, 64, 92) == IBV_WC_REM_ACCESS_ERR,
+	      "key of the other PD: REM_ACCESS_ERR");
+	CHECK(pat_diff(b.p + 8, 64, 91) == 64 && pat_diff(b.p, 8, 90) == 8, "data");
+	CHECK(ibv_dereg_mr(m2) == 0, "dereg the second");
+	CHECK(remote_write(b.p + 8, b.mr->rkey, 64, 93) == IBV_WC_SUCCESS, "the first lives on");
+	CHECK(ibv_dereg_mr(b.mr) == 0, "dereg the first");
+	b.mr = NULL;
+	CHECK(pat_diff(b.p + 8, 64, 93) == 64 && tail_is(b.p, 72, 4096, 90),
+	      "contents after both deregs");
+	CHECK(is_private_anon(b.p), "private again");
+	buf_free(&b);
+	CHECK(ibv_dealloc_pd(pd2) == 0, "dealloc_pd");
+}
+
+static void group_mr(void)
+{
+	mr_overlaps();
+	mr_unaligned_heap();
+	mr_unmovable();
+	mr_two_pds();
+}
+
+/* --- two processes: a sleeping target, a killed peer ----------------------- */
+
+struct info {
+	uint32_t qpn, rkey;
+	uint16_t lid;
+	uint64_t addr;
+};
+
+static void xfer(int fd, void *p, size_t n, bool out)
+{
+	ssize_t r = out ? write(fd, p, n) : read(fd, p, n);
+
+	REQUIRE(r == (ssize_t)n, "socketpair %s: %zd", out ? "write" : "read", r);
+}
+
+/* The process is blocked in (clock_)nanosleep: its state and current syscall. */
+static bool in_sleep(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	long nr = -1;
+	char state = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		state = p[2];
+	fclose(f);
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%ld", &nr) != 1)
+			nr = -1;
+		fclose(f);
+	}
+	return state == 'S' && (nr == 230 || nr == 35); /* clock_nanosleep, nanosleep (x86_64) */
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/* The target: sets up, then sleeps until the initiator is done; checks the write after. */
+static int sleeping_target(int sock)
+{
+	struct qpopts o = err_opts;
+	struct info me, peer;
+	struct buf t;
+	struct sigaction sa = {.sa_handler = on_usr1};
+	unsigned int left;
+	size_t pg = page_size();
+	char c = 'S';
+
+	ep_open(&B);
+	buf_new(&t, B.pd, 2 * pg, MR_ALL);
+	fill(t.p, pg, 21);
+	ep_qp(&B, IBV_QPT_RC, &o);
+	me = (struct info){B.qp->qp_num, t.mr->rkey, B.lid, (uintptr_t)t.p};
+	xfer(sock, &me, sizeof(me), true);
+	xfer(sock, &peer, sizeof(peer), false);
+	qp_connect(B.qp, peer.qpn, peer.lid, &o);
+	sigaction(SIGUSR1, &sa, NULL);
+	xfer(sock, &c, 1, true);
+	left = sleep(600); /* until the initiator's SIGUSR1 */
+	CHECK(left > 0, "woken by the initiator, not by the clock");
+	CHECK(pat_diff(t.p + pg, pg, 22) == pg, "the write landed while I slept");
+	CHECK(pat_diff(t.p, pg, 21) == pg, "the read left my data alone");
+	CHECK(cq_empty(B.cq), "one-sided: no completion on the target");
+	buf_free(&t);
+	ep_close(&B);
+	return check_summary();
+}
+
+static void sleep_test(void)
+{
+	int sv[2], st;
+	pid_t pid;
+	struct qpopts o = err_opts;
+	struct info me, peer;
+	struct buf w, r;
+	size_t pg = page_size();
+	uint64_t end;
+	char c;
+
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+	pid = fork();
+	REQUIRE(pid >= 0, "fork");
+	if (pid == 0) {
+		close(sv[0]);
+		_exit(sleeping_target(sv[1]));
+	}
+	close(sv[1]);
+	ep_open(&A);
+	buf_new(&w, A.pd, pg, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&r, A.pd, pg, IBV_ACCESS_LOCAL_WRITE);
+	fill(w.p, pg, 22);
+	ep_qp(&A, IBV_QPT_RC, &o);
+	xfer(sv[0], &peer, sizeof(peer), false);
+	me = (struct info){A.qp->qp_num, 0, A.lid, 0};
+	xfer(sv[0], &me, sizeof(me), true);
+	qp_connect(A.qp, peer.qpn, peer.lid, &o);
+	xfer(sv[0], &c, 1, false);
+	for (end = now_s() + DP_DEADLINE_S; !in_sleep(pid) && now_s() <= end;)
+		usleep(1000);
+	REQUIRE(in_sleep(pid), "the target is asleep in nanosleep");
+	CHECK(post1(A.qp, 1, IBV_WR_RDMA_WRITE, IBV_SEND_SIGNALED, w.p, (uint32_t)pg, w.mr->lkey,
+		    peer.addr + pg, peer.rkey) == 0,
+	      "post write");
+	CHECK(post1(A.qp, 2, IBV_WR_RDMA_READ, IBV_SEND_SIGNALED, r.p, (uint32_t)pg, r.mr->lkey,
+		    peer.addr, peer.rkey) == 0,
+	      "post read");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 1, IBV_WC_RDMA_WRITE, "write while the target sleeps");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 2, IBV_WC_RDMA_READ, "read while the target sleeps");
+	CHECK(pat_diff(r.p, pg, 21) == pg, "read data from the sleeping target");
+	CHECK(in_sleep(pid), "the target still sleeps after both completions");
+	kill(pid, SIGUSR1);
+	REQUIRE(waitpid(pid, &st, 0) == pid, "waitpid");
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the target's checks (status %#x)", st);
+	close(sv[0]);
+	buf_free(&w);
+	buf_free(&r);
+	ep_close(&A);
+}
+
+/* The target process is killed: writes to it end in IBV_WC_RETRY_EXC_ERR. */
+static void killed_peer(void)
+{
+	int sv[2], st;
+	pid_t pid;
+	struct qpopts o = err_opts;
+	struct info me, peer;
+	struct buf w;
+	struct ibv_wc wc;
+	uint64_t end;
+	char c = 'R';
+	int ok = 0;
+
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+	pid = fork();
+	REQUIRE(pid >= 0, "fork");
+	if (pid == 0) {
+		struct buf t;
+
+		close(sv[0]);
+		ep_open(&B);
+		buf_new(&t, B.pd, 4096, MR_ALL);
+		ep_qp(&B, IBV_QPT_RC, &o);
+		me = (struct info){B.qp->qp_num, t.mr->rkey, B.lid, (uintptr_t)t.p};
+		xfer(sv[1], &me, sizeof(me), true);
+		xfer(sv[1], &peer, sizeof(peer), false);
+		qp_connect(B.qp, peer.qpn, peer.lid, &o);
+		xfer(sv[1], &c, 1, true);
+		for (;;)
+			pause();
+	}
+	close(sv[1]);
+	ep_open(&A);
+	buf_new(&w, A.pd, 4096, IBV_ACCESS_LOCAL_WRITE);
+	ep_qp(&A, IBV_QPT_RC, &o);
+	xfer(sv[0], &peer, sizeof(peer), false);
+	me = (struct info){A.qp->qp_num, 0, A.lid, 0};
+	xfer(sv[0], &me, sizeof(me), true);
+	qp_connect(A.qp, peer.qpn, peer.lid, &o);
+	xfer(sv[0], &c, 1, false);
+	CHECK(post1(A.qp, 1, IBV_WR_RDMA_WRITE, IBV_SEND_SIGNALED, w.p, 64, w.mr->lkey, peer.addr,
+		    peer.rkey) == 0,
+	      "write to the live peer");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 1, IBV_WC_RDMA_WRITE, "write to the live peer");
+	kill(pid, SIGKILL);
+	REQUIRE(waitpid(pid, &st, 0) == pid, "waitpid");
+	/* Until ivrdmad has seen the peer go, writes may still land in its memory. */
+	for (end = now_s() + DP_DEADLINE_S;; ok++) {
+		CHECK(post1(A.qp, 2, IBV_WR_RDMA_WRITE, IBV_SEND_SIGNALED, w.p, 64, w.mr->lkey,
+			    peer.addr, peer.rkey) == 0,
+		      "post write");
+		poll1(A.cq, &wc);
+		if (wc.status != IBV_WC_SUCCESS || now_s() > end)
+			break;
+	}
+	CHECK(wc.status == IBV_WC_RETRY_EXC_ERR, "killed peer: %s after %d writes",
+	      ibv_wc_status_str(wc.status), ok);
+	CHECK(cq_empty(A.cq), "one completion");
+	check_flushing(&A, "killed peer");
+	close(sv[0]);
+	buf_free(&w);
+	ep_close(&A);
+}
+
+/* --- modify_qp ------------------------------------------------------------- */
+
+static int mod(struct ibv_qp *qp, struct ibv_qp_attr a, int mask)
+{
+	return ibv_modify_qp(qp, &a, mask);
+}
+
+static void group_modify(void)
+{
+	struct qpopts o = {.max_send_wr = 10, .max_inline = 64, .max_sge = 3};
+	const int init_m = IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS;
+	const int rtr_m = IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+			  IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER;
+	const int rts_m = IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+			  IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC;
+	struct ibv_qp_attr init = {.qp_state = IBV_QPS_INIT,
+				   .port_num = 1,
+				   .qp_access_flags =
+				       IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ};
+	struct ibv_qp_attr rtr = {.qp_state = IBV_QPS_RTR,
+				  .path_mtu = IBV_MTU_1024,
+				  .rq_psn = 0x123,
+				  .max_dest_rd_atomic = 4,
+				  .min_rnr_timer = 12},
+			   rts = {.qp_state = IBV_QPS_RTS,
+				  .sq_psn = 0x456,
+				  .timeout = 17,
+				  .retry_cnt = 5,
+				  .rnr_retry = 6,
+				  .max_rd_atomic = 2},
+			   a, bad;
+	struct ibv_qp_init_attr ia;
+	struct ibv_qp *qp;
+
+	ep_qp(&B, IBV_QPT_RC, &o);
+	qp = ep_qp(&A, IBV_QPT_RC, &o);
+	rtr.dest_qp_num = B.qp->qp_num;
+	rtr.ah_attr = (struct ibv_ah_attr){.dlid = B.lid, .port_num = 1};
+	/* RESET */
+	CHECK(mod(qp, rtr, rtr_m) == EINVAL, "RESET -> RTR");
+	CHECK(mod(qp, rts, rts_m) == EINVAL, "RESET -> RTS");
+	CHECK(mod(qp, init, init_m & ~IBV_QP_PORT) == EINVAL, "INIT without PORT");
+	CHECK(mod(qp, init, init_m & ~IBV_QP_ACCESS_FLAGS) == EINVAL, "INIT without ACCESS_FLAGS");
+	CHECK(mod(qp, init, init_m & ~IBV_QP_PKEY_INDEX) == EINVAL, "INIT without PKEY_INDEX");
+	CHECK(mod(qp, init, init_m | IBV_QP_SQ_PSN) == EINVAL, "INIT with SQ_PSN (not allowed)");
+	bad = init;
+	bad.port_num = 2;
+	CHECK(mod(qp, bad, init_m) == EINVAL, "INIT on port 2");
+	bad = init;
+	bad.pkey_index = 1;
+	CHECK(mod(qp, bad, init_m) == EINVAL, "INIT with pkey_index 1");
+	bad = init;
+	bad.cur_qp_state = IBV_QPS_INIT;
+	CHECK(mod(qp, bad, init_m | IBV_QP_CUR_STATE) == EINVAL, "cur_qp_state mismatch");
+	CHECK(qp_state(qp) == IBV_QPS_RESET && qp->state == IBV_QPS_RESET, "still RESET");
+	CHECK(mod(qp, init, init_m) == 0, "RESET -> INIT");
+	/* INIT */
+	CHECK(mod(qp, rts, rts_m) == EINVAL, "INIT -> RTS");
+	CHECK(mod(qp, rtr, rtr_m & ~IBV_QP_DEST_QPN) == EINVAL, "RTR without DEST_QPN");
+	CHECK(mod(qp, rtr, rtr_m & ~IBV_QP_AV) == EINVAL, "RTR without AV");
+	CHECK(mod(qp, rtr, rtr_m & ~IBV_QP_MIN_RNR_TIMER) == EINVAL,
+	      "RC RTR without MIN_RNR_TIMER");
+	CHECK(mod(qp, rtr, rtr_m & ~IBV_QP_MAX_DEST_RD_ATOMIC) == EINVAL,
+	      "RC RTR without MAX_DEST_RD_ATOMIC");
+	CHECK(mod(qp, rtr, rtr_m | IBV_QP_RETRY_CNT) == EINVAL, "RTR with RETRY_CNT");
+	bad = rtr;
+	bad.path_mtu = (enum ibv_mtu)6;
+	CHECK(mod(qp, bad, rtr_m) == EINVAL, "RTR with path_mtu 6");
+	bad = rtr;
+	bad.ah_attr.dlid = 999;
+	CHECK(mod(qp, bad, rtr_m) == EINVAL, "RTR to LID 999 (no such node)");
+	bad = rtr;
+	bad.dest_qp_num = 0xabcdef;
+	CHECK(mod(qp, bad, rtr_m) == EINVAL, "RTR to a QPN that does not exist");
+	bad = rtr;
+	bad.min_rnr_timer = 32;
+	CHECK(mod(qp, bad, rtr_m) == EINVAL, "min_rnr_timer 32");
+	CHECK(qp_state(qp) == IBV_QPS_INIT, "still INIT");
+	CHECK(mod(qp, init, init_m) == 0, "INIT -> INIT");
+	CHECK(mod(qp, rtr, rtr_m) == 0, "INIT -> RTR");
+	/* RTR */
+	CHECK(mod(qp, init, init_m) == EINVAL, "RTR -> INIT");
+	CHECK(mod(qp, rts, rts_m & ~IBV_QP_RETRY_CNT) == EINVAL, "RTS without RETRY_CNT");
+	CHECK(mod(qp, rts, rts_m & ~IBV_QP_SQ_PSN) == EINVAL, "RTS without SQ_PSN");
+	bad = rts;
+	bad.retry_cnt = 8;
+	CHECK(mod(qp, bad, rts_m) == EINVAL, "retry_cnt 8");
+	bad = rts;
+	bad.timeout = 32;
+	CHECK(mod(qp, bad, rts_m) == EINVAL, "timeout 32");
+	CHECK(qp_state(qp) == IBV_QPS_RTR, "still RTR");
+	CHECK(mod(qp, rts, rts_m) == 0, "RTR -> RTS");
+	/* What was set reads back. */
+	memset(&a, 0, sizeof(a));
+	CHECK(ibv_query_qp(qp, &a, 0x1fffff, &ia) == 0, "query_qp");
+	CHECK(a.qp_state == IBV_QPS_RTS && a.qp_access_flags == init.qp_access_flags &&
+		  a.port_num == 1 && a.pkey_index == 0,
+	      "query: state %d access %#x port %u", a.qp_state, a.qp_access_flags, a.port_num);
+	CHECK(a.path_mtu == IBV_MTU_1024 && a.dest_qp_num == B.qp->qp_num && a.rq_psn == 0x123 &&
+		  a.max_dest_rd_atomic == 4 && a.min_rnr_timer == 12 && a.ah_attr.dlid == B.lid,
+	      "query: RTR attributes (mtu %d qpn %u rq_psn %#x rd %u rnr %u dlid %u)", a.path_mtu,
+	      a.dest_qp_num, a.rq_psn, a.max_dest_rd_atomic, a.min_rnr_timer, a.ah_attr.dlid);
+	CHECK(a.sq_psn == 0x456 && a.timeout == 17 && a.retry_cnt == 5 && a.rnr_retry == 6 &&
+		  a.max_rd_atomic == 2,
+	      "query: RTS attributes (sq_psn %#x timeout %u retry %u rnr %u rd %u)", a.sq_psn,
+	      a.timeout, a.retry_cnt, a.rnr_retry, a.max_rd_atomic);
+	CHECK(a.cap.max_send_wr >= 10 && a.cap.max_send_sge >= 3 && a.cap.max_inline_data >= 64 &&
+		  ia.cap.max_send_wr == a.cap.max_send_wr && ia.qp_type == IBV_QPT_RC &&
+		  ia.send_cq == A.cq,
+	      "query: caps and init attributes");
+	/* RTS */
+	CHECK(mod(qp, (struct ibv_qp_attr){.qp_state = IBV_QPS_RTS, .min_rnr_timer = 3},
+		  IBV_QP_STATE | IBV_QP_MIN_RNR_TIMER) == 0,
+	      "RTS -> RTS with MIN_RNR_TIMER");
+	CHECK(ibv_query_qp(qp, &a, IBV_QP_MIN_RNR_TIMER, &ia) == 0 && a.min_rnr_timer == 3,
+	      "new min_rnr_timer reads back");
+	CHECK(mod(qp, rtr, rtr_m) == EINVAL, "RTS -> RTR");
+	CHECK(mod(qp, init, init_m) == EINVAL, "RTS -> INIT");
+	CHECK(mod(qp, (struct ibv_qp_attr){.qp_state = IBV_QPS_RTS, .timeout = 3},
+		  IBV_QP_STATE | IBV_QP_PATH_MTU) == EINVAL,
+	      "RTS -> RTS with PATH_MTU");
+	CHECK(mod(qp, (struct ibv_qp_attr){.qp_state = IBV_QPS_ERR}, IBV_QP_STATE) == 0, "-> ERR");
+	CHECK(mod(qp, rts, rts_m) == EINVAL, "ERR -> RTS");
+	CHECK(qp_state(qp) == IBV_QPS_ERR, "ERR");
+	CHECK(mod(qp, (struct ibv_qp_attr){.qp_state = IBV_QPS_RESET}, IBV_QP_STATE) == 0,
+	      "ERR -> RESET");
+	CHECK(qp_state(qp) == IBV_QPS_RESET, "RESET");
+	CHECK(mod(qp, init, init_m) == 0 && qp_state(qp) == IBV_QPS_INIT, "RESET -> INIT again");
+	CHECK(cq_empty(A.cq), "nothing was posted: nothing completes");
+	/* UC: no RNR timer, no read atomics, no retry attributes. */
+	qp = ep_qp(&A, IBV_QPT_UC, &o);
+	ep_qp(&B, IBV_QPT_UC, &o);
+	rtr.dest_qp_num = B.qp->qp_num;
+	CHECK(mod(qp, init, init_m) == 0, "UC INIT");
+	CHECK(mod(qp, rtr, rtr_m) == EINVAL, "UC RTR with MIN_RNR_TIMER and MAX_DEST_RD_ATOMIC");
+	CHECK(mod(qp, rtr, rtr_m & ~(IBV_QP_MIN_RNR_TIMER | IBV_QP_MAX_DEST_RD_ATOMIC)) == 0,
+	      "UC RTR");
+	CHECK(mod(qp, rts, rts_m) == EINVAL, "UC RTS with TIMEOUT/RETRY_CNT/RNR_RETRY");
+	CHECK(mod(qp, rts, IBV_QP_STATE | IBV_QP_SQ_PSN) == 0, "UC RTS");
+	CHECK(ibv_query_qp(qp, &a, IBV_QP_STATE, &ia) == 0 && a.qp_state == IBV_QPS_RTS &&
+		  a.sq_psn == 0x456 && ia.qp_type == IBV_QPT_UC,
+	      "UC query");
+}
+
 int main(int argc, char **argv)
 {
 	const char *g = argc > 1 ? argv[1] : "verbs";
@@ -922,6 +1544,21 @@ int main(int argc, char **argv)
 		ep_open(&A);
 		ep_open(&B);
 		group_errors();
+		ep_close(&A);
+		ep_close(&B);
+	} else if (!strcmp(g, "mr")) {
+		ep_open(&A);
+		ep_open(&B);
+		group_mr();
+		ep_close(&A);
+		ep_close(&B);
+	} else if (!strcmp(g, "sleep")) {
+		sleep_test();
+		killed_peer();
+	} else if (!strcmp(g, "modify")) {
+		ep_open(&A);
+		ep_open(&B);
+		group_modify();
 		ep_close(&A);
 		ep_close(&B);
 	} else {
