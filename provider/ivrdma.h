@@ -47,7 +47,13 @@ struct ivrdma_context {
 
 struct ivrdma_pd {
 	struct ibv_pd ibv_pd;
+	atomic_int users; /* MRs, QPs and SRQs in it: dealloc_pd is EBUSY until 0 */
 };
+
+static inline struct ivrdma_pd *to_ipd(struct ibv_pd *pd)
+{
+	return (struct ivrdma_pd *)((char *)pd - offsetof(struct ivrdma_pd, ibv_pd));
+}
 
 static inline struct ivrdma_context *to_ictx(struct ibv_context *ctx)
 {
@@ -203,6 +209,18 @@ int ivrdma_query_port(struct ibv_context *context, uint8_t port_num,
 /* pd.c */
 struct ibv_pd *ivrdma_alloc_pd(struct ibv_context *context);
 int ivrdma_dealloc_pd(struct ibv_pd *pd);
+/* The ops for objects in a PD: these count the PD's users around the real ones. */
+struct ibv_mr *ivrdma_pd_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
+				int access);
+int ivrdma_pd_dereg_mr(struct verbs_mr *vmr);
+struct ibv_qp *ivrdma_pd_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
+struct ibv_qp *ivrdma_pd_create_qp_ex(struct ibv_context *context,
+				      struct ibv_qp_init_attr_ex *attr);
+int ivrdma_pd_destroy_qp(struct ibv_qp *qp);
+struct ibv_srq *ivrdma_pd_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *attr);
+struct ibv_srq *ivrdma_pd_create_srq_ex(struct ibv_context *context,
+					struct ibv_srq_init_attr_ex *attr);
+int ivrdma_pd_destroy_srq(struct ibv_srq *srq);
 
 /* slots.c: object slots and ring chunks owned by this context */
 int64_t ivrdma_slot_alloc(struct ivrdma_context *ctx, const struct ivrdma_table *t);

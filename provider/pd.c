@@ -22,8 +22,103 @@ struct ibv_pd *ivrdma_alloc_pd(struct ibv_context *context)
 
 int ivrdma_dealloc_pd(struct ibv_pd *ibpd)
 {
-	/* Objects still using the PD will be refused here (EBUSY) once MRs,
-	 * QPs, SRQs and AHs exist and count their PD references. */
-	free((struct ivrdma_pd *)ibpd);
+	struct ivrdma_pd *pd = to_ipd(ibpd);
+
+	if (atomic_load(&pd->users))
+		return EBUSY; /* as the kernel answers while MRs, QPs or SRQs use it */
+	free(pd);
 	return 0;
+}
+
+/*
+ * The verbs that create and destroy objects in a PD, counted here so the
+ * objects' own files need not know: the ops table points at these.
+ */
+static void pd_get(struct ibv_pd *pd)
+{
+	if (pd)
+		atomic_fetch_add(&to_ipd(pd)->users, 1);
+}
+
+static void pd_put(struct ibv_pd *pd)
+{
+	if (pd)
+		atomic_fetch_sub(&to_ipd(pd)->users, 1);
+}
+
+struct ibv_mr *ivrdma_pd_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
+				int access)
+{
+	struct ibv_mr *mr = ivrdma_reg_mr(pd, addr, length, hca_va, access);
+
+	if (mr)
+		pd_get(pd);
+	return mr;
+}
+
+int ivrdma_pd_dereg_mr(struct verbs_mr *vmr)
+{
+	struct ibv_pd *pd = vmr->ibv_mr.pd;
+	int rc = ivrdma_dereg_mr(vmr);
+
+	if (!rc)
+		pd_put(pd);
+	return rc;
+}
+
+struct ibv_qp *ivrdma_pd_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
+{
+	struct ibv_qp *qp = ivrdma_create_qp(pd, attr);
+
+	if (qp)
+		pd_get(qp->pd);
+	return qp;
+}
+
+struct ibv_qp *ivrdma_pd_create_qp_ex(struct ibv_context *context, struct ibv_qp_init_attr_ex *attr)
+{
+	struct ibv_qp *qp = ivrdma_create_qp_ex(context, attr);
+
+	if (qp)
+		pd_get(qp->pd);
+	return qp;
+}
+
+int ivrdma_pd_destroy_qp(struct ibv_qp *qp)
+{
+	struct ibv_pd *pd = qp->pd;
+	int rc = ivrdma_destroy_qp(qp);
+
+	if (!rc)
+		pd_put(pd);
+	return rc;
+}
+
+struct ibv_srq *ivrdma_pd_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *attr)
+{
+	struct ibv_srq *srq = ivrdma_create_srq(pd, attr);
+
+	if (srq)
+		pd_get(srq->pd);
+	return srq;
+}
+
+struct ibv_srq *ivrdma_pd_create_srq_ex(struct ibv_context *context,
+					struct ibv_srq_init_attr_ex *attr)
+{
+	struct ibv_srq *srq = ivrdma_create_srq_ex(context, attr);
+
+	if (srq)
+		pd_get(srq->pd);
+	return srq;
+}
+
+int ivrdma_pd_destroy_srq(struct ibv_srq *srq)
+{
+	struct ibv_pd *pd = srq->pd;
+	int rc = ivrdma_destroy_srq(srq);
+
+	if (!rc)
+		pd_put(pd);
+	return rc;
 }

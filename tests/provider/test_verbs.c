@@ -344,6 +344,7 @@ static void check_resize_cq(struct ibv_context *ctx)
 	CHECK(ibv_post_recv(qp, &rwr, &bad_r) == 0 && ibv_post_send(qp, &swr, &bad_s) == 0,
 	      "loopback send");
 	CHECK(ibv_resize_cq(cq, 100) == EBUSY, "resize refused while a QP uses the CQ");
+	CHECK(ibv_dealloc_pd(pd) == EBUSY, "a PD with a QP in it is busy");
 	CHECK(ibv_destroy_qp(qp) == 0, "destroy QP");
 	CHECK(ibv_resize_cq(cq, 100) == 0 && cq->cqe >= 100, "resize to 100: cqe %d", cq->cqe);
 	CHECK(ibv_resize_cq(cq, 0) == EINVAL, "resize to 0");
@@ -356,6 +357,7 @@ static void check_resize_cq(struct ibv_context *ctx)
 		      (unsigned long long)wc[0].wr_id, (unsigned long long)wc[1].wr_id,
 		      wc[0].status, wc[1].status);
 	CHECK(memcmp(buf[0], buf[1], 64) == 0, "the loopback data arrived");
+	CHECK(ibv_dealloc_pd(pd) == EBUSY, "a PD with an MR in it is busy");
 	CHECK(ibv_dereg_mr(mr) == 0 && ibv_destroy_cq(cq) == 0 && ibv_dealloc_pd(pd) == 0,
 	      "teardown");
 	free(buf);
