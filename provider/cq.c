@@ -180,5 +180,10 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 	if (n)
 		shm_store_release64(&cq->view.slot->cons, cq->cons); /* entries back to producers */
 	pthread_spin_unlock(&cq->lock);
+	/* A receive that failed (length, protection) fails its QP, as the responder's HCA would. */
+	for (int i = 0; i < n; i++)
+		if (wc[i].status != IBV_WC_SUCCESS && wc[i].status != IBV_WC_WR_FLUSH_ERR &&
+		    (wc[i].opcode & IBV_WC_RECV))
+			ivrdma_qp_recv_failed(ctx, wc[i].qp_num);
 	return n;
 }

@@ -153,6 +153,7 @@ struct ivrdma_qp {
 	uint64_t next_try_ns;
 	bool on_pending_list;
 	struct ivrdma_qp *pending_next;
+	struct ivrdma_qp *all_next; /* the process's QPs (qp.c) */
 	/* The ibv_qp_ex WR being built (qp_ex.c), between wr_start and wr_complete. */
 	struct ibv_send_wr xwr;
 	struct ibv_sge xsge[IVRDMA_MAX_SGE];
@@ -288,6 +289,7 @@ void ivrdma_progress(struct ivrdma_context *ctx);
 void ivrdma_qp_flush_sq(struct ivrdma_qp *qp);
 bool ivrdma_peer_alive(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq);
 void ivrdma_qp_flush_rq(struct ivrdma_qp *qp);
+void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn);
 void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct ivrdma_cqe *e);
 int ivrdma_sq_queue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr);
 void ivrdma_sq_run(struct ivrdma_qp *qp);

@@ -11,6 +11,10 @@
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
+/* Every QP of the process: a failed receive's CQE names its QP by number only. */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ivrdma_qp *all_qps;
+
 static uint32_t pow2_at_least(uint32_t v)
 {
 	uint32_t n = 1;
@@ -140,6 +144,10 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	qp->vqp.qp.qp_num = qp->slot + IVRDMA_QPN_BASE;
 	qp->vqp.qp.state = IBV_QPS_RESET;
 	qp->vqp.qp.qp_type = attr->qp_type;
+	pthread_mutex_lock(&all_lock);
+	qp->all_next = all_qps;
+	all_qps = qp;
+	pthread_mutex_unlock(&all_lock);
 	attr->cap = qp->cap;
 	return &qp->vqp.qp;
 }
@@ -179,6 +187,13 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 	struct ivrdma_qp *qp = to_iqp(ibqp);
 	struct ivrdma_context *ctx = to_ictx(ibqp->context);
 
+	pthread_mutex_lock(&all_lock);
+	for (struct ivrdma_qp **pp = &all_qps; *pp; pp = &(*pp)->all_next)
+		if (*pp == qp) {
+			*pp = qp->all_next;
+			break;
+		}
+	pthread_mutex_unlock(&all_lock);
 	pthread_mutex_lock(&ctx->pending_lock);
 	for (struct ivrdma_qp **pp = &ctx->pending; *pp; pp = &(*pp)->pending_next)
 		if (*pp == qp) {
@@ -195,6 +210,30 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 		atomic_fetch_sub(&qp->srq->users, 1);
 	free_qp(ctx, qp);
 	return 0;
+}
+
+/*
+ * A receive of QP 'qpn' completed in error (the initiator found it too
+ * small or not writable): the QP goes to ERR and flushes, as on an HCA.
+ * Seen when the owner polls that completion.
+ */
+void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn)
+{
+	pthread_mutex_lock(&all_lock);
+	for (struct ivrdma_qp *qp = all_qps; qp; qp = qp->all_next) {
+		if (to_ictx(qp->vqp.qp.context) != ctx || qp->vqp.qp.qp_num != qpn)
+			continue;
+		pthread_mutex_lock(&qp->sq_lock);
+		if (qp->vqp.qp.state != IBV_QPS_ERR && qp->vqp.qp.state != IBV_QPS_RESET) {
+			qp->vqp.qp.state = IBV_QPS_ERR;
+			shm_store_release32(&qp->s->state, IBV_QPS_ERR);
+			ivrdma_qp_flush_sq(qp);
+			ivrdma_qp_flush_rq(qp);
+		}
+		pthread_mutex_unlock(&qp->sq_lock);
+		break;
+	}
+	pthread_mutex_unlock(&all_lock);
 }
 
 int ivrdma_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int attr_mask,
