@@ -500,7 +500,8 @@ static void enqueue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 	w->send_flags = wr->send_flags;
 	w->imm_data = wr->imm_data;
 	w->num_sge = (uint32_t)wr->num_sge;
-	memcpy(w->sge, wr->sg_list, sizeof(*w->sge) * (size_t)wr->num_sge);
+	if (wr->num_sge) /* sg_list may be NULL without SGEs */
+		memcpy(w->sge, wr->sg_list, sizeof(*w->sge) * (size_t)wr->num_sge);
 	if (wr->opcode == IBV_WR_ATOMIC_CMP_AND_SWP || wr->opcode == IBV_WR_ATOMIC_FETCH_AND_ADD) {
 		w->remote_addr = wr->wr.atomic.remote_addr;
 		w->rkey = wr->wr.atomic.rkey;
