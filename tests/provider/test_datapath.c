@@ -783,6 +783,75 @@ static void target_destroyed(void)
 		provoke(&wr, IBV_WC_RETRY_EXC_ERR, -2, "write to a destroyed QP");
 		CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen, "nothing written");
 	}
+	{ /* A target QP in ERR answers nothing either. */
+		struct ibv_sge s;
+		struct ibv_send_wr wr;
+
+		fresh_rc();
+		CHECK(ibv_modify_qp(B.qp, &(struct ibv_qp_attr){.qp_state = IBV_QPS_ERR},
+				    IBV_QP_STATE) == 0,
+		      "target to ERR");
+		wr = mkwr(IBV_WR_RDMA_WRITE, &s, &l, 0, 64, (uintptr_t)r.p, r.mr->rkey);
+		provoke(&wr, IBV_WC_RETRY_EXC_ERR, -2, "write to a QP in ERR");
+		CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen && cq_empty(B.cq),
+		      "nothing written, nothing on the target");
+	}
+	buf_free(&l);
+	buf_free(&r);
+}
+
+/* A receive from an SRQ too small: that QP fails, the SRQ keeps its other receives. */
+static void srq_recv_error(void)
+{
+	struct ibv_srq_init_attr sa = {.attr = {.max_wr = 16, .max_sge = 1}};
+	struct ibv_srq *srq = ibv_create_srq(B.pd, &sa);
+	struct ibv_qp_init_attr ia = {.send_cq = B.cq,
+				      .recv_cq = B.cq,
+				      .srq = srq,
+				      .cap = {.max_send_wr = 8, .max_send_sge = 1},
+				      .qp_type = IBV_QPT_RC};
+	struct ibv_qp *bq[2];
+	struct buf l, r;
+	struct ibv_sge s[2];
+	struct ibv_recv_wr rw[2] = {{.wr_id = 810, .next = &rw[1], .sg_list = &s[0], .num_sge = 1},
+				    {.wr_id = 811, .sg_list = &s[1], .num_sge = 1}},
+			   *rbad;
+	struct want w1[] = {{1, IBV_WC_REM_INV_REQ_ERR}}, b1[] = {{810, IBV_WC_LOC_LEN_ERR}};
+	struct ibv_wc wc;
+
+	REQUIRE(srq, "create_srq: %s", strerror(errno));
+	buf_new(&l, A.pd, 4096, IBV_ACCESS_LOCAL_WRITE);
+	buf_new(&r, B.pd, 8192, IBV_ACCESS_LOCAL_WRITE);
+	fill(l.p, 4096, 4);
+	s[0] = (struct ibv_sge){.addr = (uintptr_t)r.p, .length = 16, .lkey = r.mr->lkey};
+	s[1] = (struct ibv_sge){.addr = (uintptr_t)r.p + 4096, .length = 4096, .lkey = r.mr->lkey};
+	CHECK(ibv_post_srq_recv(srq, rw, &rbad) == 0, "post_srq_recv");
+	for (int i = 0; i < 2; i++) {
+		bq[i] = ibv_create_qp(B.pd, &ia);
+		REQUIRE(bq[i], "create_qp on the SRQ: %s", strerror(errno));
+		ep_qp(&A, IBV_QPT_RC, &err_opts);
+		qp_connect(A.qp, bq[i]->qp_num, B.lid, &err_opts);
+		qp_connect(bq[i], A.qp->qp_num, A.lid, &err_opts);
+		CHECK(post1(A.qp, 1u + (unsigned)i, IBV_WR_SEND, IBV_SEND_SIGNALED, l.p, 64,
+			    l.mr->lkey, 0, 0) == 0,
+		      "send 64 bytes");
+		if (i == 0) {
+			expect_set(A.cq, w1, 1, "SRQ receive too small: initiator");
+			expect_set(B.cq, b1, 1, "SRQ receive too small: target");
+			CHECK(qp_state(bq[0]) == IBV_QPS_ERR, "the target QP is in ERR");
+		} else {
+			poll1(A.cq, &wc);
+			CHECK(wc.status == IBV_WC_SUCCESS && wc.wr_id == 2, "second QP's send");
+			poll1(B.cq, &wc);
+			CHECK(wc.status == IBV_WC_SUCCESS && wc.wr_id == 811 && wc.byte_len == 64 &&
+				  wc.qp_num == bq[1]->qp_num,
+			      "the SRQ kept receive 811 for the other QP");
+			CHECK(pat_diff(r.p + 4096, 64, 4) == 64, "data in the SRQ's receive");
+		}
+	}
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "nothing else");
+	CHECK(ibv_destroy_qp(bq[0]) == 0 && ibv_destroy_qp(bq[1]) == 0 && ibv_destroy_srq(srq) == 0,
+	      "destroy");
 	buf_free(&l);
 	buf_free(&r);
 }
@@ -840,6 +909,7 @@ static void post_errnos(void)
 	CHECK(ibv_post_recv(A.qp, rwr, &rbad) == EINVAL && rbad == rwr,
 	      "post_recv in RESET: EINVAL");
 	CHECK(qp_init(A.qp, o.access) == 0 && qp_init(B.qp, o.access) == 0, "INIT");
+	CHECK(post_recv1(A.qp, 7, NULL, 0, 0) == 0, "post_recv in INIT is allowed");
 	bad = NULL;
 	CHECK(ibv_post_send(A.qp, wr, &bad) == EINVAL && bad == wr, "post_send in INIT: EINVAL");
 	CHECK(qp_rtr(A.qp, B.qp->qp_num, B.lid, &o) == 0 &&
@@ -904,6 +974,7 @@ static void group_errors(void)
 	invalid_requests();
 	rnr();
 	target_destroyed();
+	srq_recv_error();
 	uc_errors();
 	post_errnos();
 }
