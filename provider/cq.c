@@ -65,6 +65,10 @@ struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 		release(ctx, cq);
 		return ivrdma_fail_null(EPROTO);
 	}
+	if (ivrdma_events_add_cq(ctx, cq)) {
+		release(ctx, cq);
+		return ivrdma_fail_null(ENOMEM);
+	}
 	cq->vcq.cq.context = context;
 	cq->vcq.cq.cqe = (int)n;
 	cq->vcq.cq.handle = cq->slot;

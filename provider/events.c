@@ -54,6 +54,7 @@ void ivrdma_cq_wake(struct ivrdma_context *ctx, const struct ivrdma_cq_view *v)
 		ivrdma_dbg("cannot wake the owner (peer %d) of a CQ", peer);
 }
 
+/* Every CQ of the context, so its events and overflow can be reported. */
 static int remember_cq(struct ivrdma_events *ev, struct ivrdma_cq *cq)
 {
 	for (uint32_t i = 0; i < ev->nr_cqs; i++)
@@ -72,18 +73,20 @@ static int remember_cq(struct ivrdma_events *ev, struct ivrdma_cq *cq)
 	return 0;
 }
 
-int ivrdma_req_notify_cq(struct ibv_cq *ibcq, int solicited_only)
+int ivrdma_events_add_cq(struct ivrdma_context *ctx, struct ivrdma_cq *cq)
 {
-	struct ivrdma_context *ctx = to_ictx(ibcq->context);
-	struct ivrdma_cq *cq = to_icq(ibcq);
-	uint32_t arm = IVRDMA_CQ_ARMED | (solicited_only ? IVRDMA_CQ_ARMED_SOLICITED : 0);
 	int rc;
 
 	pthread_mutex_lock(&ctx->events->lock);
 	rc = remember_cq(ctx->events, cq);
 	pthread_mutex_unlock(&ctx->events->lock);
-	if (rc)
-		return rc;
+	return rc;
+}
+
+int ivrdma_req_notify_cq(struct ibv_cq *ibcq, int solicited_only)
+{
+	struct ivrdma_cq *cq = to_icq(ibcq);
+	uint32_t arm = IVRDMA_CQ_ARMED | (solicited_only ? IVRDMA_CQ_ARMED_SOLICITED : 0);
 	/* A later "all" arming widens an earlier solicited-only one. */
 	if (!solicited_only)
 		shm_fetch_and32(&cq->view.slot->flags, ~(uint32_t)IVRDMA_CQ_ARMED_SOLICITED);
@@ -107,7 +110,11 @@ void ivrdma_events_forget_cq(struct ivrdma_context *ctx, struct ivrdma_cq *cq)
 	pthread_mutex_unlock(&ev->lock);
 }
 
-/* Posts one channel event per CQ whose arming fired. */
+/*
+ * Posts one channel event per CQ whose arming fired, and IBV_EVENT_CQ_ERR
+ * once for a CQ a producer found full (the CQ is then in error, as on an
+ * HCA: completions were lost).
+ */
 static void deliver_cq_events(struct ivrdma_context *ctx)
 {
 	struct ivrdma_events *ev = ctx->events;
@@ -118,6 +125,11 @@ static void deliver_cq_events(struct ivrdma_context *ctx)
 		struct ibv_comp_channel *ch = cq->vcq.cq.channel;
 		struct ib_uverbs_comp_event_desc desc = {.cq_handle = (uintptr_t)&cq->vcq.cq};
 		uint32_t f = shm_load_acquire32(&cq->view.slot->flags);
+
+		if ((f & IVRDMA_CQ_OVERFLOW) && !cq->overflow_reported) {
+			cq->overflow_reported = true;
+			ivrdma_post_async_event(ctx, IBV_EVENT_CQ_ERR, (uintptr_t)&cq->vcq.cq);
+		}
 
 		if (!(f & IVRDMA_CQ_EVENT) ||
 		    !shm_cas32(&cq->view.slot->flags, &f, f & ~(uint32_t)IVRDMA_CQ_EVENT))

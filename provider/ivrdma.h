@@ -101,9 +101,10 @@ struct ivrdma_cq {
 	uint32_t slot;
 	struct ivrdma_cq_view view;
 	uint32_t first_chunk, nr_chunks;
-	uint64_t cons;	  /* my copy of slot->cons */
-	bool polling;	  /* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
-	atomic_int users; /* QPs using the CQ: it cannot be destroyed under them */
+	uint64_t cons;		/* my copy of slot->cons */
+	bool polling;		/* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
+	atomic_int users;	/* QPs using the CQ: it cannot be destroyed under them */
+	bool overflow_reported; /* IBV_EVENT_CQ_ERR posted (events.c) */
 };
 
 /* A send WR kept while it waits (RNR, target not ready) or to be flushed. */
@@ -274,6 +275,7 @@ int ivrdma_poll_cq(struct ibv_cq *cq, int ne, struct ibv_wc *wc);
 int ivrdma_events_start(struct ivrdma_context *ctx);
 void ivrdma_events_stop(struct ivrdma_context *ctx);
 int ivrdma_req_notify_cq(struct ibv_cq *cq, int solicited_only);
+int ivrdma_events_add_cq(struct ivrdma_context *ctx, struct ivrdma_cq *cq);
 void ivrdma_events_forget_cq(struct ivrdma_context *ctx, struct ivrdma_cq *cq);
 void ivrdma_cq_wake(struct ivrdma_context *ctx, const struct ivrdma_cq_view *v);
 void ivrdma_post_async_event(struct ivrdma_context *ctx, enum ibv_event_type type,

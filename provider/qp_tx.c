@@ -132,7 +132,8 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, const struct ivrdma_r
 
 	switch (ivrdma_cq_push(&qp->peer.cq, &e)) {
 	case IVRDMA_CQ_PUSH_FULL:
-		return IBV_WC_REM_OP_ERR; /* the target's CQ overflowed */
+		ivrdma_cq_wake(ctx, &qp->peer.cq); /* its owner reports IBV_EVENT_CQ_ERR */
+		return IBV_WC_REM_OP_ERR;	   /* the target's CQ overflowed */
 	case IVRDMA_CQ_PUSH_WAKE:
 		ivrdma_cq_wake(ctx, &qp->peer.cq);
 		break;
@@ -371,6 +372,7 @@ void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct
 	case IVRDMA_CQ_PUSH_FULL:
 		ivrdma_dbg("CQ %u overflow: completion of QP %#x lost", cq->slot,
 			   qp->vqp.qp.qp_num);
+		ivrdma_cq_wake(to_ictx(qp->vqp.qp.context), &cq->view); /* IBV_EVENT_CQ_ERR */
 		break;
 	case IVRDMA_CQ_PUSH_WAKE:
 		ivrdma_cq_wake(to_ictx(qp->vqp.qp.context), &cq->view);

@@ -9,6 +9,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -275,13 +276,16 @@ static void check_comp_channel(struct ibv_context *ctx)
 }
 
 /* An RC QP connected to itself: a send lands in its own receive. */
-static struct ibv_qp *loopback_qp(struct ibv_pd *pd, struct ibv_cq *cq)
+static struct ibv_qp *loopback_qp(struct ibv_pd *pd, struct ibv_cq *cq, uint32_t depth)
 {
 	struct ibv_qp_init_attr init = {
 	    .send_cq = cq,
 	    .recv_cq = cq,
 	    .qp_type = IBV_QPT_RC,
-	    .cap = {.max_send_wr = 4, .max_recv_wr = 4, .max_send_sge = 1, .max_recv_sge = 1},
+	    .cap = {.max_send_wr = depth,
+		    .max_recv_wr = depth,
+		    .max_send_sge = 1,
+		    .max_recv_sge = 1},
 	};
 	struct ibv_qp *qp = ibv_create_qp(pd, &init);
 	struct ibv_port_attr port;
@@ -326,7 +330,7 @@ static void check_resize_cq(struct ibv_context *ctx)
 	struct ibv_pd *pd = ibv_alloc_pd(ctx);
 	struct ibv_cq *cq = ibv_create_cq(ctx, 4, NULL, NULL, 0);
 	struct ibv_mr *mr = pd && buf ? ibv_reg_mr(pd, buf, 128, IBV_ACCESS_LOCAL_WRITE) : NULL;
-	struct ibv_qp *qp = pd && cq ? loopback_qp(pd, cq) : NULL;
+	struct ibv_qp *qp = pd && cq ? loopback_qp(pd, cq, 4) : NULL;
 	struct ibv_sge rs = {(uintptr_t)buf[1], 64, mr ? mr->lkey : 0};
 	struct ibv_sge ss = {(uintptr_t)buf[0], 64, mr ? mr->lkey : 0};
 	struct ibv_recv_wr rwr = {.wr_id = 7, .sg_list = &rs, .num_sge = 1}, *bad_r;
@@ -363,6 +367,49 @@ static void check_resize_cq(struct ibv_context *ctx)
 	free(buf);
 }
 
+/*
+ * More completions than the CQ holds: the CQ is in error and its owner gets
+ * IBV_EVENT_CQ_ERR on the async fd, once, naming the CQ.
+ */
+static void check_cq_overflow(struct ibv_context *ctx)
+{
+	char *buf = calloc(1, 4096);
+	struct ibv_pd *pd = ibv_alloc_pd(ctx);
+	struct ibv_cq *cq = ibv_create_cq(ctx, 4, NULL, NULL, 0);
+	struct ibv_mr *mr = pd && buf ? ibv_reg_mr(pd, buf, 4096, IBV_ACCESS_LOCAL_WRITE) : NULL;
+	struct ibv_qp *qp = pd && cq ? loopback_qp(pd, cq, 32) : NULL;
+	struct pollfd pfd = {.fd = ctx->async_fd, .events = POLLIN};
+	struct ibv_async_event ev;
+	int posted = 0;
+
+	REQUIRE(pd && cq && mr && qp, "loopback QP: %s", strerror(errno));
+	for (int i = 0; i < 12; i++) {
+		struct ibv_sge rs = {(uintptr_t)buf + 2048 + 64 * i, 64, mr->lkey};
+		struct ibv_sge ss = {(uintptr_t)buf + 64 * i, 64, mr->lkey};
+		struct ibv_recv_wr rwr = {.wr_id = i, .sg_list = &rs, .num_sge = 1}, *bad_r;
+		struct ibv_send_wr swr = {.wr_id = 100 + i,
+					  .sg_list = &ss,
+					  .num_sge = 1,
+					  .opcode = IBV_WR_SEND,
+					  .send_flags = IBV_SEND_SIGNALED},
+				   *bad_s;
+
+		posted +=
+		    ibv_post_recv(qp, &rwr, &bad_r) == 0 && ibv_post_send(qp, &swr, &bad_s) == 0;
+	}
+	CHECK(posted > 8, "%d sends posted before the QP failed", posted);
+	REQUIRE(poll(&pfd, 1, 10000) == 1, "an async event within 10 s");
+	REQUIRE(ibv_get_async_event(ctx, &ev) == 0, "ibv_get_async_event");
+	CHECK(ev.event_type == IBV_EVENT_CQ_ERR && ev.element.cq == cq,
+	      "IBV_EVENT_CQ_ERR for the CQ: %s", ibv_event_type_str(ev.event_type));
+	ibv_ack_async_event(&ev);
+	CHECK(poll(&pfd, 1, 200) == 0, "reported once");
+	CHECK(ibv_destroy_qp(qp) == 0 && ibv_dereg_mr(mr) == 0 && ibv_destroy_cq(cq) == 0 &&
+		  ibv_dealloc_pd(pd) == 0,
+	      "teardown");
+	free(buf);
+}
+
 int main(void)
 {
 	struct ibv_context *ctx, *second;
@@ -380,6 +427,7 @@ int main(void)
 	check_pd(ctx);
 	check_srq(ctx);
 	check_resize_cq(ctx);
+	check_cq_overflow(ctx);
 	check_comp_channel(ctx);
 	second = open_ivrdma0(&e); /* a second context is a second peer */
 	check_port(second, &e);
