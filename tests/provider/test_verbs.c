@@ -9,6 +9,8 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <time.h>
+#include <pthread.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -410,6 +412,93 @@ static void check_cq_overflow(struct ibv_context *ctx)
 	free(buf);
 }
 
+/* CPU ticks (utime + stime) this process has used. */
+static long cpu_ticks(void)
+{
+	char line[1024], *p;
+	long utime = -1, stime = -1;
+	FILE *f = fopen("/proc/self/stat", "r");
+
+	if (!f)
+		return -1;
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	p = strrchr(line, ')'); /* the command name may hold spaces */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime,
+			 &stime) != 2)
+		return -1;
+	return utime + stime;
+}
+
+struct cq_waiter {
+	struct ibv_comp_channel *ch;
+	struct ibv_cq *got;
+	int rc;
+};
+
+static void *wait_cq_event(void *arg)
+{
+	struct cq_waiter *w = arg;
+	void *cq_ctx;
+
+	w->rc = ibv_get_cq_event(w->ch, &w->got, &cq_ctx);
+	return NULL;
+}
+
+/*
+ * A thread blocked in ibv_get_cq_event costs nothing while it waits (the
+ * provider's event thread sleeps too), and wakes when a completion lands
+ * in its armed CQ. Needs the completion-channel shim on the host.
+ */
+static void check_cq_event_sleep(struct ibv_context *ctx)
+{
+	char *buf = calloc(1, 128);
+	struct ibv_comp_channel *ch = ibv_create_comp_channel(ctx);
+	struct ibv_pd *pd = ibv_alloc_pd(ctx);
+	struct ibv_cq *cq = ch ? ibv_create_cq(ctx, 4, NULL, ch, 0) : NULL;
+	struct ibv_mr *mr = pd && buf ? ibv_reg_mr(pd, buf, 128, IBV_ACCESS_LOCAL_WRITE) : NULL;
+	struct ibv_qp *qp = pd && cq ? loopback_qp(pd, cq, 4) : NULL;
+	struct cq_waiter w = {.ch = ch, .rc = -1};
+	struct timespec deadline;
+	pthread_t th;
+	long t0, t1;
+
+	REQUIRE(ch && pd && cq && mr && qp, "channel, CQ and loopback QP: %s", strerror(errno));
+	REQUIRE(ibv_req_notify_cq(cq, 0) == 0, "arm the CQ");
+	REQUIRE(pthread_create(&th, NULL, wait_cq_event, &w) == 0, "waiter thread");
+	t0 = cpu_ticks();
+	sleep(1);
+	t1 = cpu_ticks();
+	printf("CPU while blocked in ibv_get_cq_event for 1 s: %ld ticks of %ld\n", t1 - t0,
+	       sysconf(_SC_CLK_TCK));
+	CHECK(t0 >= 0 && t1 - t0 <= sysconf(_SC_CLK_TCK) / 20, "idle waiting used %ld ticks",
+	      t1 - t0);
+	{
+		struct ibv_sge rs = {(uintptr_t)buf + 64, 64, mr->lkey};
+		struct ibv_sge ss = {(uintptr_t)buf, 64, mr->lkey};
+		struct ibv_recv_wr rwr = {.wr_id = 1, .sg_list = &rs, .num_sge = 1}, *bad_r;
+		struct ibv_send_wr swr = {.wr_id = 2,
+					  .sg_list = &ss,
+					  .num_sge = 1,
+					  .opcode = IBV_WR_SEND,
+					  .send_flags = IBV_SEND_SIGNALED},
+				   *bad_s;
+
+		CHECK(ibv_post_recv(qp, &rwr, &bad_r) == 0 && ibv_post_send(qp, &swr, &bad_s) == 0,
+		      "loopback send");
+	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 10;
+	REQUIRE(pthread_timedjoin_np(th, NULL, &deadline) == 0, "the waiter woke within 10 s");
+	CHECK(w.rc == 0 && w.got == cq, "the event names the CQ");
+	ibv_ack_cq_events(cq, 1);
+	CHECK(ibv_destroy_qp(qp) == 0 && ibv_dereg_mr(mr) == 0 && ibv_destroy_cq(cq) == 0 &&
+		  ibv_dealloc_pd(pd) == 0 && ibv_destroy_comp_channel(ch) == 0,
+	      "teardown");
+	free(buf);
+}
+
 int main(void)
 {
 	struct ibv_context *ctx, *second;
@@ -429,6 +518,8 @@ int main(void)
 	check_resize_cq(ctx);
 	check_cq_overflow(ctx);
 	check_comp_channel(ctx);
+	if (comp_channel_preloaded())
+		check_cq_event_sleep(ctx);
 	second = open_ivrdma0(&e); /* a second context is a second peer */
 	check_port(second, &e);
 	CHECK(ibv_close_device(second) == 0, "close second context");
