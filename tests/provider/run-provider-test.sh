@@ -3,7 +3,7 @@
 # ibv_devices / ibv_devinfo (mode "tools") or the libibverbs C test
 # (mode "verbs") against the provider from the build tree.
 #
-# usage: run-provider-test.sh tools|verbs|pingpong|stock-pingpongs|perftest|datapath IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY [GROUP]]
+# usage: run-provider-test.sh tools|verbs|pingpong|uc-pingpong|srq-pingpong|perftest|datapath IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY [GROUP]]
 # env:   IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 #                        to load an ASan-built provider
 #        IVRDMA_REGION_SIZE  the region's size (16M)
@@ -132,14 +132,12 @@ stock_pingpong() { # stock_pingpong TOOL SIZE ITERS [extra args]
 	echo "$tool -s $size -n $iters $*: $(grep usec/iter "$dir/pp-client.out")"
 }
 
-check_stock_pingpongs() {
-	for tool in ibv_uc_pingpong ibv_srq_pingpong; do
-		stock_pingpong $tool 1 1000
-		stock_pingpong $tool 4096 500
-		stock_pingpong $tool 65537 100
-		stock_pingpong $tool 1048576 50
-		stock_pingpong $tool 4194304 20
-	done
+check_stock_pingpong() { # check_stock_pingpong TOOL
+	stock_pingpong "$1" 1 1000
+	stock_pingpong "$1" 4096 500
+	stock_pingpong "$1" 65537 100
+	stock_pingpong "$1" 1048576 50
+	stock_pingpong "$1" 4194304 20
 }
 
 # Stock perftest, both post APIs (ibv_qp_ex wr_* by default, ibv_post_send with
@@ -199,7 +197,8 @@ verbs)
 	env -u LD_PRELOAD "$test_bin"
 	;;
 pingpong) check_pingpong ;;
-stock-pingpongs) check_stock_pingpongs ;;
+uc-pingpong) check_stock_pingpong ibv_uc_pingpong ;;
+srq-pingpong) check_stock_pingpong ibv_srq_pingpong ;;
 perftest) check_perftest ;;
 datapath) "$test_bin" "$group" ;;
 *) fail "unknown mode $mode" ;;
