@@ -94,23 +94,9 @@ check_tools() {
 	echo "stock tools: ivrdma0 GUID $guid_sysfs LID $IVRDMA_EXPECT_LID GID $IVRDMA_EXPECT_GID"
 }
 
-# Stock ibv_rc_pingpong between two processes, with -c validation.
+# Stock ibv_rc_pingpong between two processes, with -c validation (see stock_pingpong).
 pingpong_once() { # pingpong_once SIZE ITERS [extra args]
-	local size=$1 iters=$2 port=$((20000 + RANDOM % 20000)) spid
-	shift 2
-	stock timeout 60 ibv_rc_pingpong -d ivrdma0 -c -s "$size" -n "$iters" -p "$port" "$@" \
-		>"$dir/pp-server.out" 2>&1 &
-	spid=$!
-	for _ in $(seq 50); do
-		ss -ltn 2>/dev/null | grep -q ":$port " && break
-		sleep 0.1
-	done
-	stock timeout 60 ibv_rc_pingpong -d ivrdma0 -c -s "$size" -n "$iters" -p "$port" "$@" \
-		127.0.0.1 >"$dir/pp-client.out" 2>&1 ||
-		{ cat "$dir"/pp-*.out >&2; fail "rc_pingpong client, size $size"; }
-	wait "$spid" || { cat "$dir"/pp-*.out >&2; fail "rc_pingpong server, size $size"; }
-	! grep -q "invalid data" "$dir"/pp-*.out || fail "rc_pingpong: invalid data, size $size"
-	echo "rc_pingpong -s $size -n $iters $*: $(grep usec/iter "$dir/pp-client.out")"
+	stock_pingpong ibv_rc_pingpong "$@"
 }
 
 # Stock ibv_uc_pingpong and ibv_srq_pingpong (16 QPs on one SRQ), -c validation.
