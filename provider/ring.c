@@ -63,6 +63,18 @@ int ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
 		uint64_t c = shm_load_acquire64(&v->slot->cons);
 
 		if (p - c > v->mask) {
+			/*
+			 * p may be stale: other producers pushed and the owner
+			 * polled past it, so c > p looks like a full ring. Only
+			 * a prod unchanged around the load of c makes p - c the
+			 * ring's real fill.
+			 */
+			uint64_t p2 = shm_load_acquire64(&v->slot->prod);
+
+			if (p2 != p) {
+				p = p2;
+				continue;
+			}
 			/* Full: as on hardware, the CQ is in error; nothing reserved. */
 			shm_fetch_or32(&v->slot->flags, IVRDMA_CQ_OVERFLOW);
 			return IVRDMA_CQ_PUSH_FULL;
@@ -141,8 +153,17 @@ int ivrdma_rq_take(const struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out)
 
 		if (p == c)
 			return 0;
-		if (p - c > (uint64_t)v->mask + 1)
+		if (p - c > (uint64_t)v->mask + 1) {
+			/* c may be stale (other consumers moved on): only a
+			 * cons unchanged around the load of p proves nonsense. */
+			uint64_t c2 = shm_load_acquire64(v->cons);
+
+			if (c2 != c) {
+				c = c2;
+				continue;
+			}
 			return -EPROTO;
+		}
 		/* Copy first: entry c cannot be reused before cons passes it. */
 		memcpy(out, v->ring + (c & v->mask) * v->stride, n);
 		if (shm_cas64(v->cons, &c, c + 1))
