@@ -15,8 +15,7 @@ cmake -S . -B build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/ci -j"$jobs"
 
 echo "== tests: unit, host, provider, guest"
-# known-flaky: tests/provider/CMakeLists.txt says which and why.
-ctest --test-dir build/ci --output-on-failure --timeout 900 -LE known-flaky
+ctest --test-dir build/ci --output-on-failure --timeout 900
 
 echo "== build (ASan+UBSan)"
 cmake -S . -B build/ci-asan -DCMAKE_BUILD_TYPE=Debug -DIVRDMA_SANITIZE=ON \
@@ -24,7 +23,7 @@ cmake -S . -B build/ci-asan -DCMAKE_BUILD_TYPE=Debug -DIVRDMA_SANITIZE=ON \
 cmake --build build/ci-asan -j"$jobs"
 
 echo "== tests under ASan+UBSan (guest tests need static guest binaries: plain build only)"
-ctest --test-dir build/ci-asan --output-on-failure --timeout 900 -LE known-flaky
+ctest --test-dir build/ci-asan --output-on-failure --timeout 900
 
 echo "== clang-format"
 bash scripts/check-format.sh
