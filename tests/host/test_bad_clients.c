@@ -44,25 +44,6 @@ struct observer {
 	bool eof; /* the daemon closed the connection (EOF, or a reset) */
 };
 
-/* Fills sun_path; false if path does not fit. */
-static bool sun_set(struct sockaddr_un *sun, const char *path)
-{
-	size_t n = strlen(path);
-
-	if (n >= sizeof(sun->sun_path))
-		return false;
-	memcpy(sun->sun_path, path, n + 1);
-	return true;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int ms)
 {
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -127,7 +108,7 @@ static bool observer_open(struct observer *o, const char *path)
 {
 	const char *why;
 	struct stat st;
-	int64_t v, deadline = now_ms() + T_MS;
+	int64_t v, deadline = test_now_ms() + T_MS;
 	int fd;
 
 	memset(o, 0, sizeof(*o));
@@ -154,8 +135,8 @@ static bool observer_open(struct observer *o, const char *path)
 	}
 	if (ivrdma_region_open(&o->raw.region, o->raw.base, o->raw.size, &why))
 		return false;
-	while (o->nr_fds[o->raw.id] < VECTORS && now_ms() < deadline) {
-		if (raw_recv(&o->raw, (int)(deadline - now_ms()), &v, &fd) != 1)
+	while (o->nr_fds[o->raw.id] < VECTORS && test_now_ms() < deadline) {
+		if (raw_recv(&o->raw, (int)(deadline - test_now_ms()), &v, &fd) != 1)
 			return false;
 		observer_apply(o, v, fd);
 	}
@@ -177,18 +158,18 @@ static void observer_close(struct observer *o)
 /* Pumps until total_leaves reaches 'want' or the deadline passes. */
 static bool observer_wait_leaves(struct observer *o, unsigned int want, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 
-	while (o->total_leaves < want && !o->eof && now_ms() < deadline)
+	while (o->total_leaves < want && !o->eof && test_now_ms() < deadline)
 		observer_pump(o, 20);
 	return o->total_leaves >= want;
 }
 
 static bool observer_wait_known(struct observer *o, int64_t id, bool known, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 
-	while ((o->nr_fds[id] == VECTORS) != known && !o->eof && now_ms() < deadline)
+	while ((o->nr_fds[id] == VECTORS) != known && !o->eof && test_now_ms() < deadline)
 		observer_pump(o, 20);
 	return (o->nr_fds[id] == VECTORS) == known;
 }
@@ -248,12 +229,12 @@ static int64_t status_int(const struct test_daemon *d, const char *section, cons
 
 static bool status_answers_within(const struct test_daemon *d, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 	bool ok = false;
 
 	for (;;) {
 		status_peers(d, &ok);
-		if (ok || now_ms() >= deadline)
+		if (ok || test_now_ms() >= deadline)
 			return ok;
 		sleep_ms(20);
 	}
@@ -305,7 +286,7 @@ static void test_garbage(void)
 		junk[i] = (char)(i * 37 + 11);
 	CHECK(send(bad.raw.sock, junk, sizeof(junk), MSG_NOSIGNAL) == sizeof(junk), "send junk");
 	/* Whatever was still queued for it, then EOF. */
-	for (int64_t deadline = now_ms() + T_MS; !bad.eof && now_ms() < deadline;)
+	for (int64_t deadline = test_now_ms() + T_MS; !bad.eof && test_now_ms() < deadline;)
 		observer_pump(&bad, 50);
 	CHECK(bad.eof, "garbage client sees EOF");
 	for (int i = 0; i < 2; i++) {
@@ -371,9 +352,9 @@ static void test_truncated(void)
 	expect_transients(before, 2, "shutdown(SHUT_RD) and a good client");
 	{
 		struct pollfd pfd = {.fd = s, .events = 0};
-		int64_t deadline = now_ms() + T_MS;
+		int64_t deadline = test_now_ms() + T_MS;
 
-		while (!(pfd.revents & POLLHUP) && now_ms() < deadline)
+		while (!(pfd.revents & POLLHUP) && test_now_ms() < deadline)
 			poll(&pfd, 1, 50);
 		CHECK(pfd.revents & POLLHUP, "daemon closed the read-shut client");
 	}
@@ -463,11 +444,11 @@ static void test_slow_client(void)
 	{
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
-		REQUIRE(sun_set(&sun, d.host_sock), "path");
+		REQUIRE(test_sun_set(&sun, d.host_sock), "path");
 		REQUIRE(connect(slow.sock, (struct sockaddr *)&sun, sizeof(sun)) == 0, "connect");
 	}
-	deadline = now_ms() + T_MS;
-	while (slow_id < 0 && now_ms() < deadline) {
+	deadline = test_now_ms() + T_MS;
+	while (slow_id < 0 && test_now_ms() < deadline) {
 		uint64_t set = status_peers(&d, &ok);
 
 		if (set)
@@ -503,8 +484,8 @@ static void test_slow_client(void)
 	      "daemon fds bounded by the queue limit: %d (at rest %d)", max_fds, base_fds);
 	CHECK(max_fds > base_fds + 10, "the queue did hold fds (%d at most)", max_fds);
 	/* All the dups the queue held are closed again. */
-	deadline = now_ms() + T_MS;
-	while (daemon_fd_count(d.pid) != base_fds && now_ms() < deadline)
+	deadline = test_now_ms() + T_MS;
+	while (daemon_fd_count(d.pid) != base_fds && test_now_ms() < deadline)
 		sleep_ms(20);
 	CHECK(daemon_fd_count(d.pid) == base_fds, "daemon fds back to %d: %d", base_fds,
 	      daemon_fd_count(d.pid));
@@ -540,7 +521,7 @@ static int ctl_connect_raw(const struct test_daemon *d)
 /* Reads to EOF: bytes read, or -errno (-ETIMEDOUT at the deadline). */
 static ssize_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 	size_t len = 0;
 
 	for (;;) {
@@ -555,9 +536,9 @@ static ssize_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms)
 		}
 		if (errno != EAGAIN)
 			return -errno;
-		if (now_ms() >= deadline)
+		if (test_now_ms() >= deadline)
 			return -ETIMEDOUT;
-		poll(&pfd, 1, (int)(deadline - now_ms()));
+		poll(&pfd, 1, (int)(deadline - test_now_ms()));
 	}
 	buf[len] = '\0';
 	return (ssize_t)len;
@@ -619,9 +600,9 @@ static void test_fd_exhaustion(void)
 			close(ctl[i]);
 	{
 		bool ok = false;
-		int64_t deadline = now_ms() + T_MS;
+		int64_t deadline = test_now_ms() + T_MS;
 
-		while (now_ms() < deadline && (status_peers(&d, &ok) || !ok))
+		while (test_now_ms() < deadline && (status_peers(&d, &ok) || !ok))
 			sleep_ms(20);
 		CHECK(ok, "status answers after the clients are gone");
 	}
@@ -677,8 +658,8 @@ static void test_peer_limit(void)
 
 	gone = ivt_peer_id(t[2]);
 	ivt_detach(t[2]);
-	deadline = now_ms() + T_MS;
-	while (!log0.left[gone] && now_ms() < deadline) {
+	deadline = test_now_ms() + T_MS;
+	while (!log0.left[gone] && test_now_ms() < deadline) {
 		struct pollfd pfd = {.fd = ivt_control_fd(t[0]), .events = POLLIN};
 
 		poll(&pfd, 1, 50);
@@ -733,7 +714,7 @@ static void test_control_socket(void)
 	/* 40 idle clients: CTL_CLIENTS_MAX are held, the rest refused. */
 	for (int i = 0; i < 40; i++)
 		idle[i] = ctl_connect_raw(&daemon_);
-	for (int64_t deadline = now_ms() + 3000; now_ms() < deadline && refused < 8;) {
+	for (int64_t deadline = test_now_ms() + 3000; test_now_ms() < deadline && refused < 8;) {
 		refused = 0;
 		for (int i = 0; i < 40; i++) {
 			struct pollfd pfd = {.fd = idle[i], .events = POLLIN};

@@ -42,14 +42,6 @@ struct events {
 
 static struct test_daemon daemon_;
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_peer(void *arg, uint16_t peer, enum ivt_peer_event ev)
 {
 	struct events *e = arg;
@@ -164,13 +156,13 @@ static bool wait_leave_and_ring(struct ivt *t, struct events *ev, int peer, int6
 {
 	bool rang = false;
 
-	while ((!ev->left[peer] || !rang) && now_ms() < deadline) {
+	while ((!ev->left[peer] || !rang) && test_now_ms() < deadline) {
 		struct pollfd pfd[2] = {
 		    {.fd = ivt_control_fd(t), .events = POLLIN},
 		    {.fd = ivt_vector_fd(t, IVRDMA_VEC_CONTROL), .events = POLLIN},
 		};
 
-		poll(pfd, 2, (int)(deadline - now_ms()));
+		poll(pfd, 2, (int)(deadline - test_now_ms()));
 		if (pfd[0].revents & POLLIN)
 			CHECK(ivt_process_control(t) >= 0, "control channel healthy");
 		/* The ring that counts is the one after the leave notice. */
@@ -199,7 +191,7 @@ static void one_round(struct ivt *t, const struct ivrdma_region *r, struct event
 	int pipefd[2];
 	pid_t pid;
 	int status = 0, id;
-	int64_t deadline = now_ms() + T_MS;
+	int64_t deadline = test_now_ms() + T_MS;
 	uint32_t owned = 0;
 
 	REQUIRE(pipe(pipefd) == 0, "pipe");
@@ -218,7 +210,7 @@ static void one_round(struct ivt *t, const struct ivrdma_region *r, struct event
 	printf("round %d: child pid %d is peer %d, tag 0x%08x\n", round, (int)pid, id, h.tag);
 
 	/* The parent sees the child's claims and bytes in the shared region. */
-	while (!ivt_peer_known(t, (uint16_t)id) && now_ms() < deadline) {
+	while (!ivt_peer_known(t, (uint16_t)id) && test_now_ms() < deadline) {
 		struct pollfd pfd = {.fd = ivt_control_fd(t), .events = POLLIN};
 
 		poll(&pfd, 1, 50);
@@ -256,7 +248,7 @@ static void one_round(struct ivt *t, const struct ivrdma_region *r, struct event
 	REQUIRE(kill(pid, SIGKILL) == 0, "kill -9 the child");
 	REQUIRE(waitpid(pid, &status, 0) == pid, "reap the child");
 	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child died of SIGKILL");
-	CHECK(wait_leave_and_ring(t, ev, id, now_ms() + T_MS),
+	CHECK(wait_leave_and_ring(t, ev, id, test_now_ms() + T_MS),
 	      "leave notice and control ring for peer %d (left %d)", id, ev->left[id]);
 	CHECK(ev->left[id] == round + 1, "exactly one leave notice this round");
 	CHECK(!ivt_peer_known(t, (uint16_t)id), "child no longer known");

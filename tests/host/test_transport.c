@@ -36,25 +36,6 @@ struct client {
 
 static struct test_daemon daemon_;
 
-/* Fills sun_path; false if path does not fit. */
-static bool sun_set(struct sockaddr_un *sun, const char *path)
-{
-	size_t n = strlen(path);
-
-	if (n >= sizeof(sun->sun_path))
-		return false;
-	memcpy(sun->sun_path, path, n + 1);
-	return true;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_peer(void *arg, uint16_t peer, enum ivt_peer_event ev)
 {
 	struct client *c = arg;
@@ -133,9 +114,9 @@ static bool all_converged(struct client *cs, int n)
 
 static bool converge(struct client *cs, int n, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 
-	while (!all_converged(cs, n) && now_ms() < deadline)
+	while (!all_converged(cs, n) && test_now_ms() < deadline)
 		pump(cs, n, 20);
 	return all_converged(cs, n);
 }
@@ -285,7 +266,7 @@ static pid_t fake_server(const char *path, enum fake_kind kind)
 	pid_t pid;
 
 	unlink(path);
-	if (ls < 0 || !sun_set(&sun, path) || bind(ls, (struct sockaddr *)&sun, sizeof(sun)) ||
+	if (ls < 0 || !test_sun_set(&sun, path) || bind(ls, (struct sockaddr *)&sun, sizeof(sun)) ||
 	    listen(ls, 4))
 		return -1;
 	fflush(stdout);
@@ -342,7 +323,7 @@ static void test_attach_errors(void)
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
 		int s = socket(AF_UNIX, SOCK_STREAM, 0);
 
-		REQUIRE(s >= 0 && sun_set(&sun, path) &&
+		REQUIRE(s >= 0 && test_sun_set(&sun, path) &&
 			    bind(s, (struct sockaddr *)&sun, sizeof(sun)) == 0,
 			"bind");
 		close(s);
@@ -354,7 +335,7 @@ static void test_attach_errors(void)
 	/* Servers that do not speak the protocol. */
 	for (int kind = FAKE_SILENT; kind <= FAKE_NO_SHM; kind++) {
 		static const int want[] = {-ETIMEDOUT, -EPROTO, -EPROTO};
-		int64_t start = now_ms();
+		int64_t start = test_now_ms();
 		pid_t pid;
 
 		snprintf(path, sizeof(path), "%s/fake%d.sock", daemon_.dir, kind);
@@ -362,7 +343,7 @@ static void test_attach_errors(void)
 		REQUIRE(pid > 0, "fake server");
 		rc = ivt_attach(&opt, &t, err, sizeof(err));
 		printf("fake server %d: rc %d after %lld ms: %s\n", kind, rc,
-		       (long long)(now_ms() - start), err);
+		       (long long)(test_now_ms() - start), err);
 		CHECK(rc == want[kind] && err[0], "fake server %d: rc %d, want %d", kind, rc,
 		      want[kind]);
 		kill(pid, SIGKILL);
@@ -403,8 +384,8 @@ static int churn_side(int ready_out, int go_in, int *other_id)
 	if (write(ready_out, &c, 1) != 1 || read(go_in, &c, 1) != 1)
 		return -1;
 	want = 1ull << keep.id | 1ull << ids[1];
-	deadline = now_ms() + T_MS;
-	while (known_set(keep.t) != want && now_ms() < deadline)
+	deadline = test_now_ms() + T_MS;
+	while (known_set(keep.t) != want && test_now_ms() < deadline)
 		pump(&keep, 1, 20);
 	CHECK(known_set(keep.t) == want, "peer %d's view converged: 0x%llx, want 0x%llx", keep.id,
 	      (unsigned long long)known_set(keep.t), (unsigned long long)want);
@@ -465,8 +446,8 @@ static void test_churn(void)
 		REQUIRE(read(to_parent[0], &c, 1) == 1, "child done churning");
 		REQUIRE(write(to_child[1], &c, 1) == 1, "go");
 		want = 1ull << keep.id | 1ull << child_id;
-		deadline = now_ms() + T_MS;
-		while (known_set(keep.t) != want && now_ms() < deadline)
+		deadline = test_now_ms() + T_MS;
+		while (known_set(keep.t) != want && test_now_ms() < deadline)
 			pump(&keep, 1, 20);
 		CHECK(known_set(keep.t) == want, "parent's view converged: 0x%llx, want 0x%llx",
 		      (unsigned long long)known_set(keep.t), (unsigned long long)want);

@@ -200,6 +200,24 @@ json_object *test_daemon_status(const struct test_daemon *d)
 	return ctl_request(d->dir, "status", err, sizeof(err));
 }
 
+int64_t test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool test_sun_set(struct sockaddr_un *sun, const char *path)
+{
+	size_t n = strlen(path);
+
+	if (n >= sizeof(sun->sun_path))
+		return false;
+	memcpy(sun->sun_path, path, n + 1);
+	return true;
+}
+
 int test_connect(const char *path)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -207,7 +225,10 @@ int test_connect(const char *path)
 
 	if (fd < 0)
 		return -1;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if (!test_sun_set(&sun, path)) {
+		close(fd);
+		return -1;
+	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		close(fd);
 		return -1;

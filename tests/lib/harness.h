@@ -9,6 +9,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct test_daemon {
@@ -39,6 +40,13 @@ json_object *test_daemon_status(const struct test_daemon *d);
 
 /* Kills every daemon still running after 'seconds' and exits the test. */
 void test_watchdog(unsigned int seconds);
+
+/* CLOCK_MONOTONIC in milliseconds: deadlines for bounded waits. */
+int64_t test_now_ms(void);
+
+/* Fills sun->sun_path; false if path does not fit. */
+struct sockaddr_un;
+bool test_sun_set(struct sockaddr_un *sun, const char *path);
 
 /* Raw ivshmem client connect (non-blocking socket), -1 on failure. */
 int test_connect(const char *path);
