@@ -4,8 +4,10 @@
  * ivshmem PCI device (1af4:1110). Shared by the kernel module and user
  * space (the guest backend of ivshmem-transport); fixed-width types only.
  *
- * Device node: /dev/ivshmemN, one per device, N from 0 in probe order
- * (mode 0660 by default, see the module parameter 'mode').
+ * Device nodes, one of each per device, N from 0 in probe order:
+ *   /dev/ivshmemN              the device (module parameter 'mode', 0660)
+ *   /dev/infiniband/ivrdmaN    the verbs command device libibverbs opens
+ *                              as cmd_fd (module parameter 'cmd_mode', 0660)
  *
  * mmap (MAP_SHARED only):
  *   offset N * PAGE_SIZE, N < BAR2 pages: BAR2 (the shared region) from
@@ -54,9 +56,11 @@ struct ivrdma_ivshmem_doorbell {
 };
 
 /*
- * Binds an eventfd to my MSI-X vector 'vector' (replacing any earlier
- * binding): every interrupt on it adds 1 to the eventfd. A binding ends
- * with IOC_UNBIND, or when the file that made it is closed.
+ * Binds an eventfd to my MSI-X vector 'vector' for this open file
+ * (replacing the file's earlier binding of that vector): every interrupt
+ * on it adds 1 to the eventfd of every file that bound the vector. A
+ * binding ends with IOC_UNBIND on the same file (ENOENT: it has none), or
+ * when the file is closed.
  */
 struct ivrdma_ivshmem_irqfd {
 	__u32 vector;
@@ -101,5 +105,36 @@ struct ivrdma_ivshmem_pte {
 	_IOWR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x04, struct ivrdma_ivshmem_vector_count)
 #define IVRDMA_IVSHMEM_IOC_PTE \
 	_IOWR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x05, struct ivrdma_ivshmem_pte)
+
+/*
+ * The command device /dev/infiniband/ivrdmaN answers the kernel commands
+ * libibverbs sends on its own (legacy write() commands: struct
+ * ib_uverbs_cmd_hdr, then the command):
+ *   IB_USER_VERBS_CMD_CREATE_COMP_CHANNEL  a new completion channel fd;
+ *   any other command                      EOPNOTSUPP (EINVAL: bad flags);
+ *   the verbs ioctl (RDMA_VERBS_IOCTL)      ENOTTY: libibverbs then uses
+ *                                           write() and sysfs.
+ * A completion channel queues struct ib_uverbs_comp_event_desc records:
+ * read() returns one (blocking unless O_NONBLOCK), poll() works, and
+ * write() of whole records queues them, which is how the provider posts
+ * completion events. A write never blocks: a full queue (channel_depth
+ * records, in IVRDMA_CMD_IOC_INFO) fails it with EAGAIN.
+ *
+ * IVRDMA_CMD_IOC_INFO tells the provider it runs over this driver and
+ * which /dev/ivshmemN carries the region (compare st_rdev). After unbind
+ * or hot-unplug commands and IOC_INFO fail with ENODEV; channels already
+ * made keep working (they belong to their files, not to the device).
+ */
+struct ivrdma_cmd_info {
+	__u32 abi_version;	/* IVRDMA_IVSHMEM_ABI_VERSION */
+	__u32 index;		/* the N of /dev/ivshmemN and ivrdmaN */
+	__u32 ivshmem_major;	/* device numbers of /dev/ivshmemN */
+	__u32 ivshmem_minor;
+	__u32 channel_depth;	/* records a completion channel queues */
+	__u32 reserved[3];
+};
+
+#define IVRDMA_CMD_IOC_INFO \
+	_IOR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x20, struct ivrdma_cmd_info)
 
 #endif /* _IVRDMA_IVSHMEM_UAPI_H */

@@ -8,7 +8,9 @@
 #                    doorbell exchange with the host peer:
 #                    ivr.off ivr.len ivr.woff ivr.wseed ivr.peer ivr.vec ivr.wvec
 #   ivr.test=robust  module load/unload loop (ivr.loops, default 20), bad
-#                    ioctl and mmap arguments, unbind with open mappings
+#                    ioctl and mmap arguments, the command device and its
+#                    completion channels, unbind with open mappings and
+#                    channels, node modes from the module parameters
 #   ivr.shell=1      end in a shell instead of powering off (debugging)
 #
 # Result lines start with "IVR-GUEST: <step>: "; the last one is
@@ -16,6 +18,7 @@
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 MODULE=/lib/modules/ivrdma_ivshmem.ko
 DEV=/dev/ivshmem0
+CMD=/dev/infiniband/ivrdma0
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -77,19 +80,34 @@ wait_for_go() {
 	finish
 }
 
+# load [PARAM=VALUE]...: insmod, then wait for both device nodes.
 load() {
-	insmod "$MODULE" || return 1
+	insmod "$MODULE" "$@" || return 1
 	w=0
-	while [ ! -c $DEV ] && [ $w -lt 50 ]; do # devtmpfs is asynchronous
+	while { [ ! -c $DEV ] || [ ! -c $CMD ]; } && [ $w -lt 50 ]; do # devtmpfs is asynchronous
 		sleep 0.1
 		w=$((w + 1))
 	done
 	[ -c $DEV ] || { echo "no $DEV after insmod"; return 1; }
+	[ -c $CMD ] || { echo "no $CMD after insmod"; return 1; }
 }
 
 node() {
-	ls -l $DEV
-	grep -H . /sys/module/ivrdma_ivshmem/parameters/mode
+	ls -l $DEV $CMD
+	grep -H . /sys/module/ivrdma_ivshmem/parameters/*
+}
+
+# node_modes DEV_MODE CMD_MODE: reload with those parameters, check the nodes.
+node_modes() {
+	rmmod ivrdma_ivshmem || return 1
+	load mode="$1" cmd_mode="$2" channel_depth=4 || return 1
+	dm=$(stat -c %a $DEV)
+	cm=$(stat -c %a $CMD)
+	echo "MODES $DEV=$dm $CMD=$cm"
+	[ "$dm" = "${1#0}" ] && [ "$cm" = "${2#0}" ] || { echo "modes not as asked"; return 1; }
+	ivshmem-drvtest cmddev >/tmp/cmddev.out 2>&1 || { cat /tmp/cmddev.out; return 1; }
+	grep -E '^(CMDDEV|CHANNEL_QUEUE)' /tmp/cmddev.out
+	rmmod ivrdma_ivshmem && load
 }
 
 # The memory type BAR2's user mapping really got: the PTE's PAT index
@@ -157,6 +175,8 @@ robust)
 	loops=$(param loops)
 	step loadloop load_loop "${loops:-20}"
 	step badargs ivshmem-drvtest badargs
+	step cmddev ivshmem-drvtest cmddev
+	step modes node_modes 0640 0600
 	b=$(bdf) || { say "FAIL bdf no device bound"; finish; }
 	step unbind ivshmem-drvtest unbind "$b"
 	step reload load_loop 1

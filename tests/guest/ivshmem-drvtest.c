@@ -15,15 +15,24 @@
  *   ivshmem-drvtest [-d DEV] badargs
  *       every ioctl and mmap with bad arguments fails cleanly
  *   ivshmem-drvtest [-d DEV] unbind BDF
- *       with BAR2 and BAR0 mapped and an eventfd bound, unbind the device
- *       from the driver: module unload refused while open, then SIGBUS on
- *       access, ENODEV on ioctls and mmap
+ *       with BAR2 and BAR0 mapped, an eventfd bound and a completion
+ *       channel open, unbind the device from the driver: module unload
+ *       refused while open, then SIGBUS on access, ENODEV on ioctls, mmap
+ *       and commands; the channel keeps working
+ *   ivshmem-drvtest [-d DEV] cmddev
+ *       the command device /dev/infiniband/ivrdma0: its info, every bad
+ *       command, completion channels (records in order, non-blocking and
+ *       blocking reads, poll, the bounded queue)
  *
  * Exit status: 0 all checks passed, 1 a check failed, 2 usage.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <rdma/ib_user_verbs.h>
+#include <rdma/rdma_user_ioctl_cmds.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,7 +41,9 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -43,6 +54,7 @@
 #define PAGE 4096ul
 
 static const char *dev_path = "/dev/ivshmem0";
+static const char *cmd_path = "/dev/infiniband/ivrdma0";
 
 /* An errno's name ("EINVAL"), or "0". */
 static const char *errname(int e)
@@ -55,7 +67,7 @@ static const char *errname(int e)
 static int usage(void)
 {
 	fputs("usage: ivshmem-drvtest [-d DEV] attach | basics OFF LEN WOFF WSEED PEER VEC WVEC "
-	      "WAIT_S | badargs | unbind BDF\n",
+	      "WAIT_S | badargs | unbind BDF | cmddev\n",
 	      stderr);
 	return 2;
 }
@@ -171,6 +183,18 @@ static int cmd_basics(char **a)
 	printf("WROTE woff=%" PRIu64 " SUM=%016" PRIx64 "\n", woff,
 	       guest_fnv1a64(GUEST_FNV1A64_INIT, base + woff, len));
 
+	/*
+	 * Another file binds the vector I wait on: every file's eventfd is
+	 * signalled (each verbs process of a VM gets the VM's doorbells).
+	 */
+	int other = open(dev_path, O_RDWR | O_CLOEXEC);
+	int other_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct ivrdma_ivshmem_irqfd other_irq = {.vector = wvec, .fd = other_efd};
+
+	REQUIRE(other >= 0 && other_efd >= 0, "second open of %s", dev_path);
+	REQUIRE(ioctl(other, IVRDMA_IVSHMEM_IOC_BIND, &other_irq) == 0,
+		"second file binds vector %u: %s", wvec, strerror(errno));
+
 	CHECK(ivt_peer_known(t, peer), "host peer %u not in the peer table", peer);
 	rc = ivt_ring(t, peer, vec);
 	REQUIRE(rc == 0, "ring peer %u vector %u: %s", peer, vec, strerror(-rc));
@@ -189,7 +213,18 @@ static int cmd_basics(char **a)
 		      "interrupt count of vector %u", wvec);
 		printf("WOKE vector=%u interrupts=%" PRIu64 "\n", wvec, (uint64_t)c.count);
 		close(fd);
+
+		uint64_t n = 0;
+		struct pollfd pfd = {.fd = other_efd, .events = POLLIN};
+
+		/* The interrupt that woke me signalled the other file too. */
+		CHECK(poll(&pfd, 1, 0) == 1 && read(other_efd, &n, sizeof(n)) == sizeof(n) &&
+			  n >= 1,
+		      "the second file's eventfd was not signalled");
+		printf("SECOND_FILE_WOKE=%s\n", n >= 1 ? "yes" : "no");
 	}
+	close(other);
+	close(other_efd);
 	/* Peer notices: the host peer and I are in the table. */
 	rc = ivt_process_control(t);
 	CHECK(rc >= 0, "process_control: %d", rc);
@@ -314,6 +349,237 @@ static int cmd_badargs(void)
 	return check_summary();
 }
 
+/* ---- the command device ---- */
+
+struct cc_cmd {
+	struct ib_uverbs_cmd_hdr hdr;
+	struct ib_uverbs_create_comp_channel cmd;
+};
+
+/* A CREATE_COMP_CHANNEL as libibverbs 44 writes it: 16 bytes, 4 words in, 1 out. */
+static struct cc_cmd cc_cmd(struct ib_uverbs_create_comp_channel_resp *resp)
+{
+	struct cc_cmd c = {
+	    .hdr = {.command = IB_USER_VERBS_CMD_CREATE_COMP_CHANNEL,
+		    .in_words = sizeof(struct cc_cmd) / 4,
+		    .out_words = sizeof(*resp) / 4},
+	    .cmd = {.response = (uintptr_t)resp},
+	};
+	return c;
+}
+
+static int try_write(int fd, const void *buf, size_t len)
+{
+	ssize_t n = write(fd, buf, len);
+
+	if (n < 0)
+		return errno;
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+static int new_channel(int cfd)
+{
+	struct ib_uverbs_create_comp_channel_resp resp = {.fd = UINT32_MAX};
+	struct cc_cmd c = cc_cmd(&resp);
+	int rc = try_write(cfd, &c, sizeof(c));
+
+	CHECK(rc == 0, "CREATE_COMP_CHANNEL: %s", errname(rc));
+	return rc == 0 ? (int)resp.fd : -1;
+}
+
+/* The lowest free fd: unchanged across a failed command means no fd leaked. */
+static int lowest_free_fd(void)
+{
+	int fd = dup(0);
+
+	close(fd);
+	return fd;
+}
+
+static int post(int ch, uint64_t handle)
+{
+	struct ib_uverbs_comp_event_desc d = {.cq_handle = handle};
+
+	return try_write(ch, &d, sizeof(d));
+}
+
+static uint64_t take(int ch)
+{
+	struct ib_uverbs_comp_event_desc d = {.cq_handle = UINT64_MAX};
+	ssize_t n = read(ch, &d, sizeof(d));
+
+	CHECK(n == sizeof(d), "read an event: %zd %s", n, n < 0 ? strerror(errno) : "");
+	return d.cq_handle;
+}
+
+static void *blocked_reader(void *arg)
+{
+	uint64_t *out = arg;
+
+	*out = take((int)*out);
+	return NULL;
+}
+
+static void check_bad_commands(int cfd)
+{
+	struct ib_uverbs_create_comp_channel_resp resp;
+	struct cc_cmd c;
+	uint8_t verbs_hdr[64] = {0};
+	int before = lowest_free_fd();
+
+	/* Not our ioctls: libibverbs falls back to write() and sysfs on ENOTTY. */
+	EXPECT_ERR(try_ioctl(cfd, RDMA_VERBS_IOCTL, verbs_hdr), ENOTTY);
+	EXPECT_ERR(try_ioctl(cfd, _IO(IVRDMA_IVSHMEM_IOC_MAGIC, 0x7f), NULL), ENOTTY);
+	EXPECT_ERR(try_ioctl(cfd, IVRDMA_IVSHMEM_IOC_INFO, verbs_hdr), ENOTTY);
+	EXPECT_ERR(try_ioctl(cfd, IVRDMA_CMD_IOC_INFO, NULL), EFAULT);
+	EXPECT_ERR(try_mmap(cfd, PAGE, MAP_SHARED, 0), ENODEV);
+	EXPECT_ERR(read(cfd, verbs_hdr, sizeof(verbs_hdr)) < 0 ? errno : 0, EINVAL);
+
+	c = cc_cmd(&resp);
+	EXPECT_ERR(try_write(cfd, &c, 4), EINVAL);		       /* shorter than a header */
+	c.hdr.command = 0x100 | IB_USER_VERBS_CMD_CREATE_COMP_CHANNEL; /* bits beyond the mask */
+	EXPECT_ERR(try_write(cfd, &c, sizeof(c)), EINVAL);
+	uint32_t unknown[] = {IB_USER_VERBS_CMD_GET_CONTEXT,
+			      IB_USER_VERBS_CMD_QUERY_DEVICE,
+			      IB_USER_VERBS_CMD_CREATE_CQ,
+			      IB_USER_VERBS_CMD_REG_MR,
+			      IB_USER_VERBS_CMD_COMMAND_MASK,
+			      IB_USER_VERBS_CMD_FLAG_EXTENDED | IB_USER_VERBS_EX_CMD_QUERY_DEVICE,
+			      IB_USER_VERBS_CMD_FLAG_EXTENDED |
+				  IB_USER_VERBS_CMD_CREATE_COMP_CHANNEL};
+	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+		c = cc_cmd(&resp);
+		c.hdr.command = unknown[i];
+		EXPECT_ERR(try_write(cfd, &c, sizeof(c)), EOPNOTSUPP);
+	}
+	c = cc_cmd(&resp);
+	c.hdr.in_words = 3; /* says 12 bytes, 16 written */
+	EXPECT_ERR(try_write(cfd, &c, sizeof(c)), EINVAL);
+	c.hdr.in_words = 2; /* a header and no command */
+	EXPECT_ERR(try_write(cfd, &c, 8), EINVAL);
+	c = cc_cmd(&resp);
+	c.hdr.out_words = 0; /* no room for the answer */
+	EXPECT_ERR(try_write(cfd, &c, sizeof(c)), ENOSPC);
+	c = cc_cmd(NULL); /* the answer cannot be written */
+	EXPECT_ERR(try_write(cfd, &c, sizeof(c)), EFAULT);
+	c.cmd.response = (uintptr_t)-4096l;
+	EXPECT_ERR(try_write(cfd, &c, sizeof(c)), EFAULT);
+	EXPECT_ERR(try_write(cfd, (void *)8, sizeof(c)), EFAULT);
+	CHECK(lowest_free_fd() == before, "a failed command left an fd behind");
+	printf("BAD_COMMANDS=rejected (ENOTTY, EINVAL, EOPNOTSUPP, ENOSPC, EFAULT)\n");
+}
+
+static void check_channel(int ch, unsigned int depth)
+{
+	struct pollfd pfd = {.fd = ch, .events = POLLIN | POLLOUT};
+	int fl = fcntl(ch, F_GETFL), fdfl = fcntl(ch, F_GETFD);
+	uint8_t small[8];
+	struct ib_uverbs_comp_event_desc three[3] = {{1}, {2}, {3}};
+	pthread_t reader;
+	uint64_t got;
+
+	CHECK((fl & O_ACCMODE) == O_RDWR, "channel fd is not read-write: 0x%x", fl);
+	CHECK(fdfl & FD_CLOEXEC, "channel fd is not close-on-exec");
+
+	/* Empty: not readable, writable; a non-blocking read says so. */
+	CHECK(poll(&pfd, 1, 0) == 1 && pfd.revents == POLLOUT, "empty channel polls 0x%x",
+	      pfd.revents);
+	fcntl(ch, F_SETFL, fl | O_NONBLOCK);
+	EXPECT_ERR(read(ch, small, 8) < 0 ? errno : 0, EAGAIN);
+
+	/* One record, whole records only, in order. */
+	EXPECT_ERR(post(ch, 0x1122334455667788ull), 0);
+	CHECK(poll(&pfd, 1, 0) == 1 && pfd.revents == (POLLIN | POLLOUT), "one event polls 0x%x",
+	      pfd.revents);
+	EXPECT_ERR(read(ch, small, 4) < 0 ? errno : 0, EINVAL);
+	CHECK(take(ch) == 0x1122334455667788ull, "the record read is not the one written");
+	EXPECT_ERR(try_write(ch, three, 7), EINVAL);
+	EXPECT_ERR(try_write(ch, three, 12), EINVAL);
+	EXPECT_ERR(try_write(ch, (void *)8, 8), EFAULT);
+	EXPECT_ERR(try_write(ch, three, sizeof(three)), 0);
+	for (uint64_t i = 1; i <= 3; i++)
+		CHECK(take(ch) == i, "record %" PRIu64 " out of order", i);
+
+	/* Bounded: depth records fit, one more is EAGAIN, reading makes room. */
+	for (unsigned int i = 0; i < depth; i++) {
+		int rc = post(ch, 1000 + i);
+
+		if (rc) {
+			CHECK(0, "record %u of %u: %s", i, depth, errname(rc));
+			break;
+		}
+	}
+	EXPECT_ERR(post(ch, 1), EAGAIN);
+	pfd.revents = 0;
+	CHECK(poll(&pfd, 1, 0) == 1 && pfd.revents == POLLIN, "full channel polls 0x%x",
+	      pfd.revents);
+	CHECK(take(ch) == 1000, "first record of a full queue");
+	EXPECT_ERR(post(ch, 1000 + depth), 0);
+	for (unsigned int i = 1; i <= depth; i++)
+		if (take(ch) != 1000 + i) {
+			CHECK(0, "record %u of a full queue out of order", i);
+			break;
+		}
+	EXPECT_ERR(read(ch, small, 8) < 0 ? errno : 0, EAGAIN);
+	printf("CHANNEL_QUEUE=%u records then EAGAIN, FIFO\n", depth);
+
+	/* Blocking: a reader sleeps until a record arrives. */
+	fcntl(ch, F_SETFL, fl & ~O_NONBLOCK);
+	got = (uint64_t)ch;
+	REQUIRE(pthread_create(&reader, NULL, blocked_reader, &got) == 0, "thread");
+	EXPECT_ERR(post(ch, 42), 0);
+	pthread_join(reader, NULL);
+	CHECK(got == 42, "the blocked reader got %" PRIu64, got);
+	printf("BLOCKING_READ=woken with the record\n");
+}
+
+static int cmd_cmddev(void)
+{
+	int cfd = open(cmd_path, O_RDWR | O_CLOEXEC);
+	struct ivrdma_cmd_info info = {0};
+	struct stat cst, dst;
+	int ch, chans[64];
+
+	REQUIRE(cfd >= 0, "open %s: %s", cmd_path, strerror(errno));
+	REQUIRE(fstat(cfd, &cst) == 0 && S_ISCHR(cst.st_mode), "%s is a character device",
+		cmd_path);
+	REQUIRE(stat(dev_path, &dst) == 0, "stat %s", dev_path);
+	REQUIRE(ioctl(cfd, IVRDMA_CMD_IOC_INFO, &info) == 0, "IVRDMA_CMD_IOC_INFO: %s",
+		strerror(errno));
+	CHECK(info.abi_version == IVRDMA_IVSHMEM_ABI_VERSION, "ABI %u", info.abi_version);
+	CHECK(info.index == 0, "index %u", info.index);
+	CHECK(makedev(info.ivshmem_major, info.ivshmem_minor) == dst.st_rdev,
+	      "ivshmem device %u:%u, %s is %u:%u", info.ivshmem_major, info.ivshmem_minor, dev_path,
+	      major(dst.st_rdev), minor(dst.st_rdev));
+	printf("CMDDEV=%u:%u MODE=%04o IVSHMEM=%u:%u INDEX=%u CHANNEL_DEPTH=%u\n",
+	       major(cst.st_rdev), minor(cst.st_rdev), cst.st_mode & 07777, info.ivshmem_major,
+	       info.ivshmem_minor, info.index, info.channel_depth);
+	REQUIRE(info.channel_depth >= 1 && info.channel_depth <= 65536, "channel depth");
+
+	check_bad_commands(cfd);
+	ch = new_channel(cfd);
+	REQUIRE(ch >= 0, "a channel");
+	check_channel(ch, info.channel_depth);
+	close(ch);
+
+	/* Channels are independent files; closing them frees them. */
+	for (int round = 0; round < 4; round++) {
+		for (int i = 0; i < 64; i++) {
+			chans[i] = new_channel(cfd);
+			if (chans[i] >= 0)
+				EXPECT_ERR(post(chans[i], (uint64_t)i), 0);
+		}
+		for (int i = 0; i < 64; i++) {
+			if (chans[i] >= 0 && take(chans[i]) != (uint64_t)i)
+				CHECK(0, "channel %d got another channel's record", i);
+			close(chans[i]);
+		}
+	}
+	printf("CHANNELS=256 made, used and closed\n");
+	close(cfd);
+	return check_summary();
+}
+
 static sigjmp_buf bus_jmp;
 static volatile sig_atomic_t bus_signal;
 
@@ -355,7 +621,15 @@ static int cmd_unbind(const char *bdf)
 	struct sigaction sa = {.sa_handler = on_bus};
 	int rc;
 
+	int cfd = open(cmd_path, O_RDWR | O_CLOEXEC), ch;
+	struct ivrdma_cmd_info cinfo;
+	struct ib_uverbs_create_comp_channel_resp resp;
+	struct cc_cmd cc = cc_cmd(&resp);
+
 	REQUIRE(fd >= 0 && efd >= 0, "open %s: %s", dev_path, strerror(errno));
+	REQUIRE(cfd >= 0, "open %s: %s", cmd_path, strerror(errno));
+	ch = new_channel(cfd);
+	REQUIRE(ch >= 0, "a completion channel");
 	REQUIRE(ioctl(fd, IVRDMA_IVSHMEM_IOC_INFO, &info) == 0, "info");
 	shm = mmap(NULL, (size_t)info.bar2_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	REQUIRE(shm != MAP_FAILED, "mmap BAR2: %s", strerror(errno));
@@ -399,6 +673,16 @@ static int cmd_unbind(const char *bdf)
 	EXPECT_ERR(try_ioctl(fd, 0x1234, NULL), ENOTTY);
 	printf("IOCTL_AFTER_UNBIND=ENODEV\n");
 
+	/* The command device refuses; the channel made before still works. */
+	CHECK(access(cmd_path, F_OK) != 0, "%s still exists after unbind", cmd_path);
+	EXPECT_ERR(try_ioctl(cfd, IVRDMA_CMD_IOC_INFO, &cinfo), ENODEV);
+	EXPECT_ERR(try_write(cfd, &cc, sizeof(cc)), ENODEV);
+	EXPECT_ERR(post(ch, 77), 0);
+	CHECK(take(ch) == 77, "channel after unbind");
+	printf("COMMANDS_AFTER_UNBIND=ENODEV CHANNEL_AFTER_UNBIND=works\n");
+	close(ch);
+	close(cfd);
+
 	munmap((void *)shm, (size_t)info.bar2_size);
 	if (regs)
 		munmap((void *)regs, PAGE);
@@ -415,6 +699,15 @@ static int cmd_unbind(const char *bdf)
 	CHECK(shm != MAP_FAILED && touch(shm) == 0, "BAR2 after rebind");
 	printf("REBOUND IVPOSITION=%d\n", info.ivposition);
 	close(fd);
+	cfd = open(cmd_path, O_RDWR | O_CLOEXEC);
+	CHECK(cfd >= 0 && ioctl(cfd, IVRDMA_CMD_IOC_INFO, &cinfo) == 0,
+	      "command device after rebind: %s", strerror(errno));
+	if (cfd >= 0) {
+		ch = new_channel(cfd);
+		CHECK(ch >= 0 && post(ch, 5) == 0 && take(ch) == 5, "channel after rebind");
+		close(ch);
+		close(cfd);
+	}
 	return check_summary();
 }
 
@@ -439,5 +732,7 @@ int main(int argc, char **argv)
 		return cmd_badargs();
 	if (argc == 2 && !strcmp(argv[0], "unbind"))
 		return cmd_unbind(argv[1]);
+	if (argc == 1 && !strcmp(argv[0], "cmddev"))
+		return cmd_cmddev();
 	return usage();
 }

@@ -32,7 +32,7 @@ WSEED=7   # the pattern the guest writes
 LEN=65536
 # Big enough that SeaBIOS places BAR2 above 4 GiB: below, its MTRRs make
 # the 32-bit PCI hole uncachable and BAR2 could only be UC- (see the note
-# in uio-driver/ivrdma_ivshmem.c). The shm object stays sparse.
+# in uio-driver/README.md). The shm object stays sparse.
 REGION_SIZE=${IVRDMA_DRV_REGION_SIZE:-4G}
 BUDGET=100
 BOOT_TIMEOUT=60
@@ -322,7 +322,7 @@ run_robust() {
 	start_vm
 	wait_guest_done $((BUDGET - 15))
 	log "$(guest_lines loadloop | tail -n 1); $(guest_lines unbind | grep -E '^(RMMOD|BAR2_ACCESS|IOCTL_AFTER)' | tr '\n' ' ')"
-	log "$(guest_lines badargs | tail -n 1)"
+	log "$(guest_lines badargs | tail -n 1); $(guest_lines cmddev | grep -E "^(BAD_COMMANDS|CHANNEL_QUEUE)" | tr "\n" " ")"
 }
 
 main() {

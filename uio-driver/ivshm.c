@@ -9,7 +9,12 @@
  *    (it is RAM on the host: an uncached mapping would make every access a
  *    bus transaction);
  *  - BAR0, the registers, mapped uncached (if it can be done safely);
- *  - doorbells to other peers, and its own MSI-X vectors as eventfds.
+ *  - doorbells to other peers, and its own MSI-X vectors as eventfds: each
+ *    open file binds its own, and an interrupt signals every file's
+ *    eventfd for that vector (every verbs process of the VM is woken and
+ *    looks for its own events: the VM is one ivshmem peer).
+ * A second one, /dev/infiniband/ivrdmaN, is the verbs command device
+ * (cmddev.c).
  *
  * See ivrdma_ivshmem_uapi.h for the interface.
  *
@@ -44,6 +49,7 @@
 #include <linux/uaccess.h>
 #include <linux/version.h>
 
+#include "ivrdma_cmd.h"
 #include "ivrdma_ivshmem_uapi.h"
 
 #define IVSHMEM_BAR_REGS	0
@@ -64,10 +70,9 @@ struct ivshm_dev;
 
 struct ivshm_vector {
 	struct ivshm_dev *dev;
+	unsigned int nr;
 	int irq;
 	bool requested;
-	struct eventfd_ctx *trigger;	/* under dev->irq_lock */
-	struct file *owner;		/* the file that bound trigger */
 	atomic64_t count;
 	char name[32];
 };
@@ -94,8 +99,10 @@ struct ivshm_dev {
 
 	struct mutex files_lock;
 	struct list_head files;
+	struct ivrdma_cmd_dev *cmd;	/* /dev/infiniband/ivrdmaN */
 
-	spinlock_t irq_lock;		/* vector triggers vs. the handlers */
+	spinlock_t irq_lock;		/* irq_files, triggers vs. the handlers */
+	struct list_head irq_files;
 	unsigned int nr_vectors;	/* enabled */
 	unsigned int msix_size;		/* the device's MSI-X table size */
 	struct ivshm_vector *vectors;
@@ -104,7 +111,10 @@ struct ivshm_dev {
 struct ivshm_file {
 	struct ivshm_dev *dev;
 	struct file *file;
-	struct list_head node;
+	struct list_head node;		/* dev->files, under files_lock */
+	struct list_head irq_node;	/* dev->irq_files, under irq_lock */
+	/* This file's eventfd per vector, under dev->irq_lock. */
+	struct eventfd_ctx *trigger[IVSHMEM_MAX_VECTORS];
 };
 
 static void ivshm_free(struct kref *ref)
@@ -139,40 +149,49 @@ static irqreturn_t ivshm_irq(int irq, void *arg)
 {
 	struct ivshm_vector *v = arg;
 	struct ivshm_dev *dev = v->dev;
+	struct ivshm_file *f;
 
 	atomic64_inc(&v->count);
 	spin_lock(&dev->irq_lock);
-	if (v->trigger)
-		ivshm_signal(v->trigger);
+	list_for_each_entry(f, &dev->irq_files, irq_node)
+		if (f->trigger[v->nr])
+			ivshm_signal(f->trigger[v->nr]);
 	spin_unlock(&dev->irq_lock);
 	return IRQ_HANDLED;
 }
 
-/* Detaches the eventfd of vector @i if @owner bound it (any if NULL). */
-static bool ivshm_unbind_one(struct ivshm_dev *dev, unsigned int i,
-			     struct file *owner)
+/* Detaches @f's eventfd of vector @i; false if it had none. */
+static bool ivshm_unbind_one(struct ivshm_dev *dev, struct ivshm_file *f,
+			     unsigned int i)
 {
-	struct ivshm_vector *v = &dev->vectors[i];
-	struct eventfd_ctx *old = NULL;
+	struct eventfd_ctx *old;
 
 	spin_lock_irq(&dev->irq_lock);
-	if (v->trigger && (!owner || v->owner == owner)) {
-		old = v->trigger;
-		v->trigger = NULL;
-		v->owner = NULL;
-	}
+	old = f->trigger[i];
+	f->trigger[i] = NULL;
 	spin_unlock_irq(&dev->irq_lock);
 	if (old)
 		eventfd_ctx_put(old);
 	return old != NULL;
 }
 
-static void ivshm_unbind_all(struct ivshm_dev *dev, struct file *owner)
+static void ivshm_unbind_file(struct ivshm_dev *dev, struct ivshm_file *f)
 {
 	unsigned int i;
 
-	for (i = 0; i < dev->nr_vectors; i++)
-		ivshm_unbind_one(dev, i, owner);
+	for (i = 0; i < IVSHMEM_MAX_VECTORS; i++)
+		ivshm_unbind_one(dev, f, i);
+}
+
+/* Every file's bindings: the interrupts are going away. */
+static void ivshm_unbind_all(struct ivshm_dev *dev)
+{
+	struct ivshm_file *f;
+
+	mutex_lock(&dev->files_lock);
+	list_for_each_entry(f, &dev->files, node)
+		ivshm_unbind_file(dev, f);
+	mutex_unlock(&dev->files_lock);
 }
 
 /* ---- mappings ---- */
@@ -286,12 +305,11 @@ static long ivshm_ioc_ring(struct ivshm_dev *dev, void __user *argp)
 	return ret;
 }
 
-static long ivshm_ioc_bind(struct ivshm_dev *dev, struct file *file,
+static long ivshm_ioc_bind(struct ivshm_dev *dev, struct ivshm_file *f,
 			   void __user *argp)
 {
 	struct ivrdma_ivshmem_irqfd req;
 	struct eventfd_ctx *ctx, *old = NULL;
-	struct ivshm_vector *v;
 	long ret = 0;
 
 	if (copy_from_user(&req, argp, sizeof(req)))
@@ -301,16 +319,14 @@ static long ivshm_ioc_bind(struct ivshm_dev *dev, struct file *file,
 	ctx = eventfd_ctx_fdget(req.fd);
 	if (IS_ERR(ctx))
 		return PTR_ERR(ctx);
-	v = &dev->vectors[req.vector];
 	down_read(&dev->lock);
 	if (dev->dead) {
 		ret = -ENODEV;
 		old = ctx;
 	} else {
 		spin_lock_irq(&dev->irq_lock);
-		old = v->trigger;
-		v->trigger = ctx;
-		v->owner = file;
+		old = f->trigger[req.vector];
+		f->trigger[req.vector] = ctx;
 		spin_unlock_irq(&dev->irq_lock);
 	}
 	up_read(&dev->lock);
@@ -319,7 +335,8 @@ static long ivshm_ioc_bind(struct ivshm_dev *dev, struct file *file,
 	return ret;
 }
 
-static long ivshm_ioc_unbind(struct ivshm_dev *dev, void __user *argp)
+static long ivshm_ioc_unbind(struct ivshm_dev *dev, struct ivshm_file *f,
+			     void __user *argp)
 {
 	struct ivrdma_ivshmem_irqfd req;
 	long ret;
@@ -332,7 +349,7 @@ static long ivshm_ioc_unbind(struct ivshm_dev *dev, void __user *argp)
 	if (dev->dead)
 		ret = -ENODEV;
 	else
-		ret = ivshm_unbind_one(dev, req.vector, NULL) ? 0 : -ENOENT;
+		ret = ivshm_unbind_one(dev, f, req.vector) ? 0 : -ENOENT;
 	up_read(&dev->lock);
 	return ret;
 }
@@ -411,9 +428,9 @@ static long ivshm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case IVRDMA_IVSHMEM_IOC_RING:
 		return ivshm_ioc_ring(dev, argp);
 	case IVRDMA_IVSHMEM_IOC_BIND:
-		return ivshm_ioc_bind(dev, file, argp);
+		return ivshm_ioc_bind(dev, f, argp);
 	case IVRDMA_IVSHMEM_IOC_UNBIND:
-		return ivshm_ioc_unbind(dev, argp);
+		return ivshm_ioc_unbind(dev, f, argp);
 	case IVRDMA_IVSHMEM_IOC_VECTOR_COUNT:
 		return ivshm_ioc_vector_count(dev, argp);
 	case IVRDMA_IVSHMEM_IOC_PTE:
@@ -440,6 +457,9 @@ static int ivshm_open(struct inode *inode, struct file *file)
 	mutex_lock(&dev->files_lock);
 	list_add(&f->node, &dev->files);
 	mutex_unlock(&dev->files_lock);
+	spin_lock_irq(&dev->irq_lock);
+	list_add(&f->irq_node, &dev->irq_files);
+	spin_unlock_irq(&dev->irq_lock);
 	file->private_data = f;
 	return 0;
 }
@@ -449,7 +469,10 @@ static int ivshm_release(struct inode *inode, struct file *file)
 	struct ivshm_file *f = file->private_data;
 	struct ivshm_dev *dev = f->dev;
 
-	ivshm_unbind_all(dev, file);
+	spin_lock_irq(&dev->irq_lock);
+	list_del(&f->irq_node);
+	spin_unlock_irq(&dev->irq_lock);
+	ivshm_unbind_file(dev, f);
 	mutex_lock(&dev->files_lock);
 	list_del(&f->node);
 	mutex_unlock(&dev->files_lock);
@@ -522,6 +545,7 @@ static int ivshm_setup_irqs(struct ivshm_dev *dev)
 		struct ivshm_vector *v = &dev->vectors[i];
 
 		v->dev = dev;
+		v->nr = i;
 		v->irq = pci_irq_vector(pdev, i);
 		snprintf(v->name, sizeof(v->name), "%s-%u", dev->name, i);
 		ret = request_irq(v->irq, ivshm_irq, 0, v->name, v);
@@ -542,7 +566,7 @@ static void ivshm_free_irqs(struct ivshm_dev *dev)
 			dev->vectors[i].requested = false;
 		}
 	}
-	ivshm_unbind_all(dev, NULL);
+	ivshm_unbind_all(dev);
 	if (dev->msix_size)
 		pci_free_irq_vectors(dev->pdev);
 }
@@ -610,6 +634,7 @@ static int ivshm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	mutex_init(&dev->files_lock);
 	INIT_LIST_HEAD(&dev->files);
 	spin_lock_init(&dev->irq_lock);
+	INIT_LIST_HEAD(&dev->irq_files);
 	dev->pdev = pci_dev_get(pdev);
 
 	ret = ida_alloc(&ivshm_ida, GFP_KERNEL);
@@ -665,9 +690,17 @@ static int ivshm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	ret = misc_register(&dev->misc);
 	if (ret)
 		goto err_regions;
+	dev->cmd = ivrdma_cmd_add(&pdev->dev, dev->index,
+				  dev->misc.this_device->devt);
+	if (IS_ERR(dev->cmd)) {
+		ret = PTR_ERR(dev->cmd);
+		dev->cmd = NULL;
+		misc_deregister(&dev->misc);
+		goto err_regions;
+	}
 	dev_info(&pdev->dev,
-		 "/dev/%s: BAR2 %llu MiB at %pa, %u MSI-X vectors, IVPosition %d%s\n",
-		 dev->name, dev->shm_size >> 20, &dev->shm_start,
+		 "/dev/%s, /dev/infiniband/ivrdma%d: BAR2 %llu MiB at %pa, %u MSI-X vectors, IVPosition %d%s\n",
+		 dev->name, dev->index, dev->shm_size >> 20, &dev->shm_start,
 		 dev->nr_vectors,
 		 (s32)ioread32(dev->regs + IVRDMA_IVSHMEM_REG_IVPOSITION),
 		 dev->regs_mmap ? "" : ", BAR0 not mappable");
@@ -692,6 +725,7 @@ static void ivshm_remove(struct pci_dev *pdev)
 {
 	struct ivshm_dev *dev = pci_get_drvdata(pdev);
 
+	ivrdma_cmd_remove(dev->cmd);
 	misc_deregister(&dev->misc);	/* no new opens */
 	ivshm_kill(dev);
 	ivshm_teardown(dev);

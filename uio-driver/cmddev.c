@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The verbs command device of ivrdma_ivshmem: /dev/infiniband/ivrdmaN.
+ *
+ * libibverbs opens /dev/infiniband/<entry> as a context's cmd_fd and sends
+ * it the kernel commands the provider does not handle itself. With no RDMA
+ * core in the kernel, the one that matters is
+ * IB_USER_VERBS_CMD_CREATE_COMP_CHANNEL: a completion channel is a file the
+ * application reads completion events from (and polls), and the provider
+ * writes them into, one struct ib_uverbs_comp_event_desc per event, exactly
+ * as it does into the pipe a host process gets. Every other command is
+ * refused the way the uverbs core refuses a command it does not have, and
+ * the verbs ioctl with ENOTTY, which makes libibverbs use write() commands
+ * and read GIDs from sysfs.
+ *
+ * A channel is a bounded ring of records owned by its file; it does not
+ * refer to the device, so it outlives unbind and unplug. The command file
+ * holds a reference to its command device, which is marked dead (every
+ * command then fails with ENODEV) when the ivshmem device goes away.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/anon_inodes.h>
+#include <linux/cred.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/kref.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/overflow.h>
+#include <linux/poll.h>
+#include <linux/rwsem.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/uaccess.h>
+#include <linux/wait.h>
+#include <rdma/ib_user_verbs.h>
+
+#include "ivrdma_cmd.h"
+#include "ivrdma_ivshmem_uapi.h"
+
+#define CHANNEL_DEPTH_MAX	65536
+#define CHANNEL_WRITE_BATCH	16
+
+static ushort cmd_mode = 0660;
+module_param(cmd_mode, ushort, 0444);
+MODULE_PARM_DESC(cmd_mode,
+		 "Permissions of /dev/infiniband/ivrdmaN (default 0660: owner and group)");
+
+static uint channel_depth = 1024;
+module_param(channel_depth, uint, 0644);
+MODULE_PARM_DESC(channel_depth,
+		 "Events a new completion channel queues before writes fail with EAGAIN (1..65536, default 1024)");
+
+struct ivrdma_cmd_dev {
+	struct kref ref;
+	struct miscdevice misc;
+	char name[24];
+	char nodename[40];
+	int index;
+	dev_t ivshmem_devt;
+	struct rw_semaphore lock;	/* read: a command; write: removal */
+	bool dead;
+};
+
+struct ivrdma_channel {
+	spinlock_t lock;
+	wait_queue_head_t wait;		/* readers and pollers */
+	struct fasync_struct *async;
+	unsigned int head;		/* the oldest record */
+	unsigned int len;		/* records queued */
+	unsigned int depth;
+	struct ib_uverbs_comp_event_desc ev[];
+};
+
+/* ---- completion channels ---- */
+
+static ssize_t chan_read(struct file *file, char __user *buf, size_t count,
+			 loff_t *pos)
+{
+	struct ivrdma_channel *ch = file->private_data;
+	struct ib_uverbs_comp_event_desc ev;
+	int ret;
+
+	/* One record per read, as the uverbs core's event files do. */
+	if (count < sizeof(ev))
+		return -EINVAL;
+	spin_lock(&ch->lock);
+	while (!ch->len) {
+		spin_unlock(&ch->lock);
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		ret = wait_event_interruptible(ch->wait, READ_ONCE(ch->len));
+		if (ret)
+			return ret;
+		spin_lock(&ch->lock);
+	}
+	ev = ch->ev[ch->head];
+	ch->head = (ch->head + 1) % ch->depth;
+	ch->len--;
+	spin_unlock(&ch->lock);
+	wake_up_interruptible_poll(&ch->wait, EPOLLOUT | EPOLLWRNORM);
+	if (copy_to_user(buf, &ev, sizeof(ev)))
+		return -EFAULT;
+	return sizeof(ev);
+}
+
+/*
+ * Queues whole records; never blocks. Returns the bytes queued, or EAGAIN
+ * if the queue was full: an unread channel must not grow without bound.
+ */
+static ssize_t chan_write(struct file *file, const char __user *buf,
+			  size_t count, loff_t *pos)
+{
+	struct ivrdma_channel *ch = file->private_data;
+	struct ib_uverbs_comp_event_desc ev[CHANNEL_WRITE_BATCH];
+	size_t done = 0;
+
+	if (!count || count % sizeof(ev[0]))
+		return -EINVAL;
+	while (done < count) {
+		size_t n = min_t(size_t, (count - done) / sizeof(ev[0]),
+				 CHANNEL_WRITE_BATCH);
+		size_t i, queued;
+
+		if (copy_from_user(ev, buf + done, n * sizeof(ev[0])))
+			return done ? done : -EFAULT;
+		spin_lock(&ch->lock);
+		queued = min_t(size_t, n, ch->depth - ch->len);
+		for (i = 0; i < queued; i++)
+			ch->ev[(ch->head + ch->len + i) % ch->depth] = ev[i];
+		ch->len += queued;
+		spin_unlock(&ch->lock);
+		if (queued) {
+			wake_up_interruptible_poll(&ch->wait,
+						   EPOLLIN | EPOLLRDNORM);
+			kill_fasync(&ch->async, SIGIO, POLL_IN);
+		}
+		done += queued * sizeof(ev[0]);
+		if (queued < n)
+			break;
+	}
+	return done ? done : -EAGAIN;
+}
+
+static __poll_t chan_poll(struct file *file, poll_table *wait)
+{
+	struct ivrdma_channel *ch = file->private_data;
+	__poll_t mask = 0;
+
+	poll_wait(file, &ch->wait, wait);
+	spin_lock(&ch->lock);
+	if (ch->len)
+		mask |= EPOLLIN | EPOLLRDNORM;
+	if (ch->len < ch->depth)
+		mask |= EPOLLOUT | EPOLLWRNORM;
+	spin_unlock(&ch->lock);
+	return mask;
+}
+
+static int chan_fasync(int fd, struct file *file, int on)
+{
+	struct ivrdma_channel *ch = file->private_data;
+
+	return fasync_helper(fd, file, on, &ch->async);
+}
+
+static int chan_release(struct inode *inode, struct file *file)
+{
+	kvfree(file->private_data);
+	return 0;
+}
+
+static const struct file_operations chan_fops = {
+	.owner = THIS_MODULE,
+	.read = chan_read,
+	.write = chan_write,
+	.poll = chan_poll,
+	.fasync = chan_fasync,
+	.release = chan_release,
+	.llseek = no_llseek,
+};
+
+/* Makes a channel and its fd, and tells user space the fd at @uresp. */
+static int create_channel(struct ib_uverbs_create_comp_channel_resp __user *uresp)
+{
+	struct ib_uverbs_create_comp_channel_resp resp = {};
+	unsigned int depth = clamp_t(unsigned int, READ_ONCE(channel_depth), 1,
+				     CHANNEL_DEPTH_MAX);
+	struct ivrdma_channel *ch;
+	struct file *filp;
+	int fd;
+
+	ch = kvzalloc(struct_size(ch, ev, depth), GFP_KERNEL);
+	if (!ch)
+		return -ENOMEM;
+	spin_lock_init(&ch->lock);
+	init_waitqueue_head(&ch->wait);
+	ch->depth = depth;
+
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0) {
+		kvfree(ch);
+		return fd;
+	}
+	filp = anon_inode_getfile("[ivrdma-channel]", &chan_fops, ch, O_RDWR);
+	if (IS_ERR(filp)) {
+		put_unused_fd(fd);
+		kvfree(ch);
+		return PTR_ERR(filp);
+	}
+	resp.fd = fd;
+	if (copy_to_user(uresp, &resp, sizeof(resp))) {
+		put_unused_fd(fd);
+		fput(filp);		/* chan_release() frees ch */
+		return -EFAULT;
+	}
+	fd_install(fd, filp);
+	return 0;
+}
+
+/* ---- the command file ---- */
+
+static void cmd_free(struct kref *ref)
+{
+	kfree(container_of(ref, struct ivrdma_cmd_dev, ref));
+}
+
+static ssize_t cmd_write(struct file *file, const char __user *buf,
+			 size_t count, loff_t *pos)
+{
+	struct ivrdma_cmd_dev *cdev = file->private_data;
+	struct ib_uverbs_create_comp_channel cmd;
+	struct ib_uverbs_cmd_hdr hdr;
+	ssize_t ret;
+
+	/*
+	 * A command names a user address the answer is written to: accept
+	 * it only from whoever opened the file, as the uverbs core does (a
+	 * setuid program's stderr must not become a way to write memory).
+	 */
+	if (file->f_cred != current_cred())
+		return -EACCES;
+	if (count < sizeof(hdr))
+		return -EINVAL;
+	if (copy_from_user(&hdr, buf, sizeof(hdr)))
+		return -EFAULT;
+	if (hdr.command & ~(IB_USER_VERBS_CMD_FLAG_EXTENDED |
+			    IB_USER_VERBS_CMD_COMMAND_MASK))
+		return -EINVAL;
+	if (hdr.command != IB_USER_VERBS_CMD_CREATE_COMP_CHANNEL)
+		return -EOPNOTSUPP;
+	if ((size_t)hdr.in_words * 4 != count ||
+	    count < sizeof(hdr) + sizeof(cmd))
+		return -EINVAL;
+	if ((size_t)hdr.out_words * 4 <
+	    sizeof(struct ib_uverbs_create_comp_channel_resp))
+		return -ENOSPC;
+	if (copy_from_user(&cmd, buf + sizeof(hdr), sizeof(cmd)))
+		return -EFAULT;
+
+	down_read(&cdev->lock);
+	if (cdev->dead)
+		ret = -ENODEV;
+	else
+		ret = create_channel(u64_to_user_ptr(cmd.response));
+	up_read(&cdev->lock);
+	return ret ? ret : count;
+}
+
+static long cmd_ioc_info(struct ivrdma_cmd_dev *cdev, void __user *argp)
+{
+	struct ivrdma_cmd_info info = {
+		.abi_version = IVRDMA_IVSHMEM_ABI_VERSION,
+		.index = cdev->index,
+		.ivshmem_major = MAJOR(cdev->ivshmem_devt),
+		.ivshmem_minor = MINOR(cdev->ivshmem_devt),
+		.channel_depth = clamp_t(unsigned int, READ_ONCE(channel_depth),
+					 1, CHANNEL_DEPTH_MAX),
+	};
+	bool dead;
+
+	down_read(&cdev->lock);
+	dead = cdev->dead;
+	up_read(&cdev->lock);
+	if (dead)
+		return -ENODEV;
+	return copy_to_user(argp, &info, sizeof(info)) ? -EFAULT : 0;
+}
+
+/* Everything but ours, the verbs ioctl included, is ENOTTY. */
+static long cmd_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct ivrdma_cmd_dev *cdev = file->private_data;
+
+	if (cmd == IVRDMA_CMD_IOC_INFO)
+		return cmd_ioc_info(cdev, (void __user *)arg);
+	return -ENOTTY;
+}
+
+static int cmd_open(struct inode *inode, struct file *file)
+{
+	/* misc_open() set private_data; misc_deregister() cannot race us. */
+	struct miscdevice *misc = file->private_data;
+	struct ivrdma_cmd_dev *cdev = container_of(misc, struct ivrdma_cmd_dev,
+						   misc);
+
+	kref_get(&cdev->ref);
+	file->private_data = cdev;
+	return nonseekable_open(inode, file);
+}
+
+static int cmd_release(struct inode *inode, struct file *file)
+{
+	struct ivrdma_cmd_dev *cdev = file->private_data;
+
+	kref_put(&cdev->ref, cmd_free);
+	return 0;
+}
+
+static const struct file_operations cmd_fops = {
+	.owner = THIS_MODULE,
+	.open = cmd_open,
+	.release = cmd_release,
+	.write = cmd_write,
+	.unlocked_ioctl = cmd_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = no_llseek,
+};
+
+struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
+				      dev_t ivshmem_devt)
+{
+	struct ivrdma_cmd_dev *cdev;
+	int ret;
+
+	cdev = kzalloc(sizeof(*cdev), GFP_KERNEL);
+	if (!cdev)
+		return ERR_PTR(-ENOMEM);
+	kref_init(&cdev->ref);
+	init_rwsem(&cdev->lock);
+	cdev->index = index;
+	cdev->ivshmem_devt = ivshmem_devt;
+	snprintf(cdev->name, sizeof(cdev->name), "ivrdma%d", index);
+	snprintf(cdev->nodename, sizeof(cdev->nodename), "infiniband/ivrdma%d",
+		 index);
+	cdev->misc.minor = MISC_DYNAMIC_MINOR;
+	cdev->misc.name = cdev->name;
+	cdev->misc.nodename = cdev->nodename;
+	cdev->misc.fops = &cmd_fops;
+	cdev->misc.parent = parent;
+	cdev->misc.mode = cmd_mode;
+	ret = misc_register(&cdev->misc);
+	if (ret) {
+		kfree(cdev);
+		return ERR_PTR(ret);
+	}
+	return cdev;
+}
+
+void ivrdma_cmd_remove(struct ivrdma_cmd_dev *cdev)
+{
+	misc_deregister(&cdev->misc);	/* no new opens */
+	down_write(&cdev->lock);
+	cdev->dead = true;
+	up_write(&cdev->lock);
+	kref_put(&cdev->ref, cmd_free);
+}

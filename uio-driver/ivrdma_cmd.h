@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The verbs command device, /dev/infiniband/ivrdmaN (cmddev.c), as the
+ * ivshmem part of the module (ivshm.c) sees it.
+ */
+#ifndef _IVRDMA_CMD_H
+#define _IVRDMA_CMD_H
+
+#include <linux/device.h>
+#include <linux/types.h>
+
+struct ivrdma_cmd_dev;
+
+/*
+ * Registers /dev/infiniband/ivrdma<index> for the ivshmem device whose
+ * node is @ivshmem_devt. Returns the command device or an ERR_PTR.
+ */
+struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
+				      dev_t ivshmem_devt);
+
+/*
+ * Removes the node; open command files fail every command with ENODEV
+ * from now on, channels already made keep working.
+ */
+void ivrdma_cmd_remove(struct ivrdma_cmd_dev *cdev);
+
+#endif /* _IVRDMA_CMD_H */
