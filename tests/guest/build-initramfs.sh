@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Builds a small initramfs for guest tests: a static busybox with its applet
-# links, an /init script and any extra files (static binaries we build,
-# kernel modules, data).
+# links, an /init script, the guest-lib.sh it sources (/lib/ivr/) and any
+# extra files (binaries, kernel modules, data).
 #
-#   build-initramfs.sh [--init FILE] [--busybox PATH] OUT.cpio.gz [SRC[:DEST]]...
+#   build-initramfs.sh [--init FILE] [--busybox PATH] [--libs] OUT.cpio.gz [SRC[:DEST]]...
 #
 # SRC[:DEST] copies SRC to DEST inside the image (absolute path; default
-# /bin/<basename of SRC>), keeping its mode. ELF programs must be static:
-# the image has no libc, and a dynamic program would only fail at boot with
-# a puzzling "not found".
+# /bin/<basename of SRC>), keeping its mode. ELF programs must be static,
+# unless --libs is given: then each dynamic ELF brings the shared libraries
+# ldd finds for it, and their loader, at the same paths (a dlopen()ed
+# library, e.g. a verbs provider, is given as a SRC of its own). Without
+# --libs a dynamic program would only fail at boot with a puzzling
+# "not found".
 #
 # Writes only next to OUT (a staging dir removed on exit). Needs no root:
 # the archive says every file is root's (cpio -R 0:0), and /dev/console
@@ -17,6 +20,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 init="$here/guest-init.sh"
+libs=0
 busybox=$(command -v busybox || echo /bin/busybox)
 
 die() {
@@ -25,7 +29,7 @@ die() {
 }
 
 usage() {
-	echo "usage: build-initramfs.sh [--init FILE] [--busybox PATH] OUT.cpio.gz [SRC[:DEST]]..." >&2
+	echo "usage: build-initramfs.sh [--init FILE] [--busybox PATH] [--libs] OUT.cpio.gz [SRC[:DEST]]..." >&2
 	exit 2
 }
 
@@ -33,6 +37,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--init) init=${2:?--init needs a file}; shift 2 ;;
 	--busybox) busybox=${2:?--busybox needs a path}; shift 2 ;;
+	--libs) libs=1; shift ;;
 	-h | --help) usage ;;
 	--) shift; break ;;
 	-*) usage ;;
@@ -43,12 +48,20 @@ done
 out=$1
 shift
 
-# A dynamic ELF names its interpreter; scripts and data are fine as they are.
+is_elf() {
+	[ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]
+}
+
+# A dynamic ELF needs libraries (an executable names its interpreter, a
+# library has a dynamic section); scripts and data are fine as they are.
+is_dynamic() {
+	is_elf "$1" && LC_ALL=C readelf -d "$1" 2>/dev/null | grep -q '(NEEDED)'
+}
+
 require_static() {
 	local f=$1
-	if [ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] &&
-		LC_ALL=C readelf -l "$f" 2>/dev/null | grep -q 'program interpreter'; then
-		die "$f is dynamically linked; guest programs must be static (-static)"
+	if [ $libs -eq 0 ] && is_dynamic "$f"; then
+		die "$f is dynamically linked; guest programs must be static (-static), or pass --libs"
 	fi
 }
 
@@ -76,19 +89,40 @@ add_busybox() {
 	[ -e "$stage/bin/sh" ] || die "$busybox has no sh applet"
 }
 
-# add_file SRC DEST: one file into the image, mode kept.
+# add_file SRC DEST: one file into the image, mode kept (and with --libs,
+# what it needs).
 add_file() {
 	local src=$1 dest=$2
 	[ -f "$src" ] || die "no such file: $src"
 	case "$dest" in /*) ;; *) die "destination must be absolute: $dest" ;; esac
 	require_static "$src"
 	mkdir -p "$stage$(dirname "$dest")"
-	cp -p "$src" "$stage$dest"
+	cp -pL "$src" "$stage$dest"
+	[ $libs -eq 0 ] || ! is_dynamic "$src" || add_libs "$src"
+}
+
+# add_libs ELF: the libraries and loader ldd resolves for it, each once.
+declare -A have_lib=()
+add_libs() {
+	local line path
+	while IFS= read -r line; do
+		case "$line" in
+		*'not found'*) die "$1 needs a library that is not installed: $line" ;;
+		*' => '/*) path=${line#* => }; path=${path%% (*} ;;
+		*/*' ('*) path=${line%% (*}; path=${path//[[:space:]]/} ;;
+		*) continue ;; # linux-vdso.so.1, statically linked
+		esac
+		[ -z "${have_lib[$path]:-}" ] || continue
+		have_lib[$path]=1
+		mkdir -p "$stage$(dirname "$path")"
+		cp -L "$path" "$stage$path"
+	done < <(LC_ALL=C ldd "$1" 2>&1 || true)
 }
 
 add_busybox
 add_file "$init" /init
 chmod 0755 "$stage/init"
+add_file "$here/guest-lib.sh" /lib/ivr/guest-lib.sh
 for spec in "$@"; do
 	case "$spec" in
 	*:*) add_file "${spec%%:*}" "${spec#*:}" ;;

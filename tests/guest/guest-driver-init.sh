@@ -13,72 +13,13 @@
 #                    channels, node modes from the module parameters
 #   ivr.shell=1      end in a shell instead of powering off (debugging)
 #
-# Result lines start with "IVR-GUEST: <step>: "; the last one is
-# "IVR-GUEST: DONE" or "IVR-GUEST: FAIL <step> ...". Then the VM powers off.
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+# Result lines and the end: see guest-lib.sh.
 MODULE=/lib/modules/ivrdma_ivshmem.ko
 DEV=/dev/ivshmem0
 CMD=/dev/infiniband/ivrdma0
 
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-
-say() {
-	echo "IVR-GUEST: $*"
-}
-
-finish() {
-	if [ "$(param shell)" = 1 ]; then
-		setsid cttyhack sh
-	fi
-	sync
-	poweroff -f
-	sleep 10 # poweroff -f does not return; never let init exit (panic)
-}
-
-param() {
-	read -r cmdline </proc/cmdline
-	for word in $cmdline; do
-		case "$word" in
-		"ivr.$1="*)
-			echo "${word#*=}"
-			return
-			;;
-		esac
-	done
-}
-
-# step NAME CMD...: run, prefix each output line, stop the test on failure.
-step() {
-	name=$1
-	shift
-	out=$("$@" 2>&1)
-	rc=$?
-	echo "$out" | while IFS= read -r line; do
-		say "$name: $line"
-	done
-	if [ $rc -ne 0 ]; then
-		say "FAIL $name rc=$rc"
-		dmesg | tail -n 20 | while IFS= read -r line; do say "dmesg: $line"; done
-		finish
-	fi
-}
-
-wait_for_go() {
-	say "READY"
-	end=$(($(date +%s) + 120))
-	while [ "$(date +%s)" -lt "$end" ]; do
-		# shellcheck disable=SC3045 # busybox sh has read -t
-		if read -r -t 5 line && [ "$line" = go ]; then
-			say "wait: go"
-			return
-		fi
-	done
-	say "FAIL wait no 'go' on the console within 120s"
-	finish
-}
+# shellcheck source=guest-lib.sh
+. /lib/ivr/guest-lib.sh
 
 # load [PARAM=VALUE]...: insmod, then wait for both device nodes.
 load() {
