@@ -18,12 +18,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "ivrdma_ivshmem_uapi.h"
@@ -249,6 +251,30 @@ static int guest_process_control(struct ivt *t)
 	while (read(t->control_fd, &count, sizeof(count)) < 0 && errno == EINTR)
 		;
 	return scan_peers(t);
+}
+
+int ivt_guest_cmd_device(int fd, char *path, size_t len, char *err, size_t errlen)
+{
+	struct ivrdma_cmd_info info;
+	struct stat st;
+
+	if (ioctl(fd, IVRDMA_CMD_IOC_INFO, &info) < 0) {
+		if (errno == ENOTTY || errno == EINVAL || errno == EBADF)
+			return 0;
+		return ivt_fail(err, errlen, -errno, "the command device: %s", strerror(errno));
+	}
+	if (info.abi_version != IVRDMA_IVSHMEM_ABI_VERSION)
+		return ivt_fail(err, errlen, -EPROTO, "driver ABI %u, expected %u",
+				info.abi_version, IVRDMA_IVSHMEM_ABI_VERSION);
+	if (snprintf(path, len, "/dev/ivshmem%u", info.index) >= (int)len)
+		return ivt_fail(err, errlen, -ENAMETOOLONG, "path buffer too small");
+	if (stat(path, &st) < 0)
+		return ivt_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(info.ivshmem_major, info.ivshmem_minor))
+		return ivt_fail(err, errlen, -ENODEV,
+				"%s is not the device behind the command device (%u:%u)", path,
+				info.ivshmem_major, info.ivshmem_minor);
+	return 1;
 }
 
 const struct ivt_backend_ops ivt_guest_ops = {

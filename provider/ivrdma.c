@@ -102,12 +102,12 @@ static const struct verbs_context_ops ivrdma_ctx_ops = {
 };
 
 /*
- * The command fd every kernel command of libibverbs goes to. There is no
- * kernel behind ours, so it must fail every command cleanly: /dev/null
- * read-only fails write() with EBADF (a writable /dev/null would "accept"
- * commands and libibverbs would read garbage responses) and ioctl() with
- * ENOTTY, which libibverbs reads as "no ioctl interface" and answers
- * from sysfs (GIDs). Takes ownership of the fd libibverbs opened.
+ * The command fd every kernel command of libibverbs goes to. On the host
+ * there is no kernel behind ours, so it must fail every command cleanly:
+ * /dev/null read-only fails write() with EBADF (a writable /dev/null would
+ * "accept" commands and libibverbs would read garbage responses) and
+ * ioctl() with ENOTTY, which libibverbs reads as "no ioctl interface" and
+ * answers from sysfs (GIDs). Takes ownership of the fd libibverbs opened.
  */
 static int replace_cmd_fd(int cmd_fd)
 {
@@ -185,18 +185,43 @@ static int set_identity(struct ivrdma_context *ctx)
 	return 0;
 }
 
-static int attach_region(struct ivrdma_context *ctx)
+/*
+ * Host or guest? In a guest libibverbs opened the driver's command device
+ * (/dev/infiniband/ivrdmaN), which tells which /dev/ivshmemN carries the
+ * region: the context attaches there, my peer ID is the VM's IVPosition,
+ * and cmd_fd stays (it makes real completion channels). Anywhere else the
+ * context is a client of ivrdmad's host.sock and cmd_fd is replaced.
+ */
+static int choose_backend(int *cmd_fd, struct ivt_options *opts, char *path, size_t len)
 {
-	struct ivt_options opts = {.backend = IVT_BACKEND_HOST};
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char err[256] = "";
+	int rc = *cmd_fd >= 0 ? ivt_guest_cmd_device(*cmd_fd, path, len, err, sizeof(err)) : 0;
+
+	if (rc < 0) {
+		ivrdma_dbg("%s", err);
+		return rc;
+	}
+	if (rc == 1) {
+		opts->backend = IVT_BACKEND_GUEST;
+		return 0;
+	}
+	*cmd_fd = replace_cmd_fd(*cmd_fd);
+	if (*cmd_fd < 0)
+		return -errno;
+	opts->backend = IVT_BACKEND_HOST;
+	if (snprintf(path, len, "%s/host.sock", daemon_dir()) >= (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int attach_region(struct ivrdma_context *ctx, struct ivt_options *opts)
+{
+	const char *path = opts->path;
 	const char *why = NULL;
 	char err[256];
 	int rc;
 
-	if (snprintf(path, sizeof(path), "%s/host.sock", daemon_dir()) >= (int)sizeof(path))
-		return -ENAMETOOLONG;
-	opts.path = path;
-	rc = ivt_attach(&opts, &ctx->transport, err, sizeof(err));
+	rc = ivt_attach(opts, &ctx->transport, err, sizeof(err));
 	if (rc) {
 		ivrdma_dbg("%s", err);
 		return rc;
@@ -213,8 +238,8 @@ static int attach_region(struct ivrdma_context *ctx)
 	rc = set_identity(ctx);
 	if (rc)
 		return rc;
-	ivrdma_dbg("attached to %s as peer %d, node %u", path, ivt_peer_id(ctx->transport),
-		   ctx->node);
+	ivrdma_dbg("attached to %s (%s) as peer %d, node %u", path,
+		   ivt_backend_name(ctx->transport), ivt_peer_id(ctx->transport), ctx->node);
 	return 0;
 }
 
@@ -235,12 +260,17 @@ static void release_context(struct ivrdma_context *ctx)
 static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int cmd_fd,
 						  void *private_data)
 {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct ivt_options opts = {.path = path};
 	struct ivrdma_context *ctx;
 	int rc;
 
-	cmd_fd = replace_cmd_fd(cmd_fd);
-	if (cmd_fd < 0)
-		return NULL;
+	rc = choose_backend(&cmd_fd, &opts, path, sizeof(path));
+	if (rc) {
+		if (cmd_fd >= 0)
+			close(cmd_fd);
+		return ivrdma_fail_null(-rc);
+	}
 	ctx = verbs_init_and_alloc_context(ibdev, cmd_fd, ctx, ibv_ctx, 0);
 	if (!ctx)
 		return NULL;
@@ -250,7 +280,7 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	pthread_mutex_init(&ctx->srq_lock, NULL);
 	rc = open_async_pair(ctx);
 	if (!rc)
-		rc = attach_region(ctx);
+		rc = attach_region(ctx, &opts);
 	if (!rc)
 		rc = ivrdma_events_start(ctx);
 	if (rc) {

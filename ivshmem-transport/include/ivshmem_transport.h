@@ -12,8 +12,9 @@
  * chosen address), my peer ID, doorbells to ring and to wait for, and peer
  * join/leave notices. It knows nothing of verbs.
  *
- * Thread safety: ivt_ring() and the getters may be called from any thread;
- * ivt_process_control() from one thread at a time.
+ * Thread safety: every call may be made from any thread. ivt_ring() to a
+ * peer not known yet reads pending notices first (on_peer may then be
+ * called from the ringing thread).
  */
 #ifndef IVSHMEM_TRANSPORT_H
 #define IVSHMEM_TRANSPORT_H
@@ -93,6 +94,17 @@ int ivt_wait(struct ivt *t, uint64_t mask, int timeout_ms, uint64_t *fired);
  */
 int ivt_control_fd(const struct ivt *t);
 int ivt_process_control(struct ivt *t);
+
+/*
+ * Guest backend: whether fd is the verbs command device of the driver
+ * (/dev/infiniband/ivrdmaN of ivrdma_ivshmem.ko). If it is, writes the
+ * path of the ivshmem device behind it (/dev/ivshmemN, checked by its
+ * device numbers) to path, the attach path for IVT_BACKEND_GUEST. Returns
+ * 1 (ours), 0 (not ours: any other file, e.g. a host's /dev/null), or
+ * -errno with a message in err (ours, but unusable: -ENODEV after the
+ * device was unbound or unplugged).
+ */
+int ivt_guest_cmd_device(int fd, char *path, size_t len, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }
