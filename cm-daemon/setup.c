@@ -7,9 +7,15 @@
  * /dev/infiniband/<entry> (a character device whose numbers match the
  * entry's `dev` file, 0:0 = any) and reads node GUID, GIDs and pkeys from
  * $SYSFS_PATH/class/infiniband/<ibdev>. setup writes that tree from the
- * node directory of ivrdmad, formatted as the kernel formats it.
+ * node directory, formatted as the kernel formats it.
+ *
+ * On the host the node is the host node and ivrdmad says which it is. In a
+ * guest /dev/infiniband/<cdev> is the driver's command device: setup asks
+ * no daemon, it maps the region behind it (BAR2), takes its peer ID
+ * (IVPosition) and finds that peer's node in the region's directory.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -26,6 +32,8 @@
 #include <json-c/json.h>
 
 #include "ctl_client.h"
+#include "ivshmem_transport.h"
+#include "region.h"
 #include "setup.h"
 
 #define DEFAULT_DIR	 "/run/ivrdma"
@@ -43,6 +51,7 @@ struct node_ident {
 	uint64_t guid;
 	uint8_t gid[16];
 	unsigned int lid;
+	int peer; /* in a guest: my IVPosition */
 };
 
 static const char *daemon_dir(void)
@@ -154,6 +163,75 @@ static int query_host_node(struct node_ident *id)
 		return fail("%s", err);
 	rc = find_host_node(doc, id);
 	json_object_put(doc);
+	return rc;
+}
+
+/* --- the node's identity, in a guest ---------------------------------------- */
+
+/*
+ * Whether /dev/infiniband/<cdev> is the guest driver's command device; if
+ * so, ivshmem gets the path of the ivshmem device behind it. Returns 1, 0
+ * (not a guest's), or -1 after a message (the driver's, but unusable).
+ */
+static int guest_device(const char *cdev, char *ivshmem, size_t len)
+{
+	char path[PATH_MAX], err[256] = "";
+	int fd, rc;
+
+	snprintf(path, sizeof(path), "%s/%s", CDEV_DIR, cdev);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	rc = ivt_guest_cmd_device(fd, ivshmem, len, err, sizeof(err));
+	close(fd);
+	if (rc < 0) {
+		fail("%s: %s", path, err);
+		return -1;
+	}
+	return rc;
+}
+
+/* My peer (IVPosition) and its node, read from the region's directory. */
+static int read_guest_node(const struct ivrdma_region *r, int peer_id, struct node_ident *id)
+{
+	struct ivrdma_peer *p = peer_id >= 0 ? ivrdma_region_peer(r, (uint32_t)peer_id) : NULL;
+	struct ivrdma_node *n;
+
+	if (!p || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != IVRDMA_PEER_ACTIVE)
+		return fail("peer %d (IVPosition) is not active in the region's peer table",
+			    peer_id);
+	n = ivrdma_region_node(r, __atomic_load_n(&p->node, __ATOMIC_RELAXED));
+	if (!n || __atomic_load_n(&n->state, __ATOMIC_ACQUIRE) != IVRDMA_NODE_ACTIVE)
+		return fail("peer %d's node is not an active node of the directory", peer_id);
+	snprintf(id->name, sizeof(id->name), "%.*s", (int)sizeof(n->name), n->name);
+	id->guid = n->node_guid;
+	memcpy(id->gid, n->gid, sizeof(id->gid));
+	id->lid = n->lid;
+	if (id->lid == 0 || id->lid >= 0xc000)
+		return fail("bad LID %u in the directory", id->lid);
+	return 0;
+}
+
+static int query_guest_node(const char *ivshmem, struct node_ident *id)
+{
+	struct ivt_options opts = {.backend = IVT_BACKEND_GUEST, .path = ivshmem};
+	struct ivrdma_region r;
+	const char *why = "";
+	struct ivt *t;
+	char err[256];
+	int rc;
+
+	rc = ivt_attach(&opts, &t, err, sizeof(err));
+	if (rc)
+		return fail("%s: %s", ivshmem, err);
+	rc = ivrdma_region_open(&r, ivt_region_base(t), ivt_region_size(t), &why);
+	if (rc)
+		rc = fail("%s: region rejected: %s", ivshmem, why);
+	else
+		rc = read_guest_node(&r, ivt_peer_id(t), id);
+	if (!rc)
+		id->peer = ivt_peer_id(t);
+	ivt_detach(t);
 	return rc;
 }
 
@@ -365,10 +443,10 @@ int ivrdma_cmd_setup(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *cdev = DEFAULT_CDEV;
-	char root[PATH_MAX];
-	struct node_ident id;
+	char root[PATH_MAX], ivshmem[64];
+	struct node_ident id = {.peer = -1};
 	dev_t rdev;
-	int c;
+	int c, guest;
 
 	if (default_sysfs(root, sizeof(root)))
 		return 1;
@@ -382,11 +460,18 @@ int ivrdma_cmd_setup(int argc, char **argv)
 	}
 	if (optind != argc)
 		return usage(SETUP_USAGE);
-	if (query_host_node(&id) || ensure_cdev(cdev, &rdev) || make_dirs(root, cdev) ||
-	    write_ibdev(root, &id) || write_port(&id, root) || write_uverbs(root, cdev, rdev))
+	guest = guest_device(cdev, ivshmem, sizeof(ivshmem));
+	if (guest < 0)
 		return 1;
-	printf("%s: node %s, LID %u, sysfs tree %s, command device %s/%s\n", IBDEV_NAME, id.name,
+	if ((guest ? query_guest_node(ivshmem, &id) : query_host_node(&id)) ||
+	    ensure_cdev(cdev, &rdev) || make_dirs(root, cdev) || write_ibdev(root, &id) ||
+	    write_port(&id, root) || write_uverbs(root, cdev, rdev))
+		return 1;
+	printf("%s: node %s, LID %u, sysfs tree %s, command device %s/%s", IBDEV_NAME, id.name,
 	       id.lid, root, CDEV_DIR, cdev);
+	if (guest)
+		printf(" (guest: %s, IVPosition %d)", ivshmem, id.peer);
+	putchar('\n');
 	return 0;
 }
 
@@ -480,7 +565,7 @@ static void print_preload(const char *provider_prefix)
  */
 static int print_env(const char *sysfs, const char *provider)
 {
-	char prefix[PATH_MAX], root[PATH_MAX];
+	char prefix[PATH_MAX], root[PATH_MAX], dev[64];
 	bool have = false;
 
 	if (absolute(sysfs, root, sizeof(root)))
@@ -498,7 +583,9 @@ static int print_env(const char *sysfs, const char *provider)
 	print_export("SYSFS_PATH", root);
 	if (have) {
 		print_export("RDMAV_DRIVERS", prefix);
-		print_preload(prefix);
+		/* A guest's command device makes completion channels itself. */
+		if (guest_device(DEFAULT_CDEV, dev, sizeof(dev)) == 0)
+			print_preload(prefix);
 	}
 	return 0;
 }

@@ -11,8 +11,11 @@
 
 /*
  * ivrdma setup [--sysfs PATH] [--cdev NAME]
- * Asks ivrdmad for the host node's identity and writes the sysfs tree
- * (default $IVRDMA_DIR/sysfs) and /dev/infiniband/<cdev>. Idempotent:
+ * Finds the node's identity (on the host: ivrdmad's host node; in a guest,
+ * where /dev/infiniband/<cdev> is the driver's command device: the node
+ * of my IVPosition in the region's directory) and writes the sysfs tree
+ * (default $IVRDMA_DIR/sysfs) and, on the host, /dev/infiniband/<cdev>.
+ * Idempotent:
  * run it again after the node's GID or LID changed. --cdev names the
  * command device (default ivrdma0). Returns the exit status.
  */
@@ -22,7 +25,8 @@ int ivrdma_cmd_setup(int argc, char **argv);
  * ivrdma env [--sysfs PATH] [--provider PATH]
  * Prints `export NAME=value` lines for a shell (eval "$(ivrdma env)") or
  * mpirun -x: IVRDMA_DIR, SYSFS_PATH and, unless the provider is installed,
- * RDMAV_DRIVERS. Returns the exit status.
+ * RDMAV_DRIVERS (and, outside a guest, LD_PRELOAD of the completion
+ * channel library next to it). Returns the exit status.
  */
 int ivrdma_cmd_env(int argc, char **argv);
 
