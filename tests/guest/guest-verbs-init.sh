@@ -1,0 +1,123 @@
+#!/bin/sh
+# /init of the verbs test image (busybox sh, plus libibverbs, the provider,
+# ivrdma and the stock verbs tools with their libraries): loads
+# ivrdma_ivshmem.ko, brings up the network, runs `ivrdma setup`, takes
+# `ivrdma env`'s environment, prints READY, then runs what the host sends
+# on the console, one command per line:
+#
+#   run ID SECONDS CMD [ARG]...  run CMD in the background (bounded by
+#                                SECONDS); when it ends, print its output
+#                                as "IVR-GUEST: ID: ..." lines, then
+#                                "IVR-GUEST: END ID rc=N"
+#   listen ID SECONDS PORT       END ID rc=0 once something listens on
+#                                TCP PORT, rc=1 after SECONDS
+#   quit                         power off (after "IVR-GUEST: DONE")
+#
+# Kernel command line:
+#   ivr.ip=ADDR/LEN   address of eth0 (an e1000 NIC); none: no network
+#   ivr.shell=1       end in a shell instead of powering off (debugging)
+#
+# Result lines and the end: see guest-lib.sh.
+MODULE=/lib/modules/ivrdma_ivshmem.ko
+NIC_MODULE=/lib/modules/e1000.ko
+DEV=/dev/ivshmem0
+CMD=/dev/infiniband/ivrdma0
+
+# shellcheck source=guest-lib.sh
+. /lib/ivr/guest-lib.sh
+
+# wait_for PATH...: devtmpfs creates nodes asynchronously.
+wait_for() {
+	w=0
+	for p in "$@"; do
+		while [ ! -e "$p" ] && [ $w -lt 100 ]; do
+			sleep 0.1
+			w=$((w + 1))
+		done
+		[ -e "$p" ] || { echo "no $p"; return 1; }
+	done
+}
+
+load_driver() {
+	insmod $MODULE || return 1
+	wait_for $DEV $CMD || return 1
+	ls -l $DEV $CMD
+}
+
+network() {
+	ip=$(param ip)
+	ip link set lo up
+	[ -n "$ip" ] || { echo "no ivr.ip: no network"; return 0; }
+	insmod $NIC_MODULE || return 1
+	wait_for /sys/class/net/eth0 || return 1
+	ip addr add "$ip" dev eth0 && ip link set eth0 up || return 1
+	ip -o addr show dev eth0
+}
+
+# The provider comes from /etc/libibverbs.d, as when installed; the
+# environment says where setup wrote the sysfs tree.
+verbs_env() {
+	ivrdma env >/tmp/env || return 1
+	cat /tmp/env
+	if grep -q LD_PRELOAD /tmp/env; then
+		echo "ivrdma env wants LD_PRELOAD in a guest"
+		return 1
+	fi
+}
+
+# listening PORT: a TCP socket listens on it (IPv4 or IPv6).
+listening() {
+	hex=$(printf '%04X' "$1")
+	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+		awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }'
+}
+
+# report ID RC FILE: the output of a command, then its end.
+report() {
+	while IFS= read -r line; do
+		say "$1: $line"
+	done <"$3"
+	say "END $1 rc=$2"
+}
+
+run_cmd() { # run_cmd ID SECONDS CMD...
+	id=$1 limit=$2
+	shift 2
+	timeout "$limit" "$@" >"/tmp/$id.out" 2>&1
+	report "$id" $? "/tmp/$id.out"
+}
+
+listen_cmd() { # listen_cmd ID SECONDS PORT
+	end=$(($(date +%s) + $2))
+	while ! listening "$3"; do
+		[ "$(date +%s)" -lt "$end" ] || { say "END $1 rc=1"; return; }
+		sleep 0.1
+	done
+	say "END $1 rc=0"
+}
+
+serve() {
+	stty -echo 2>/dev/null
+	say "READY"
+	# shellcheck disable=SC2086 # commands are words, split on purpose
+	while read -r verb id limit rest; do
+		case "$verb" in
+		run) run_cmd "$id" "$limit" $rest & ;;
+		listen) listen_cmd "$id" "$limit" "$rest" & ;;
+		quit) break ;;
+		'') ;;
+		*) say "FAIL serve unknown command '$verb'" ;;
+		esac
+	done
+	wait
+}
+
+say "BOOTED kernel $(uname -r)"
+step driver load_driver
+step network network
+step setup ivrdma setup
+step env verbs_env
+eval "$(cat /tmp/env)"
+serve
+say "DONE"
+finish
