@@ -15,8 +15,9 @@
  *       and of any page-multiple length inside BAR2;
  *   offset IVRDMA_IVSHMEM_BAR0_OFFSET: BAR0 (the registers), one page,
  *       uncached; only if info.flags has IVRDMA_IVSHMEM_INFO_BAR0_MMAP.
- * Once the device goes away (unbind, hot-unplug) every mapping is zapped:
- * a later access raises SIGBUS and every ioctl fails with ENODEV.
+ * Once the device goes away (unbind, hot-unplug) every bound eventfd is
+ * signalled once and dropped, every mapping is zapped: a later access
+ * raises SIGBUS and every ioctl fails with ENODEV.
  */
 #ifndef _IVRDMA_IVSHMEM_UAPI_H
 #define _IVRDMA_IVSHMEM_UAPI_H

@@ -160,9 +160,12 @@ static irqreturn_t ivshm_irq(int irq, void *arg)
 	return IRQ_HANDLED;
 }
 
-/* Detaches @f's eventfd of vector @i; false if it had none. */
+/*
+ * Detaches @f's eventfd of vector @i, signalling it first if @wake; false
+ * if it had none.
+ */
 static bool ivshm_unbind_one(struct ivshm_dev *dev, struct ivshm_file *f,
-			     unsigned int i)
+			     unsigned int i, bool wake)
 {
 	struct eventfd_ctx *old;
 
@@ -170,27 +173,35 @@ static bool ivshm_unbind_one(struct ivshm_dev *dev, struct ivshm_file *f,
 	old = f->trigger[i];
 	f->trigger[i] = NULL;
 	spin_unlock_irq(&dev->irq_lock);
-	if (old)
-		eventfd_ctx_put(old);
-	return old != NULL;
+	if (!old)
+		return false;
+	if (wake)
+		ivshm_signal(old);
+	eventfd_ctx_put(old);
+	return true;
 }
 
-static void ivshm_unbind_file(struct ivshm_dev *dev, struct ivshm_file *f)
+static void ivshm_unbind_file(struct ivshm_dev *dev, struct ivshm_file *f,
+			      bool wake)
 {
 	unsigned int i;
 
 	for (i = 0; i < IVSHMEM_MAX_VECTORS; i++)
-		ivshm_unbind_one(dev, f, i);
+		ivshm_unbind_one(dev, f, i, wake);
 }
 
-/* Every file's bindings: the interrupts are going away. */
+/*
+ * Every file's bindings: the interrupts are going away. Each eventfd is
+ * signalled once more, so whoever sleeps on it wakes and learns from its
+ * next ioctl (ENODEV) that the device is gone.
+ */
 static void ivshm_unbind_all(struct ivshm_dev *dev)
 {
 	struct ivshm_file *f;
 
 	mutex_lock(&dev->files_lock);
 	list_for_each_entry(f, &dev->files, node)
-		ivshm_unbind_file(dev, f);
+		ivshm_unbind_file(dev, f, true);
 	mutex_unlock(&dev->files_lock);
 }
 
@@ -349,7 +360,7 @@ static long ivshm_ioc_unbind(struct ivshm_dev *dev, struct ivshm_file *f,
 	if (dev->dead)
 		ret = -ENODEV;
 	else
-		ret = ivshm_unbind_one(dev, f, req.vector) ? 0 : -ENOENT;
+		ret = ivshm_unbind_one(dev, f, req.vector, false) ? 0 : -ENOENT;
 	up_read(&dev->lock);
 	return ret;
 }
@@ -472,7 +483,7 @@ static int ivshm_release(struct inode *inode, struct file *file)
 	spin_lock_irq(&dev->irq_lock);
 	list_del(&f->irq_node);
 	spin_unlock_irq(&dev->irq_lock);
-	ivshm_unbind_file(dev, f);
+	ivshm_unbind_file(dev, f, false);
 	mutex_lock(&dev->files_lock);
 	list_del(&f->node);
 	mutex_unlock(&dev->files_lock);

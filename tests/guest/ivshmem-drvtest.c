@@ -656,6 +656,12 @@ static int cmd_unbind(const char *bdf)
 	printf("UNBOUND=%s\n", bdf);
 	CHECK(access(dev_path, F_OK) != 0, "%s still exists after unbind", dev_path);
 
+	/* A sleeper on a bound eventfd was woken by the removal. */
+	struct pollfd pfd = {.fd = efd, .events = POLLIN};
+
+	CHECK(poll(&pfd, 1, 0) == 1, "the bound eventfd was not signalled by the unbind");
+	printf("EVENTFD_AFTER_UNBIND=%s\n", pfd.revents & POLLIN ? "signalled" : "silent");
+
 	rc = touch(shm);
 	CHECK(rc == SIGBUS, "BAR2 access after unbind: signal %d", rc);
 	printf("BAR2_ACCESS_AFTER_UNBIND=%s\n", rc == SIGBUS ? "SIGBUS" : strsignal(rc));
