@@ -17,7 +17,9 @@
 #   ibv_devinfo in each guest (its LID is ivrdmad's for that VM), then
 #   vm1 serves and vm2 connects: ibv_rc_pingpong -c at 4 KiB and 1 MiB,
 #   ibv_rc_pingpong -e -c (sleeping in ibv_get_cq_event on a completion
-#   channel of the command device), ib_write_lat, ib_send_bw.
+#   channel of the command device), ib_write_lat, ib_send_bw; and
+#   ibv_rc_pingpong -e -c between two processes of vm1 (one peer ID, one
+#   set of MSI-X vectors, each process its own eventfds).
 # ud: the same two VMs, ibv_ud_pingpong -c.
 # host-guest: one VM; a host process (through host.sock, with `ivrdma
 #   env`'s environment) busy-polls in ibv_rc_pingpong -c against the
@@ -158,17 +160,19 @@ check_pair() {
 	fi
 }
 
-# pair NAME PORT TOOL ARGS...: TOOL serves on vm1, vm2 connects to it.
+# pair NAME PORT TOOL ARGS...: TOOL serves on vm1, vm2 connects to it
+# (CLIENT_VM=vm1: both in vm1, two verbs processes of one VM).
 pair() {
-	local name=$1 port=$2 sid cid
+	local name=$1 port=$2 cvm=${CLIENT_VM:-vm2} addr=192.0.2.1 sid cid
 	shift 2
+	[ "$cvm" != vm1 ] || addr=127.0.0.1
 	guest_run vm1 "$@" -p "$port"
 	sid=$cmd_id
 	guest_listen vm1 "$port"
-	guest_run vm2 "$@" -p "$port" 192.0.2.1
+	guest_run "$cvm" "$@" -p "$port" $addr
 	cid=$cmd_id
-	check_pair "$name" vm1 "$sid" vm2 "$cid"
-	log "PASS $name: $(guest_lines vm2 "$cid" | grep -E 'usec/iter|^ *[0-9]+ +[0-9]+ ' |
+	check_pair "$name" vm1 "$sid" "$cvm" "$cid"
+	log "PASS $name: $(guest_lines "$cvm" "$cid" | grep -E 'usec/iter|^ *[0-9]+ +[0-9]+ ' |
 		tr -s ' \t' ' ' | head -n 2 | tr '\n' ' ')(TCG: not performance)"
 }
 
@@ -224,6 +228,9 @@ run_two_vms() {
 	pair "ibv_rc_pingpong -e -c" 18517 ibv_rc_pingpong -d ivrdma0 -e -c -s 4096 -n 20
 	pair "ib_write_lat" 18518 ib_write_lat -d ivrdma0 -s 2 -n 20
 	pair "ib_send_bw" 18519 ib_send_bw -d ivrdma0 -s 4096 -n 20
+	# Two processes of one VM share its peer ID and MSI-X vectors.
+	CLIENT_VM=vm1 pair "ibv_rc_pingpong -e -c, both in vm1" 18521 \
+		ibv_rc_pingpong -d ivrdma0 -e -c -s 4096 -n 20
 	finish_vms vm1 vm2
 }
 
