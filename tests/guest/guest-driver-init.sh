@@ -45,7 +45,10 @@ node_modes() {
 	dm=$(stat -c %a $DEV)
 	cm=$(stat -c %a $CMD)
 	echo "MODES $DEV=$dm $CMD=$cm"
-	[ "$dm" = "${1#0}" ] && [ "$cm" = "${2#0}" ] || { echo "modes not as asked"; return 1; }
+	if [ "$dm" != "${1#0}" ] || [ "$cm" != "${2#0}" ]; then
+		echo "modes not as asked"
+		return 1
+	fi
 	ivshmem-drvtest cmddev >/tmp/cmddev.out 2>&1 || { cat /tmp/cmddev.out; return 1; }
 	grep -E '^(CMDDEV|CHANNEL_QUEUE)' /tmp/cmddev.out
 	rmmod ivrdma_ivshmem && load

@@ -97,14 +97,14 @@ start_helper() {
 }
 
 start_vm() {
-	local initrd="$work/guest.cpio.gz" args="ivr.test=$test_name"
+	local initrd="$work/guest.cpio.gz" append="ivr.test=$test_name"
 	"$here/build-initramfs.sh" --init "$here/guest-driver-init.sh" "$initrd" \
 		"$drvtest:/bin/ivshmem-drvtest" "$module:/lib/modules/ivrdma_ivshmem.ko"
 	if [ "$test_name" = basics ]; then
-		args+=" ivr.off=$offset ivr.len=$len ivr.woff=$woffset ivr.wseed=$WSEED"
-		args+=" ivr.peer=$host_peer ivr.vec=$VECTOR ivr.wvec=$WVECTOR"
+		append+=" ivr.off=$offset ivr.len=$len ivr.woff=$woffset ivr.wseed=$WSEED"
+		append+=" ivr.peer=$host_peer ivr.vec=$VECTOR ivr.wvec=$WVECTOR"
 	fi
-	vm_boot "$VM" "$initrd" "$args"
+	vm_boot "$VM" "$initrd" "$append"
 }
 
 # ivrdmad's view while the VM is up: vm1 active with the guest's peer ID.

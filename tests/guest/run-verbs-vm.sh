@@ -73,7 +73,9 @@ parse_args() {
 		esac
 	done
 	case "$scenario" in two-vms | ud | host-guest) ;; *) usage ;; esac
-	[ -n "$ivrdmad" ] && [ -n "$ivrdma" ] && [ -n "$provider" ] || usage
+	if [ -z "$ivrdmad" ] || [ -z "$ivrdma" ] || [ -z "$provider" ]; then
+		usage
+	fi
 	for f in "$ivrdmad" "$ivrdma"; do
 		[ -x "$f" ] || fail "not an executable: $f"
 	done
