@@ -333,6 +333,21 @@ struct ivrdma_rq_desc {
 static_assert(sizeof(struct ivrdma_rq_desc) == 32, "receive queue descriptor size");
 
 /*
+ * What an initiator tells a target QP's owner: it sets the bit (fetch-or)
+ * and rings the owner's IVRDMA_VEC_CONTROL doorbell if the bit was new;
+ * the owner's event thread swaps the word to 0 and acts on every bit.
+ */
+enum ivrdma_qp_async {
+	IVRDMA_QP_ASYNC_COMM_EST = 1u << 0,	  /* a message arrived while in RTR */
+	IVRDMA_QP_ASYNC_REQ_ERR = 1u << 1,	  /* an invalid request was refused */
+	IVRDMA_QP_ASYNC_ACCESS_ERR = 1u << 2,	  /* a remote access violated a key */
+	IVRDMA_QP_ASYNC_RECV_ERR = 1u << 3,	  /* a receive completed in error */
+	IVRDMA_QP_ASYNC_PENDING = 0xffffu,	  /* the bits above: news for the owner */
+	IVRDMA_QP_ASYNC_PEER_CLOSED = 1u << 30,	  /* the connected QP was destroyed, not lost */
+	IVRDMA_QP_ASYNC_COMM_EST_SEEN = 1u << 31, /* never cleared: COMM_EST fires once */
+};
+
+/*
  * A QP as remote initiators see it. The state is what the owner last set
  * (an enum ibv_qp_state); the connection fields let a target check that an
  * operation comes from the QP it is connected to.
@@ -350,9 +365,10 @@ struct ivrdma_qp_slot {
 	uint16_t dest_lid;
 	uint8_t min_rnr_timer; /* IB encoding, 0..31 */
 	uint8_t reserved0;
-	uint32_t reserved1;
+	uint32_t qkey; /* UD: datagrams carrying another Q_Key are dropped */
 	struct ivrdma_rq_desc rq;
-	uint8_t reserved2[48];
+	uint32_t async; /* atomic: enum ivrdma_qp_async bits, set by initiators */
+	uint8_t reserved2[44];
 	uint64_t rq_prod; /* atomic: the owner posting receives */
 	uint8_t reserved3[56];
 	uint64_t rq_cons; /* atomic: initiators taking receives */
@@ -360,7 +376,9 @@ struct ivrdma_qp_slot {
 };
 static_assert(offsetof(struct ivrdma_qp_slot, state) == 8, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, dest_lid) == 40, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, qkey) == 44, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, rq) == 48, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, async) == 80, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, rq_prod) == 128, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, rq_cons) == 192, "QP slot layout");
 static_assert(sizeof(struct ivrdma_qp_slot) == IVRDMA_QP_SLOT_SIZE, "QP slot size");

@@ -7,12 +7,24 @@
  *
  *   IVRDMA_VEC_COMPLETION  a producer fired an armed CQ of mine: post the
  *                          completion-channel event (ib_uverbs_comp_event_desc)
- *   IVRDMA_VEC_CONTROL     the directory changed (peers joined or left)
+ *   IVRDMA_VEC_CONTROL     the directory changed (nodes joined or left:
+ *                          port events; peers died: their QPs' ends
+ *                          fail), or an initiator has news for one of my
+ *                          QPs (COMM_EST, responder errors)
  *   transport control fd   ivrdmad's join/leave notices, drained so the
  *                          daemon never finds this process not reading
+ *   a 1 ms tick            only while send WRs wait on RNR or retry
+ *                          timers, so they finish even if the application
+ *                          only sleeps in ibv_get_cq_event
  *
  * Busy-polling applications never wait for this thread: CQEs are in the
  * ring before any doorbell rings.
+ *
+ * Port events follow the directory: IBV_EVENT_PORT_ACTIVE when a node
+ * joins (or my own node becomes usable again), IBV_EVENT_PORT_ERR when a
+ * node leaves (or my own node stops being usable, as before a migration).
+ * The port itself stays ACTIVE while my node is: the events say the
+ * fabric changed, and whom it concerns is in the QP events that follow.
  */
 #include <errno.h>
 #include <poll.h>
@@ -27,11 +39,18 @@
 #include "ivshmem_transport.h"
 #include "shm_atomic.h"
 
+/* A node as this thread last saw it. */
+struct node_seen {
+	bool active;
+	uint32_t epoch;
+};
+
 struct ivrdma_events {
 	pthread_t thread;
 	int stop_fd;
-	bool control_open;    /* ivrdmad's socket still answers */
-	pthread_mutex_t lock; /* the armed-CQ list */
+	bool control_open;	 /* ivrdmad's socket still answers */
+	struct node_seen *nodes; /* one per directory entry */
+	pthread_mutex_t lock;	 /* the armed-CQ list */
 	struct ivrdma_cq **cqs;
 	uint32_t nr_cqs, cap_cqs;
 };
@@ -131,13 +150,51 @@ static void deliver_cq_events(struct ivrdma_context *ctx)
 			ivrdma_post_async_event(ctx, IBV_EVENT_CQ_ERR, (uintptr_t)&cq->vcq.cq);
 		}
 
+		/* Not a CAS: a concurrent re-arming must not make the event wait for the next
+		 * doorbell. */
 		if (!(f & IVRDMA_CQ_EVENT) ||
-		    !shm_cas32(&cq->view.slot->flags, &f, f & ~(uint32_t)IVRDMA_CQ_EVENT))
+		    !(shm_fetch_and32(&cq->view.slot->flags, ~(uint32_t)IVRDMA_CQ_EVENT) &
+		      IVRDMA_CQ_EVENT))
 			continue;
 		if (ch && write(ch->fd, &desc, sizeof(desc)) != sizeof(desc))
 			ivrdma_dbg("completion event lost: %s", strerror(errno));
 	}
 	pthread_mutex_unlock(&ev->lock);
+}
+
+/* Reads a node's state; true if its membership changed since last time. */
+static bool node_changed(const struct ivrdma_region *r, uint32_t i, struct node_seen *seen)
+{
+	struct ivrdma_node *n = ivrdma_region_node(r, i);
+	bool active = shm_load_acquire32(&n->state) == IVRDMA_NODE_ACTIVE;
+	uint32_t epoch = __atomic_load_n(&n->epoch, __ATOMIC_RELAXED);
+	bool changed = active != seen->active || (active && epoch != seen->epoch);
+
+	seen->active = active;
+	seen->epoch = epoch;
+	return changed;
+}
+
+static void post_port_events(struct ivrdma_context *ctx)
+{
+	const struct ivrdma_region *r = &ctx->region;
+
+	for (uint32_t i = 0; i < r->nodes.entries; i++) {
+		struct node_seen *seen = &ctx->events->nodes[i];
+
+		if (node_changed(r, i, seen))
+			ivrdma_post_async_event(
+			    ctx, seen->active ? IBV_EVENT_PORT_ACTIVE : IBV_EVENT_PORT_ERR,
+			    IVRDMA_PORT_NUM);
+	}
+}
+
+/* Something changed in the region: find out what. */
+static void on_control(struct ivrdma_context *ctx)
+{
+	post_port_events(ctx);
+	ivrdma_qps_check(ctx);
+	ivrdma_srq_check_limits(ctx);
 }
 
 static void drain_control(struct ivrdma_context *ctx)
@@ -157,6 +214,7 @@ static void *event_thread(void *arg)
 	struct ivrdma_events *ev = ctx->events;
 
 	for (;;) {
+		bool waiting = atomic_load(&ctx->nr_pending) > 0;
 		struct pollfd pfd[4] = {
 		    {.fd = ev->stop_fd, .events = POLLIN},
 		    {.fd = ivt_vector_fd(ctx->transport, IVRDMA_VEC_COMPLETION), .events = POLLIN},
@@ -165,16 +223,20 @@ static void *event_thread(void *arg)
 		     .events = POLLIN},
 		};
 
-		if (poll(pfd, 4, -1) < 0 && errno != EINTR)
+		if (poll(pfd, 4, waiting ? 1 : -1) < 0 && errno != EINTR)
 			break;
 		if (pfd[0].revents)
 			break;
 		if (pfd[1].revents && ivt_consume(ctx->transport, IVRDMA_VEC_COMPLETION) >= 0)
 			deliver_cq_events(ctx);
-		if (pfd[2].revents)
-			ivt_consume(ctx->transport, IVRDMA_VEC_CONTROL);
 		if (pfd[3].revents)
 			drain_control(ctx);
+		if (pfd[2].revents || pfd[3].revents) {
+			ivt_consume(ctx->transport, IVRDMA_VEC_CONTROL);
+			on_control(ctx);
+		}
+		if (waiting)
+			ivrdma_progress(ctx);
 	}
 	return NULL;
 }
@@ -193,6 +255,14 @@ int ivrdma_events_start(struct ivrdma_context *ctx)
 		return -errno;
 	}
 	ev->control_open = true;
+	ev->nodes = calloc(ctx->region.nodes.entries, sizeof(*ev->nodes));
+	if (!ev->nodes) {
+		close(ev->stop_fd);
+		free(ev);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < ctx->region.nodes.entries; i++)
+		node_changed(&ctx->region, i, &ev->nodes[i]); /* what is there now is no news */
 	pthread_mutex_init(&ev->lock, NULL);
 	ctx->events = ev;
 	/* The application's signals are for its own threads, not this one. */
@@ -203,6 +273,7 @@ int ivrdma_events_start(struct ivrdma_context *ctx)
 	if (rc) {
 		close(ev->stop_fd);
 		pthread_mutex_destroy(&ev->lock);
+		free(ev->nodes);
 		free(ev);
 		ctx->events = NULL;
 		return -rc;
@@ -223,6 +294,7 @@ void ivrdma_events_stop(struct ivrdma_context *ctx)
 	close(ev->stop_fd);
 	pthread_mutex_destroy(&ev->lock);
 	free(ev->cqs);
+	free(ev->nodes);
 	free(ev);
 	ctx->events = NULL;
 }

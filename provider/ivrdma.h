@@ -120,6 +120,8 @@ struct ivrdma_swqe {
 	struct ibv_sge sge[IVRDMA_MAX_SGE];
 	uint8_t *inline_buf; /* IVRDMA_MAX_INLINE bytes of the QP's inline area */
 	uint32_t inline_len;
+	struct ivrdma_ah *ah; /* UD: the datagram's address */
+	uint32_t remote_qpn, remote_qkey;
 };
 
 /* The remote end of a connected QP, looked up and validated at RTR. */
@@ -146,6 +148,8 @@ struct ivrdma_qp {
 	bool sq_sig_all;
 	struct ibv_qp_attr attr; /* what modify_qp set, for query_qp */
 	struct ivrdma_peer_qp peer;
+	struct ivrdma_peer_qp ud_last; /* UD: the last destination, kept while it lives */
+	bool sqd_notify;	       /* SQD asked for IBV_EVENT_SQ_DRAINED, not yet posted */
 	/* Send WRs not yet executed (head blocked on RNR/retry): a private ring. */
 	struct ivrdma_swqe *sq;
 	uint8_t *inline_area;
@@ -161,6 +165,7 @@ struct ivrdma_qp {
 	uint32_t x_first; /* sq_count at wr_start: wr_abort goes back to it */
 	int x_err;	  /* the batch's first error */
 	bool x_building;  /* xwr has an opcode and is not queued yet */
+	int x_setters;	  /* setters still to come before xwr is complete */
 };
 
 struct ivrdma_srq {
@@ -174,6 +179,16 @@ struct ivrdma_srq {
 	atomic_int users; /* QPs taking receives from it */
 	struct ivrdma_srq *next;
 };
+
+struct ivrdma_ah {
+	struct ibv_ah ibv_ah;
+	struct ibv_ah_attr attr;
+};
+
+static inline struct ivrdma_ah *to_iah(struct ibv_ah *ah)
+{
+	return (struct ivrdma_ah *)((char *)ah - offsetof(struct ivrdma_ah, ibv_ah));
+}
 
 static inline struct ivrdma_srq *to_isrq(struct ibv_srq *srq)
 {
@@ -283,6 +298,15 @@ void ivrdma_post_async_event(struct ivrdma_context *ctx, enum ibv_event_type typ
 
 /* qp.c, qp_tx.c, qp_rx.c */
 int ivrdma_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask);
+bool ivrdma_owner_alive(const struct ivrdma_region *r, uint32_t owner, int node);
+int ivrdma_find_node(const struct ivrdma_region *r, uint16_t lid, const union ibv_gid *gid);
+int ivrdma_peer_lookup(const struct ivrdma_region *r, enum ibv_qp_type type, int node, uint32_t qpn,
+		       struct ivrdma_peer_qp *pq);
+void ivrdma_qp_enter_error(struct ivrdma_qp *qp);
+void ivrdma_qp_peer_lost(struct ivrdma_qp *qp);
+void ivrdma_qps_check(struct ivrdma_context *ctx);
+void ivrdma_notify_target(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq,
+			  uint32_t bits);
 int ivrdma_query_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask,
 		    struct ibv_qp_init_attr *init_attr);
 int ivrdma_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr, struct ibv_send_wr **bad_wr);
@@ -312,7 +336,6 @@ void ivrdma_srq_check_limits(struct ivrdma_context *ctx);
 int ivrdma_srq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 		    struct ivrdma_rq_view *v, uint32_t *pd_handle);
 
-/* ah.c: not implemented yet (EOPNOTSUPP) */
 struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
 			     int access);
 int ivrdma_dereg_mr(struct verbs_mr *vmr);
@@ -327,6 +350,15 @@ struct ibv_srq *ivrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *a
 struct ibv_srq *ivrdma_create_srq_ex(struct ibv_context *context,
 				     struct ibv_srq_init_attr_ex *attr);
 int ivrdma_destroy_srq(struct ibv_srq *srq);
+/* ud.c: datagrams */
+#define IVRDMA_UD_MTU  4096u /* the port's active MTU: a datagram's largest payload */
+#define IVRDMA_GRH_LEN 40u   /* every UD receive buffer starts with room for a GRH */
+bool ivrdma_ud_target(struct ivrdma_qp *qp, const struct ivrdma_swqe *w,
+		      const struct ivrdma_peer_qp **out);
+void ivrdma_ud_make_grh(struct ivrdma_context *ctx, const struct ivrdma_swqe *w, uint32_t len,
+			uint8_t grh[IVRDMA_GRH_LEN]);
+
+/* ah.c */
 struct ibv_ah *ivrdma_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr);
 int ivrdma_destroy_ah(struct ibv_ah *ah);
 

@@ -26,7 +26,7 @@ static uint32_t pow2_at_least(uint32_t v)
 
 static int check_caps(struct ibv_qp_init_attr *a)
 {
-	if (a->qp_type != IBV_QPT_RC && a->qp_type != IBV_QPT_UC)
+	if (a->qp_type != IBV_QPT_RC && a->qp_type != IBV_QPT_UC && a->qp_type != IBV_QPT_UD)
 		return EOPNOTSUPP;
 	if (!a->send_cq || !a->recv_cq)
 		return EINVAL;
@@ -202,6 +202,10 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 			break;
 		}
 	pthread_mutex_unlock(&ctx->pending_lock);
+	/* The QP at the other end is told this one closed, rather than died. */
+	if (qp->peer.slot && ivrdma_peer_alive(ctx, &qp->peer))
+		__atomic_fetch_or(&qp->peer.slot->async, IVRDMA_QP_ASYNC_PEER_CLOSED,
+				  __ATOMIC_RELEASE);
 	/* Initiators see the state, then the slot's seq change: no new work arrives. */
 	shm_store_release32(&qp->s->state, IBV_QPS_ERR);
 	atomic_fetch_sub(&qp->send_cq->users, 1);
@@ -213,9 +217,82 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 }
 
 /*
+ * The QP fails: state ERR, everything posted completes with a flush, and
+ * a QP on an SRQ says no WQE of the SRQ will be taken for it any more.
+ * Under sq_lock; rq_lock keeps a concurrent post_recv out of the flush.
+ */
+void ivrdma_qp_enter_error(struct ivrdma_qp *qp)
+{
+	pthread_spin_lock(&qp->rq_lock);
+	qp->vqp.qp.state = IBV_QPS_ERR;
+	shm_store_release32(&qp->s->state, IBV_QPS_ERR);
+	ivrdma_qp_flush_rq(qp);
+	pthread_spin_unlock(&qp->rq_lock);
+	ivrdma_qp_flush_sq(qp);
+	if (qp->srq)
+		ivrdma_post_async_event(to_ictx(qp->vqp.qp.context), IBV_EVENT_QP_LAST_WQE_REACHED,
+					(uintptr_t)&qp->vqp.qp);
+}
+
+static bool connected(const struct ivrdma_qp *qp)
+{
+	enum ibv_qp_state st = qp->vqp.qp.state;
+
+	return qp->vqp.qp.qp_type != IBV_QPT_UD && st >= IBV_QPS_RTR && st <= IBV_QPS_SQE;
+}
+
+/* What initiators reported about this QP (enum ivrdma_qp_async). Under sq_lock. */
+static void act_on_news(struct ivrdma_context *ctx, struct ivrdma_qp *qp, uint32_t news)
+{
+	static const struct {
+		uint32_t bit;
+		enum ibv_event_type event;
+	} errors[] = {
+	    {IVRDMA_QP_ASYNC_REQ_ERR, IBV_EVENT_QP_REQ_ERR},
+	    {IVRDMA_QP_ASYNC_ACCESS_ERR, IBV_EVENT_QP_ACCESS_ERR},
+	    {IVRDMA_QP_ASYNC_RECV_ERR, 0}, /* the failed receive's completion says it */
+	};
+
+	if (news & IVRDMA_QP_ASYNC_COMM_EST)
+		ivrdma_post_async_event(ctx, IBV_EVENT_COMM_EST, (uintptr_t)&qp->vqp.qp);
+	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+		if (!(news & errors[i].bit) || !connected(qp))
+			continue;
+		ivrdma_qp_enter_error(qp);
+		if (errors[i].event)
+			ivrdma_post_async_event(ctx, errors[i].event, (uintptr_t)&qp->vqp.qp);
+	}
+}
+
+/*
+ * The event thread's look at every QP of the context, on a control
+ * doorbell: news from initiators, and connections whose other end died
+ * (its process is gone without having destroyed its QP).
+ */
+void ivrdma_qps_check(struct ivrdma_context *ctx)
+{
+	pthread_mutex_lock(&all_lock);
+	for (struct ivrdma_qp *qp = all_qps; qp; qp = qp->all_next) {
+		uint32_t news;
+
+		if (to_ictx(qp->vqp.qp.context) != ctx)
+			continue;
+		pthread_mutex_lock(&qp->sq_lock);
+		news = __atomic_fetch_and(&qp->s->async, ~(uint32_t)IVRDMA_QP_ASYNC_PENDING,
+					  __ATOMIC_ACQ_REL);
+		act_on_news(ctx, qp, news & IVRDMA_QP_ASYNC_PENDING);
+		if (connected(qp) && !(news & IVRDMA_QP_ASYNC_PEER_CLOSED) &&
+		    !ivrdma_owner_alive(&ctx->region, qp->peer.owner, -1))
+			ivrdma_qp_peer_lost(qp);
+		pthread_mutex_unlock(&qp->sq_lock);
+	}
+	pthread_mutex_unlock(&all_lock);
+}
+
+/*
  * A receive of QP 'qpn' completed in error (the initiator found it too
  * small or not writable): the QP goes to ERR and flushes, as on an HCA.
- * Seen when the owner polls that completion.
+ * The owner's event thread does it too; whoever is first.
  */
 void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn)
 {
@@ -224,12 +301,8 @@ void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn)
 		if (to_ictx(qp->vqp.qp.context) != ctx || qp->vqp.qp.qp_num != qpn)
 			continue;
 		pthread_mutex_lock(&qp->sq_lock);
-		if (qp->vqp.qp.state != IBV_QPS_ERR && qp->vqp.qp.state != IBV_QPS_RESET) {
-			qp->vqp.qp.state = IBV_QPS_ERR;
-			shm_store_release32(&qp->s->state, IBV_QPS_ERR);
-			ivrdma_qp_flush_sq(qp);
-			ivrdma_qp_flush_rq(qp);
-		}
+		if (connected(qp))
+			ivrdma_qp_enter_error(qp);
 		pthread_mutex_unlock(&qp->sq_lock);
 		break;
 	}

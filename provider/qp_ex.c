@@ -2,8 +2,9 @@
 /*
  * The ibv_qp_ex work-request builders (wr_start .. wr_complete), as
  * perftest uses them by default. Each builder fills the same struct
- * ibv_send_wr that ibv_post_send takes; its data setter (or the next
- * builder, or wr_complete) checks and queues it through the one path
+ * ibv_send_wr that ibv_post_send takes; its last setter (data, and on UD
+ * also the address, in either order; or the next builder, or wr_complete)
+ * checks and queues it through the one path
  * post_send uses, and wr_complete executes the batch. The send queue lock
  * is held from wr_start to wr_complete/wr_abort, so a batch is atomic and
  * wr_abort simply forgets what was queued since wr_start.
@@ -47,6 +48,7 @@ static struct ibv_send_wr *begin(struct ibv_qp_ex *q, enum ibv_wr_opcode op)
 	qp->xwr.opcode = op;
 	qp->xwr.sg_list = qp->xsge;
 	qp->x_building = true;
+	qp->x_setters = qp->vqp.qp.qp_type == IBV_QPT_UD ? 2 : 1;
 	return &qp->xwr;
 }
 
@@ -139,7 +141,13 @@ static void wr_atomic_fetch_add(struct ibv_qp_ex *q, uint32_t rkey, uint64_t add
 	wr->wr.atomic.compare_add = add;
 }
 
-/* A data setter ends the WR: it is checked and queued now. */
+/* The WR's last setter ends it: it is checked and queued now. */
+static void setter_done(struct ivrdma_qp *qp)
+{
+	if (--qp->x_setters <= 0)
+		finish(qp);
+}
+
 static void set_data(struct ibv_qp_ex *q, size_t n, const struct ibv_sge *sge, bool inl)
 {
 	struct ivrdma_qp *qp = xqp(q);
@@ -157,7 +165,7 @@ static void set_data(struct ibv_qp_ex *q, size_t n, const struct ibv_sge *sge, b
 	qp->xwr.num_sge = (int)n;
 	if (inl)
 		qp->xwr.send_flags |= IBV_SEND_INLINE; /* queuing copies the bytes */
-	finish(qp);
+	setter_done(qp);
 }
 
 static void wr_set_sge(struct ibv_qp_ex *q, uint32_t lkey, uint64_t addr, uint32_t length)
@@ -218,7 +226,16 @@ static void wr_send_tso(struct ibv_qp_ex *q, void *hdr, uint16_t hdr_sz, uint16_
 
 static void wr_set_ud_addr(struct ibv_qp_ex *q, struct ibv_ah *ah, uint32_t qpn, uint32_t qkey)
 {
-	refuse(q);
+	struct ivrdma_qp *qp = xqp(q);
+
+	if (!qp->x_building || q->qp_base.qp_type != IBV_QPT_UD) {
+		qp->x_err = qp->x_err ? qp->x_err : EINVAL;
+		return;
+	}
+	qp->xwr.wr.ud.ah = ah;
+	qp->xwr.wr.ud.remote_qpn = qpn;
+	qp->xwr.wr.ud.remote_qkey = qkey;
+	setter_done(qp);
 }
 
 static void wr_atomic_write(struct ibv_qp_ex *q, uint32_t rkey, uint64_t addr, const void *wr)
@@ -233,6 +250,10 @@ int ivrdma_qp_ex_check(const struct ibv_qp_init_attr_ex *attr)
 	if (attr->send_ops_flags & ~(uint64_t)SUPPORTED_OPS)
 		return EOPNOTSUPP;
 	if (attr->qp_type != IBV_QPT_RC && (attr->send_ops_flags & RC_ONLY_OPS))
+		return EINVAL;
+	if (attr->qp_type == IBV_QPT_UD &&
+	    (attr->send_ops_flags &
+	     ~(uint64_t)(IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM)))
 		return EINVAL;
 	return 0;
 }

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * modify_qp: the IB state machine (RESET, INIT, RTR, RTS, ERR for RC and
- * UC), the attribute masks each transition requires and allows, and the
- * connection made at RTR: the remote QP is found through the directory
- * (dest LID = node) and the QP table (dest QPN), and must be held by a
- * live peer of that node.
+ * modify_qp: the IB state machine (RESET, INIT, RTR, RTS, SQD, SQE, ERR for
+ * RC, UC and UD), the attribute masks each transition requires and allows,
+ * and the connection made at RTR: the remote QP is found through the
+ * directory (dest LID = node) and the QP table (dest QPN), and must be held
+ * by a live peer of that node. UD QPs connect to nobody: each datagram is
+ * addressed on its own (ud.c).
  */
 #include <errno.h>
 #include <string.h>
@@ -16,22 +17,33 @@ struct rule {
 	int req, opt;
 };
 
-/* The required and optional masks of cur -> next, or false if not allowed. */
-static bool transition(enum ibv_qp_state cur, enum ibv_qp_state next, bool rc, struct rule *r)
+/*
+ * The required and optional masks of cur -> next for a QP type, or false
+ * if the transition is not allowed (IB spec, QP state transition tables).
+ */
+static bool transition(enum ibv_qp_state cur, enum ibv_qp_state next, enum ibv_qp_type type,
+		       struct rule *r)
 {
+	bool rc = type == IBV_QPT_RC, ud = type == IBV_QPT_UD;
 	int rnr = rc ? IBV_QP_MIN_RNR_TIMER : 0;
+	/* UD has a Q_Key where connected QPs have access flags. */
+	int access = ud ? IBV_QP_QKEY : IBV_QP_ACCESS_FLAGS;
 
 	r->req = r->opt = 0;
 	if (next == IBV_QPS_RESET || next == IBV_QPS_ERR)
 		return true;
 	switch (cur * 8 + next) {
 	case IBV_QPS_RESET * 8 + IBV_QPS_INIT:
-		r->req = IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS;
+		r->req = IBV_QP_PKEY_INDEX | IBV_QP_PORT | access;
 		return true;
 	case IBV_QPS_INIT * 8 + IBV_QPS_INIT:
-		r->opt = IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS;
+		r->opt = IBV_QP_PKEY_INDEX | IBV_QP_PORT | access;
 		return true;
 	case IBV_QPS_INIT * 8 + IBV_QPS_RTR:
+		if (ud) {
+			r->opt = IBV_QP_PKEY_INDEX | IBV_QP_QKEY;
+			return true;
+		}
 		r->req = IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
 			 (rc ? IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER : 0);
 		r->opt = IBV_QP_ALT_PATH | IBV_QP_ACCESS_FLAGS | IBV_QP_PKEY_INDEX;
@@ -40,13 +52,21 @@ static bool transition(enum ibv_qp_state cur, enum ibv_qp_state next, bool rc, s
 		r->req = IBV_QP_SQ_PSN | (rc ? IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
 						   IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC
 					     : 0);
-		r->opt = IBV_QP_CUR_STATE | IBV_QP_ALT_PATH | IBV_QP_ACCESS_FLAGS |
-			 IBV_QP_PATH_MIG_STATE | rnr;
+		r->opt = IBV_QP_CUR_STATE | access |
+			 (ud ? 0 : IBV_QP_ALT_PATH | IBV_QP_PATH_MIG_STATE) | rnr;
 		return true;
 	case IBV_QPS_RTS * 8 + IBV_QPS_RTS:
 	case IBV_QPS_SQE * 8 + IBV_QPS_RTS:
-		r->opt = IBV_QP_CUR_STATE | IBV_QP_ACCESS_FLAGS | IBV_QP_ALT_PATH |
-			 IBV_QP_PATH_MIG_STATE | rnr;
+	case IBV_QPS_SQD * 8 + IBV_QPS_RTS:
+		r->opt = IBV_QP_CUR_STATE | access |
+			 (ud ? 0 : IBV_QP_ALT_PATH | IBV_QP_PATH_MIG_STATE) | rnr;
+		return true;
+	case IBV_QPS_RTS * 8 + IBV_QPS_SQD:
+		r->opt = IBV_QP_EN_SQD_ASYNC_NOTIFY;
+		return true;
+	case IBV_QPS_SQD * 8 + IBV_QPS_SQD:
+		r->opt = IBV_QP_CUR_STATE | access | rnr |
+			 (rc ? IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY : 0);
 		return true;
 	default:
 		return false;
@@ -78,23 +98,22 @@ static bool values_ok(const struct ibv_qp_attr *a, int mask)
 	return true;
 }
 
-/* The node a path points at: by LID, or by GID when the LID is absent. */
-static int find_node(const struct ivrdma_region *r, const struct ibv_ah_attr *ah)
+/* The active node with this LID, or with this GID when the LID is 0. */
+int ivrdma_find_node(const struct ivrdma_region *r, uint16_t lid, const union ibv_gid *gid)
 {
 	for (uint32_t i = 0; i < r->nodes.entries; i++) {
 		struct ivrdma_node *n = ivrdma_region_node(r, i);
 
 		if (shm_load_acquire32(&n->state) != IVRDMA_NODE_ACTIVE)
 			continue;
-		if (ah->dlid ? n->lid == ah->dlid
-			     : ah->is_global && !memcmp(n->gid, ah->grh.dgid.raw, 16))
+		if (lid ? n->lid == lid : gid && !memcmp(n->gid, gid->raw, 16))
 			return (int)i;
 	}
 	return -1;
 }
 
-/* Is 'owner' a live peer of node 'node'? */
-static bool live_owner(const struct ivrdma_region *r, uint32_t owner, int node)
+/* Is 'owner' a live peer of node 'node' (any node: -1)? */
+bool ivrdma_owner_alive(const struct ivrdma_region *r, uint32_t owner, int node)
 {
 	int id = ivrdma_owner_peer(owner);
 	struct ivrdma_peer *p = id >= 0 ? ivrdma_region_peer(r, (uint32_t)id) : NULL;
@@ -116,33 +135,28 @@ static int peer_rq(const struct ivrdma_region *r, struct ivrdma_qp_slot *s,
 	return ivrdma_srq_view(r, srq - 1, pq->owner, &pq->rq, &pq->rq_pd_handle);
 }
 
-static int connect(struct ivrdma_context *ctx, struct ivrdma_qp *qp, const struct ibv_qp_attr *a)
+/*
+ * Finds QP 'qpn' of type 'type' held by a live peer of node 'node' and
+ * validates what an initiator will use of it: its receive ring and CQ.
+ */
+int ivrdma_peer_lookup(const struct ivrdma_region *r, enum ibv_qp_type type, int node, uint32_t qpn,
+		       struct ivrdma_peer_qp *pq)
 {
-	const struct ivrdma_region *r = &ctx->region;
-	struct ivrdma_peer_qp *pq = &qp->peer;
-	int node = find_node(r, &a->ah_attr);
-	uint32_t qpn = a->dest_qp_num;
 	struct ivrdma_qp_slot *s =
 	    qpn >= IVRDMA_QPN_BASE ? ivrdma_table_entry(r, &r->qps, qpn - IVRDMA_QPN_BASE) : NULL;
 
-	if (node < 0 || !s) {
-		ivrdma_dbg("RTR: no node for LID %u or no QP %#x", a->ah_attr.dlid, qpn);
-		return EINVAL;
-	}
 	memset(pq, 0, sizeof(*pq));
+	if (node < 0 || !s)
+		return ENOENT;
 	pq->owner = shm_load_acquire32(&s->hdr.owner);
 	pq->seq = shm_load_acquire32(&s->hdr.seq);
-	if (!live_owner(r, pq->owner, node) || __atomic_load_n(&s->qpn, __ATOMIC_RELAXED) != qpn ||
-	    __atomic_load_n(&s->qp_type, __ATOMIC_RELAXED) != qp->vqp.qp.qp_type) {
-		ivrdma_dbg("RTR: QP %#x is not a live %s QP of LID %u", qpn,
-			   qp->vqp.qp.qp_type == IBV_QPT_RC ? "RC" : "UC", a->ah_attr.dlid);
-		return EINVAL;
-	}
+	if (!ivrdma_owner_alive(r, pq->owner, node) ||
+	    __atomic_load_n(&s->qpn, __ATOMIC_RELAXED) != qpn ||
+	    __atomic_load_n(&s->qp_type, __ATOMIC_RELAXED) != type)
+		return ENOENT;
 	if (peer_rq(r, s, pq) ||
-	    ivrdma_cq_view(r, __atomic_load_n(&s->recv_cq, __ATOMIC_RELAXED), pq->owner, &pq->cq)) {
-		ivrdma_dbg("RTR: QP %#x has a malformed receive queue or CQ", qpn);
-		return EINVAL;
-	}
+	    ivrdma_cq_view(r, __atomic_load_n(&s->recv_cq, __ATOMIC_RELAXED), pq->owner, &pq->cq))
+		return EPROTO;
 	pq->slot = s;
 	pq->qpn = qpn;
 	pq->pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
@@ -150,11 +164,26 @@ static int connect(struct ivrdma_context *ctx, struct ivrdma_qp *qp, const struc
 	return 0;
 }
 
+static int connect(struct ivrdma_context *ctx, struct ivrdma_qp *qp, const struct ibv_qp_attr *a)
+{
+	const struct ibv_ah_attr *ah = &a->ah_attr;
+	int node = ivrdma_find_node(&ctx->region, ah->dlid, ah->is_global ? &ah->grh.dgid : NULL);
+	int rc =
+	    ivrdma_peer_lookup(&ctx->region, qp->vqp.qp.qp_type, node, a->dest_qp_num, &qp->peer);
+
+	if (rc == ENOENT)
+		ivrdma_dbg("RTR: QP %#x is not a live %s QP of LID %u", a->dest_qp_num,
+			   qp->vqp.qp.qp_type == IBV_QPT_RC ? "RC" : "UC", ah->dlid);
+	else if (rc)
+		ivrdma_dbg("RTR: QP %#x has a malformed receive queue or CQ", a->dest_qp_num);
+	return rc ? EINVAL : 0;
+}
+
 bool ivrdma_peer_alive(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq)
 {
 	return pq->slot && shm_load_acquire32(&pq->slot->hdr.owner) == pq->owner &&
 	       shm_load_acquire32(&pq->slot->hdr.seq) == pq->seq &&
-	       live_owner(&ctx->region, pq->owner, -1);
+	       ivrdma_owner_alive(&ctx->region, pq->owner, -1);
 }
 
 static void keep_attrs(struct ivrdma_qp *qp, const struct ibv_qp_attr *a, int mask)
@@ -180,7 +209,11 @@ static void keep_attrs(struct ivrdma_qp *qp, const struct ibv_qp_attr *a, int ma
 	KEEP(IBV_QP_RNR_RETRY, rnr_retry);
 	KEEP(IBV_QP_ALT_PATH, alt_ah_attr);
 	KEEP(IBV_QP_PATH_MIG_STATE, path_mig_state);
+	KEEP(IBV_QP_QKEY, qkey);
+	KEEP(IBV_QP_EN_SQD_ASYNC_NOTIFY, en_sqd_async_notify);
 #undef KEEP
+	if (mask & IBV_QP_QKEY)
+		__atomic_store_n(&qp->s->qkey, a->qkey, __ATOMIC_RELAXED);
 	if (mask & IBV_QP_ACCESS_FLAGS)
 		__atomic_store_n(&qp->s->access, (uint32_t)a->qp_access_flags, __ATOMIC_RELAXED);
 	if (mask & IBV_QP_MIN_RNR_TIMER)
@@ -200,6 +233,7 @@ static void reset(struct ivrdma_qp *qp)
 		while (!shm_cas64(qp->rq.cons, &c, shm_load_acquire64(qp->rq.prod)))
 			;
 	}
+	__atomic_store_n(&qp->s->async, 0, __ATOMIC_RELEASE); /* a new connection's news */
 	qp->sq_count = 0;
 	memset(&qp->peer, 0, sizeof(qp->peer));
 	memset(&qp->attr, 0, sizeof(qp->attr));
@@ -222,17 +256,16 @@ int ivrdma_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask)
 	pthread_mutex_lock(&qp->sq_lock);
 	cur = ibqp->state;
 	next = mask & IBV_QP_STATE ? attr->qp_state : cur;
-	if (!transition(cur, next, ibqp->qp_type == IBV_QPT_RC, &rule) ||
-	    (mask & rule.req) != rule.req ||
+	if (!transition(cur, next, ibqp->qp_type, &rule) || (mask & rule.req) != rule.req ||
 	    (mask & ~(rule.req | rule.opt | IBV_QP_STATE | IBV_QP_CUR_STATE)) ||
 	    ((mask & IBV_QP_CUR_STATE) && attr->cur_qp_state != cur) || !values_ok(attr, mask))
 		rc = EINVAL;
-	else if (cur == IBV_QPS_INIT && next == IBV_QPS_RTR)
+	else if (cur == IBV_QPS_INIT && next == IBV_QPS_RTR && ibqp->qp_type != IBV_QPT_UD)
 		rc = connect(ctx, qp, attr);
 	if (rc)
 		goto out;
 	keep_attrs(qp, attr, mask);
-	if (next == IBV_QPS_RTR) {
+	if (next == IBV_QPS_RTR && ibqp->qp_type != IBV_QPT_UD) {
 		qp->s->dest_qpn = attr->dest_qp_num;
 		qp->s->dest_lid = qp->peer.lid;
 	}
@@ -240,13 +273,18 @@ int ivrdma_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask)
 		qp->rnr_left = qp->attr.rnr_retry;
 		qp->retry_left = qp->attr.retry_cnt;
 	}
+	if (next == IBV_QPS_ERR) {
+		if (cur != IBV_QPS_ERR)
+			ivrdma_qp_enter_error(qp);
+		goto out;
+	}
 	set_state(qp, next);
 	if (next == IBV_QPS_RESET)
 		reset(qp);
-	if (next == IBV_QPS_ERR && cur != IBV_QPS_ERR) {
-		ivrdma_qp_flush_sq(qp);
-		ivrdma_qp_flush_rq(qp);
-	}
+	qp->sqd_notify = next == IBV_QPS_SQD && cur == IBV_QPS_RTS &&
+			 (mask & IBV_QP_EN_SQD_ASYNC_NOTIFY) && attr->en_sqd_async_notify;
+	if ((next == IBV_QPS_SQD || next == IBV_QPS_RTS) && cur != next)
+		ivrdma_sq_run(qp); /* SQD may be drained already; RTS resumes what SQD held */
 out:
 	pthread_mutex_unlock(&qp->sq_lock);
 	return rc;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ivrdma.h"
+#include "ivshmem_transport.h"
 #include "shm_atomic.h"
 
 /* EXEC_DROPPED: UC found no receive; the message is dropped, nothing is delivered. */
@@ -92,6 +93,21 @@ static enum ibv_wc_status local_iov(struct ivrdma_qp *qp, struct ivrdma_swqe *w,
 	return *total > IVRDMA_MAX_MSG_SIZE ? IBV_WC_LOC_LEN_ERR : IBV_WC_SUCCESS;
 }
 
+/* Drops the first 'skip' bytes of a scatter list (the GRH room of a UD receive). */
+static int iov_skip(struct iov *v, int n, uint64_t skip)
+{
+	int i = 0;
+
+	while (i < n && skip >= v[i].len)
+		skip -= v[i++].len;
+	if (i == n)
+		return 0;
+	memmove(v, v + i, sizeof(*v) * (size_t)(n - i));
+	v[0].p += skip;
+	v[0].len -= skip;
+	return n - i;
+}
+
 /* The target's receive buffers; the status is the target's own. */
 static enum ibv_wc_status recv_iov(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq,
 				   const struct ivrdma_recv_wqe *r, struct iov *v, uint64_t *room)
@@ -110,10 +126,36 @@ static enum ibv_wc_status recv_iov(struct ivrdma_context *ctx, const struct ivrd
 	return IBV_WC_SUCCESS;
 }
 
+/*
+ * Tells a target QP's owner what happened to it (enum ivrdma_qp_async):
+ * its event thread acts on it. The doorbell rings only for news.
+ */
+void ivrdma_notify_target(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq,
+			  uint32_t bits)
+{
+	uint32_t old = __atomic_fetch_or(&pq->slot->async, bits, __ATOMIC_ACQ_REL);
+	int peer = ivrdma_owner_peer(pq->owner);
+
+	if ((old & bits) != bits && peer >= 0)
+		ivt_ring(ctx->transport, (uint16_t)peer, IVRDMA_VEC_CONTROL);
+}
+
+/* The first message a QP receives while in RTR establishes the connection. */
+static void note_arrival(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq)
+{
+	const uint32_t seen = IVRDMA_QP_ASYNC_COMM_EST_SEEN;
+
+	if (__atomic_load_n(&pq->slot->async, __ATOMIC_RELAXED) & seen)
+		return;
+	if (!(__atomic_fetch_or(&pq->slot->async, seen, __ATOMIC_ACQ_REL) & seen))
+		ivrdma_notify_target(ctx, pq, IVRDMA_QP_ASYNC_COMM_EST);
+}
+
 /* Writes the target's receive completion; the initiator learns of a failure. */
-static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, const struct ivrdma_recv_wqe *r,
-				     enum ibv_wc_status st, enum ibv_wc_opcode op, uint64_t len,
-				     const struct ivrdma_swqe *w)
+static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, const struct ivrdma_peer_qp *pq,
+				     const struct ivrdma_recv_wqe *r, enum ibv_wc_status st,
+				     enum ibv_wc_opcode op, uint64_t len,
+				     const struct ivrdma_swqe *w, uint32_t flags)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 	bool imm = w->opcode == IBV_WR_SEND_WITH_IMM || w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM;
@@ -123,21 +165,23 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, const struct ivrdma_r
 	    .opcode = op,
 	    .byte_len = (uint32_t)len,
 	    .imm_data = imm ? w->imm_data : 0,
-	    .qp_num = qp->peer.qpn,
+	    .qp_num = pq->qpn,
 	    .src_qp = qp->vqp.qp.qp_num,
-	    .wc_flags = imm ? IBV_WC_WITH_IMM : 0,
+	    .wc_flags = (imm ? IBV_WC_WITH_IMM : 0) | flags,
 	    .slid = ctx->lid,
 	    .solicited = !!(w->send_flags & IBV_SEND_SOLICITED),
 	};
 
-	switch (ivrdma_cq_push(&qp->peer.cq, &e)) {
+	switch (ivrdma_cq_push(&pq->cq, &e)) {
 	case IVRDMA_CQ_PUSH_FULL:
-		ivrdma_cq_wake(ctx, &qp->peer.cq); /* its owner reports IBV_EVENT_CQ_ERR */
-		return IBV_WC_REM_OP_ERR;	   /* the target's CQ overflowed */
+		ivrdma_cq_wake(ctx, &pq->cq); /* its owner reports IBV_EVENT_CQ_ERR */
+		return IBV_WC_REM_OP_ERR;     /* the target's CQ overflowed */
 	case IVRDMA_CQ_PUSH_WAKE:
-		ivrdma_cq_wake(ctx, &qp->peer.cq);
+		ivrdma_cq_wake(ctx, &pq->cq);
 		break;
 	}
+	if (st != IBV_WC_SUCCESS && qp->vqp.qp.qp_type != IBV_QPT_UD)
+		ivrdma_notify_target(ctx, pq, IVRDMA_QP_ASYNC_RECV_ERR);
 	switch (st) {
 	case IBV_WC_SUCCESS:
 		return IBV_WC_SUCCESS;
@@ -148,9 +192,10 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, const struct ivrdma_r
 	}
 }
 
-static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_recv_wqe *r, enum ibv_wc_status *st)
+static enum exec take_recv(struct ivrdma_qp *qp, const struct ivrdma_peer_qp *pq,
+			   struct ivrdma_recv_wqe *r, enum ibv_wc_status *st)
 {
-	int got = ivrdma_rq_take(&qp->peer.rq, r);
+	int got = ivrdma_rq_take(&pq->rq, r);
 
 	if (got > 0)
 		return EXEC_DONE;
@@ -158,8 +203,8 @@ static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_recv_wqe *r, enum
 		*st = IBV_WC_REM_OP_ERR;
 		return EXEC_DONE;
 	}
-	if (qp->vqp.qp.qp_type == IBV_QPT_UC) {
-		*st = IBV_WC_SUCCESS; /* UC: a message without a receive is dropped */
+	if (qp->vqp.qp.qp_type != IBV_QPT_RC) {
+		*st = IBV_WC_SUCCESS; /* UC, UD: a message without a receive is dropped */
 		return EXEC_DROPPED;
 	}
 	return EXEC_RNR;
@@ -170,27 +215,73 @@ union rwqe {
 	uint8_t room[IVRDMA_RQ_STRIDE(IVRDMA_MAX_SGE)];
 };
 
-static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
-			 uint64_t len, enum ibv_wc_status *st)
+static enum exec do_send(struct ivrdma_qp *qp, const struct ivrdma_peer_qp *pq,
+			 struct ivrdma_swqe *w, struct iov *src, int ns, uint64_t len,
+			 enum ibv_wc_status *st)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 	struct iov dst[IVRDMA_MAX_SGE];
 	enum ibv_wc_status tst;
 	union rwqe r;
 	uint64_t room;
-	enum exec ex = take_recv(qp, &r.w, st);
+	enum exec ex = take_recv(qp, pq, &r.w, st);
 
 	if (ex == EXEC_DROPPED)
 		return EXEC_DONE;
 	if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS || r.w.num_sge > IVRDMA_MAX_SGE)
 		return ex;
-	tst = recv_iov(ctx, &qp->peer, &r.w, dst, &room);
+	tst = recv_iov(ctx, pq, &r.w, dst, &room);
 	if (tst == IBV_WC_SUCCESS && len > room)
 		tst = IBV_WC_LOC_LEN_ERR;
 	if (tst == IBV_WC_SUCCESS)
 		copy_iov(dst, (int)r.w.num_sge, src, ns, len);
-	*st = target_cqe(qp, &r.w, tst, IBV_WC_RECV, len, w);
+	*st = target_cqe(qp, pq, &r.w, tst, IBV_WC_RECV, len, w, 0);
 	return EXEC_DONE;
+}
+
+/*
+ * A datagram: the receive buffer's first 40 bytes are the GRH's, written
+ * only when the sender's address is global (IBV_WC_GRH tells which); the
+ * payload follows, and byte_len counts both, as on an HCA. The sender
+ * never hears how it went.
+ */
+static void do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
+			uint64_t len)
+{
+	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
+	const struct ivrdma_peer_qp *pq;
+	struct iov dst[IVRDMA_MAX_SGE];
+	enum ibv_wc_status tst;
+	enum ibv_wc_status st = IBV_WC_SUCCESS;
+	union rwqe r;
+	uint64_t room;
+	int nd;
+	bool grh = w->ah->attr.is_global;
+
+	if (!ivrdma_ud_target(qp, w, &pq) || take_recv(qp, pq, &r.w, &st) != EXEC_DONE ||
+	    st != IBV_WC_SUCCESS || r.w.num_sge > IVRDMA_MAX_SGE)
+		return;
+	tst = recv_iov(ctx, pq, &r.w, dst, &room);
+	if (tst == IBV_WC_SUCCESS && IVRDMA_GRH_LEN + len > room)
+		tst = IBV_WC_LOC_LEN_ERR;
+	if (tst == IBV_WC_SUCCESS && grh) {
+		uint8_t h[IVRDMA_GRH_LEN];
+		struct iov hv = {.p = h, .len = sizeof(h)};
+
+		ivrdma_ud_make_grh(ctx, w, (uint32_t)len, h);
+		copy_iov(dst, (int)r.w.num_sge, &hv, 1, sizeof(h));
+	}
+	if (tst == IBV_WC_SUCCESS) {
+		nd = iov_skip(dst, (int)r.w.num_sge, IVRDMA_GRH_LEN);
+		copy_iov(dst, nd, src, ns, len);
+	}
+	target_cqe(qp, pq, &r.w, tst, IBV_WC_RECV, IVRDMA_GRH_LEN + len, w, grh ? IBV_WC_GRH : 0);
+}
+
+static void responder_error(struct ivrdma_qp *qp, uint32_t bit)
+{
+	if (qp->vqp.qp.qp_type == IBV_QPT_RC)
+		ivrdma_notify_target(to_ictx(qp->vqp.qp.context), &qp->peer, bit);
 }
 
 static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_swqe *w, uint64_t len,
@@ -199,13 +290,23 @@ static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_swqe *w
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 	uint32_t qp_access = __atomic_load_n(&qp->peer.slot->access, __ATOMIC_RELAXED);
 
-	/* An operation the responder QP does not enable: an Invalid Request NAK, not an access
-	 * error. */
-	if (!(qp_access & (uint32_t)access))
+	enum ibv_wc_status st;
+
+	/*
+	 * An operation the responder QP does not enable is an Invalid Request,
+	 * a bad key or range an access violation: either fails the responder's
+	 * QP too, with an affiliated async event (UC responders drop silently).
+	 */
+	if (!(qp_access & (uint32_t)access)) {
+		responder_error(qp, IVRDMA_QP_ASYNC_REQ_ERR);
 		return IBV_WC_REM_INV_REQ_ERR;
-	return xlate_status(ivrdma_mr_remote(&ctx->region, w->rkey, qp->peer.owner,
-					     qp->peer.pd_handle, w->remote_addr, len, access, p),
-			    false);
+	}
+	st = xlate_status(ivrdma_mr_remote(&ctx->region, w->rkey, qp->peer.owner,
+					   qp->peer.pd_handle, w->remote_addr, len, access, p),
+			  false);
+	if (st != IBV_WC_SUCCESS)
+		responder_error(qp, IVRDMA_QP_ASYNC_ACCESS_ERR);
+	return st;
 }
 
 static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
@@ -220,7 +321,7 @@ static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct io
 	if (*st != IBV_WC_SUCCESS)
 		return EXEC_DONE;
 	if (w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM) {
-		ex = take_recv(qp, &r.w, st);
+		ex = take_recv(qp, &qp->peer, &r.w, st);
 		if (ex == EXEC_DROPPED)
 			return EXEC_DONE; /* nothing written either */
 		if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS)
@@ -229,7 +330,8 @@ static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct io
 	if (len)
 		copy_iov(&dst, 1, src, ns, len);
 	if (w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM)
-		*st = target_cqe(qp, &r.w, IBV_WC_SUCCESS, IBV_WC_RECV_RDMA_WITH_IMM, len, w);
+		*st = target_cqe(qp, &qp->peer, &r.w, IBV_WC_SUCCESS, IBV_WC_RECV_RDMA_WITH_IMM,
+				 len, w, 0);
 	return EXEC_DONE;
 }
 
@@ -253,8 +355,10 @@ static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_swqe *w,
 
 	if (nd != 1 || len != 8)
 		return IBV_WC_LOC_LEN_ERR;
-	if (w->remote_addr % 8)
+	if (w->remote_addr % 8) {
+		responder_error(qp, IVRDMA_QP_ASYNC_REQ_ERR);
 		return IBV_WC_REM_INV_REQ_ERR;
+	}
 	st = remote_mem(qp, w, 8, IBV_ACCESS_REMOTE_ATOMIC, (uint8_t **)&p);
 	if (st != IBV_WC_SUCCESS)
 		return st;
@@ -298,7 +402,26 @@ static enum exec target_ready(struct ivrdma_qp *qp, enum ibv_wc_status *st, bool
 			return EXEC_DONE; /* dropped silently */
 		return EXEC_NO_ACK;
 	}
+	if (state == IBV_QPS_RTR)
+		note_arrival(ctx, &qp->peer);
 	*deliver = true;
+	return EXEC_DONE;
+}
+
+/* A datagram larger than the MTU never leaves; one that cannot be delivered is lost. */
+static enum exec execute_ud(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivrdma_cqe *e)
+{
+	struct iov v[IVRDMA_MAX_SGE];
+	uint64_t len;
+	int nv;
+	enum ibv_wc_status st = local_iov(qp, w, 0, v, &nv, &len);
+
+	e->byte_len = (uint32_t)len;
+	if (st == IBV_WC_SUCCESS && len > IVRDMA_UD_MTU)
+		st = IBV_WC_LOC_LEN_ERR;
+	if (st == IBV_WC_SUCCESS)
+		do_datagram(qp, w, v, nv, len);
+	e->status = st;
 	return EXEC_DONE;
 }
 
@@ -315,6 +438,8 @@ static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivr
 	enum exec ex;
 	bool deliver;
 
+	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
+		return execute_ud(qp, w, e);
 	st = local_iov(qp, w, access, v, &nv, &len);
 	e->byte_len = (uint32_t)len;
 	if (st != IBV_WC_SUCCESS) {
@@ -329,7 +454,7 @@ static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivr
 	switch (w->opcode) {
 	case IBV_WR_SEND:
 	case IBV_WR_SEND_WITH_IMM:
-		ex = do_send(qp, w, v, nv, len, &st);
+		ex = do_send(qp, &qp->peer, w, v, nv, len, &st);
 		break;
 	case IBV_WR_RDMA_WRITE:
 	case IBV_WR_RDMA_WRITE_WITH_IMM:
@@ -405,12 +530,47 @@ void ivrdma_qp_flush_sq(struct ivrdma_qp *qp)
 	}
 }
 
-static void to_error(struct ivrdma_qp *qp)
+/*
+ * A send completed in error. RC and UC QPs fail as a whole; a UD QP's
+ * send queue alone stops (SQE) and its receives go on, as the IB spec has it.
+ */
+static void send_queue_error(struct ivrdma_qp *qp)
 {
-	qp->vqp.qp.state = IBV_QPS_ERR;
-	shm_store_release32(&qp->s->state, IBV_QPS_ERR);
+	if (qp->vqp.qp.qp_type != IBV_QPT_UD) {
+		ivrdma_qp_enter_error(qp);
+		return;
+	}
+	qp->vqp.qp.state = IBV_QPS_SQE;
+	shm_store_release32(&qp->s->state, IBV_QPS_SQE);
 	ivrdma_qp_flush_sq(qp);
-	ivrdma_qp_flush_rq(qp);
+}
+
+/*
+ * The other end's process died: no acknowledgement will ever come, so the
+ * WR at the head fails as its retries would (IBV_WC_RETRY_EXC_ERR), the
+ * rest flush, and the application hears of it (IBV_EVENT_QP_FATAL).
+ * Under sq_lock.
+ */
+void ivrdma_qp_peer_lost(struct ivrdma_qp *qp)
+{
+	if (qp->sq_count) {
+		struct ivrdma_cqe e = {.status = IBV_WC_RETRY_EXC_ERR};
+
+		complete_head(qp, &e);
+	}
+	ivrdma_qp_enter_error(qp);
+	ivrdma_post_async_event(to_ictx(qp->vqp.qp.context), IBV_EVENT_QP_FATAL,
+				(uintptr_t)&qp->vqp.qp);
+}
+
+/* SQD: nothing in flight any more; the event, if it was asked for. */
+static void sq_drained(struct ivrdma_qp *qp)
+{
+	if (!qp->sqd_notify)
+		return;
+	qp->sqd_notify = false;
+	ivrdma_post_async_event(to_ictx(qp->vqp.qp.context), IBV_EVENT_SQ_DRAINED,
+				(uintptr_t)&qp->vqp.qp);
 }
 
 /* A wait: retry later, or fail once the retry budget is spent. */
@@ -436,17 +596,22 @@ static bool wait_or_fail(struct ivrdma_qp *qp, enum exec ex, struct ivrdma_cqe *
 	return true;
 }
 
-/* Executes queued WRs in order until one has to wait. Under sq_lock. */
+/*
+ * Executes queued WRs in order until one has to wait. In SQD only the WR
+ * already under way (waiting on a retry timer) goes on. Under sq_lock.
+ */
 static void run(struct ivrdma_qp *qp)
 {
 	while (qp->sq_count) {
 		struct ivrdma_cqe e = {0};
 		enum exec ex;
 
-		if (qp->vqp.qp.state == IBV_QPS_ERR) {
+		if (qp->vqp.qp.state == IBV_QPS_ERR || qp->vqp.qp.state == IBV_QPS_SQE) {
 			ivrdma_qp_flush_sq(qp);
 			return;
 		}
+		if (qp->vqp.qp.state == IBV_QPS_SQD && !qp->next_try_ns)
+			break;
 		if (qp->next_try_ns && ivrdma_now_ns() < qp->next_try_ns)
 			return;
 		qp->next_try_ns = 0;
@@ -456,8 +621,10 @@ static void run(struct ivrdma_qp *qp)
 		complete_head(qp, &e);
 		/* UC keeps only local errors (execute()): they fail the QP as on RC. */
 		if (e.status != IBV_WC_SUCCESS)
-			to_error(qp);
+			send_queue_error(qp);
 	}
+	if (qp->vqp.qp.state == IBV_QPS_SQD)
+		sq_drained(qp);
 }
 
 static int check_wr(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
@@ -465,9 +632,13 @@ static int check_wr(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 	enum ibv_qp_state state = qp->vqp.qp.state;
 	uint64_t inl = 0;
 
-	if (state != IBV_QPS_RTS && state != IBV_QPS_ERR && state != IBV_QPS_SQE)
+	if (state != IBV_QPS_RTS && state != IBV_QPS_ERR && state != IBV_QPS_SQE &&
+	    state != IBV_QPS_SQD)
 		return EINVAL;
 	if (wr->num_sge < 0 || (uint32_t)wr->num_sge > qp->cap.max_send_sge)
+		return EINVAL;
+	if (qp->vqp.qp.qp_type == IBV_QPT_UD &&
+	    ((wr->opcode != IBV_WR_SEND && wr->opcode != IBV_WR_SEND_WITH_IMM) || !wr->wr.ud.ah))
 		return EINVAL;
 	switch (wr->opcode) {
 	case IBV_WR_SEND:
@@ -512,6 +683,11 @@ static void enqueue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 	} else {
 		w->remote_addr = wr->wr.rdma.remote_addr;
 		w->rkey = wr->wr.rdma.rkey;
+	}
+	if (qp->vqp.qp.qp_type == IBV_QPT_UD) {
+		w->ah = to_iah(wr->wr.ud.ah);
+		w->remote_qpn = wr->wr.ud.remote_qpn;
+		w->remote_qkey = wr->wr.ud.remote_qkey;
 	}
 	w->inline_len = 0;
 	if (wr->send_flags & IBV_SEND_INLINE) /* the buffers may be reused at once */

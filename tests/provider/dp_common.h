@@ -9,6 +9,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -289,6 +290,29 @@ static inline bool cq_empty(struct ibv_cq *cq)
 }
 
 /* Expects the next completion: status, wr_id and opcode (opcode < 0: any). */
+/*
+ * Waits (bounded) for the next async event of 'ctx'; true if it is 'type'
+ * for QP 'qp' (NULL: a port event). Acknowledges it.
+ */
+static inline bool expect_async(struct ibv_context *ctx, enum ibv_event_type type,
+				struct ibv_qp *qp)
+{
+	struct pollfd pfd = {.fd = ctx->async_fd, .events = POLLIN};
+	struct ibv_async_event ev;
+	bool ok;
+
+	if (poll(&pfd, 1, DP_DEADLINE_S * 1000) != 1 || ibv_get_async_event(ctx, &ev)) {
+		fprintf(stderr, "no async event (wanted %s)\n", ibv_event_type_str(type));
+		return false;
+	}
+	ok = ev.event_type == type && (!qp || ev.element.qp == qp);
+	if (!ok)
+		fprintf(stderr, "async event %s, wanted %s\n", ibv_event_type_str(ev.event_type),
+			ibv_event_type_str(type));
+	ibv_ack_async_event(&ev);
+	return ok;
+}
+
 #define EXPECT_WC(cq, st, id, op, what)                                                            \
 	do {                                                                                       \
 		struct ibv_wc w_;                                                                  \

@@ -3,7 +3,7 @@
 # ibv_devices / ibv_devinfo (mode "tools") or the libibverbs C test
 # (mode "verbs") against the provider from the build tree.
 #
-# usage: run-provider-test.sh tools|verbs|pingpong|uc-pingpong|srq-pingpong|perftest|datapath IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY [GROUP]]
+# usage: run-provider-test.sh tools|verbs|pingpong|uc-pingpong|srq-pingpong|ud-pingpong|perftest|datapath IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY [GROUP]]
 # env:   IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 #                        to load an ASan-built provider
 #        IVRDMA_REGION_SIZE  the region's size (16M)
@@ -153,6 +153,17 @@ check_perftest() {
 	done
 }
 
+# Stock ibv_ud_pingpong: datagrams up to the MTU, with and without a GRH
+# (-g 0), busy-polling and sleeping in ibv_get_cq_event (-e).
+check_ud_pingpong() {
+	stock_pingpong ibv_ud_pingpong 1 1000
+	stock_pingpong ibv_ud_pingpong 2048 500
+	stock_pingpong ibv_ud_pingpong 4096 500
+	stock_pingpong ibv_ud_pingpong 4096 200 -g 0
+	stock_pingpong ibv_ud_pingpong 1024 300 -e
+	stock_pingpong ibv_ud_pingpong 4096 100 -e -g 0
+}
+
 check_pingpong() {
 	pingpong_once 1 1000
 	pingpong_once 1 500 -g 0
@@ -185,6 +196,7 @@ verbs)
 pingpong) check_pingpong ;;
 uc-pingpong) check_stock_pingpong ibv_uc_pingpong ;;
 srq-pingpong) check_stock_pingpong ibv_srq_pingpong ;;
+ud-pingpong) check_ud_pingpong ;;
 perftest) check_perftest ;;
 datapath) "$test_bin" "$group" ;;
 *) fail "unknown mode $mode" ;;

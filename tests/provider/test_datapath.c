@@ -500,8 +500,25 @@ static void check_flushing(struct ep *e, const char *what)
  * Posts 'wr' (id 1) followed in the same chain by a good send (id 2) on a
  * fresh RC pair where A has a receive (id 900) posted: A gets 'st' for WR 1
  * and flushes for the others, and is in ERR. B gets 'bst' for receive 800
- * if bst >= 0 (-1: B got nothing and stays RTS; -2: B is not checked).
+ * if bst >= 0 (-1: B got nothing and stays RTS; -2: B is not checked;
+ * TARGET_ACCESS_ERR / TARGET_REQ_ERR: the responder's QP fails too, with
+ * that async event, and flushes whatever it had posted).
  */
+enum { TARGET_ACCESS_ERR = -3, TARGET_REQ_ERR = -4 };
+
+static void expect_target_failed(enum ibv_event_type ev, const char *what)
+{
+	struct ibv_wc wc;
+
+	CHECK(expect_async(B.ctx, ev, B.qp), "%s: the target's async event", what);
+	CHECK(qp_state(B.qp) == IBV_QPS_ERR, "%s: target QP in ERR", what);
+	while (ibv_poll_cq(B.cq, 1, &wc) == 1) /* its posted receive, if any */
+		CHECK(wc.status == IBV_WC_WR_FLUSH_ERR && wc.wr_id == 800,
+		      "%s: target flush, got %s for %llu", what, ibv_wc_status_str(wc.status),
+		      (unsigned long long)wc.wr_id);
+	check_flushing(&B, what);
+}
+
 static void provoke(struct ibv_send_wr *wr, enum ibv_wc_status st, int bst, const char *what)
 {
 	struct ibv_send_wr good = {.wr_id = 2,
@@ -524,6 +541,10 @@ static void provoke(struct ibv_send_wr *wr, enum ibv_wc_status st, int bst, cons
 	} else if (bst == -1) {
 		CHECK(cq_empty(B.cq), "%s: nothing on the target", what);
 		CHECK(qp_state(B.qp) == IBV_QPS_RTS, "%s: target still RTS", what);
+	} else if (bst == TARGET_ACCESS_ERR || bst == TARGET_REQ_ERR) {
+		expect_target_failed(bst == TARGET_ACCESS_ERR ? IBV_EVENT_QP_ACCESS_ERR
+							      : IBV_EVENT_QP_REQ_ERR,
+				     what);
 	}
 }
 
@@ -662,7 +683,7 @@ static void remote_errors(void)
 				CHECK(post_recv1(B.qp, 800, NULL, 0, 0) == 0, "post_recv");
 			wr = mkwr(ops[i], &s, &l, 0, len, c[k].raddr, c[k].rkey);
 			/* The target's receive for write_imm is not consumed by a failure. */
-			provoke(&wr, IBV_WC_REM_ACCESS_ERR, -1, what);
+			provoke(&wr, IBV_WC_REM_ACCESS_ERR, TARGET_ACCESS_ERR, what);
 			CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen &&
 				  all_diff(denied->p, denied->maplen, 0xee) == denied->maplen,
 			      "%s: target memory unchanged", what);
@@ -675,7 +696,7 @@ static void remote_errors(void)
 	fresh_rc();
 	wr = mkwr(IBV_WR_RDMA_WRITE, &s, &l, 0, 64, (uintptr_t)r.p, 0);
 	wr.send_flags = 0;
-	provoke(&wr, IBV_WC_REM_ACCESS_ERR, -1, "unsignaled write with a bad rkey");
+	provoke(&wr, IBV_WC_REM_ACCESS_ERR, TARGET_ACCESS_ERR, "unsignaled write with a bad rkey");
 	CHECK(ibv_dereg_mr(other) == 0, "dereg_mr");
 	CHECK(ibv_dealloc_pd(pd2) == 0, "dealloc_pd");
 	buf_free(&l);
@@ -706,7 +727,7 @@ static void invalid_requests(void)
 	/* A misaligned atomic. */
 	fresh_rc();
 	wr = mkwr(IBV_WR_ATOMIC_FETCH_AND_ADD, &s, &l, 0, 8, (uintptr_t)r.p + 4, r.mr->rkey);
-	provoke(&wr, IBV_WC_REM_INV_REQ_ERR, -1, "misaligned atomic");
+	provoke(&wr, IBV_WC_REM_INV_REQ_ERR, TARGET_REQ_ERR, "misaligned atomic");
 	CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen, "misaligned atomic: target unchanged");
 	/* An operation the target QP does not allow (qp_access_flags). */
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
@@ -720,7 +741,7 @@ static void invalid_requests(void)
 		snprintf(what, sizeof(what), "opcode %d, target QP access %#x", c[i].op,
 			 c[i].allowed);
 		wr = mkwr(c[i].op, &s, &l, 0, 8, (uintptr_t)r.p, r.mr->rkey);
-		provoke(&wr, IBV_WC_REM_INV_REQ_ERR, -1, what);
+		provoke(&wr, IBV_WC_REM_INV_REQ_ERR, TARGET_REQ_ERR, what);
 		CHECK(all_diff(r.p, r.maplen, 0xee) == r.maplen, "%s: target unchanged", what);
 	}
 	buf_free(&l);
@@ -1395,7 +1416,12 @@ static void sleep_test(void)
 	ep_close(&A);
 }
 
-/* The target process is killed: writes to it end in IBV_WC_RETRY_EXC_ERR. */
+/*
+ * The target process is killed with a receive of mine still posted: within
+ * a bounded time my QP fails on its own (the receive flushes, and
+ * IBV_EVENT_QP_FATAL), and a write that was still to go ends in
+ * IBV_WC_RETRY_EXC_ERR if it beat the failure, in a flush if not.
+ */
 static void killed_peer(void)
 {
 	int sv[2], st;
@@ -1439,8 +1465,12 @@ static void killed_peer(void)
 		    peer.rkey) == 0,
 	      "write to the live peer");
 	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 1, IBV_WC_RDMA_WRITE, "write to the live peer");
+	CHECK(post_recv1(A.qp, 77, w.p, 64, w.mr->lkey) == 0, "post_recv");
 	kill(pid, SIGKILL);
 	REQUIRE(waitpid(pid, &st, 0) == pid, "waitpid");
+	/* A receive-only survivor: nothing to do but wait, and it is told. */
+	CHECK(expect_async(A.ctx, IBV_EVENT_QP_FATAL, A.qp), "killed peer: IBV_EVENT_QP_FATAL");
+	EXPECT_WC(A.cq, IBV_WC_WR_FLUSH_ERR, 77, IBV_WC_RECV, "killed peer: receive flushed");
 	/* Until ivrdmad has seen the peer go, writes may still land in its memory. */
 	for (end = now_s() + DP_DEADLINE_S;; ok++) {
 		CHECK(post1(A.qp, 2, IBV_WR_RDMA_WRITE, IBV_SEND_SIGNALED, w.p, 64, w.mr->lkey,
@@ -1450,7 +1480,7 @@ static void killed_peer(void)
 		if (wc.status != IBV_WC_SUCCESS || now_s() > end)
 			break;
 	}
-	CHECK(wc.status == IBV_WC_RETRY_EXC_ERR, "killed peer: %s after %d writes",
+	CHECK(wc.status == IBV_WC_WR_FLUSH_ERR, "killed peer: %s after %d writes",
 	      ibv_wc_status_str(wc.status), ok);
 	CHECK(cq_empty(A.cq), "one completion");
 	check_flushing(&A, "killed peer");
