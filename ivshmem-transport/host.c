@@ -26,7 +26,8 @@ struct host_priv {
 	int sock;
 	int shm_fd;
 	struct ivshmem_msg_reader reader;
-	pthread_mutex_t lock; /* the peer table: ring() races with notices */
+	pthread_mutex_t lock;	  /* the peer table: ring() races with notices */
+	pthread_mutex_t ctl_lock; /* the socket and its reader: one drainer at a time */
 	struct host_peer *peers[IVRDMA_MAX_PEERS];
 };
 
@@ -223,6 +224,7 @@ static int host_attach(struct ivt *t, const struct ivt_options *opts, char *err,
 	h->shm_fd = -1;
 	ivshmem_msg_reader_init(&h->reader);
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->ctl_lock, NULL);
 	t->priv = h;
 	h->sock = connect_socket(opts->path, err, errlen);
 	if (h->sock < 0) {
@@ -269,6 +271,7 @@ static void host_detach(struct ivt *t)
 		close(h->sock);
 	ivshmem_msg_reader_reset(&h->reader);
 	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->ctl_lock);
 	free(h);
 	t->priv = NULL;
 }
@@ -281,9 +284,8 @@ static int host_map_at(struct ivt *t, void *addr, uint64_t offset, size_t len, i
 	return p == MAP_FAILED ? -errno : 0;
 }
 
-static int host_ring(struct ivt *t, uint16_t peer, uint16_t vector)
+static int ring_known(struct host_priv *h, uint16_t peer, uint16_t vector)
 {
-	struct host_priv *h = t->priv;
 	uint64_t one = 1;
 	struct host_peer *p;
 	int rc = 0;
@@ -298,6 +300,22 @@ static int host_ring(struct ivt *t, uint16_t peer, uint16_t vector)
 	}
 	pthread_mutex_unlock(&h->lock);
 	return rc;
+}
+
+static int host_process_control(struct ivt *t);
+
+/*
+ * A peer I have not heard of may have joined after my last look at the
+ * socket (the thread that drains it can be late): its notice is there
+ * before it can have reached me any other way, so read it, then retry.
+ */
+static int host_ring(struct ivt *t, uint16_t peer, uint16_t vector)
+{
+	int rc = ring_known(t->priv, peer, vector);
+
+	if (rc != -ENOENT || host_process_control(t) <= 0)
+		return rc;
+	return ring_known(t->priv, peer, vector);
 }
 
 static bool host_peer_known(struct ivt *t, uint16_t peer)
@@ -317,17 +335,23 @@ static int host_process_control(struct ivt *t)
 	struct host_priv *h = t->priv;
 	int handled = 0;
 
+	pthread_mutex_lock(&h->ctl_lock);
 	for (;;) {
 		int64_t v;
 		int fd;
 		int rc = ivshmem_msg_recv(h->sock, &h->reader, &v, &fd);
 
-		if (rc == -EAGAIN)
-			return handled;
-		if (rc <= 0)
-			return rc == 0 ? -ECONNRESET : rc;
-		apply_peer_msg(t, v, fd);
-		handled++;
+		if (rc == -EAGAIN) {
+			rc = handled;
+		} else if (rc <= 0) {
+			rc = rc == 0 ? -ECONNRESET : rc;
+		} else {
+			apply_peer_msg(t, v, fd);
+			handled++;
+			continue;
+		}
+		pthread_mutex_unlock(&h->ctl_lock);
+		return rc;
 	}
 }
 
