@@ -710,7 +710,9 @@ static void track_pending(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
 	if (want) {
 		qp->pending_next = ctx->pending;
 		ctx->pending = qp;
-		atomic_fetch_add(&ctx->nr_pending, 1);
+		/* The event thread keeps timers only while WRs wait: wake it to start. */
+		if (atomic_fetch_add(&ctx->nr_pending, 1) == 0)
+			ivt_ring(ctx->transport, ctx->peer_id, IVRDMA_VEC_CONTROL);
 	} else {
 		for (struct ivrdma_qp **pp = &ctx->pending; *pp; pp = &(*pp)->pending_next)
 			if (*pp == qp) {
