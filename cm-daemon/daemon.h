@@ -92,6 +92,7 @@ struct daemon {
 	struct ctl_client *ctl_clients;
 	struct peer *peers[IVRDMA_MAX_PEERS];
 	uint32_t nr_peers;
+	uint32_t next_peer_id;		     /* where the search for a free ID starts */
 	uint16_t peer_gen[IVRDMA_MAX_PEERS]; /* survives the peer */
 	/* The daemon's own truth; the region's copies are for readers only. */
 	uint32_t node_peers[IVRDMA_MAX_NODES];

@@ -181,11 +181,22 @@ static void on_peer_event(struct daemon *d, struct watch *w, uint32_t events)
 		peer_doom(p, "disconnected");
 }
 
-static int lowest_free_id(struct daemon *d)
+/*
+ * IDs are handed out in turn, a freed one only after every other: QEMU's
+ * ivshmem device frees a departed peer's eventfd array but goes on using it
+ * when the same ID connects again (heap corruption in every attached VM).
+ * QEMU's own server, counting up, avoids it the same way.
+ */
+static int next_free_id(struct daemon *d)
 {
-	for (uint32_t i = 0; i < d->cfg.max_peers; i++)
-		if (!d->peers[i])
+	for (uint32_t n = 0; n < d->cfg.max_peers; n++) {
+		uint32_t i = (d->next_peer_id + n) % d->cfg.max_peers;
+
+		if (!d->peers[i]) {
+			d->next_peer_id = i + 1;
 			return (int)i;
+		}
+	}
 	return -1;
 }
 
@@ -275,8 +286,7 @@ static void accept_one(struct daemon *d, struct listener *l)
 			shed_connection(d, l->w.fd, l->path);
 		return;
 	}
-	id = lowest_free_id(d);
-	if (node_refuses(d, l) || id < 0) {
+	if (node_refuses(d, l) || (id = next_free_id(d)) < 0) {
 		close(sock);
 		return;
 	}
