@@ -10,6 +10,7 @@
 set -euo pipefail
 
 mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=${5:-} group=${6:-}
+vm_peer=${7:-}
 dir=$(mktemp -d /tmp/ivrdma-provider.XXXXXX)
 shm=/ivrdma-test-$$
 daemon_pid=
@@ -164,6 +165,29 @@ check_ud_pingpong() {
 	stock_pingpong ibv_ud_pingpong 4096 100 -e -g 0
 }
 
+# Stock ibv_asyncwatch sees the port events of another node (vm1) joining
+# and leaving: a peer attaches through vm1's socket, waits 1 s, goes.
+check_port_events() {
+	local aw_pid
+	stock stdbuf -oL ibv_asyncwatch -d ivrdma0 >"$dir/aw.out" 2>&1 &
+	aw_pid=$!
+	for _ in $(seq 100); do # its context is attached: the host node has a peer
+		"$ivrdma" --dir "$dir" status --json | jq -e '.peers | length == 1' >/dev/null && break
+		sleep 0.1
+	done
+	"$vm_peer" --socket "$dir/vm1.sock" --timeout 1 >"$dir/vm.out" 2>&1 || true
+	grep -q "^PEER=" "$dir/vm.out" || { cat "$dir/vm.out" >&2; fail "vm1 peer did not attach"; }
+	for _ in $(seq 100); do
+		grep -q PORT_ERR "$dir/aw.out" && break
+		sleep 0.1
+	done
+	kill "$aw_pid" 2>/dev/null || true
+	wait "$aw_pid" 2>/dev/null || true
+	expect "$dir/aw.out" "IBV_EVENT_PORT_ACTIVE.*port 1" "asyncwatch: no PORT_ACTIVE when vm1 joined"
+	expect "$dir/aw.out" "IBV_EVENT_PORT_ERR.*port 1" "asyncwatch: no PORT_ERR when vm1 left"
+	sed -n 1,4p "$dir/aw.out"
+}
+
 check_pingpong() {
 	pingpong_once 1 1000
 	pingpong_once 1 500 -g 0
@@ -197,6 +221,7 @@ pingpong) check_pingpong ;;
 uc-pingpong) check_stock_pingpong ibv_uc_pingpong ;;
 srq-pingpong) check_stock_pingpong ibv_srq_pingpong ;;
 ud-pingpong) check_ud_pingpong ;;
+port-events) check_port_events ;;
 perftest) check_perftest ;;
 datapath) "$test_bin" "$group" ;;
 *) fail "unknown mode $mode" ;;
