@@ -15,8 +15,10 @@ dir=$(mktemp -d /tmp/ivrdma-provider.XXXXXX)
 shm=/ivrdma-test-$$
 daemon_pid=
 
+aw_pid=
 cleanup() {
 	local rc=$?
+	[[ -z $aw_pid ]] || kill "$aw_pid" 2>/dev/null || true
 	if [[ -n $daemon_pid ]]; then
 		kill -TERM "$daemon_pid" 2>/dev/null || true
 		wait "$daemon_pid" 2>/dev/null || true
@@ -168,8 +170,9 @@ check_ud_pingpong() {
 # Stock ibv_asyncwatch sees the port events of another node (vm1) joining
 # and leaving: a peer attaches through vm1's socket, waits 1 s, goes.
 check_port_events() {
-	local aw_pid
-	stock stdbuf -oL ibv_asyncwatch -d ivrdma0 >"$dir/aw.out" 2>&1 &
+	# Started directly (not through the stock function, a subshell): $! must
+	# be asyncwatch itself, so that it is stopped here and by cleanup.
+	ASAN_OPTIONS=detect_leaks=0 stdbuf -oL ibv_asyncwatch -d ivrdma0 >"$dir/aw.out" 2>&1 &
 	aw_pid=$!
 	for _ in $(seq 100); do # its context is attached: the host node has a peer
 		"$ivrdma" --dir "$dir" status --json | jq -e '.peers | length == 1' >/dev/null && break
@@ -183,6 +186,7 @@ check_port_events() {
 	done
 	kill "$aw_pid" 2>/dev/null || true
 	wait "$aw_pid" 2>/dev/null || true
+	aw_pid=
 	expect "$dir/aw.out" "IBV_EVENT_PORT_ACTIVE.*port 1" "asyncwatch: no PORT_ACTIVE when vm1 joined"
 	expect "$dir/aw.out" "IBV_EVENT_PORT_ERR.*port 1" "asyncwatch: no PORT_ERR when vm1 left"
 	sed -n 1,4p "$dir/aw.out"
