@@ -223,7 +223,10 @@ verbs)
 	;;
 pingpong) check_pingpong ;;
 uc-pingpong) check_stock_pingpong ibv_uc_pingpong ;;
-srq-pingpong) check_stock_pingpong ibv_srq_pingpong ;;
+srq-pingpong)
+	check_stock_pingpong ibv_srq_pingpong
+	stock_pingpong ibv_srq_pingpong 4096 300 -e # sleeping in ibv_get_cq_event
+	;;
 ud-pingpong) check_ud_pingpong ;;
 port-events) check_port_events ;;
 perftest) check_perftest ;;

@@ -1496,6 +1496,60 @@ static int mod(struct ibv_qp *qp, struct ibv_qp_attr a, int mask)
 	return ibv_modify_qp(qp, &a, mask);
 }
 
+/*
+ * Affiliated events of the state machine: COMM_EST when a message reaches a
+ * QP still in RTR; SQ_DRAINED on entering SQD (a send posted in SQD waits
+ * for RTS); LAST_WQE_REACHED when a QP on an SRQ goes to ERR.
+ */
+static void qp_events(void)
+{
+	struct qpopts o = {.rnr_retry = 7, .retry_cnt = 7, .timeout = 14, .min_rnr_timer = 1};
+	struct ibv_srq_init_attr sa = {.attr = {.max_wr = 8, .max_sge = 1}};
+	struct ibv_qp_attr sqd = {.qp_state = IBV_QPS_SQD, .en_sqd_async_notify = 1};
+	struct ibv_qp_attr rts = {.qp_state = IBV_QPS_RTS}, err = {.qp_state = IBV_QPS_ERR};
+	struct ibv_qp_init_attr ia = {.send_cq = B.cq,
+				      .recv_cq = B.cq,
+				      .qp_type = IBV_QPT_RC,
+				      .cap = {.max_send_wr = 4, .max_send_sge = 1}};
+	struct ibv_srq *srq;
+	struct ibv_qp *q;
+	struct buf b;
+
+	buf_new(&b, B.pd, 4096, IBV_ACCESS_LOCAL_WRITE);
+	ep_qp(&A, IBV_QPT_RC, &o);
+	ep_qp(&B, IBV_QPT_RC, &o);
+	CHECK(qp_init(A.qp, 0) == 0 && qp_init(B.qp, 0) == 0, "INIT");
+	CHECK(qp_rtr(B.qp, A.qp->qp_num, A.lid, &o) == 0, "B RTR");
+	CHECK(qp_rtr(A.qp, B.qp->qp_num, B.lid, &o) == 0 && qp_rts(A.qp, &o) == 0, "A RTS");
+	CHECK(post_recv1(B.qp, 1, b.p, 64, b.mr->lkey) == 0, "post_recv");
+	CHECK(post1(A.qp, 2, IBV_WR_SEND, IBV_SEND_SIGNALED, NULL, 0, 0, 0, 0) == 0, "send");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 2, IBV_WC_SEND, "send to a QP in RTR");
+	EXPECT_WC(B.cq, IBV_WC_SUCCESS, 1, IBV_WC_RECV, "received in RTR");
+	CHECK(expect_async(B.ctx, IBV_EVENT_COMM_EST, B.qp), "IBV_EVENT_COMM_EST");
+	CHECK(qp_rts(B.qp, &o) == 0, "B RTS");
+
+	CHECK(ibv_modify_qp(A.qp, &sqd, IBV_QP_STATE | IBV_QP_EN_SQD_ASYNC_NOTIFY) == 0, "SQD");
+	CHECK(expect_async(A.ctx, IBV_EVENT_SQ_DRAINED, A.qp), "IBV_EVENT_SQ_DRAINED");
+	CHECK(post_recv1(B.qp, 3, b.p, 64, b.mr->lkey) == 0, "post_recv");
+	CHECK(post1(A.qp, 4, IBV_WR_SEND, IBV_SEND_SIGNALED, NULL, 0, 0, 0, 0) == 0, "post in SQD");
+	CHECK(cq_empty(A.cq) && cq_empty(B.cq), "nothing starts in SQD");
+	CHECK(ibv_modify_qp(A.qp, &rts, IBV_QP_STATE) == 0, "SQD -> RTS");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 4, IBV_WC_SEND, "the held send, after RTS");
+	EXPECT_WC(B.cq, IBV_WC_SUCCESS, 3, IBV_WC_RECV, "its receive");
+
+	srq = ibv_create_srq(B.pd, &sa);
+	REQUIRE(srq, "create_srq: %s", strerror(errno));
+	ia.srq = srq;
+	q = ibv_create_qp(B.pd, &ia);
+	REQUIRE(q, "create_qp on an SRQ: %s", strerror(errno));
+	CHECK(qp_init(q, 0) == 0, "INIT");
+	CHECK(ibv_modify_qp(q, &err, IBV_QP_STATE) == 0, "to ERR");
+	CHECK(expect_async(B.ctx, IBV_EVENT_QP_LAST_WQE_REACHED, q),
+	      "IBV_EVENT_QP_LAST_WQE_REACHED");
+	CHECK(ibv_destroy_qp(q) == 0 && ibv_destroy_srq(srq) == 0, "destroy");
+	buf_free(&b);
+}
+
 static void group_modify(void)
 {
 	struct qpopts o = {.max_send_wr = 10, .max_inline = 64, .max_sge = 3};
@@ -1662,6 +1716,7 @@ int main(int argc, char **argv)
 		ep_open(&A);
 		ep_open(&B);
 		group_modify();
+		qp_events();
 		ep_close(&A);
 		ep_close(&B);
 	} else {
