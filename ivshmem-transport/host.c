@@ -313,8 +313,10 @@ static int host_ring(struct ivt *t, uint16_t peer, uint16_t vector)
 {
 	int rc = ring_known(t->priv, peer, vector);
 
-	if (rc != -ENOENT || host_process_control(t) <= 0)
+	if (rc != -ENOENT)
 		return rc;
+	/* Even if it read nothing: another thread may have applied the notice meanwhile. */
+	host_process_control(t);
 	return ring_known(t->priv, peer, vector);
 }
 
