@@ -67,6 +67,12 @@ static inline struct ivrdma_node *ivrdma_my_node(const struct ivrdma_context *ct
 	return ivrdma_region_node(&ctx->region, ctx->node);
 }
 
+/* States in which a QP takes incoming messages (RTR up to SQE; SQD receives too). */
+static inline bool ivrdma_state_receives(uint32_t state)
+{
+	return state >= IBV_QPS_RTR && state <= IBV_QPS_SQE;
+}
+
 #define IVRDMA_MAX_WR	    16384
 #define IVRDMA_MAX_SGE	    32
 #define IVRDMA_MAX_CQE	    65536

@@ -238,7 +238,7 @@ static bool connected(const struct ivrdma_qp *qp)
 {
 	enum ibv_qp_state st = qp->vqp.qp.state;
 
-	return qp->vqp.qp.qp_type != IBV_QPT_UD && st >= IBV_QPS_RTR && st <= IBV_QPS_SQE;
+	return qp->vqp.qp.qp_type != IBV_QPT_UD && ivrdma_state_receives(st);
 }
 
 /* What initiators reported about this QP (enum ivrdma_qp_async). Under sq_lock. */

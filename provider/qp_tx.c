@@ -395,7 +395,7 @@ static enum exec target_ready(struct ivrdma_qp *qp, enum ibv_wc_status *st, bool
 		return qp->vqp.qp.qp_type == IBV_QPT_RC ? EXEC_NO_ACK : EXEC_DONE;
 	}
 	state = shm_load_acquire32(&s->state);
-	if (state < IBV_QPS_RTR || state > IBV_QPS_SQE ||
+	if (!ivrdma_state_receives(state) ||
 	    __atomic_load_n(&s->dest_qpn, __ATOMIC_RELAXED) != qp->vqp.qp.qp_num ||
 	    __atomic_load_n(&s->dest_lid, __ATOMIC_RELAXED) != ctx->lid) {
 		if (qp->vqp.qp.qp_type == IBV_QPT_UC)

@@ -44,7 +44,7 @@ bool ivrdma_ud_target(struct ivrdma_qp *qp, const struct ivrdma_swqe *w,
 		return false;
 	}
 	state = shm_load_acquire32(&pq->slot->state);
-	if (state < IBV_QPS_RTR || state > IBV_QPS_SQE)
+	if (!ivrdma_state_receives(state))
 		return false; /* not receiving */
 	if (__atomic_load_n(&pq->slot->qkey, __ATOMIC_RELAXED) !=
 	    effective_qkey(qp, w->remote_qkey))
