@@ -250,6 +250,7 @@ static void release_context(struct ivrdma_context *ctx)
 		ivt_detach(ctx->transport);
 	if (ctx->async_wr >= 0)
 		close(ctx->async_wr);
+	ivrdma_pages_release(ctx);
 	pthread_mutex_destroy(&ctx->mr_lock);
 	pthread_mutex_destroy(&ctx->pending_lock);
 	pthread_mutex_destroy(&ctx->srq_lock);
@@ -275,6 +276,7 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	if (!ctx)
 		return NULL;
 	ctx->async_wr = -1;
+	ctx->uffd = IVRDMA_UFFD_UNOPENED;
 	pthread_mutex_init(&ctx->mr_lock, NULL);
 	pthread_mutex_init(&ctx->pending_lock, NULL);
 	pthread_mutex_init(&ctx->srq_lock, NULL);

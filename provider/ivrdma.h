@@ -36,6 +36,7 @@ struct ivrdma_context {
 	pthread_mutex_t mr_lock;
 	struct ivrdma_span *spans; /* pages moved into the region (mr_move.c) */
 	struct ivrdma_mr *mrs;	   /* every MR of the context */
+	int uffd;		   /* holds writers off moving pages (page_freeze.c) */
 	pthread_mutex_t pending_lock;
 	struct ivrdma_qp *pending; /* QPs with WRs waiting on RNR or retry */
 	atomic_int nr_pending;
@@ -273,6 +274,11 @@ struct ivrdma_span;
 int ivrdma_span_get(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end,
 		    struct ivrdma_span **out);
 void ivrdma_span_put(struct ivrdma_context *ctx, struct ivrdma_span *span);
+/* page_freeze.c: under mr_lock. 'private': anonymous pages, not the region's. */
+#define IVRDMA_UFFD_UNOPENED (-2)
+bool ivrdma_pages_freeze(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end, bool private);
+void ivrdma_pages_thaw(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end, bool replaced);
+void ivrdma_pages_release(struct ivrdma_context *ctx);
 uint64_t ivrdma_span_offset(const struct ivrdma_context *ctx, const struct ivrdma_span *span,
 			    uintptr_t addr);
 

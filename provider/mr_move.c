@@ -9,6 +9,8 @@
  * registration that partly overlaps moved spans moves their union once
  * more and re-points the MRs of the spans it replaces. Spans are counted
  * by the MRs using them; the last one out puts private pages back.
+ * Other threads' stores to a moving span wait for the move to end
+ * (page_freeze.c): the span holds whatever the heap put around the buffer.
  *
  * All under ctx->mr_lock.
  */
@@ -118,13 +120,17 @@ static int move_in(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 	const struct ivrdma_region *r = &ctx->region;
 	uint64_t len = sp->end - sp->start;
 	uint8_t *dst = ivrdma_ring_alloc(ctx, len, &sp->first_chunk, &sp->nr_chunks);
+	bool frozen;
 	int rc;
 
 	if (!dst)
 		return ENOSPC;
+	frozen = ivrdma_pages_freeze(ctx, sp->start, sp->end, true);
 	copy_pages((uint64_t *)dst, (const uint64_t *)sp->start, len);
 	rc = ivt_map_at(ctx->transport, (void *)sp->start, ivrdma_chunk_offset(r, sp->first_chunk),
 			len, PROT_READ | PROT_WRITE);
+	if (frozen)
+		ivrdma_pages_thaw(ctx, sp->start, sp->end, rc == 0);
 	if (rc) {
 		ivrdma_ring_free(ctx, sp->first_chunk, sp->nr_chunks);
 		return -rc;
@@ -143,14 +149,20 @@ static void move_out(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 	uint64_t len = sp->end - sp->start;
 	const void *src = ivrdma_chunk_ptr(&ctx->region, sp->first_chunk);
 	void *tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	bool frozen, moved;
 
 	if (tmp == MAP_FAILED) {
 		/* Keep the region pages mapped: correct, only not private again. */
 		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)sp->start);
 		return;
 	}
+	frozen = ivrdma_pages_freeze(ctx, sp->start, sp->end, false);
 	memcpy(tmp, src, len);
-	if (mremap(tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)sp->start) == MAP_FAILED) {
+	moved =
+	    mremap(tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)sp->start) != MAP_FAILED;
+	if (frozen)
+		ivrdma_pages_thaw(ctx, sp->start, sp->end, moved);
+	if (!moved) {
 		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)sp->start);
 		munmap(tmp, len);
 		return;

@@ -17,7 +17,9 @@
  * address over a socketpair. Run by run-provider-test.sh (real ivrdmad).
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -1165,6 +1167,74 @@ static void mr_unaligned_heap(void)
 	free(late);
 }
 
+/*
+ * Another thread keeps writing bytes that share a page with a buffer being
+ * registered and deregistered: a counter, and a mutex both threads take.
+ * Every store must survive the moves (none lands in a page copied a moment
+ * too early), and no unlock may be lost (the waiter would hang).
+ */
+struct shared_page {
+	uint8_t buf[1024]; /* the registered bytes */
+	uint8_t gap[1024];
+	volatile uint64_t counter;
+	pthread_mutex_t lock;
+};
+
+struct page_writer {
+	struct shared_page *page;
+	atomic_bool stop;
+	uint64_t writes;
+};
+
+static void *write_on_page(void *arg)
+{
+	struct page_writer *w = arg;
+
+	while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
+		pthread_mutex_lock(&w->page->lock);
+		w->page->counter++;
+		pthread_mutex_unlock(&w->page->lock);
+		w->writes++;
+	}
+	return NULL;
+}
+
+static void mr_concurrent_writers(void)
+{
+	enum { ROUNDS = 300 };
+	struct page_writer w = {0};
+	struct shared_page *pg = aligned_alloc(4096, 4096);
+	bool all_regs = true;
+	pthread_t t;
+
+	REQUIRE(pg, "aligned_alloc");
+	memset(pg, 0, sizeof(*pg));
+	pthread_mutex_init(&pg->lock, NULL);
+	w.page = pg;
+	REQUIRE(pthread_create(&t, NULL, write_on_page, &w) == 0, "pthread_create");
+	for (int i = 0; i < ROUNDS; i++) {
+		struct ibv_mr *mr = ibv_reg_mr(A.pd, pg->buf, sizeof(pg->buf), MR_ALL);
+
+		all_regs &= mr != NULL;
+		pthread_mutex_lock(&pg->lock); /* contended: the writer waits in the moved page */
+		pg->counter++;
+		pthread_mutex_unlock(&pg->lock);
+		if (mr)
+			ibv_dereg_mr(mr);
+	}
+	atomic_store(&w.stop, true);
+	pthread_join(t, NULL);
+	CHECK(all_regs, "%d registrations of a buffer sharing its page", ROUNDS);
+	CHECK(w.writes > 0, "the writer ran while the page moved (%llu stores)",
+	      (unsigned long long)w.writes);
+	CHECK(pg->counter == w.writes + ROUNDS,
+	      "no store lost across %d moves each way: counter %llu, stores %llu", ROUNDS,
+	      (unsigned long long)pg->counter, (unsigned long long)(w.writes + ROUNDS));
+	CHECK(is_private_anon(pg), "the page is private again");
+	pthread_mutex_destroy(&pg->lock);
+	free(pg);
+}
+
 /* Memory that cannot be moved: EINVAL for remote access, nothing changed. */
 static void mr_unmovable(void)
 {
@@ -1285,6 +1355,7 @@ static void group_mr(void)
 {
 	mr_overlaps();
 	mr_unaligned_heap();
+	mr_concurrent_writers();
 	mr_unmovable();
 	mr_two_pds();
 }
