@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION  1u
+#define IVRDMA_LAYOUT_VERSION  2u
 #define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
@@ -278,18 +278,26 @@ enum ivrdma_cq_flags {
 	IVRDMA_CQ_EVENT = 1u << 3,	     /* an event is due: the owner posts it */
 };
 
+/*
+ * Two cache lines: the owner's (cons, stored on every poll that found
+ * something) and the producers' (prod and flags, touched on every push).
+ * Producers read cons only when the ring looks full to them, so the
+ * owner's line stays in the owner's cache while completions flow.
+ */
 struct ivrdma_cq_slot {
 	struct ivrdma_obj_hdr hdr;
 	uint64_t ring_offset; /* struct ivrdma_cqe[nr_entries] */
 	uint32_t nr_entries;  /* a power of two */
-	uint32_t flags;	      /* atomic: enum ivrdma_cq_flags */
-	uint64_t cons;	      /* atomic: written by the owner */
-	uint8_t reserved0[32];
-	uint64_t prod; /* atomic: CAS by every producer; own cache line */
-	uint8_t reserved1[56];
+	uint32_t reserved0;
+	uint64_t cons; /* atomic: written by the owner */
+	uint8_t reserved1[32];
+	uint64_t prod;	/* atomic: CAS by every producer */
+	uint32_t flags; /* atomic: enum ivrdma_cq_flags */
+	uint8_t reserved2[52];
 };
 static_assert(offsetof(struct ivrdma_cq_slot, cons) == 24, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, prod) == 64, "CQ slot layout");
+static_assert(offsetof(struct ivrdma_cq_slot, flags) == 72, "CQ slot layout");
 static_assert(sizeof(struct ivrdma_cq_slot) == IVRDMA_CQ_SLOT_SIZE, "CQ slot size");
 
 /* A scatter/gather element as the region stores it. */

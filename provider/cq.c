@@ -172,6 +172,8 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 		ivrdma_progress(ctx);
 	if (atomic_load_explicit(&ctx->nr_armed_srqs, memory_order_relaxed))
 		ivrdma_srq_check_limits(ctx);
+	if (!ivrdma_cq_maybe_ready(cq))
+		return 0;
 	pthread_spin_lock(&cq->lock);
 	while (n < ne) {
 		struct ivrdma_cqe *e = &cq->view.ring[cq->cons & cq->view.mask];

@@ -57,6 +57,8 @@ static int start_poll(struct ibv_cq_ex *c, struct ibv_poll_cq_attr *attr)
 		ivrdma_progress(ctx);
 	if (atomic_load_explicit(&ctx->nr_armed_srqs, memory_order_relaxed))
 		ivrdma_srq_check_limits(ctx);
+	if (!ivrdma_cq_maybe_ready(cq))
+		return ENOENT;
 	pthread_spin_lock(&cq->lock);
 	rc = load(cq);
 	if (rc)

@@ -85,6 +85,7 @@ struct ivrdma_cq_view {
 	struct ivrdma_cq_slot *slot;
 	struct ivrdma_cqe *ring;
 	uint32_t mask;
+	uint64_t cons_seen; /* atomic: slot->cons as last read; never ahead of it */
 };
 
 /* A receive ring (a QP's RQ or an SRQ), validated once. */
@@ -92,6 +93,7 @@ struct ivrdma_rq_view {
 	uint8_t *ring;
 	uint64_t *prod, *cons;
 	uint32_t mask, stride, max_sge;
+	uint64_t cons_seen; /* the producer's: *cons as last read; never ahead of it */
 };
 
 struct ivrdma_mr {
@@ -207,6 +209,19 @@ static inline struct ivrdma_cq *to_icq(struct ibv_cq *cq)
 	return (struct ivrdma_cq *)((char *)cq - offsetof(struct ivrdma_cq, vcq));
 }
 
+/*
+ * Is there a completion to take? Read without cq->lock, as a hint: an
+ * empty CQ, the common case of a busy poll, costs no lock. Whoever takes
+ * the entry checks again under the lock.
+ */
+static inline bool ivrdma_cq_maybe_ready(const struct ivrdma_cq *cq)
+{
+	uint64_t cons = __atomic_load_n(&cq->cons, __ATOMIC_RELAXED);
+	const struct ivrdma_cqe *e = &cq->view.ring[cons & cq->view.mask];
+
+	return __atomic_load_n(&e->seq, __ATOMIC_RELAXED) == cons + 1;
+}
+
 static inline struct ivrdma_qp *to_iqp(struct ibv_qp *qp)
 {
 	return (struct ivrdma_qp *)((char *)qp - offsetof(struct ivrdma_qp, vqp));
@@ -263,10 +278,10 @@ enum {
 	IVRDMA_CQ_PUSHED = 1,
 	IVRDMA_CQ_PUSH_WAKE = 2, /* pushed, and the CQ's owner must be woken for an event */
 };
-int ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
+int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
 		   uint64_t *cons, struct ivrdma_rq_view *v);
-int ivrdma_rq_post(const struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
+int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
 int ivrdma_rq_take(const struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out);
 
 /* mr_move.c: moving pages into the region and back */
@@ -366,7 +381,7 @@ int ivrdma_destroy_srq(struct ibv_srq *srq);
 #define IVRDMA_UD_MTU  4096u /* the port's active MTU: a datagram's largest payload */
 #define IVRDMA_GRH_LEN 40u   /* every UD receive buffer starts with room for a GRH */
 bool ivrdma_ud_target(struct ivrdma_qp *qp, const struct ivrdma_swqe *w,
-		      const struct ivrdma_peer_qp **out);
+		      struct ivrdma_peer_qp **out);
 void ivrdma_ud_make_grh(struct ivrdma_context *ctx, const struct ivrdma_swqe *w, uint32_t len,
 			uint8_t grh[IVRDMA_GRH_LEN]);
 

@@ -152,7 +152,7 @@ static void note_arrival(struct ivrdma_context *ctx, const struct ivrdma_peer_qp
 }
 
 /* Writes the target's receive completion; the initiator learns of a failure. */
-static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, const struct ivrdma_peer_qp *pq,
+static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 				     const struct ivrdma_recv_wqe *r, enum ibv_wc_status st,
 				     enum ibv_wc_opcode op, uint64_t len,
 				     const struct ivrdma_swqe *w, uint32_t flags)
@@ -215,9 +215,8 @@ union rwqe {
 	uint8_t room[IVRDMA_RQ_STRIDE(IVRDMA_MAX_SGE)];
 };
 
-static enum exec do_send(struct ivrdma_qp *qp, const struct ivrdma_peer_qp *pq,
-			 struct ivrdma_swqe *w, struct iov *src, int ns, uint64_t len,
-			 enum ibv_wc_status *st)
+static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct ivrdma_swqe *w,
+			 struct iov *src, int ns, uint64_t len, enum ibv_wc_status *st)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 	struct iov dst[IVRDMA_MAX_SGE];
@@ -249,7 +248,7 @@ static void do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov 
 			uint64_t len)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
-	const struct ivrdma_peer_qp *pq;
+	struct ivrdma_peer_qp *pq;
 	struct iov dst[IVRDMA_MAX_SGE];
 	enum ibv_wc_status tst;
 	enum ibv_wc_status st = IBV_WC_SUCCESS;
@@ -505,6 +504,14 @@ void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct
 	}
 }
 
+/* The send queue slot 'ahead' places after the head (a division costs more). */
+static uint32_t sq_index(const struct ivrdma_qp *qp, uint32_t ahead)
+{
+	uint32_t i = qp->sq_head + ahead;
+
+	return i >= qp->cap.max_send_wr ? i - qp->cap.max_send_wr : i;
+}
+
 static void complete_head(struct ivrdma_qp *qp, struct ivrdma_cqe *e)
 {
 	struct ivrdma_swqe *w = &qp->sq[qp->sq_head];
@@ -514,7 +521,7 @@ static void complete_head(struct ivrdma_qp *qp, struct ivrdma_cqe *e)
 	e->qp_num = qp->vqp.qp.qp_num;
 	if (e->status != IBV_WC_SUCCESS || qp->sq_sig_all || (w->send_flags & IBV_SEND_SIGNALED))
 		ivrdma_qp_complete(qp, qp->send_cq, e);
-	qp->sq_head = (qp->sq_head + 1) % qp->cap.max_send_wr;
+	qp->sq_head = sq_index(qp, 1);
 	qp->sq_count--;
 	qp->rnr_left = qp->attr.rnr_retry;
 	qp->retry_left = qp->attr.retry_cnt;
@@ -666,7 +673,7 @@ static int check_wr(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 
 static void enqueue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 {
-	struct ivrdma_swqe *w = &qp->sq[(qp->sq_head + qp->sq_count) % qp->cap.max_send_wr];
+	struct ivrdma_swqe *w = &qp->sq[sq_index(qp, qp->sq_count)];
 
 	w->wr_id = wr->wr_id;
 	w->opcode = wr->opcode;

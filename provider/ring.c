@@ -34,6 +34,7 @@ int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 		return -EPROTO;
 	v->slot = s;
 	v->mask = n - 1;
+	v->cons_seen = 0;
 	return 0;
 }
 
@@ -54,15 +55,29 @@ static bool cq_fire(struct ivrdma_cq_slot *s, const struct ivrdma_cqe *e)
 	return false;
 }
 
-int ivrdma_cq_push(const struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
+/*
+ * Room for entry p? First by what this view last saw of cons: cons only
+ * grows, so an old value errs on the side of "full", and only then is the
+ * owner's cache line read.
+ */
+static bool cq_has_room(struct ivrdma_cq_view *v, uint64_t p)
+{
+	uint64_t c = __atomic_load_n(&v->cons_seen, __ATOMIC_RELAXED);
+
+	if (p - c <= v->mask)
+		return true;
+	c = shm_load_acquire64(&v->slot->cons);
+	__atomic_store_n(&v->cons_seen, c, __ATOMIC_RELAXED);
+	return p - c <= v->mask;
+}
+
+int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
 {
 	uint64_t p = shm_load_acquire64(&v->slot->prod);
 	struct ivrdma_cqe *dst;
 
 	for (;;) {
-		uint64_t c = shm_load_acquire64(&v->slot->cons);
-
-		if (p - c > v->mask) {
+		if (!cq_has_room(v, p)) {
 			/*
 			 * p may be stale: other producers pushed and the owner
 			 * polled past it, so c > p looks like a full ring. Only
@@ -113,19 +128,27 @@ int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d
 	v->mask = c.nr_entries - 1;
 	v->stride = c.stride;
 	v->max_sge = c.max_sge;
+	v->cons_seen = 0;
 	return 0;
 }
 
-/* Single producer: the caller serialises posts to one ring. */
-int ivrdma_rq_post(const struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr)
+/*
+ * Single producer: the caller serialises posts to one ring. cons is read
+ * only when the ring looks full by what was last seen of it, so the
+ * initiators' cache line with cons is not pulled over on every post.
+ */
+int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr)
 {
 	uint64_t p = shm_load_relaxed64(v->prod);
 	struct ivrdma_recv_wqe *w;
 
 	if ((uint32_t)wr->num_sge > v->max_sge || wr->num_sge < 0)
 		return EINVAL;
-	if (p - shm_load_acquire64(v->cons) > v->mask)
-		return ENOMEM;
+	if (p - v->cons_seen > v->mask) {
+		v->cons_seen = shm_load_acquire64(v->cons);
+		if (p - v->cons_seen > v->mask)
+			return ENOMEM;
+	}
 	w = (struct ivrdma_recv_wqe *)(v->ring + (p & v->mask) * v->stride);
 	w->wr_id = wr->wr_id;
 	w->num_sge = (uint32_t)wr->num_sge;

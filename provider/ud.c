@@ -30,7 +30,7 @@ static int ah_node(struct ivrdma_context *ctx, const struct ibv_ah_attr *a)
  * up once, and again only after its slot changed hands.
  */
 bool ivrdma_ud_target(struct ivrdma_qp *qp, const struct ivrdma_swqe *w,
-		      const struct ivrdma_peer_qp **out)
+		      struct ivrdma_peer_qp **out)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 	struct ivrdma_peer_qp *pq = &qp->ud_last;
