@@ -46,13 +46,12 @@ struct side {
 	uint64_t line_seq;
 	struct ibv_context *ctx;
 	struct ibv_pd *pd;
-	struct ibv_cq *cq;
+	struct ibv_cq *send_cq, *recv_cq; /* two, as perftest has them */
 	struct ibv_qp *qp;
 	struct ibv_mr *mr;
 	volatile uint8_t *buf; /* [0]: where the peer writes; [64]: what I send; [128]: atomics */
 	struct wire peer;
 	uint8_t turn;	    /* the byte value the next ping-pong round carries */
-	unsigned int recvs; /* receive completions not yet waited for */
 };
 
 #define BUF_SIZE 4096
@@ -101,14 +100,16 @@ static void open_verbs(struct side *s, const char *dev, int sock)
 	ibv_free_device_list(list);
 	s->buf = aligned_alloc(4096, BUF_SIZE);
 	s->pd = ibv_alloc_pd(s->ctx);
-	s->cq = ibv_create_cq(s->ctx, 2 * RX_DEPTH, NULL, NULL, 0);
-	if (!s->buf || !s->pd || !s->cq)
+	s->send_cq = ibv_create_cq(s->ctx, 16, NULL, NULL, 0);
+	s->recv_cq = ibv_create_cq(s->ctx, RX_DEPTH, NULL, NULL, 0);
+	if (!s->buf || !s->pd || !s->send_cq || !s->recv_cq)
 		die("verbs resources");
 	memset((void *)s->buf, 0, BUF_SIZE);
 	s->mr = ibv_reg_mr(s->pd, (void *)s->buf, BUF_SIZE,
 			   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
 			       IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC);
-	qa.send_cq = qa.recv_cq = s->cq;
+	qa.send_cq = s->send_cq;
+	qa.recv_cq = s->recv_cq;
 	s->qp = ibv_create_qp(s->pd, &qa);
 	if (!s->mr || !s->qp || ibv_query_port(s->ctx, 1, &port))
 		die("verbs resources");
@@ -154,12 +155,12 @@ static void connect_qp(struct side *s)
 		die("RTS");
 }
 
-static struct ibv_wc wait_one(struct side *s)
+static struct ibv_wc wait_one(struct ibv_cq *cq)
 {
 	struct ibv_wc wc;
 	int n;
 
-	while ((n = ibv_poll_cq(s->cq, 1, &wc)) == 0)
+	while ((n = ibv_poll_cq(cq, 1, &wc)) == 0)
 		;
 	if (n < 0 || wc.status != IBV_WC_SUCCESS) {
 		fprintf(stderr, "paired_latency: completion %s\n",
@@ -194,32 +195,9 @@ static void post(struct side *s, enum ibv_wr_opcode opcode, uint64_t local_off, 
 		die("ibv_post_send");
 }
 
-/*
- * Waits for my send's completion and, if 'recv', a message. They come in
- * either order: the answer to my send may complete before my send does.
- */
-static void wait_send_recv(struct side *s, bool recv)
-{
-	bool sent = false;
-
-	while (!sent || (recv && !s->recvs)) {
-		if (wait_one(s).opcode == IBV_WC_SEND)
-			sent = true;
-		else
-			s->recvs++;
-	}
-	if (recv) {
-		s->recvs--;
-		post_recv(s);
-	}
-}
-
 static void wait_recv(struct side *s)
 {
-	while (!s->recvs)
-		if (wait_one(s).opcode != IBV_WC_SEND)
-			s->recvs++;
-	s->recvs--;
+	wait_one(s->recv_cq);
 	post_recv(s);
 }
 
@@ -235,7 +213,7 @@ static void round_trip(struct side *s, enum op op)
 				;
 		s->buf[64] = next;
 		post(s, IBV_WR_RDMA_WRITE, 64, 2);
-		wait_one(s);
+		wait_one(s->send_cq);
 		if (s->asker)
 			while (s->buf[0] != next)
 				;
@@ -244,15 +222,17 @@ static void round_trip(struct side *s, enum op op)
 		if (!s->asker)
 			wait_recv(s);
 		post(s, IBV_WR_SEND, 64, 2);
-		wait_send_recv(s, s->asker);
+		wait_one(s->send_cq);
+		if (s->asker)
+			wait_recv(s);
 		break;
 	case OP_READ:
 		post(s, IBV_WR_RDMA_READ, 512, 2);
-		wait_one(s);
+		wait_one(s->send_cq);
 		break;
 	case OP_ATOMIC:
 		post(s, IBV_WR_ATOMIC_FETCH_AND_ADD, 512, 8);
-		wait_one(s);
+		wait_one(s->send_cq);
 		break;
 	case NR_OPS:
 		break;
@@ -354,7 +334,8 @@ static void side_main(struct side *s, int cpu, int sock, const char *dev, const 
 			run(s, (enum op)op, rounds, blocks);
 	ibv_destroy_qp(s->qp);
 	ibv_dereg_mr(s->mr);
-	ibv_destroy_cq(s->cq);
+	ibv_destroy_cq(s->send_cq);
+	ibv_destroy_cq(s->recv_cq);
 	ibv_dealloc_pd(s->pd);
 	ibv_close_device(s->ctx);
 	free((void *)s->buf);
