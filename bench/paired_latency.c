@@ -51,7 +51,7 @@ struct side {
 	struct ibv_mr *mr;
 	volatile uint8_t *buf; /* [0]: where the peer writes; [64]: what I send; [128]: atomics */
 	struct wire peer;
-	uint8_t turn;	    /* the byte value the next ping-pong round carries */
+	uint8_t turn; /* the byte value the next ping-pong round carries */
 };
 
 #define BUF_SIZE 4096

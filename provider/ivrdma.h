@@ -94,6 +94,7 @@ struct ivrdma_rq_view {
 	uint64_t *prod, *cons;
 	uint32_t mask, stride, max_sge;
 	uint64_t cons_seen; /* the producer's: *cons as last read; never ahead of it */
+	uint64_t prod_seen; /* a consumer's: *prod as last read; never ahead of it */
 };
 
 struct ivrdma_mr {
@@ -282,7 +283,7 @@ int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
 		   uint64_t *cons, struct ivrdma_rq_view *v);
 int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
-int ivrdma_rq_take(const struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out);
+int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out);
 
 /* mr_move.c: moving pages into the region and back */
 struct ivrdma_span;

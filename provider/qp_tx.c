@@ -192,7 +192,7 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, struct ivrdma_peer_qp
 	}
 }
 
-static enum exec take_recv(struct ivrdma_qp *qp, const struct ivrdma_peer_qp *pq,
+static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 			   struct ivrdma_recv_wqe *r, enum ibv_wc_status *st)
 {
 	int got = ivrdma_rq_take(&pq->rq, r);
