@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION  2u
+#define IVRDMA_LAYOUT_VERSION  3u
 #define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
@@ -258,11 +258,25 @@ struct ivrdma_cqe {
 	uint8_t dlid_path_bits;
 	uint16_t pkey_index;
 	uint8_t solicited; /* the sender set IBV_SEND_SOLICITED */
-	uint8_t reserved[9];
+	uint8_t reserved;
+	uint64_t rq_ticket; /* see below */
 };
 static_assert(offsetof(struct ivrdma_cqe, seq) == 8, "CQE layout");
 static_assert(offsetof(struct ivrdma_cqe, status) == 16, "CQE layout");
 static_assert(offsetof(struct ivrdma_cqe, slid) == 48, "CQE layout");
+static_assert(offsetof(struct ivrdma_cqe, rq_ticket) == 56, "CQE layout");
+
+/*
+ * A completion of a receive taken from a QP's own receive ring says which
+ * one: the slot's seq (low 16 bits) << 48 | the ring index + 1. The owner
+ * learns from it, when it polls, how far initiators have taken, without
+ * reading rq_cons (the initiators' cache line). 0: not from the QP's own
+ * ring (an SRQ's receive, or a receive flushed without being posted).
+ */
+#define IVRDMA_RQ_TICKET(seq, index)                                                               \
+	(((uint64_t)((seq)&0xffffu) << 48) | (((index) + 1) & ((1ull << 48) - 1)))
+#define IVRDMA_RQ_TICKET_SEQ(t)	  ((uint16_t)((t) >> 48))
+#define IVRDMA_RQ_TICKET_TAKEN(t) ((t) & ((1ull << 48) - 1))
 static_assert(sizeof(struct ivrdma_cqe) == 64, "CQE size");
 
 /*

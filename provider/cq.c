@@ -181,6 +181,7 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 		if (shm_load_acquire64(&e->seq) != cq->cons + 1)
 			break;
 		to_wc(e, &wc[n++]);
+		ivrdma_rq_done_note(ctx, e);
 		cq->cons++;
 	}
 	if (n)

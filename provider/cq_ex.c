@@ -39,6 +39,7 @@ static int load(struct ivrdma_cq *cq)
 		return ENOENT;
 	}
 	cq->polling = true;
+	ivrdma_rq_done_note(to_ictx(cq->vcq.cq_ex.context), e);
 	cq->vcq.cq_ex.wr_id = e->wr_id;
 	cq->vcq.cq_ex.status = (enum ibv_wc_status)e->status;
 	return 0;

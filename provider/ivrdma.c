@@ -251,6 +251,7 @@ static void release_context(struct ivrdma_context *ctx)
 	if (ctx->async_wr >= 0)
 		close(ctx->async_wr);
 	ivrdma_pages_release(ctx);
+	free(ctx->rq_done);
 	pthread_mutex_destroy(&ctx->mr_lock);
 	pthread_mutex_destroy(&ctx->pending_lock);
 	pthread_mutex_destroy(&ctx->srq_lock);
@@ -283,6 +284,8 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	rc = open_async_pair(ctx);
 	if (!rc)
 		rc = attach_region(ctx, &opts);
+	if (!rc)
+		rc = ivrdma_rq_done_init(ctx);
 	if (!rc)
 		rc = ivrdma_events_start(ctx);
 	if (rc) {

@@ -42,8 +42,9 @@ struct ivrdma_context {
 	atomic_int nr_pending;
 	struct ivrdma_events *events; /* the event thread (events.c) */
 	pthread_mutex_t srq_lock;
-	struct ivrdma_srq *srqs;  /* every SRQ of the context (srq.c) */
-	atomic_int nr_armed_srqs; /* of which have a limit armed: poll_cq checks them */
+	struct ivrdma_srq *srqs;	/* every SRQ of the context (srq.c) */
+	struct ivrdma_rq_done *rq_done; /* one per QP slot of the region (qp_rx.c) */
+	atomic_int nr_armed_srqs;	/* of which have a limit armed: poll_cq checks them */
 };
 
 struct ivrdma_pd {
@@ -86,6 +87,17 @@ struct ivrdma_cq_view {
 	struct ivrdma_cqe *ring;
 	uint32_t mask;
 	uint64_t cons_seen; /* atomic: slot->cons as last read; never ahead of it */
+};
+
+/*
+ * How far initiators have taken from the receive ring of my QP in that
+ * slot, as its polled completions said: the highest IVRDMA_RQ_TICKET seen
+ * with the seq of my QP's slot. One word, so a new QP's reset and a late
+ * completion of the slot's earlier QP cannot interleave. The taken count
+ * is a lower bound of rq_cons that costs no cache line from initiators.
+ */
+struct ivrdma_rq_done {
+	uint64_t ticket; /* atomic */
 };
 
 /* A receive ring (a QP's RQ or an SRQ), validated once. */
@@ -140,6 +152,8 @@ struct ivrdma_peer_qp {
 	uint32_t owner, seq, qpn, pd_handle;
 	uint32_t rq_pd_handle; /* the PD receive buffers are checked in: the SRQ's if it has one */
 	uint16_t lid;
+	bool srq;	    /* rq is its SRQ's ring */
+	uint64_t rq_ticket; /* of the receive last taken (IVRDMA_RQ_TICKET), for its CQE */
 	struct ivrdma_rq_view rq;
 	struct ivrdma_cq_view cq;
 };
@@ -283,7 +297,8 @@ int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
 		   uint64_t *cons, struct ivrdma_rq_view *v);
 int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
-int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out);
+int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64_t *index);
+void ivrdma_rq_taken_at_least(struct ivrdma_rq_view *v, uint64_t taken);
 
 /* mr_move.c: moving pages into the region and back */
 struct ivrdma_span;
@@ -343,6 +358,9 @@ void ivrdma_progress(struct ivrdma_context *ctx);
 void ivrdma_qp_flush_sq(struct ivrdma_qp *qp);
 bool ivrdma_peer_alive(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq);
 void ivrdma_qp_flush_rq(struct ivrdma_qp *qp);
+int ivrdma_rq_done_init(struct ivrdma_context *ctx);
+void ivrdma_rq_done_reset(struct ivrdma_context *ctx, struct ivrdma_qp *qp);
+void ivrdma_rq_done_note(struct ivrdma_context *ctx, const struct ivrdma_cqe *e);
 void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn);
 void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct ivrdma_cqe *e);
 int ivrdma_sq_queue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr);

@@ -126,6 +126,7 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	qp->s->qpn = qp->slot + IVRDMA_QPN_BASE;
 	qp->s->pd_handle = pd->handle;
 	qp->s->recv_cq = qp->recv_cq->slot;
+	ivrdma_rq_done_reset(ctx, qp);
 	if (attr->srq) {
 		qp->srq = to_isrq(attr->srq);
 		qp->s->srq = qp->srq->slot + 1;

@@ -4,20 +4,70 @@
  * (initiators take from it), and flushing what is left when the QP fails.
  */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
-static void flush_one(struct ivrdma_qp *qp, uint64_t wr_id)
+/* 'ticket': IVRDMA_RQ_TICKET of a receive taken from the ring, or 0. */
+static void flush_one(struct ivrdma_qp *qp, uint64_t wr_id, uint64_t ticket)
 {
 	struct ivrdma_cqe e = {
 	    .wr_id = wr_id,
 	    .status = IBV_WC_WR_FLUSH_ERR,
 	    .opcode = IBV_WC_RECV,
 	    .qp_num = qp->vqp.qp.qp_num,
+	    .rq_ticket = ticket,
 	};
 
 	ivrdma_qp_complete(qp, qp->recv_cq, &e);
+}
+
+int ivrdma_rq_done_init(struct ivrdma_context *ctx)
+{
+	ctx->rq_done = calloc(ctx->region.qps.entries, sizeof(*ctx->rq_done));
+	return ctx->rq_done ? 0 : -ENOMEM;
+}
+
+/* A new QP in its slot: completions of the slot's earlier QP no longer count. */
+void ivrdma_rq_done_reset(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
+{
+	struct ivrdma_rq_done *d = &ctx->rq_done[qp->slot];
+
+	/* ticket of "index -1": this seq, nothing taken */
+	__atomic_store_n(&d->ticket, IVRDMA_RQ_TICKET(qp->s->hdr.seq, (uint64_t)-1),
+			 __ATOMIC_RELEASE);
+}
+
+/*
+ * A completion polled: if it consumed a receive of one of my QPs' own
+ * rings, that QP's post_recv now knows the entry is free. The ticket
+ * comes from the region; it only ever raises a lower bound, and a ticket
+ * of the slot's earlier QP (other seq) is ignored.
+ */
+void ivrdma_rq_done_note(struct ivrdma_context *ctx, const struct ivrdma_cqe *e)
+{
+	uint64_t t = e->rq_ticket;
+	uint32_t slot = e->qp_num - IVRDMA_QPN_BASE;
+	uint64_t *d, cur;
+
+	if (!t || e->qp_num < IVRDMA_QPN_BASE || slot >= ctx->region.qps.entries)
+		return;
+	d = &ctx->rq_done[slot].ticket;
+	cur = __atomic_load_n(d, __ATOMIC_RELAXED);
+	while (IVRDMA_RQ_TICKET_SEQ(cur) == IVRDMA_RQ_TICKET_SEQ(t) &&
+	       IVRDMA_RQ_TICKET_TAKEN(t) > IVRDMA_RQ_TICKET_TAKEN(cur))
+		if (__atomic_compare_exchange_n(d, &cur, t, false, __ATOMIC_RELEASE,
+						__ATOMIC_RELAXED))
+			break;
+}
+
+static uint64_t polled_taken(struct ivrdma_qp *qp)
+{
+	uint64_t t = __atomic_load_n(&to_ictx(qp->vqp.qp.context)->rq_done[qp->slot].ticket,
+				     __ATOMIC_ACQUIRE);
+
+	return IVRDMA_RQ_TICKET_TAKEN(t);
 }
 
 int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr)
@@ -31,9 +81,10 @@ int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_rec
 		    (uint32_t)wr->num_sge > qp->cap.max_recv_sge) {
 			rc = EINVAL;
 		} else if (ibqp->state == IBV_QPS_ERR) {
-			flush_one(qp, wr->wr_id); /* as a real HCA: completes in error */
+			flush_one(qp, wr->wr_id, 0); /* as a real HCA: completes in error */
 			continue;
 		} else {
+			ivrdma_rq_taken_at_least(&qp->rq, polled_taken(qp));
 			rc = ivrdma_rq_post(&qp->rq, wr);
 		}
 		if (rc) {
@@ -56,9 +107,11 @@ void ivrdma_qp_flush_rq(struct ivrdma_qp *qp)
 		uint8_t room[IVRDMA_RQ_STRIDE(IVRDMA_MAX_SGE)];
 	} u;
 
+	uint64_t index;
+
 	if (qp->srq)
 		return;
 
-	while (ivrdma_rq_take(&qp->rq, &u.w) > 0)
-		flush_one(qp, u.w.wr_id);
+	while (ivrdma_rq_take(&qp->rq, &u.w, &index) > 0)
+		flush_one(qp, u.w.wr_id, IVRDMA_RQ_TICKET(qp->s->hdr.seq, index));
 }

@@ -170,6 +170,7 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, struct ivrdma_peer_qp
 	    .wc_flags = (imm ? IBV_WC_WITH_IMM : 0) | flags,
 	    .slid = ctx->lid,
 	    .solicited = !!(w->send_flags & IBV_SEND_SOLICITED),
+	    .rq_ticket = pq->rq_ticket,
 	};
 
 	switch (ivrdma_cq_push(&pq->cq, &e)) {
@@ -195,10 +196,13 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, struct ivrdma_peer_qp
 static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 			   struct ivrdma_recv_wqe *r, enum ibv_wc_status *st)
 {
-	int got = ivrdma_rq_take(&pq->rq, r);
+	uint64_t index;
+	int got = ivrdma_rq_take(&pq->rq, r, &index);
 
-	if (got > 0)
+	if (got > 0) {
+		pq->rq_ticket = pq->srq ? 0 : IVRDMA_RQ_TICKET(pq->seq, index);
 		return EXEC_DONE;
+	}
 	if (got < 0) {
 		*st = IBV_WC_REM_OP_ERR;
 		return EXEC_DONE;

@@ -133,6 +133,13 @@ int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d
 	return 0;
 }
 
+/* The producer learnt, not from cons, that at least 'taken' entries are consumed. */
+void ivrdma_rq_taken_at_least(struct ivrdma_rq_view *v, uint64_t taken)
+{
+	if ((int64_t)(taken - v->cons_seen) > 0)
+		v->cons_seen = taken;
+}
+
 /*
  * Single producer: the caller serialises posts to one ring. cons is read
  * only when the ring looks full by what was last seen of it, so the
@@ -170,7 +177,7 @@ static uint8_t *rq_entry(const struct ivrdma_rq_view *v, uint64_t i)
 /*
  * Takes the oldest receive: 1 with *out filled, 0 if none is posted,
  * -EPROTO if the ring's indices or the WQE make no sense. 'out' has room
- * for IVRDMA_MAX_SGE SGEs.
+ * for IVRDMA_MAX_SGE SGEs; *index is the entry's.
  *
  * The owner stores prod on every post, so reading it costs a cache line
  * from the owner each time. What this view last saw of it is enough while
@@ -178,7 +185,7 @@ static uint8_t *rq_entry(const struct ivrdma_rq_view *v, uint64_t i)
  * a receive posted that long ago stays untouched until the ring wraps:
  * the next one is fetched now, off the path of the next message.
  */
-int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out)
+int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64_t *index)
 {
 	uint64_t c = shm_load_acquire64(v->cons);
 
@@ -208,6 +215,7 @@ int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out)
 		if (shm_cas64(v->cons, &c, c + 1)) {
 			if (c + 1 < p)
 				__builtin_prefetch(rq_entry(v, c + 1));
+			*index = c;
 			return out->num_sge <= v->max_sge ? 1 : -EPROTO;
 		}
 	}
