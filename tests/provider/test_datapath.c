@@ -413,6 +413,72 @@ static void signaled_and_chains(enum ibv_qp_type type)
 	buf_free(&dst);
 }
 
+/*
+ * A receive queue kept full, as perftest keeps it: every receive reposted
+ * as soon as its completion is polled, many times round the ring. The
+ * provider learns which entries are free from the completions it polls;
+ * the queue must still refuse the 65th outstanding receive, and
+ * completions of an earlier QP in the same slot must not count.
+ */
+static void full_receive_queue(const struct qpopts *o)
+{
+	enum { DEPTH = 64, MSGS = 1000 };
+	struct buf src, dst;
+	bool all_posted = true, all_ok = true;
+	uint32_t old_qpn;
+
+	pair_connect(&A, &B, IBV_QPT_RC, o, o);
+	buf_new(&src, A.pd, 8, MR_ALL);
+	buf_new(&dst, B.pd, DEPTH * 8, MR_ALL);
+	for (uint64_t i = 0; i < DEPTH; i++)
+		all_posted &= post_recv1(B.qp, i, dst.p + i * 8, 8, dst.mr->lkey) == 0;
+	for (uint64_t k = 0; k < MSGS; k++) {
+		struct ibv_wc ws, wr;
+		uint64_t got;
+
+		memcpy(src.p, &k, 8);
+		all_ok &= post1(A.qp, k, IBV_WR_SEND, IBV_SEND_SIGNALED, src.p, 8, src.mr->lkey, 0,
+				0) == 0;
+		all_ok &= poll1(A.cq, &ws) && ws.status == IBV_WC_SUCCESS && ws.wr_id == k;
+		all_ok &= poll1(B.cq, &wr) && wr.status == IBV_WC_SUCCESS && wr.wr_id == k;
+		memcpy(&got, dst.p + (k % DEPTH) * 8, 8);
+		all_ok &= got == k;
+		all_posted &=
+		    post_recv1(B.qp, k + DEPTH, dst.p + (k % DEPTH) * 8, 8, dst.mr->lkey) == 0;
+	}
+	CHECK(all_posted, "%d receives outstanding, reposted %d times: every post accepted", DEPTH,
+	      MSGS);
+	CHECK(all_ok, "%d messages, each into the receive posted for it, in order", MSGS);
+	CHECK(post_recv1(B.qp, 99999, dst.p, 8, dst.mr->lkey) == ENOMEM,
+	      "the %dth outstanding receive: ENOMEM", DEPTH + 1);
+
+	/* A QP that had 4 receives taken, unpolled, then a new QP in its slot. */
+	pair_connect(&A, &B, IBV_QPT_RC, o, o);
+	for (uint64_t i = 0; i < DEPTH; i++)
+		post_recv1(B.qp, i, dst.p + i * 8, 8, dst.mr->lkey);
+	for (uint64_t k = 0; k < 4; k++) {
+		struct ibv_wc ws;
+
+		post1(A.qp, k, IBV_WR_SEND, IBV_SEND_SIGNALED, src.p, 8, src.mr->lkey, 0, 0);
+		poll1(A.cq, &ws);
+	}
+	old_qpn = B.qp->qp_num;
+	ep_qp(&B, IBV_QPT_RC, o); /* destroys the old one: its 4 completions wait in B.cq */
+	CHECK(B.qp->qp_num == old_qpn, "the new QP took the old one's slot (QPN %#x)", old_qpn);
+	CHECK(qp_init(B.qp, o->access) == 0, "INIT");
+	all_posted = true;
+	for (uint64_t i = 0; i < DEPTH; i++)
+		all_posted &= post_recv1(B.qp, 100 + i, dst.p + i * 8, 8, dst.mr->lkey) == 0;
+	CHECK(all_posted, "%d receives into the new QP", DEPTH);
+	for (uint64_t k = 0; k < 4; k++)
+		EXPECT_WC(B.cq, IBV_WC_SUCCESS, k, IBV_WC_RECV, "the old QP's completion");
+	CHECK(post_recv1(B.qp, 99999, dst.p, 8, dst.mr->lkey) == ENOMEM,
+	      "the old QP's completions free nothing in the new QP's full queue: ENOMEM");
+	CHECK(cq_empty(B.cq), "nothing else completed");
+	buf_free(&src);
+	buf_free(&dst);
+}
+
 static void group_verbs(void)
 {
 	enum ibv_qp_type types[] = {IBV_QPT_RC, IBV_QPT_UC};
@@ -451,6 +517,7 @@ static void group_verbs(void)
 		CHECK(qp_state(A.qp) == IBV_QPS_RTS && qp_state(B.qp) == IBV_QPS_RTS,
 		      "both QPs still RTS");
 	}
+	full_receive_queue(&o);
 }
 
 /* --- errors ---------------------------------------------------------------- */
