@@ -12,7 +12,9 @@
  *                          fail), or an initiator has news for one of my
  *                          QPs (COMM_EST, responder errors)
  *   transport control fd   ivrdmad's join/leave notices, drained so the
- *                          daemon never finds this process not reading
+ *                          daemon never finds this process not reading;
+ *                          in a guest, the device going away
+ *                          (IBV_EVENT_DEVICE_FATAL)
  *   a 1 ms tick            only while send WRs wait on RNR or retry
  *                          timers, so they finish even if the application
  *                          only sleeps in ibv_get_cq_event
@@ -201,11 +203,22 @@ static void drain_control(struct ivrdma_context *ctx)
 {
 	int rc = ivt_process_control(ctx->transport);
 
-	if (rc == -ECONNRESET) {
-		/* The data path lives on in the region; only membership news stop. */
-		ivrdma_dbg("ivrdmad closed its connection");
-		ctx->events->control_open = false;
+	if (rc != -ECONNRESET)
+		return;
+	ctx->events->control_open = false;
+	if (strcmp(ivt_backend_name(ctx->transport), "guest") == 0) {
+		/*
+		 * The device was unbound or unplugged: the region (BAR2) went
+		 * with it. As from a disassociated kernel device, the event is
+		 * the last: then ibv_get_async_event fails.
+		 */
+		ivrdma_dbg("the ivshmem device is gone");
+		ivrdma_post_async_event(ctx, IBV_EVENT_DEVICE_FATAL, 0);
+		shutdown(ctx->async_wr, SHUT_WR);
+		return;
 	}
+	/* A host process keeps the region: the data path lives on, only membership news stop. */
+	ivrdma_dbg("ivrdmad closed its connection");
 }
 
 static void *event_thread(void *arg)

@@ -11,6 +11,9 @@
 #                                "IVR-GUEST: END ID rc=N"
 #   listen ID SECONDS PORT       END ID rc=0 once something listens on
 #                                TCP PORT, rc=1 after SECONDS
+#   unbind ID SECONDS            ibv_asyncwatch runs while the ivshmem
+#                                device is unbound from its driver; its
+#                                output, then END ID rc=(its exit status)
 #   quit                         power off (after "IVR-GUEST: DONE")
 #
 # Kernel command line:
@@ -96,6 +99,24 @@ listen_cmd() { # listen_cmd ID SECONDS PORT
 	say "END $1 rc=0"
 }
 
+# The device leaves under a verbs process: it hears IBV_EVENT_DEVICE_FATAL.
+unbind_cmd() { # unbind_cmd ID SECONDS
+	ibv_asyncwatch -d ivrdma0 >"/tmp/$1.out" 2>&1 &
+	watcher=$!
+	sleep 1
+	for d in /sys/bus/pci/drivers/ivrdma_ivshmem/0000:*; do
+		basename "$d" >/sys/bus/pci/drivers/ivrdma_ivshmem/unbind
+	done
+	w=0
+	while kill -0 $watcher 2>/dev/null && [ $w -lt $(($2 * 10)) ]; do
+		sleep 0.1
+		w=$((w + 1))
+	done
+	kill $watcher 2>/dev/null
+	wait $watcher
+	report "$1" $? "/tmp/$1.out"
+}
+
 serve() {
 	stty -echo 2>/dev/null
 	say "READY"
@@ -104,6 +125,7 @@ serve() {
 		case "$verb" in
 		run) run_cmd "$id" "$limit" $rest & ;;
 		listen) listen_cmd "$id" "$limit" "$rest" & ;;
+		unbind) unbind_cmd "$id" "$limit" & ;;
 		quit) break ;;
 		'') ;;
 		*) say "FAIL serve unknown command '$verb'" ;;

@@ -82,7 +82,7 @@ parse_args() {
 	[ -r "$provider" ] || fail "no provider at $provider"
 }
 
-TOOLS=(ibv_devinfo ibv_rc_pingpong ibv_ud_pingpong ib_write_lat ib_send_bw)
+TOOLS=(ibv_devinfo ibv_rc_pingpong ibv_ud_pingpong ib_write_lat ib_send_bw ibv_asyncwatch)
 
 # The image: the tools from the installed packages, ours from the build.
 build_image() {
@@ -236,9 +236,24 @@ run_two_vms() {
 	finish_vms vm1 vm2
 }
 
+# The device unbound under a verbs process: IBV_EVENT_DEVICE_FATAL, the
+# last event (ibv_get_async_event fails after it, as after a kernel
+# device's disassociation), and no crash.
+device_fatal() { # device_fatal VM
+	local vm=$1 id
+	ncmd=$((ncmd + 1))
+	id=u$ncmd
+	vm_send "$vm" "unbind $id 10"
+	wait_end "$vm" "$id" && { show "$vm" "$id" >&2; fail "$vm: ibv_asyncwatch did not fail"; }
+	guest_lines "$vm" "$id" | grep -q 'IBV_EVENT_DEVICE_FATAL' ||
+		{ show "$vm" "$id" >&2; fail "$vm: no IBV_EVENT_DEVICE_FATAL on unbind"; }
+	log "PASS device unbound in $vm: $(guest_lines "$vm" "$id" | grep DEVICE_FATAL | head -n 1)"
+}
+
 run_ud() {
 	two_vms
 	pair "ibv_ud_pingpong -c" 18520 ibv_ud_pingpong -d ivrdma0 -c -s 1024 -n 20
+	device_fatal vm2
 	finish_vms vm1 vm2
 }
 
