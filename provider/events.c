@@ -57,13 +57,84 @@ struct ivrdma_events {
 	uint32_t nr_cqs, cap_cqs;
 };
 
+static bool send_async(struct ivrdma_context *ctx, const struct ib_uverbs_async_event_desc *ev)
+{
+	/* SOCK_SEQPACKET, non-blocking on our side: one record per event. */
+	if (send(ctx->async_wr, ev, sizeof(*ev), MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(*ev))
+		return true;
+	ivrdma_dbg("async event %u lost: %s", ev->event_type, strerror(errno));
+	return false;
+}
+
 void ivrdma_post_async_event(struct ivrdma_context *ctx, enum ibv_event_type type, uint64_t element)
+{
+	ivrdma_post_object_event(ctx, type, element, NULL);
+}
+
+/* An event about a QP, CQ or SRQ: *posted counts those the application may read. */
+void ivrdma_post_object_event(struct ivrdma_context *ctx, enum ibv_event_type type,
+			      uint64_t element, unsigned int *posted)
 {
 	struct ib_uverbs_async_event_desc ev = {.element = element, .event_type = type};
 
-	/* SOCK_SEQPACKET, non-blocking on our side: one record per event. */
-	if (send(ctx->async_wr, &ev, sizeof(ev), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(ev))
-		ivrdma_dbg("async event %d lost: %s", type, strerror(errno));
+	pthread_mutex_lock(&ctx->async_lock);
+	if (send_async(ctx, &ev) && posted)
+		(*posted)++;
+	pthread_mutex_unlock(&ctx->async_lock);
+}
+
+/*
+ * Takes back the unread events about 'element' (the others go back in
+ * order, after any posted meanwhile). Under async_lock.
+ */
+static unsigned int take_back_events(struct ivrdma_context *ctx, uint64_t element)
+{
+	struct ib_uverbs_async_event_desc ev, *keep = NULL;
+	unsigned int dropped = 0;
+	size_t n = 0, cap = 0;
+
+	while (recv(ctx->ibv_ctx.context.async_fd, &ev, sizeof(ev), MSG_DONTWAIT) == sizeof(ev)) {
+		if (ev.element == element) {
+			dropped++;
+			continue;
+		}
+		if (n == cap) {
+			struct ib_uverbs_async_event_desc *k;
+
+			cap = cap ? cap * 2 : 16;
+			k = realloc(keep, cap * sizeof(*k));
+			if (!k) {
+				send_async(ctx, &ev); /* out of memory: out of order, not lost */
+				continue;
+			}
+			keep = k;
+		}
+		keep[n++] = ev;
+	}
+	for (size_t i = 0; i < n; i++)
+		send_async(ctx, &keep[i]);
+	free(keep);
+	return dropped;
+}
+
+/*
+ * Before a QP, CQ or SRQ is freed: its events the application has not read
+ * are dropped, as the kernel drops them; those it has read are waited for
+ * until ibv_ack_async_event, which touches the object (m, c, completed:
+ * the object's fields libibverbs acknowledges through).
+ */
+void ivrdma_events_settle(struct ivrdma_context *ctx, uint64_t element, const unsigned int *posted,
+			  pthread_mutex_t *m, pthread_cond_t *c, const uint32_t *completed)
+{
+	unsigned int read_by_app;
+
+	pthread_mutex_lock(&ctx->async_lock);
+	read_by_app = *posted - take_back_events(ctx, element);
+	pthread_mutex_unlock(&ctx->async_lock);
+	pthread_mutex_lock(m);
+	while (*completed < read_by_app)
+		pthread_cond_wait(c, m);
+	pthread_mutex_unlock(m);
 }
 
 /* The CQ's owner is whoever holds its slot: that peer's thread posts the event. */
@@ -149,7 +220,8 @@ static void deliver_cq_events(struct ivrdma_context *ctx)
 
 		if ((f & IVRDMA_CQ_OVERFLOW) && !cq->overflow_reported) {
 			cq->overflow_reported = true;
-			ivrdma_post_async_event(ctx, IBV_EVENT_CQ_ERR, (uintptr_t)&cq->vcq.cq);
+			ivrdma_post_object_event(ctx, IBV_EVENT_CQ_ERR, (uintptr_t)&cq->vcq.cq,
+						 &cq->async_posted);
 		}
 
 		/* Not a CAS: a concurrent re-arming must not make the event wait for the next

@@ -252,6 +252,7 @@ static void release_context(struct ivrdma_context *ctx)
 		close(ctx->async_wr);
 	ivrdma_pages_release(ctx);
 	free(ctx->rq_done);
+	pthread_mutex_destroy(&ctx->async_lock);
 	pthread_mutex_destroy(&ctx->mr_lock);
 	pthread_mutex_destroy(&ctx->pending_lock);
 	pthread_mutex_destroy(&ctx->srq_lock);
@@ -278,6 +279,7 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 		return NULL;
 	ctx->async_wr = -1;
 	ctx->uffd = IVRDMA_UFFD_UNOPENED;
+	pthread_mutex_init(&ctx->async_lock, NULL);
 	pthread_mutex_init(&ctx->mr_lock, NULL);
 	pthread_mutex_init(&ctx->pending_lock, NULL);
 	pthread_mutex_init(&ctx->srq_lock, NULL);

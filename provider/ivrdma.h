@@ -31,8 +31,9 @@ struct ivrdma_context {
 	int async_wr;		     /* provider's end of async_fd: events are written here */
 	atomic_uint next_pd_handle;
 	uint16_t peer_id;
-	uint32_t owner_tag; /* tags my slots and chunks; ivrdmad reclaims by it */
-	uint16_t lid;	    /* my node's LID: the source of everything I send */
+	uint32_t owner_tag;	    /* tags my slots and chunks; ivrdmad reclaims by it */
+	uint16_t lid;		    /* my node's LID: the source of everything I send */
+	pthread_mutex_t async_lock; /* async_fd's records: posting, taking back (events.c) */
 	pthread_mutex_t mr_lock;
 	struct ivrdma_span *spans; /* pages moved into the region (mr_move.c) */
 	struct ivrdma_mr *mrs;	   /* every MR of the context */
@@ -123,10 +124,11 @@ struct ivrdma_cq {
 	uint32_t slot;
 	struct ivrdma_cq_view view;
 	uint32_t first_chunk, nr_chunks;
-	uint64_t cons;		/* my copy of slot->cons */
-	bool polling;		/* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
-	atomic_int users;	/* QPs using the CQ: it cannot be destroyed under them */
-	bool overflow_reported; /* IBV_EVENT_CQ_ERR posted (events.c) */
+	uint64_t cons;		   /* my copy of slot->cons */
+	bool polling;		   /* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
+	atomic_int users;	   /* QPs using the CQ: it cannot be destroyed under them */
+	bool overflow_reported;	   /* IBV_EVENT_CQ_ERR posted (events.c) */
+	unsigned int async_posted; /* its async events written (under ctx->async_lock) */
 };
 
 /* A send WR kept while it waits (RNR, target not ready) or to be flushed. */
@@ -173,6 +175,7 @@ struct ivrdma_qp {
 	struct ibv_qp_attr attr; /* what modify_qp set, for query_qp */
 	struct ivrdma_peer_qp peer;
 	struct ivrdma_peer_qp ud_last; /* UD: the last destination, kept while it lives */
+	unsigned int async_posted;     /* its async events written (under ctx->async_lock) */
 	bool sqd_notify;	       /* SQD asked for IBV_EVENT_SQ_DRAINED, not yet posted */
 	/* Send WRs not yet executed (head blocked on RNR/retry): a private ring. */
 	struct ivrdma_swqe *sq;
@@ -200,7 +203,8 @@ struct ivrdma_srq {
 	uint32_t first_chunk, nr_chunks;
 	struct ivrdma_rq_view rq;
 	uint32_t max_sge;
-	atomic_int users; /* QPs taking receives from it */
+	atomic_int users;	   /* QPs taking receives from it */
+	unsigned int async_posted; /* its async events written (under ctx->async_lock) */
 	struct ivrdma_srq *next;
 };
 
@@ -336,6 +340,11 @@ int ivrdma_req_notify_cq(struct ibv_cq *cq, int solicited_only);
 int ivrdma_events_add_cq(struct ivrdma_context *ctx, struct ivrdma_cq *cq);
 void ivrdma_events_forget_cq(struct ivrdma_context *ctx, struct ivrdma_cq *cq);
 void ivrdma_cq_wake(struct ivrdma_context *ctx, const struct ivrdma_cq_view *v);
+void ivrdma_post_object_event(struct ivrdma_context *ctx, enum ibv_event_type type,
+			      uint64_t element, unsigned int *posted);
+void ivrdma_events_settle(struct ivrdma_context *ctx, uint64_t element, const unsigned int *posted,
+			  pthread_mutex_t *m, pthread_cond_t *c, const uint32_t *completed);
+void ivrdma_qp_event(struct ivrdma_qp *qp, enum ibv_event_type type);
 void ivrdma_post_async_event(struct ivrdma_context *ctx, enum ibv_event_type type,
 			     uint64_t element);
 

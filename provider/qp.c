@@ -98,6 +98,8 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	if (!qp)
 		return ivrdma_fail_null(ENOMEM);
 	pthread_mutex_init(&qp->sq_lock, NULL);
+	pthread_mutex_init(&qp->vqp.qp.mutex, NULL);
+	pthread_cond_init(&qp->vqp.qp.cond, NULL);
 	pthread_spin_init(&qp->rq_lock, PTHREAD_PROCESS_PRIVATE);
 	qp->cap = attr->cap;
 	qp->cap.max_send_wr = qp->cap.max_send_wr ? qp->cap.max_send_wr : 1;
@@ -209,6 +211,9 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 				  __ATOMIC_RELEASE);
 	/* Initiators see the state, then the slot's seq change: no new work arrives. */
 	shm_store_release32(&qp->s->state, IBV_QPS_ERR);
+	/* Unlinked above: the event thread has no more to say about it. */
+	ivrdma_events_settle(ctx, (uintptr_t)ibqp, &qp->async_posted, &ibqp->mutex, &ibqp->cond,
+			     &ibqp->events_completed);
 	atomic_fetch_sub(&qp->send_cq->users, 1);
 	atomic_fetch_sub(&qp->recv_cq->users, 1);
 	if (qp->srq)
@@ -231,8 +236,13 @@ void ivrdma_qp_enter_error(struct ivrdma_qp *qp)
 	pthread_spin_unlock(&qp->rq_lock);
 	ivrdma_qp_flush_sq(qp);
 	if (qp->srq)
-		ivrdma_post_async_event(to_ictx(qp->vqp.qp.context), IBV_EVENT_QP_LAST_WQE_REACHED,
-					(uintptr_t)&qp->vqp.qp);
+		ivrdma_qp_event(qp, IBV_EVENT_QP_LAST_WQE_REACHED);
+}
+
+void ivrdma_qp_event(struct ivrdma_qp *qp, enum ibv_event_type type)
+{
+	ivrdma_post_object_event(to_ictx(qp->vqp.qp.context), type, (uintptr_t)&qp->vqp.qp,
+				 &qp->async_posted);
 }
 
 static bool connected(const struct ivrdma_qp *qp)
@@ -255,13 +265,13 @@ static void act_on_news(struct ivrdma_context *ctx, struct ivrdma_qp *qp, uint32
 	};
 
 	if (news & IVRDMA_QP_ASYNC_COMM_EST)
-		ivrdma_post_async_event(ctx, IBV_EVENT_COMM_EST, (uintptr_t)&qp->vqp.qp);
+		ivrdma_qp_event(qp, IBV_EVENT_COMM_EST);
 	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
 		if (!(news & errors[i].bit) || !connected(qp))
 			continue;
 		ivrdma_qp_enter_error(qp);
 		if (errors[i].event)
-			ivrdma_post_async_event(ctx, errors[i].event, (uintptr_t)&qp->vqp.qp);
+			ivrdma_qp_event(qp, errors[i].event);
 	}
 }
 

@@ -570,8 +570,7 @@ void ivrdma_qp_peer_lost(struct ivrdma_qp *qp)
 		complete_head(qp, &e);
 	}
 	ivrdma_qp_enter_error(qp);
-	ivrdma_post_async_event(to_ictx(qp->vqp.qp.context), IBV_EVENT_QP_FATAL,
-				(uintptr_t)&qp->vqp.qp);
+	ivrdma_qp_event(qp, IBV_EVENT_QP_FATAL);
 }
 
 /* SQD: nothing in flight any more; the event, if it was asked for. */
@@ -580,8 +579,7 @@ static void sq_drained(struct ivrdma_qp *qp)
 	if (!qp->sqd_notify)
 		return;
 	qp->sqd_notify = false;
-	ivrdma_post_async_event(to_ictx(qp->vqp.qp.context), IBV_EVENT_SQ_DRAINED,
-				(uintptr_t)&qp->vqp.qp);
+	ivrdma_qp_event(qp, IBV_EVENT_SQ_DRAINED);
 }
 
 /* A wait: retry later, or fail once the retry budget is spent. */

@@ -112,6 +112,8 @@ struct ibv_srq *ivrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *a
 	}
 	attr->attr.max_wr = srq->rq.mask + 1;
 	attr->attr.max_sge = srq->max_sge;
+	pthread_mutex_init(&srq->vsrq.srq.mutex, NULL);
+	pthread_cond_init(&srq->vsrq.srq.cond, NULL);
 	srq->vsrq.srq.context = pd->context;
 	srq->vsrq.srq.pd = pd;
 	srq->vsrq.srq.srq_context = attr->srq_context;
@@ -147,6 +149,8 @@ int ivrdma_destroy_srq(struct ibv_srq *ibsrq)
 	unlink_srq(ctx, srq);
 	if (__atomic_exchange_n(&srq->s->limit, 0, __ATOMIC_ACQ_REL))
 		atomic_fetch_sub(&ctx->nr_armed_srqs, 1);
+	ivrdma_events_settle(ctx, (uintptr_t)ibsrq, &srq->async_posted, &ibsrq->mutex, &ibsrq->cond,
+			     &ibsrq->events_completed);
 	free_srq(ctx, srq);
 	return 0;
 }
@@ -188,7 +192,8 @@ static void check_limit(struct ivrdma_context *ctx, struct ivrdma_srq *srq)
 					 __ATOMIC_ACQUIRE))
 		return;
 	atomic_fetch_sub(&ctx->nr_armed_srqs, 1);
-	ivrdma_post_async_event(ctx, IBV_EVENT_SRQ_LIMIT_REACHED, (uintptr_t)&srq->vsrq.srq);
+	ivrdma_post_object_event(ctx, IBV_EVENT_SRQ_LIMIT_REACHED, (uintptr_t)&srq->vsrq.srq,
+				 &srq->async_posted);
 }
 
 void ivrdma_srq_check_limits(struct ivrdma_context *ctx)

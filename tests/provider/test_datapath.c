@@ -1688,6 +1688,77 @@ static void qp_events(void)
 	buf_free(&b);
 }
 
+static bool async_pending(struct ibv_context *ctx, int ms)
+{
+	struct pollfd pfd = {.fd = ctx->async_fd, .events = POLLIN};
+
+	return poll(&pfd, 1, ms) == 1;
+}
+
+struct late_ack {
+	struct ibv_async_event ev;
+	atomic_bool acked;
+};
+
+static void *ack_later(void *arg)
+{
+	struct late_ack *a = arg;
+
+	usleep(200 * 1000);
+	atomic_store(&a->acked, true);
+	ibv_ack_async_event(&a->ev);
+	return NULL;
+}
+
+/*
+ * Destroying a QP with async events about it, as with a kernel device: the
+ * ones never read are dropped (others stay), and destroy waits for the
+ * acknowledgement of one that was read (ibv_ack_async_event touches the QP).
+ */
+static void destroy_with_events(void)
+{
+	struct qpopts o = {.rnr_retry = 7, .retry_cnt = 7, .timeout = 14, .min_rnr_timer = 1};
+	struct ibv_qp_attr sqd = {.qp_state = IBV_QPS_SQD, .en_sqd_async_notify = 1};
+	struct ibv_qp_attr err = {.qp_state = IBV_QPS_ERR};
+	struct ibv_srq_init_attr sa = {.attr = {.max_wr = 8, .max_sge = 1}};
+	struct ibv_qp_init_attr ia = {.send_cq = A.cq,
+				      .recv_cq = A.cq,
+				      .qp_type = IBV_QPT_RC,
+				      .cap = {.max_send_wr = 4, .max_send_sge = 1}};
+	struct late_ack la = {0};
+	struct ibv_srq *srq;
+	struct ibv_qp *x, *q;
+	pthread_t t;
+
+	srq = ibv_create_srq(A.pd, &sa);
+	REQUIRE(srq, "create_srq: %s", strerror(errno));
+	ia.srq = srq;
+	x = ibv_create_qp(A.pd, &ia);
+	REQUIRE(x, "create_qp: %s", strerror(errno));
+	CHECK(qp_init(x, 0) == 0 && ibv_modify_qp(x, &err, IBV_QP_STATE) == 0, "x to ERR");
+	pair_connect(&A, &B, IBV_QPT_RC, &o, &o);
+	CHECK(ibv_modify_qp(A.qp, &sqd, IBV_QP_STATE | IBV_QP_EN_SQD_ASYNC_NOTIFY) == 0, "SQD");
+	CHECK(async_pending(A.ctx, DP_DEADLINE_S * 1000), "events posted");
+	q = A.qp;
+	A.qp = NULL;
+	CHECK(ibv_destroy_qp(q) == 0, "destroy a QP whose SQ_DRAINED was never read");
+	CHECK(expect_async(A.ctx, IBV_EVENT_QP_LAST_WQE_REACHED, x), "another QP's event stays");
+	CHECK(!async_pending(A.ctx, 100), "the destroyed QP's event went with it");
+	CHECK(ibv_destroy_qp(x) == 0 && ibv_destroy_srq(srq) == 0, "destroy");
+
+	pair_connect(&A, &B, IBV_QPT_RC, &o, &o);
+	CHECK(ibv_modify_qp(A.qp, &sqd, IBV_QP_STATE | IBV_QP_EN_SQD_ASYNC_NOTIFY) == 0, "SQD");
+	REQUIRE(async_pending(A.ctx, DP_DEADLINE_S * 1000) &&
+		    ibv_get_async_event(A.ctx, &la.ev) == 0,
+		"SQ_DRAINED read");
+	REQUIRE(pthread_create(&t, NULL, ack_later, &la) == 0, "pthread_create");
+	q = A.qp;
+	A.qp = NULL;
+	CHECK(ibv_destroy_qp(q) == 0 && atomic_load(&la.acked),
+	      "destroy returns only after the read event's acknowledgement");
+	pthread_join(t, NULL);
+}
+
 static void group_modify(void)
 {
 	struct qpopts o = {.max_send_wr = 10, .max_inline = 64, .max_sge = 3};
@@ -1855,6 +1926,7 @@ int main(int argc, char **argv)
 		ep_open(&B);
 		group_modify();
 		qp_events();
+		destroy_with_events();
 		ep_close(&A);
 		ep_close(&B);
 	} else {
