@@ -257,13 +257,15 @@ run_ud() {
 	finish_vms vm1 vm2
 }
 
+# Below the kernel's ephemeral range: no client connection can hold it.
 free_port() {
-	local p _
-	for _ in $(seq 20); do
-		p=$((20000 + RANDOM % 20000))
-		ss -Hltn "sport = :$p" | grep -q . || { echo $p; return; }
+	local low p _
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % (low - 20000)))
+		ss -Htan "sport = :$p" | grep -q . || { echo $p; return; }
 	done
-	fail "no free TCP port found"
+	fail "no free TCP port below $low"
 }
 
 # host_pingpong NAME PORT "GUEST ARGS" HOST ARGS...: the guest serves, a

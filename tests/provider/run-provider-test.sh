@@ -102,9 +102,22 @@ pingpong_once() { # pingpong_once SIZE ITERS [extra args]
 	stock_pingpong ibv_rc_pingpong "$@"
 }
 
+# A TCP port for a server: unused, and below the kernel's ephemeral range,
+# where no client connection (of a test running beside this one) can hold it.
+free_port() {
+	local low p _
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % (low - 20000)))
+		ss -Htan "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
+	done
+	fail "no free TCP port below $low"
+}
+
 # Stock ibv_uc_pingpong and ibv_srq_pingpong (16 QPs on one SRQ), -c validation.
 stock_pingpong() { # stock_pingpong TOOL SIZE ITERS [extra args]
-	local tool=$1 size=$2 iters=$3 port=$((20000 + RANDOM % 20000)) spid
+	local tool=$1 size=$2 iters=$3 port spid
+	port=$(free_port)
 	shift 3
 	stock timeout 60 "$tool" -d ivrdma0 -c -s "$size" -n "$iters" -p "$port" "$@" \
 		>"$dir/pp-server.out" 2>&1 &
@@ -132,7 +145,8 @@ check_stock_pingpong() { # check_stock_pingpong TOOL
 # Stock perftest, both post APIs (ibv_qp_ex wr_* by default, ibv_post_send with
 # --use_old_post_send): a few iterations of each operation must complete.
 perftest_once() { # perftest_once TOOL [args]
-	local tool=$1 port=$((20000 + RANDOM % 20000)) spid
+	local tool=$1 port spid
+	port=$(free_port)
 	shift
 	stock timeout 60 "$tool" -d ivrdma0 -p "$port" "$@" >"$dir/pt-server.out" 2>&1 &
 	spid=$!
