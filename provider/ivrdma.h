@@ -154,8 +154,9 @@ struct ivrdma_peer_qp {
 	uint32_t owner, seq, qpn, pd_handle;
 	uint32_t rq_pd_handle; /* the PD receive buffers are checked in: the SRQ's if it has one */
 	uint16_t lid;
-	bool srq;	    /* rq is its SRQ's ring */
-	uint64_t rq_ticket; /* of the receive last taken (IVRDMA_RQ_TICKET), for its CQE */
+	bool srq;	     /* rq is its SRQ's ring */
+	uint32_t *srq_limit; /* that SRQ's armed limit, in its slot */
+	uint64_t rq_ticket;  /* of the receive last taken (IVRDMA_RQ_TICKET), for its CQE */
 	struct ivrdma_rq_view rq;
 	struct ivrdma_cq_view cq;
 };
@@ -389,7 +390,7 @@ int ivrdma_query_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr);
 int ivrdma_post_srq_recv(struct ibv_srq *srq, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad_wr);
 void ivrdma_srq_check_limits(struct ivrdma_context *ctx);
 int ivrdma_srq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
-		    struct ivrdma_rq_view *v, uint32_t *pd_handle);
+		    struct ivrdma_rq_view *v, uint32_t *pd_handle, uint32_t **limit);
 
 struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
 			     int access);

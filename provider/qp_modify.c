@@ -133,7 +133,7 @@ static int peer_rq(const struct ivrdma_region *r, struct ivrdma_qp_slot *s,
 		pq->rq_pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
 		return ivrdma_rq_view(r, &s->rq, &s->rq_prod, &s->rq_cons, &pq->rq);
 	}
-	return ivrdma_srq_view(r, srq - 1, pq->owner, &pq->rq, &pq->rq_pd_handle);
+	return ivrdma_srq_view(r, srq - 1, pq->owner, &pq->rq, &pq->rq_pd_handle, &pq->srq_limit);
 }
 
 /*

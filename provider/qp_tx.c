@@ -193,6 +193,24 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, struct ivrdma_peer_qp
 	}
 }
 
+/*
+ * An SRQ's owner may be asleep when its receives run low: the initiator
+ * that takes one below the armed limit rings the owner's control doorbell,
+ * and the owner's event thread checks and posts IBV_EVENT_SRQ_LIMIT_REACHED.
+ */
+static void srq_limit_check(struct ivrdma_context *ctx, struct ivrdma_peer_qp *pq, uint64_t taken)
+{
+	uint32_t limit = __atomic_load_n(pq->srq_limit, __ATOMIC_RELAXED);
+	int peer;
+
+	if (!limit || pq->rq.prod_seen - taken >= limit)
+		return;
+	pq->rq.prod_seen = shm_load_acquire64(pq->rq.prod); /* what was seen may be old */
+	peer = ivrdma_owner_peer(pq->owner);
+	if (pq->rq.prod_seen - taken < limit && peer >= 0)
+		ivt_ring(ctx->transport, (uint16_t)peer, IVRDMA_VEC_CONTROL);
+}
+
 static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 			   struct ivrdma_recv_wqe *r, enum ibv_wc_status *st)
 {
@@ -201,6 +219,8 @@ static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 
 	if (got > 0) {
 		pq->rq_ticket = pq->srq ? 0 : IVRDMA_RQ_TICKET(pq->seq, index);
+		if (pq->srq)
+			srq_limit_check(to_ictx(qp->vqp.qp.context), pq, index + 1);
 		return EXEC_DONE;
 	}
 	if (got < 0) {

@@ -27,13 +27,14 @@ static uint32_t pow2_at_least(uint32_t v)
 }
 
 int ivrdma_srq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
-		    struct ivrdma_rq_view *v, uint32_t *pd_handle)
+		    struct ivrdma_rq_view *v, uint32_t *pd_handle, uint32_t **limit)
 {
 	struct ivrdma_srq_slot *s = ivrdma_table_entry(r, &r->srqs, idx);
 
 	if (!s || shm_load_acquire32(&s->hdr.owner) != owner)
 		return -ENOENT;
 	*pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
+	*limit = &s->limit;
 	return ivrdma_rq_view(r, &s->rq, &s->prod, &s->cons, v);
 }
 

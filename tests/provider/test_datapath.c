@@ -1759,6 +1759,61 @@ static void destroy_with_events(void)
 	pthread_join(t, NULL);
 }
 
+/*
+ * An SRQ's limit event while its owner never polls, only waits on its
+ * async fd: the initiator taking receives below the limit must wake it.
+ */
+static void srq_limit_while_waiting(void)
+{
+	struct qpopts o = {.rnr_retry = 7, .retry_cnt = 7, .timeout = 14, .min_rnr_timer = 1};
+	struct ibv_srq_init_attr sa = {.attr = {.max_wr = 8, .max_sge = 1}};
+	struct ibv_srq_attr limit = {.srq_limit = 4};
+	struct ibv_qp_init_attr ia = {.send_cq = B.cq,
+				      .recv_cq = B.cq,
+				      .qp_type = IBV_QPT_RC,
+				      .cap = {.max_send_wr = 4, .max_send_sge = 1}};
+	struct ibv_async_event ev;
+	struct ibv_srq *srq;
+	struct buf b;
+	bool got;
+
+	buf_new(&b, B.pd, 4096, IBV_ACCESS_LOCAL_WRITE);
+	srq = ibv_create_srq(B.pd, &sa);
+	REQUIRE(srq, "create_srq: %s", strerror(errno));
+	ia.srq = srq;
+	ep_qp(&A, IBV_QPT_RC, &o);
+	if (B.qp)
+		CHECK(ibv_destroy_qp(B.qp) == 0, "destroy_qp");
+	B.qp = ibv_create_qp(B.pd, &ia);
+	REQUIRE(B.qp, "create_qp on an SRQ: %s", strerror(errno));
+	qp_connect(A.qp, B.qp->qp_num, B.lid, &o);
+	qp_connect(B.qp, A.qp->qp_num, A.lid, &o);
+	for (int i = 0; i < 6; i++) {
+		struct ibv_sge s = {(uintptr_t)b.p + 64u * (unsigned)i, 64, b.mr->lkey};
+		struct ibv_recv_wr wr = {.wr_id = (uint64_t)i, .sg_list = &s, .num_sge = 1}, *bad;
+
+		CHECK(ibv_post_srq_recv(srq, &wr, &bad) == 0, "post_srq_recv");
+	}
+	CHECK(ibv_modify_srq(srq, &limit, IBV_SRQ_LIMIT) == 0, "arm the limit at 4 (6 posted)");
+	for (int i = 0; i < 3; i++) {
+		CHECK(post1(A.qp, 10u + (unsigned)i, IBV_WR_SEND, IBV_SEND_SIGNALED, NULL, 0, 0, 0,
+			    0) == 0,
+		      "send");
+		EXPECT_WC(A.cq, IBV_WC_SUCCESS, 10 + i, IBV_WC_SEND, "send");
+	}
+	/* B has not polled its CQ: only its event thread can notice. */
+	got = async_pending(B.ctx, DP_DEADLINE_S * 1000) && ibv_get_async_event(B.ctx, &ev) == 0;
+	CHECK(got && ev.event_type == IBV_EVENT_SRQ_LIMIT_REACHED && ev.element.srq == srq,
+	      "IBV_EVENT_SRQ_LIMIT_REACHED while the owner only waits on its async fd");
+	if (got)
+		ibv_ack_async_event(&ev);
+	for (int i = 0; i < 3; i++)
+		EXPECT_WC(B.cq, IBV_WC_SUCCESS, i, IBV_WC_RECV, "the receives");
+	CHECK(ibv_destroy_qp(B.qp) == 0 && ibv_destroy_srq(srq) == 0, "destroy");
+	B.qp = NULL;
+	buf_free(&b);
+}
+
 static void group_modify(void)
 {
 	struct qpopts o = {.max_send_wr = 10, .max_inline = 64, .max_sge = 3};
@@ -1927,6 +1982,7 @@ int main(int argc, char **argv)
 		group_modify();
 		qp_events();
 		destroy_with_events();
+		srq_limit_while_waiting();
 		ep_close(&A);
 		ep_close(&B);
 	} else {
