@@ -72,6 +72,15 @@ static int uffd_of(struct ivrdma_context *ctx)
 	return ctx->uffd;
 }
 
+static bool populate_edges(uintptr_t start, uintptr_t end)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+
+	if (madvise((void *)start, page, MADV_POPULATE_WRITE) < 0)
+		return false;
+	return end - start == page || madvise((void *)(end - page), page, MADV_POPULATE_WRITE) == 0;
+}
+
 bool ivrdma_pages_freeze(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end, bool private)
 {
 	struct uffdio_register reg = {
@@ -87,12 +96,16 @@ bool ivrdma_pages_freeze(struct ivrdma_context *ctx, uintptr_t start, uintptr_t 
 	if (fd < 0)
 		return false;
 	/*
-	 * A private page never touched has no page table entry to protect; a
-	 * first write to it would not fault on protection. Populating keeps
-	 * the contents (it only breaks sharing with the zero page). Pages of
-	 * spans being merged are the region's already: populating is harmless.
+	 * A private page never touched has no page table entry to protect
+	 * (this kernel cannot mark one), so a first write to it would not
+	 * wait. The first and last pages are populated: there the heap keeps
+	 * other data beside the buffer. Populating the whole span would
+	 * allocate every untouched page of a large sparse buffer once more;
+	 * inside the buffer only a first write racing its own registration
+	 * is unprotected. Populating keeps contents; pages of spans being
+	 * merged are the region's already, where it changes nothing.
 	 */
-	if (private && madvise((void *)start, end - start, MADV_POPULATE_WRITE) < 0)
+	if (private && !populate_edges(start, end))
 		return false;
 	if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0)
 		return false;

@@ -1240,11 +1240,15 @@ static void mr_unaligned_heap(void)
  * Every store must survive the moves (none lands in a page copied a moment
  * too early), and no unlock may be lost (the waiter would hang).
  */
+/* Three pages: data before the buffer on the first, after it on the last. */
 struct shared_page {
-	uint8_t buf[1024]; /* the registered bytes */
-	uint8_t gap[1024];
 	volatile uint64_t counter;
 	pthread_mutex_t lock;
+	uint8_t gap[1024 - 64];
+	uint8_t buf[3 * 4096 - 2048]; /* the registered bytes */
+	uint8_t gap2[1024 - 64];
+	volatile uint64_t counter2;
+	uint8_t pad[56];
 };
 
 struct page_writer {
@@ -1260,6 +1264,7 @@ static void *write_on_page(void *arg)
 	while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
 		pthread_mutex_lock(&w->page->lock);
 		w->page->counter++;
+		w->page->counter2++;
 		pthread_mutex_unlock(&w->page->lock);
 		w->writes++;
 	}
@@ -1270,7 +1275,7 @@ static void mr_concurrent_writers(void)
 {
 	enum { ROUNDS = 300 };
 	struct page_writer w = {0};
-	struct shared_page *pg = aligned_alloc(4096, 4096);
+	struct shared_page *pg = aligned_alloc(4096, sizeof(struct shared_page));
 	bool all_regs = true;
 	pthread_t t;
 
@@ -1285,6 +1290,7 @@ static void mr_concurrent_writers(void)
 		all_regs &= mr != NULL;
 		pthread_mutex_lock(&pg->lock); /* contended: the writer waits in the moved page */
 		pg->counter++;
+		pg->counter2++;
 		pthread_mutex_unlock(&pg->lock);
 		if (mr)
 			ibv_dereg_mr(mr);
@@ -1294,10 +1300,12 @@ static void mr_concurrent_writers(void)
 	CHECK(all_regs, "%d registrations of a buffer sharing its page", ROUNDS);
 	CHECK(w.writes > 0, "the writer ran while the page moved (%llu stores)",
 	      (unsigned long long)w.writes);
-	CHECK(pg->counter == w.writes + ROUNDS,
-	      "no store lost across %d moves each way: counter %llu, stores %llu", ROUNDS,
-	      (unsigned long long)pg->counter, (unsigned long long)(w.writes + ROUNDS));
-	CHECK(is_private_anon(pg), "the page is private again");
+	CHECK(pg->counter == w.writes + ROUNDS && pg->counter2 == pg->counter,
+	      "no store lost across %d moves each way, before and after the buffer: counters "
+	      "%llu and %llu, stores %llu",
+	      ROUNDS, (unsigned long long)pg->counter, (unsigned long long)pg->counter2,
+	      (unsigned long long)(w.writes + ROUNDS));
+	CHECK(is_private_anon(pg) && is_private_anon(pg->pad), "the pages are private again");
 	pthread_mutex_destroy(&pg->lock);
 	free(pg);
 }
