@@ -1244,12 +1244,13 @@ static void mr_unaligned_heap(void)
 struct shared_page {
 	volatile uint64_t counter;
 	pthread_mutex_t lock;
-	uint8_t gap[1024 - 64];
+	uint8_t gap[1024 - 8 - sizeof(pthread_mutex_t)];
 	uint8_t buf[3 * 4096 - 2048]; /* the registered bytes */
 	uint8_t gap2[1024 - 64];
 	volatile uint64_t counter2;
 	uint8_t pad[56];
 };
+_Static_assert(sizeof(struct shared_page) == 3 * 4096, "three pages");
 
 struct page_writer {
 	struct shared_page *page;
