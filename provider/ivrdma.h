@@ -4,6 +4,7 @@
 #define IVRDMA_PROVIDER_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,6 +39,7 @@ struct ivrdma_context {
 	struct ivrdma_span *spans; /* pages moved into the region (mr_move.c) */
 	struct ivrdma_mr *mrs;	   /* every MR of the context */
 	int uffd;		   /* holds writers off moving pages (page_freeze.c) */
+	sigset_t freeze_sigmask;   /* the mover's signal mask while it holds them */
 	pthread_mutex_t pending_lock;
 	struct ivrdma_qp *pending; /* QPs with WRs waiting on RNR or retry */
 	atomic_int nr_pending;

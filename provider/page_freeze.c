@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <linux/userfaultfd.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -92,6 +93,7 @@ bool ivrdma_pages_freeze(struct ivrdma_context *ctx, uintptr_t start, uintptr_t 
 	    .mode = UFFDIO_WRITEPROTECT_MODE_WP,
 	};
 	int fd = uffd_of(ctx);
+	sigset_t all;
 
 	if (fd < 0)
 		return false;
@@ -109,8 +111,15 @@ bool ivrdma_pages_freeze(struct ivrdma_context *ctx, uintptr_t start, uintptr_t 
 		return false;
 	if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0)
 		return false;
+	/*
+	 * A signal handler of this very thread storing into the span would
+	 * wait for this thread's own thaw, for ever: none runs until then.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &ctx->freeze_sigmask);
 	if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) < 0) {
 		ioctl(fd, UFFDIO_UNREGISTER, &reg.range);
+		pthread_sigmask(SIG_SETMASK, &ctx->freeze_sigmask, NULL);
 		return false;
 	}
 	return true;
@@ -125,11 +134,11 @@ void ivrdma_pages_thaw(struct ivrdma_context *ctx, uintptr_t start, uintptr_t en
 		/* The old pages stay: lifting the protection wakes the writers. */
 		ioctl(ctx->uffd, UFFDIO_WRITEPROTECT, &wp);
 		ioctl(ctx->uffd, UFFDIO_UNREGISTER, &range);
-		return;
-	}
-	/* The new mapping took the registration with it: wake the writers into it. */
-	if (ioctl(ctx->uffd, UFFDIO_WAKE, &range) < 0)
+	} else if (ioctl(ctx->uffd, UFFDIO_WAKE, &range) < 0) {
+		/* The new mapping took the registration with it: wake the writers into it. */
 		ivrdma_dbg("cannot wake writers held at %#lx: %m", (unsigned long)start);
+	}
+	pthread_sigmask(SIG_SETMASK, &ctx->freeze_sigmask, NULL);
 }
 
 void ivrdma_pages_release(struct ivrdma_context *ctx)

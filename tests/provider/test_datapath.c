@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/time.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -1311,6 +1312,51 @@ static void mr_concurrent_writers(void)
 	free(pg);
 }
 
+/*
+ * A signal handler storing into the pages of a buffer its own thread is
+ * registering: the store must neither be lost nor wait for a thaw that
+ * only its interrupted thread could do.
+ */
+static struct shared_page *signalled_page;
+static volatile sig_atomic_t alarms; /* not in the moving pages */
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	signalled_page->counter++;
+	alarms++;
+}
+
+static void mr_signal_handler_writes(void)
+{
+	enum { ROUNDS = 300 };
+	struct itimerval every = {{0, 50}, {0, 50}}, off = {{0, 0}, {0, 0}};
+	struct sigaction sa = {.sa_handler = on_alarm}, old;
+	struct shared_page *pg = aligned_alloc(4096, sizeof(struct shared_page));
+	bool all_regs = true;
+
+	REQUIRE(pg, "aligned_alloc");
+	memset(pg, 0, sizeof(*pg));
+	signalled_page = pg;
+	sa.sa_flags = SA_RESTART;
+	REQUIRE(sigaction(SIGALRM, &sa, &old) == 0, "sigaction");
+	REQUIRE(setitimer(ITIMER_REAL, &every, NULL) == 0, "setitimer");
+	for (int i = 0; i < ROUNDS; i++) {
+		struct ibv_mr *mr = ibv_reg_mr(A.pd, pg->buf, sizeof(pg->buf), MR_ALL);
+
+		all_regs &= mr != NULL;
+		if (mr)
+			ibv_dereg_mr(mr);
+	}
+	setitimer(ITIMER_REAL, &off, NULL);
+	sigaction(SIGALRM, &old, NULL);
+	CHECK(all_regs, "%d registrations with a signal handler writing beside the buffer", ROUNDS);
+	CHECK(alarms > 0 && pg->counter == (uint64_t)alarms,
+	      "the handler ran %d times; every store it made beside the buffer survived (%llu)",
+	      (int)alarms, (unsigned long long)pg->counter);
+	free(pg);
+}
+
 /* Memory that cannot be moved: EINVAL for remote access, nothing changed. */
 static void mr_unmovable(void)
 {
@@ -1432,6 +1478,7 @@ static void group_mr(void)
 	mr_overlaps();
 	mr_unaligned_heap();
 	mr_concurrent_writers();
+	mr_signal_handler_writes();
 	mr_unmovable();
 	mr_two_pds();
 }
