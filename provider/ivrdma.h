@@ -156,8 +156,7 @@ struct ivrdma_peer_qp {
 	uint32_t owner, seq, qpn, pd_handle;
 	uint32_t rq_pd_handle; /* the PD receive buffers are checked in: the SRQ's if it has one */
 	uint16_t lid;
-	bool srq;	     /* rq is its SRQ's ring */
-	uint32_t *srq_limit; /* that SRQ's armed limit, in its slot */
+	uint32_t *srq_limit; /* rq is an SRQ's ring: its armed limit, in its slot; else NULL */
 	uint64_t rq_ticket;  /* of the receive last taken (IVRDMA_RQ_TICKET), for its CQE */
 	struct ivrdma_rq_view rq;
 	struct ivrdma_cq_view cq;

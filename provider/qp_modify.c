@@ -128,7 +128,7 @@ static int peer_rq(const struct ivrdma_region *r, struct ivrdma_qp_slot *s,
 {
 	uint32_t srq = __atomic_load_n(&s->srq, __ATOMIC_RELAXED);
 
-	pq->srq = srq != 0;
+	pq->srq_limit = NULL;
 	if (!srq) {
 		pq->rq_pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
 		return ivrdma_rq_view(r, &s->rq, &s->rq_prod, &s->rq_cons, &pq->rq);

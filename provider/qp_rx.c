@@ -106,7 +106,6 @@ void ivrdma_qp_flush_rq(struct ivrdma_qp *qp)
 		struct ivrdma_recv_wqe w;
 		uint8_t room[IVRDMA_RQ_STRIDE(IVRDMA_MAX_SGE)];
 	} u;
-
 	uint64_t index;
 
 	if (qp->srq)

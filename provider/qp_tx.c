@@ -218,9 +218,12 @@ static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 	int got = ivrdma_rq_take(&pq->rq, r, &index);
 
 	if (got > 0) {
-		pq->rq_ticket = pq->srq ? 0 : IVRDMA_RQ_TICKET(pq->seq, index);
-		if (pq->srq)
+		if (pq->srq_limit) {
+			pq->rq_ticket = 0; /* tickets are for a QP's own ring only */
 			srq_limit_check(to_ictx(qp->vqp.qp.context), pq, index + 1);
+		} else {
+			pq->rq_ticket = IVRDMA_RQ_TICKET(pq->seq, index);
+		}
 		return EXEC_DONE;
 	}
 	if (got < 0) {
