@@ -4,8 +4,38 @@
 #ifndef IVRDMA_BENCH_COMMON_H
 #define IVRDMA_BENCH_COMMON_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* A 64-byte line two processes bounce a counter in (put it in MAP_SHARED memory). */
+struct bench_line {
+	_Alignas(
+	    64) _Atomic uint64_t seq; /* odd: the asker's turn to be answered; even: answered */
+	char pad[64 - sizeof(uint64_t)];
+};
+
+/*
+ * One round trip of the line: the asker writes the next odd value and
+ * waits for the even answer, the answerer waits for it and answers. Each
+ * side keeps its own *seq, equal on both when they run the same rounds.
+ */
+static inline void bench_line_round(struct bench_line *l, uint64_t *seq, bool asker)
+{
+	uint64_t ask = *seq + 1;
+
+	if (asker) {
+		atomic_store_explicit(&l->seq, ask, memory_order_release);
+		while (atomic_load_explicit(&l->seq, memory_order_acquire) != ask + 1)
+			;
+	} else {
+		while (atomic_load_explicit(&l->seq, memory_order_acquire) != ask)
+			;
+		atomic_store_explicit(&l->seq, ask + 1, memory_order_release);
+	}
+	*seq += 2;
+}
 
 /* Pins the calling thread to one CPU; exits with a message if it cannot. */
 void bench_pin(int cpu);

@@ -9,30 +9,23 @@
  */
 #include "bench_common.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-struct line {
-	_Alignas(64) _Atomic uint64_t seq; /* odd: A's turn to be answered; even: B's answer */
-	char pad[64 - sizeof(uint64_t)];
-};
-
-/* B answers every odd value with the next even one, until A writes 0. */
-static void run_answerer(struct line *l, uint64_t total)
+/* B answers each of A's 'total' rounds. */
+static void run_answerer(struct bench_line *l, uint64_t total)
 {
-	for (uint64_t want = 1; want < 2 * total; want += 2) {
-		while (atomic_load_explicit(&l->seq, memory_order_acquire) != want)
-			;
-		atomic_store_explicit(&l->seq, want + 1, memory_order_release);
-	}
+	uint64_t seq = 0;
+
+	for (uint64_t i = 0; i < total; i++)
+		bench_line_round(l, &seq, false);
 }
 
 /* A times each round trip with the cycle counter, as perftest times an iteration. */
-static void run_asker(struct line *l, uint64_t rounds, uint64_t reps, double *half_rtt)
+static void run_asker(struct bench_line *l, uint64_t rounds, uint64_t reps, double *half_rtt)
 {
 	double cpu = bench_cycles_per_usec();
 	uint64_t seq = 0;
@@ -42,10 +35,7 @@ static void run_asker(struct line *l, uint64_t rounds, uint64_t reps, double *ha
 		for (uint64_t i = 0; i < rounds; i++) {
 			uint64_t t0 = bench_cycles();
 
-			atomic_store_explicit(&l->seq, seq + 1, memory_order_release);
-			while (atomic_load_explicit(&l->seq, memory_order_acquire) != seq + 2)
-				;
-			seq += 2;
+			bench_line_round(l, &seq, true);
 			if (r > 0)
 				half_rtt[(r - 1) * rounds + i] =
 				    (double)(bench_cycles() - t0) / cpu / 2;
@@ -58,7 +48,7 @@ int main(int argc, char **argv)
 	int cpu_a = 0, cpu_b = 1, opt;
 	uint64_t rounds = 10000, reps = 20;
 	double *s;
-	struct line *l;
+	struct bench_line *l;
 	pid_t pid;
 	int status;
 

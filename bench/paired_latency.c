@@ -15,7 +15,6 @@
 #include "bench_common.h"
 
 #include <infiniband/verbs.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,11 +27,6 @@
 enum op { OP_WRITE, OP_SEND, OP_READ, OP_ATOMIC, NR_OPS };
 static const char *const op_names[NR_OPS] = {"write", "send", "read", "atomic"};
 
-struct line {
-	_Alignas(64) _Atomic uint64_t seq;
-	char pad[64 - sizeof(uint64_t)];
-};
-
 /* What the two sides tell each other to connect. */
 struct wire {
 	uint32_t qpn, rkey;
@@ -42,7 +36,7 @@ struct wire {
 
 struct side {
 	bool asker; /* times the rounds; the other side answers */
-	struct line *line;
+	struct bench_line *line;
 	uint64_t line_seq;
 	struct ibv_context *ctx;
 	struct ibv_pd *pd;
@@ -240,23 +234,6 @@ static void round_trip(struct side *s, enum op op)
 	s->turn = next;
 }
 
-/* The cache-line ping-pong, one round. */
-static void line_round(struct side *s)
-{
-	uint64_t want = s->line_seq + 1;
-
-	if (s->asker) {
-		atomic_store_explicit(&s->line->seq, want, memory_order_release);
-		while (atomic_load_explicit(&s->line->seq, memory_order_acquire) != want + 1)
-			;
-	} else {
-		while (atomic_load_explicit(&s->line->seq, memory_order_acquire) != want)
-			;
-		atomic_store_explicit(&s->line->seq, want + 1, memory_order_release);
-	}
-	s->line_seq += 2;
-}
-
 /*
  * Both sides run the same schedule. One-sided operations leave the
  * answerer nothing to do, so it waits for the asker's cache-line round
@@ -271,7 +248,7 @@ static double block(struct side *s, enum op op, bool verbs, uint64_t rounds, dou
 		uint64_t t0 = bench_cycles();
 
 		if (!verbs)
-			line_round(s);
+			bench_line_round(s->line, &s->line_seq, s->asker);
 		else if (s->asker || !one_sided)
 			round_trip(s, op);
 		t[i] = (double)(bench_cycles() - t0) / cpu / (verbs && one_sided ? 1 : 2);
@@ -279,7 +256,8 @@ static double block(struct side *s, enum op op, bool verbs, uint64_t rounds, dou
 			break;
 	}
 	if (verbs && one_sided)
-		line_round(s); /* the end of the block, for both */
+		bench_line_round(s->line, &s->line_seq,
+				 s->asker); /* the end of the block, for both */
 	return bench_quantile(t, rounds, 0.5);
 }
 
@@ -347,7 +325,7 @@ int main(int argc, char **argv)
 	uint64_t rounds = 500, blocks = 200;
 	const char *dev = "ivrdma0";
 	bool ops[NR_OPS] = {0}, any = false;
-	struct line *l;
+	struct bench_line *l;
 	pid_t pid;
 
 	while ((opt = getopt(argc, argv, "a:b:n:k:d:")) != -1) {
