@@ -52,6 +52,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 scenario='' ivrdmad='' ivrdma='' provider='' module='' kernel='' keep=0
 # shellcheck source=vm-lib.sh
 . "$here/vm-lib.sh"
+# shellcheck source=../lib/free-port.sh
+. "$here/../lib/free-port.sh"
 
 usage() {
 	echo "usage: run-verbs-vm.sh --scenario two-vms|ud|host-guest --ivrdmad PATH" \
@@ -257,16 +259,6 @@ run_ud() {
 	finish_vms vm1 vm2
 }
 
-# Below the kernel's ephemeral range: no client connection can hold it.
-free_port() {
-	local low p _
-	read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % (low - 20000)))
-		ss -Htan "sport = :$p" | grep -q . || { echo $p; return; }
-	done
-	fail "no free TCP port below $low"
-}
 
 # host_pingpong NAME PORT "GUEST ARGS" HOST ARGS...: the guest serves, a
 # host process connects.
@@ -296,7 +288,7 @@ run_host_guest() {
 		fail "ivrdma setup on the host: $(cat "$work/setup.out")"
 	host_env=$("$ivrdma" --dir "$work" env --sysfs "$work/sysfs") || fail "ivrdma env"
 	build_image
-	port=$(free_port)
+	port=$(free_port) || fail "no port for the guest's forwarded server"
 	vm_boot vm1 "$work/verbs.cpio.gz" "ivr.ip=10.0.2.15/24" \
 		-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:"$port"-10.0.2.15:18515 \
 		-device e1000,netdev=n0

@@ -8,6 +8,8 @@
 #                        to load an ASan-built provider
 #        IVRDMA_REGION_SIZE  the region's size (16M)
 set -euo pipefail
+# shellcheck source=../lib/free-port.sh
+. "$(dirname "$0")/../lib/free-port.sh"
 
 mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=${5:-} group=${6:-}
 vm_peer=${7:-}
@@ -102,22 +104,10 @@ pingpong_once() { # pingpong_once SIZE ITERS [extra args]
 	stock_pingpong ibv_rc_pingpong "$@"
 }
 
-# A TCP port for a server: unused, and below the kernel's ephemeral range,
-# where no client connection (of a test running beside this one) can hold it.
-free_port() {
-	local low p _
-	read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % (low - 20000)))
-		ss -Htan "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
-	done
-	fail "no free TCP port below $low"
-}
-
 # Stock ibv_uc_pingpong and ibv_srq_pingpong (16 QPs on one SRQ), -c validation.
 stock_pingpong() { # stock_pingpong TOOL SIZE ITERS [extra args]
 	local tool=$1 size=$2 iters=$3 port spid
-	port=$(free_port)
+	port=$(free_port) || fail "no server port"
 	shift 3
 	stock timeout 60 "$tool" -d ivrdma0 -c -s "$size" -n "$iters" -p "$port" "$@" \
 		>"$dir/pp-server.out" 2>&1 &
@@ -146,7 +136,7 @@ check_stock_pingpong() { # check_stock_pingpong TOOL
 # --use_old_post_send): a few iterations of each operation must complete.
 perftest_once() { # perftest_once TOOL [args]
 	local tool=$1 port spid
-	port=$(free_port)
+	port=$(free_port) || fail "no server port"
 	shift
 	stock timeout 60 "$tool" -d ivrdma0 -p "$port" "$@" >"$dir/pt-server.out" 2>&1 &
 	spid=$!
