@@ -290,6 +290,14 @@ static inline bool cq_empty(struct ibv_cq *cq)
 }
 
 /* Expects the next completion: status, wr_id and opcode (opcode < 0: any). */
+/* An async event of 'ctx' is there to read within 'ms' milliseconds. */
+static inline bool async_pending(struct ibv_context *ctx, int ms)
+{
+	struct pollfd pfd = {.fd = ctx->async_fd, .events = POLLIN};
+
+	return poll(&pfd, 1, ms) == 1;
+}
+
 /*
  * Waits (bounded) for the next async event of 'ctx'; true if it is 'type'
  * for QP 'qp' (NULL: a port event). Acknowledges it.
@@ -297,11 +305,10 @@ static inline bool cq_empty(struct ibv_cq *cq)
 static inline bool expect_async(struct ibv_context *ctx, enum ibv_event_type type,
 				struct ibv_qp *qp)
 {
-	struct pollfd pfd = {.fd = ctx->async_fd, .events = POLLIN};
 	struct ibv_async_event ev;
 	bool ok;
 
-	if (poll(&pfd, 1, DP_DEADLINE_S * 1000) != 1 || ibv_get_async_event(ctx, &ev)) {
+	if (!async_pending(ctx, DP_DEADLINE_S * 1000) || ibv_get_async_event(ctx, &ev)) {
 		fprintf(stderr, "no async event (wanted %s)\n", ibv_event_type_str(type));
 		return false;
 	}

@@ -1744,13 +1744,6 @@ static void qp_events(void)
 	buf_free(&b);
 }
 
-static bool async_pending(struct ibv_context *ctx, int ms)
-{
-	struct pollfd pfd = {.fd = ctx->async_fd, .events = POLLIN};
-
-	return poll(&pfd, 1, ms) == 1;
-}
-
 struct late_ack {
 	struct ibv_async_event ev;
 	atomic_bool acked;
