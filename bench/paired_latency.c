@@ -242,22 +242,23 @@ static void round_trip(struct side *s, enum op op)
 static double block(struct side *s, enum op op, bool verbs, uint64_t rounds, double *t)
 {
 	double cpu = bench_cycles_per_usec();
-	bool one_sided = op == OP_READ || op == OP_ATOMIC;
+	bool one_sided = verbs && (op == OP_READ || op == OP_ATOMIC);
 
+	if (one_sided && !s->asker) {
+		bench_line_round(s->line, &s->line_seq, false); /* the end of the block */
+		return 0;
+	}
 	for (uint64_t i = 0; i < rounds; i++) {
 		uint64_t t0 = bench_cycles();
 
-		if (!verbs)
-			bench_line_round(s->line, &s->line_seq, s->asker);
-		else if (s->asker || !one_sided)
+		if (verbs)
 			round_trip(s, op);
-		t[i] = (double)(bench_cycles() - t0) / cpu / (verbs && one_sided ? 1 : 2);
-		if (verbs && one_sided && !s->asker)
-			break;
+		else
+			bench_line_round(s->line, &s->line_seq, s->asker);
+		t[i] = (double)(bench_cycles() - t0) / cpu / (one_sided ? 1 : 2);
 	}
-	if (verbs && one_sided)
-		bench_line_round(s->line, &s->line_seq,
-				 s->asker); /* the end of the block, for both */
+	if (one_sided)
+		bench_line_round(s->line, &s->line_seq, true); /* the end of the block */
 	return bench_quantile(t, rounds, 0.5);
 }
 
