@@ -26,7 +26,7 @@ shm=$(sed -n 's/^run-suite: .*, region \(.*\), daemon dir .*$/\1/p' "$out.log")
 [[ ! -e /dev/shm$shm ]] || fail "region /dev/shm$shm left behind"
 [[ ! -e $dir ]] || fail "$dir left behind"
 for env in /proc/[0-9]*/environ; do
-	if tr '\0' '\n' <"$env" 2>/dev/null | grep -qx "IVRDMA_DIR=$dir"; then
+	if tr '\0' '\n' <"$env" 2>/dev/null | grep -x "IVRDMA_DIR=$dir" >/dev/null; then
 		pid=${env#/proc/}
 		fail "process ${pid%/environ} left behind: $(tr '\0' ' ' <"/proc/${pid%/environ}/cmdline")"
 	fi

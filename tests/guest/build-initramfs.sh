@@ -55,7 +55,7 @@ is_elf() {
 # A dynamic ELF needs libraries (an executable names its interpreter, a
 # library has a dynamic section); scripts and data are fine as they are.
 is_dynamic() {
-	is_elf "$1" && LC_ALL=C readelf -d "$1" 2>/dev/null | grep -q '(NEEDED)'
+	is_elf "$1" && LC_ALL=C readelf -d "$1" 2>/dev/null | grep '(NEEDED)' >/dev/null
 }
 
 require_static() {

@@ -7,7 +7,7 @@ free_port() {
 	read -r low _ </proc/sys/net/ipv4/ip_local_port_range
 	for _ in $(seq 50); do
 		p=$((20000 + RANDOM % (low - 20000)))
-		ss -Htan "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
+		ss -Htan "sport = :$p" 2>/dev/null | grep . >/dev/null || { echo "$p"; return 0; }
 	done
 	echo "no free TCP port below $low" >&2
 	return 1

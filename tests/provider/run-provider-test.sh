@@ -113,7 +113,7 @@ stock_pingpong() { # stock_pingpong TOOL SIZE ITERS [extra args]
 		>"$dir/pp-server.out" 2>&1 &
 	spid=$!
 	for _ in $(seq 50); do
-		ss -ltn 2>/dev/null | grep -q ":$port " && break
+		ss -ltn 2>/dev/null | grep ":$port " >/dev/null && break
 		sleep 0.1
 	done
 	stock timeout 60 "$tool" -d ivrdma0 -c -s "$size" -n "$iters" -p "$port" "$@" \
@@ -141,7 +141,7 @@ perftest_once() { # perftest_once TOOL [args]
 	stock timeout 60 "$tool" -d ivrdma0 -p "$port" "$@" >"$dir/pt-server.out" 2>&1 &
 	spid=$!
 	for _ in $(seq 50); do
-		ss -ltn 2>/dev/null | grep -q ":$port " && break
+		ss -ltn 2>/dev/null | grep ":$port " >/dev/null && break
 		sleep 0.1
 	done
 	stock timeout 60 "$tool" -d ivrdma0 -p "$port" "$@" 127.0.0.1 >"$dir/pt-client.out" 2>&1 ||
