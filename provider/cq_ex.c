@@ -154,22 +154,6 @@ static void set_ops(struct ibv_cq_ex *c)
 	c->read_dlid_path_bits = read_dlid_path_bits;
 }
 
-/* libibverbs fills these for ibv_create_cq; for the _ex path the provider does. */
-static void init_common(struct ibv_cq *cq, const struct ibv_cq_init_attr_ex *attr)
-{
-	cq->cq_context = attr->cq_context;
-	cq->channel = attr->channel;
-	if (attr->channel) {
-		pthread_mutex_lock(&attr->channel->context->mutex);
-		attr->channel->refcnt++; /* ibv_destroy_cq drops it */
-		pthread_mutex_unlock(&attr->channel->context->mutex);
-	}
-	cq->comp_events_completed = 0;
-	cq->async_events_completed = 0;
-	pthread_mutex_init(&cq->mutex, NULL);
-	pthread_cond_init(&cq->cond, NULL);
-}
-
 struct ibv_cq_ex *ivrdma_create_cq_ex(struct ibv_context *context, struct ibv_cq_init_attr_ex *attr)
 {
 	struct ibv_cq *cq;
@@ -183,10 +167,15 @@ struct ibv_cq_ex *ivrdma_create_cq_ex(struct ibv_context *context, struct ibv_cq
 		return ivrdma_fail_null(EOPNOTSUPP);
 	if (attr->cqe > INT32_MAX)
 		return ivrdma_fail_null(EINVAL);
+	/*
+	 * libibverbs' wrapper of this op (verbs_init_cq) sets cq_context and
+	 * channel, takes the channel's reference and inits the event mutex,
+	 * as for ibv_create_cq: doing it here too would count the channel
+	 * twice and ibv_destroy_comp_channel would stay EBUSY for ever.
+	 */
 	cq = ivrdma_create_cq(context, (int)attr->cqe, attr->channel, (int)attr->comp_vector);
 	if (!cq)
 		return NULL;
-	init_common(cq, attr);
 	set_ops(&to_icq(cq)->vcq.cq_ex);
 	return &to_icq(cq)->vcq.cq_ex;
 }

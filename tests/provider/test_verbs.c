@@ -249,6 +249,25 @@ static bool comp_channel_preloaded(void)
 }
 
 /*
+ * Each CQ on a channel holds one reference, whichever verb made it, and
+ * destroying the CQ drops it: then the channel can go (UCX destroys its
+ * CQs, made with ibv_create_cq_ex, and then the channel, and warns
+ * "ibv_destroy_comp_channel returned 16" if it is still busy).
+ */
+static void check_channel_refs(struct ibv_context *ctx, struct ibv_comp_channel *ch)
+{
+	struct ibv_cq_init_attr_ex attr = {.cqe = 4, .channel = ch};
+	struct ibv_cq *cq = ibv_create_cq(ctx, 4, NULL, ch, 0);
+	struct ibv_cq_ex *cqx = ibv_create_cq_ex(ctx, &attr);
+
+	REQUIRE(cq && cqx, "CQs on the channel: %s", strerror(errno));
+	CHECK(ch->refcnt == 2, "two CQs, two references: %d", ch->refcnt);
+	CHECK(ibv_destroy_comp_channel(ch) == EBUSY, "a channel with CQs is busy");
+	CHECK(ibv_destroy_cq(ibv_cq_ex_to_cq(cqx)) == 0 && ibv_destroy_cq(cq) == 0, "destroy CQs");
+	CHECK(ch->refcnt == 0, "no reference left: %d", ch->refcnt);
+}
+
+/*
  * No kernel behind cmd_fd: without libivrdma-preload.so the channel fails
  * and hands out no fd; with it, the channel is one fd that carries
  * completion events both ways, and destroying it leaves no fd behind.
@@ -273,6 +292,7 @@ static void check_comp_channel(struct ibv_context *ctx)
 	CHECK(ch->context == ctx && ch->refcnt == 0, "channel fields");
 	CHECK(write(ch->fd, &in, sizeof(in)) == sizeof(in), "post an event record");
 	CHECK(read(ch->fd, &out, sizeof(out)) == sizeof(out) && out == in, "read it back");
+	check_channel_refs(ctx, ch);
 	CHECK(ibv_destroy_comp_channel(ch) == 0, "destroy");
 	CHECK(count_fds() == before, "destroy closed the channel's fd");
 }
