@@ -35,13 +35,15 @@ static json_object *region_json(struct daemon *d)
 {
 	const struct ivrdma_region *r = &d->region;
 	json_object *o = json_object_new_object();
-	char id[32];
+	char id[32], prefix[24];
 
 	snprintf(id, sizeof(id), "0x%016llx", (unsigned long long)r->region_id);
+	subnet_prefix_format(ivrdma_region_header(r)->subnet_prefix, prefix, sizeof(prefix));
 	json_object_object_add(o, "backing",
 			       json_object_new_string(d->store.is_shm ? "shm" : "hugetlbfs"));
 	json_object_object_add(o, "path", json_object_new_string(d->store.path));
 	json_object_object_add(o, "id", json_object_new_string(id));
+	json_object_object_add(o, "subnet_prefix", json_object_new_string(prefix));
 	json_object_object_add(o, "size", json_object_new_uint64(r->size));
 	json_object_object_add(o, "chunk_size", json_object_new_uint64(ivrdma_chunk_size(r)));
 	json_object_object_add(o, "chunks_total", json_object_new_int64(r->nr_chunks));

@@ -36,7 +36,8 @@ struct daemon_config {
 	uint32_t nr_vectors;
 	uint32_t max_peers;
 	uint32_t chunk_shift;
-	uint64_t host_guid; /* 0: derived from the host name "host" */
+	uint64_t host_guid;	/* 0: derived from the host name "host" */
+	uint64_t subnet_prefix; /* 0: derived from the region (subnet.c) */
 	struct vm_config vms[IVRDMA_MAX_NODES - 1];
 	uint32_t nr_vms;
 	uint32_t socket_mode; /* permissions of the sockets and the region */
@@ -111,6 +112,11 @@ void shed_connection(struct daemon *d, int listen_fd, const char *path);
 int region_store_create(struct region_store *s, const struct daemon_config *cfg);
 void region_store_destroy(struct region_store *s);
 int region_format(struct region_store *s, const struct daemon_config *cfg);
+
+/* subnet.c: the region's GID prefix */
+uint64_t subnet_prefix_derive(const char *store_path, const char *dir);
+int subnet_prefix_parse(const char *s, uint64_t *out);
+void subnet_prefix_format(uint64_t prefix, char *out, size_t len);
 
 /* directory.c */
 uint64_t directory_guid_for_name(const char *name);

@@ -42,8 +42,9 @@ static void print_region(json_object *doc)
 
 	if (!json_object_object_get_ex(doc, "region", &r))
 		return;
-	printf("region %s (%s), %lld MiB, id %s\n", get_str(r, "path"), get_str(r, "backing"),
-	       (long long)(get_int(r, "size") >> 20), get_str(r, "id"));
+	printf("region %s (%s), %lld MiB, id %s, subnet prefix %s\n", get_str(r, "path"),
+	       get_str(r, "backing"), (long long)(get_int(r, "size") >> 20), get_str(r, "id"),
+	       get_str(r, "subnet_prefix"));
 	printf("  chunks %lld of %lld in use (%lld KiB each), %lld vectors per peer, "
 	       "at most %lld peers\n",
 	       (long long)get_int(r, "chunks_used"), (long long)get_int(r, "chunks_total"),

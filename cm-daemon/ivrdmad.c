@@ -144,9 +144,13 @@ int main(int argc, char **argv)
 	raise_fd_limit();
 	rc = start(&d);
 	if (rc == 0) {
-		log_info("serving a %llu MiB region %s to %u node(s) in %s",
-			 (unsigned long long)(d.store.size >> 20), d.store.path, d.nr_listeners,
-			 d.cfg.dir);
+		char prefix[24];
+
+		subnet_prefix_format(ivrdma_region_header(&d.region)->subnet_prefix, prefix,
+				     sizeof(prefix));
+		log_info("serving a %llu MiB region %s (subnet %s) to %u node(s) in %s",
+			 (unsigned long long)(d.store.size >> 20), d.store.path, prefix,
+			 d.nr_listeners, d.cfg.dir);
 		run(&d);
 	}
 	stop(&d);

@@ -20,6 +20,8 @@ static const char usage_text[] =
     "  --chunk-size SIZE   allocation unit of the region, power of two >= 4K (64K)\n"
     "  --vm NAME[=GUID]    a VM node, reached at DIR/NAME.sock; repeat per VM\n"
     "  --host-guid GUID    node GUID of the host (derived from \"host\" by default)\n"
+    "  --subnet-prefix P   GID prefix of the region's subnet, e.g. fd12:3456:789a:0\n"
+    "                      (derived from the machine, --shm/--hugetlbfs and --dir)\n"
     "  --mode OCTAL        permissions of the sockets and the region (0600)\n"
     "  -v, --verbose       log debug messages\n"
     "  -h, --help\n";
@@ -176,6 +178,7 @@ int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose
 	    {"chunk-size", required_argument, NULL, 'c'},
 	    {"vm", required_argument, NULL, 'V'},
 	    {"host-guid", required_argument, NULL, 'g'},
+	    {"subnet-prefix", required_argument, NULL, 'P'},
 	    {"mode", required_argument, NULL, 'm'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -223,6 +226,13 @@ int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose
 			break;
 		case 'g':
 			bad |= parse_guid(optarg, &cfg->host_guid);
+			break;
+		case 'P':
+			if (subnet_prefix_parse(optarg, &cfg->subnet_prefix)) {
+				fprintf(stderr, "ivrdmad: --subnet-prefix takes four hex groups "
+						"(e.g. fd12:3456:789a:0), not fe80:0:0:0\n");
+				bad = 1;
+			}
 			break;
 		case 'm':
 			/* Permissions are octal, as chmod takes them. */

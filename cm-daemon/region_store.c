@@ -184,7 +184,8 @@ int region_format(struct region_store *s, const struct daemon_config *cfg)
 	h->region_id = id;
 	h->nr_vectors = cfg->nr_vectors;
 	h->max_peers = cfg->max_peers;
-	h->subnet_prefix = 0xfe80000000000000ull;
+	h->subnet_prefix =
+	    cfg->subnet_prefix ? cfg->subnet_prefix : subnet_prefix_derive(s->path, cfg->dir);
 	h->daemon_pid = (uint32_t)getpid();
 	h->host_node = 0;
 	place_tables(h, cfg);

@@ -81,7 +81,7 @@ struct ivrdma_region_header {
 	uint64_t chunk_area_offset;
 	uint32_t chunk_shift;
 	uint32_t nr_chunks;
-	uint64_t subnet_prefix; /* GID prefix, host byte order (fe80::/64) */
+	uint64_t subnet_prefix; /* GID prefix, host byte order: the region's own, never fe80::/64 */
 	uint32_t daemon_pid;
 	uint32_t host_node; /* index of the host's node entry */
 	uint8_t reserved[IVRDMA_HEADER_SIZE - 192];

@@ -127,6 +127,16 @@ static const char *node_field(json_object *status, const char *name, const char 
 	return n && json_object_object_get_ex(n, field, &v) ? json_object_get_string(v) : "";
 }
 
+static const char *region_prefix(json_object *status)
+{
+	json_object *r, *v;
+
+	return json_object_object_get_ex(status, "region", &r) &&
+		       json_object_object_get_ex(r, "subnet_prefix", &v)
+		   ? json_object_get_string(v)
+		   : "";
+}
+
 static void test_first_client(struct client *a)
 {
 	struct ivrdma_peer *e;
@@ -192,8 +202,10 @@ static void test_vm_node(struct client *a, struct client *b, struct client *v)
 	CHECK(!strcmp(node_field(st, "host", "lid"), "1"), "host LID 1");
 	CHECK(strcmp(node_field(st, "vm1", "gid"), node_field(st, "host", "gid")) != 0,
 	      "distinct GIDs");
-	CHECK(!strncmp(node_field(st, "vm1", "gid"), "fe80:0000:0000:0000:", 20),
-	      "link-local GID %s", node_field(st, "vm1", "gid"));
+	CHECK(!strncmp(node_field(st, "vm1", "gid"), region_prefix(st), 19) &&
+		  strlen(region_prefix(st)) == 19,
+	      "GID %s in the region's subnet %s", node_field(st, "vm1", "gid"), region_prefix(st));
+	CHECK(strncmp(region_prefix(st), "fe80:0000:0000:0000", 19) != 0, "not the default subnet");
 	json_object_put(st);
 }
 

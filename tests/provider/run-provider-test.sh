@@ -74,7 +74,7 @@ expect() { # expect FILE PATTERN WHAT
 }
 
 check_tools() {
-	local guid_hex=${IVRDMA_EXPECT_GUID#0x}
+	local guid_hex=${IVRDMA_EXPECT_GUID#0x} prefix
 	local guid_sysfs=${guid_hex:0:4}:${guid_hex:4:4}:${guid_hex:8:4}:${guid_hex:12:4}
 
 	stock ibv_devices >"$dir/devices.out" 2>"$dir/devices.err"
@@ -88,6 +88,10 @@ check_tools() {
 	expect "$dir/devinfo.out" "link_layer:[[:space:]]+InfiniBand" "ibv_devinfo: link layer"
 	expect "$dir/devinfo.out" "active_mtu:[[:space:]]+4096" "ibv_devinfo: MTU"
 	expect "$dir/devinfo.out" "GID\[  0\]:[[:space:]]+$IVRDMA_EXPECT_GID\$" "ibv_devinfo: GID"
+	# ... in the region's own subnet, not the default fe80::/64 of real HCAs.
+	prefix=$("$ivrdma" --dir "$dir" status --json | jq -r .region.subnet_prefix)
+	[[ $IVRDMA_EXPECT_GID == "$prefix":* && $prefix != fe80:0000:0000:0000 ]] ||
+		fail "GID $IVRDMA_EXPECT_GID is not in the region's subnet $prefix"
 	# The provider prints nothing unless IVRDMA_DEBUG is set.
 	[[ ! -s $dir/devices.err && ! -s $dir/devinfo.err ]] ||
 		{ cat "$dir"/*.err >&2; fail "stock tools printed to stderr"; }
