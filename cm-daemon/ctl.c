@@ -113,6 +113,7 @@ json_object *ctl_status_json(struct daemon *d)
 	json_object_object_add(o, "region", region_json(d));
 	json_object_object_add(o, "nodes", nodes);
 	json_object_object_add(o, "peers", peers);
+	json_object_object_add(o, "contexts", contexts_json(d));
 	return o;
 }
 

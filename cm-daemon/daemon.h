@@ -79,6 +79,10 @@ struct listener {
 };
 
 struct ctl_client;
+struct json_object;
+
+/* Ended contexts whose totals `ivrdma status` still shows (contexts.c). */
+#define IVRDMA_ENDED_CONTEXTS 64
 
 struct daemon {
 	struct daemon_config cfg;
@@ -99,6 +103,9 @@ struct daemon {
 	uint32_t node_peers[IVRDMA_MAX_NODES];
 	uint32_t node_epoch[IVRDMA_MAX_NODES];
 	int reserve_fd; /* released to accept-and-close when out of fds */
+	struct json_object *ended[IVRDMA_ENDED_CONTEXTS]; /* a ring: the latest ended contexts */
+	uint32_t ended_next;
+	int64_t last_sweep_ms;
 };
 
 /* loop.c */
@@ -126,6 +133,13 @@ void directory_peer_joined(struct daemon *d, const struct peer *p);
 void directory_peer_left(struct daemon *d, const struct peer *p);
 void directory_peer_freed(struct daemon *d, const struct peer *p);
 const char *directory_node_state_name(uint32_t state);
+
+/* contexts.c: verbs contexts and their counters */
+void contexts_sweep(struct daemon *d);
+void contexts_tick(struct daemon *d);
+void contexts_peer_gone(struct daemon *d, uint16_t peer_id);
+struct json_object *contexts_json(struct daemon *d);
+void contexts_free(struct daemon *d);
 
 /* server.c: the ivshmem protocol side */
 int server_open(struct daemon *d);

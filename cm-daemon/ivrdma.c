@@ -15,7 +15,7 @@ static const char usage_text[] =
     "usage: ivrdma [--dir DIR] COMMAND [ARGS]\n"
     "  --dir DIR        where ivrdmad's sockets are (/run/ivrdma, or $IVRDMA_DIR)\n"
     "commands:\n"
-    "  status [--json]  nodes, peers, GIDs, LIDs, region usage\n"
+    "  status [--json]  nodes, peers, GIDs, LIDs, region usage, contexts and their counters\n"
 #ifdef IVRDMA_HAVE_SETUP
     "  setup            write the sysfs tree and device node for local ivrdma devices\n"
     "  env              print the environment verbs programs need\n"
@@ -83,6 +83,58 @@ static void print_nodes(json_object *doc)
 	}
 }
 
+/* Two lines of counters under a context or QP line. */
+static void print_counters(json_object *o, const char *key)
+{
+	json_object *c;
+
+	if (!json_object_object_get_ex(o, key, &c))
+		return;
+	printf("      posted %lld (%lld send, %lld recv), completions %lld (%lld errors, "
+	       "%lld flushed), %lld RNR retries\n",
+	       (long long)get_int(c, "wrs_posted"), (long long)get_int(c, "sq_posted"),
+	       (long long)get_int(c, "rq_posted"), (long long)get_int(c, "completions"),
+	       (long long)get_int(c, "errors"), (long long)get_int(c, "flushed"),
+	       (long long)get_int(c, "rnr_retries"));
+	printf("      ops/bytes: send %lld/%lld write %lld/%lld read %lld/%lld atomic %lld/%lld "
+	       "recv %lld/%lld\n",
+	       (long long)get_int(c, "send_ops"), (long long)get_int(c, "send_bytes"),
+	       (long long)get_int(c, "write_ops"), (long long)get_int(c, "write_bytes"),
+	       (long long)get_int(c, "read_ops"), (long long)get_int(c, "read_bytes"),
+	       (long long)get_int(c, "atomic_ops"), (long long)get_int(c, "atomic_bytes"),
+	       (long long)get_int(c, "recv_ops"), (long long)get_int(c, "recv_bytes"));
+}
+
+/* Each context (open, then the latest ended ones), its totals, then each live QP. */
+static void print_contexts(json_object *doc)
+{
+	json_object *ctxs, *qps;
+
+	if (!json_object_object_get_ex(doc, "contexts", &ctxs) ||
+	    json_object_array_length(ctxs) == 0)
+		return;
+	puts("CONTEXTS");
+	for (size_t i = 0; i < json_object_array_length(ctxs); i++) {
+		json_object *c = json_object_array_get_idx(ctxs, i);
+
+		printf("  context %lld: pid %lld, node %s, peer %lld, %s, %lld QPs "
+		       "(%lld destroyed)\n",
+		       (long long)get_int(c, "record"), (long long)get_int(c, "pid"),
+		       get_str(c, "node"), (long long)get_int(c, "peer"), get_str(c, "state"),
+		       (long long)get_int(c, "nr_qps"), (long long)get_int(c, "qps_destroyed"));
+		print_counters(c, "totals");
+		if (!json_object_object_get_ex(c, "qps", &qps))
+			continue;
+		for (size_t k = 0; k < json_object_array_length(qps); k++) {
+			json_object *q = json_object_array_get_idx(qps, k);
+
+			printf("    QP %#llx %s %s\n", (long long)get_int(q, "qpn"),
+			       get_str(q, "type"), get_str(q, "state"));
+			print_counters(q, "counters");
+		}
+	}
+}
+
 static int cmd_status(const char *dir, int argc, char **argv)
 {
 	bool json = argc > 1 && !strcmp(argv[1], "--json");
@@ -104,6 +156,7 @@ static int cmd_status(const char *dir, int argc, char **argv)
 	} else {
 		print_region(doc);
 		print_nodes(doc);
+		print_contexts(doc);
 	}
 	json_object_put(doc);
 	return 0;

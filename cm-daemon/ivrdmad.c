@@ -117,6 +117,7 @@ static void run(struct daemon *d)
 		server_accept_pending(d);
 		server_reap_doomed(d);
 		ctl_expire(d);
+		contexts_tick(d);
 	}
 }
 
@@ -124,6 +125,7 @@ static void stop(struct daemon *d)
 {
 	ctl_close(d);
 	server_close(d);
+	contexts_free(d);
 	region_store_destroy(&d->store);
 	if (d->signals.fd >= 0)
 		close(d->signals.fd);

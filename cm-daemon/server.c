@@ -343,6 +343,7 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 			peer_send(d, d->peers[i], p->id, -1);
 		}
 	}
+	contexts_peer_gone(d, p->id);
 	ivrdma_region_reclaim_peer(&d->region, p->id, &got);
 	directory_peer_freed(d, p);
 	ring_control_all(d);

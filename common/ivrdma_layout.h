@@ -18,6 +18,8 @@
  *   | peer table         |  one entry per ivshmem peer ID: its node, liveness
  *   +--------------------+ qps / cqs / srqs / mrs .offset
  *   | object tables      |  fixed-size slots, owner tag first
+ *   +--------------------+ ctxs.offset
+ *   | context table      |  one record per open verbs context: its counters
  *   +--------------------+ chunk_tags.offset
  *   | chunk owner tags   |  one u32 per chunk
  *   +--------------------+ chunk_area_offset (chunk aligned)
@@ -32,7 +34,7 @@
 #include <stdint.h>
 
 #define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION  3u
+#define IVRDMA_LAYOUT_VERSION  4u
 #define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
@@ -83,8 +85,9 @@ struct ivrdma_region_header {
 	uint32_t nr_chunks;
 	uint64_t subnet_prefix; /* GID prefix, host byte order: the region's own, never fe80::/64 */
 	uint32_t daemon_pid;
-	uint32_t host_node; /* index of the host's node entry */
-	uint8_t reserved[IVRDMA_HEADER_SIZE - 192];
+	uint32_t host_node;	  /* index of the host's node entry */
+	struct ivrdma_table ctxs; /* context records (struct ivrdma_ctx_slot) */
+	uint8_t reserved[IVRDMA_HEADER_SIZE - 208];
 };
 static_assert(offsetof(struct ivrdma_region_header, region_id) == 24, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, dir_generation) == 40, "header layout");
@@ -93,6 +96,7 @@ static_assert(offsetof(struct ivrdma_region_header, chunk_tags) == 144, "header 
 static_assert(offsetof(struct ivrdma_region_header, chunk_area_offset) == 160, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, subnet_prefix) == 176, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, host_node) == 188, "header layout");
+static_assert(offsetof(struct ivrdma_region_header, ctxs) == 192, "header layout");
 static_assert(sizeof(struct ivrdma_region_header) == IVRDMA_HEADER_SIZE, "header size");
 
 enum ivrdma_node_state {
@@ -175,10 +179,11 @@ struct ivrdma_obj_hdr {
 };
 static_assert(sizeof(struct ivrdma_obj_hdr) == 8, "object header size");
 
-#define IVRDMA_QP_SLOT_SIZE  256u
+#define IVRDMA_QP_SLOT_SIZE  512u
 #define IVRDMA_CQ_SLOT_SIZE  128u
 #define IVRDMA_SRQ_SLOT_SIZE 128u
 #define IVRDMA_MR_SLOT_SIZE  64u
+#define IVRDMA_CTX_SLOT_SIZE 256u
 
 /*
  * --- Object slot payloads and rings ------------------------------------
@@ -370,6 +375,46 @@ enum ivrdma_qp_async {
 };
 
 /*
+ * --- Counters --------------------------------------------------------------
+ *
+ * What a QP did, for `ivrdma status`. Each word has one writer: the QP's
+ * owner, under the lock that already serialises that part of the QP (the
+ * send queue's, the receive queue's, or the polling of its send or
+ * receive CQ). The writer keeps the running total in private memory and
+ * stores it here with a relaxed atomic store: no read-modify-write of
+ * shared memory, and the lines are the owner's alone (only ivrdmad reads
+ * them, when asked for status). A reader may see one word ahead of
+ * another; each word on its own only grows.
+ *
+ * Operations and bytes count work requests executed successfully, by
+ * opcode class (with and without immediate alike; an atomic moves 8
+ * bytes). Completions count what the application polled.
+ */
+struct ivrdma_qp_counters {
+	/* the send queue (sq_lock) */
+	uint64_t sq_posted; /* send WRs accepted by post_send or wr_complete */
+	uint64_t send_ops, send_bytes;
+	uint64_t write_ops, write_bytes;
+	uint64_t read_ops, read_bytes;
+	uint64_t atomic_ops;
+	uint64_t atomic_bytes;
+	uint64_t rnr_retries; /* waits because the target had no receive posted */
+	uint64_t reserved0[6];
+	/* polling the send CQ (its lock) */
+	uint64_t send_cqes;    /* send completions polled, whatever their status */
+	uint64_t send_errors;  /* ... of which failed (flushes apart) */
+	uint64_t send_flushed; /* ... of which were flushed */
+	/* polling the receive CQ (its lock) */
+	uint64_t recv_ops, recv_bytes; /* receive completions polled that succeeded */
+	uint64_t recv_errors;	       /* ... that failed (flushes apart) */
+	uint64_t recv_flushed;	       /* ... that were flushed */
+	/* the receive queue (rq_lock) */
+	uint64_t rq_posted; /* receive WRs accepted by post_recv */
+};
+static_assert(offsetof(struct ivrdma_qp_counters, send_cqes) == 128, "QP counters layout");
+static_assert(sizeof(struct ivrdma_qp_counters) == 192, "QP counters size");
+
+/*
  * A QP as remote initiators see it. The state is what the owner last set
  * (an enum ibv_qp_state); the connection fields let a target check that an
  * operation comes from the QP it is connected to.
@@ -389,12 +434,16 @@ struct ivrdma_qp_slot {
 	uint8_t reserved0;
 	uint32_t qkey; /* UD: datagrams carrying another Q_Key are dropped */
 	struct ivrdma_rq_desc rq;
-	uint32_t async; /* atomic: enum ivrdma_qp_async bits, set by initiators */
-	uint8_t reserved2[44];
+	uint32_t async;	      /* atomic: enum ivrdma_qp_async bits, set by initiators */
+	uint32_t context;     /* the owner's context record: its slot index + 1 */
+	uint32_t context_seq; /* ... and that record's seq, against a reused record */
+	uint8_t reserved2[36];
 	uint64_t rq_prod; /* atomic: the owner posting receives */
 	uint8_t reserved3[56];
 	uint64_t rq_cons; /* atomic: initiators taking receives */
 	uint8_t reserved4[56];
+	struct ivrdma_qp_counters counters; /* lines of their own: initiators never read them */
+	uint8_t reserved5[64];
 };
 static_assert(offsetof(struct ivrdma_qp_slot, state) == 8, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, dest_lid) == 40, "QP slot layout");
@@ -402,7 +451,9 @@ static_assert(offsetof(struct ivrdma_qp_slot, qkey) == 44, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, rq) == 48, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, async) == 80, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, rq_prod) == 128, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, context) == 84, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, rq_cons) == 192, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, counters) == 256, "QP slot layout");
 static_assert(sizeof(struct ivrdma_qp_slot) == IVRDMA_QP_SLOT_SIZE, "QP slot size");
 
 struct ivrdma_srq_slot {
@@ -419,6 +470,35 @@ static_assert(offsetof(struct ivrdma_srq_slot, rq) == 16, "SRQ slot layout");
 static_assert(offsetof(struct ivrdma_srq_slot, prod) == 48, "SRQ slot layout");
 static_assert(offsetof(struct ivrdma_srq_slot, cons) == 64, "SRQ slot layout");
 static_assert(sizeof(struct ivrdma_srq_slot) == IVRDMA_SRQ_SLOT_SIZE, "SRQ slot size");
+
+enum ivrdma_ctx_state {
+	IVRDMA_CTX_OPEN = 1,
+	IVRDMA_CTX_CLOSED = 2, /* final: ivrdmad keeps what it says and frees the slot */
+};
+
+/*
+ * One per open verbs context, claimed like an object slot (owner tag
+ * first) when the context opens. In a guest every process of the VM
+ * shares the VM's peer ID, so the record, not the peer, is the context.
+ * Its QPs name it (ivrdma_qp_slot.context); 'destroyed' adds up the
+ * counters of its QPs already gone, so the context's totals are these
+ * plus its live QPs'. Written by the owner only (under a lock of its
+ * own), until it stores CLOSED; then ivrdmad owns it. ivrdmad also takes
+ * it over when the owning peer dies.
+ */
+struct ivrdma_ctx_slot {
+	struct ivrdma_obj_hdr hdr;
+	uint32_t state; /* atomic: enum ivrdma_ctx_state, stored with release */
+	uint32_t pid;	/* the process, in its own PID namespace (a guest's own) */
+	uint32_t node;	/* index into the node directory */
+	uint32_t qps_destroyed;
+	uint64_t opened_ns; /* CLOCK_REALTIME */
+	uint8_t reserved[32];
+	struct ivrdma_qp_counters destroyed;
+};
+static_assert(offsetof(struct ivrdma_ctx_slot, state) == 8, "context slot layout");
+static_assert(offsetof(struct ivrdma_ctx_slot, destroyed) == 64, "context slot layout");
+static_assert(sizeof(struct ivrdma_ctx_slot) == IVRDMA_CTX_SLOT_SIZE, "context slot size");
 
 #define IVRDMA_DEFAULT_CHUNK_SHIFT 16u /* 64 KiB */
 #define IVRDMA_MIN_CHUNK_SHIFT	   12u /* a page: MRs are mapped chunk by chunk */

@@ -38,7 +38,7 @@ static bool spans_disjoint(const struct span *s, int n)
 
 static int check_tables(struct ivrdma_region *r, const char **why)
 {
-	struct span s[8];
+	struct span s[9];
 
 	if (!table_span(&r->nodes, sizeof(struct ivrdma_node), r->size, &s[0]) ||
 	    !table_span(&r->peers, sizeof(struct ivrdma_peer), r->size, &s[1]) ||
@@ -46,7 +46,8 @@ static int check_tables(struct ivrdma_region *r, const char **why)
 	    !table_span(&r->cqs, IVRDMA_CQ_SLOT_SIZE, r->size, &s[3]) ||
 	    !table_span(&r->srqs, IVRDMA_SRQ_SLOT_SIZE, r->size, &s[4]) ||
 	    !table_span(&r->mrs, IVRDMA_MR_SLOT_SIZE, r->size, &s[5]) ||
-	    !table_span(&r->chunk_tags, sizeof(uint32_t), r->size, &s[6])) {
+	    !table_span(&r->chunk_tags, sizeof(uint32_t), r->size, &s[6]) ||
+	    !table_span(&r->ctxs, IVRDMA_CTX_SLOT_SIZE, r->size, &s[8])) {
 		*why = "a table lies outside the region or has a wrong entry size";
 		return -EPROTO;
 	}
@@ -64,7 +65,7 @@ static int check_tables(struct ivrdma_region *r, const char **why)
 	}
 	s[7].start = r->chunk_area_offset;
 	s[7].end = r->chunk_area_offset + ((uint64_t)r->nr_chunks << r->chunk_shift);
-	if (!spans_disjoint(s, 8)) {
+	if (!spans_disjoint(s, 9)) {
 		*why = "tables overlap";
 		return -EPROTO;
 	}
@@ -110,6 +111,7 @@ int ivrdma_region_open(struct ivrdma_region *r, void *base, uint64_t size, const
 	r->cqs = h.cqs;
 	r->srqs = h.srqs;
 	r->mrs = h.mrs;
+	r->ctxs = h.ctxs;
 	r->chunk_tags = h.chunk_tags;
 	r->chunk_area_offset = h.chunk_area_offset;
 	r->chunk_shift = h.chunk_shift;
@@ -257,4 +259,5 @@ void ivrdma_region_reclaim_peer(const struct ivrdma_region *r, uint16_t peer_id,
 	count->cqs = reclaim_table(r, &r->cqs, peer_id);
 	count->srqs = reclaim_table(r, &r->srqs, peer_id);
 	count->mrs = reclaim_table(r, &r->mrs, peer_id);
+	count->ctxs = reclaim_table(r, &r->ctxs, peer_id);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "counters.h"
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
@@ -184,6 +185,7 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 			break;
 		to_wc(e, &wc[n++]);
 		ivrdma_rq_done_note(ctx, e);
+		ivrdma_count_cqe(ctx, cq, e);
 		cq->cons++;
 	}
 	if (n)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "counters.h"
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
@@ -40,6 +41,7 @@ static int load(struct ivrdma_cq *cq)
 	}
 	cq->polling = true;
 	ivrdma_rq_done_note(to_ictx(cq->vcq.cq_ex.context), e);
+	ivrdma_count_cqe(to_ictx(cq->vcq.cq_ex.context), cq, e);
 	cq->vcq.cq_ex.wr_id = e->wr_id;
 	cq->vcq.cq_ex.status = (enum ibv_wc_status)e->status;
 	return 0;

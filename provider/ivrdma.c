@@ -246,6 +246,7 @@ static int attach_region(struct ivrdma_context *ctx, struct ivt_options *opts)
 static void release_context(struct ivrdma_context *ctx)
 {
 	ivrdma_events_stop(ctx); /* before the doorbells it sleeps on go */
+	ivrdma_ctx_record_close(ctx);
 	if (ctx->transport)
 		ivt_detach(ctx->transport);
 	if (ctx->async_wr >= 0)
@@ -288,6 +289,8 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 		rc = attach_region(ctx, &opts);
 	if (!rc)
 		rc = ivrdma_rq_done_init(ctx);
+	if (!rc)
+		rc = ivrdma_ctx_record_open(ctx);
 	if (!rc)
 		rc = ivrdma_events_start(ctx);
 	if (rc) {

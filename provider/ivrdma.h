@@ -19,6 +19,7 @@
 #define IVRDMA_PKEY_TBL_LEN 1 /* the default partition only */
 
 struct ivt;
+struct ivrdma_ctx_counters;
 
 struct ivrdma_device {
 	struct verbs_device ibv_dev;
@@ -48,6 +49,8 @@ struct ivrdma_context {
 	struct ivrdma_srq *srqs;	/* every SRQ of the context (srq.c) */
 	struct ivrdma_rq_done *rq_done; /* one per QP slot of the region (qp_rx.c) */
 	atomic_int nr_armed_srqs;	/* of which have a limit armed: poll_cq checks them */
+	/* The context record and my QPs by slot (counters.c). */
+	struct ivrdma_ctx_counters *counters;
 };
 
 struct ivrdma_pd {
@@ -195,6 +198,8 @@ struct ivrdma_qp {
 	int x_err;	  /* the batch's first error */
 	bool x_building;  /* xwr has an opcode and is not queued yet */
 	int x_setters;	  /* setters still to come before xwr is complete */
+	/* The private running totals behind s->counters (counters.h). */
+	struct ivrdma_qp_counters tally;
 };
 
 struct ivrdma_srq {
@@ -376,6 +381,10 @@ void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn);
 void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct ivrdma_cqe *e);
 int ivrdma_sq_queue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr);
 void ivrdma_sq_run(struct ivrdma_qp *qp);
+
+/* counters.c: the context record, open to close (negative errno); more in counters.h */
+int ivrdma_ctx_record_open(struct ivrdma_context *ctx);
+void ivrdma_ctx_record_close(struct ivrdma_context *ctx);
 
 /* qp_ex.c: the ibv_qp_ex wr_* API */
 int ivrdma_qp_ex_check(const struct ibv_qp_init_attr_ex *attr);

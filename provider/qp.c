@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "counters.h"
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
@@ -129,6 +130,7 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	qp->s->pd_handle = pd->handle;
 	qp->s->recv_cq = qp->recv_cq->slot;
 	ivrdma_rq_done_reset(ctx, qp);
+	ivrdma_counters_qp_created(ctx, qp);
 	if (attr->srq) {
 		qp->srq = to_isrq(attr->srq);
 		qp->s->srq = qp->srq->slot + 1;
@@ -214,6 +216,7 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 	/* Unlinked above: the event thread has no more to say about it. */
 	ivrdma_events_settle(ctx, (uintptr_t)ibqp, &qp->async_posted, &ibqp->mutex, &ibqp->cond,
 			     &ibqp->events_completed);
+	ivrdma_counters_qp_destroyed(ctx, qp);
 	atomic_fetch_sub(&qp->send_cq->users, 1);
 	atomic_fetch_sub(&qp->recv_cq->users, 1);
 	if (qp->srq)

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "counters.h"
 #include "ivrdma.h"
 
 #define SUPPORTED_OPS                                                                              \
@@ -79,10 +80,12 @@ static int wr_complete(struct ibv_qp_ex *q)
 
 	finish(qp);
 	rc = qp->x_err;
-	if (rc)
+	if (rc) {
 		qp->sq_count = qp->x_first;
-	else
+	} else {
+		IVRDMA_COUNT(qp, sq_posted, qp->sq_count - qp->x_first);
 		ivrdma_sq_run(qp);
+	}
 	pthread_mutex_unlock(&qp->sq_lock);
 	return rc;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "counters.h"
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
@@ -82,6 +83,7 @@ int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_rec
 			rc = EINVAL;
 		} else if (ibqp->state == IBV_QPS_ERR) {
 			flush_one(qp, wr->wr_id, 0); /* as a real HCA: completes in error */
+			IVRDMA_COUNT(qp, rq_posted, 1);
 			continue;
 		} else {
 			ivrdma_rq_taken_at_least(&qp->rq, polled_taken(qp));
@@ -91,6 +93,7 @@ int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_rec
 			*bad_wr = wr;
 			break;
 		}
+		IVRDMA_COUNT(qp, rq_posted, 1);
 	}
 	pthread_spin_unlock(&qp->rq_lock);
 	return rc;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "counters.h"
 #include "ivrdma.h"
 #include "ivshmem_transport.h"
 #include "shm_atomic.h"
@@ -539,6 +540,30 @@ static uint32_t sq_index(const struct ivrdma_qp *qp, uint32_t ahead)
 	return i >= qp->cap.max_send_wr ? i - qp->cap.max_send_wr : i;
 }
 
+/* A WR executed successfully, by opcode class. Under sq_lock. */
+static void count_done(struct ivrdma_qp *qp, enum ibv_wr_opcode op, uint32_t len)
+{
+	switch (op) {
+	case IBV_WR_RDMA_WRITE:
+	case IBV_WR_RDMA_WRITE_WITH_IMM:
+		IVRDMA_COUNT(qp, write_ops, 1);
+		IVRDMA_COUNT(qp, write_bytes, len);
+		break;
+	case IBV_WR_RDMA_READ:
+		IVRDMA_COUNT(qp, read_ops, 1);
+		IVRDMA_COUNT(qp, read_bytes, len);
+		break;
+	case IBV_WR_ATOMIC_CMP_AND_SWP:
+	case IBV_WR_ATOMIC_FETCH_AND_ADD:
+		IVRDMA_COUNT(qp, atomic_ops, 1);
+		IVRDMA_COUNT(qp, atomic_bytes, len);
+		break;
+	default:
+		IVRDMA_COUNT(qp, send_ops, 1);
+		IVRDMA_COUNT(qp, send_bytes, len);
+	}
+}
+
 static void complete_head(struct ivrdma_qp *qp, struct ivrdma_cqe *e)
 {
 	struct ivrdma_swqe *w = &qp->sq[qp->sq_head];
@@ -546,6 +571,8 @@ static void complete_head(struct ivrdma_qp *qp, struct ivrdma_cqe *e)
 	e->wr_id = w->wr_id;
 	e->opcode = wc_opcode(w->opcode);
 	e->qp_num = qp->vqp.qp.qp_num;
+	if (e->status == IBV_WC_SUCCESS)
+		count_done(qp, w->opcode, e->byte_len);
 	if (e->status != IBV_WC_SUCCESS || qp->sq_sig_all || (w->send_flags & IBV_SEND_SIGNALED))
 		ivrdma_qp_complete(qp, qp->send_cq, e);
 	qp->sq_head = sq_index(qp, 1);
@@ -617,13 +644,15 @@ static bool wait_or_fail(struct ivrdma_qp *qp, enum exec ex, struct ivrdma_cqe *
 		e->status = ex == EXEC_RNR ? IBV_WC_RNR_RETRY_EXC_ERR : IBV_WC_RETRY_EXC_ERR;
 		return false;
 	}
-	if (ex == EXEC_RNR)
+	if (ex == EXEC_RNR) {
+		IVRDMA_COUNT(qp, rnr_retries, 1);
 		wait_ns =
 		    rnr_10us[__atomic_load_n(&qp->peer.slot->min_rnr_timer, __ATOMIC_RELAXED) &
 			     31] *
 		    10000ull;
-	else
+	} else {
 		wait_ns = 4096ull << (qp->attr.timeout ? qp->attr.timeout : 14);
+	}
 	qp->next_try_ns = ivrdma_now_ns() + wait_ns;
 	return true;
 }
@@ -770,6 +799,7 @@ int ivrdma_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_sen
 			break;
 		}
 		enqueue(qp, wr);
+		IVRDMA_COUNT(qp, sq_posted, 1);
 		run(qp);
 	}
 	track_pending(to_ictx(ibqp->context), qp);

@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Verbs contexts and their counters, for `ivrdma status`.
+ *
+ * A context's totals are its record's (the QPs it destroyed) plus its live
+ * QPs' slots. A record ends CLOSED (the context closed) or with its peer
+ * (the process died, or a VM went): either way ivrdmad keeps its final
+ * totals in a short history, so that what a finished job did can still be
+ * read, and frees the slot.
+ */
+#include <json-c/json.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "shm_atomic.h"
+
+#define NR_WORDS	(sizeof(struct ivrdma_qp_counters) / sizeof(uint64_t))
+#define SWEEP_PERIOD_MS 1000
+static const char *const qp_state_names[] = {"RESET", "INIT", "RTR", "RTS", "SQD", "SQE", "ERR"};
+
+/* Adds a counters block of the region (other writers' words: relaxed loads) to 'sum'. */
+static void add_counters(struct ivrdma_qp_counters *sum, const struct ivrdma_qp_counters *c)
+{
+	uint64_t *s = (uint64_t *)sum;
+	const uint64_t *w = (const uint64_t *)c;
+
+	for (size_t i = 0; i < NR_WORDS; i++)
+		s[i] += __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+}
+
+/* Is QP slot 'q' a live QP of context record 'idx'? */
+static bool qp_of(const struct ivrdma_region *r, const struct ivrdma_qp_slot *q, uint32_t idx)
+{
+	const struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, idx);
+	uint32_t owner = shm_load_acquire32(&q->hdr.owner);
+
+	return owner && owner == shm_load_acquire32(&c->hdr.owner) &&
+	       __atomic_load_n(&q->context, __ATOMIC_RELAXED) == idx + 1 &&
+	       __atomic_load_n(&q->context_seq, __ATOMIC_RELAXED) ==
+		   shm_load_acquire32(&c->hdr.seq);
+}
+
+static json_object *counters_json(const struct ivrdma_qp_counters *c)
+{
+	json_object *o = json_object_new_object();
+	const struct {
+		const char *name;
+		uint64_t v;
+	} f[] = {
+	    {"wrs_posted", c->sq_posted + c->rq_posted},
+	    {"sq_posted", c->sq_posted},
+	    {"rq_posted", c->rq_posted},
+	    {"send_ops", c->send_ops},
+	    {"send_bytes", c->send_bytes},
+	    {"write_ops", c->write_ops},
+	    {"write_bytes", c->write_bytes},
+	    {"read_ops", c->read_ops},
+	    {"read_bytes", c->read_bytes},
+	    {"atomic_ops", c->atomic_ops},
+	    {"atomic_bytes", c->atomic_bytes},
+	    {"recv_ops", c->recv_ops},
+	    {"recv_bytes", c->recv_bytes},
+	    {"rnr_retries", c->rnr_retries},
+	    {"completions", c->send_cqes + c->recv_ops + c->recv_errors + c->recv_flushed},
+	    {"send_completions", c->send_cqes},
+	    {"recv_completions", c->recv_ops + c->recv_errors + c->recv_flushed},
+	    {"errors", c->send_errors + c->recv_errors},
+	    {"flushed", c->send_flushed + c->recv_flushed},
+	};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		json_object_object_add(o, f[i].name, json_object_new_uint64(f[i].v));
+	return o;
+}
+
+static json_object *qp_json(const struct ivrdma_qp_slot *q)
+{
+	json_object *o = json_object_new_object();
+	uint32_t state = shm_load_acquire32(&q->state), type = q->qp_type;
+	struct ivrdma_qp_counters c = {0};
+
+	add_counters(&c, &q->counters);
+	json_object_object_add(o, "qpn", json_object_new_int64(q->qpn));
+	/* enum ibv_qp_type: RC 2, UC 3, UD 4 */
+	json_object_object_add(o, "type",
+			       json_object_new_string(type == 2	  ? "RC"
+						      : type == 3 ? "UC"
+						      : type == 4 ? "UD"
+								  : "?"));
+	json_object_object_add(o, "state",
+			       json_object_new_string(state < 7 ? qp_state_names[state] : "?"));
+	json_object_object_add(o, "counters", counters_json(&c));
+	return o;
+}
+
+/* What a context record says, with its live QPs: the same for open and ended ones. */
+static json_object *record_json(struct daemon *d, uint32_t idx, const char *state)
+{
+	const struct ivrdma_region *r = &d->region;
+	const struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, idx);
+	const struct ivrdma_node *n = ivrdma_region_node(r, c->node);
+	json_object *o = json_object_new_object(), *qps = json_object_new_array();
+	struct ivrdma_qp_counters total = {0};
+
+	add_counters(&total, &c->destroyed);
+	for (uint32_t i = 0; i < r->qps.entries; i++) {
+		const struct ivrdma_qp_slot *q = ivrdma_table_entry(r, &r->qps, i);
+
+		if (!qp_of(r, q, idx))
+			continue;
+		add_counters(&total, &q->counters);
+		json_object_array_add(qps, qp_json(q));
+	}
+	json_object_object_add(o, "record", json_object_new_int64(idx));
+	json_object_object_add(o, "pid", json_object_new_int64(c->pid));
+	json_object_object_add(o, "node", json_object_new_string(n ? n->name : "?"));
+	json_object_object_add(
+	    o, "peer", json_object_new_int(ivrdma_owner_peer(shm_load_acquire32(&c->hdr.owner))));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "opened_ns", json_object_new_uint64(c->opened_ns));
+	json_object_object_add(o, "nr_qps", json_object_new_int64(json_object_array_length(qps)));
+	json_object_object_add(
+	    o, "qps_destroyed",
+	    json_object_new_int64(__atomic_load_n(&c->qps_destroyed, __ATOMIC_RELAXED)));
+	json_object_object_add(o, "totals", counters_json(&total));
+	json_object_object_add(o, "qps", qps);
+	return o;
+}
+
+/* Keeps an ended record's last word, the oldest giving way. */
+static void remember(struct daemon *d, uint32_t idx, const char *state)
+{
+	json_object **slot = &d->ended[d->ended_next % IVRDMA_ENDED_CONTEXTS];
+
+	if (*slot)
+		json_object_put(*slot);
+	*slot = record_json(d, idx, state);
+	d->ended_next++;
+}
+
+/* Records handed back (CLOSED) are remembered and freed. */
+void contexts_sweep(struct daemon *d)
+{
+	const struct ivrdma_region *r = &d->region;
+
+	d->last_sweep_ms = monotonic_ms();
+	for (uint32_t i = 0; i < r->ctxs.entries; i++) {
+		struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, i);
+		uint32_t owner = shm_load_acquire32(&c->hdr.owner);
+
+		if (!owner || shm_load_acquire32(&c->state) != IVRDMA_CTX_CLOSED)
+			continue;
+		remember(d, i, "closed");
+		memset((uint8_t *)c + sizeof(c->hdr), 0, sizeof(*c) - sizeof(c->hdr));
+		shm_cas32(&c->hdr.owner, &owner, 0);
+	}
+}
+
+/* Now and then: a closed record holds its slot only until then. */
+void contexts_tick(struct daemon *d)
+{
+	if (monotonic_ms() - d->last_sweep_ms >= SWEEP_PERIOD_MS)
+		contexts_sweep(d);
+}
+
+/* Before a gone peer's slots are reclaimed: the last word of its contexts. */
+void contexts_peer_gone(struct daemon *d, uint16_t peer_id)
+{
+	const struct ivrdma_region *r = &d->region;
+
+	for (uint32_t i = 0; i < r->ctxs.entries; i++) {
+		struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, i);
+		uint32_t owner = shm_load_acquire32(&c->hdr.owner);
+
+		if (owner && ivrdma_owner_peer(owner) == peer_id)
+			remember(d, i,
+				 shm_load_acquire32(&c->state) == IVRDMA_CTX_CLOSED ? "closed"
+										    : "lost");
+	}
+}
+
+/* Open contexts, then ended ones, oldest first. */
+json_object *contexts_json(struct daemon *d)
+{
+	const struct ivrdma_region *r = &d->region;
+	json_object *a = json_object_new_array();
+	uint32_t n = d->ended_next < IVRDMA_ENDED_CONTEXTS ? d->ended_next : IVRDMA_ENDED_CONTEXTS;
+
+	contexts_sweep(d);
+	for (uint32_t i = 0; i < r->ctxs.entries; i++) {
+		struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, i);
+
+		if (shm_load_acquire32(&c->hdr.owner) &&
+		    shm_load_acquire32(&c->state) == IVRDMA_CTX_OPEN)
+			json_object_array_add(a, record_json(d, i, "open"));
+	}
+	for (uint32_t k = d->ended_next - n; k != d->ended_next; k++)
+		json_object_array_add(a, json_object_get(d->ended[k % IVRDMA_ENDED_CONTEXTS]));
+	return a;
+}
+
+void contexts_free(struct daemon *d)
+{
+	for (uint32_t i = 0; i < IVRDMA_ENDED_CONTEXTS; i++)
+		if (d->ended[i])
+			json_object_put(d->ended[i]);
+}

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The context record and the counters of completions.
+ *
+ * A context claims a record in the region's context table when it opens
+ * and hands it to ivrdmad when it closes (state CLOSED: ivrdmad keeps the
+ * totals in its history and frees the slot). Its QPs name the record, so
+ * ivrdmad adds up a context from the record and its live QPs' slots.
+ *
+ * Completions name their QP by number only, so polling finds my QP by its
+ * slot here. A QP leaves that table before it is freed and waits for
+ * every poller to let go of it (each CQ's lock, taken once).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "counters.h"
+#include "shm_atomic.h"
+
+struct ivrdma_ctx_counters {
+	struct ivrdma_ctx_slot *record; /* NULL: the table was full; QPs still count */
+	uint32_t record_idx;
+	pthread_mutex_t lock;		     /* record->destroyed and the total behind it */
+	struct ivrdma_qp_counters destroyed; /* the private running total */
+	uint32_t qps_destroyed;
+	struct ivrdma_qp **qp_by_slot; /* atomic entries: my live QPs by QP slot */
+};
+
+#define NR_WORDS (sizeof(struct ivrdma_qp_counters) / sizeof(uint64_t))
+
+/* Adds 'add' to the private total 'mine' and stores every word in 'shared'. */
+static void fold(struct ivrdma_qp_counters *mine, struct ivrdma_qp_counters *shared,
+		 const struct ivrdma_qp_counters *add)
+{
+	uint64_t *m = (uint64_t *)mine, *s = (uint64_t *)shared;
+	const uint64_t *a = (const uint64_t *)add;
+
+	for (size_t i = 0; i < NR_WORDS; i++) {
+		m[i] += a[i];
+		__atomic_store_n(&s[i], m[i], __ATOMIC_RELAXED);
+	}
+}
+
+static void claim_record(struct ivrdma_context *ctx, struct ivrdma_ctx_counters *c)
+{
+	int64_t idx = ivrdma_slot_alloc(ctx, &ctx->region.ctxs);
+	struct timespec ts;
+
+	if (idx < 0) {
+		ivrdma_dbg("no context record free: this context's totals go unrecorded");
+		return;
+	}
+	c->record_idx = (uint32_t)idx;
+	c->record = ivrdma_table_entry(&ctx->region, &ctx->region.ctxs, c->record_idx);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	c->record->pid = (uint32_t)getpid();
+	c->record->node = ctx->node;
+	c->record->opened_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	shm_store_release32(&c->record->state, IVRDMA_CTX_OPEN);
+}
+
+int ivrdma_ctx_record_open(struct ivrdma_context *ctx)
+{
+	struct ivrdma_ctx_counters *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->qp_by_slot = calloc(ctx->region.qps.entries, sizeof(*c->qp_by_slot));
+	if (!c->qp_by_slot) {
+		free(c);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	claim_record(ctx, c);
+	ctx->counters = c;
+	return 0;
+}
+
+/* After this the record is ivrdmad's: nothing here touches it again. */
+void ivrdma_ctx_record_close(struct ivrdma_context *ctx)
+{
+	struct ivrdma_ctx_counters *c = ctx->counters;
+
+	if (!c)
+		return;
+	if (c->record)
+		shm_store_release32(&c->record->state, IVRDMA_CTX_CLOSED);
+	pthread_mutex_destroy(&c->lock);
+	free(c->qp_by_slot);
+	free(c);
+	ctx->counters = NULL;
+}
+
+void ivrdma_counters_qp_created(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
+{
+	struct ivrdma_ctx_counters *c = ctx->counters;
+
+	if (c->record) {
+		qp->s->context = c->record_idx + 1;
+		qp->s->context_seq = shm_load_relaxed32(&c->record->hdr.seq);
+	}
+	__atomic_store_n(&c->qp_by_slot[qp->slot], qp, __ATOMIC_RELEASE);
+}
+
+/* Totals that no live QP holds any more: a QP destroyed, a completion it left behind. */
+static void add_destroyed(struct ivrdma_ctx_counters *c, const struct ivrdma_qp_counters *add,
+			  uint32_t qps)
+{
+	struct ivrdma_qp_counters ignored;
+
+	pthread_mutex_lock(&c->lock);
+	fold(&c->destroyed, c->record ? &c->record->destroyed : &ignored, add);
+	c->qps_destroyed += qps;
+	if (c->record)
+		__atomic_store_n(&c->record->qps_destroyed, c->qps_destroyed, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void ivrdma_counters_qp_destroyed(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
+{
+	struct ivrdma_ctx_counters *c = ctx->counters;
+
+	__atomic_store_n(&c->qp_by_slot[qp->slot], NULL, __ATOMIC_RELEASE);
+	/* A poller that found the QP before holds its CQ's lock until it is done. */
+	pthread_spin_lock(&qp->send_cq->lock);
+	pthread_spin_unlock(&qp->send_cq->lock);
+	pthread_spin_lock(&qp->recv_cq->lock);
+	pthread_spin_unlock(&qp->recv_cq->lock);
+	add_destroyed(c, &qp->tally, 1);
+}
+
+/* The completion 'e' into 'mine' (a QP's private total) and 'shared' (its slot's). */
+static void count_into(struct ivrdma_qp_counters *mine, struct ivrdma_qp_counters *shared,
+		       const struct ivrdma_cqe *e, bool recv)
+{
+	uint32_t status = e->status;
+
+	if (!recv) {
+		ivrdma_count(&mine->send_cqes, &shared->send_cqes, 1);
+		if (status == IBV_WC_WR_FLUSH_ERR)
+			ivrdma_count(&mine->send_flushed, &shared->send_flushed, 1);
+		else if (status != IBV_WC_SUCCESS)
+			ivrdma_count(&mine->send_errors, &shared->send_errors, 1);
+	} else if (status == IBV_WC_SUCCESS) {
+		ivrdma_count(&mine->recv_ops, &shared->recv_ops, 1);
+		ivrdma_count(&mine->recv_bytes, &shared->recv_bytes, e->byte_len);
+	} else if (status == IBV_WC_WR_FLUSH_ERR) {
+		ivrdma_count(&mine->recv_flushed, &shared->recv_flushed, 1);
+	} else {
+		ivrdma_count(&mine->recv_errors, &shared->recv_errors, 1);
+	}
+}
+
+/*
+ * Counted for the QP when it comes from the CQ that QP completes that
+ * kind of work on (whose lock the group of counters is written under);
+ * anything else (a destroyed QP's, a producer's nonsense) goes to the
+ * context's destroyed totals.
+ */
+void ivrdma_count_cqe(struct ivrdma_context *ctx, struct ivrdma_cq *cq, const struct ivrdma_cqe *e)
+{
+	struct ivrdma_ctx_counters *c = ctx->counters;
+	uint32_t slot = e->qp_num - IVRDMA_QPN_BASE;
+	bool recv = e->opcode & IBV_WC_RECV;
+	struct ivrdma_qp_counters one = {0}, ignored;
+	struct ivrdma_qp *qp = NULL;
+
+	if (e->qp_num >= IVRDMA_QPN_BASE && slot < ctx->region.qps.entries)
+		qp = __atomic_load_n(&c->qp_by_slot[slot], __ATOMIC_ACQUIRE);
+	if (qp && (recv ? qp->recv_cq : qp->send_cq) == cq) {
+		count_into(&qp->tally, &qp->s->counters, e, recv);
+		return;
+	}
+	count_into(&one, &ignored, e, recv);
+	add_destroyed(c, &one, 0);
+}
