@@ -3,7 +3,7 @@
 # ibv_devices / ibv_devinfo (mode "tools") or the libibverbs C test
 # (mode "verbs") against the provider from the build tree.
 #
-# usage: run-provider-test.sh tools|verbs|pingpong|uc-pingpong|srq-pingpong|ud-pingpong|perftest|datapath IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY [GROUP]]
+# usage: run-provider-test.sh tools|verbs|pingpong|counters|uc-pingpong|srq-pingpong|ud-pingpong|perftest|datapath IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY [GROUP]]
 # env:   IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 #                        to load an ASan-built provider
 #        IVRDMA_REGION_SIZE  the region's size (16M)
@@ -200,6 +200,70 @@ check_port_events() {
 	sed -n 1,4p "$dir/aw.out"
 }
 
+# --- counters: what `ivrdma status --json` says each stock tool's contexts did
+status_json() { "$ivrdma" --dir "$dir" status --json; }
+ended_count() { status_json | jq '[.contexts[] | select(.state != "open")] | length'; }
+
+# expect_counters N0 WHAT JQ: JQ holds for the contexts that ended since N0
+# ended (an array of them, each with .totals, and .sum: their totals added up).
+expect_counters() {
+	local doc
+	doc=$(status_json | jq --argjson n "$1" '[.contexts[] | select(.state != "open")] | .[$n:] |
+		{ctxs: ., sum: (map(.totals) | reduce .[] as $t ({};
+			reduce ($t | keys[]) as $k (.; .[$k] += $t[$k])))}')
+	jq -e "$3" <<<"$doc" >/dev/null || { echo "$doc" >&2; fail "counters: $2"; }
+	echo "counters: $2"
+}
+
+check_counters() {
+	local n0 port spid
+	# A server waiting for its client: an open context, its QP with the receives it
+	# posted (ibv_rc_pingpong posts its rx_depth, 500, before it connects).
+	port=$(free_port) || fail "no server port"
+	stock timeout 60 ibv_rc_pingpong -d ivrdma0 -s 4096 -n 300 -p "$port" >"$dir/pp-server.out" 2>&1 &
+	spid=$!
+	for _ in $(seq 100); do
+		status_json | jq -e '.contexts[] | select(.state == "open" and .nr_qps == 1)' \
+			>/dev/null && break
+		sleep 0.1
+	done
+	status_json | jq -e '[.contexts[] | select(.state == "open")] | length == 1 and
+		(.[0] | .pid > 0 and .node == "host" and .qps[0].type == "RC" and
+		 .qps[0].counters.rq_posted == 500 and .totals.rq_posted == 500)' >/dev/null ||
+		{ status_json >&2; fail "counters: the waiting server's context and QP"; }
+	"$ivrdma" --dir "$dir" status | grep -Eq "^    QP 0x[0-9a-f]+ RC (INIT|RTR)" ||
+		fail "counters: no QP line in the text status"
+	n0=$(ended_count)
+	stock timeout 60 ibv_rc_pingpong -d ivrdma0 -s 4096 -n 300 -p "$port" 127.0.0.1 \
+		>"$dir/pp-client.out" 2>&1 || { cat "$dir"/pp-*.out >&2; fail "ibv_rc_pingpong"; }
+	wait "$spid" || fail "ibv_rc_pingpong server"
+	expect_counters "$n0" "ibv_rc_pingpong -s 4096 -n 300: 300 sends and receives each way" \
+		'(.ctxs | length == 2) and (.ctxs | all(.state == "closed" and .qps_destroyed == 1 and
+		 .nr_qps == 0)) and (.ctxs | all(.totals | .sq_posted == 300 and .send_ops == 300 and
+		 .send_bytes == 1228800 and .recv_ops == 300 and .recv_bytes == 1228800 and
+		 .completions == 600 and .errors == 0 and .flushed == 0 and .write_ops == 0))'
+	for api in "" --use_old_post_send; do
+		n0=$(ended_count)
+		perftest_once ib_write_bw -s 1024 -n 100 $api >/dev/null
+		expect_counters "$n0" "ib_write_bw -s 1024 -n 100 $api" \
+			'.sum | .sq_posted == 100 and .write_ops == 100 and .write_bytes == 102400 and
+			 .send_ops == 0 and .read_ops == 0 and .errors == 0'
+	done
+	n0=$(ended_count)
+	perftest_once ib_read_bw -s 1024 -n 100 >/dev/null
+	expect_counters "$n0" "ib_read_bw -s 1024 -n 100" \
+		'.sum | .read_ops == 100 and .read_bytes == 102400 and .write_ops == 0 and .errors == 0'
+	n0=$(ended_count)
+	perftest_once ib_atomic_bw -n 100 >/dev/null
+	expect_counters "$n0" "ib_atomic_bw -n 100" \
+		'.sum | .atomic_ops == 100 and .atomic_bytes == 800 and .errors == 0'
+	n0=$(ended_count)
+	perftest_once ib_send_bw -s 1024 -n 100 >/dev/null
+	expect_counters "$n0" "ib_send_bw -s 1024 -n 100" \
+		'.sum | .send_ops == 100 and .send_bytes == 102400 and .recv_ops == 100 and
+		 .recv_bytes == 102400 and .rq_posted >= 100 and .errors == 0'
+}
+
 check_pingpong() {
 	pingpong_once 1 1000
 	pingpong_once 1 500 -g 0
@@ -238,6 +302,7 @@ srq-pingpong)
 ud-pingpong) check_ud_pingpong ;;
 port-events) check_port_events ;;
 perftest) check_perftest ;;
+counters) check_counters ;;
 datapath) "$test_bin" "$group" ;;
 *) fail "unknown mode $mode" ;;
 esac
