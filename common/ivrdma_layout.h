@@ -379,16 +379,18 @@ enum ivrdma_qp_async {
  *
  * What a QP did, for `ivrdma status`. Each word has one writer: the QP's
  * owner, under the lock that already serialises that part of the QP (the
- * send queue's, the receive queue's, or the polling of its send or
- * receive CQ). The writer keeps the running total in private memory and
- * stores it here with a relaxed atomic store: no read-modify-write of
- * shared memory, and the lines are the owner's alone (only ivrdmad reads
- * them, when asked for status). A reader may see one word ahead of
- * another; each word on its own only grows.
+ * send queue's, the receive queue's, or the polling of its receive CQ).
+ * The writer keeps the running total in private memory and stores it
+ * here with a relaxed atomic store: no read-modify-write of shared
+ * memory, and the lines are the owner's alone (only ivrdmad reads them,
+ * when asked for status). A reader may see one word ahead of another;
+ * each word on its own only grows.
  *
  * Operations and bytes count work requests executed successfully, by
  * opcode class (with and without immediate alike; an atomic moves 8
- * bytes). Completions count what the application polled.
+ * bytes). Send completions count when the QP writes them to its CQ;
+ * receive completions when the application polls them (an initiator
+ * writes them: the owner sees them only then).
  */
 struct ivrdma_qp_counters {
 	/* the send queue (sq_lock) */
@@ -398,20 +400,21 @@ struct ivrdma_qp_counters {
 	uint64_t read_ops, read_bytes;
 	uint64_t atomic_ops;
 	uint64_t atomic_bytes;
-	uint64_t rnr_retries; /* waits because the target had no receive posted */
-	uint64_t reserved0[6];
-	/* polling the send CQ (its lock) */
-	uint64_t send_cqes;    /* send completions polled, whatever their status */
+	uint64_t rnr_retries;  /* waits because the target had no receive posted */
+	uint64_t send_cqes;    /* send completions written, whatever their status */
 	uint64_t send_errors;  /* ... of which failed (flushes apart) */
 	uint64_t send_flushed; /* ... of which were flushed */
+	uint64_t reserved0[3];
 	/* polling the receive CQ (its lock) */
 	uint64_t recv_ops, recv_bytes; /* receive completions polled that succeeded */
 	uint64_t recv_errors;	       /* ... that failed (flushes apart) */
 	uint64_t recv_flushed;	       /* ... that were flushed */
 	/* the receive queue (rq_lock) */
 	uint64_t rq_posted; /* receive WRs accepted by post_recv */
+	uint64_t reserved1[3];
 };
-static_assert(offsetof(struct ivrdma_qp_counters, send_cqes) == 128, "QP counters layout");
+static_assert(offsetof(struct ivrdma_qp_counters, send_cqes) == 80, "QP counters layout");
+static_assert(offsetof(struct ivrdma_qp_counters, recv_ops) == 128, "QP counters layout");
 static_assert(sizeof(struct ivrdma_qp_counters) == 192, "QP counters size");
 
 /*

@@ -7,9 +7,11 @@
  * totals in its history and frees the slot). Its QPs name the record, so
  * ivrdmad adds up a context from the record and its live QPs' slots.
  *
- * Completions name their QP by number only, so polling finds my QP by its
- * slot here. A QP leaves that table before it is freed and waits for
- * every poller to let go of it (each CQ's lock, taken once).
+ * Receive completions are written by initiators, so the owner counts
+ * them when it polls them; they name their QP by number only, so polling
+ * finds my QP by its slot here. A QP leaves that table before it is
+ * freed and waits for every poller to let go of it (its receive CQ's
+ * lock, taken once).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -124,26 +126,18 @@ void ivrdma_counters_qp_destroyed(struct ivrdma_context *ctx, struct ivrdma_qp *
 
 	__atomic_store_n(&c->qp_by_slot[qp->slot], NULL, __ATOMIC_RELEASE);
 	/* A poller that found the QP before holds its CQ's lock until it is done. */
-	pthread_spin_lock(&qp->send_cq->lock);
-	pthread_spin_unlock(&qp->send_cq->lock);
 	pthread_spin_lock(&qp->recv_cq->lock);
 	pthread_spin_unlock(&qp->recv_cq->lock);
 	add_destroyed(c, &qp->tally, 1);
 }
 
-/* The completion 'e' into 'mine' (a QP's private total) and 'shared' (its slot's). */
+/* The receive completion 'e' into 'mine' (a QP's private total) and 'shared' (its slot's). */
 static void count_into(struct ivrdma_qp_counters *mine, struct ivrdma_qp_counters *shared,
-		       const struct ivrdma_cqe *e, bool recv)
+		       const struct ivrdma_cqe *e)
 {
 	uint32_t status = e->status;
 
-	if (!recv) {
-		ivrdma_count(&mine->send_cqes, &shared->send_cqes, 1);
-		if (status == IBV_WC_WR_FLUSH_ERR)
-			ivrdma_count(&mine->send_flushed, &shared->send_flushed, 1);
-		else if (status != IBV_WC_SUCCESS)
-			ivrdma_count(&mine->send_errors, &shared->send_errors, 1);
-	} else if (status == IBV_WC_SUCCESS) {
+	if (status == IBV_WC_SUCCESS) {
 		ivrdma_count(&mine->recv_ops, &shared->recv_ops, 1);
 		ivrdma_count(&mine->recv_bytes, &shared->recv_bytes, e->byte_len);
 	} else if (status == IBV_WC_WR_FLUSH_ERR) {
@@ -154,25 +148,23 @@ static void count_into(struct ivrdma_qp_counters *mine, struct ivrdma_qp_counter
 }
 
 /*
- * Counted for the QP when it comes from the CQ that QP completes that
- * kind of work on (whose lock the group of counters is written under);
- * anything else (a destroyed QP's, a producer's nonsense) goes to the
- * context's destroyed totals.
+ * Counted for the QP when it comes from the QP's receive CQ (whose lock
+ * the receive counters are written under); anything else (a destroyed
+ * QP's, a producer's nonsense) goes to the context's destroyed totals.
  */
-void ivrdma_count_cqe(struct ivrdma_context *ctx, struct ivrdma_cq *cq, const struct ivrdma_cqe *e)
+void ivrdma_count_recv(struct ivrdma_context *ctx, struct ivrdma_cq *cq, const struct ivrdma_cqe *e)
 {
 	struct ivrdma_ctx_counters *c = ctx->counters;
 	uint32_t slot = e->qp_num - IVRDMA_QPN_BASE;
-	bool recv = e->opcode & IBV_WC_RECV;
 	struct ivrdma_qp_counters one = {0}, ignored;
 	struct ivrdma_qp *qp = NULL;
 
 	if (e->qp_num >= IVRDMA_QPN_BASE && slot < ctx->region.qps.entries)
 		qp = __atomic_load_n(&c->qp_by_slot[slot], __ATOMIC_ACQUIRE);
-	if (qp && (recv ? qp->recv_cq : qp->send_cq) == cq) {
-		count_into(&qp->tally, &qp->s->counters, e, recv);
+	if (qp && qp->recv_cq == cq) {
+		count_into(&qp->tally, &qp->s->counters, e);
 		return;
 	}
-	count_into(&one, &ignored, e, recv);
+	count_into(&one, &ignored, e);
 	add_destroyed(c, &one, 0);
 }

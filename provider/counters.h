@@ -26,7 +26,8 @@ static inline void ivrdma_count(uint64_t *mine, uint64_t *shared, uint64_t n)
 void ivrdma_counters_qp_created(struct ivrdma_context *ctx, struct ivrdma_qp *qp);
 void ivrdma_counters_qp_destroyed(struct ivrdma_context *ctx, struct ivrdma_qp *qp);
 
-/* A completion polled from 'cq' (under its lock). */
-void ivrdma_count_cqe(struct ivrdma_context *ctx, struct ivrdma_cq *cq, const struct ivrdma_cqe *e);
+/* A receive completion polled from 'cq' (under its lock). */
+void ivrdma_count_recv(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
+		       const struct ivrdma_cqe *e);
 
 #endif /* IVRDMA_COUNTERS_H */

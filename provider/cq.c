@@ -185,7 +185,8 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 			break;
 		to_wc(e, &wc[n++]);
 		ivrdma_rq_done_note(ctx, e);
-		ivrdma_count_cqe(ctx, cq, e);
+		if (e->opcode & IBV_WC_RECV) /* send completions count when written */
+			ivrdma_count_recv(ctx, cq, e);
 		cq->cons++;
 	}
 	if (n)

@@ -41,7 +41,8 @@ static int load(struct ivrdma_cq *cq)
 	}
 	cq->polling = true;
 	ivrdma_rq_done_note(to_ictx(cq->vcq.cq_ex.context), e);
-	ivrdma_count_cqe(to_ictx(cq->vcq.cq_ex.context), cq, e);
+	if (e->opcode & IBV_WC_RECV) /* send completions count when written */
+		ivrdma_count_recv(to_ictx(cq->vcq.cq_ex.context), cq, e);
 	cq->vcq.cq_ex.wr_id = e->wr_id;
 	cq->vcq.cq_ex.status = (enum ibv_wc_status)e->status;
 	return 0;

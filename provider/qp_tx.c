@@ -573,8 +573,14 @@ static void complete_head(struct ivrdma_qp *qp, struct ivrdma_cqe *e)
 	e->qp_num = qp->vqp.qp.qp_num;
 	if (e->status == IBV_WC_SUCCESS)
 		count_done(qp, w->opcode, e->byte_len);
-	if (e->status != IBV_WC_SUCCESS || qp->sq_sig_all || (w->send_flags & IBV_SEND_SIGNALED))
+	else if (e->status == IBV_WC_WR_FLUSH_ERR)
+		IVRDMA_COUNT(qp, send_flushed, 1);
+	else
+		IVRDMA_COUNT(qp, send_errors, 1);
+	if (e->status != IBV_WC_SUCCESS || qp->sq_sig_all || (w->send_flags & IBV_SEND_SIGNALED)) {
+		IVRDMA_COUNT(qp, send_cqes, 1);
 		ivrdma_qp_complete(qp, qp->send_cq, e);
+	}
 	qp->sq_head = sq_index(qp, 1);
 	qp->sq_count--;
 	qp->rnr_left = qp->attr.rnr_retry;
