@@ -11,6 +11,8 @@ packages=(
 	libibverbs1 ibverbs-utils ibverbs-providers rdma-core perftest
 	# tests: JSON checks, guest VMs (TCG) with a Debian kernel and a busybox initramfs
 	jq procps psmisc util-linux iproute2
+	# tests/mpi: Open MPI (openib, UCX), MPICH (ch4:ucx), UCX and its verbs transports
+	openmpi-bin libopenmpi-dev mpich libmpich-dev ucx-utils libucx-dev
 	# the benchmark suite's plots (perftest-configs/run-suite)
 	gnuplot-nox
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod
