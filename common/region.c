@@ -214,6 +214,23 @@ uint32_t ivrdma_chunk_free(const struct ivrdma_region *r, uint32_t first, uint32
 	return freed;
 }
 
+uint32_t ivrdma_chunk_retag(const struct ivrdma_region *r, uint32_t first, uint32_t count,
+			    uint32_t from, uint32_t to)
+{
+	uint32_t *tags = chunk_tags(r);
+	uint32_t moved = 0;
+
+	if (first >= r->nr_chunks || count > r->nr_chunks - first || to == 0)
+		return 0;
+	for (uint32_t i = first; i < first + count; i++) {
+		uint32_t expected = from;
+
+		if (shm_cas32(&tags[i], &expected, to))
+			moved++;
+	}
+	return moved;
+}
+
 uint32_t ivrdma_chunks_in_use(const struct ivrdma_region *r)
 {
 	uint32_t *tags = chunk_tags(r);

@@ -76,6 +76,9 @@ int64_t ivrdma_chunk_alloc(const struct ivrdma_region *r, uint32_t count, uint32
 /* Frees chunks still tagged 'owner_tag'; returns how many it freed. */
 uint32_t ivrdma_chunk_free(const struct ivrdma_region *r, uint32_t first, uint32_t count,
 			   uint32_t owner_tag);
+/* Hands chunks tagged 'from' to 'to'; returns how many it moved. */
+uint32_t ivrdma_chunk_retag(const struct ivrdma_region *r, uint32_t first, uint32_t count,
+			    uint32_t from, uint32_t to);
 uint32_t ivrdma_chunks_in_use(const struct ivrdma_region *r);
 
 /*

@@ -32,6 +32,7 @@
 #include "region.h"
 #include "shm_atomic.h"
 #include "transport_internal.h"
+#include "sys_mm.h"
 
 /* What ivt_process_control() last saw of a peer table entry. */
 struct guest_seen {
@@ -219,7 +220,7 @@ static void guest_detach(struct ivt *t)
 static int guest_map_at(struct ivt *t, void *addr, uint64_t offset, size_t len, int prot)
 {
 	struct guest_priv *g = t->priv;
-	void *p = mmap(addr, len, prot, MAP_SHARED | MAP_FIXED, g->fd, (off_t)offset);
+	void *p = ivrdma_sys_mmap(addr, len, prot, MAP_SHARED | MAP_FIXED, g->fd, (off_t)offset);
 
 	return p == MAP_FAILED ? -errno : 0;
 }

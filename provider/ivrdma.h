@@ -37,10 +37,9 @@ struct ivrdma_context {
 	uint16_t lid;		    /* my node's LID: the source of everything I send */
 	pthread_mutex_t async_lock; /* async_fd's records: posting, taking back (events.c) */
 	pthread_mutex_t mr_lock;
-	struct ivrdma_span *spans; /* pages moved into the region (mr_move.c) */
-	struct ivrdma_mr *mrs;	   /* every MR of the context */
-	int uffd;		   /* holds writers off moving pages (page_freeze.c) */
-	sigset_t freeze_sigmask;   /* the mover's signal mask while it holds them */
+	struct ivrdma_mr *mrs;	 /* every MR of the context */
+	int uffd;		 /* holds writers off moving pages (page_freeze.c) */
+	sigset_t freeze_sigmask; /* the mover's signal mask while it holds them */
 	pthread_mutex_t pending_lock;
 	struct ivrdma_qp *pending; /* QPs with WRs waiting on RNR or retry */
 	atomic_int nr_pending;
@@ -119,8 +118,9 @@ struct ivrdma_mr {
 	struct verbs_mr vmr;
 	uint32_t slot;
 	struct ivrdma_mr_slot *s;
-	struct ivrdma_span *span; /* NULL: not moved (local access only) */
-	struct ivrdma_mr *next;
+	struct ivrdma_span *span;    /* NULL: not moved (local access only) */
+	struct ivrdma_mr *span_next; /* the span's MRs (mr_move.c) */
+	struct ivrdma_mr *next;	     /* the context's MRs */
 };
 
 struct ivrdma_cq {
@@ -311,18 +311,38 @@ int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
 int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64_t *index);
 void ivrdma_rq_taken_at_least(struct ivrdma_rq_view *v, uint64_t taken);
 
-/* mr_move.c: moving pages into the region and back */
+/*
+ * mr_move.c: moving pages into the region and back. span_add links the MR
+ * (context, addr and slot set) to a span over [start, end), moved in if
+ * need be, and sets its slot's region_offset: 0 or a positive errno.
+ */
 struct ivrdma_span;
-int ivrdma_span_get(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end,
-		    struct ivrdma_span **out);
-void ivrdma_span_put(struct ivrdma_context *ctx, struct ivrdma_span *span);
-/* page_freeze.c: under mr_lock. 'private': anonymous pages, not the region's. */
+int ivrdma_span_add(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t start,
+		    uintptr_t end);
+void ivrdma_span_remove(struct ivrdma_context *ctx, struct ivrdma_mr *mr);
+void ivrdma_spans_release(struct ivrdma_context *ctx);
+/* proc_maps.c: /proc/self/maps, read in one go (0 or a positive errno) */
+struct ivrdma_map {
+	uintptr_t lo, hi;
+	uint64_t offset; /* into the mapped file */
+	uint64_t dev, ino;
+	bool readable, writable, shared;
+};
+struct ivrdma_maps {
+	struct ivrdma_map *v; /* in address order */
+	size_t n;
+};
+int ivrdma_maps_read(struct ivrdma_maps *m);
+/* The mapping holding addr, or NULL. */
+const struct ivrdma_map *ivrdma_maps_find(const struct ivrdma_maps *m, uintptr_t addr);
+/* The first mapping that ends past addr (it may start past it too), or NULL. */
+const struct ivrdma_map *ivrdma_maps_next(const struct ivrdma_maps *m, uintptr_t addr);
+void ivrdma_maps_free(struct ivrdma_maps *m);
+/* page_freeze.c: under mr_move.c's span lock. 'private': anonymous pages, not the region's. */
 #define IVRDMA_UFFD_UNOPENED (-2)
 bool ivrdma_pages_freeze(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end, bool private);
 void ivrdma_pages_thaw(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end, bool replaced);
 void ivrdma_pages_release(struct ivrdma_context *ctx);
-uint64_t ivrdma_span_offset(const struct ivrdma_context *ctx, const struct ivrdma_span *span,
-			    uintptr_t addr);
 
 /* mr.c: keys to bytes */
 enum ivrdma_xlate {
@@ -405,6 +425,7 @@ int ivrdma_srq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
 			     int access);
 int ivrdma_dereg_mr(struct verbs_mr *vmr);
+void ivrdma_mrs_release(struct ivrdma_context *ctx);
 struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 				struct ibv_comp_channel *channel, int comp_vector);
 int ivrdma_destroy_cq(struct ibv_cq *cq);

@@ -30,7 +30,10 @@ static int check_args(uintptr_t addr, size_t length, int access)
 	return 0;
 }
 
-/* Moves the pages if anyone but this process may write or read them. */
+/*
+ * Moves the pages if anyone but this process may write or read them. The
+ * MR's context, address and slot are set: its region offset is set here.
+ */
 static int place(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t addr, size_t length,
 		 int access)
 {
@@ -38,13 +41,13 @@ static int place(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t add
 	uintptr_t start = addr & ~(page - 1), end = (addr + length + page - 1) & ~(page - 1);
 	int rc;
 
+	mr->s->region_offset = 0;
 	if (!(access & (REMOTE_ACCESS | IBV_ACCESS_LOCAL_WRITE)))
 		return 0;
-	rc = ivrdma_span_get(ctx, start, end, &mr->span);
+	rc = ivrdma_span_add(ctx, mr, start, end);
 	if (rc && !(access & REMOTE_ACCESS)) {
 		ivrdma_dbg("MR at %#lx not moved (%d): usable locally only", (unsigned long)addr,
 			   rc);
-		mr->span = NULL;
 		return 0;
 	}
 	return rc;
@@ -70,6 +73,16 @@ struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint6
 	}
 	mr->slot = (uint32_t)slot;
 	mr->s = ivrdma_table_entry(&ctx->region, &ctx->region.mrs, mr->slot);
+	mr->vmr.ibv_mr.context = pd->context;
+	mr->vmr.ibv_mr.pd = pd;
+	mr->vmr.ibv_mr.addr = addr;
+	mr->vmr.ibv_mr.length = length;
+	mr->vmr.ibv_mr.handle = mr->slot;
+	mr->vmr.ibv_mr.lkey = mr->vmr.ibv_mr.rkey = ivrdma_mr_key(mr->slot, mr->s->hdr.seq);
+	mr->s->access = (uint32_t)access;
+	mr->s->iova = hca_va;
+	mr->s->length = length;
+	mr->s->pd_handle = pd->handle;
 	pthread_mutex_lock(&ctx->mr_lock);
 	rc = place(ctx, mr, (uintptr_t)addr, length, access);
 	if (rc) {
@@ -78,23 +91,22 @@ struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint6
 		free(mr);
 		return ivrdma_fail_null(rc);
 	}
-	mr->s->access = (uint32_t)access;
-	mr->s->iova = hca_va;
-	mr->s->length = length;
-	mr->s->region_offset = mr->span ? ivrdma_span_offset(ctx, mr->span, (uintptr_t)addr) : 0;
-	mr->s->pd_handle = pd->handle;
-	mr->vmr.ibv_mr.context = pd->context;
-	mr->vmr.ibv_mr.pd = pd;
-	mr->vmr.ibv_mr.addr = addr;
-	mr->vmr.ibv_mr.length = length;
-	mr->vmr.ibv_mr.handle = mr->slot;
-	mr->vmr.ibv_mr.lkey = mr->vmr.ibv_mr.rkey = ivrdma_mr_key(mr->slot, mr->s->hdr.seq);
 	mr->next = ctx->mrs;
 	ctx->mrs = mr;
 	/* The key goes last: a peer that sees it sees the fields above. */
 	shm_store_release32(&mr->s->key, mr->vmr.ibv_mr.lkey);
 	pthread_mutex_unlock(&ctx->mr_lock);
 	return &mr->vmr.ibv_mr;
+}
+
+/* The key dies, the slot and the span go. Under ctx->mr_lock, unlinked. */
+static void release_mr(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
+{
+	shm_store_release32(&mr->s->key, 0); /* no new access from here on */
+	ivrdma_slot_free(ctx, &ctx->region.mrs, mr->slot);
+	if (mr->span)
+		ivrdma_span_remove(ctx, mr);
+	free(mr);
 }
 
 int ivrdma_dereg_mr(struct verbs_mr *vmr)
@@ -108,13 +120,27 @@ int ivrdma_dereg_mr(struct verbs_mr *vmr)
 			*pp = mr->next;
 			break;
 		}
-	shm_store_release32(&mr->s->key, 0); /* no new access from here on */
-	ivrdma_slot_free(ctx, &ctx->region.mrs, mr->slot);
-	if (mr->span)
-		ivrdma_span_put(ctx, mr->span);
+	release_mr(ctx, mr);
 	pthread_mutex_unlock(&ctx->mr_lock);
-	free(mr);
 	return 0;
+}
+
+/*
+ * The context closes with MRs still registered: as a device does, it
+ * deregisters them (their pages go private again, or stay with other
+ * contexts' MRs) before ivrdmad could reclaim the chunks under them.
+ */
+void ivrdma_mrs_release(struct ivrdma_context *ctx)
+{
+	pthread_mutex_lock(&ctx->mr_lock);
+	while (ctx->mrs) {
+		struct ivrdma_mr *mr = ctx->mrs;
+
+		ctx->mrs = mr->next;
+		release_mr(ctx, mr);
+	}
+	pthread_mutex_unlock(&ctx->mr_lock);
+	ivrdma_spans_release(ctx);
 }
 
 /* A copy of the slot's fields, taken once: the slot may change under us. */

@@ -2,19 +2,39 @@
 /*
  * Moving registered pages into the region and back.
  *
- * A span is a page-aligned range of the application's address space whose
- * bytes live in region chunks, mapped over the same addresses (MAP_FIXED on
- * the region's fd): the application keeps its pointers, peers reach the
- * bytes through the region. Spans of one context never overlap: a
- * registration that partly overlaps moved spans moves their union once
- * more and re-points the MRs of the spans it replaces. Spans are counted
- * by the MRs using them; the last one out puts private pages back.
+ * A span is a page-aligned range of the process's address space whose
+ * bytes live in region chunks, mapped over the same addresses (MAP_FIXED
+ * on the region): the application keeps its pointers, peers reach the
+ * bytes through the region. Pages belong to the process, not to one
+ * context, so the spans are the process's: every context on the region
+ * shares them (UCX and MPI libraries open a device more than once and
+ * register the same heap pages in each). Spans never overlap: a
+ * registration that partly overlaps spans moves their union once more and
+ * re-points their MRs. A span lives while MRs use it; the last one out
+ * puts private pages back.
+ *
+ * A span's chunks carry the owner tag of one context, its holder, so that
+ * ivrdmad reclaims them if the process dies; a holder that closes while
+ * other contexts' MRs use the span hands the chunks to one of them.
+ *
+ * The application may unmap, mremap or brk away pages of a span (UCX's
+ * and Open MPI's registration caches notice and deregister later, as with
+ * an HCA, whose MR keeps the pages it pinned). Before a span is used
+ * again it is checked against /proc/self/maps (proc_maps.c): one no longer
+ * wholly at its addresses is detached. What is still mapped of it becomes
+ * private again, its MRs keep its chunks (the pinned pages, as it were)
+ * until they go, and new registrations there build a new span.
+ *
  * Other threads' stores to a moving span wait for the move to end
  * (page_freeze.c): the span holds whatever the heap put around the buffer.
+ * A fork child gets private copies of every span (fork_child() below),
+ * as it would get copy-on-write pages of an HCA's pinned memory.
  *
- * All under ctx->mr_lock.
+ * Lock order: a context's mr_lock, then span_lock, which guards the span
+ * list, every span and every MR's span and span_next.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,82 +44,103 @@
 #include "ivrdma.h"
 #include "ivshmem_transport.h"
 #include "shm_atomic.h"
+#include "sys_mm.h"
 
 struct ivrdma_span {
 	uintptr_t start, end;
+	uint64_t region_id;	       /* whose chunks hold the pages */
+	uint64_t file_dev, file_ino;   /* the region's file, as the maps list it */
+	struct ivrdma_context *holder; /* its owner tag marks the chunks */
 	uint32_t first_chunk, nr_chunks;
-	uint32_t refs;
+	struct ivrdma_mr *mrs; /* the MRs using it, through span_next */
+	bool detached;	       /* no longer at its addresses: only its MRs use it */
 	struct ivrdma_span *next;
 };
 
-uint64_t ivrdma_span_offset(const struct ivrdma_context *ctx, const struct ivrdma_span *span,
-			    uintptr_t addr)
+static pthread_mutex_t span_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ivrdma_span *spans;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* What the maps say of the region: the file holding ctx's mapping of it. */
+struct region_file {
+	uint64_t id, dev, ino, chunk_area_offset;
+	uint32_t chunk_shift;
+};
+
+static int region_file_of(const struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
+			  struct region_file *f)
 {
-	return ivrdma_chunk_offset(&ctx->region, span->first_chunk) + (addr - span->start);
+	const struct ivrdma_map *m = ivrdma_maps_find(maps, (uintptr_t)ctx->region.base);
+
+	if (!m || !m->shared)
+		return EFAULT;
+	*f = (struct region_file){.id = ctx->region.region_id,
+				  .dev = m->dev,
+				  .ino = m->ino,
+				  .chunk_area_offset = ctx->region.chunk_area_offset,
+				  .chunk_shift = ctx->region.chunk_shift};
+	return 0;
 }
 
-static bool mine(const struct ivrdma_context *ctx, uintptr_t s, uintptr_t e)
+static bool is_region_map(const struct ivrdma_map *m, uint64_t dev, uint64_t ino)
 {
-	for (const struct ivrdma_span *p = ctx->spans; p; p = p->next)
-		if (p->start <= s && e <= p->end)
-			return true;
-	return false;
+	return m->shared && m->dev == dev && m->ino == ino;
+}
+
+/* The file offset the span's byte at addr has (its chunks are contiguous). */
+static uint64_t span_file_offset(const struct ivrdma_span *sp, uint64_t area, uint32_t shift,
+				 uintptr_t addr)
+{
+	return area + ((uint64_t)sp->first_chunk << shift) + (addr - sp->start);
+}
+
+/* Is the span's chunk mapped at addr, as the mapping m holding addr shows? */
+static bool at_home(const struct ivrdma_span *sp, const struct region_file *f,
+		    const struct ivrdma_map *m, uintptr_t addr)
+{
+	return m && is_region_map(m, sp->file_dev, sp->file_ino) &&
+	       m->offset + (addr - m->lo) ==
+		   span_file_offset(sp, f->chunk_area_offset, f->chunk_shift, addr);
+}
+
+static bool span_intact(const struct ivrdma_span *sp, const struct region_file *f,
+			const struct ivrdma_maps *maps)
+{
+	for (uintptr_t a = sp->start; a < sp->end;) {
+		const struct ivrdma_map *m = ivrdma_maps_find(maps, a);
+
+		if (!at_home(sp, f, m, a))
+			return false;
+		a = m->hi;
+	}
+	return true;
 }
 
 /*
- * Only private anonymous read-write memory may be moved: file mappings,
- * hugetlb, the stack and shared memory would change meaning. My own spans
- * (shared mappings of the region) count as movable: they are merged.
+ * Private writable memory may be moved: heap, stacks, anonymous mappings,
+ * static data (a private file mapping holds copies already); so may the
+ * region's own pages (spans are merged; pages an mremap carried away from
+ * a span are the application's data). Other shared mappings would stop
+ * being shared with their other users, and read-only memory would become
+ * writable. 0, EFAULT for a hole, EINVAL for memory that cannot move.
  */
-static bool movable_line(const char *line, uintptr_t *lo, uintptr_t *hi)
+static int check_movable(const struct ivrdma_maps *maps, const struct region_file *f,
+			 uintptr_t start, uintptr_t end)
 {
-	char perms[8] = "", path[256] = "";
-	unsigned long a, b, off, ino;
-	unsigned int maj, min;
-	int n = sscanf(line, "%lx-%lx %7s %lx %x:%x %lu %255s", &a, &b, perms, &off, &maj, &min,
-		       &ino, path);
+	for (uintptr_t a = start; a < end;) {
+		const struct ivrdma_map *m = ivrdma_maps_find(maps, a);
 
-	if (n < 7)
-		return false;
-	*lo = a;
-	*hi = b;
-	if (perms[0] != 'r' || perms[1] != 'w' || perms[3] != 'p' || ino != 0)
-		return false;
-	return n == 7 || !strcmp(path, "[heap]") || !strncmp(path, "[anon:", 6);
-}
-
-static int check_movable(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end)
-{
-	FILE *f = fopen("/proc/self/maps", "re");
-	uintptr_t covered = start;
-	char line[512];
-	int rc = EFAULT; /* a hole: not mapped at all */
-
-	if (!f)
-		return errno;
-	while (covered < end && fgets(line, sizeof(line), f)) {
-		uintptr_t lo = 0, hi = 0, s, e;
-		bool ok = movable_line(line, &lo, &hi);
-
-		if (!strchr(line, '\n')) { /* a long path: skip the rest of the line */
-			int ch;
-			while ((ch = fgetc(f)) != EOF && ch != '\n')
-				;
+		if (!m)
+			return EFAULT;
+		if (!m->readable || !m->writable ||
+		    (m->shared && !is_region_map(m, f->dev, f->ino))) {
+			ivrdma_dbg("cannot register %#lx-%#lx: not private writable memory",
+				   (unsigned long)a, (unsigned long)(m->hi < end ? m->hi : end));
+			return EINVAL;
 		}
-		if (hi <= covered || lo >= end || hi == 0)
-			continue;
-		if (lo > covered)
-			break;
-		s = covered;
-		e = hi < end ? hi : end;
-		if (!ok && !mine(ctx, s, e)) {
-			rc = EINVAL;
-			break;
-		}
-		covered = e;
+		a = m->hi;
 	}
-	fclose(f);
-	return covered >= end ? 0 : rc;
+	return 0;
 }
 
 /*
@@ -114,7 +155,7 @@ copy_pages(uint64_t *dst, const uint64_t *src, uint64_t len)
 		dst[i] = src[i];
 }
 
-/* Copies [start, end) into new chunks and maps them over the same addresses. */
+/* Copies [start, end) into new chunks of ctx and maps them over the same addresses. */
 static int move_in(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 {
 	const struct ivrdma_region *r = &ctx->region;
@@ -132,124 +173,307 @@ static int move_in(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 	if (frozen)
 		ivrdma_pages_thaw(ctx, sp->start, sp->end, rc == 0);
 	if (rc) {
+		ivrdma_dbg("cannot map the region over %#lx-%#lx: %s", (unsigned long)sp->start,
+			   (unsigned long)sp->end, strerror(-rc));
 		ivrdma_ring_free(ctx, sp->first_chunk, sp->nr_chunks);
 		return -rc;
 	}
+	sp->holder = ctx;
 	return 0;
 }
 
 /*
- * Private pages back, with the bytes the region holds now. The pages are
- * filled aside and swapped in by mremap in one step: the span may share
- * its pages with live heap data (even this context), which must never see
- * a zeroed page.
+ * Fresh private pages holding [lo, hi) as they are now, swapped in by
+ * mremap in one step: the pages may hold live heap data (even this
+ * context's), which must never see a zeroed page. 'ctx' (any context on
+ * the region; NULL in a fork child, which has one thread) holds other
+ * threads' stores off meanwhile.
  */
-static void move_out(struct ivrdma_context *ctx, struct ivrdma_span *sp)
+static void privatize(struct ivrdma_context *ctx, uintptr_t lo, uintptr_t hi)
 {
-	uint64_t len = sp->end - sp->start;
-	const void *src = ivrdma_chunk_ptr(&ctx->region, sp->first_chunk);
-	void *tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	bool frozen, moved;
+	uint64_t len = hi - lo;
+	void *tmp =
+	    ivrdma_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	bool frozen, moved = false;
 
 	if (tmp == MAP_FAILED) {
 		/* Keep the region pages mapped: correct, only not private again. */
-		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)sp->start);
+		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)lo);
 		return;
 	}
-	frozen = ivrdma_pages_freeze(ctx, sp->start, sp->end, false);
-	memcpy(tmp, src, len);
-	moved =
-	    mremap(tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)sp->start) != MAP_FAILED;
+	frozen = ctx && ivrdma_pages_freeze(ctx, lo, hi, false);
+	copy_pages(tmp, (const uint64_t *)lo, len); /* not memcpy: ASan poisons heap redzones */
+	moved = ivrdma_sys_mremap_fixed(tmp, len, (void *)lo) == 0;
 	if (frozen)
-		ivrdma_pages_thaw(ctx, sp->start, sp->end, moved);
+		ivrdma_pages_thaw(ctx, lo, hi, moved);
 	if (!moved) {
-		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)sp->start);
-		munmap(tmp, len);
-		return;
+		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)lo);
+		ivrdma_sys_munmap(tmp, len);
 	}
-	ivrdma_ring_free(ctx, sp->first_chunk, sp->nr_chunks);
 }
 
-static void unlink_span(struct ivrdma_context *ctx, struct ivrdma_span *sp)
+/*
+ * Private pages back wherever the span's chunks are still mapped where it
+ * put them. With no region file known (a fork child), wherever the maps
+ * show the region file at all.
+ */
+static void privatize_span(struct ivrdma_context *ctx, struct ivrdma_span *sp,
+			   const struct region_file *f, const struct ivrdma_maps *maps)
 {
-	for (struct ivrdma_span **pp = &ctx->spans; *pp; pp = &(*pp)->next)
+	const struct ivrdma_map *end = maps->v + maps->n;
+
+	for (const struct ivrdma_map *m = ivrdma_maps_next(maps, sp->start);
+	     m && m < end && m->lo < sp->end; m++) {
+		uintptr_t lo = m->lo > sp->start ? m->lo : sp->start;
+		uintptr_t hi = m->hi < sp->end ? m->hi : sp->end;
+
+		if (f ? at_home(sp, f, m, lo) : is_region_map(m, sp->file_dev, sp->file_ino))
+			privatize(ctx, lo, hi);
+	}
+}
+
+static void unlink_span(struct ivrdma_span *sp)
+{
+	for (struct ivrdma_span **pp = &spans; *pp; pp = &(*pp)->next)
 		if (*pp == sp) {
 			*pp = sp->next;
 			return;
 		}
 }
 
-/* The MRs of the spans 'nsp' replaced now live in it. */
-static void repoint_mrs(struct ivrdma_context *ctx, struct ivrdma_span *nsp, uintptr_t start,
-			uintptr_t end)
+static void link_mr(struct ivrdma_span *sp, struct ivrdma_mr *mr)
 {
-	for (struct ivrdma_mr *mr = ctx->mrs; mr; mr = mr->next) {
-		uintptr_t a = (uintptr_t)mr->vmr.ibv_mr.addr;
+	const struct ivrdma_context *ctx = to_ictx(mr->vmr.ibv_mr.context);
+	uintptr_t addr = (uintptr_t)mr->vmr.ibv_mr.addr;
 
-		if (!mr->span || mr->span == nsp || mr->span->start < start || mr->span->end > end)
-			continue;
-		mr->span = nsp;
-		__atomic_store_n(&mr->s->region_offset, ivrdma_span_offset(ctx, nsp, a),
-				 __ATOMIC_RELEASE);
-	}
+	mr->span = sp;
+	mr->span_next = sp->mrs;
+	sp->mrs = mr;
+	__atomic_store_n(&mr->s->region_offset,
+			 ivrdma_chunk_offset(&ctx->region, sp->first_chunk) + (addr - sp->start),
+			 __ATOMIC_RELEASE);
 }
 
-int ivrdma_span_get(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end,
-		    struct ivrdma_span **out)
+/* The MRs of 'old', which 'nsp' replaces, now live in it; 'old' goes. */
+static void absorb(struct ivrdma_span *nsp, struct ivrdma_span *old)
+{
+	while (old->mrs) {
+		struct ivrdma_mr *mr = old->mrs;
+
+		old->mrs = mr->span_next;
+		link_mr(nsp, mr);
+	}
+	ivrdma_ring_free(old->holder, old->first_chunk, old->nr_chunks);
+	unlink_span(old);
+	free(old);
+}
+
+static bool overlaps(const struct ivrdma_span *sp, uintptr_t start, uintptr_t end)
+{
+	return !sp->detached && sp->start < end && start < sp->end;
+}
+
+/*
+ * A new span over [start, end) grown to the union of the spans it
+ * touches, moved in, with their MRs. Returns it, or NULL with errno.
+ */
+static struct ivrdma_span *build_span(struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
+				      const struct region_file *f, uintptr_t start, uintptr_t end)
 {
 	struct ivrdma_span *sp, *nsp;
-	uint32_t refs = 1;
 	int rc;
 
-	for (sp = ctx->spans; sp; sp = sp->next)
-		if (sp->start <= start && end <= sp->end) {
-			sp->refs++;
-			*out = sp;
-			return 0;
-		}
-	/* Grow to the union with every span it touches. */
-	for (sp = ctx->spans; sp; sp = sp->next)
-		if (sp->start < end && start < sp->end) {
+	for (sp = spans; sp; sp = sp->next)
+		if (overlaps(sp, start, end)) {
+			if (sp->region_id != f->id) {
+				ivrdma_dbg("pages at %#lx are registered with another region",
+					   (unsigned long)sp->start);
+				return ivrdma_fail_null(EINVAL);
+			}
 			start = sp->start < start ? sp->start : start;
 			end = sp->end > end ? sp->end : end;
 		}
-	rc = check_movable(ctx, start, end);
-	if (rc)
-		return rc;
-	nsp = calloc(1, sizeof(*nsp));
+	rc = check_movable(maps, f, start, end);
+	nsp = rc ? NULL : calloc(1, sizeof(*nsp));
 	if (!nsp)
-		return ENOMEM;
-	nsp->start = start;
-	nsp->end = end;
+		return ivrdma_fail_null(rc ? rc : ENOMEM);
+	*nsp = (struct ivrdma_span){
+	    .start = start, .end = end, .region_id = f->id, .file_dev = f->dev, .file_ino = f->ino};
 	rc = move_in(ctx, nsp);
 	if (rc) {
 		free(nsp);
-		return rc;
+		return ivrdma_fail_null(rc);
 	}
-	repoint_mrs(ctx, nsp, start, end); /* before the spans they used are freed */
-	for (sp = ctx->spans; sp;) {
+	/* Re-point the MRs before the chunks they used are freed. */
+	for (sp = spans; sp;) {
 		struct ivrdma_span *next = sp->next;
 
-		if (sp->start >= start && sp->end <= end) {
-			refs += sp->refs;
-			ivrdma_ring_free(ctx, sp->first_chunk, sp->nr_chunks);
-			unlink_span(ctx, sp);
-			free(sp);
-		}
+		if (overlaps(sp, start, end))
+			absorb(nsp, sp);
 		sp = next;
 	}
-	nsp->refs = refs;
-	nsp->next = ctx->spans;
-	ctx->spans = nsp;
-	*out = nsp;
-	return 0;
+	nsp->next = spans;
+	spans = nsp;
+	return nsp;
 }
 
-void ivrdma_span_put(struct ivrdma_context *ctx, struct ivrdma_span *sp)
+/* Spans under [start, end) that the application unmapped or moved in part are detached. */
+static void detach_moved_spans(struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
+			       const struct region_file *f, uintptr_t start, uintptr_t end)
 {
-	if (--sp->refs)
-		return;
-	unlink_span(ctx, sp);
-	move_out(ctx, sp);
+	for (struct ivrdma_span *sp = spans; sp; sp = sp->next)
+		if (overlaps(sp, start, end) && sp->region_id == f->id &&
+		    !span_intact(sp, f, maps)) {
+			ivrdma_dbg("pages at %#lx-%#lx were unmapped or moved since registration",
+				   (unsigned long)sp->start, (unsigned long)sp->end);
+			privatize_span(ctx, sp, f, maps);
+			sp->detached = true;
+		}
+}
+
+static struct ivrdma_span *find_span(uint64_t region_id, uintptr_t start, uintptr_t end)
+{
+	for (struct ivrdma_span *sp = spans; sp; sp = sp->next)
+		if (!sp->detached && sp->region_id == region_id && sp->start <= start &&
+		    end <= sp->end)
+			return sp;
+	return NULL;
+}
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&span_lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&span_lock);
+}
+
+/*
+ * The child shares the region's pages with its parent: give it private
+ * copies, so that what it writes (its heap, its buffers) stays its own.
+ * Its contexts are its parent's and unusable, as with an HCA; its spans
+ * are detached and own no chunk.
+ */
+static void fork_child(void)
+{
+	struct ivrdma_maps maps;
+	bool have_maps = ivrdma_maps_read(&maps) == 0;
+
+	for (struct ivrdma_span *sp = spans; sp; sp = sp->next) {
+		if (!sp->detached && have_maps)
+			privatize_span(NULL, sp, NULL, &maps);
+		sp->detached = true;
+		sp->nr_chunks = 0;
+	}
+	if (have_maps)
+		ivrdma_maps_free(&maps);
+	pthread_mutex_unlock(&span_lock);
+}
+
+static void install_atfork(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static int add_locked(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t start,
+		      uintptr_t end)
+{
+	struct ivrdma_maps maps;
+	struct region_file f;
+	struct ivrdma_span *sp;
+	int rc = ivrdma_maps_read(&maps);
+
+	if (rc)
+		return rc;
+	rc = region_file_of(ctx, &maps, &f);
+	if (!rc) {
+		detach_moved_spans(ctx, &maps, &f, start, end);
+		sp = find_span(f.id, start, end);
+		if (!sp)
+			sp = build_span(ctx, &maps, &f, start, end);
+		if (sp)
+			link_mr(sp, mr);
+		else
+			rc = errno;
+	}
+	ivrdma_maps_free(&maps);
+	return rc;
+}
+
+int ivrdma_span_add(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t start,
+		    uintptr_t end)
+{
+	int rc;
+
+	pthread_once(&atfork_once, install_atfork);
+	pthread_mutex_lock(&span_lock);
+	rc = add_locked(ctx, mr, start, end);
+	pthread_mutex_unlock(&span_lock);
+	return rc;
+}
+
+static void unlink_mr(struct ivrdma_span *sp, struct ivrdma_mr *mr)
+{
+	for (struct ivrdma_mr **pp = &sp->mrs; *pp; pp = &(*pp)->span_next)
+		if (*pp == mr) {
+			*pp = mr->span_next;
+			break;
+		}
+	mr->span = NULL;
+}
+
+/* The last MR of a span went: private pages back where it still is, chunks freed. */
+static void retire(struct ivrdma_context *ctx, struct ivrdma_span *sp)
+{
+	struct ivrdma_maps maps;
+	struct region_file f;
+
+	if (!sp->detached) {
+		if (ivrdma_maps_read(&maps) == 0) {
+			if (region_file_of(ctx, &maps, &f) == 0)
+				privatize_span(ctx, sp, &f, &maps);
+			ivrdma_maps_free(&maps);
+		} else {
+			privatize(ctx, sp->start, sp->end);
+		}
+	}
+	ivrdma_ring_free(sp->holder, sp->first_chunk, sp->nr_chunks);
+	unlink_span(sp);
 	free(sp);
+}
+
+void ivrdma_span_remove(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
+{
+	struct ivrdma_span *sp;
+
+	pthread_mutex_lock(&span_lock);
+	sp = mr->span;
+	unlink_mr(sp, mr);
+	if (!sp->mrs)
+		retire(ctx, sp);
+	pthread_mutex_unlock(&span_lock);
+}
+
+/*
+ * 'ctx' closes: the spans it holds pass to a context whose MR still uses
+ * them, before ivrdmad could reclaim the chunks under those MRs. Its own
+ * MRs are gone by now (ivrdma_mrs_release), so every MR left is another's.
+ */
+void ivrdma_spans_release(struct ivrdma_context *ctx)
+{
+	pthread_mutex_lock(&span_lock);
+	for (struct ivrdma_span *sp = spans; sp; sp = sp->next) {
+		struct ivrdma_context *heir;
+
+		if (sp->holder != ctx || !sp->mrs)
+			continue;
+		heir = to_ictx(sp->mrs->vmr.ibv_mr.context);
+		if (heir->owner_tag != ctx->owner_tag)
+			ivrdma_chunk_retag(&ctx->region, sp->first_chunk, sp->nr_chunks,
+					   ctx->owner_tag, heir->owner_tag);
+		sp->holder = heir;
+	}
+	pthread_mutex_unlock(&span_lock);
 }

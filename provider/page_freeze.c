@@ -18,7 +18,7 @@
  * call), or for a mapping it cannot protect (a guest's BAR), the move
  * goes on unprotected, as before: the window is one copy of the span.
  *
- * All under ctx->mr_lock.
+ * All under the span lock of mr_move.c.
  */
 #include <errno.h>
 #include <fcntl.h>

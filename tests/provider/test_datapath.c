@@ -22,9 +22,11 @@
 #include <sys/time.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "dp_common.h"
+#include "region.h"
 
 static struct ep A, B; /* A initiates, B is the target */
 
@@ -1121,23 +1123,14 @@ static bool is_private_anon(const void *addr)
 	return perms[3] == 'p' && ino == 0;
 }
 
-/* Does a forked child's write to addr show here? Only through a shared mapping. */
-static bool child_write_visible(volatile uint8_t *addr)
+/* A shared mapping at addr: the region's pages (mapped over the application's). */
+static bool is_region_page(const void *addr)
 {
-	uint8_t before = *addr;
-	pid_t pid = fork();
-	int st;
+	char l[512], perms[8] = "";
 
-	REQUIRE(pid >= 0, "fork");
-	if (pid == 0) {
-		*addr = (uint8_t)(before ^ 0xff);
-		_exit(0);
-	}
-	REQUIRE(waitpid(pid, &st, 0) == pid && WIFEXITED(st), "child");
-	if (*addr == before)
-		return false;
-	*addr = before;
-	return true;
+	maps_line(addr, l, sizeof(l));
+	sscanf(l, "%*s %7s", perms);
+	return perms[3] == 's';
 }
 
 static void mr_overlaps(void)
@@ -1159,7 +1152,7 @@ static void mr_overlaps(void)
 	m4 = ibv_reg_mr(A.pd, b.p, 2 * pg, MR_ALL);   /* m1 again */
 	REQUIRE(m1 && m2 && m3 && m4, "overlapping registrations: %s", strerror(errno));
 	CHECK(!memcmp(b.p, exp, 3 * pg), "registration keeps the contents");
-	CHECK(child_write_visible(b.p + pg), "registered pages are shared (moved into the region)");
+	CHECK(is_region_page(b.p + pg), "registered pages are the region's (moved into it)");
 	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
 	CHECK(remote_write(b.p + 10, m1->rkey, 300, 11) == IBV_WC_SUCCESS, "write via m1");
 	fill(exp + 10, 300, 11);
@@ -1187,7 +1180,6 @@ static void mr_overlaps(void)
 	CHECK(ibv_dereg_mr(m2) == 0, "dereg m2");
 	CHECK(!memcmp(b.p, exp, 3 * pg), "dereg of the last MR restores the same contents");
 	CHECK(is_private_anon(b.p) && is_private_anon(b.p + 2 * pg), "private pages again");
-	CHECK(!child_write_visible(b.p + pg), "after dereg, writes do not reach shared memory");
 	b.p[5] ^= 1; /* the application writes on: its own private page */
 	CHECK(b.p[5] == (exp[5] ^ 1), "pages writable after dereg");
 	munmap(b.p, b.maplen);
@@ -1473,6 +1465,204 @@ static void mr_two_pds(void)
 	CHECK(ibv_dealloc_pd(pd2) == 0, "dealloc_pd");
 }
 
+/*
+ * The owner tag of the chunk under the region page at addr, read from
+ * the region file itself: which context holds the span.
+ */
+static uint32_t chunk_tag_at(const void *addr)
+{
+	char l[512], path[256] = "";
+	unsigned long lo = 0, off = 0;
+	struct ivrdma_region r;
+	const char *why;
+	uint32_t *tag, t = 0;
+	struct stat st;
+	void *base;
+	int fd;
+
+	maps_line(addr, l, sizeof(l));
+	REQUIRE(sscanf(l, "%lx-%*x %*s %lx %*s %*s %255s", &lo, &off, path) == 3,
+		"a file mapping at %p: %s", addr, l);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	REQUIRE(fd >= 0 && fstat(fd, &st) == 0, "open %s: %s", path, strerror(errno));
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	REQUIRE(base != MAP_FAILED, "mmap %s", path);
+	REQUIRE(ivrdma_region_open(&r, base, (uint64_t)st.st_size, &why) == 0, "region: %s", why);
+	off += ((uintptr_t)addr & ~(page_size() - 1)) - lo;
+	tag = ivrdma_table_entry(&r, &r.chunk_tags,
+				 (uint32_t)((off - r.chunk_area_offset) >> r.chunk_shift));
+	if (tag)
+		t = __atomic_load_n(tag, __ATOMIC_RELAXED);
+	munmap(base, (size_t)st.st_size);
+	close(fd);
+	return t;
+}
+
+/*
+ * Pages are the process's, not a context's: two contexts register
+ * overlapping ranges of one heap block (UCX and MPI libraries open a
+ * device more than once), each MR keeps working as the span under it
+ * grows, and the pages stay in the region until the last MR goes.
+ */
+static void mr_across_contexts(void)
+{
+	size_t pg = page_size();
+	uint8_t *p = aligned_alloc(pg, 3 * pg);
+	struct ibv_mr *mb, *ma;
+	struct ibv_wc wc;
+
+	REQUIRE(p, "aligned_alloc");
+	fill(p, 3 * pg, 110);
+	mb = ibv_reg_mr(B.pd, p + 100, 200, MR_ALL);
+	ma = ibv_reg_mr(A.pd, p + 2000, 2 * pg, MR_ALL); /* overlaps B's page, grows the span */
+	REQUIRE(mb && ma, "the same heap pages in two contexts: %s", strerror(errno));
+	CHECK(pat_diff(p, 3 * pg, 110) == 3 * pg, "contents kept across both moves");
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	CHECK(remote_write(p + 2100, ma->rkey, 500, 111) == IBV_WC_SUCCESS, "write via A's MR");
+	CHECK(pat_diff(p + 2100, 500, 111) == 500, "lands at the application's address");
+	/* B's key, moved to the grown span, is the source of a write into A's MR. */
+	CHECK(post1(B.qp, 78, IBV_WR_RDMA_WRITE, IBV_SEND_SIGNALED, p + 100, 200, mb->lkey,
+		    (uintptr_t)p + pg + 300, ma->rkey) == 0,
+	      "post from B's MR");
+	poll1(B.cq, &wc);
+	CHECK(wc.status == IBV_WC_SUCCESS && !memcmp(p + pg + 300, p + 100, 200),
+	      "B's re-pointed MR reads the right bytes (%s)", ibv_wc_status_str(wc.status));
+	CHECK(ibv_dereg_mr(ma) == 0, "dereg A's MR");
+	CHECK(is_region_page(p), "B's MR keeps its page in the region");
+	CHECK(ibv_dereg_mr(mb) == 0, "dereg B's MR");
+	CHECK(is_private_anon(p) && is_private_anon(p + 2 * pg), "private pages again");
+	CHECK(pat_diff(p + 2100, 500, 111) == 500 && pat_diff(p, 100, 110) == 100,
+	      "contents after both deregs");
+	free(p);
+}
+
+/*
+ * A context that closes while another context's MR uses the span it
+ * moved in hands the span's chunks to that context: ivrdmad, reclaiming
+ * the closed context's chunks, must not free the pages under a live MR.
+ */
+static void mr_handover_on_close(void)
+{
+	size_t pg = page_size();
+	uint8_t *p = aligned_alloc(pg, 2 * pg);
+	struct ibv_mr *mc, *ma;
+	uint32_t tc, ta;
+	struct ep C;
+
+	REQUIRE(p, "aligned_alloc");
+	fill(p, 2 * pg, 120);
+	ep_open(&C);
+	mc = ibv_reg_mr(C.pd, p, 2 * pg, MR_ALL); /* C moves the pages in: they are C's chunks */
+	ma = ibv_reg_mr(A.pd, p + 10, 100, MR_ALL);
+	REQUIRE(mc && ma, "reg_mr: %s", strerror(errno));
+	tc = chunk_tag_at(p);
+	CHECK(tc != 0, "the span's chunks are tagged");
+	CHECK(ibv_dereg_mr(mc) == 0, "dereg C's MR");
+	ep_close(&C);
+	ta = chunk_tag_at(p);
+	CHECK(is_region_page(p) && ta != 0 && ta != tc,
+	      "C closed: its chunks passed to A (tag %#x, was %#x)", ta, tc);
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	CHECK(remote_write(p + 10, ma->rkey, 100, 121) == IBV_WC_SUCCESS, "A's MR works on");
+	CHECK(ibv_dereg_mr(ma) == 0, "dereg A's MR");
+	CHECK(is_private_anon(p), "private again");
+	CHECK(pat_diff(p + 10, 100, 121) == 100 && pat_diff(p, 10, 120) == 10 &&
+		  tail_is(p, 110, 2 * pg, 120),
+	      "contents");
+	free(p);
+}
+
+/*
+ * A fork child gets its own copy of registered pages, as copy-on-write
+ * gives it an HCA's pinned pages: what it writes (its heap beside the
+ * buffer, the buffer itself) never reaches the parent, whose MR works on.
+ */
+static void mr_fork_child_private(void)
+{
+	struct buf b;
+	pid_t pid;
+	int st;
+
+	buf_new(&b, A.pd, page_size(), MR_ALL);
+	fill(b.p, b.maplen, 130);
+	pid = fork();
+	REQUIRE(pid >= 0, "fork");
+	if (pid == 0) {
+		fill(b.p, b.maplen, 131);
+		_exit(pat_diff(b.p, b.maplen, 131) == b.maplen && !is_region_page(b.p) ? 0 : 1);
+	}
+	REQUIRE(waitpid(pid, &st, 0) == pid, "waitpid");
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child wrote its own private copy");
+	CHECK(pat_diff(b.p, b.maplen, 130) == b.maplen, "the parent's pages never saw it");
+	CHECK(is_region_page(b.p), "the parent's pages are still the region's");
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	CHECK(remote_write(b.p + 64, b.mr->rkey, 128, 132) == IBV_WC_SUCCESS &&
+		  pat_diff(b.p + 64, 128, 132) == 128,
+	      "the parent's MR works after the fork");
+	buf_free(&b);
+}
+
+/*
+ * The application unmaps a registered buffer and maps new memory at the
+ * same address: as with an HCA, the old MR keeps the old pages (writes
+ * through it succeed and reach nothing the application sees), a new
+ * registration there takes the new pages, and deregistering the old MR
+ * leaves the new memory alone.
+ */
+static void mr_unmapped_under_mr(void)
+{
+	size_t len = 2 * page_size();
+	struct ibv_mr *old, *nw;
+	uint8_t *p, *q;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(p != MAP_FAILED, "mmap");
+	old = ibv_reg_mr(A.pd, p, len, MR_ALL);
+	REQUIRE(old, "reg_mr: %s", strerror(errno));
+	REQUIRE(munmap(p, len) == 0, "munmap the registered buffer");
+	q = mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	REQUIRE(q == p, "new memory at the same address");
+	fill(q, len, 140);
+	nw = ibv_reg_mr(A.pd, q, len, MR_ALL);
+	REQUIRE(nw, "the new memory registers: %s", strerror(errno));
+	CHECK(pat_diff(q, len, 140) == len, "its contents kept");
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	CHECK(remote_write(q + 8, nw->rkey, 64, 141) == IBV_WC_SUCCESS, "write via the new MR");
+	CHECK(remote_write(q + 200, old->rkey, 64, 142) == IBV_WC_SUCCESS,
+	      "the old MR still takes writes (into its own pages)");
+	CHECK(pat_diff(q + 8, 64, 141) == 64 && tail_is(q, 72, len, 140),
+	      "the new memory has the new MR's write only");
+	CHECK(ibv_dereg_mr(old) == 0 && is_region_page(q), "dereg of the old MR leaves the new");
+	CHECK(ibv_dereg_mr(nw) == 0 && is_private_anon(q), "private after the new MR goes");
+	CHECK(pat_diff(q + 8, 64, 141) == 64 && pat_diff(q, 8, 140) == 8, "contents");
+	munmap(q, len);
+}
+
+/* A registered buffer moved by mremap (realloc does) registers at its new address. */
+static void mr_mremapped(void)
+{
+	size_t len = 2 * page_size();
+	struct ibv_mr *old, *nw;
+	uint8_t *p, *q;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(p != MAP_FAILED, "mmap");
+	fill(p, len, 150);
+	old = ibv_reg_mr(A.pd, p, len, MR_ALL);
+	REQUIRE(old, "reg_mr: %s", strerror(errno));
+	q = mremap(p, len, 2 * len, MREMAP_MAYMOVE);
+	REQUIRE(q != MAP_FAILED, "mremap: %s", strerror(errno));
+	nw = ibv_reg_mr(A.pd, q, 2 * len, MR_ALL);
+	REQUIRE(nw, "the moved buffer registers: %s", strerror(errno));
+	CHECK(pat_diff(q, len, 150) == len, "contents carried by mremap");
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	CHECK(remote_write(q + len + 16, nw->rkey, 100, 151) == IBV_WC_SUCCESS, "write via it");
+	CHECK(ibv_dereg_mr(old) == 0 && ibv_dereg_mr(nw) == 0, "dereg both");
+	CHECK(is_private_anon(q) && is_private_anon(q + len), "private again");
+	CHECK(pat_diff(q, len, 150) == len && pat_diff(q + len + 16, 100, 151) == 100, "contents");
+	munmap(q, 2 * len);
+}
+
 static void group_mr(void)
 {
 	mr_overlaps();
@@ -1481,6 +1671,11 @@ static void group_mr(void)
 	mr_signal_handler_writes();
 	mr_unmovable();
 	mr_two_pds();
+	mr_across_contexts();
+	mr_handover_on_close();
+	mr_fork_child_private();
+	mr_unmapped_under_mr();
+	mr_mremapped();
 }
 
 /* --- two processes: a sleeping target, a killed peer ----------------------- */

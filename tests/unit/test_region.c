@@ -184,6 +184,26 @@ static void test_chunk_alloc_basic(void)
 	CHECK(ivrdma_chunk_alloc(&r, 1, b, 0) == -ENOSPC, "full");
 }
 
+/* A span's chunks change holder when the context holding them closes. */
+static void test_chunk_retag(void)
+{
+	struct ivrdma_region r;
+	const char *why;
+	uint32_t a = ivrdma_owner_tag(1, 1), b = ivrdma_owner_tag(2, 1), c = ivrdma_owner_tag(3, 1);
+
+	format_fresh();
+	REQUIRE(ivrdma_region_open(&r, store.base, SIZE, &why) == 0, "%s", why);
+	REQUIRE(ivrdma_chunk_alloc(&r, 3, a, 0) == 0 && ivrdma_chunk_alloc(&r, 2, c, 0) == 3,
+		"two runs");
+	CHECK(ivrdma_chunk_retag(&r, 0, 5, a, b) == 3, "only a's chunks move to b");
+	CHECK(ivrdma_chunk_free(&r, 0, 3, a) == 0, "a holds nothing now");
+	CHECK(ivrdma_chunk_retag(&r, 0, 3, b, 0) == 0, "never to the free tag");
+	CHECK(ivrdma_chunk_retag(&r, r.nr_chunks - 1, 2, b, a) == 0, "past the end refused");
+	CHECK(ivrdma_chunk_free(&r, 0, 3, b) == 3 && ivrdma_chunk_free(&r, 3, 2, c) == 2,
+	      "each frees its own");
+	CHECK(ivrdma_chunks_in_use(&r) == 0, "all free");
+}
+
 static void test_reclaim(void)
 {
 	struct ivrdma_region r;
@@ -277,6 +297,7 @@ int main(void)
 	test_corruptions_rejected();
 	test_owner_tags();
 	test_chunk_alloc_basic();
+	test_chunk_retag();
 	test_reclaim();
 	test_chunk_race();
 	return check_summary();
