@@ -155,28 +155,85 @@ copy_pages(uint64_t *dst, const uint64_t *src, uint64_t len)
 		dst[i] = src[i];
 }
 
+/*
+ * The calling thread's own stack may be among the pages that move (a
+ * buffer on the stack; the frames of this very call below it). Between
+ * the copy and the new mapping, the thread's own pushes (a return
+ * address) would be lost, and the page freeze would hold its stores for
+ * a thaw only it can do. Such a move runs on a thread of its own, while
+ * this one waits in pthread_join and touches no stack.
+ */
+static bool on_my_stack(uintptr_t start, uintptr_t end)
+{
+	pthread_attr_t attr;
+	void *base = NULL;
+	size_t size = 0;
+
+	if (pthread_getattr_np(pthread_self(), &attr))
+		return true; /* unknown: the safe way */
+	pthread_attr_getstack(&attr, &base, &size);
+	pthread_attr_destroy(&attr);
+	return start < (uintptr_t)base + size && (uintptr_t)base < end;
+}
+
+struct page_job {
+	void (*fn)(struct page_job *job);
+	struct ivrdma_context *ctx; /* NULL: nobody to hold writers off (a fork child) */
+	struct ivrdma_span *sp;
+	uint8_t *dst;
+	uintptr_t lo, hi;
+	int rc;
+};
+
+static void *page_job_thread(void *arg)
+{
+	struct page_job *job = arg;
+
+	job->fn(job);
+	return NULL;
+}
+
+static void run_page_job(struct page_job *job)
+{
+	pthread_t t;
+
+	if (!on_my_stack(job->lo, job->hi) || pthread_create(&t, NULL, page_job_thread, job) != 0) {
+		job->fn(job);
+		return;
+	}
+	pthread_join(t, NULL);
+}
+
+/* The move itself: copy, then the region's chunks mapped over the pages. */
+static void map_in(struct page_job *job)
+{
+	struct ivrdma_context *ctx = job->ctx;
+	struct ivrdma_span *sp = job->sp;
+	uint64_t len = sp->end - sp->start;
+	bool frozen = ivrdma_pages_freeze(ctx, sp->start, sp->end, true);
+
+	copy_pages((uint64_t *)job->dst, (const uint64_t *)sp->start, len);
+	job->rc = ivt_map_at(ctx->transport, (void *)sp->start,
+			     ivrdma_chunk_offset(&ctx->region, sp->first_chunk), len,
+			     PROT_READ | PROT_WRITE);
+	if (frozen)
+		ivrdma_pages_thaw(ctx, sp->start, sp->end, job->rc == 0);
+}
+
 /* Copies [start, end) into new chunks of ctx and maps them over the same addresses. */
 static int move_in(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 {
-	const struct ivrdma_region *r = &ctx->region;
-	uint64_t len = sp->end - sp->start;
-	uint8_t *dst = ivrdma_ring_alloc(ctx, len, &sp->first_chunk, &sp->nr_chunks);
-	bool frozen;
-	int rc;
+	struct page_job job = {.fn = map_in, .ctx = ctx, .sp = sp, .lo = sp->start, .hi = sp->end};
 
-	if (!dst)
+	job.dst = ivrdma_ring_alloc(ctx, sp->end - sp->start, &sp->first_chunk, &sp->nr_chunks);
+	if (!job.dst)
 		return ENOSPC;
-	frozen = ivrdma_pages_freeze(ctx, sp->start, sp->end, true);
-	copy_pages((uint64_t *)dst, (const uint64_t *)sp->start, len);
-	rc = ivt_map_at(ctx->transport, (void *)sp->start, ivrdma_chunk_offset(r, sp->first_chunk),
-			len, PROT_READ | PROT_WRITE);
-	if (frozen)
-		ivrdma_pages_thaw(ctx, sp->start, sp->end, rc == 0);
-	if (rc) {
+	run_page_job(&job);
+	if (job.rc) {
 		ivrdma_dbg("cannot map the region over %#lx-%#lx: %s", (unsigned long)sp->start,
-			   (unsigned long)sp->end, strerror(-rc));
+			   (unsigned long)sp->end, strerror(-job.rc));
 		ivrdma_ring_free(ctx, sp->first_chunk, sp->nr_chunks);
-		return -rc;
+		return -job.rc;
 	}
 	sp->holder = ctx;
 	return 0;
@@ -185,31 +242,38 @@ static int move_in(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 /*
  * Fresh private pages holding [lo, hi) as they are now, swapped in by
  * mremap in one step: the pages may hold live heap data (even this
- * context's), which must never see a zeroed page. 'ctx' (any context on
- * the region; NULL in a fork child, which has one thread) holds other
- * threads' stores off meanwhile.
+ * context's), which must never see a zeroed page. The job's context (any
+ * context on the region) holds other threads' stores off meanwhile.
  */
-static void privatize(struct ivrdma_context *ctx, uintptr_t lo, uintptr_t hi)
+static void swap_private(struct page_job *job)
 {
-	uint64_t len = hi - lo;
+	uint64_t len = job->hi - job->lo;
 	void *tmp =
 	    ivrdma_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	bool frozen, moved = false;
+	bool frozen, moved;
 
 	if (tmp == MAP_FAILED) {
 		/* Keep the region pages mapped: correct, only not private again. */
-		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)lo);
+		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)job->lo);
 		return;
 	}
-	frozen = ctx && ivrdma_pages_freeze(ctx, lo, hi, false);
-	copy_pages(tmp, (const uint64_t *)lo, len); /* not memcpy: ASan poisons heap redzones */
-	moved = ivrdma_sys_mremap_fixed(tmp, len, (void *)lo) == 0;
+	frozen = job->ctx && ivrdma_pages_freeze(job->ctx, job->lo, job->hi, false);
+	copy_pages(tmp, (const uint64_t *)job->lo, len); /* not memcpy: ASan poisons redzones */
+	moved = ivrdma_sys_mremap_fixed(tmp, len, (void *)job->lo) == 0;
 	if (frozen)
-		ivrdma_pages_thaw(ctx, lo, hi, moved);
+		ivrdma_pages_thaw(job->ctx, job->lo, job->hi, moved);
 	if (!moved) {
-		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)lo);
+		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)job->lo);
 		ivrdma_sys_munmap(tmp, len);
 	}
+}
+
+/* NULL ctx: a fork child, whose only thread is this one and holds nothing off. */
+static void privatize(struct ivrdma_context *ctx, uintptr_t lo, uintptr_t hi)
+{
+	struct page_job job = {.fn = swap_private, .ctx = ctx, .lo = lo, .hi = hi};
+
+	run_page_job(&job);
 }
 
 /*

@@ -1663,6 +1663,40 @@ static void mr_mremapped(void)
 	munmap(q, 2 * len);
 }
 
+/* Static data: initialized (.data, a private file mapping) and zeroed (.bss). */
+static uint8_t static_data[3000] = {1};
+static uint8_t static_bss[5000];
+
+/* B writes into [p, p + len) through a fresh MR of A; the bytes around stay. */
+static void register_and_write(uint8_t *p, size_t len, uint32_t seed, const char *what)
+{
+	struct ibv_mr *mr;
+
+	fill(p, len, seed);
+	mr = ibv_reg_mr(A.pd, p, len, MR_ALL);
+	CHECK(mr, "%s registers: %s", what, strerror(errno));
+	if (!mr)
+		return;
+	CHECK(pat_diff(p, len, seed) == len, "%s keeps its contents", what);
+	CHECK(remote_write(p + 1, mr->rkey, len - 2, seed + 1) == IBV_WC_SUCCESS &&
+		  pat_diff(p + 1, len - 2, seed + 1) == len - 2,
+	      "%s takes a remote write", what);
+	CHECK(ibv_dereg_mr(mr) == 0, "dereg %s", what);
+	CHECK(p[0] == pat(0, seed) && pat_diff(p + 1, len - 2, seed + 1) == len - 2,
+	      "%s after dereg", what);
+}
+
+/* Whatever memory an MPI library hands over: static data and the stack too. */
+static void mr_static_and_stack(void)
+{
+	uint8_t stack_buf[6000];
+
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	register_and_write(static_data, sizeof(static_data), 160, "initialized static data");
+	register_and_write(static_bss, sizeof(static_bss), 162, "zeroed static data");
+	register_and_write(stack_buf, sizeof(stack_buf), 164, "a stack buffer");
+}
+
 static void group_mr(void)
 {
 	mr_overlaps();
@@ -1676,6 +1710,7 @@ static void group_mr(void)
 	mr_fork_child_private();
 	mr_unmapped_under_mr();
 	mr_mremapped();
+	mr_static_and_stack();
 }
 
 /* --- two processes: a sleeping target, a killed peer ----------------------- */
