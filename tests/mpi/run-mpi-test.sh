@@ -109,9 +109,14 @@ ompi_ucx_cmd() { # ompi_ucx_cmd UCX_TLS
 
 # MPICH: MPIR_CVAR_NOLOCAL=1, or MPICH's own shared memory would carry
 # every message between ranks of one machine and UCX would see none.
+# UCX_RC_VERBS_SEG_SIZE=8193: MPICH 4.0.2 cannot unpack a non-contiguous
+# receive whose UCX fragments split a basic element ("Message truncated");
+# rc's default 8256-byte segments leave such fragments, and so do UCX's
+# shared-memory segments of 8257 bytes (UCX_POSIX_SEG_SIZE): not ivrdma's
+# doing. 8193 leaves fragments of whole elements.
 mpich_cmd() {
 	export UCX_TLS=rc_verbs,ud_verbs,self UCX_NET_DEVICES=ivrdma0:1 UCX_IB_REG_METHODS=direct
-	export MPIR_CVAR_NOLOCAL=1
+	export UCX_RC_VERBS_SEG_SIZE=8193 MPIR_CVAR_NOLOCAL=1
 	cmd=("${mpich_run[@]}" "$prefix-mpich" "${args[@]}")
 }
 
