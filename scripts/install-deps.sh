@@ -13,8 +13,9 @@ packages=(
 	jq procps psmisc util-linux iproute2
 	# tests/mpi: Open MPI (openib, UCX), MPICH (ch4:ucx), UCX and its verbs transports
 	openmpi-bin libopenmpi-dev mpich libmpich-dev ucx-utils libucx-dev
-	# the benchmark suite's plots (perftest-configs/run-suite)
-	gnuplot-nox
+	# the benchmark suite's plots (perftest-configs/run-suite); its MPI
+	# suites: NetPIPE for Open MPI and MPICH, HPC Challenge (Open MPI, 0.5 MB)
+	gnuplot-nox netpipe-openmpi netpipe-mpich2 hpcc
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod
 )
 
