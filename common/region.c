@@ -165,6 +165,16 @@ static bool claim_run(uint32_t *tags, uint32_t first, uint32_t count, uint32_t t
 	return true;
 }
 
+int ivrdma_chunk_claim(const struct ivrdma_region *r, uint32_t first, uint32_t count,
+		       uint32_t owner_tag)
+{
+	uint32_t busy;
+
+	if (count == 0 || first >= r->nr_chunks || count > r->nr_chunks - first || owner_tag == 0)
+		return -EINVAL;
+	return claim_run(chunk_tags(r), first, count, owner_tag, &busy) ? 0 : -EBUSY;
+}
+
 int64_t ivrdma_chunk_alloc(const struct ivrdma_region *r, uint32_t count, uint32_t owner_tag,
 			   uint32_t hint)
 {

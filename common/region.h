@@ -73,6 +73,9 @@ static inline uint64_t ivrdma_chunk_size(const struct ivrdma_region *r)
  */
 int64_t ivrdma_chunk_alloc(const struct ivrdma_region *r, uint32_t count, uint32_t owner_tag,
 			   uint32_t hint);
+/* Claims exactly chunks [first, first + count), all or none: 0, -EBUSY or -EINVAL. */
+int ivrdma_chunk_claim(const struct ivrdma_region *r, uint32_t first, uint32_t count,
+		       uint32_t owner_tag);
 /* Frees chunks still tagged 'owner_tag'; returns how many it freed. */
 uint32_t ivrdma_chunk_free(const struct ivrdma_region *r, uint32_t first, uint32_t count,
 			   uint32_t owner_tag);

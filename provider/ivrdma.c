@@ -246,7 +246,8 @@ static int attach_region(struct ivrdma_context *ctx, struct ivt_options *opts)
 static void release_context(struct ivrdma_context *ctx)
 {
 	ivrdma_events_stop(ctx); /* before the doorbells it sleeps on go */
-	if (ctx->transport) /* while the region is mapped and my tag is live */
+	/* MRs left registered go while the region is mapped and my tag is live. */
+	if (ctx->transport)
 		ivrdma_mrs_release(ctx);
 	ivrdma_ctx_record_close(ctx);
 	if (ctx->transport)

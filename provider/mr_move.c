@@ -48,12 +48,13 @@
 
 struct ivrdma_span {
 	uintptr_t start, end;
-	uint64_t region_id;	       /* whose chunks hold the pages */
-	uint64_t file_dev, file_ino;   /* the region's file, as the maps list it */
-	struct ivrdma_context *holder; /* its owner tag marks the chunks */
-	uint32_t first_chunk, nr_chunks;
-	struct ivrdma_mr *mrs; /* the MRs using it, through span_next */
-	bool detached;	       /* no longer at its addresses: only its MRs use it */
+	uint64_t region_id;		 /* whose chunks hold the pages */
+	uint64_t file_dev, file_ino;	 /* the region's file, as the maps list it */
+	struct ivrdma_context *holder;	 /* its owner tag marks the chunks */
+	uint32_t first_chunk, nr_chunks; /* the run holding it, perhaps with room to spare */
+	uint64_t base;			 /* region offset of the byte at start */
+	struct ivrdma_mr *mrs;		 /* the MRs using it, through span_next */
+	bool detached;			 /* no longer at its addresses: only its MRs use it */
 	struct ivrdma_span *next;
 };
 
@@ -63,8 +64,7 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* What the maps say of the region: the file holding ctx's mapping of it. */
 struct region_file {
-	uint64_t id, dev, ino, chunk_area_offset;
-	uint32_t chunk_shift;
+	uint64_t id, dev, ino;
 };
 
 static int region_file_of(const struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
@@ -74,11 +74,7 @@ static int region_file_of(const struct ivrdma_context *ctx, const struct ivrdma_
 
 	if (!m || !m->shared)
 		return EFAULT;
-	*f = (struct region_file){.id = ctx->region.region_id,
-				  .dev = m->dev,
-				  .ino = m->ino,
-				  .chunk_area_offset = ctx->region.chunk_area_offset,
-				  .chunk_shift = ctx->region.chunk_shift};
+	*f = (struct region_file){.id = ctx->region.region_id, .dev = m->dev, .ino = m->ino};
 	return 0;
 }
 
@@ -87,20 +83,11 @@ static bool is_region_map(const struct ivrdma_map *m, uint64_t dev, uint64_t ino
 	return m->shared && m->dev == dev && m->ino == ino;
 }
 
-/* The file offset the span's byte at addr has (its chunks are contiguous). */
-static uint64_t span_file_offset(const struct ivrdma_span *sp, uint64_t area, uint32_t shift,
-				 uintptr_t addr)
-{
-	return area + ((uint64_t)sp->first_chunk << shift) + (addr - sp->start);
-}
-
-/* Is the span's chunk mapped at addr, as the mapping m holding addr shows? */
-static bool at_home(const struct ivrdma_span *sp, const struct region_file *f,
-		    const struct ivrdma_map *m, uintptr_t addr)
+/* Is the span's byte at addr mapped there, as the mapping m holding addr shows? */
+static bool at_home(const struct ivrdma_span *sp, const struct ivrdma_map *m, uintptr_t addr)
 {
 	return m && is_region_map(m, sp->file_dev, sp->file_ino) &&
-	       m->offset + (addr - m->lo) ==
-		   span_file_offset(sp, f->chunk_area_offset, f->chunk_shift, addr);
+	       m->offset + (addr - m->lo) == sp->base + (addr - sp->start);
 }
 
 static bool span_intact(const struct ivrdma_span *sp, const struct region_file *f,
@@ -109,7 +96,7 @@ static bool span_intact(const struct ivrdma_span *sp, const struct region_file *
 	for (uintptr_t a = sp->start; a < sp->end;) {
 		const struct ivrdma_map *m = ivrdma_maps_find(maps, a);
 
-		if (!at_home(sp, f, m, a))
+		if (!at_home(sp, m, a))
 			return false;
 		a = m->hi;
 	}
@@ -179,9 +166,8 @@ static bool on_my_stack(uintptr_t start, uintptr_t end)
 struct page_job {
 	void (*fn)(struct page_job *job);
 	struct ivrdma_context *ctx; /* NULL: nobody to hold writers off (a fork child) */
-	struct ivrdma_span *sp;
-	uint8_t *dst;
-	uintptr_t lo, hi;
+	uintptr_t lo, hi;	    /* the pages */
+	uint64_t offset;	    /* map_in: where in the region they go */
 	int rc;
 };
 
@@ -204,36 +190,50 @@ static void run_page_job(struct page_job *job)
 	pthread_join(t, NULL);
 }
 
-/* The move itself: copy, then the region's chunks mapped over the pages. */
+/* The move itself: copy, then the region's bytes at 'offset' mapped over the pages. */
 static void map_in(struct page_job *job)
 {
 	struct ivrdma_context *ctx = job->ctx;
-	struct ivrdma_span *sp = job->sp;
-	uint64_t len = sp->end - sp->start;
-	bool frozen = ivrdma_pages_freeze(ctx, sp->start, sp->end, true);
+	uint64_t len = job->hi - job->lo;
+	uint8_t *dst = ivrdma_chunk_span(&ctx->region, job->offset, len);
+	bool frozen;
 
-	copy_pages((uint64_t *)job->dst, (const uint64_t *)sp->start, len);
-	job->rc = ivt_map_at(ctx->transport, (void *)sp->start,
-			     ivrdma_chunk_offset(&ctx->region, sp->first_chunk), len,
-			     PROT_READ | PROT_WRITE);
+	if (!dst) {
+		job->rc = -ERANGE;
+		return;
+	}
+	frozen = ivrdma_pages_freeze(ctx, job->lo, job->hi, true);
+	copy_pages((uint64_t *)dst, (const uint64_t *)job->lo, len);
+	job->rc =
+	    ivt_map_at(ctx->transport, (void *)job->lo, job->offset, len, PROT_READ | PROT_WRITE);
 	if (frozen)
-		ivrdma_pages_thaw(ctx, sp->start, sp->end, job->rc == 0);
+		ivrdma_pages_thaw(ctx, job->lo, job->hi, job->rc == 0);
+	if (job->rc)
+		ivrdma_dbg("cannot map the region over %#lx-%#lx: %s", (unsigned long)job->lo,
+			   (unsigned long)job->hi, strerror(-job->rc));
+}
+
+/* Pages [lo, hi) into the region at 'offset': 0 or a positive errno. */
+static int move_pages(struct ivrdma_context *ctx, uintptr_t lo, uintptr_t hi, uint64_t offset)
+{
+	struct page_job job = {.fn = map_in, .ctx = ctx, .lo = lo, .hi = hi, .offset = offset};
+
+	run_page_job(&job);
+	return -job.rc;
 }
 
 /* Copies [start, end) into new chunks of ctx and maps them over the same addresses. */
 static int move_in(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 {
-	struct page_job job = {.fn = map_in, .ctx = ctx, .sp = sp, .lo = sp->start, .hi = sp->end};
+	int rc;
 
-	job.dst = ivrdma_ring_alloc(ctx, sp->end - sp->start, &sp->first_chunk, &sp->nr_chunks);
-	if (!job.dst)
+	if (!ivrdma_ring_alloc(ctx, sp->end - sp->start, &sp->first_chunk, &sp->nr_chunks))
 		return ENOSPC;
-	run_page_job(&job);
-	if (job.rc) {
-		ivrdma_dbg("cannot map the region over %#lx-%#lx: %s", (unsigned long)sp->start,
-			   (unsigned long)sp->end, strerror(-job.rc));
+	sp->base = ivrdma_chunk_offset(&ctx->region, sp->first_chunk);
+	rc = move_pages(ctx, sp->start, sp->end, sp->base);
+	if (rc) {
 		ivrdma_ring_free(ctx, sp->first_chunk, sp->nr_chunks);
-		return -job.rc;
+		return rc;
 	}
 	sp->holder = ctx;
 	return 0;
@@ -291,7 +291,7 @@ static void privatize_span(struct ivrdma_context *ctx, struct ivrdma_span *sp,
 		uintptr_t lo = m->lo > sp->start ? m->lo : sp->start;
 		uintptr_t hi = m->hi < sp->end ? m->hi : sp->end;
 
-		if (f ? at_home(sp, f, m, lo) : is_region_map(m, sp->file_dev, sp->file_ino))
+		if (f ? at_home(sp, m, lo) : is_region_map(m, sp->file_dev, sp->file_ino))
 			privatize(ctx, lo, hi);
 	}
 }
@@ -307,15 +307,12 @@ static void unlink_span(struct ivrdma_span *sp)
 
 static void link_mr(struct ivrdma_span *sp, struct ivrdma_mr *mr)
 {
-	const struct ivrdma_context *ctx = to_ictx(mr->vmr.ibv_mr.context);
 	uintptr_t addr = (uintptr_t)mr->vmr.ibv_mr.addr;
 
 	mr->span = sp;
 	mr->span_next = sp->mrs;
 	sp->mrs = mr;
-	__atomic_store_n(&mr->s->region_offset,
-			 ivrdma_chunk_offset(&ctx->region, sp->first_chunk) + (addr - sp->start),
-			 __ATOMIC_RELEASE);
+	__atomic_store_n(&mr->s->region_offset, sp->base + (addr - sp->start), __ATOMIC_RELEASE);
 }
 
 /* The MRs of 'old', which 'nsp' replaces, now live in it; 'old' goes. */
@@ -337,15 +334,76 @@ static bool overlaps(const struct ivrdma_span *sp, uintptr_t start, uintptr_t en
 	return !sp->detached && sp->start < end && start < sp->end;
 }
 
+/* Chunks [first, first + count) for 'tag', claimed as they are: 0 or nonzero. */
+static int claim(const struct ivrdma_region *r, uint32_t first, uint32_t count, uint32_t tag)
+{
+	return count ? ivrdma_chunk_claim(r, first, count, tag) : 0;
+}
+
+static void unclaim(const struct ivrdma_region *r, uint32_t first, uint32_t count, uint32_t tag)
+{
+	if (count)
+		ivrdma_chunk_free(r, first, count, tag);
+}
+
 /*
- * A new span over [start, end) grown to the union of the spans it
- * touches, moved in, with their MRs. Returns it, or NULL with errno.
+ * Grows a span to [start, end) without moving what it holds: the new
+ * pages go into the region right before and after its bytes, in its run's
+ * spare room or in chunks around the run, claimed if free. Its MRs keep
+ * their region offsets, so a peer's RDMA write in flight into them lands
+ * where it should; moving the span would copy the bytes away from under
+ * such a write. False if the chunks around the run are taken.
+ */
+static bool grow_in_place(struct ivrdma_context *ctx, struct ivrdma_span *sp, uintptr_t start,
+			  uintptr_t end)
+{
+	const struct ivrdma_region *r = &ctx->region;
+	uint64_t area = r->chunk_area_offset, before = sp->start - start;
+	uint64_t lo = sp->base - before, hi = sp->base + (end - sp->start);
+	uint32_t tag = sp->holder->owner_tag, last_old = sp->first_chunk + sp->nr_chunks - 1;
+	uint32_t first, last, n_before, n_after;
+
+	if (sp->base - area < before || hi - area > (uint64_t)r->nr_chunks << r->chunk_shift)
+		return false;
+	first = (uint32_t)((lo - area) >> r->chunk_shift);
+	last = (uint32_t)((hi - 1 - area) >> r->chunk_shift);
+	n_before = first < sp->first_chunk ? sp->first_chunk - first : 0;
+	n_after = last > last_old ? last - last_old : 0;
+	if (claim(r, first, n_before, tag))
+		return false;
+	if (claim(r, last_old + 1, n_after, tag)) {
+		unclaim(r, first, n_before, tag);
+		return false;
+	}
+	if (start < sp->start && move_pages(ctx, start, sp->start, lo))
+		goto undo;
+	if (end > sp->end && move_pages(ctx, sp->end, end, sp->base + (sp->end - sp->start))) {
+		if (start < sp->start)
+			privatize(ctx, start, sp->start); /* the part in front had moved */
+		goto undo;
+	}
+	sp->first_chunk -= n_before;
+	sp->nr_chunks += n_before + n_after;
+	sp->base = lo;
+	sp->start = start;
+	sp->end = end;
+	return true;
+undo:
+	unclaim(r, first, n_before, tag);
+	unclaim(r, last_old + 1, n_after, tag);
+	return false;
+}
+
+/*
+ * A span over [start, end), grown to the union of the spans it touches:
+ * the one it touches grown in place if it can be, else a new span moved
+ * in with their MRs. Returns it, or NULL with errno.
  */
 static struct ivrdma_span *build_span(struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
 				      const struct region_file *f, uintptr_t start, uintptr_t end)
 {
-	struct ivrdma_span *sp, *nsp;
-	int rc;
+	struct ivrdma_span *sp, *nsp, *only = NULL;
+	int rc, touched = 0;
 
 	for (sp = spans; sp; sp = sp->next)
 		if (overlaps(sp, start, end)) {
@@ -356,11 +414,17 @@ static struct ivrdma_span *build_span(struct ivrdma_context *ctx, const struct i
 			}
 			start = sp->start < start ? sp->start : start;
 			end = sp->end > end ? sp->end : end;
+			only = sp;
+			touched++;
 		}
 	rc = check_movable(maps, f, start, end);
-	nsp = rc ? NULL : calloc(1, sizeof(*nsp));
+	if (rc)
+		return ivrdma_fail_null(rc);
+	if (touched == 1 && grow_in_place(ctx, only, start, end))
+		return only;
+	nsp = calloc(1, sizeof(*nsp));
 	if (!nsp)
-		return ivrdma_fail_null(rc ? rc : ENOMEM);
+		return ivrdma_fail_null(ENOMEM);
 	*nsp = (struct ivrdma_span){
 	    .start = start, .end = end, .region_id = f->id, .file_dev = f->dev, .file_ino = f->ino};
 	rc = move_in(ctx, nsp);
@@ -368,7 +432,11 @@ static struct ivrdma_span *build_span(struct ivrdma_context *ctx, const struct i
 		free(nsp);
 		return ivrdma_fail_null(rc);
 	}
-	/* Re-point the MRs before the chunks they used are freed. */
+	/*
+	 * Re-point the MRs before the chunks they used are freed. A peer's
+	 * write into them between the copy and the re-point is lost: the
+	 * registration race grow_in_place avoids where it can.
+	 */
 	for (sp = spans; sp;) {
 		struct ivrdma_span *next = sp->next;
 

@@ -1663,6 +1663,56 @@ static void mr_mremapped(void)
 	munmap(q, 2 * len);
 }
 
+/* The region offset of the page at addr, from the maps (a region page). */
+static uint64_t region_offset_at(const void *addr)
+{
+	char l[512];
+	unsigned long lo = 0, off = 0;
+
+	maps_line(addr, l, sizeof(l));
+	REQUIRE(sscanf(l, "%lx-%*x %*s %lx", &lo, &off) == 2, "maps line: %s", l);
+	return off + (((uintptr_t)addr & ~(page_size() - 1)) - lo);
+}
+
+/*
+ * A registration that extends a registered range forward grows its span
+ * in place: the registered pages stay where they are in the region, so
+ * a peer writing into them meanwhile cannot lose its bytes to a copy.
+ */
+static void mr_grows_in_place(void)
+{
+	size_t pg = page_size();
+	uint8_t *p = mmap(NULL, 8 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct ibv_mr *m1, *m2, *m3;
+	uint64_t off;
+
+	REQUIRE(p != MAP_FAILED, "mmap");
+	fill(p, 8 * pg, 170);
+	m1 = ibv_reg_mr(A.pd, p + pg, pg, MR_ALL);
+	REQUIRE(m1, "reg_mr: %s", strerror(errno));
+	off = region_offset_at(p + pg);
+	m2 = ibv_reg_mr(A.pd, p + pg + 100, 3 * pg, MR_ALL);
+	REQUIRE(m2, "reg_mr overlapping forward: %s", strerror(errno));
+	CHECK(region_offset_at(p + pg) == off, "growing forward left the registered page in place");
+	m3 = ibv_reg_mr(A.pd, p, 2 * pg,
+			MR_ALL); /* backward: in place if the chunk before is free */
+	REQUIRE(m3, "reg_mr overlapping backward: %s", strerror(errno));
+	CHECK(pat_diff(p, 8 * pg, 170) == 8 * pg, "contents kept");
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	CHECK(remote_write(p + pg + 8, m1->rkey, 64, 171) == IBV_WC_SUCCESS &&
+		  remote_write(p + 3 * pg, m2->rkey, 64, 172) == IBV_WC_SUCCESS &&
+		  remote_write(p + 10, m3->rkey, 64, 173) == IBV_WC_SUCCESS,
+	      "writes through all three");
+	CHECK(pat_diff(p + pg + 8, 64, 171) == 64 && pat_diff(p + 3 * pg, 64, 172) == 64 &&
+		  pat_diff(p + 10, 64, 173) == 64,
+	      "land at the application's addresses");
+	CHECK(ibv_dereg_mr(m2) == 0 && ibv_dereg_mr(m1) == 0 && ibv_dereg_mr(m3) == 0, "dereg");
+	CHECK(is_private_anon(p) && is_private_anon(p + 3 * pg), "private again");
+	CHECK(pat_diff(p + 3 * pg, 64, 172) == 64 && tail_is(p, 3 * pg + 64, 8 * pg, 170),
+	      "contents after dereg");
+	munmap(p, 8 * pg);
+}
+
 /* Static data: initialized (.data, a private file mapping) and zeroed (.bss). */
 static uint8_t static_data[3000] = {1};
 static uint8_t static_bss[5000];
@@ -1711,6 +1761,7 @@ static void group_mr(void)
 	mr_unmapped_under_mr();
 	mr_mremapped();
 	mr_static_and_stack();
+	mr_grows_in_place();
 }
 
 /* --- two processes: a sleeping target, a killed peer ----------------------- */

@@ -202,6 +202,12 @@ static void test_chunk_retag(void)
 	CHECK(ivrdma_chunk_free(&r, 0, 3, b) == 3 && ivrdma_chunk_free(&r, 3, 2, c) == 2,
 	      "each frees its own");
 	CHECK(ivrdma_chunks_in_use(&r) == 0, "all free");
+	REQUIRE(ivrdma_chunk_alloc(&r, 2, a, 0) == 0, "a run at 0");
+	CHECK(ivrdma_chunk_claim(&r, 1, 3, b) == -EBUSY, "a claim over a held chunk fails");
+	CHECK(ivrdma_chunks_in_use(&r) == 2, "and takes nothing: %u", ivrdma_chunks_in_use(&r));
+	CHECK(ivrdma_chunk_claim(&r, 2, 3, b) == 0, "the chunks right after it");
+	CHECK(ivrdma_chunk_claim(&r, r.nr_chunks - 1, 2, b) == -EINVAL, "past the end");
+	CHECK(ivrdma_chunk_free(&r, 2, 3, b) == 3 && ivrdma_chunk_free(&r, 0, 2, a) == 2, "free");
 }
 
 static void test_reclaim(void)
