@@ -18,12 +18,10 @@
  * other contexts' MRs use the span hands the chunks to one of them.
  *
  * The application may unmap, mremap or brk away pages of a span (UCX's
- * and Open MPI's registration caches notice and deregister later, as with
- * an HCA, whose MR keeps the pages it pinned). Before a span is used
- * again it is checked against /proc/self/maps (proc_maps.c): one no longer
- * wholly at its addresses is detached. What is still mapped of it becomes
- * private again, its MRs keep its chunks (the pinned pages, as it were)
- * until they go, and new registrations there build a new span.
+ * and Open MPI's registration caches notice and deregister later). A
+ * span may so have holes while its other MRs live on. Before pages are
+ * registered they are checked against /proc/self/maps (proc_maps.c):
+ * new memory where a span's pages were goes home into the span (rehome).
  *
  * Other threads' stores to a moving span wait for the move to end
  * (page_freeze.c): the span holds whatever the heap put around the buffer.
@@ -54,7 +52,7 @@ struct ivrdma_span {
 	uint32_t first_chunk, nr_chunks; /* the run holding it, perhaps with room to spare */
 	uint64_t base;			 /* region offset of the byte at start */
 	struct ivrdma_mr *mrs;		 /* the MRs using it, through span_next */
-	bool detached;			 /* no longer at its addresses: only its MRs use it */
+	bool detached;			 /* a fork child's: its pages private, no chunks */
 	struct ivrdma_span *next;
 };
 
@@ -88,19 +86,6 @@ static bool at_home(const struct ivrdma_span *sp, const struct ivrdma_map *m, ui
 {
 	return m && is_region_map(m, sp->file_dev, sp->file_ino) &&
 	       m->offset + (addr - m->lo) == sp->base + (addr - sp->start);
-}
-
-static bool span_intact(const struct ivrdma_span *sp, const struct region_file *f,
-			const struct ivrdma_maps *maps)
-{
-	for (uintptr_t a = sp->start; a < sp->end;) {
-		const struct ivrdma_map *m = ivrdma_maps_find(maps, a);
-
-		if (!at_home(sp, m, a))
-			return false;
-		a = m->hi;
-	}
-	return true;
 }
 
 /*
@@ -222,15 +207,35 @@ static int move_pages(struct ivrdma_context *ctx, uintptr_t lo, uintptr_t hi, ui
 	return -job.rc;
 }
 
+/*
+ * What is mapped of [lo, hi) into the region at base + (page - lo): holes
+ * (pages the application unmapped under a span) stay holes.
+ */
+static int move_mapped(struct ivrdma_context *ctx, const struct ivrdma_maps *maps, uintptr_t lo,
+		       uintptr_t hi, uint64_t base)
+{
+	const struct ivrdma_map *end = maps->v + maps->n;
+	int rc = 0;
+
+	for (const struct ivrdma_map *m = ivrdma_maps_next(maps, lo);
+	     !rc && m && m < end && m->lo < hi; m++) {
+		uintptr_t a = m->lo > lo ? m->lo : lo, b = m->hi < hi ? m->hi : hi;
+
+		rc = move_pages(ctx, a, b, base + (a - lo));
+	}
+	return rc;
+}
+
 /* Copies [start, end) into new chunks of ctx and maps them over the same addresses. */
-static int move_in(struct ivrdma_context *ctx, struct ivrdma_span *sp)
+static int move_in(struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
+		   struct ivrdma_span *sp)
 {
 	int rc;
 
 	if (!ivrdma_ring_alloc(ctx, sp->end - sp->start, &sp->first_chunk, &sp->nr_chunks))
 		return ENOSPC;
 	sp->base = ivrdma_chunk_offset(&ctx->region, sp->first_chunk);
-	rc = move_pages(ctx, sp->start, sp->end, sp->base);
+	rc = move_mapped(ctx, maps, sp->start, sp->end, sp->base);
 	if (rc) {
 		ivrdma_ring_free(ctx, sp->first_chunk, sp->nr_chunks);
 		return rc;
@@ -403,7 +408,10 @@ static struct ivrdma_span *build_span(struct ivrdma_context *ctx, const struct i
 				      const struct region_file *f, uintptr_t start, uintptr_t end)
 {
 	struct ivrdma_span *sp, *nsp, *only = NULL;
-	int rc, touched = 0;
+	int rc = check_movable(maps, f, start, end), touched = 0;
+
+	if (rc)
+		return ivrdma_fail_null(rc);
 
 	for (sp = spans; sp; sp = sp->next)
 		if (overlaps(sp, start, end)) {
@@ -417,9 +425,6 @@ static struct ivrdma_span *build_span(struct ivrdma_context *ctx, const struct i
 			only = sp;
 			touched++;
 		}
-	rc = check_movable(maps, f, start, end);
-	if (rc)
-		return ivrdma_fail_null(rc);
 	if (touched == 1 && grow_in_place(ctx, only, start, end))
 		return only;
 	nsp = calloc(1, sizeof(*nsp));
@@ -427,7 +432,7 @@ static struct ivrdma_span *build_span(struct ivrdma_context *ctx, const struct i
 		return ivrdma_fail_null(ENOMEM);
 	*nsp = (struct ivrdma_span){
 	    .start = start, .end = end, .region_id = f->id, .file_dev = f->dev, .file_ino = f->ino};
-	rc = move_in(ctx, nsp);
+	rc = move_in(ctx, maps, nsp);
 	if (rc) {
 		free(nsp);
 		return ivrdma_fail_null(rc);
@@ -449,18 +454,37 @@ static struct ivrdma_span *build_span(struct ivrdma_context *ctx, const struct i
 	return nsp;
 }
 
-/* Spans under [start, end) that the application unmapped or moved in part are detached. */
-static void detach_moved_spans(struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
-			       const struct region_file *f, uintptr_t start, uintptr_t end)
+/*
+ * The pages of [start, end) that lie in spans but are no longer theirs
+ * (the application unmapped them and mapped new memory there, or shrank
+ * and regrew its heap) go home: the new memory is copied into the span's
+ * bytes for those pages and mapped there, so the new registration and
+ * every MR still using the span agree. An MR that covered only such
+ * pages is stale (its library deregisters it): it now reaches the new
+ * memory, where an HCA would keep the old pages. The other MRs of the
+ * span, whose pages never went away, are untouched.
+ */
+static int rehome(struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
+		  const struct region_file *f, uintptr_t start, uintptr_t end)
 {
-	for (struct ivrdma_span *sp = spans; sp; sp = sp->next)
-		if (overlaps(sp, start, end) && sp->region_id == f->id &&
-		    !span_intact(sp, f, maps)) {
-			ivrdma_dbg("pages at %#lx-%#lx were unmapped or moved since registration",
-				   (unsigned long)sp->start, (unsigned long)sp->end);
-			privatize_span(ctx, sp, f, maps);
-			sp->detached = true;
+	int rc = check_movable(maps, f, start, end);
+
+	for (struct ivrdma_span *sp = spans; !rc && sp; sp = sp->next) {
+		uintptr_t lo = sp->start > start ? sp->start : start;
+		uintptr_t hi = sp->end < end ? sp->end : end;
+
+		if (!overlaps(sp, start, end) || sp->region_id != f->id)
+			continue;
+		for (uintptr_t a = lo; !rc && a < hi;) {
+			const struct ivrdma_map *m = ivrdma_maps_find(maps, a);
+			uintptr_t b = m->hi < hi ? m->hi : hi; /* check_movable: no hole */
+
+			if (!at_home(sp, m, a))
+				rc = move_pages(ctx, a, b, sp->base + (a - sp->start));
+			a = b;
 		}
+	}
+	return rc;
 }
 
 static struct ivrdma_span *find_span(uint64_t region_id, uintptr_t start, uintptr_t end)
@@ -521,13 +545,13 @@ static int add_locked(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_
 		return rc;
 	rc = region_file_of(ctx, &maps, &f);
 	if (!rc) {
-		detach_moved_spans(ctx, &maps, &f, start, end);
-		sp = find_span(f.id, start, end);
-		if (!sp)
+		rc = rehome(ctx, &maps, &f, start, end);
+		sp = rc ? NULL : find_span(f.id, start, end);
+		if (!rc && !sp)
 			sp = build_span(ctx, &maps, &f, start, end);
 		if (sp)
 			link_mr(sp, mr);
-		else
+		else if (!rc)
 			rc = errno;
 	}
 	ivrdma_maps_free(&maps);
@@ -563,13 +587,22 @@ static void retire(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 	struct region_file f;
 
 	if (!sp->detached) {
-		if (ivrdma_maps_read(&maps) == 0) {
-			if (region_file_of(ctx, &maps, &f) == 0)
-				privatize_span(ctx, sp, &f, &maps);
+		int rc = ivrdma_maps_read(&maps);
+
+		if (!rc && region_file_of(ctx, &maps, &f)) {
 			ivrdma_maps_free(&maps);
-		} else {
-			privatize(ctx, sp->start, sp->end);
+			rc = EFAULT;
 		}
+		if (rc) {
+			/* Which pages are still its own is unknown: keep them, chunks and all. */
+			ivrdma_dbg("cannot read the maps: pages at %#lx stay in the region",
+				   (unsigned long)sp->start);
+			unlink_span(sp);
+			free(sp);
+			return;
+		}
+		privatize_span(ctx, sp, &f, &maps);
+		ivrdma_maps_free(&maps);
 	}
 	ivrdma_ring_free(sp->holder, sp->first_chunk, sp->nr_chunks);
 	unlink_span(sp);

@@ -1604,10 +1604,8 @@ static void mr_fork_child_private(void)
 
 /*
  * The application unmaps a registered buffer and maps new memory at the
- * same address: as with an HCA, the old MR keeps the old pages (writes
- * through it succeed and reach nothing the application sees), a new
- * registration there takes the new pages, and deregistering the old MR
- * leaves the new memory alone.
+ * same address: a new registration there takes the new memory, and
+ * deregistering the old (stale) MR leaves the new memory alone.
  */
 static void mr_unmapped_under_mr(void)
 {
@@ -1627,15 +1625,54 @@ static void mr_unmapped_under_mr(void)
 	REQUIRE(nw, "the new memory registers: %s", strerror(errno));
 	CHECK(pat_diff(q, len, 140) == len, "its contents kept");
 	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
-	CHECK(remote_write(q + 8, nw->rkey, 64, 141) == IBV_WC_SUCCESS, "write via the new MR");
-	CHECK(remote_write(q + 200, old->rkey, 64, 142) == IBV_WC_SUCCESS,
-	      "the old MR still takes writes (into its own pages)");
-	CHECK(pat_diff(q + 8, 64, 141) == 64 && tail_is(q, 72, len, 140),
-	      "the new memory has the new MR's write only");
+	CHECK(remote_write(q + 8, nw->rkey, 64, 141) == IBV_WC_SUCCESS &&
+		  pat_diff(q + 8, 64, 141) == 64,
+	      "write via the new MR");
 	CHECK(ibv_dereg_mr(old) == 0 && is_region_page(q), "dereg of the old MR leaves the new");
+	CHECK(remote_write(q + 300, nw->rkey, 64, 142) == IBV_WC_SUCCESS &&
+		  pat_diff(q + 300, 64, 142) == 64,
+	      "the new MR works on");
 	CHECK(ibv_dereg_mr(nw) == 0 && is_private_anon(q), "private after the new MR goes");
 	CHECK(pat_diff(q + 8, 64, 141) == 64 && pat_diff(q, 8, 140) == 8, "contents");
 	munmap(q, len);
+}
+
+/*
+ * Two registrations share a span; the application frees the memory of
+ * one and maps new memory there (a heap that shrinks and grows again):
+ * the other MR, whose pages never went away, keeps working (Open MPI's
+ * registration cache lost messages when it did not).
+ */
+static void mr_neighbour_unmapped(void)
+{
+	size_t pg = page_size();
+	uint8_t *p = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct ibv_mr *m1, *m2, *m3;
+
+	REQUIRE(p != MAP_FAILED, "mmap");
+	fill(p, 4 * pg, 180);
+	m1 = ibv_reg_mr(A.pd, p, 2 * pg, MR_ALL);
+	m2 = ibv_reg_mr(A.pd, p + 2 * pg, 2 * pg, MR_ALL);
+	REQUIRE(m1 && m2, "reg_mr: %s", strerror(errno));
+	REQUIRE(munmap(p + 2 * pg, 2 * pg) == 0, "unmap m2's pages");
+	REQUIRE(mmap(p + 2 * pg, 2 * pg, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == p + 2 * pg,
+		"new memory there");
+	fill(p + 2 * pg, 2 * pg, 181);
+	m3 = ibv_reg_mr(A.pd, p + 2 * pg, 2 * pg, MR_ALL);
+	REQUIRE(m3, "the new memory registers: %s", strerror(errno));
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	CHECK(remote_write(p + 100, m1->rkey, 64, 182) == IBV_WC_SUCCESS &&
+		  pat_diff(p + 100, 64, 182) == 64,
+	      "the neighbour's MR still reaches the application's memory");
+	CHECK(remote_write(p + 2 * pg + 8, m3->rkey, 64, 183) == IBV_WC_SUCCESS &&
+		  pat_diff(p + 2 * pg + 8, 64, 183) == 64,
+	      "and so does the new one");
+	CHECK(ibv_dereg_mr(m2) == 0 && ibv_dereg_mr(m1) == 0 && ibv_dereg_mr(m3) == 0, "dereg");
+	CHECK(is_private_anon(p) && is_private_anon(p + 3 * pg), "private again");
+	CHECK(pat_diff(p + 100, 64, 182) == 64 && pat_diff(p + 2 * pg + 8, 64, 183) == 64,
+	      "contents after dereg");
+	munmap(p, 4 * pg);
 }
 
 /* A registered buffer moved by mremap (realloc does) registers at its new address. */
@@ -1759,6 +1796,7 @@ static void group_mr(void)
 	mr_handover_on_close();
 	mr_fork_child_private();
 	mr_unmapped_under_mr();
+	mr_neighbour_unmapped();
 	mr_mremapped();
 	mr_static_and_stack();
 	mr_grows_in_place();
