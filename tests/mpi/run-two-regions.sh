@@ -138,7 +138,8 @@ job_cmd() { # job_cmd PROGRAM
 		;;
 	mpich)
 		mapfile -t apps < <(mpmd mpich "$1")
-		cmd=(env "${ucx_env[@]}" MPIR_CVAR_NOLOCAL=1 mpiexec.mpich "${apps[@]}")
+		# UCX_RC_VERBS_SEG_SIZE=8193: as in run-mpi-test.sh (MPICH's vector receives).
+		cmd=(env "${ucx_env[@]}" UCX_RC_VERBS_SEG_SIZE=8193 MPIR_CVAR_NOLOCAL=1 mpiexec.mpich "${apps[@]}")
 		;;
 	*) fail "unknown group $group" ;;
 	esac
