@@ -283,11 +283,11 @@ static void privatize(struct ivrdma_context *ctx, uintptr_t lo, uintptr_t hi)
 
 /*
  * Private pages back wherever the span's chunks are still mapped where it
- * put them. With no region file known (a fork child), wherever the maps
- * show the region file at all.
+ * put them; in a fork child ('any_region_page'), wherever the maps show
+ * the region file at all, for the child shares all of them.
  */
-static void privatize_span(struct ivrdma_context *ctx, struct ivrdma_span *sp,
-			   const struct region_file *f, const struct ivrdma_maps *maps)
+static void privatize_span(struct ivrdma_context *ctx, struct ivrdma_span *sp, bool any_region_page,
+			   const struct ivrdma_maps *maps)
 {
 	const struct ivrdma_map *end = maps->v + maps->n;
 
@@ -296,7 +296,8 @@ static void privatize_span(struct ivrdma_context *ctx, struct ivrdma_span *sp,
 		uintptr_t lo = m->lo > sp->start ? m->lo : sp->start;
 		uintptr_t hi = m->hi < sp->end ? m->hi : sp->end;
 
-		if (f ? at_home(sp, m, lo) : is_region_map(m, sp->file_dev, sp->file_ino))
+		if (any_region_page ? is_region_map(m, sp->file_dev, sp->file_ino)
+				    : at_home(sp, m, lo))
 			privatize(ctx, lo, hi);
 	}
 }
@@ -519,7 +520,7 @@ static void fork_child(void)
 
 	for (struct ivrdma_span *sp = spans; sp; sp = sp->next) {
 		if (!sp->detached && have_maps)
-			privatize_span(NULL, sp, NULL, &maps);
+			privatize_span(NULL, sp, true, &maps);
 		sp->detached = true;
 		sp->nr_chunks = 0;
 	}
@@ -584,16 +585,9 @@ static void unlink_mr(struct ivrdma_span *sp, struct ivrdma_mr *mr)
 static void retire(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 {
 	struct ivrdma_maps maps;
-	struct region_file f;
 
 	if (!sp->detached) {
-		int rc = ivrdma_maps_read(&maps);
-
-		if (!rc && region_file_of(ctx, &maps, &f)) {
-			ivrdma_maps_free(&maps);
-			rc = EFAULT;
-		}
-		if (rc) {
+		if (ivrdma_maps_read(&maps)) {
 			/* Which pages are still its own is unknown: keep them, chunks and all. */
 			ivrdma_dbg("cannot read the maps: pages at %#lx stay in the region",
 				   (unsigned long)sp->start);
@@ -601,7 +595,7 @@ static void retire(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 			free(sp);
 			return;
 		}
-		privatize_span(ctx, sp, &f, &maps);
+		privatize_span(ctx, sp, false, &maps);
 		ivrdma_maps_free(&maps);
 	}
 	ivrdma_ring_free(sp->holder, sp->first_chunk, sp->nr_chunks);
