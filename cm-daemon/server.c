@@ -337,15 +337,16 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 	d->peers[p->id] = NULL;
 	d->nr_peers--;
 	directory_peer_left(d, p);
+	contexts_peer_gone(d, p->id);
+	ivrdma_region_reclaim_peer(&d->region, p->id, &got);
+	directory_peer_freed(d, p);
+	/* The others hear of it once its objects are reclaimed and its entry is free. */
 	for (uint32_t i = 0; i < d->cfg.max_peers; i++) {
 		if (d->peers[i]) {
 			queue_drop_peer(d->peers[i], p->id);
 			peer_send(d, d->peers[i], p->id, -1);
 		}
 	}
-	contexts_peer_gone(d, p->id);
-	ivrdma_region_reclaim_peer(&d->region, p->id, &got);
-	directory_peer_freed(d, p);
 	ring_control_all(d);
 	log_info("peer %u left node %s: %s; reclaimed %u chunks, %u QPs, %u CQs, %u SRQs, %u MRs",
 		 p->id, ivrdma_region_node(&d->region, p->node)->name, p->doom_reason, got.chunks,

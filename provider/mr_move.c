@@ -135,17 +135,64 @@ copy_pages(uint64_t *dst, const uint64_t *src, uint64_t len)
  * a thaw only it can do. Such a move runs on a thread of its own, while
  * this one waits in pthread_join and touches no stack.
  */
-static bool on_my_stack(uintptr_t start, uintptr_t end)
+static uintptr_t main_stack_lo, main_stack_hi;
+static pthread_t main_stack_owner; /* the thread whose bounds these are */
+
+/* Bounds of the calling thread's stack: false if unknown. */
+static bool thread_stack(uintptr_t *lo, uintptr_t *hi)
 {
 	pthread_attr_t attr;
 	void *base = NULL;
 	size_t size = 0;
 
 	if (pthread_getattr_np(pthread_self(), &attr))
-		return true; /* unknown: the safe way */
+		return false;
 	pthread_attr_getstack(&attr, &base, &size);
 	pthread_attr_destroy(&attr);
-	return start < (uintptr_t)base + size && (uintptr_t)base < end;
+	*lo = (uintptr_t)base;
+	*hi = (uintptr_t)base + size;
+	return size != 0;
+}
+
+/*
+ * glibc finds the main thread's stack in /proc/self/maps, as the mapping
+ * holding its top, below the mapping before it. Once part of the stack
+ * has moved into the region that mapping is only what is left above the
+ * moved pages: taken before any page moves, the bounds stay whole. Other
+ * threads' bounds come from their descriptors and are always whole.
+ */
+static void main_stack_once(void)
+{
+	main_stack_owner = pthread_self();
+	if (!thread_stack(&main_stack_lo, &main_stack_hi))
+		main_stack_lo = main_stack_hi = 0;
+}
+
+static pthread_once_t main_stack_known = PTHREAD_ONCE_INIT;
+
+/*
+ * As the provider loads: on the main thread as a rule, before any page of
+ * its stack can have moved. Loaded by another thread, the bounds kept are
+ * that thread's (exact anyway) and the main thread's are looked up each time.
+ */
+__attribute__((constructor)) static void main_stack_bounds(void)
+{
+	pthread_once(&main_stack_known, main_stack_once);
+}
+
+static bool on_my_stack(uintptr_t start, uintptr_t end)
+{
+	uintptr_t lo, hi;
+
+	/* A fork child's thread keeps its pthread_self(), and its stack's addresses. */
+	main_stack_bounds();
+	if (main_stack_hi && pthread_equal(pthread_self(), main_stack_owner)) {
+		lo = main_stack_lo;
+		hi = main_stack_hi;
+	} else if (!thread_stack(&lo, &hi)) {
+		return true; /* unknown: the safe way */
+	}
+	return start < hi && lo < end;
 }
 
 struct page_job {

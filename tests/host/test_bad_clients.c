@@ -417,13 +417,23 @@ static long cpu_ticks(pid_t pid)
  * A client with a small receive buffer that never reads, while others
  * join and leave: the daemon queues for it up to PEER_QUEUE_MAX, keeps
  * answering, then drops it and gives back every fd the queue held.
+ *
+ * A peer that joins and leaves takes its eventfds back out of the queue
+ * (queue_drop_peer in server.c), so the cycling peers leave no dups
+ * behind. What shows the queue holding fds is a witness: a peer that
+ * joins once the slow client's socket is full and stays. Its eventfds
+ * wait in the slow client's queue as dups until the slow client goes.
  */
+#define WITNESS_AT 500 /* cycles: the socket (about 200 messages) is full */
+#define PEER_FDS   (1 + 4) /* the daemon's per peer: socket, eventfd per vector */
+
 static void test_slow_client(void)
 {
 	struct ivt_options opt = {.backend = IVT_BACKEND_HOST};
 	struct test_daemon d;
 	struct raw_client slow;
-	int base_fds, max_fds, rcvbuf = 1024, cycles = 0, fd, slow_id = -1;
+	struct ivt *witness = NULL;
+	int base_fds, max_fds = 0, rcvbuf = 1024, cycles = 0, fd, slow_id = -1;
 	bool dropped = false, ok;
 	unsigned int msgs = 0;
 	int64_t v, deadline;
@@ -431,7 +441,7 @@ static void test_slow_client(void)
 
 	REQUIRE(test_daemon_start(&d, 0, NULL) == 0, "ivrdmad starts");
 	opt.path = d.host_sock;
-	base_fds = max_fds = daemon_fd_count(d.pid);
+	base_fds = daemon_fd_count(d.pid);
 	REQUIRE(base_fds > 0, "count the daemon's fds");
 
 	memset(&slow, 0, sizeof(slow));
@@ -457,38 +467,59 @@ static void test_slow_client(void)
 			sleep_ms(10);
 	}
 	REQUIRE(slow_id >= 0, "slow client admitted");
+	base_fds += PEER_FDS;
 
 	for (cycles = 0; cycles < 5000 && !dropped; cycles++) {
 		struct ivt *t;
-		int rc = ivt_attach(&opt, &t, err, sizeof(err));
+		int rc;
 
+		if (cycles == WITNESS_AT) {
+			REQUIRE(ivt_attach(&opt, &witness, err, sizeof(err)) == 0, "witness: %s",
+				err);
+			base_fds += PEER_FDS;
+		}
+		rc = ivt_attach(&opt, &t, err, sizeof(err));
 		CHECK(rc == 0, "cycle %d: attach: %s", cycles, err);
 		if (rc)
 			break;
 		ivt_detach(t);
-		if (cycles % 25 == 0) {
-			int n = daemon_fd_count(d.pid);
+		if (witness)
+			CHECK(ivt_process_control(witness) >= 0, "witness reads its messages");
+		if (cycles % 25 == 0 && cycles > WITNESS_AT) {
+			/* Counted once the cycling peer is gone: slow client, witness. */
 			uint64_t set = status_peers(&d, &ok);
+			int n;
 
+			for (int i = 0; ok && __builtin_popcountll(set) > 2 && i < 100; i++) {
+				sleep_ms(1);
+				set = status_peers(&d, &ok);
+			}
+			n = daemon_fd_count(d.pid);
 			REQUIRE(ok, "cycle %d: status answers", cycles);
 			dropped = !(set & (1ull << slow_id));
-			if (n > max_fds)
+			if (!dropped && n > max_fds)
 				max_fds = n;
 		}
 	}
+	/* From here base_fds counts the witness, not the slow client. */
+	base_fds -= PEER_FDS;
 	printf("slow client dropped after %d join/leave cycles; daemon fds %d at rest, at most "
-	       "%d\n",
+	       "%d with it queued\n",
 	       cycles, base_fds, max_fds);
 	CHECK(dropped, "slow client dropped within %d cycles", cycles);
-	CHECK(max_fds <= base_fds + 10 + PEER_QUEUE_MAX,
+	CHECK(cycles > WITNESS_AT + 25, "slow client outlived the witness's join (%d)", cycles);
+	CHECK(max_fds <= base_fds + PEER_FDS + 10 + PEER_QUEUE_MAX,
 	      "daemon fds bounded by the queue limit: %d (at rest %d)", max_fds, base_fds);
-	CHECK(max_fds > base_fds + 10, "the queue did hold fds (%d at most)", max_fds);
+	CHECK(max_fds >= base_fds + PEER_FDS + 4, "the queue held the witness's eventfds (%d)",
+	      max_fds);
 	/* All the dups the queue held are closed again. */
 	deadline = test_now_ms() + T_MS;
 	while (daemon_fd_count(d.pid) != base_fds && test_now_ms() < deadline)
 		sleep_ms(20);
 	CHECK(daemon_fd_count(d.pid) == base_fds, "daemon fds back to %d: %d", base_fds,
 	      daemon_fd_count(d.pid));
+	if (witness)
+		ivt_detach(witness);
 
 	/* The slow client gets what was in flight, in order, then EOF. */
 	CHECK(raw_recv(&slow, T_MS, &v, &fd) == 1 && v == 0 && fd < 0, "slow: version");
