@@ -424,7 +424,7 @@ static long cpu_ticks(pid_t pid)
  * joins once the slow client's socket is full and stays. Its eventfds
  * wait in the slow client's queue as dups until the slow client goes.
  */
-#define WITNESS_AT 500 /* cycles: the socket (about 200 messages) is full */
+#define WITNESS_AT 500	   /* cycles: the socket (about 200 messages) is full */
 #define PEER_FDS   (1 + 4) /* the daemon's per peer: socket, eventfd per vector */
 
 static void test_slow_client(void)
