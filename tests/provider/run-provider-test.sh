@@ -290,8 +290,8 @@ tools) check_tools ;;
 verbs)
 	# Both ways: with the completion-channel shim ivrdma env preloads, and without.
 	[[ ${LD_PRELOAD:-} == *libivrdma-preload.so ]] || fail "ivrdma env: no LD_PRELOAD shim"
-	"$test_bin"
-	env -u LD_PRELOAD "$test_bin"
+	timeout -k 5 80 "$test_bin"
+	env -u LD_PRELOAD timeout -k 5 80 "$test_bin"
 	;;
 pingpong) check_pingpong ;;
 uc-pingpong) check_stock_pingpong ibv_uc_pingpong ;;
@@ -303,6 +303,8 @@ ud-pingpong) check_ud_pingpong ;;
 port-events) check_port_events ;;
 perftest) check_perftest ;;
 counters) check_counters ;;
-datapath) "$test_bin" "$group" ;;
+# Bounded below CTest's TIMEOUT: a hang ends here, where cleanup runs, and
+# not in CTest's kill, which leaves the test binary and ivrdmad behind.
+datapath) timeout -k 5 240 "$test_bin" "$group" ;;
 *) fail "unknown mode $mode" ;;
 esac
