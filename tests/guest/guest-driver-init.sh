@@ -7,6 +7,7 @@
 #                    wait for "go" on the console, then the data and
 #                    doorbell exchange with the host peer:
 #                    ivr.off ivr.len ivr.woff ivr.wseed ivr.peer ivr.vec ivr.wvec
+#                    ivr.race=1 (locked adds on one BAR2 word with the host peer)
 #   ivr.test=robust  module load/unload loop (ivr.loops, default 20), bad
 #                    ioctl and mmap arguments, the command device and its
 #                    completion channels, unbind with open mappings and
@@ -112,8 +113,9 @@ basics)
 	step attach ivshmem-drvtest attach
 	step memtype memtype
 	wait_for_go
+	race=$(param race)
 	step basics ivshmem-drvtest basics "$(param off)" "$(param len)" "$(param woff)" \
-		"$(param wseed)" "$(param peer)" "$(param vec)" "$(param wvec)" 60
+		"$(param wseed)" "$(param peer)" "$(param vec)" "$(param wvec)" 60 ${race:+race}
 	;;
 robust)
 	loops=$(param loops)

@@ -35,4 +35,23 @@ static inline uint64_t guest_pattern_next(uint64_t *state)
 	return x * 0x2545f4914f6cdd1dull;
 }
 
+/*
+ * The driver test's race on one BAR2 word (guest.driver_basics): the host
+ * peer zeroes this at its area's start before it rings the guest back;
+ * then both add 1 to counter with locked instructions, the guest from
+ * when it says started until the host says stop. Each field has its own
+ * cache line, so only the counter is fought over.
+ */
+struct guest_atomics {
+	uint64_t counter;
+	uint64_t pad0[7];
+	uint64_t started; /* the guest adds from now on */
+	uint64_t pad1[7];
+	uint64_t stop; /* the host: enough; the guest stores its count, then done */
+	uint64_t pad2[7];
+	uint64_t guest_adds;
+	uint64_t done;
+	uint64_t pad3[6];
+};
+
 #endif /* IVRDMA_GUEST_CHECKSUM_H */

@@ -7,11 +7,14 @@
  *       attach through the transport's guest backend: IVPOSITION=,
  *       VECTORS=, and the memory type of BAR2's user mapping (PTE=,
  *       PAT_INDEX=, PHYS=)
- *   ivshmem-drvtest [-d DEV] basics OFF LEN WOFF WSEED PEER VEC WVEC WAIT_S
+ *   ivshmem-drvtest [-d DEV] basics OFF LEN WOFF WSEED PEER VEC WVEC WAIT_S [race]
  *       attach; SUM= of region bytes [OFF, OFF+LEN) read through the
  *       mapping and through a MAP_FIXED ivt_map_at() mapping of the same
  *       offset; write the pattern of WSEED at [WOFF, WOFF+LEN); ring PEER's
- *       vector VEC; wait up to WAIT_S s for my vector WVEC to ring (WOKE=)
+ *       vector VEC; wait up to WAIT_S s for my vector WVEC to ring (WOKE=);
+ *       then, with "race", add 1 to the word at OFF while the host peer
+ *       does too, until it says stop (struct guest_atomics; the host
+ *       checks the sum)
  *   ivshmem-drvtest [-d DEV] badargs
  *       every ioctl and mmap with bad arguments fails cleanly
  *   ivshmem-drvtest [-d DEV] unbind BDF
@@ -44,6 +47,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -67,7 +71,7 @@ static const char *errname(int e)
 static int usage(void)
 {
 	fputs("usage: ivshmem-drvtest [-d DEV] attach | basics OFF LEN WOFF WSEED PEER VEC WVEC "
-	      "WAIT_S | badargs | unbind BDF | cmddev\n",
+	      "WAIT_S [race] | badargs | unbind BDF | cmddev\n",
 	      stderr);
 	return 2;
 }
@@ -144,25 +148,35 @@ static int cmd_attach(void)
 	return check_summary();
 }
 
-static int cmd_basics(char **a)
+/*
+ * Locked adds to a BAR2 word while the host peer adds to it too: the sum
+ * comes out right only if the guest's locked instructions are atomic
+ * against other processes on BAR2, which TCG guarantees only when it
+ * generates parallel code (QEMU's maxcpus > 1, see vm_boot in vm-lib.sh).
+ */
+static void race_adds(uint8_t *area, int wait_s)
 {
-	uint64_t off = num(a[0]), len = num(a[1]), woff = num(a[2]), seed = num(a[3]);
-	uint16_t peer = (uint16_t)num(a[4]), vec = (uint16_t)num(a[5]), wvec = (uint16_t)num(a[6]);
-	int wait_s = (int)num(a[7]);
-	struct ivt *t = attach();
-	uint8_t *base = ivt_region_base(t);
-	uint64_t fired = 0, sum, state = seed;
+	struct guest_atomics *a = (struct guest_atomics *)area;
+	time_t deadline = time(NULL) + wait_s;
+	uint64_t n = 0;
+
+	__atomic_store_n(&a->started, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&a->stop, __ATOMIC_ACQUIRE)) {
+		__atomic_fetch_add(&a->counter, 1, __ATOMIC_SEQ_CST);
+		REQUIRE(++n % 65536 || time(NULL) < deadline, "the host peer never said stop");
+	}
+	__atomic_store_n(&a->guest_adds, n, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	printf("ADDS guest=%" PRIu64 "\n", n);
+}
+
+/* ivt_map_at: the same bytes over an address of my choosing. */
+static void check_map_at(struct ivt *t, uint64_t off, uint64_t len, uint64_t sum)
+{
 	size_t maplen = (len + PAGE - 1) & ~(PAGE - 1);
 	uint8_t *fixed;
 	int rc;
 
-	REQUIRE(off % PAGE == 0 && off + len <= ivt_region_size(t) &&
-		    woff + len <= ivt_region_size(t),
-		"offsets inside the region");
-	sum = guest_fnv1a64(GUEST_FNV1A64_INIT, base + off, len);
-	printf("OFFSET=%" PRIu64 " LEN=%" PRIu64 " SUM=%016" PRIx64 "\n", off, len, sum);
-
-	/* ivt_map_at: the same bytes over an address of my choosing. */
 	fixed = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	REQUIRE(fixed != MAP_FAILED, "anonymous mmap");
 	memset(fixed, 0x5a, maplen);
@@ -173,7 +187,42 @@ static int cmd_basics(char **a)
 		      "MAP_FIXED mapping shows other bytes");
 	printf("MAP_AT=%s\n", rc == 0 ? "ok" : "failed");
 	munmap(fixed, maplen);
+}
 
+/* Woken on vector wvec: the interrupt counted, and the second file signalled too. */
+static void check_woken(uint16_t wvec, int other_efd)
+{
+	int fd = open(dev_path, O_RDWR | O_CLOEXEC);
+	struct ivrdma_ivshmem_vector_count c = {.vector = wvec};
+	struct pollfd pfd = {.fd = other_efd, .events = POLLIN};
+	uint64_t n = 0;
+
+	CHECK(fd >= 0 && ioctl(fd, IVRDMA_IVSHMEM_IOC_VECTOR_COUNT, &c) == 0 && c.count >= 1,
+	      "interrupt count of vector %u", wvec);
+	printf("WOKE vector=%u interrupts=%" PRIu64 "\n", wvec, (uint64_t)c.count);
+	close(fd);
+	CHECK(poll(&pfd, 1, 0) == 1 && read(other_efd, &n, sizeof(n)) == sizeof(n) && n >= 1,
+	      "the second file's eventfd was not signalled");
+	printf("SECOND_FILE_WOKE=%s\n", n >= 1 ? "yes" : "no");
+}
+
+static int cmd_basics(char **a, bool race)
+{
+	uint64_t off = num(a[0]), len = num(a[1]), woff = num(a[2]), seed = num(a[3]);
+	uint16_t peer = (uint16_t)num(a[4]), vec = (uint16_t)num(a[5]), wvec = (uint16_t)num(a[6]);
+	int wait_s = (int)num(a[7]);
+	struct ivt *t = attach();
+	uint8_t *base = ivt_region_base(t);
+	uint64_t fired = 0, sum, state = seed;
+	int rc;
+
+	REQUIRE(off % PAGE == 0 && off + len <= ivt_region_size(t) &&
+		    woff + len <= ivt_region_size(t),
+		"offsets inside the region");
+	sum = guest_fnv1a64(GUEST_FNV1A64_INIT, base + off, len);
+	printf("OFFSET=%" PRIu64 " LEN=%" PRIu64 " SUM=%016" PRIx64 "\n", off, len, sum);
+
+	check_map_at(t, off, len, sum);
 	for (uint64_t i = 0; i < len; i += 8) {
 		uint64_t v = guest_pattern_next(&state);
 
@@ -205,23 +254,9 @@ static int cmd_basics(char **a)
 	CHECK(rc == 1 && fired == 1ull << wvec, "wait for vector %u: rc %d fired 0x%" PRIx64, wvec,
 	      rc, fired);
 	if (rc == 1) {
-		int fd = open(dev_path, O_RDWR | O_CLOEXEC);
-		struct ivrdma_ivshmem_vector_count c = {.vector = wvec};
-
-		CHECK(fd >= 0 && ioctl(fd, IVRDMA_IVSHMEM_IOC_VECTOR_COUNT, &c) == 0 &&
-			  c.count >= 1,
-		      "interrupt count of vector %u", wvec);
-		printf("WOKE vector=%u interrupts=%" PRIu64 "\n", wvec, (uint64_t)c.count);
-		close(fd);
-
-		uint64_t n = 0;
-		struct pollfd pfd = {.fd = other_efd, .events = POLLIN};
-
-		/* The interrupt that woke me signalled the other file too. */
-		CHECK(poll(&pfd, 1, 0) == 1 && read(other_efd, &n, sizeof(n)) == sizeof(n) &&
-			  n >= 1,
-		      "the second file's eventfd was not signalled");
-		printf("SECOND_FILE_WOKE=%s\n", n >= 1 ? "yes" : "no");
+		check_woken(wvec, other_efd);
+		if (race)
+			race_adds(base + off, wait_s);
 	}
 	close(other);
 	close(other_efd);
@@ -732,8 +767,8 @@ int main(int argc, char **argv)
 	argv += optind;
 	if (argc == 1 && !strcmp(argv[0], "attach"))
 		return cmd_attach();
-	if (argc == 9 && !strcmp(argv[0], "basics"))
-		return cmd_basics(argv + 1);
+	if ((argc == 9 || argc == 10) && !strcmp(argv[0], "basics"))
+		return cmd_basics(argv + 1, argc == 10 && !strcmp(argv[9], "race"));
 	if (argc == 1 && !strcmp(argv[0], "badargs"))
 		return cmd_badargs();
 	if (argc == 2 && !strcmp(argv[0], "unbind"))

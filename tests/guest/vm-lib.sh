@@ -207,13 +207,24 @@ start_daemon() {
 # vm_boot NAME INITRD APPEND [QEMU ARGS...]: one TCG VM whose
 # ivshmem-doorbell device joins ivrdmad as NAME; its console output goes
 # to $work/NAME.serial.log, its console input comes from vm_send.
+#
+# maxcpus=2 though one vCPU runs: QEMU generates parallel code (CF_PARALLEL)
+# only when the machine may have more than one CPU. Without it TCG emits
+# the guest's locked instructions as plain load-then-store and drops its
+# fences, which is right for a lone vCPU but not for BAR2, whose words
+# ivrdmad's other peers (host processes, other VMs) update at the same
+# time: a guest CAS of a CQ's prod then takes the same entry as a host
+# producer's and overwrites its CQE (seen as a guest.verbs_host_guest hang
+# when a preempted vCPU thread held that window open). guest.driver_basics
+# races locked adds on one BAR2 word against the host to check it.
 vm_boot() {
 	local name=$1 initrd=$2 append=$3 fd
 	shift 3
 	mkfifo "$work/$name.console"
 	exec {fd}<>"$work/$name.console"
 	vm_console[$name]=$fd
-	background qemu-system-x86_64 -accel tcg -m "${VM_MEMORY:-256}" -nographic -no-reboot \
+	background qemu-system-x86_64 -accel tcg -smp 1,maxcpus=2 -m "${VM_MEMORY:-256}" \
+		-nographic -no-reboot \
 		-kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 quiet panic=-1 $append" \
 		-chardev socket,path="$work/$name.sock",id=iv \
 		-device ivshmem-doorbell,chardev=iv,vectors="$VECTORS" "$@" \
