@@ -49,7 +49,7 @@
  * 1.5 to 5.7 million in each of three runs on a loaded 2-CPU machine).
  * The cap only bounds the time a machine too busy to run both takes.
  */
-#define RACE_INTERLEAVED 100000u
+#define RACE_INTERLEAVED 20000u
 #define RACE_MAX_S	 15
 
 struct opts {
