@@ -62,7 +62,7 @@ fail() {
 }
 
 start_daemon() {
-	"$ivrdmad" --dir "$dir" --shm "$shm" --size 1G --vm vm1 >"$dir/ivrdmad.log" 2>&1 &
+	"$ivrdmad" --dir "$dir" --shm "$shm" --size 2G --vm vm1 >"$dir/ivrdmad.log" 2>&1 &
 	daemon_pid=$!
 	for _ in $(seq 100); do
 		"$ivrdma" --dir "$dir" status >/dev/null 2>&1 && return 0
