@@ -49,7 +49,9 @@ out=$1
 shift
 
 is_elf() {
-	[ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]
+	local magic=''
+	IFS= LC_ALL=C read -r -N 4 magic <"$1" 2>/dev/null || true
+	[ "$magic" = $'\x7fELF' ]
 }
 
 # A dynamic ELF needs libraries (an executable names its interpreter, a
@@ -75,6 +77,14 @@ trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,etc,root}
 
+# make_dir DIR: mkdir -p, once per directory (a few hundred files: no
+# fork each).
+declare -A have_dir=()
+make_dir() {
+	[ -n "${have_dir[$1]:-}" ] || mkdir -p "$1"
+	have_dir[$1]=1
+}
+
 # busybox --list-full names each applet's path (bin/sh, sbin/poweroff, ...).
 add_busybox() {
 	local applet
@@ -83,7 +93,7 @@ add_busybox() {
 		if [ -z "$applet" ] || [ "$applet" = bin/busybox ]; then
 			continue
 		fi
-		mkdir -p "$stage/$(dirname "$applet")"
+		make_dir "$stage/${applet%/*}"
 		ln -sf /bin/busybox "$stage/$applet"
 	done < <("$busybox" --list-full)
 	[ -e "$stage/bin/sh" ] || die "$busybox has no sh applet"
@@ -96,27 +106,31 @@ add_file() {
 	[ -f "$src" ] || die "no such file: $src"
 	case "$dest" in /*) ;; *) die "destination must be absolute: $dest" ;; esac
 	require_static "$src"
-	mkdir -p "$stage$(dirname "$dest")"
+	make_dir "$stage${dest%/*}"
 	cp -pL "$src" "$stage$dest"
-	[ $libs -eq 0 ] || ! is_dynamic "$src" || add_libs "$src"
+	[ $libs -eq 0 ] || ! is_dynamic "$src" || dynamic+=("$src")
 }
 
-# add_libs ELF: the libraries and loader ldd resolves for it, each once.
+# add_libs ELF...: the libraries and loader ldd resolves for them, each
+# once. One ldd for all (it names each file on a line of its own before
+# its libraries): one per file costs a minute for a few hundred.
 declare -A have_lib=()
+dynamic=()
 add_libs() {
-	local line path
+	local line path file=$1
 	while IFS= read -r line; do
 		case "$line" in
-		*'not found'*) die "$1 needs a library that is not installed: $line" ;;
+		/*:) file=${line%:}; continue ;;
+		*'not found'*) die "$file needs a library that is not installed: $line" ;;
 		*' => '/*) path=${line#* => }; path=${path%% (*} ;;
 		*/*' ('*) path=${line%% (*}; path=${path//[[:space:]]/} ;;
 		*) continue ;; # linux-vdso.so.1, statically linked
 		esac
 		[ -z "${have_lib[$path]:-}" ] || continue
 		have_lib[$path]=1
-		mkdir -p "$stage$(dirname "$path")"
+		make_dir "$stage${path%/*}"
 		cp -L "$path" "$stage$path"
-	done < <(LC_ALL=C ldd "$1" 2>&1 || true)
+	done < <(LC_ALL=C ldd "$@" 2>&1 || true)
 }
 
 add_busybox
@@ -129,6 +143,7 @@ for spec in "$@"; do
 	*) add_file "$spec" "/bin/$(basename "$spec")" ;;
 	esac
 done
+[ ${#dynamic[@]} -eq 0 ] || add_libs "${dynamic[@]}"
 
 # Written beside the stage (not in it: find would list it) and renamed into
 # place, so OUT is never a half-written image.
