@@ -16,6 +16,8 @@ packages=(
 	# the benchmark suite's plots (perftest-configs/run-suite); its MPI
 	# suites: NetPIPE for Open MPI and MPICH, HPC Challenge (Open MPI, 0.5 MB)
 	gnuplot-nox netpipe-openmpi netpipe-mpich2 hpcc
+	# tests/guest MPI job: dropbear as the ssh of mpirun between the guests
+	dropbear-bin
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod
 )
 

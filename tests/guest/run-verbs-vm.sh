@@ -7,9 +7,9 @@
 # `ivrdma env`'s environment (guest-verbs-init.sh), then runs what this
 # script sends to its console.
 #
-#   run-verbs-vm.sh --scenario two-vms|ud|host-guest --ivrdmad PATH
+#   run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi --ivrdmad PATH
 #                   --ivrdma PATH --provider PATH --module PATH
-#                   [--kernel PATH] [--keep]
+#                   [--mpi-dir DIR] [--kernel PATH] [--keep]
 #
 # two-vms: vm1 and vm2 on one ivrdmad, their e1000 NICs linked by a QEMU
 #   stream socket (a UNIX socket in the work dir: no host network at all;
@@ -21,6 +21,13 @@
 #   ibv_rc_pingpong -e -c between two processes of vm1 (one peer ID, one
 #   set of MSI-X vectors, each process its own eventfds).
 # ud: the same two VMs, ibv_ud_pingpong -c.
+# mpi: the same two VMs, with Open MPI and dropbear in the image as well
+#   (guest-mpi.sh). mpirun.openmpi in vm1 starts its daemon in vm2 over
+#   dropbear's ssh (dbclient, a key made for this run) and runs the MPI
+#   tests of --mpi-dir (tests/mpi: p2p, coll, rma) over ob1 + openib on
+#   ivrdma0 and nothing else (btl openib,self), with one rank per guest,
+#   then two per guest. Each job's stdout must equal the same program's
+#   over shared memory (vader) on the host, and its stderr be empty.
 # host-guest: one VM; a host process (through host.sock, with `ivrdma
 #   env`'s environment) busy-polls in ibv_rc_pingpong -c against the
 #   guest's ibv_rc_pingpong -e -c, which sleeps on a completion channel of
@@ -43,21 +50,22 @@ VECTORS=4 # QEMU's vectors= must equal ivrdmad's --vectors
 # BAR2 above 4 GiB, write-back (see uio-driver/README.md); the shm object
 # stays sparse.
 REGION_SIZE=${IVRDMA_VERBS_REGION_SIZE:-4G}
-BUDGET=400 # see vm-lib.sh; keep it under the CTest TIMEOUT
+BUDGET=${IVRDMA_GUEST_BUDGET:-400} # see vm-lib.sh; keep it under the CTest TIMEOUT
 BOOT_TIMEOUT=90
 TOOL_TIMEOUT=150 # one tool run in a guest, a bound against hangs only
 VM_MEMORY=512
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-scenario='' ivrdmad='' ivrdma='' provider='' module='' kernel='' keep=0
+scenario='' ivrdmad='' ivrdma='' provider='' module='' kernel='' keep=0 mpi_dir=
 # shellcheck source=vm-lib.sh
 . "$here/vm-lib.sh"
 # shellcheck source=../lib/free-port.sh
 . "$here/../lib/free-port.sh"
 
 usage() {
-	echo "usage: run-verbs-vm.sh --scenario two-vms|ud|host-guest --ivrdmad PATH" \
-		"--ivrdma PATH --provider PATH --module PATH [--kernel PATH] [--keep]" >&2
+	echo "usage: run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi --ivrdmad PATH" \
+		"--ivrdma PATH --provider PATH --module PATH [--mpi-dir DIR] [--kernel PATH]" \
+		"[--keep]" >&2
 	exit 2
 }
 
@@ -69,12 +77,13 @@ parse_args() {
 		--ivrdma) ivrdma=${2:-}; shift 2 ;;
 		--provider) provider=${2:-}; shift 2 ;;
 		--module) module=${2:-}; shift 2 ;;
+		--mpi-dir) mpi_dir=${2:-}; shift 2 ;;
 		--kernel) kernel=${2:-}; shift 2 ;;
 		--keep) keep=1; shift ;;
 		*) usage ;;
 		esac
 	done
-	case "$scenario" in two-vms | ud | host-guest) ;; *) usage ;; esac
+	case "$scenario" in two-vms | ud | host-guest) ;; mpi) [ -n "$mpi_dir" ] || usage ;; *) usage ;; esac
 	if [ -z "$ivrdmad" ] || [ -z "$ivrdma" ] || [ -z "$provider" ]; then
 		usage
 	fi
@@ -86,9 +95,10 @@ parse_args() {
 
 TOOLS=(ibv_devinfo ibv_rc_pingpong ibv_ud_pingpong ib_write_lat ib_send_bw ibv_asyncwatch)
 
-# The image: the tools from the installed packages, ours from the build.
+# The image: the tools from the installed packages, ours from the build;
+# build_image SPEC... adds more (build-initramfs.sh's SRC:DEST).
 build_image() {
-	local release=${kernel##*/vmlinuz-} nic tool specs=()
+	local release=${kernel##*/vmlinuz-} nic tool specs=("$@")
 	nic=/lib/modules/$release/kernel/drivers/net/ethernet/intel/e1000/e1000.ko
 	[ -r "$nic" ] || fail "no $nic (the e1000 module of linux-image-$release)"
 	for tool in "${TOOLS[@]}"; do
@@ -200,9 +210,9 @@ check_devinfo() { # check_devinfo VM
 	log "PASS ibv_devinfo in $vm: ivrdma0, PORT_ACTIVE, LID $lid = ivrdmad's for $vm"
 }
 
-two_vms() {
+two_vms() { # two_vms [IMAGE SPEC...]
 	start_daemon "$ivrdmad" "$ivrdma" "$REGION_SIZE" vm1 vm2
-	build_image
+	build_image "$@"
 	vm_boot vm1 "$work/verbs.cpio.gz" "ivr.ip=192.0.2.1/24" \
 		-netdev stream,id=n0,server=on,addr.type=unix,addr.path="$work/net.sock" \
 		-device e1000,netdev=n0,mac=52:54:00:12:34:01
@@ -260,6 +270,102 @@ run_ud() {
 }
 
 
+# --- mpi: an Open MPI job across the two guests
+
+MPI_PROGRAMS=(p2p coll rma)
+
+# What Open MPI needs at run time (its libraries, components, help texts
+# and settings, PMIx's), dropbear, the test programs and the guest files
+# (users, hosts, the key), as image specs in $mpi_specs.
+mpi_image_specs() {
+	local f p
+	mpi_specs=()
+	while IFS= read -r f; do
+		[ -f "$f" ] && mpi_specs+=("$f:$f")
+	done < <(dpkg -L openmpi-bin openmpi-common libopenmpi3 libpmix2 |
+		grep -vE '^/usr/share/(doc|man|lintian)/|\.(la|a|mod)$|/include/|/pkgconfig/|wrapper-data')
+	for p in "${MPI_PROGRAMS[@]}"; do
+		[ -x "$mpi_dir/$p-openmpi" ] || fail "no $mpi_dir/$p-openmpi (build target mpi_tests)"
+		mpi_specs+=("$mpi_dir/$p-openmpi:/usr/lib/ivr/$p")
+	done
+	# The client's key, and the guests' host key (one image: one for both).
+	dropbearkey -t ed25519 -f "$work/id_dropbear" >/dev/null 2>&1 || fail "dropbearkey"
+	dropbearkey -t ed25519 -f "$work/host_key" >/dev/null 2>&1 || fail "dropbearkey"
+	dropbearkey -y -f "$work/id_dropbear" | grep '^ssh-' >"$work/authorized_keys"
+	dropbearkey -y -f "$work/host_key" | grep '^ssh-' | cut -d' ' -f1,2 |
+		sed 's/^/vm1 /;p;s/^vm1 /vm2 /' >"$work/known_hosts"
+	printf 'root:x:0:0:root:/root:/bin/sh\n' >"$work/passwd"
+	printf 'root:x:0:\n' >"$work/group"
+	printf '/bin/sh\n' >"$work/shells"
+	printf 'passwd: files\ngroup: files\nhosts: files\n' >"$work/nsswitch.conf"
+	printf '127.0.0.1 localhost\n192.0.2.1 vm1\n192.0.2.2 vm2\n' >"$work/hosts"
+	chmod 600 "$work/id_dropbear" "$work/host_key" "$work/authorized_keys"
+	mpi_specs+=("$(command -v dropbear):/usr/sbin/dropbear"
+		"$(command -v dbclient):/usr/bin/dbclient"
+		"$here/guest-mpi.sh:/usr/bin/guest-mpi.sh"
+		"$here/../../mpi/openib-device-params-ivrdma.ini:/usr/share/ivrdma/openib-device-params-ivrdma.ini"
+		"$work/id_dropbear:/root/.ssh/id_dropbear"
+		"$work/authorized_keys:/root/.ssh/authorized_keys"
+		"$work/known_hosts:/root/.ssh/known_hosts"
+		"$work/host_key:/etc/dropbear/dropbear_ed25519_host_key")
+	for f in passwd group shells nsswitch.conf hosts; do
+		mpi_specs+=("$work/$f:/etc/$f")
+	done
+}
+
+# mpi_reference PROG NP: the program's stdout over Open MPI's shared
+# memory on the host, in $work/PROG-NP.ref.
+mpi_reference() {
+	local prog=$1 np=$2
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout $TOOL_TIMEOUT \
+		mpirun.openmpi --oversubscribe --bind-to none -np "$np" --mca pml ob1 \
+		--mca btl vader,self --mca osc pt2pt "$mpi_dir/$prog-openmpi" \
+		>"$work/$prog-$np.ref" 2>"$work/$prog-$np.ref.err" </dev/null ||
+		fail "$prog on $np ranks over shared memory: $(cat "$work/$prog-$np.ref.err")"
+}
+
+# mpi_job PROG HOSTS NP: the job from vm1; its stdout must be the
+# reference's, its stderr empty.
+mpi_job() {
+	local prog=$1 hosts=$2 np=$3 id start=$SECONDS
+	guest_run vm1 guest-mpi.sh job "$hosts" "$prog"
+	id=$cmd_id
+	mpi_reference "$prog" "$np"
+	wait_end vm1 "$id" || { show vm1 "$id" >&2; fail "$prog on $hosts: mpirun failed"; }
+	guest_lines vm1 "$id" | grep -v '^stderr: ' >"$work/$prog-$np.out"
+	if guest_lines vm1 "$id" | grep '^stderr: ' >"$work/$prog-$np.err"; then
+		cat "$work/$prog-$np.err" >&2
+		fail "$prog on $hosts: the job wrote to stderr"
+	fi
+	diff -u "$work/$prog-$np.ref" "$work/$prog-$np.out" >&2 ||
+		fail "$prog on $hosts: output differs from shared memory's"
+	log "PASS $prog on $hosts ($np ranks, openib on ivrdma0): same output as shared memory," \
+		"$((SECONDS - start)) s (TCG)"
+}
+
+run_mpi() {
+	local vm prog
+	mpi_image_specs
+	two_vms "${mpi_specs[@]}"
+	for vm in vm1 vm2; do
+		guest_run "$vm" guest-mpi.sh sshd "$vm"
+		wait_end "$vm" "$cmd_id" || { show "$vm" "$cmd_id" >&2; fail "dropbear in $vm"; }
+	done
+	guest_listen vm2 22
+	# The launcher's way in: vm1 to vm2 by key, the host key checked.
+	guest_run vm1 guest-mpi.sh ssh vm2 hostname
+	wait_end vm1 "$cmd_id" && [ "$(guest_lines vm1 "$cmd_id")" = vm2 ] ||
+		{ show vm1 "$cmd_id" >&2; fail "ssh from vm1 to vm2"; }
+	log "PASS ssh from vm1 to vm2 (dropbear, dbclient)"
+	for prog in "${MPI_PROGRAMS[@]}"; do
+		mpi_job "$prog" vm1:1,vm2:1 2
+	done
+	for prog in "${MPI_PROGRAMS[@]}"; do
+		mpi_job "$prog" vm1:2,vm2:2 4
+	done
+	finish_vms vm1 vm2
+}
+
 # host_pingpong NAME PORT "GUEST ARGS" HOST ARGS...: the guest serves, a
 # host process connects.
 host_pingpong() {
@@ -308,6 +414,7 @@ main() {
 	two-vms) run_two_vms ;;
 	ud) run_ud ;;
 	host-guest) run_host_guest ;;
+	mpi) VM_MEMORY=1024 TOOL_TIMEOUT=${IVRDMA_MPI_JOB_TIMEOUT:-600} run_mpi ;;
 	esac
 	log "PASS in $(elapsed)s"
 }
