@@ -29,7 +29,8 @@
  * as it would get copy-on-write pages of an HCA's pinned memory.
  *
  * Lock order: a context's mr_lock, then span_lock, which guards the span
- * list, every span and every MR's span and span_next.
+ * list, every span and every MR's span and span_next (taken through
+ * span_lock_take: see 'forking').
  */
 #include <errno.h>
 #include <pthread.h>
@@ -59,6 +60,32 @@ struct ivrdma_span {
 static pthread_mutex_t span_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ivrdma_span *spans;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/*
+ * fork() takes span_lock in our prepare handler and gives it back in the
+ * parent and child handlers. In between, fork handlers registered before
+ * ours run on the forking thread, and UCX's deregisters its whole cache
+ * there (UCX_RCACHE_PURGE_ON_FORK): that thread may use the span list
+ * meanwhile, for it holds the lock between two calls, never inside one.
+ * Written only by the thread holding span_lock.
+ */
+static bool forking;
+static pthread_t forker;
+
+/* span_lock, unless this thread is forking and holds it already. */
+static bool span_lock_take(void)
+{
+	if (__atomic_load_n(&forking, __ATOMIC_ACQUIRE) && pthread_equal(forker, pthread_self()))
+		return false;
+	pthread_mutex_lock(&span_lock);
+	return true;
+}
+
+static void span_lock_give(bool taken)
+{
+	if (taken)
+		pthread_mutex_unlock(&span_lock);
+}
 
 /* What the maps say of the region: the file holding ctx's mapping of it. */
 struct region_file {
@@ -547,10 +574,13 @@ static struct ivrdma_span *find_span(uint64_t region_id, uintptr_t start, uintpt
 static void fork_prepare(void)
 {
 	pthread_mutex_lock(&span_lock);
+	forker = pthread_self();
+	__atomic_store_n(&forking, true, __ATOMIC_RELEASE);
 }
 
 static void fork_parent(void)
 {
+	__atomic_store_n(&forking, false, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&span_lock);
 }
 
@@ -573,6 +603,7 @@ static void fork_child(void)
 	}
 	if (have_maps)
 		ivrdma_maps_free(&maps);
+	__atomic_store_n(&forking, false, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&span_lock);
 }
 
@@ -611,10 +642,12 @@ int ivrdma_span_add(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t 
 {
 	int rc;
 
+	bool taken;
+
 	pthread_once(&atfork_once, install_atfork);
-	pthread_mutex_lock(&span_lock);
+	taken = span_lock_take();
 	rc = add_locked(ctx, mr, start, end);
-	pthread_mutex_unlock(&span_lock);
+	span_lock_give(taken);
 	return rc;
 }
 
@@ -652,14 +685,13 @@ static void retire(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 
 void ivrdma_span_remove(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
 {
-	struct ivrdma_span *sp;
+	bool taken = span_lock_take();
+	struct ivrdma_span *sp = mr->span;
 
-	pthread_mutex_lock(&span_lock);
-	sp = mr->span;
 	unlink_mr(sp, mr);
 	if (!sp->mrs)
 		retire(ctx, sp);
-	pthread_mutex_unlock(&span_lock);
+	span_lock_give(taken);
 }
 
 /*
@@ -669,7 +701,8 @@ void ivrdma_span_remove(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
  */
 void ivrdma_spans_release(struct ivrdma_context *ctx)
 {
-	pthread_mutex_lock(&span_lock);
+	bool taken = span_lock_take();
+
 	for (struct ivrdma_span *sp = spans; sp; sp = sp->next) {
 		struct ivrdma_context *heir;
 
@@ -681,5 +714,5 @@ void ivrdma_spans_release(struct ivrdma_context *ctx)
 					   ctx->owner_tag, heir->owner_tag);
 		sp->holder = heir;
 	}
-	pthread_mutex_unlock(&span_lock);
+	span_lock_give(taken);
 }
