@@ -117,7 +117,7 @@ mpmd() { # mpmd openmpi|mpich PROGRAM
 	done
 }
 
-ucx_env=("UCX_TLS=rc_verbs,ud_verbs,tcp,self" "UCX_NET_DEVICES=ivrdma0:1,lo" UCX_IB_REG_METHODS=direct)
+ucx_env=("UCX_TLS=rc_verbs,ud_verbs,tcp,self" "UCX_NET_DEVICES=ivrdma0:1,lo")
 
 # The job over ivrdma0 and tcp (sets cmd). openib's options as in
 # run-mpi-test.sh (see README, "MPI over ivrdma"), tcp added.
@@ -134,7 +134,7 @@ job_cmd() { # job_cmd PROGRAM
 	ompi-ucx)
 		mapfile -t apps < <(mpmd openmpi "$1")
 		cmd=(env "${ucx_env[@]}" "${ompi_run[@]}" -x UCX_TLS -x UCX_NET_DEVICES
-			-x UCX_IB_REG_METHODS --mca pml ucx --mca osc ucx --mca btl self "${apps[@]}")
+			--mca pml ucx --mca osc ucx --mca btl self "${apps[@]}")
 		;;
 	mpich)
 		mapfile -t apps < <(mpmd mpich "$1")
