@@ -51,6 +51,7 @@ struct ivrdma_events {
 	pthread_t thread;
 	int stop_fd;
 	bool control_open;	 /* ivrdmad's socket still answers */
+	bool region_gone;	 /* a guest's device went: never touch the region again */
 	struct node_seen *nodes; /* one per directory entry */
 	pthread_mutex_t lock;	 /* the armed-CQ list */
 	struct ivrdma_cq **cqs;
@@ -271,12 +272,13 @@ static void on_control(struct ivrdma_context *ctx)
 	ivrdma_srq_check_limits(ctx);
 }
 
-static void drain_control(struct ivrdma_context *ctx)
+/* Messages from ivrdmad or the device: true if the region went with the device. */
+static bool drain_control(struct ivrdma_context *ctx)
 {
 	int rc = ivt_process_control(ctx->transport);
 
 	if (rc != -ECONNRESET)
-		return;
+		return false;
 	ctx->events->control_open = false;
 	if (strcmp(ivt_backend_name(ctx->transport), "guest") == 0) {
 		/*
@@ -287,10 +289,11 @@ static void drain_control(struct ivrdma_context *ctx)
 		ivrdma_dbg("the ivshmem device is gone");
 		ivrdma_post_async_event(ctx, IBV_EVENT_DEVICE_FATAL, 0);
 		shutdown(ctx->async_wr, SHUT_WR);
-		return;
+		return true;
 	}
 	/* A host process keeps the region: the data path lives on, only membership news stop. */
 	ivrdma_dbg("ivrdmad closed its connection");
+	return false;
 }
 
 static void *event_thread(void *arg)
@@ -299,12 +302,15 @@ static void *event_thread(void *arg)
 	struct ivrdma_events *ev = ctx->events;
 
 	for (;;) {
-		bool waiting = atomic_load(&ctx->nr_pending) > 0;
+		bool live = !ev->region_gone;
+		bool waiting = live && atomic_load(&ctx->nr_pending) > 0;
 		struct pollfd pfd[4] = {
 		    {.fd = ev->stop_fd, .events = POLLIN},
-		    {.fd = ivt_vector_fd(ctx->transport, IVRDMA_VEC_COMPLETION), .events = POLLIN},
-		    {.fd = ivt_vector_fd(ctx->transport, IVRDMA_VEC_CONTROL), .events = POLLIN},
-		    {.fd = ev->control_open ? ivt_control_fd(ctx->transport) : -1,
+		    {.fd = live ? ivt_vector_fd(ctx->transport, IVRDMA_VEC_COMPLETION) : -1,
+		     .events = POLLIN},
+		    {.fd = live ? ivt_vector_fd(ctx->transport, IVRDMA_VEC_CONTROL) : -1,
+		     .events = POLLIN},
+		    {.fd = live && ev->control_open ? ivt_control_fd(ctx->transport) : -1,
 		     .events = POLLIN},
 		};
 
@@ -312,10 +318,13 @@ static void *event_thread(void *arg)
 			break;
 		if (pfd[0].revents)
 			break;
+		/* Gone, the region's pages fault (SIGBUS): from now on only wait to stop. */
+		if (pfd[3].revents && drain_control(ctx)) {
+			ev->region_gone = true;
+			continue;
+		}
 		if (pfd[1].revents && ivt_consume(ctx->transport, IVRDMA_VEC_COMPLETION) >= 0)
 			deliver_cq_events(ctx);
-		if (pfd[3].revents)
-			drain_control(ctx);
 		if (pfd[2].revents || pfd[3].revents) {
 			ivt_consume(ctx->transport, IVRDMA_VEC_CONTROL);
 			on_control(ctx);
