@@ -6,6 +6,8 @@
 #
 # usage: run-subnet-test.sh IVRDMAD IVRDMA
 set -euo pipefail
+# shellcheck source=../lib/ivrdmad.sh
+. "$(dirname "$0")/../lib/ivrdmad.sh"
 
 ivrdmad=$1 ivrdma=$2
 base=$(mktemp -d /tmp/ivrdma-subnet.XXXXXX)
@@ -36,12 +38,9 @@ start() { # start NAME [extra args]: a daemon on DIR $base/NAME, shm /ivrdma-sub
 	"$ivrdmad" --dir "$base/$name" --shm "/ivrdma-subnet-$$-$name" --size 16M --vm vm1 "$@" \
 		>>"$base/$name.log" 2>&1 &
 	pids+=($!)
-	for _ in $(seq 100); do
-		"$ivrdma" --dir "$base/$name" status >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
+	ivrdmad_ready "$ivrdma" "$base/$name" "${pids[-1]}" && return 0
 	cat "$base/$name.log" >&2
-	fail "ivrdmad $name did not answer"
+	fail "no ivrdmad $name"
 }
 
 stop_last() {

@@ -22,6 +22,10 @@
 #   limit with PATTERN on its stderr (no reference, no comparison).
 # env: MT_RUN_TIMEOUT  seconds per run (120)
 set -euo pipefail
+# shellcheck source=../lib/ivrdmad.sh
+. "$(dirname "$0")/../lib/ivrdmad.sh"
+# shellcheck source=../lib/run-group.sh
+. "$(dirname "$0")/../lib/run-group.sh"
 
 must_fail=
 if [[ ${1:-} == --must-fail ]]; then
@@ -64,12 +68,7 @@ fail() {
 start_daemon() {
 	"$ivrdmad" --dir "$dir" --shm "$shm" --size 1G --vm vm1 >"$dir/ivrdmad.log" 2>&1 &
 	daemon_pid=$!
-	for _ in $(seq 100); do
-		"$ivrdma" --dir "$dir" status >/dev/null 2>&1 && return 0
-		kill -0 "$daemon_pid" 2>/dev/null || fail "ivrdmad exited at start"
-		sleep 0.1
-	done
-	fail "ivrdmad did not answer within 10 s"
+	ivrdmad_ready "$ivrdma" "$dir" "$daemon_pid" || fail "no ivrdmad"
 }
 
 # Open MPI refuses root without these; --oversubscribe: 8 ranks on 2 CPUs.
@@ -131,21 +130,7 @@ launch() { # launch ivrdma|plain NAME
 		exec setsid "${cmd[@]}"
 	) >"$dir/$name.out" 2>"$dir/$name.err" </dev/null &
 	run_pid=$!
-	local waited=0
-	while kill -0 "$run_pid" 2>/dev/null && ((waited < limit * 10)); do
-		sleep 0.1
-		waited=$((waited + 1))
-	done
-	if kill -0 "$run_pid" 2>/dev/null; then
-		kill -KILL -- "-$run_pid" 2>/dev/null || true
-		wait "$run_pid" 2>/dev/null || true
-		rc=124
-	else
-		rc=0
-		wait "$run_pid" || rc=$?
-	fi
-	# Whatever the launcher left behind (a rank that outlived mpirun).
-	kill -KILL -- "-$run_pid" 2>/dev/null || true
+	wait_group "$run_pid" "$limit"
 	run_pid=
 }
 

@@ -35,6 +35,10 @@
 # env: MT_RUN_TIMEOUT  seconds per run (120)
 #      MT_KEEP_DIR     set: keep the samples, outputs and logs (the directory is printed)
 set -euo pipefail
+# shellcheck source=../lib/ivrdmad.sh
+. "$(dirname "$0")/../lib/ivrdmad.sh"
+# shellcheck source=../lib/run-group.sh
+. "$(dirname "$0")/../lib/run-group.sh"
 
 group=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") region_qps=$5 progdir=$6
 shift 6
@@ -79,11 +83,7 @@ start_region() { # start_region R: ivrdmad on $dir/R, shm ${shm_prefix}-R, set u
 	"$ivrdmad" --dir "$dir/$r" --shm "$shm_prefix-$r" --size 1G --vm vm1 \
 		>"$dir/ivrdmad-$r.log" 2>&1 &
 	daemon_pid[$r]=$!
-	for _ in $(seq 100); do
-		"$ivrdma" --dir "$dir/$r" status >/dev/null 2>&1 && break
-		kill -0 "${daemon_pid[$r]}" 2>/dev/null || fail "ivrdmad $r exited at start"
-		sleep 0.1
-	done
+	ivrdmad_ready "$ivrdma" "$dir/$r" "${daemon_pid[$r]}" || fail "no ivrdmad for region $r"
 	"$ivrdma" --dir "$dir/$r" setup --sysfs "$dir/$r/sysfs" >/dev/null
 	# `ivrdma env` prints export NAME='VALUE' lines: NAME=VALUE words for env(1) and -env.
 	region_env[$r]=$("$ivrdma" --dir "$dir/$r" env --sysfs "$dir/$r/sysfs" --provider "$provider" |
@@ -178,25 +178,14 @@ sample() { # sample NAME N
 # Runs cmd in its own process group, sampling the regions every 0.2 s,
 # killed whole at the time limit. Sets rc; 124 = timed out.
 launch() { # launch sample|plain NAME
-	local how=$1 name=$2 n=0 start=$SECONDS
+	local how=$1 name=$2
 	(exec setsid "${cmd[@]}") >"$dir/$name.out" 2>"$dir/$name.err" </dev/null &
 	run_pid=$!
-	while kill -0 "$run_pid" 2>/dev/null && ((SECONDS - start < limit)); do
-		if [[ $how == sample ]]; then
-			sample "$name" "$n"
-			n=$((n + 1))
-		fi
-		sleep 0.2
-	done
-	if kill -0 "$run_pid" 2>/dev/null; then
-		kill -KILL -- "-$run_pid" 2>/dev/null || true
-		wait "$run_pid" 2>/dev/null || true
-		rc=124
+	if [[ $how == sample ]]; then
+		wait_group "$run_pid" "$limit" sample "$name"
 	else
-		rc=0
-		wait "$run_pid" || rc=$?
+		wait_group "$run_pid" "$limit"
 	fi
-	kill -KILL -- "-$run_pid" 2>/dev/null || true
 	run_pid=
 }
 

@@ -10,6 +10,8 @@
 set -euo pipefail
 # shellcheck source=../lib/free-port.sh
 . "$(dirname "$0")/../lib/free-port.sh"
+# shellcheck source=../lib/ivrdmad.sh
+. "$(dirname "$0")/../lib/ivrdmad.sh"
 
 mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=${5:-} group=${6:-}
 vm_peer=${7:-}
@@ -44,12 +46,7 @@ fail() {
 start_daemon() {
 	"$ivrdmad" --dir "$dir" --shm "$shm" --size "${IVRDMA_REGION_SIZE:-16M}" --vm vm1 >"$dir/ivrdmad.log" 2>&1 &
 	daemon_pid=$!
-	for _ in $(seq 100); do
-		"$ivrdma" --dir "$dir" status >/dev/null 2>&1 && return 0
-		kill -0 "$daemon_pid" 2>/dev/null || fail "ivrdmad exited at start"
-		sleep 0.1
-	done
-	fail "ivrdmad did not answer within 10 s"
+	ivrdmad_ready "$ivrdma" "$dir" "$daemon_pid" || fail "no ivrdmad"
 }
 
 # The host node's LID, GUID (0x...) and GID, as ivrdmad reports them.
