@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 #define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION  4u
+#define IVRDMA_LAYOUT_VERSION  5u
 #define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
@@ -216,6 +216,34 @@ static inline uint32_t ivrdma_key_slot(uint32_t key)
 	return key >> IVRDMA_KEY_GEN_BITS;
 }
 
+/*
+ * Moving a registered range's bytes to other chunks (the owner registers
+ * a range that joins two moved ranges) must not lose a peer's write. An
+ * execution is what an initiator does for one or more WRs of a QP under
+ * its send lock, from the first key it translates to the last byte it
+ * copies; the QP slot's exec_seq is odd meanwhile. The two sides:
+ *
+ *   initiator: exchange exec_seq to odd (a full barrier), then, before
+ *              anything it cannot undo (taking a receive, writing), load
+ *              the flags of every MR it will use: one with IVRDMA_MR_MOVING
+ *              set means stop, even again, and retry the WR later. An MR
+ *              found clear stays usable to the end of the execution,
+ *              whatever its flags say later: the mover waits for it.
+ *              Then store exec_seq even with release.
+ *   mover:     set IVRDMA_MR_MOVING on every MR of the range, full
+ *              barrier, then wait until every QP slot's exec_seq is even
+ *              or has changed; copy, store the new region_offset, then
+ *              clear the flag with release. No execution holds the old
+ *              chunks once the wait is over: they may be freed.
+ *
+ * Each side stores before it loads the other's word: one of the two sees
+ * the other (Dekker), so no execution that saw the flag clear overlaps
+ * the copy.
+ */
+enum ivrdma_mr_flags {
+	IVRDMA_MR_MOVING = 1u << 0,
+};
+
 /* The ivrdma_mr_slot.access bits: libibverbs' IBV_ACCESS_* values. */
 struct ivrdma_mr_slot {
 	struct ivrdma_obj_hdr hdr;
@@ -223,13 +251,15 @@ struct ivrdma_mr_slot {
 	uint32_t access;	/* IBV_ACCESS_* */
 	uint64_t iova;		/* the address the registration covers */
 	uint64_t length;	/* bytes from iova */
-	uint64_t region_offset; /* where iova's byte lives in the region */
+	uint64_t region_offset; /* atomic: where iova's byte lives in the region */
 	uint32_t pd_handle;	/* PD scope within the owner's context */
-	uint8_t reserved[20];
+	uint32_t flags;		/* atomic: enum ivrdma_mr_flags, set by the owner */
+	uint8_t reserved[16];
 };
 static_assert(offsetof(struct ivrdma_mr_slot, key) == 8, "MR slot layout");
 static_assert(offsetof(struct ivrdma_mr_slot, region_offset) == 32, "MR slot layout");
 static_assert(offsetof(struct ivrdma_mr_slot, pd_handle) == 40, "MR slot layout");
+static_assert(offsetof(struct ivrdma_mr_slot, flags) == 44, "MR slot layout");
 static_assert(sizeof(struct ivrdma_mr_slot) == IVRDMA_MR_SLOT_SIZE, "MR slot size");
 
 /*
@@ -446,7 +476,8 @@ struct ivrdma_qp_slot {
 	uint64_t rq_cons; /* atomic: initiators taking receives */
 	uint8_t reserved4[56];
 	struct ivrdma_qp_counters counters; /* lines of their own: initiators never read them */
-	uint8_t reserved5[64];
+	uint64_t exec_seq; /* atomic: odd while the owner executes WRs (ivrdma_mr_flags) */
+	uint8_t reserved5[56];
 };
 static_assert(offsetof(struct ivrdma_qp_slot, state) == 8, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, dest_lid) == 40, "QP slot layout");
@@ -457,6 +488,7 @@ static_assert(offsetof(struct ivrdma_qp_slot, rq_prod) == 128, "QP slot layout")
 static_assert(offsetof(struct ivrdma_qp_slot, context) == 84, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, rq_cons) == 192, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, counters) == 256, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, exec_seq) == 448, "QP slot layout");
 static_assert(sizeof(struct ivrdma_qp_slot) == IVRDMA_QP_SLOT_SIZE, "QP slot size");
 
 struct ivrdma_srq_slot {

@@ -258,6 +258,7 @@ static void release_context(struct ivrdma_context *ctx)
 	free(ctx->rq_done);
 	pthread_mutex_destroy(&ctx->async_lock);
 	pthread_mutex_destroy(&ctx->mr_lock);
+	pthread_mutex_destroy(&ctx->mrs_lock);
 	pthread_mutex_destroy(&ctx->pending_lock);
 	pthread_mutex_destroy(&ctx->srq_lock);
 	verbs_uninit_context(&ctx->ibv_ctx); /* closes cmd_fd and async_fd */
@@ -285,6 +286,7 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	ctx->uffd = IVRDMA_UFFD_UNOPENED;
 	pthread_mutex_init(&ctx->async_lock, NULL);
 	pthread_mutex_init(&ctx->mr_lock, NULL);
+	pthread_mutex_init(&ctx->mrs_lock, NULL);
 	pthread_mutex_init(&ctx->pending_lock, NULL);
 	pthread_mutex_init(&ctx->srq_lock, NULL);
 	rc = open_async_pair(ctx);

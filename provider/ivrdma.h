@@ -36,10 +36,11 @@ struct ivrdma_context {
 	uint32_t owner_tag;	    /* tags my slots and chunks; ivrdmad reclaims by it */
 	uint16_t lid;		    /* my node's LID: the source of everything I send */
 	pthread_mutex_t async_lock; /* async_fd's records: posting, taking back (events.c) */
-	pthread_mutex_t mr_lock;
-	struct ivrdma_mr *mrs;	 /* every MR of the context */
-	int uffd;		 /* holds writers off moving pages (page_freeze.c) */
-	sigset_t freeze_sigmask; /* the mover's signal mask while it holds them */
+	pthread_mutex_t mr_lock;    /* registering and deregistering, one at a time */
+	pthread_mutex_t mrs_lock;   /* the list below: executions look up unmoved MRs in it */
+	struct ivrdma_mr *mrs;	    /* every MR of the context */
+	int uffd;		    /* holds writers off moving pages (page_freeze.c) */
+	sigset_t freeze_sigmask;    /* the mover's signal mask while it holds them */
 	pthread_mutex_t pending_lock;
 	struct ivrdma_qp *pending; /* QPs with WRs waiting on RNR or retry */
 	atomic_int nr_pending;
@@ -188,6 +189,7 @@ struct ivrdma_qp {
 	uint32_t sq_head, sq_count;
 	int rnr_left, retry_left;
 	uint64_t next_try_ns;
+	uint64_t exec_seq; /* what s->exec_seq last got (qp_tx.c) */
 	bool on_pending_list;
 	struct ivrdma_qp *pending_next;
 	struct ivrdma_qp *all_next; /* the process's QPs (qp.c) */
@@ -308,7 +310,9 @@ int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
 		   uint64_t *cons, struct ivrdma_rq_view *v);
 int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
-int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64_t *index);
+typedef bool ivrdma_rq_usable_fn(const struct ivrdma_recv_wqe *w, const void *arg);
+int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64_t *index,
+		   ivrdma_rq_usable_fn *usable, const void *arg);
 void ivrdma_rq_taken_at_least(struct ivrdma_rq_view *v, uint64_t taken);
 
 /*
@@ -338,6 +342,10 @@ const struct ivrdma_map *ivrdma_maps_find(const struct ivrdma_maps *m, uintptr_t
 /* The first mapping that ends past addr (it may start past it too), or NULL. */
 const struct ivrdma_map *ivrdma_maps_next(const struct ivrdma_maps *m, uintptr_t addr);
 void ivrdma_maps_free(struct ivrdma_maps *m);
+/* mr_moving.c: the mover's side of the protocol at ivrdma_mr_flags */
+void ivrdma_mr_set_moving(struct ivrdma_mr *mr, bool moving);
+bool ivrdma_mr_moving(const struct ivrdma_region *r, uint32_t key);
+int ivrdma_wait_executions(const struct ivrdma_region *r);
 /* page_freeze.c: under mr_move.c's span lock. 'private': anonymous pages, not the region's. */
 #define IVRDMA_UFFD_UNOPENED (-2)
 bool ivrdma_pages_freeze(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end, bool private);

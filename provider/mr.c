@@ -83,6 +83,7 @@ struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint6
 	mr->s->iova = hca_va;
 	mr->s->length = length;
 	mr->s->pd_handle = pd->handle;
+	ivrdma_mr_set_moving(mr, false);
 	pthread_mutex_lock(&ctx->mr_lock);
 	rc = place(ctx, mr, (uintptr_t)addr, length, access);
 	if (rc) {
@@ -91,15 +92,17 @@ struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint6
 		free(mr);
 		return ivrdma_fail_null(rc);
 	}
+	pthread_mutex_lock(&ctx->mrs_lock);
 	mr->next = ctx->mrs;
 	ctx->mrs = mr;
+	pthread_mutex_unlock(&ctx->mrs_lock);
 	/* The key goes last: a peer that sees it sees the fields above. */
 	shm_store_release32(&mr->s->key, mr->vmr.ibv_mr.lkey);
 	pthread_mutex_unlock(&ctx->mr_lock);
 	return &mr->vmr.ibv_mr;
 }
 
-/* The key dies, the slot and the span go. Under ctx->mr_lock, unlinked. */
+/* The key dies, the slot and the span go. Under ctx->mr_lock, unlinked from ctx->mrs. */
 static void release_mr(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
 {
 	shm_store_release32(&mr->s->key, 0); /* no new access from here on */
@@ -115,11 +118,13 @@ int ivrdma_dereg_mr(struct verbs_mr *vmr)
 	struct ivrdma_context *ctx = to_ictx(vmr->ibv_mr.context);
 
 	pthread_mutex_lock(&ctx->mr_lock);
+	pthread_mutex_lock(&ctx->mrs_lock);
 	for (struct ivrdma_mr **pp = &ctx->mrs; *pp; pp = &(*pp)->next)
 		if (*pp == mr) {
 			*pp = mr->next;
 			break;
 		}
+	pthread_mutex_unlock(&ctx->mrs_lock);
 	release_mr(ctx, mr);
 	pthread_mutex_unlock(&ctx->mr_lock);
 	return 0;
@@ -136,7 +141,9 @@ void ivrdma_mrs_release(struct ivrdma_context *ctx)
 	while (ctx->mrs) {
 		struct ivrdma_mr *mr = ctx->mrs;
 
+		pthread_mutex_lock(&ctx->mrs_lock);
 		ctx->mrs = mr->next;
+		pthread_mutex_unlock(&ctx->mrs_lock);
 		release_mr(ctx, mr);
 	}
 	pthread_mutex_unlock(&ctx->mr_lock);
@@ -203,14 +210,15 @@ static enum ivrdma_xlate local_unmoved(struct ivrdma_context *ctx, uint32_t key,
 {
 	enum ivrdma_xlate x = IVRDMA_XLATE_BAD_KEY;
 
-	pthread_mutex_lock(&ctx->mr_lock);
+	/* Not mr_lock: a registration holds it while it waits for executions. */
+	pthread_mutex_lock(&ctx->mrs_lock);
 	for (struct ivrdma_mr *mr = ctx->mrs; mr; mr = mr->next)
 		if (mr->vmr.ibv_mr.lkey == key && !mr->span) {
 			*out = (uint8_t *)mr->vmr.ibv_mr.addr + delta;
 			x = IVRDMA_XLATE_OK;
 			break;
 		}
-	pthread_mutex_unlock(&ctx->mr_lock);
+	pthread_mutex_unlock(&ctx->mrs_lock);
 	return x;
 }
 

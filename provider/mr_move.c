@@ -430,9 +430,9 @@ static void unclaim(const struct ivrdma_region *r, uint32_t first, uint32_t coun
  * Grows a span to [start, end) without moving what it holds: the new
  * pages go into the region right before and after its bytes, in its run's
  * spare room or in chunks around the run, claimed if free. Its MRs keep
- * their region offsets, so a peer's RDMA write in flight into them lands
- * where it should; moving the span would copy the bytes away from under
- * such a write. False if the chunks around the run are taken.
+ * their region offsets, so peers go on writing into them meanwhile;
+ * moving the span instead holds them off (ivrdma_mr_flags). False if the
+ * chunks around the run are taken.
  */
 static bool grow_in_place(struct ivrdma_context *ctx, struct ivrdma_span *sp, uintptr_t start,
 			  uintptr_t end)
@@ -474,6 +474,15 @@ undo:
 	return false;
 }
 
+/* Flags the MRs of the spans over [start, end) moving, or clears them (ivrdma_mr_flags). */
+static void flag_spans(uintptr_t start, uintptr_t end, bool moving)
+{
+	for (struct ivrdma_span *sp = spans; sp; sp = sp->next)
+		if (overlaps(sp, start, end))
+			for (struct ivrdma_mr *mr = sp->mrs; mr; mr = mr->span_next)
+				ivrdma_mr_set_moving(mr, moving);
+}
+
 /*
  * A span over [start, end), grown to the union of the spans it touches:
  * the one it touches grown in place if it can be, else a new span moved
@@ -507,16 +516,16 @@ static struct ivrdma_span *build_span(struct ivrdma_context *ctx, const struct i
 		return ivrdma_fail_null(ENOMEM);
 	*nsp = (struct ivrdma_span){
 	    .start = start, .end = end, .region_id = f->id, .file_dev = f->dev, .file_ino = f->ino};
-	rc = move_in(ctx, maps, nsp);
+	/* Peers' executions using the MRs to move end first (ivrdma_mr_flags). */
+	flag_spans(start, end, true);
+	rc = touched ? ivrdma_wait_executions(&ctx->region) : 0;
+	if (!rc)
+		rc = move_in(ctx, maps, nsp);
 	if (rc) {
+		flag_spans(start, end, false);
 		free(nsp);
 		return ivrdma_fail_null(rc);
 	}
-	/*
-	 * Re-point the MRs before the chunks they used are freed. A peer's
-	 * write into them between the copy and the re-point is lost: the
-	 * registration race grow_in_place avoids where it can.
-	 */
 	for (sp = spans; sp;) {
 		struct ivrdma_span *next = sp->next;
 
@@ -524,6 +533,8 @@ static struct ivrdma_span *build_span(struct ivrdma_context *ctx, const struct i
 			absorb(nsp, sp);
 		sp = next;
 	}
+	for (struct ivrdma_mr *mr = nsp->mrs; mr; mr = mr->span_next)
+		ivrdma_mr_set_moving(mr, false); /* after link_mr stored its new offset */
 	nsp->next = spans;
 	spans = nsp;
 	return nsp;

@@ -114,6 +114,6 @@ void ivrdma_qp_flush_rq(struct ivrdma_qp *qp)
 	if (qp->srq)
 		return;
 
-	while (ivrdma_rq_take(&qp->rq, &u.w, &index) > 0)
+	while (ivrdma_rq_take(&qp->rq, &u.w, &index, NULL, NULL) > 0)
 		flush_one(qp, u.w.wr_id, IVRDMA_RQ_TICKET(qp->s->hdr.seq, index));
 }

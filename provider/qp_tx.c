@@ -14,8 +14,15 @@
 #include "ivshmem_transport.h"
 #include "shm_atomic.h"
 
-/* EXEC_DROPPED: UC found no receive; the message is dropped, nothing is delivered. */
-enum exec { EXEC_DONE, EXEC_RNR, EXEC_NO_ACK, EXEC_DROPPED };
+/*
+ * EXEC_DROPPED: UC found no receive; the message is dropped, nothing is
+ * delivered. EXEC_MOVING: an MR the WR needs is moving (ivrdma_mr_flags);
+ * nothing was done, the WR runs again shortly.
+ */
+enum exec { EXEC_DONE, EXEC_RNR, EXEC_NO_ACK, EXEC_DROPPED, EXEC_MOVING };
+
+/* A moving MR's bytes are back in place well within this; no retry is used up. */
+#define MOVING_WAIT_NS 20000ull
 
 struct iov {
 	uint8_t *p;
@@ -212,11 +219,21 @@ static void srq_limit_check(struct ivrdma_context *ctx, struct ivrdma_peer_qp *p
 		ivt_ring(ctx->transport, (uint16_t)peer, IVRDMA_VEC_CONTROL);
 }
 
+/* A receive WQE whose buffers are not moving (ivrdma_rq_usable_fn). */
+static bool recv_not_moving(const struct ivrdma_recv_wqe *w, const void *region)
+{
+	for (uint32_t i = 0; i < w->num_sge; i++)
+		if (ivrdma_mr_moving(region, w->sge[i].lkey))
+			return false;
+	return true;
+}
+
 static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 			   struct ivrdma_recv_wqe *r, enum ibv_wc_status *st)
 {
 	uint64_t index;
-	int got = ivrdma_rq_take(&pq->rq, r, &index);
+	int got = ivrdma_rq_take(&pq->rq, r, &index, recv_not_moving,
+				 &to_ictx(qp->vqp.qp.context)->region);
 
 	if (got > 0) {
 		if (pq->srq_limit) {
@@ -227,6 +244,8 @@ static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 		}
 		return EXEC_DONE;
 	}
+	if (got == -EBUSY)
+		return EXEC_MOVING;
 	if (got < 0) {
 		*st = IBV_WC_REM_OP_ERR;
 		return EXEC_DONE;
@@ -272,8 +291,8 @@ static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct
  * payload follows, and byte_len counts both, as on an HCA. The sender
  * never hears how it went.
  */
-static void do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
-			uint64_t len)
+static enum exec do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
+			     uint64_t len)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 	struct ivrdma_peer_qp *pq;
@@ -284,10 +303,13 @@ static void do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov 
 	uint64_t room;
 	int nd;
 	bool grh = w->ah->attr.is_global;
+	enum exec ex;
 
-	if (!ivrdma_ud_target(qp, w, &pq) || take_recv(qp, pq, &r.w, &st) != EXEC_DONE ||
-	    st != IBV_WC_SUCCESS || r.w.num_sge > IVRDMA_MAX_SGE)
-		return;
+	if (!ivrdma_ud_target(qp, w, &pq))
+		return EXEC_DONE;
+	ex = take_recv(qp, pq, &r.w, &st);
+	if (ex != EXEC_DONE || st != IBV_WC_SUCCESS || r.w.num_sge > IVRDMA_MAX_SGE)
+		return ex == EXEC_MOVING ? ex : EXEC_DONE;
 	tst = recv_iov(ctx, pq, &r.w, dst, &room);
 	if (tst == IBV_WC_SUCCESS && IVRDMA_GRH_LEN + len > room)
 		tst = IBV_WC_LOC_LEN_ERR;
@@ -303,6 +325,7 @@ static void do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov 
 		copy_iov(dst, nd, src, ns, len);
 	}
 	target_cqe(qp, pq, &r.w, tst, IBV_WC_RECV, IVRDMA_GRH_LEN + len, w, grh ? IBV_WC_GRH : 0);
+	return EXEC_DONE;
 }
 
 static void responder_error(struct ivrdma_qp *qp, uint32_t bit)
@@ -443,13 +466,33 @@ static enum exec execute_ud(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct 
 	int nv;
 	enum ibv_wc_status st = local_iov(qp, w, 0, v, &nv, &len);
 
+	enum exec ex = EXEC_DONE;
+
 	e->byte_len = (uint32_t)len;
 	if (st == IBV_WC_SUCCESS && len > IVRDMA_UD_MTU)
 		st = IBV_WC_LOC_LEN_ERR;
 	if (st == IBV_WC_SUCCESS)
-		do_datagram(qp, w, v, nv, len);
+		ex = do_datagram(qp, w, v, nv, len);
 	e->status = st;
-	return EXEC_DONE;
+	return ex;
+}
+
+/*
+ * The initiator's check of ivrdma_mr_flags, before anything it cannot undo:
+ * the MRs the WR names itself (the target's receive buffers are checked
+ * as the receive is taken, take_recv()). Keys that name no MR read as not
+ * moving and fail later as they would have.
+ */
+static bool wr_moving(struct ivrdma_qp *qp, const struct ivrdma_swqe *w)
+{
+	const struct ivrdma_region *r = &to_ictx(qp->vqp.qp.context)->region;
+
+	if (!(w->send_flags & IBV_SEND_INLINE))
+		for (uint32_t i = 0; i < w->num_sge; i++)
+			if (ivrdma_mr_moving(r, w->sge[i].lkey))
+				return true;
+	return w->opcode != IBV_WR_SEND && w->opcode != IBV_WR_SEND_WITH_IMM &&
+	       ivrdma_mr_moving(r, w->rkey);
 }
 
 static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivrdma_cqe *e)
@@ -465,6 +508,8 @@ static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivr
 	enum exec ex;
 	bool deliver;
 
+	if (wr_moving(qp, w))
+		return EXEC_MOVING;
 	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
 		return execute_ud(qp, w, e);
 	st = local_iov(qp, w, access, v, &nv, &len);
@@ -644,6 +689,10 @@ static bool wait_or_fail(struct ivrdma_qp *qp, enum exec ex, struct ivrdma_cqe *
 	int *left = ex == EXEC_RNR ? &qp->rnr_left : &qp->retry_left;
 	uint64_t wait_ns;
 
+	if (ex == EXEC_MOVING) {
+		qp->next_try_ns = ivrdma_now_ns() + MOVING_WAIT_NS;
+		return true;
+	}
 	if (ex == EXEC_RNR && qp->attr.rnr_retry == 7) {
 		/* 7: retry forever */
 	} else if ((*left)-- <= 0) {
@@ -663,11 +712,23 @@ static bool wait_or_fail(struct ivrdma_qp *qp, enum exec ex, struct ivrdma_cqe *
 	return true;
 }
 
+/* An execution begins (ivrdma_mr_flags): exec_seq odd, with a full barrier. */
+static void exec_enter(struct ivrdma_qp *qp)
+{
+	__atomic_exchange_n(&qp->s->exec_seq, ++qp->exec_seq, __ATOMIC_SEQ_CST);
+}
+
+/* ... and ends: what it wrote is done before a mover sees exec_seq even. */
+static void exec_leave(struct ivrdma_qp *qp)
+{
+	shm_store_release64(&qp->s->exec_seq, ++qp->exec_seq);
+}
+
 /*
  * Executes queued WRs in order until one has to wait. In SQD only the WR
  * already under way (waiting on a retry timer) goes on. Under sq_lock.
  */
-static void run(struct ivrdma_qp *qp)
+static void run_queue(struct ivrdma_qp *qp)
 {
 	while (qp->sq_count) {
 		struct ivrdma_cqe e = {0};
@@ -692,6 +753,18 @@ static void run(struct ivrdma_qp *qp)
 	}
 	if (qp->vqp.qp.state == IBV_QPS_SQD)
 		sq_drained(qp);
+}
+
+/* run_queue() as one execution (ivrdma_mr_flags) when there is work. */
+static void run(struct ivrdma_qp *qp)
+{
+	if (!qp->sq_count) {
+		run_queue(qp);
+		return;
+	}
+	exec_enter(qp);
+	run_queue(qp);
+	exec_leave(qp);
 }
 
 static int check_wr(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)

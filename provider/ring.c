@@ -176,8 +176,11 @@ static uint8_t *rq_entry(const struct ivrdma_rq_view *v, uint64_t i)
 
 /*
  * Takes the oldest receive: 1 with *out filled, 0 if none is posted,
- * -EPROTO if the ring's indices or the WQE make no sense. 'out' has room
- * for IVRDMA_MAX_SGE SGEs; *index is the entry's.
+ * -EPROTO if the ring's indices or the WQE make no sense, -EBUSY if
+ * 'usable' (when not NULL) refused the WQE, which then stays posted. 'out'
+ * has room for IVRDMA_MAX_SGE SGEs; *index is the entry's. 'usable' sees
+ * a copy that may be stale (another consumer took the entry): only a
+ * copy that the CAS then confirms counts, so it must not act on it.
  *
  * The owner stores prod on every post, so reading it costs a cache line
  * from the owner each time. What this view last saw of it is enough while
@@ -185,7 +188,8 @@ static uint8_t *rq_entry(const struct ivrdma_rq_view *v, uint64_t i)
  * a receive posted that long ago stays untouched until the ring wraps:
  * the next one is fetched now, off the path of the next message.
  */
-int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64_t *index)
+int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64_t *index,
+		   ivrdma_rq_usable_fn *usable, const void *arg)
 {
 	uint64_t c = shm_load_acquire64(v->cons);
 
@@ -212,6 +216,14 @@ int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64
 		}
 		/* Copy first: entry c cannot be reused before cons passes it. */
 		memcpy(out, rq_entry(v, c), n);
+		if (usable && out->num_sge <= v->max_sge && !usable(out, arg)) {
+			uint64_t c2 = shm_load_acquire64(v->cons);
+
+			if (c2 == c)
+				return -EBUSY;
+			c = c2; /* the copy was stale: look again */
+			continue;
+		}
 		if (shm_cas64(v->cons, &c, c + 1)) {
 			if (c + 1 < p)
 				__builtin_prefetch(rq_entry(v, c + 1));

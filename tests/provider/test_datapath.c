@@ -17,7 +17,9 @@
  * address over a socketpair. Run by run-provider-test.sh (real ivrdmad).
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/time.h>
 #include <stdatomic.h>
@@ -1750,6 +1752,145 @@ static void mr_grows_in_place(void)
 	munmap(p, 8 * pg);
 }
 
+/*
+ * A registration that joins two registered ranges moves their bytes to
+ * new chunks while a peer writes into one of them: no write may be lost
+ * to the old chunks (ivrdma_mr_flags). The writer reads back every value
+ * it writes; one that landed in the old chunks after the copy reads back
+ * stale, and the application's addresses must hold the last of each.
+ */
+enum { MOVE_SLOTS = 64, MOVE_WRITES = 40 };
+
+struct move_writer {
+	uint8_t *target; /* A's MR, set while phase is 1 */
+	uint32_t rkey;
+	atomic_int phase;	    /* 1: write; 0: stop and acknowledge */
+	atomic_uint request, ack;   /* the writer copies request to ack once stopped */
+	atomic_ulong writes;	    /* writes read back */
+	atomic_ulong stale, failed; /* read back wrong; completed in error */
+	uint64_t last[MOVE_SLOTS];  /* the last value written to each slot */
+};
+
+static bool write_and_read_back(struct move_writer *w, struct buf *io, uint64_t v)
+{
+	uint64_t *src = (uint64_t *)io->p, *back = src + 1;
+	uint8_t *at = w->target + (v % MOVE_SLOTS) * 8;
+	struct ibv_wc wc;
+
+	*src = v;
+	*back = 0;
+	if (post1(B.qp, 1, IBV_WR_RDMA_WRITE, IBV_SEND_SIGNALED, src, 8, io->mr->lkey,
+		  (uintptr_t)at, w->rkey) ||
+	    !poll1(B.cq, &wc) || wc.status != IBV_WC_SUCCESS ||
+	    post1(B.qp, 2, IBV_WR_RDMA_READ, IBV_SEND_SIGNALED, back, 8, io->mr->lkey,
+		  (uintptr_t)at, w->rkey) ||
+	    !poll1(B.cq, &wc) || wc.status != IBV_WC_SUCCESS)
+		return false;
+	if (*back != v)
+		atomic_fetch_add(&w->stale, 1);
+	w->last[v % MOVE_SLOTS] = v;
+	atomic_fetch_add(&w->writes, 1);
+	return true;
+}
+
+static void *move_writer_thread(void *arg)
+{
+	struct move_writer *w = arg;
+	struct buf io;
+	uint64_t v = 0;
+
+	buf_new(&io, B.pd, 16, MR_ALL);
+	while (atomic_load(&w->phase) >= 0) {
+		if (atomic_load(&w->phase) == 0) {
+			atomic_store(&w->ack, atomic_load(&w->request));
+			sched_yield();
+		} else if (!write_and_read_back(w, &io, ++v)) {
+			atomic_fetch_add(&w->failed, 1);
+			break;
+		}
+	}
+	atomic_store(&w->ack, UINT_MAX);
+	buf_free(&io);
+	return NULL;
+}
+
+/* Until the writer has read back 'n' more writes (false if it failed). */
+static bool writes_go_on(struct move_writer *w, unsigned long n)
+{
+	unsigned long until = atomic_load(&w->writes) + n;
+
+	while (atomic_load(&w->writes) < until)
+		if (atomic_load(&w->failed))
+			return false;
+	return true;
+}
+
+static void writer_stop(struct move_writer *w)
+{
+	unsigned int token = atomic_load(&w->request) + 1;
+
+	atomic_store(&w->phase, 0);
+	atomic_store(&w->request, token);
+	while (atomic_load(&w->ack) != token && atomic_load(&w->ack) != UINT_MAX)
+		sched_yield();
+}
+
+/* One move under writes: the writer's last values must be at the application's addresses. */
+static bool one_move_under_writes(struct move_writer *w, uint8_t *p, size_t pg)
+{
+	struct ibv_mr *m1 = ibv_reg_mr(A.pd, p, 4 * pg, MR_ALL);
+	struct ibv_mr *m2 = ibv_reg_mr(A.pd, p + 8 * pg, 4 * pg, MR_ALL), *m3 = NULL;
+	bool ok = m1 && m2;
+
+	memset(w->last, 0, sizeof(w->last));
+	if (ok) {
+		w->target = p;
+		w->rkey = m1->rkey;
+		atomic_store(&w->phase, 1);
+		ok = writes_go_on(w, MOVE_WRITES);
+		m3 = ibv_reg_mr(A.pd, p + 2 * pg, 8 * pg, MR_ALL); /* joins m1's and m2's spans */
+		ok = ok && m3 && writes_go_on(w, MOVE_WRITES);
+		writer_stop(w);
+	}
+	for (int k = 0; ok && k < MOVE_SLOTS; k++)
+		ok = memcmp(p + k * 8, &w->last[k], 8) == 0;
+	if (m3)
+		ibv_dereg_mr(m3);
+	if (m2)
+		ibv_dereg_mr(m2);
+	if (m1)
+		ibv_dereg_mr(m1);
+	return ok;
+}
+
+static void mr_moves_under_writes(void)
+{
+	enum { ROUNDS = 100 };
+	size_t pg = page_size();
+	struct move_writer w = {0};
+	pthread_t t;
+	int rounds = 0;
+
+	pair_connect(&B, &A, IBV_QPT_RC, &err_opts, &err_opts);
+	REQUIRE(pthread_create(&t, NULL, move_writer_thread, &w) == 0, "pthread_create");
+	for (bool ok = true; ok && rounds < ROUNDS;) {
+		uint8_t *p =
+		    mmap(NULL, 16 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		REQUIRE(p != MAP_FAILED, "mmap");
+		ok = one_move_under_writes(&w, p, pg);
+		rounds += ok;
+		munmap(p, 16 * pg);
+	}
+	atomic_store(&w.phase, -1);
+	pthread_join(t, NULL);
+	CHECK(rounds == ROUNDS && !atomic_load(&w.failed) && !atomic_load(&w.stale),
+	      "%d of %d moves under a peer's writes kept every write (%lu written, %lu read back "
+	      "stale, %lu failed)",
+	      rounds, ROUNDS, atomic_load(&w.writes), atomic_load(&w.stale),
+	      atomic_load(&w.failed));
+}
+
 /* Static data: initialized (.data, a private file mapping) and zeroed (.bss). */
 static uint8_t static_data[3000] = {1};
 static uint8_t static_bss[5000];
@@ -1800,6 +1941,7 @@ static void group_mr(void)
 	mr_mremapped();
 	mr_static_and_stack();
 	mr_grows_in_place();
+	mr_moves_under_writes();
 }
 
 /* --- two processes: a sleeping target, a killed peer ----------------------- */
