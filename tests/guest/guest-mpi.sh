@@ -52,7 +52,6 @@ job() {
 		--mca pml ob1 --mca btl openib,self --mca btl_openib_allow_ib 1 \
 		--mca btl_openib_device_param_files \
 		/usr/share/ivrdma/openib-device-params-ivrdma.ini:/usr/share/openmpi/mca-btl-openib-device-params.ini \
-		--mca memory ^patcher --mca mpi_leave_pinned 0 --mca btl_openib_flags send \
 		--mca osc pt2pt --mca mpi_yield_when_idle 1 \
 		--mca oob_tcp_if_include eth0 $(env_args) \
 		"$prog" >/tmp/job.out 2>/tmp/job.err

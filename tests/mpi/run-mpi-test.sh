@@ -88,13 +88,12 @@ ompi_x() {
 	done
 }
 
-# Open MPI over ivrdma0, openib BTL. memory ^patcher, mpi_leave_pinned 0
-# and btl_openib_flags without put: see README ("MPI over ivrdma").
+# Open MPI over ivrdma0, openib BTL, with Open MPI's defaults otherwise: see
+# README ("MPI over ivrdma").
 openib_cmd() {
 	mapfile -t x < <(ompi_x)
 	cmd=("${ompi_run[@]}" "${x[@]}" --mca pml ob1 --mca btl "openib,self"
 		--mca btl_openib_allow_ib 1 --mca btl_openib_device_param_files "$param_files"
-		--mca memory ^patcher --mca mpi_leave_pinned 0 --mca btl_openib_flags send
 		--mca osc pt2pt "$prefix-openmpi" "${args[@]}")
 }
 

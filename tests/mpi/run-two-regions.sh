@@ -128,7 +128,6 @@ job_cmd() { # job_cmd PROGRAM
 		mapfile -t apps < <(mpmd openmpi "$1")
 		cmd=("${ompi_run[@]}" --mca pml ob1 --mca btl "openib,tcp,self"
 			--mca btl_openib_allow_ib 1 --mca btl_openib_device_param_files "$param_files"
-			--mca memory ^patcher --mca mpi_leave_pinned 0 --mca btl_openib_flags send
 			--mca osc pt2pt "${apps[@]}")
 		;;
 	ompi-ucx)
