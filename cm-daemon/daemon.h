@@ -153,7 +153,7 @@ void ctl_close(struct daemon *d);
 void ctl_expire(struct daemon *d);
 struct json_object *ctl_status_json(struct daemon *d);
 
-/* sockets.c */
+/* loop.c: a listening unix socket at path (mode: its permission bits); the fd, or -errno */
 int unix_listen(const char *path, uint32_t mode);
 
 #endif /* IVRDMAD_DAEMON_H */

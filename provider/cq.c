@@ -3,7 +3,8 @@
  * Completion queues: a ring of CQEs in a region chunk, named by a CQ slot.
  * Any initiator in the region produces into it (see ivrdma_cq_push); only
  * this context consumes. Polling also drives my own send queues that wait
- * on RNR or retry timers: there is no progress thread.
+ * on RNR or retry timers, as the event thread does every millisecond
+ * while any of them waits (events.c).
  */
 #include <errno.h>
 #include <stdlib.h>

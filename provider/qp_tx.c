@@ -4,7 +4,8 @@
  * and writing the target's memory in the region, taking the target's
  * receive WQEs and writing the target's CQEs. Work requests wait in a
  * private queue only while the target cannot take them (RNR, target not
- * ready); later verbs calls on this context retry them (ivrdma_progress).
+ * ready); later verbs calls on this context retry them, and so does its
+ * event thread every millisecond while any waits (ivrdma_progress).
  */
 #include <errno.h>
 #include <string.h>

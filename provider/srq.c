@@ -5,10 +5,11 @@
  * a QP's own ring, the owner is the one producer and remote initiators are
  * the consumers (MPMC-consumer protocol, ivrdma_layout.h).
  *
- * The limit event: initiators consume without telling the owner, so the
- * owner notices the crossing itself, in its own verbs calls (poll_cq,
- * query_srq, modify_srq): there is no progress thread. The event then goes
- * to async_fd as the kernel's record would (ivrdma_post_async_event).
+ * The limit event: the owner notices the crossing itself, in its own verbs
+ * calls (poll_cq, query_srq, modify_srq) and in its event thread, which
+ * the initiator that takes a receive below the armed limit wakes
+ * (srq_limit_check in qp_tx.c). The event then goes to async_fd as the
+ * kernel's record would (ivrdma_post_async_event).
  */
 #include <errno.h>
 #include <stdlib.h>
