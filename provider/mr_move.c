@@ -688,6 +688,17 @@ static void retire(struct ivrdma_context *ctx, struct ivrdma_span *sp)
 		}
 		privatize_span(ctx, sp, false, &maps);
 		ivrdma_maps_free(&maps);
+		/*
+		 * A peer's execution that translated a key of the span before
+		 * dereg zeroed it may still be copying into its chunks: they are
+		 * free only once it is over (ivrdma_mr_flags), or never.
+		 */
+		if (ivrdma_wait_executions(&sp->holder->region)) {
+			ivrdma_dbg("chunks of pages at %#lx stay taken", (unsigned long)sp->start);
+			unlink_span(sp);
+			free(sp);
+			return;
+		}
 	}
 	ivrdma_ring_free(sp->holder, sp->first_chunk, sp->nr_chunks);
 	unlink_span(sp);
