@@ -438,7 +438,6 @@ int ivrdma_cmd_setup(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"sysfs", required_argument, NULL, 's'},
-	    {"node", required_argument, NULL, 'n'},
 	    {"cdev", required_argument, NULL, 'c'},
 	    {NULL, 0, NULL, 0},
 	};

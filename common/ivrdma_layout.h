@@ -49,10 +49,10 @@
  * sleeper; the reason is always found in the region.
  */
 enum ivrdma_vector {
-	IVRDMA_VEC_CONTROL = 0,	    /* directory changed, migration notice */
-	IVRDMA_VEC_COMPLETION = 1,  /* a CQE was written to a CQ armed for events */
-	IVRDMA_VEC_RECV_POSTED = 2, /* a receive was posted: senders waiting on RNR retry */
-	IVRDMA_VEC_SPARE = 3,
+	IVRDMA_VEC_CONTROL = 0,	   /* directory changed, migration notice */
+	IVRDMA_VEC_COMPLETION = 1, /* a CQE was written to a CQ armed for events */
+	/* 2: never rung (an RNR wait ends on its timer), kept for a use to come */
+	IVRDMA_VEC_SPARE = 3, /* rung by tests only (tests/guest/guest-host-peer.c) */
 	IVRDMA_MIN_VECTORS = 4,
 };
 
