@@ -350,8 +350,14 @@ mpi_reference() {
 		fail "$prog on $np ranks over shared memory: $(cat "$work/$prog-$np.ref.err")"
 }
 
+# What a job may print on stderr: Open MPI's rsh launcher sets the ssh
+# child's process group from both sides, and when the child has already
+# exec'd, the parent's setpgid fails with EACCES (POSIX) and says so; the
+# child's own call did it (seen once in CI, TCG timing).
+benign_stderr='plm:rsh: Warning: setpgid\([0-9]+,[0-9]+\) failed in parent with errno=Permission denied\(13\)$'
+
 # mpi_job PROG HOSTS NP: the job from vm1; its stdout must be the
-# reference's, its stderr empty.
+# reference's, its stderr empty but for benign_stderr.
 mpi_job() {
 	local prog=$1 hosts=$2 np=$3 id start=$SECONDS
 	guest_run vm1 guest-mpi.sh job "$hosts" "$prog"
@@ -359,7 +365,7 @@ mpi_job() {
 	mpi_reference "$prog" "$np"
 	wait_end vm1 "$id" || { show vm1 "$id" >&2; fail "$prog on $hosts: mpirun failed"; }
 	guest_lines vm1 "$id" | grep -v '^stderr: ' >"$work/$prog-$np.out"
-	if guest_lines vm1 "$id" | grep '^stderr: ' >"$work/$prog-$np.err"; then
+	if guest_lines vm1 "$id" | grep '^stderr: ' | grep -Ev "$benign_stderr" >"$work/$prog-$np.err"; then
 		cat "$work/$prog-$np.err" >&2
 		fail "$prog on $hosts: the job wrote to stderr"
 	fi
