@@ -70,4 +70,16 @@ static inline uint32_t shm_fetch_and32(uint32_t *p, uint32_t v)
 	return __atomic_fetch_and(p, v, __ATOMIC_ACQ_REL);
 }
 
+/* Stores v and returns the old value, a full barrier: later loads stay after it. */
+static inline uint64_t shm_exchange_seq_cst64(uint64_t *p, uint64_t v)
+{
+	return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+}
+
+/* A full barrier: earlier stores are visible before later loads. */
+static inline void shm_fence_seq_cst(void)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 #endif /* IVRDMA_SHM_ATOMIC_H */

@@ -19,7 +19,7 @@
 
 void ivrdma_mr_set_moving(struct ivrdma_mr *mr, bool moving)
 {
-	__atomic_store_n(&mr->s->flags, moving ? IVRDMA_MR_MOVING : 0u, __ATOMIC_RELEASE);
+	shm_store_release32(&mr->s->flags, moving ? IVRDMA_MR_MOVING : 0u);
 }
 
 /* Any slot's flags: a key that names no MR reads as not moving. */
@@ -27,7 +27,7 @@ bool ivrdma_mr_moving(const struct ivrdma_region *r, uint32_t key)
 {
 	const struct ivrdma_mr_slot *s = ivrdma_table_entry(r, &r->mrs, ivrdma_key_slot(key));
 
-	return s && (__atomic_load_n(&s->flags, __ATOMIC_ACQUIRE) & IVRDMA_MR_MOVING);
+	return s && (shm_load_acquire32(&s->flags) & IVRDMA_MR_MOVING);
 }
 
 /* Until the QP slot's execution that was under way at 'seq' ends: false on timeout. */
@@ -55,7 +55,7 @@ int ivrdma_wait_executions(const struct ivrdma_region *r)
 {
 	uint64_t deadline = ivrdma_now_ns() + EXEC_WAIT_NS;
 
-	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* the flags' stores before the loads below */
+	shm_fence_seq_cst(); /* the flags' stores before the loads below */
 	for (uint32_t i = 0; i < r->qps.entries; i++) {
 		const struct ivrdma_qp_slot *s = ivrdma_table_entry(r, &r->qps, i);
 		uint32_t owner = shm_load_acquire32(&s->hdr.owner);

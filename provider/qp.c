@@ -115,8 +115,8 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	}
 	qp->slot = (uint32_t)idx;
 	qp->s = ivrdma_table_entry(&ctx->region, &ctx->region.qps, qp->slot);
-	shm_store_release64(&qp->s->exec_seq,
-			    qp->exec_seq); /* even: a slot's past owner may have died mid-way */
+	/* Even, as qp->exec_seq: a past owner of the slot may have died mid-execution. */
+	shm_store_release64(&qp->s->exec_seq, qp->exec_seq);
 	rc = attr->srq ? 0 : make_rq(ctx, qp);
 	if (!rc)
 		rc = make_sq(qp);

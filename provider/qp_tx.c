@@ -466,7 +466,6 @@ static enum exec execute_ud(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct 
 	uint64_t len;
 	int nv;
 	enum ibv_wc_status st = local_iov(qp, w, 0, v, &nv, &len);
-
 	enum exec ex = EXEC_DONE;
 
 	e->byte_len = (uint32_t)len;
@@ -716,7 +715,7 @@ static bool wait_or_fail(struct ivrdma_qp *qp, enum exec ex, struct ivrdma_cqe *
 /* An execution begins (ivrdma_mr_flags): exec_seq odd, with a full barrier. */
 static void exec_enter(struct ivrdma_qp *qp)
 {
-	__atomic_exchange_n(&qp->s->exec_seq, ++qp->exec_seq, __ATOMIC_SEQ_CST);
+	shm_exchange_seq_cst64(&qp->s->exec_seq, ++qp->exec_seq);
 }
 
 /* ... and ends: what it wrote is done before a mover sees exec_seq even. */
