@@ -317,6 +317,13 @@ prefix_b=$("$ivrdma" --dir "$dir/b" status --json | jq -r .region.subnet_prefix)
 [[ $prefix_a != "$prefix_b" ]] || fail "both regions have subnet prefix $prefix_a"
 echo "region a: subnet $prefix_a, ranks ${ranks_of[a]}; region b: subnet $prefix_b, ranks ${ranks_of[b]}"
 
+# What UCX may print (on stdout) at the end of an ompi-ucx run: Open MPI
+# 4.1 closes osc ucx's endpoints after MPI_Finalize's last fence, and the
+# flush of a tcp endpoint whose peer process has exited fails. The same
+# 4 ranks with UCX_TLS=tcp,self and no ivrdma at all print it too (2 runs
+# in 8); every result line before it is still compared.
+benign_stdout='UCX  (ERROR req 0x[0-9a-f]+: error during flush: Endpoint timeout, flush comp 0x[0-9a-f]+ count reduced to 0|WARN  disconnect failed: Endpoint timeout)$'
+
 for prog in "${programs[@]}"; do
 	start=$SECONDS
 	reference_cmd "$prog"
@@ -332,7 +339,8 @@ for prog in "${programs[@]}"; do
 		cat "$dir/$name.err" >&2
 		fail "$name: unexpected lines on stderr"
 	fi
-	diff -u "$dir/$prog-reference.out" "$dir/$name.out" >&2 ||
+	grep -Ev "$benign_stdout" "$dir/$name.out" >"$dir/$name.kept" || true
+	diff -u "$dir/$prog-reference.out" "$dir/$name.kept" >&2 ||
 		fail "$name: output differs from the shared-memory reference"
 	echo "$name: same output as the reference, $((SECONDS - start)) s"
 	pidranks='{}'
