@@ -29,6 +29,7 @@ struct ctl_client {
 	size_t in_len;
 	char *out;
 	size_t out_len, out_off;
+	bool waiting; /* its request is answered later (migrate.c) */
 };
 
 static json_object *region_json(struct daemon *d)
@@ -117,7 +118,8 @@ json_object *ctl_status_json(struct daemon *d)
 	return o;
 }
 
-static char *error_json(const char *msg)
+/* {"error": msg}, malloc'ed. */
+char *ctl_error_json(const char *msg)
 {
 	json_object *o = json_object_new_object();
 	char *text;
@@ -129,16 +131,36 @@ static char *error_json(const char *msg)
 	return text;
 }
 
-/* The answer to one request line, as a malloc'ed JSON text. */
-static char *ctl_answer(struct daemon *d, const char *request)
+/* "WORD args": the args after WORD and a space, or NULL if the request is not WORD. */
+static const char *request_args(const char *request, const char *word)
 {
-	char msg[CTL_REQUEST_MAX + 64];
+	size_t n = strlen(word);
+
+	if (strncmp(request, word, n) != 0 || (request[n] != ' ' && request[n] != '\0'))
+		return NULL;
+	return request + n + (request[n] == ' ');
+}
+
+/*
+ * The answer to one request line, as a malloc'ed JSON text, or NULL when
+ * it comes later through ctl_client_answer (a migrate request waits).
+ */
+static char *ctl_answer(struct daemon *d, struct ctl_client *c, const char *request)
+{
+	char msg[CTL_REQUEST_MAX + 96];
+	const char *args;
 	json_object *o;
 	char *text;
 
+	if ((args = request_args(request, "migrate-begin")))
+		return migrate_begin(d, c, args);
+	if ((args = request_args(request, "migrate-end")))
+		return migrate_end(d, c, args);
 	if (strcmp(request, "status") != 0) {
-		snprintf(msg, sizeof(msg), "unknown request '%s' (known: status)", request);
-		return error_json(msg);
+		snprintf(msg, sizeof(msg),
+			 "unknown request '%s' (known: status, migrate-begin, migrate-end)",
+			 request);
+		return ctl_error_json(msg);
 	}
 	o = ctl_status_json(d);
 	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
@@ -154,6 +176,7 @@ static void client_close(struct daemon *d, struct ctl_client *c)
 	while (*pp != c)
 		pp = &(*pp)->next;
 	*pp = c->next;
+	migrate_client_gone(d, c);
 	loop_del(d, &c->w);
 	close(c->w.fd);
 	free(c->out);
@@ -206,15 +229,41 @@ static void on_client_event(struct daemon *d, struct watch *w, uint32_t events)
 		client_write(d, c);
 		return;
 	}
+	if (c->waiting) {
+		/* Anything more it sends is dropped; its hanging up ends the wait. */
+		char byte;
+		ssize_t n = recv(c->w.fd, &byte, 1, MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN))
+			client_close(d, c);
+		return;
+	}
 	if (client_read(c, &failed)) {
-		c->out = ctl_answer(d, c->in);
-		c->out_len = c->out ? strlen(c->out) : 0;
-		shutdown(c->w.fd, SHUT_RD);
-		loop_mod(d, &c->w, EPOLLOUT);
-		client_write(d, c);
+		char *text = ctl_answer(d, c, c->in);
+
+		if (text || !c->waiting)
+			ctl_client_answer(d, c, text);
 	} else if (failed || (events & (EPOLLHUP | EPOLLERR))) {
 		client_close(d, c);
 	}
+}
+
+/* The request of 'c' is answered with 'text' (taken; NULL: the client is just closed). */
+void ctl_client_answer(struct daemon *d, struct ctl_client *c, char *text)
+{
+	c->waiting = false;
+	c->out = text;
+	c->out_len = text ? strlen(text) : 0;
+	shutdown(c->w.fd, SHUT_RD);
+	loop_mod(d, &c->w, EPOLLOUT);
+	client_write(d, c);
+}
+
+/* The request of 'c' waits for its answer, until 'deadline_ms' at most. */
+void ctl_client_hold(struct ctl_client *c, int64_t deadline_ms)
+{
+	c->waiting = true;
+	c->deadline = deadline_ms;
 }
 
 static void on_ctl_accept(struct daemon *d, struct watch *w, uint32_t events)

@@ -33,7 +33,7 @@ static int ctl_connect(const char *dir, char *err, size_t errlen)
 }
 
 /* Reads to EOF, with a deadline so a wedged daemon cannot hang us. */
-static char *read_answer(int fd, char *err, size_t errlen)
+static char *read_answer(int fd, int timeout_ms, char *err, size_t errlen)
 {
 	size_t len = 0, cap = 4096;
 	char *buf = malloc(cap);
@@ -42,7 +42,7 @@ static char *read_answer(int fd, char *err, size_t errlen)
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		ssize_t n;
 
-		if (poll(&pfd, 1, CTL_TIMEOUT_MS) <= 0) {
+		if (poll(&pfd, 1, timeout_ms) <= 0) {
 			snprintf(err, errlen, "no answer from ivrdmad");
 			break;
 		}
@@ -73,6 +73,12 @@ static char *read_answer(int fd, char *err, size_t errlen)
 
 json_object *ctl_request(const char *dir, const char *request, char *err, size_t errlen)
 {
+	return ctl_request_wait(dir, request, CTL_TIMEOUT_MS, err, errlen);
+}
+
+json_object *ctl_request_wait(const char *dir, const char *request, int timeout_ms, char *err,
+			      size_t errlen)
+{
 	json_object *doc, *error;
 	char line[256];
 	char *text;
@@ -91,7 +97,7 @@ json_object *ctl_request(const char *dir, const char *request, char *err, size_t
 		close(fd);
 		return NULL;
 	}
-	text = read_answer(fd, err, errlen);
+	text = read_answer(fd, timeout_ms, err, errlen);
 	close(fd);
 	if (!text)
 		return NULL;

@@ -12,5 +12,8 @@
  * An answer carrying "error" is returned as NULL with that error.
  */
 json_object *ctl_request(const char *dir, const char *request, char *err, size_t errlen);
+/* The same, waiting up to timeout_ms for the answer (ctl_request: 5 s). */
+json_object *ctl_request_wait(const char *dir, const char *request, int timeout_ms, char *err,
+			      size_t errlen);
 
 #endif

@@ -81,6 +81,15 @@ struct listener {
 struct ctl_client;
 struct json_object;
 
+/* A migrate-begin or migrate-end request waiting for its answer (migrate.c). */
+struct migration {
+	struct ctl_client *client; /* NULL: none waits */
+	uint32_t node;
+	uint32_t seq; /* migrate-begin: the suspend_seq every context must acknowledge */
+	bool ending;  /* migrate-end: waiting for the node to be ACTIVE */
+	int64_t started_ms, deadline_ms;
+};
+
 /* Ended contexts whose totals `ivrdma status` still shows (contexts.c). */
 #define IVRDMA_ENDED_CONTEXTS 64
 
@@ -106,6 +115,7 @@ struct daemon {
 	struct json_object *ended[IVRDMA_ENDED_CONTEXTS]; /* a ring: the latest ended contexts */
 	uint32_t ended_next;
 	int64_t last_sweep_ms;
+	struct migration mig;
 };
 
 /* loop.c */
@@ -134,6 +144,18 @@ void directory_peer_left(struct daemon *d, const struct peer *p);
 void directory_peer_freed(struct daemon *d, const struct peer *p);
 const char *directory_node_state_name(uint32_t state);
 
+/* migrate.c: migrate-begin / migrate-end; each returns the answer or NULL (it waits) */
+char *migrate_begin(struct daemon *d, struct ctl_client *c, const char *args);
+char *migrate_end(struct daemon *d, struct ctl_client *c, const char *args);
+void migrate_tick(struct daemon *d);
+int migrate_poll_ms(const struct daemon *d, int idle_ms);
+void migrate_client_gone(struct daemon *d, const struct ctl_client *c);
+
+/* ctl.c, for requests answered later: the answer text (malloc'ed, taken), the client's deadline */
+char *ctl_error_json(const char *msg);
+void ctl_client_answer(struct daemon *d, struct ctl_client *c, char *text);
+void ctl_client_hold(struct ctl_client *c, int64_t deadline_ms);
+
 /* contexts.c: verbs contexts and their counters */
 void contexts_sweep(struct daemon *d);
 void contexts_tick(struct daemon *d);
@@ -146,6 +168,7 @@ int server_open(struct daemon *d);
 void server_close(struct daemon *d);
 void server_reap_doomed(struct daemon *d);
 void server_accept_pending(struct daemon *d);
+void server_ring_control_all(struct daemon *d);
 
 /* ctl.c: the control socket */
 int ctl_open(struct daemon *d);

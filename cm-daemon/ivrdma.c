@@ -20,6 +20,11 @@ static const char usage_text[] =
     "  setup            write the sysfs tree and device node for local ivrdma devices\n"
     "  env              print the environment verbs programs need\n"
 #endif
+    "  migrate-begin VM [--timeout S]\n"
+    "                   before VM's ivshmem device is unplugged: every context lets go of\n"
+    "                   it (its QPs fail, its memory becomes private); waits S s (30) for all\n"
+    "  migrate-end VM [--timeout S]\n"
+    "                   waits S s (30) until VM is attached and active again\n"
     "  version\n";
 
 static const char *get_str(json_object *o, const char *key)
@@ -162,6 +167,40 @@ static int cmd_status(const char *dir, int argc, char **argv)
 	return 0;
 }
 
+/* migrate-begin / migrate-end VM [--timeout S]: ivrdmad answers when done. */
+static int cmd_migrate(const char *dir, int argc, char **argv)
+{
+	char request[256], err[1024];
+	long seconds = 30;
+	json_object *doc;
+
+	if (argc == 4 && !strcmp(argv[2], "--timeout")) {
+		char *end;
+
+		seconds = strtol(argv[3], &end, 10);
+		if (*end || seconds < 1 || seconds > 3600) {
+			fprintf(stderr, "ivrdma: --timeout takes 1 to 3600 seconds\n");
+			return 2;
+		}
+	} else if (argc != 2) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	snprintf(request, sizeof(request), "%s %s %ld", argv[0], argv[1], seconds);
+	doc = ctl_request_wait(dir, request, (int)(seconds + 5) * 1000, err, sizeof(err));
+	if (!doc) {
+		fprintf(stderr, "ivrdma: %s\n", err);
+		return 1;
+	}
+	printf("%s: %s %s in %lld ms", argv[0], get_str(doc, "node"), get_str(doc, "state"),
+	       (long long)get_int(doc, "ms"));
+	if (!strcmp(argv[0], "migrate-begin"))
+		printf(", %lld context(s) acknowledged", (long long)get_int(doc, "contexts"));
+	putchar('\n');
+	json_object_put(doc);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -189,6 +228,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[0], "status"))
 		return cmd_status(dir, argc, argv);
+	if (!strcmp(argv[0], "migrate-begin") || !strcmp(argv[0], "migrate-end"))
+		return cmd_migrate(dir, argc, argv);
 	if (!strcmp(argv[0], "version")) {
 		printf("ivrdma %s\n", IVRDMA_VERSION);
 		return 0;

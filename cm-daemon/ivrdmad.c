@@ -102,7 +102,7 @@ static void run(struct daemon *d)
 
 	d->running = true;
 	while (d->running) {
-		int n = epoll_wait(d->epfd, ev, 32, 1000);
+		int n = epoll_wait(d->epfd, ev, 32, migrate_poll_ms(d, 1000));
 
 		if (n < 0 && errno != EINTR) {
 			log_error("epoll_wait: %s", strerror(errno));
@@ -116,6 +116,7 @@ static void run(struct daemon *d)
 		server_reap_doomed(d);
 		server_accept_pending(d);
 		server_reap_doomed(d);
+		migrate_tick(d);
 		ctl_expire(d);
 		contexts_tick(d);
 	}

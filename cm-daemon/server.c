@@ -148,7 +148,7 @@ static void peer_send_vectors(struct daemon *d, struct peer *to, const struct pe
 }
 
 /* Wakes everyone's control vector: the directory changed. */
-static void ring_control_all(struct daemon *d)
+void server_ring_control_all(struct daemon *d)
 {
 	uint64_t one = 1;
 
@@ -304,7 +304,7 @@ static void accept_one(struct daemon *d, struct listener *l)
 	d->nr_peers++;
 	directory_peer_joined(d, p);
 	peer_introduce(d, p);
-	ring_control_all(d);
+	server_ring_control_all(d);
 	log_info("peer %u joined node %s (pid %d, generation %u)", p->id,
 		 ivrdma_region_node(&d->region, p->node)->name, (int)p->pid, p->gen);
 }
@@ -347,7 +347,7 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 			peer_send(d, d->peers[i], p->id, -1);
 		}
 	}
-	ring_control_all(d);
+	server_ring_control_all(d);
 	log_info("peer %u left node %s: %s; reclaimed %u chunks, %u QPs, %u CQs, %u SRQs, %u MRs",
 		 p->id, ivrdma_region_node(&d->region, p->node)->name, p->doom_reason, got.chunks,
 		 got.qps, got.cqs, got.srqs, got.mrs);

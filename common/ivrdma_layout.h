@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 #define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION  5u
+#define IVRDMA_LAYOUT_VERSION  6u
 #define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
@@ -87,7 +87,8 @@ struct ivrdma_region_header {
 	uint32_t daemon_pid;
 	uint32_t host_node;	  /* index of the host's node entry */
 	struct ivrdma_table ctxs; /* context records (struct ivrdma_ctx_slot) */
-	uint8_t reserved[IVRDMA_HEADER_SIZE - 208];
+	uint32_t suspend_seq;	  /* atomic: see "Suspending a node" below */
+	uint8_t reserved[IVRDMA_HEADER_SIZE - 212];
 };
 static_assert(offsetof(struct ivrdma_region_header, region_id) == 24, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, dir_generation) == 40, "header layout");
@@ -97,6 +98,7 @@ static_assert(offsetof(struct ivrdma_region_header, chunk_area_offset) == 160, "
 static_assert(offsetof(struct ivrdma_region_header, subnet_prefix) == 176, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, host_node) == 188, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, ctxs) == 192, "header layout");
+static_assert(offsetof(struct ivrdma_region_header, suspend_seq) == 208, "header layout");
 static_assert(sizeof(struct ivrdma_region_header) == IVRDMA_HEADER_SIZE, "header size");
 
 enum ivrdma_node_state {
@@ -527,12 +529,37 @@ struct ivrdma_ctx_slot {
 	uint32_t pid;	/* the process, in its own PID namespace (a guest's own) */
 	uint32_t node;	/* index into the node directory */
 	uint32_t qps_destroyed;
-	uint64_t opened_ns; /* CLOCK_REALTIME */
-	uint8_t reserved[32];
+	uint64_t opened_ns;   /* CLOCK_REALTIME */
+	uint32_t suspend_ack; /* atomic: the suspend_seq this context has acted on */
+	uint8_t reserved[28];
 	struct ivrdma_qp_counters destroyed;
 };
 static_assert(offsetof(struct ivrdma_ctx_slot, state) == 8, "context slot layout");
+static_assert(offsetof(struct ivrdma_ctx_slot, suspend_ack) == 32, "context slot layout");
 static_assert(offsetof(struct ivrdma_ctx_slot, destroyed) == 64, "context slot layout");
+
+/*
+ * --- Suspending a node (migration) ------------------------------------------
+ *
+ * Before a VM's ivshmem device is unplugged (to migrate it), every
+ * context in the region lets go of it, and it lets go of the region:
+ *
+ * ivrdmad (`migrate-begin VM`): stores the node's state SUSPENDING, then
+ *   increments the header's suspend_seq (release), then rings every peer's
+ *   control vector. It answers once every OPEN context record whose owner
+ *   lives has suspend_ack == suspend_seq (or names those that have not, at
+ *   the timeout).
+ * Each context's event thread, on that doorbell: loads suspend_seq
+ *   (acquire: the SUSPENDING states stored before it are visible), then,
+ *   for every SUSPENDING node other than its own, moves its QPs connected
+ *   to that node to ERR (flushing, IBV_EVENT_QP_FATAL); if its own node is
+ *   SUSPENDING, it moves all its QPs to ERR, waits for the executions
+ *   under way (ivrdma_mr_flags), copies its registered pages back into
+ *   private memory and reports IBV_EVENT_DEVICE_FATAL. Then it stores
+ *   suspend_ack = suspend_seq (release).
+ * A context record claimed later starts with suspend_ack = suspend_seq: it
+ *   cannot connect to a node that is not ACTIVE (RTR checks the node).
+ */
 static_assert(sizeof(struct ivrdma_ctx_slot) == IVRDMA_CTX_SLOT_SIZE, "context slot size");
 
 #define IVRDMA_DEFAULT_CHUNK_SHIFT 16u /* 64 KiB */

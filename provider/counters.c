@@ -60,6 +60,9 @@ static void claim_record(struct ivrdma_context *ctx, struct ivrdma_ctx_counters 
 	c->record->pid = (uint32_t)getpid();
 	c->record->node = ctx->node;
 	c->record->opened_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	/* Nodes suspended before I opened cannot be connected to: nothing to act on. */
+	ctx->suspend_seen = shm_load_acquire32(&ivrdma_region_header(&ctx->region)->suspend_seq);
+	shm_store_release32(&c->record->suspend_ack, ctx->suspend_seen);
 	shm_store_release32(&c->record->state, IVRDMA_CTX_OPEN);
 }
 
@@ -78,6 +81,15 @@ int ivrdma_ctx_record_open(struct ivrdma_context *ctx)
 	claim_record(ctx, c);
 	ctx->counters = c;
 	return 0;
+}
+
+/* The event thread has acted on suspend_seq (suspend.c): ivrdmad may go on. */
+void ivrdma_ctx_record_ack(struct ivrdma_context *ctx, uint32_t suspend_seq)
+{
+	struct ivrdma_ctx_counters *c = ctx->counters;
+
+	if (c && c->record)
+		shm_store_release32(&c->record->suspend_ack, suspend_seq);
 }
 
 /* After this the record is ivrdmad's: nothing here touches it again. */

@@ -268,6 +268,7 @@ static void post_port_events(struct ivrdma_context *ctx)
 static void on_control(struct ivrdma_context *ctx)
 {
 	post_port_events(ctx);
+	ivrdma_suspend_check(ctx);
 	ivrdma_qps_check(ctx);
 	ivrdma_srq_check_limits(ctx);
 }

@@ -153,6 +153,18 @@ static const char *daemon_dir(void)
 }
 
 /*
+ * The node whose socket a host process joins through: the host's, unless
+ * IVRDMA_NODE names a VM's (a process standing in for that VM, as the
+ * migration tests do; ivrdmad takes one such process per VM).
+ */
+static const char *socket_node(void)
+{
+	const char *node = getenv("IVRDMA_NODE");
+
+	return node && *node && !strchr(node, '/') ? node : "host";
+}
+
+/*
  * Which node am I? The daemon records my peer's node in the peer table;
  * until it has, a host-socket client belongs to the host node.
  */
@@ -209,7 +221,7 @@ static int choose_backend(int *cmd_fd, struct ivt_options *opts, char *path, siz
 	if (*cmd_fd < 0)
 		return -errno;
 	opts->backend = IVT_BACKEND_HOST;
-	if (snprintf(path, len, "%s/host.sock", daemon_dir()) >= (int)len)
+	if (snprintf(path, len, "%s/%s.sock", daemon_dir(), socket_node()) >= (int)len)
 		return -ENAMETOOLONG;
 	return 0;
 }

@@ -51,6 +51,9 @@ struct ivrdma_context {
 	atomic_int nr_armed_srqs;	/* of which have a limit armed: poll_cq checks them */
 	/* The context record and my QPs by slot (counters.c). */
 	struct ivrdma_ctx_counters *counters;
+	/* suspend.c: the region's suspend_seq acted on (event thread only) */
+	uint32_t suspend_seen;
+	atomic_bool left; /* my node suspended: the region is no longer mine to use */
 };
 
 struct ivrdma_pd {
@@ -392,6 +395,13 @@ int ivrdma_peer_lookup(const struct ivrdma_region *r, enum ibv_qp_type type, int
 void ivrdma_qp_enter_error(struct ivrdma_qp *qp);
 void ivrdma_qp_peer_lost(struct ivrdma_qp *qp);
 void ivrdma_qps_check(struct ivrdma_context *ctx);
+void ivrdma_qps_fail_toward(struct ivrdma_context *ctx, uint16_t lid);
+
+/* suspend.c: a node suspends (ivrdma_layout.h, "Suspending a node") */
+void ivrdma_suspend_check(struct ivrdma_context *ctx);
+bool ivrdma_context_left(const struct ivrdma_context *ctx);
+/* mr_move.c: every span of the context's region goes back to private pages */
+void ivrdma_spans_detach(struct ivrdma_context *ctx);
 void ivrdma_notify_target(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq,
 			  uint32_t bits);
 int ivrdma_query_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask,
@@ -412,6 +422,7 @@ void ivrdma_sq_run(struct ivrdma_qp *qp);
 
 /* counters.c: the context record, open to close (negative errno); more in counters.h */
 int ivrdma_ctx_record_open(struct ivrdma_context *ctx);
+void ivrdma_ctx_record_ack(struct ivrdma_context *ctx, uint32_t suspend_seq);
 void ivrdma_ctx_record_close(struct ivrdma_context *ctx);
 
 /* qp_ex.c: the ibv_qp_ex wr_* API */

@@ -59,7 +59,7 @@ struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint6
 	struct ivrdma_context *ctx = to_ictx(pd->context);
 	struct ivrdma_mr *mr;
 	int64_t slot;
-	int rc = check_args((uintptr_t)addr, length, access);
+	int rc = ivrdma_context_left(ctx) ? EIO : check_args((uintptr_t)addr, length, access);
 
 	if (rc)
 		return ivrdma_fail_null(rc);

@@ -657,7 +657,8 @@ int ivrdma_span_add(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t 
 
 	pthread_once(&atfork_once, install_atfork);
 	taken = span_lock_take();
-	rc = add_locked(ctx, mr, start, end);
+	/* Checked under the lock ivrdma_spans_detach takes: no span comes after it. */
+	rc = ivrdma_context_left(ctx) ? EIO : add_locked(ctx, mr, start, end);
 	span_lock_give(taken);
 	return rc;
 }
@@ -713,6 +714,33 @@ void ivrdma_span_remove(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
 	unlink_mr(sp, mr);
 	if (!sp->mrs)
 		retire(ctx, sp);
+	span_lock_give(taken);
+}
+
+/*
+ * The context's node suspends (suspend.c): every span on its region gets
+ * private pages again, as in a fork child, and owns no chunk any more
+ * (ivrdmad reclaims them with the node's peers). Its MRs stay until
+ * deregistered; peers can no longer reach them (every QP has failed).
+ */
+void ivrdma_spans_detach(struct ivrdma_context *ctx)
+{
+	bool taken = span_lock_take();
+	struct ivrdma_maps maps;
+	bool have_maps = ivrdma_maps_read(&maps) == 0;
+
+	for (struct ivrdma_span *sp = spans; sp; sp = sp->next) {
+		if (sp->detached || sp->region_id != ctx->region.region_id)
+			continue;
+		if (have_maps)
+			privatize_span(ctx, sp, false, &maps);
+		sp->detached = true;
+		sp->nr_chunks = 0;
+	}
+	if (have_maps)
+		ivrdma_maps_free(&maps);
+	else
+		ivrdma_dbg("cannot read the maps: registered pages stay in the region");
 	span_lock_give(taken);
 }
 

@@ -91,7 +91,7 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	struct ivrdma_context *ctx = to_ictx(pd->context);
 	struct ivrdma_qp *qp;
 	int64_t idx;
-	int rc = check_caps(attr);
+	int rc = ivrdma_context_left(ctx) ? EIO : check_caps(attr);
 
 	if (rc)
 		return ivrdma_fail_null(rc);
@@ -300,6 +300,28 @@ void ivrdma_qps_check(struct ivrdma_context *ctx)
 		if (connected(qp) && !(news & IVRDMA_QP_ASYNC_PEER_CLOSED) &&
 		    !ivrdma_owner_alive(&ctx->region, qp->peer.owner, -1))
 			ivrdma_qp_peer_lost(qp);
+		pthread_mutex_unlock(&qp->sq_lock);
+	}
+	pthread_mutex_unlock(&all_lock);
+}
+
+/*
+ * The path to node 'lid' goes down (it suspends; 0: my own node, so every
+ * path): my QPs connected there fail as on an HCA, their work flushed,
+ * with IBV_EVENT_QP_FATAL. Under sq_lock an execution of the QP is over.
+ */
+void ivrdma_qps_fail_toward(struct ivrdma_context *ctx, uint16_t lid)
+{
+	pthread_mutex_lock(&all_lock);
+	for (struct ivrdma_qp *qp = all_qps; qp; qp = qp->all_next) {
+		if (to_ictx(qp->vqp.qp.context) != ctx)
+			continue;
+		pthread_mutex_lock(&qp->sq_lock);
+		if (lid ? connected(qp) && qp->peer.lid == lid
+			: qp->vqp.qp.state != IBV_QPS_RESET && qp->vqp.qp.state != IBV_QPS_ERR) {
+			ivrdma_qp_enter_error(qp);
+			ivrdma_qp_event(qp, IBV_EVENT_QP_FATAL);
+		}
 		pthread_mutex_unlock(&qp->sq_lock);
 	}
 	pthread_mutex_unlock(&all_lock);

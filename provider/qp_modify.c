@@ -261,6 +261,8 @@ int ivrdma_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask)
 	    (mask & ~(rule.req | rule.opt | IBV_QP_STATE | IBV_QP_CUR_STATE)) ||
 	    ((mask & IBV_QP_CUR_STATE) && attr->cur_qp_state != cur) || !values_ok(attr, mask))
 		rc = EINVAL;
+	else if (next != IBV_QPS_RESET && next != IBV_QPS_ERR && ivrdma_context_left(ctx))
+		rc = EIO; /* after leave_region's pass over my QPs (suspend.c) */
 	else if (cur == IBV_QPS_INIT && next == IBV_QPS_RTR && ibqp->qp_type != IBV_QPT_UD)
 		rc = connect(ctx, qp, attr);
 	if (rc)
