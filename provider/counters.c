@@ -83,13 +83,42 @@ int ivrdma_ctx_record_open(struct ivrdma_context *ctx)
 	return 0;
 }
 
-/* The event thread has acted on suspend_seq (suspend.c): ivrdmad may go on. */
-void ivrdma_ctx_record_ack(struct ivrdma_context *ctx, uint32_t suspend_seq)
+/*
+ * The event thread has acted on suspend_seq (suspend.c): ivrdmad may go
+ * on. 'record_page' is a mapping of the region's page holding my record
+ * (its offset: ivrdma_ctx_record_page), for a context that left the
+ * region: its own mapping is a private copy by now, so the record goes to
+ * ivrdmad as a closed one's does (nothing here touches it again, and a
+ * later migration does not wait for this context); NULL otherwise.
+ */
+void ivrdma_ctx_record_ack(struct ivrdma_context *ctx, uint32_t suspend_seq, uint8_t *record_page)
 {
 	struct ivrdma_ctx_counters *c = ctx->counters;
+	struct ivrdma_ctx_slot *rec;
 
-	if (c && c->record)
-		shm_store_release32(&c->record->suspend_ack, suspend_seq);
+	if (!c || !c->record)
+		return;
+	rec = c->record;
+	if (record_page)
+		rec = (struct ivrdma_ctx_slot *)(record_page + ivrdma_ctx_record_page(ctx, NULL));
+	shm_store_release32(&rec->suspend_ack, suspend_seq);
+	if (record_page)
+		shm_store_release32(&rec->state, IVRDMA_CTX_CLOSED);
+}
+
+/*
+ * The region offset of the page holding my record (into *page_off, if not
+ * NULL); returns the record's offset within that page. No record: 0, 0.
+ */
+uint64_t ivrdma_ctx_record_page(struct ivrdma_context *ctx, uint64_t *page_off)
+{
+	struct ivrdma_ctx_counters *c = ctx->counters;
+	uint64_t off = c && c->record ? (uint64_t)((uint8_t *)c->record - ctx->region.base) : 0;
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	if (page_off)
+		*page_off = off & ~(pg - 1);
+	return off & (pg - 1);
 }
 
 /* After this the record is ivrdmad's: nothing here touches it again. */

@@ -143,8 +143,29 @@ void ivrdma_cq_wake(struct ivrdma_context *ctx, const struct ivrdma_cq_view *v)
 {
 	int peer = ivrdma_owner_peer(shm_load_acquire32(&v->slot->hdr.owner));
 
-	if (peer >= 0 && ivt_ring(ctx->transport, (uint16_t)peer, IVRDMA_VEC_COMPLETION))
+	if (peer >= 0 && ivrdma_ring_peer(ctx, peer, IVRDMA_VEC_COMPLETION))
 		ivrdma_dbg("cannot wake the owner (peer %d) of a CQ", peer);
+}
+
+/* As ivrdma_qps_hold, for the context's CQs: their locks and ring chunks. */
+void ivrdma_cqs_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn *run, void *arg)
+{
+	struct ivrdma_events *ev = ctx->events;
+
+	if (hold)
+		pthread_mutex_lock(&ev->lock);
+	for (uint32_t i = 0; i < ev->nr_cqs; i++) {
+		struct ivrdma_cq *cq = ev->cqs[i];
+
+		if (hold) {
+			pthread_spin_lock(&cq->lock);
+			run(arg, cq->first_chunk, cq->nr_chunks);
+		} else {
+			pthread_spin_unlock(&cq->lock);
+		}
+	}
+	if (!hold)
+		pthread_mutex_unlock(&ev->lock);
 }
 
 /* Every CQ of the context, so its events and overflow can be reported. */
@@ -288,7 +309,8 @@ static bool drain_control(struct ivrdma_context *ctx)
 		 * the last: then ibv_get_async_event fails.
 		 */
 		ivrdma_dbg("the ivshmem device is gone");
-		ivrdma_post_async_event(ctx, IBV_EVENT_DEVICE_FATAL, 0);
+		if (!ivrdma_context_left(ctx)) /* else leave_region() reported it */
+			ivrdma_post_async_event(ctx, IBV_EVENT_DEVICE_FATAL, 0);
 		shutdown(ctx->async_wr, SHUT_WR);
 		return true;
 	}

@@ -396,10 +396,16 @@ void ivrdma_qp_enter_error(struct ivrdma_qp *qp);
 void ivrdma_qp_peer_lost(struct ivrdma_qp *qp);
 void ivrdma_qps_check(struct ivrdma_context *ctx);
 void ivrdma_qps_fail_toward(struct ivrdma_context *ctx, uint16_t lid);
+/* Holding every object of a context still while the region is swapped (suspend.c). */
+typedef void ivrdma_chunk_run_fn(void *arg, uint32_t first_chunk, uint32_t nr_chunks);
+void ivrdma_qps_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn *run, void *arg);
+void ivrdma_cqs_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn *run, void *arg);
+void ivrdma_srqs_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn *run, void *arg);
 
 /* suspend.c: a node suspends (ivrdma_layout.h, "Suspending a node") */
 void ivrdma_suspend_check(struct ivrdma_context *ctx);
 bool ivrdma_context_left(const struct ivrdma_context *ctx);
+int ivrdma_ring_peer(struct ivrdma_context *ctx, int peer, uint32_t vec);
 /* mr_move.c: every span of the context's region goes back to private pages */
 void ivrdma_spans_detach(struct ivrdma_context *ctx);
 void ivrdma_notify_target(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq,
@@ -422,7 +428,8 @@ void ivrdma_sq_run(struct ivrdma_qp *qp);
 
 /* counters.c: the context record, open to close (negative errno); more in counters.h */
 int ivrdma_ctx_record_open(struct ivrdma_context *ctx);
-void ivrdma_ctx_record_ack(struct ivrdma_context *ctx, uint32_t suspend_seq);
+void ivrdma_ctx_record_ack(struct ivrdma_context *ctx, uint32_t suspend_seq, uint8_t *record_page);
+uint64_t ivrdma_ctx_record_page(struct ivrdma_context *ctx, uint64_t *page_off);
 void ivrdma_ctx_record_close(struct ivrdma_context *ctx);
 
 /* qp_ex.c: the ibv_qp_ex wr_* API */

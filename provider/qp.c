@@ -328,6 +328,31 @@ void ivrdma_qps_fail_toward(struct ivrdma_context *ctx, uint16_t lid)
 }
 
 /*
+ * hold: takes all_lock and every QP's sq_lock and rq_lock of 'ctx' (no
+ * post, flush or transition runs), telling 'run' each receive ring's
+ * chunks; !hold gives them back. For suspend.c's swap of the region.
+ */
+void ivrdma_qps_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn *run, void *arg)
+{
+	if (hold)
+		pthread_mutex_lock(&all_lock);
+	for (struct ivrdma_qp *qp = all_qps; qp; qp = qp->all_next) {
+		if (to_ictx(qp->vqp.qp.context) != ctx)
+			continue;
+		if (hold) {
+			pthread_mutex_lock(&qp->sq_lock);
+			pthread_spin_lock(&qp->rq_lock);
+			run(arg, qp->rq_first_chunk, qp->rq_nr_chunks);
+		} else {
+			pthread_spin_unlock(&qp->rq_lock);
+			pthread_mutex_unlock(&qp->sq_lock);
+		}
+	}
+	if (!hold)
+		pthread_mutex_unlock(&all_lock);
+}
+
+/*
  * A receive of QP 'qpn' completed in error (the initiator found it too
  * small or not writable): the QP goes to ERR and flushes, as on an HCA.
  * The owner's event thread does it too; whoever is first.

@@ -146,7 +146,7 @@ void ivrdma_notify_target(struct ivrdma_context *ctx, const struct ivrdma_peer_q
 	int peer = ivrdma_owner_peer(pq->owner);
 
 	if ((old & bits) != bits && peer >= 0)
-		ivt_ring(ctx->transport, (uint16_t)peer, IVRDMA_VEC_CONTROL);
+		ivrdma_ring_peer(ctx, peer, IVRDMA_VEC_CONTROL);
 }
 
 /* The first message a QP receives while in RTR establishes the connection. */
@@ -217,7 +217,7 @@ static void srq_limit_check(struct ivrdma_context *ctx, struct ivrdma_peer_qp *p
 	pq->rq.prod_seen = shm_load_acquire64(pq->rq.prod); /* what was seen may be old */
 	peer = ivrdma_owner_peer(pq->owner);
 	if (pq->rq.prod_seen - taken < limit && peer >= 0)
-		ivt_ring(ctx->transport, (uint16_t)peer, IVRDMA_VEC_CONTROL);
+		ivrdma_ring_peer(ctx, peer, IVRDMA_VEC_CONTROL);
 }
 
 /* A receive WQE whose buffers are not moving (ivrdma_rq_usable_fn). */
@@ -852,7 +852,7 @@ static void track_pending(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
 		ctx->pending = qp;
 		/* The event thread keeps timers only while WRs wait: wake it to start. */
 		if (atomic_fetch_add(&ctx->nr_pending, 1) == 0)
-			ivt_ring(ctx->transport, ctx->peer_id, IVRDMA_VEC_CONTROL);
+			ivrdma_ring_peer(ctx, ctx->peer_id, IVRDMA_VEC_CONTROL);
 	} else {
 		for (struct ivrdma_qp **pp = &ctx->pending; *pp; pp = &(*pp)->pending_next)
 			if (*pp == qp) {

@@ -47,6 +47,23 @@ static void link_srq(struct ivrdma_context *ctx, struct ivrdma_srq *srq)
 	pthread_mutex_unlock(&ctx->srq_lock);
 }
 
+/* As ivrdma_qps_hold, for the context's SRQs: their locks and ring chunks. */
+void ivrdma_srqs_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn *run, void *arg)
+{
+	if (hold)
+		pthread_mutex_lock(&ctx->srq_lock);
+	for (struct ivrdma_srq *srq = ctx->srqs; srq; srq = srq->next) {
+		if (hold) {
+			pthread_spin_lock(&srq->lock);
+			run(arg, srq->first_chunk, srq->nr_chunks);
+		} else {
+			pthread_spin_unlock(&srq->lock);
+		}
+	}
+	if (!hold)
+		pthread_mutex_unlock(&ctx->srq_lock);
+}
+
 static void unlink_srq(struct ivrdma_context *ctx, struct ivrdma_srq *srq)
 {
 	pthread_mutex_lock(&ctx->srq_lock);
