@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_image.h"
+
+#define MAX_DIRTY 4096
+
+static uint8_t *image;
+static struct {
+	uint64_t off, len;
+} dirty[MAX_DIRTY];
+static uint32_t nr_dirty;
+static int all_dirty; /* the list overflowed: zero everything */
+
+static void reset(void)
+{
+	if (all_dirty)
+		memset(image, 0, FUZZ_IMAGE_SIZE);
+	else
+		for (uint32_t i = 0; i < nr_dirty; i++)
+			memset(image + dirty[i].off, 0, dirty[i].len);
+	nr_dirty = 0;
+	all_dirty = 0;
+}
+
+uint8_t *fuzz_image(void)
+{
+	if (!image)
+		image = calloc(1, FUZZ_IMAGE_SIZE);
+	else
+		reset();
+	if (!image)
+		abort();
+	return image;
+}
+
+void fuzz_image_dirty(const void *p, uint64_t len)
+{
+	uint64_t off = (uint64_t)((const uint8_t *)p - image);
+
+	if (off >= FUZZ_IMAGE_SIZE)
+		abort(); /* a harness bug: it wrote outside the image */
+	if (len > FUZZ_IMAGE_SIZE - off)
+		len = FUZZ_IMAGE_SIZE - off;
+	if (nr_dirty == MAX_DIRTY) {
+		all_dirty = 1;
+		return;
+	}
+	dirty[nr_dirty].off = off;
+	dirty[nr_dirty++].len = len;
+}
+
+/* Where a patch lands: a table entry, a chunk or a raw offset; NULL if nowhere. */
+static uint8_t *patch_target(const struct ivrdma_region *r, const struct fuzz_patch *p,
+			     uint64_t *room)
+{
+	const struct ivrdma_table *tables[] = {NULL,	&r->nodes, &r->peers,
+					       &r->qps, &r->cqs,   &r->srqs,
+					       &r->mrs, &r->ctxs,  &r->chunk_tags};
+	unsigned int kind = p->kind % FUZZ_KINDS;
+	uint8_t *at;
+
+	if (kind == FUZZ_RAW) {
+		at = r->base + p->offset % r->size;
+	} else if (kind == FUZZ_CHUNK) {
+		at = ivrdma_chunk_ptr(r, p->index % r->nr_chunks);
+		at += p->offset & (ivrdma_chunk_size(r) - 1);
+	} else {
+		const struct ivrdma_table *t = tables[kind];
+
+		at = ivrdma_table_entry(r, t, p->index % t->entries);
+		at += p->offset % t->entry_size;
+	}
+	*room = r->size - (uint64_t)(at - r->base);
+	return at;
+}
+
+static void apply_patches(const struct ivrdma_region *r, const uint8_t *data, size_t size)
+{
+	while (size >= sizeof(struct fuzz_patch)) {
+		struct fuzz_patch p;
+		uint64_t room, len;
+		uint8_t *at;
+
+		memcpy(&p, data, sizeof(p));
+		data += sizeof(p);
+		size -= sizeof(p);
+		len = p.len < size ? p.len : size;
+		at = patch_target(r, &p, &room);
+		if (len > room)
+			len = room;
+		memcpy(at, data, len);
+		fuzz_image_dirty(at, len);
+		data += len;
+		size -= len;
+	}
+}
+
+int fuzz_image_load(struct ivrdma_region *r, struct fuzz_params *params, const uint8_t *data,
+		    size_t size)
+{
+	uint8_t *base = fuzz_image();
+	size_t head = size < IVRDMA_HEADER_SIZE ? size : IVRDMA_HEADER_SIZE;
+	const char *why;
+	int rc;
+
+	memcpy(base, data, head);
+	fuzz_image_dirty(base, IVRDMA_HEADER_SIZE);
+	data += head;
+	size -= head;
+	memset(params, 0, sizeof(*params));
+	if (size >= sizeof(*params)) {
+		memcpy(params, data, sizeof(*params));
+		data += sizeof(*params);
+		size -= sizeof(*params);
+	}
+	rc = ivrdma_region_open(r, base, FUZZ_IMAGE_SIZE, &why);
+	if (rc == 0)
+		apply_patches(r, data, size);
+	return rc;
+}
