@@ -39,6 +39,9 @@ static const uint32_t rnr_10us[32] = {65536, 1,	   2,	 3,	4,     6,     8,     1
 /*
  * Copies 'len' bytes between scatter lists; the last byte is stored after
  * a release fence, so a poller of the last byte sees all the others.
+ * Source and destination may overlap (the two MRs' region offsets are
+ * whatever their owners wrote, and a QP may write into its own MR): each
+ * piece moves as memmove does, its last byte read before the move.
  */
 static void copy_iov(const struct iov *dst, int nd, const struct iov *src, int ns, uint64_t len)
 {
@@ -57,12 +60,14 @@ static void copy_iov(const struct iov *dst, int nd, const struct iov *src, int n
 		n = dst[d].len - doff < src[s].len - soff ? dst[d].len - doff : src[s].len - soff;
 		n = n < len ? n : len;
 		if (n == len) {
-			memcpy(dst[d].p + doff, src[s].p + soff, n - 1);
+			uint8_t last = src[s].p[soff + n - 1];
+
+			memmove(dst[d].p + doff, src[s].p + soff, n - 1);
 			__atomic_thread_fence(__ATOMIC_RELEASE);
-			dst[d].p[doff + n - 1] = src[s].p[soff + n - 1];
+			dst[d].p[doff + n - 1] = last;
 			return;
 		}
-		memcpy(dst[d].p + doff, src[s].p + soff, n);
+		memmove(dst[d].p + doff, src[s].p + soff, n);
 		doff += n, soff += n, len -= n;
 	}
 }
