@@ -418,6 +418,15 @@ static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_swqe *w,
 	st = remote_mem(qp, w, 8, IBV_ACCESS_REMOTE_ATOMIC, (uint8_t **)&p);
 	if (st != IBV_WC_SUCCESS)
 		return st;
+	/*
+	 * The MR slot's iova and region offset are its owner's word: they may
+	 * disagree modulo 8, and a locked operation across a cache line is a
+	 * split lock (a fault, or the whole machine slowed).
+	 */
+	if ((uintptr_t)p % 8) {
+		responder_error(qp, IVRDMA_QP_ASYNC_REQ_ERR);
+		return IBV_WC_REM_INV_REQ_ERR;
+	}
 	if (w->opcode == IBV_WR_ATOMIC_CMP_AND_SWP) {
 		old = w->compare_add;
 		__atomic_compare_exchange_n(p, &old, w->swap, false, __ATOMIC_SEQ_CST,
