@@ -117,8 +117,10 @@ int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d
 	struct ivrdma_rq_desc c;
 
 	memcpy(&c, d, sizeof(c)); /* one read; validate the copy */
+	/* Every entry 16-byte aligned: the producer writes WQEs in place. */
 	if (!is_pow2(c.nr_entries) || c.nr_entries > IVRDMA_MAX_WR * 2u ||
-	    c.max_sge > IVRDMA_MAX_SGE || c.stride < IVRDMA_RQ_STRIDE(c.max_sge) || c.stride % 16)
+	    c.max_sge > IVRDMA_MAX_SGE || c.stride < IVRDMA_RQ_STRIDE(c.max_sge) || c.stride % 16 ||
+	    c.ring_offset % 16)
 		return -EPROTO;
 	v->ring = ivrdma_chunk_span(r, c.ring_offset, (uint64_t)c.nr_entries * c.stride);
 	if (!v->ring)
