@@ -1,54 +1,27 @@
 // SPDX-License-Identifier: MIT
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "fuzz_image.h"
 
-#define MAX_DIRTY 4096
-
 static uint8_t *image;
-static struct {
-	uint64_t off, len;
-} dirty[MAX_DIRTY];
-static uint32_t nr_dirty;
-static int all_dirty; /* the list overflowed: zero everything */
-
-static void reset(void)
-{
-	if (all_dirty)
-		memset(image, 0, FUZZ_IMAGE_SIZE);
-	else
-		for (uint32_t i = 0; i < nr_dirty; i++)
-			memset(image + dirty[i].off, 0, dirty[i].len);
-	nr_dirty = 0;
-	all_dirty = 0;
-}
 
 uint8_t *fuzz_image(void)
 {
-	if (!image)
-		image = calloc(1, FUZZ_IMAGE_SIZE);
-	else
-		reset();
-	if (!image)
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (image) {
+		if (madvise(image, FUZZ_IMAGE_SIZE, MADV_DONTNEED))
+			abort();
+		return image;
+	}
+	image = mmap(NULL, FUZZ_IMAGE_SIZE + (size_t)page, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (image == MAP_FAILED || mprotect(image + FUZZ_IMAGE_SIZE, (size_t)page, PROT_NONE))
 		abort();
 	return image;
-}
-
-void fuzz_image_dirty(const void *p, uint64_t len)
-{
-	uint64_t off = (uint64_t)((const uint8_t *)p - image);
-
-	if (off >= FUZZ_IMAGE_SIZE)
-		abort(); /* a harness bug: it wrote outside the image */
-	if (len > FUZZ_IMAGE_SIZE - off)
-		len = FUZZ_IMAGE_SIZE - off;
-	if (nr_dirty == MAX_DIRTY) {
-		all_dirty = 1;
-		return;
-	}
-	dirty[nr_dirty].off = off;
-	dirty[nr_dirty++].len = len;
 }
 
 /* Where a patch lands: a table entry, a chunk or a raw offset; NULL if nowhere. */
@@ -91,7 +64,6 @@ static void apply_patches(const struct ivrdma_region *r, const uint8_t *data, si
 		if (len > room)
 			len = room;
 		memcpy(at, data, len);
-		fuzz_image_dirty(at, len);
 		data += len;
 		size -= len;
 	}
@@ -106,7 +78,6 @@ int fuzz_image_load(struct ivrdma_region *r, struct fuzz_params *params, const u
 	int rc;
 
 	memcpy(base, data, head);
-	fuzz_image_dirty(base, IVRDMA_HEADER_SIZE);
 	data += head;
 	size -= head;
 	memset(params, 0, sizeof(*params));

@@ -9,9 +9,10 @@
  * names (or anywhere, raw). Addressing through the view lets the fuzzer
  * reach slots and rings wherever the header put them.
  *
- * The image is one heap buffer of IVRDMA_MIN_REGION_SIZE bytes, so ASan
- * sees a read past the region's end; only what a run dirtied is zeroed
- * for the next.
+ * The image is an anonymous mapping of IVRDMA_MIN_REGION_SIZE bytes with
+ * an inaccessible page after it (a read past the region's end faults);
+ * each run starts from zeros (MADV_DONTNEED: only pages a run touched
+ * cost anything).
  */
 #ifndef IVRDMA_FUZZ_IMAGE_H
 #define IVRDMA_FUZZ_IMAGE_H
@@ -27,18 +28,17 @@
 struct fuzz_params {
 	uint16_t peer; /* "me": my peer ID and generation (owner tag) */
 	uint16_t gen;
-	uint16_t lid;	/* a node to look up */
-	uint16_t ops;	/* bits: which readers to run (each harness its own) */
-	uint32_t qpn;	/* a QP to look up */
-	uint32_t index; /* a CQ / SRQ / context slot */
-	uint32_t key;	/* an rkey / lkey */
-	uint32_t access;
-	uint64_t addr;
-	uint64_t len;
-	uint32_t count; /* chunks */
-	uint32_t hint;
-	uint32_t first;
-	uint32_t reserved;
+	uint16_t lid; /* the node to reach */
+	uint16_t ops; /* bits: what to do (each harness its own) */
+	uint32_t qpn; /* the remote QP */
+	uint32_t cq;  /* my CQ slot */
+	uint32_t qp;  /* my QP slot */
+	uint32_t srq; /* an SRQ slot */
+	uint32_t lkey, rkey;
+	uint64_t laddr, raddr;
+	uint32_t len;
+	uint32_t count, hint, first; /* chunks */
+	uint64_t value;		     /* an atomic's operand, immediate data */
 };
 
 enum fuzz_patch_kind {
@@ -62,11 +62,8 @@ struct fuzz_patch {
 	uint32_t offset;
 };
 
-/* The image, zeroed where the last run wrote. */
+/* The image, all zeros. */
 uint8_t *fuzz_image(void);
-
-/* Something wrote [p, p + len) of the image: zero it before the next run. */
-void fuzz_image_dirty(const void *p, uint64_t len);
 
 /*
  * Loads header and params from data, opens the region (its result), then

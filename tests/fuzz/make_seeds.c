@@ -6,6 +6,7 @@
  *   make_seeds tests/fuzz/corpus
  */
 #include <errno.h>
+#include <infiniband/verbs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,8 @@ static void start(struct seed *s, uint32_t chunk_shift, const struct fuzz_params
 
 static void region_seeds(const char *dir)
 {
-	struct fuzz_params p = {.peer = 1, .gen = 1, .count = 2, .hint = 5, .first = 3};
+	struct fuzz_params p = {
+	    .peer = 1, .gen = 1, .count = 2, .hint = 5, .first = 3, .laddr = 0x10000, .len = 4096};
 	uint32_t tag = ivrdma_owner_tag(1, 1);
 	struct seed s;
 
@@ -90,6 +92,175 @@ static void region_seeds(const char *dir)
 	save(dir, "fuzz_region", "small-chunks-owned", &s);
 }
 
+/* Peer 1 (me) and peer 2 (the target), both live on node 0 (LID 1). */
+#define ME     ivrdma_owner_tag(1, 1)
+#define TARGET ivrdma_owner_tag(2, 1)
+#define ACCESS_ALL                                                                                 \
+	(IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ |               \
+	 IBV_ACCESS_REMOTE_ATOMIC)
+
+static void obj(struct seed *s, enum fuzz_patch_kind kind, uint16_t index, const void *p,
+		size_t len)
+{
+	patch(s, kind, index, 0, p, len);
+}
+
+static void directory(struct seed *s)
+{
+	struct ivrdma_node node = {.state = IVRDMA_NODE_ACTIVE, .lid = 1, .kind = IVRDMA_NODE_HOST};
+	struct ivrdma_peer peer = {.state = IVRDMA_PEER_ACTIVE, .node = 0, .gen = 1};
+
+	obj(s, FUZZ_NODE, 0, &node, 40);
+	obj(s, FUZZ_PEER, 1, &peer, 16);
+	obj(s, FUZZ_PEER, 2, &peer, 16);
+}
+
+/* A CQ slot and its ring in chunk 'chunk', with 'ready' entries published. */
+static void cq(struct seed *s, const struct ivrdma_region *r, uint16_t slot, uint32_t owner,
+	       uint16_t chunk, uint32_t ready)
+{
+	struct ivrdma_cq_slot c = {
+	    .hdr.owner = owner, .ring_offset = ivrdma_chunk_offset(r, chunk), .nr_entries = 16};
+
+	uint64_t prod = ready;
+
+	obj(s, FUZZ_CQ, slot, &c, 32);
+	patch(s, FUZZ_CQ, slot, offsetof(struct ivrdma_cq_slot, prod), &prod, sizeof(prod));
+	patch(s, FUZZ_TAG, chunk, 0, &owner, sizeof(owner));
+	for (uint32_t i = 0; i < ready; i++) {
+		struct ivrdma_cqe e = {.wr_id = i,
+				       .seq = i + 1,
+				       .opcode = IBV_WC_RECV,
+				       .byte_len = 64,
+				       .qp_num = IVRDMA_QPN_BASE,
+				       .rq_ticket = IVRDMA_RQ_TICKET(1, i)};
+
+		patch(s, FUZZ_CHUNK, chunk, i * sizeof(e), &e, sizeof(e));
+	}
+}
+
+/* The target's QP (QPN 5) connected to mine (QPN 2), two receives posted. */
+static void target_qp(struct seed *s, const struct ivrdma_region *r, uint32_t type)
+{
+	struct ivrdma_qp_slot q = {
+	    .hdr = {.owner = TARGET, .seq = 1},
+	    .state = IBV_QPS_RTS,
+	    .qp_type = type,
+	    .qpn = 5,
+	    .pd_handle = 7,
+	    .recv_cq = 1,
+	    .access = ACCESS_ALL,
+	    .dest_qpn = IVRDMA_QPN_BASE,
+	    .dest_lid = 1,
+	    .qkey = 0x11111111,
+	    .rq = {.ring_offset = ivrdma_chunk_offset(r, 2),
+		   .nr_entries = 16,
+		   .stride = IVRDMA_RQ_STRIDE(1),
+		   .max_sge = 1},
+	};
+	uint64_t prod = 2;
+
+	obj(s, FUZZ_QP, 3, &q, offsetof(struct ivrdma_qp_slot, async));
+	patch(s, FUZZ_QP, 3, offsetof(struct ivrdma_qp_slot, rq_prod), &prod, sizeof(prod));
+	for (uint32_t i = 0; i < 2; i++) {
+		struct ivrdma_recv_wqe w = {.wr_id = 10 + i, .num_sge = 1};
+		struct ivrdma_sge sge = {
+		    .addr = 0x1000, .length = 4096, .lkey = ivrdma_mr_key(1, 0)};
+		uint32_t at = i * (uint32_t)IVRDMA_RQ_STRIDE(1);
+
+		patch(s, FUZZ_CHUNK, 2, at, &w, sizeof(w));
+		patch(s, FUZZ_CHUNK, 2, at + (uint32_t)sizeof(w), &sge, sizeof(sge));
+	}
+}
+
+static void mr(struct seed *s, const struct ivrdma_region *r, uint16_t slot, uint32_t owner,
+	       uint64_t iova, uint32_t pd_handle, uint16_t chunk)
+{
+	struct ivrdma_mr_slot m = {.hdr.owner = owner,
+				   .key = ivrdma_mr_key(slot, 0),
+				   .access = ACCESS_ALL,
+				   .iova = iova,
+				   .length = 0x10000,
+				   .region_offset = ivrdma_chunk_offset(r, chunk),
+				   .pd_handle = pd_handle};
+
+	obj(s, FUZZ_MR, slot, &m, 48);
+}
+
+static void my_srq(struct seed *s, const struct ivrdma_region *r)
+{
+	struct ivrdma_srq_slot q = {
+	    .hdr.owner = ME,
+	    .pd_handle = 1,
+	    .rq = {.ring_offset = ivrdma_chunk_offset(r, 5),
+		   .nr_entries = 16,
+		   .stride = IVRDMA_RQ_STRIDE(1),
+		   .max_sge = 1},
+	};
+
+	obj(s, FUZZ_SRQ, 0, &q, 48);
+}
+
+static void provider_seed(const char *dir, const char *name, uint16_t ops, uint32_t type)
+{
+	struct fuzz_params p = {.peer = 1,
+				.gen = 1,
+				.lid = 1,
+				.ops = ops,
+				.qpn = 5,
+				.lkey = ivrdma_mr_key(2, 0),
+				.rkey = ivrdma_mr_key(1, 0),
+				.laddr = 0x2000,
+				.raddr = 0x1008,
+				.len = 64,
+				.value = 3};
+	struct ivrdma_region r;
+	const char *why;
+	struct seed s;
+
+	start(&s, IVRDMA_DEFAULT_CHUNK_SHIFT, &p);
+	if (ivrdma_region_open(&r, image, FUZZ_IMAGE_SIZE, &why))
+		abort();
+	if (type == IBV_QPT_UD)
+		p.rkey = 0x11111111; /* the Q_Key */
+	if ((ops >> 2 & 7) >= IBV_WR_ATOMIC_CMP_AND_SWP)
+		p.len = 8;
+	memcpy(s.buf + IVRDMA_HEADER_SIZE, &p, sizeof(p));
+	directory(&s);
+	cq(&s, &r, 0, ME, 0, 2);
+	cq(&s, &r, 1, TARGET, 1, 0);
+	target_qp(&s, &r, type);
+	mr(&s, &r, 1, TARGET, 0x1000, 7, 3);
+	mr(&s, &r, 2, ME, 0x2000, 1, 4);
+	my_srq(&s, &r);
+	save(dir, "fuzz_provider", name, &s);
+}
+
+/* fuzz_provider.c's params.ops: QP type, opcode, flags. */
+static void provider_seeds(const char *dir)
+{
+	const struct {
+		const char *name;
+		uint16_t ops;
+		uint32_t type;
+	} v[] = {
+	    {"rc-send", 0 | IBV_WR_SEND << 2 | 1u << 6, IBV_QPT_RC},
+	    {"rc-send-imm-solicited", 0 | IBV_WR_SEND_WITH_IMM << 2 | 1u << 7, IBV_QPT_RC},
+	    {"rc-write", 0 | IBV_WR_RDMA_WRITE << 2 | 1u << 6, IBV_QPT_RC},
+	    {"rc-write-imm", 0 | IBV_WR_RDMA_WRITE_WITH_IMM << 2, IBV_QPT_RC},
+	    {"rc-read", 0 | IBV_WR_RDMA_READ << 2 | 1u << 6, IBV_QPT_RC},
+	    {"rc-cmp-swap", 0 | IBV_WR_ATOMIC_CMP_AND_SWP << 2 | 1u << 6, IBV_QPT_RC},
+	    {"rc-fetch-add", 0 | IBV_WR_ATOMIC_FETCH_AND_ADD << 2 | 1u << 6, IBV_QPT_RC},
+	    {"rc-send-inline-rnr", 0 | IBV_WR_SEND << 2 | 1u << 5 | 1u << 9, IBV_QPT_RC},
+	    {"uc-write", 1 | IBV_WR_RDMA_WRITE << 2 | 1u << 6, IBV_QPT_UC},
+	    {"ud-send-grh", 2 | IBV_WR_SEND << 2 | 1u << 6 | 1u << 8, IBV_QPT_UD},
+	    {"srq-post", 0 | IBV_WR_SEND << 2 | 1u << 11, IBV_QPT_RC},
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		provider_seed(dir, v[i].name, v[i].ops, v[i].type);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -100,6 +271,7 @@ int main(int argc, char **argv)
 	if (!image)
 		return 1;
 	region_seeds(argv[1]);
+	provider_seeds(argv[1]);
 	free(image);
 	return 0;
 }
