@@ -98,7 +98,6 @@ static json_object *record_json(struct daemon *d, uint32_t idx, const char *stat
 {
 	const struct ivrdma_region *r = &d->region;
 	const struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, idx);
-	const struct ivrdma_node *n = ivrdma_region_node(r, c->node);
 	json_object *o = json_object_new_object(), *qps = json_object_new_array();
 	struct ivrdma_qp_counters total = {0};
 
@@ -113,7 +112,7 @@ static json_object *record_json(struct daemon *d, uint32_t idx, const char *stat
 	}
 	json_object_object_add(o, "record", json_object_new_int64(idx));
 	json_object_object_add(o, "pid", json_object_new_int64(c->pid));
-	json_object_object_add(o, "node", json_object_new_string(n ? n->name : "?"));
+	json_object_object_add(o, "node", json_object_new_string(directory_node_name(d, c->node)));
 	json_object_object_add(
 	    o, "peer", json_object_new_int(ivrdma_owner_peer(shm_load_acquire32(&c->hdr.owner))));
 	json_object_object_add(o, "state", json_object_new_string(state));

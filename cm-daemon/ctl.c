@@ -72,7 +72,7 @@ static json_object *node_json(struct daemon *d, uint32_t index)
 	for (uint32_t i = 0; i < d->cfg.max_peers; i++)
 		if (d->peers[i] && d->peers[i]->node == index)
 			json_object_array_add(peers, json_object_new_int(i));
-	json_object_object_add(o, "name", json_object_new_string(n->name));
+	json_object_object_add(o, "name", json_object_new_string(directory_node_name(d, index)));
 	json_object_object_add(o, "kind", json_object_new_string(index == 0 ? "host" : "vm"));
 	json_object_object_add(o, "state",
 			       json_object_new_string(directory_node_state_name(
@@ -90,8 +90,7 @@ static json_object *peer_json(struct daemon *d, const struct peer *p)
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_int(p->id));
-	json_object_object_add(
-	    o, "node", json_object_new_string(ivrdma_region_node(&d->region, p->node)->name));
+	json_object_object_add(o, "node", json_object_new_string(directory_node_name(d, p->node)));
 	json_object_object_add(o, "pid", json_object_new_int(p->pid));
 	json_object_object_add(o, "gen", json_object_new_int(p->gen));
 	return o;

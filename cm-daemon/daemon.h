@@ -143,6 +143,8 @@ void directory_peer_joined(struct daemon *d, const struct peer *p);
 void directory_peer_left(struct daemon *d, const struct peer *p);
 void directory_peer_freed(struct daemon *d, const struct peer *p);
 const char *directory_node_state_name(uint32_t state);
+/* A node's name as configured (never the region's copy): "?" for no such node. */
+const char *directory_node_name(const struct daemon *d, uint32_t node);
 
 /* migrate.c: migrate-begin / migrate-end; each returns the answer or NULL (it waits) */
 char *migrate_begin(struct daemon *d, struct ctl_client *c, const char *args);

@@ -53,6 +53,17 @@ const char *directory_node_state_name(uint32_t state)
 	return "invalid";
 }
 
+/*
+ * The daemon's own copy of a node's name: the region's may have been
+ * overwritten by any participant, without its terminating NUL.
+ */
+const char *directory_node_name(const struct daemon *d, uint32_t node)
+{
+	if (node == 0)
+		return "host";
+	return node <= d->cfg.nr_vms ? d->cfg.vms[node - 1].name : "?";
+}
+
 static void init_node(struct ivrdma_node *n, uint32_t index, uint16_t kind, const char *name,
 		      uint64_t guid, uint64_t subnet_prefix)
 {
@@ -79,7 +90,7 @@ void directory_init(struct daemon *d)
 	struct ivrdma_node *host = ivrdma_region_node(&d->region, 0);
 
 	/* The host is present as long as its daemon is. */
-	init_node(host, 0, IVRDMA_NODE_HOST, "host", d->cfg.host_guid, prefix);
+	init_node(host, 0, IVRDMA_NODE_HOST, directory_node_name(d, 0), d->cfg.host_guid, prefix);
 	host->epoch = d->node_epoch[0] = 1;
 	shm_store_release32(&host->state, IVRDMA_NODE_ACTIVE);
 	for (uint32_t i = 0; i < d->cfg.nr_vms; i++)

@@ -228,7 +228,7 @@ static struct peer *peer_create(struct daemon *d, int sock, uint32_t node, int i
 		p->vectors[v] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (p->vectors[v] < 0) {
 			log_warn("refusing a client of node %s: no eventfd: %s",
-				 ivrdma_region_node(&d->region, node)->name, strerror(errno));
+				 directory_node_name(d, node), strerror(errno));
 			p->w.fd = -1; /* the caller closes the socket */
 			peer_free(p);
 			return NULL;
@@ -261,7 +261,7 @@ static void peer_introduce(struct daemon *d, struct peer *p)
 
 static bool node_refuses(struct daemon *d, const struct listener *l)
 {
-	const char *name = ivrdma_region_node(&d->region, l->node)->name;
+	const char *name = directory_node_name(d, l->node);
 
 	if (d->nr_peers >= d->cfg.max_peers) {
 		log_warn("refusing a client of node %s: peer limit %u reached (--max-peers)", name,
@@ -306,7 +306,7 @@ static void accept_one(struct daemon *d, struct listener *l)
 	peer_introduce(d, p);
 	server_ring_control_all(d);
 	log_info("peer %u joined node %s (pid %d, generation %u)", p->id,
-		 ivrdma_region_node(&d->region, p->node)->name, (int)p->pid, p->gen);
+		 directory_node_name(d, p->node), (int)p->pid, p->gen);
 }
 
 /*
@@ -349,8 +349,8 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 	}
 	server_ring_control_all(d);
 	log_info("peer %u left node %s: %s; reclaimed %u chunks, %u QPs, %u CQs, %u SRQs, %u MRs",
-		 p->id, ivrdma_region_node(&d->region, p->node)->name, p->doom_reason, got.chunks,
-		 got.qps, got.cqs, got.srqs, got.mrs);
+		 p->id, directory_node_name(d, p->node), p->doom_reason, got.chunks, got.qps,
+		 got.cqs, got.srqs, got.mrs);
 	peer_free(p);
 }
 
@@ -396,7 +396,7 @@ int server_open(struct daemon *d)
 		d->listeners[i].w.fd = -1;
 	d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (uint32_t i = 0; i < d->nr_listeners; i++) {
-		const char *name = ivrdma_region_node(&d->region, i)->name;
+		const char *name = directory_node_name(d, i);
 		int rc = listener_open(d, &d->listeners[i], i, name);
 
 		if (rc)
