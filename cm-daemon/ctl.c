@@ -17,7 +17,6 @@
 #include "daemon.h"
 #include "log.h"
 
-#define CTL_REQUEST_MAX 256
 #define CTL_DEADLINE_MS 5000
 #define CTL_CLIENTS_MAX 32
 
@@ -25,8 +24,7 @@ struct ctl_client {
 	struct watch w;
 	struct ctl_client *next;
 	int64_t deadline;
-	char in[CTL_REQUEST_MAX];
-	size_t in_len;
+	struct ctl_request req;
 	char *out;
 	size_t out_len, out_off;
 	bool waiting; /* its request is answered later (migrate.c) */
@@ -142,15 +140,18 @@ static const char *request_args(const char *request, const char *word)
 
 /*
  * The answer to one request line, as a malloc'ed JSON text, or NULL when
- * it comes later through ctl_client_answer (a migrate request waits).
+ * it comes later through ctl_client_answer (a migrate request of client
+ * 'c' waits; with no client, migrate requests are refused).
  */
-static char *ctl_answer(struct daemon *d, struct ctl_client *c, const char *request)
+char *ctl_answer(struct daemon *d, struct ctl_client *c, const char *request)
 {
 	char msg[CTL_REQUEST_MAX + 96];
 	const char *args;
 	json_object *o;
 	char *text;
 
+	if (!c && (request_args(request, "migrate-begin") || request_args(request, "migrate-end")))
+		return ctl_error_json("a migrate request needs a control connection to answer");
 	if ((args = request_args(request, "migrate-begin")))
 		return migrate_begin(d, c, args);
 	if ((args = request_args(request, "migrate-end")))
@@ -198,25 +199,37 @@ static void client_write(struct daemon *d, struct ctl_client *c)
 	client_close(d, c);
 }
 
+int ctl_request_feed(struct ctl_request *q, const char *bytes, size_t n)
+{
+	char *nl;
+
+	if (n > sizeof(q->in) - 1 - q->len)
+		return -1;
+	memcpy(q->in + q->len, bytes, n);
+	q->len += n;
+	q->in[q->len] = '\0';
+	nl = strchr(q->in, '\n');
+	if (nl) {
+		*nl = '\0';
+		return 1;
+	}
+	return q->len == sizeof(q->in) - 1 || memchr(q->in, '\0', q->len) ? -1 : 0;
+}
+
 /* Reads until a newline; returns true once the request is complete. */
 static bool client_read(struct ctl_client *c, bool *failed)
 {
-	ssize_t n = recv(c->w.fd, c->in + c->in_len, sizeof(c->in) - 1 - c->in_len, MSG_DONTWAIT);
-	char *nl;
+	char buf[CTL_REQUEST_MAX];
+	ssize_t n = recv(c->w.fd, buf, sizeof(buf) - 1 - c->req.len, MSG_DONTWAIT);
+	int rc;
 
 	if (n <= 0) {
 		*failed = n == 0 || errno != EAGAIN;
 		return false;
 	}
-	c->in_len += (size_t)n;
-	c->in[c->in_len] = '\0';
-	nl = strchr(c->in, '\n');
-	if (nl) {
-		*nl = '\0';
-		return true;
-	}
-	*failed = c->in_len == sizeof(c->in) - 1 || memchr(c->in, '\0', c->in_len);
-	return false;
+	rc = ctl_request_feed(&c->req, buf, (size_t)n);
+	*failed = rc < 0;
+	return rc > 0;
 }
 
 static void on_client_event(struct daemon *d, struct watch *w, uint32_t events)
@@ -238,7 +251,7 @@ static void on_client_event(struct daemon *d, struct watch *w, uint32_t events)
 		return;
 	}
 	if (client_read(c, &failed)) {
-		char *text = ctl_answer(d, c, c->in);
+		char *text = ctl_answer(d, c, c->req.in);
 
 		if (text || !c->waiting)
 			ctl_client_answer(d, c, text);

@@ -173,6 +173,27 @@ void server_accept_pending(struct daemon *d);
 void server_ring_control_all(struct daemon *d);
 
 /* ctl.c: the control socket */
+#define CTL_REQUEST_MAX 256
+
+/* A request line as it arrives, in pieces. */
+struct ctl_request {
+	char in[CTL_REQUEST_MAX];
+	size_t len;
+};
+
+/*
+ * Appends n bytes of a request: 1 once the line is complete (q->in holds
+ * it, NUL-terminated), 0 while more is needed, -1 if it can never be (too
+ * long, or a NUL byte).
+ */
+int ctl_request_feed(struct ctl_request *q, const char *bytes, size_t n);
+/*
+ * The answer to a complete request line of client 'c': a malloc'ed JSON
+ * text, or NULL when ctl_client_answer gives it later (c->waiting: a
+ * migrate request) or memory ran out. NULL 'c' (no connection): migrate
+ * requests are refused.
+ */
+char *ctl_answer(struct daemon *d, struct ctl_client *c, const char *request);
 int ctl_open(struct daemon *d);
 void ctl_close(struct daemon *d);
 void ctl_expire(struct daemon *d);

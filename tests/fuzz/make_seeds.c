@@ -71,6 +71,9 @@ static void start(struct seed *s, uint32_t chunk_shift, const struct fuzz_params
 	memset(image, 0, IVRDMA_HEADER_SIZE);
 	if (region_format(&store, &cfg))
 		abort();
+	/* The same seeds on every run: no random ID, no PID. */
+	((struct ivrdma_region_header *)image)->region_id = 0x5eed;
+	((struct ivrdma_region_header *)image)->daemon_pid = 1;
 	s->len = 0;
 	put(s, image, IVRDMA_HEADER_SIZE);
 	put(s, p, sizeof(*p));
@@ -261,6 +264,98 @@ static void provider_seeds(const char *dir)
 		provider_seed(dir, v[i].name, v[i].ops, v[i].type);
 }
 
+/* What goes before the region in a fuzz_ctl input: the request and where it splits. */
+static void prepend_request(struct seed *s, const char *req, uint8_t split)
+{
+	size_t n = strlen(req);
+
+	if (s->len + 2 + n > sizeof(s->buf) || n > 255)
+		abort();
+	memmove(s->buf + 2 + n, s->buf, s->len);
+	s->buf[0] = (uint8_t)n;
+	s->buf[1] = split;
+	memcpy(s->buf + 2, req, n);
+	s->len += 2 + n;
+}
+
+/* My open context with a live QP, and the target's closed one. */
+static void contexts(struct seed *s, uint32_t node)
+{
+	struct ivrdma_ctx_slot open = {.hdr = {.owner = ME, .seq = 3},
+				       .state = IVRDMA_CTX_OPEN,
+				       .pid = 42,
+				       .node = node,
+				       .qps_destroyed = 1};
+	struct ivrdma_ctx_slot closed = {
+	    .hdr = {.owner = TARGET, .seq = 1}, .state = IVRDMA_CTX_CLOSED, .pid = 43};
+	struct ivrdma_qp_slot q = {.hdr.owner = ME,
+				   .state = IBV_QPS_RTS,
+				   .qp_type = IBV_QPT_RC,
+				   .qpn = 2,
+				   .context = 1,
+				   .context_seq = 3};
+	uint64_t counters[4] = {5, 5, 320, 1};
+
+	obj(s, FUZZ_CTX, 0, &open, 32);
+	patch(s, FUZZ_CTX, 0, offsetof(struct ivrdma_ctx_slot, destroyed), counters,
+	      sizeof(counters));
+	obj(s, FUZZ_CTX, 1, &closed, 32);
+	obj(s, FUZZ_QP, 0, &q, 96);
+	patch(s, FUZZ_QP, 0, offsetof(struct ivrdma_qp_slot, counters), counters, sizeof(counters));
+}
+
+static void ctl_seed(const char *dir, const char *name, const char *req, uint8_t split,
+		     uint16_t ops)
+{
+	struct fuzz_params p = {.peer = 1, .gen = 1, .ops = ops};
+	struct seed s;
+
+	start(&s, IVRDMA_DEFAULT_CHUNK_SHIFT, &p);
+	directory(&s);
+	contexts(&s, 0);
+	prepend_request(&s, req, split);
+	save(dir, "fuzz_ctl", name, &s);
+}
+
+/*
+ * The directory last in the region, a context record naming its last
+ * node, whose name has no NUL before the region's end: ivrdmad read on
+ * past the end when it took names from the region.
+ */
+static void ctl_regress_name(const char *dir)
+{
+	struct fuzz_params p = {.peer = 1, .gen = 1, .ops = 1};
+	struct ivrdma_region_header *h;
+	uint8_t name[88];
+	struct seed s;
+
+	start(&s, IVRDMA_DEFAULT_CHUNK_SHIFT, &p);
+	h = (struct ivrdma_region_header *)s.buf;
+	h->nr_chunks--;
+	h->chunk_tags.entries--;
+	h->nodes.offset = FUZZ_IMAGE_SIZE - (uint64_t)h->nodes.entries * sizeof(struct ivrdma_node);
+	directory(&s);
+	contexts(&s, IVRDMA_MAX_NODES - 1);
+	memset(name, 'A', sizeof(name));
+	patch(&s, FUZZ_NODE, IVRDMA_MAX_NODES - 1, offsetof(struct ivrdma_node, name), name,
+	      sizeof(name));
+	prepend_request(&s, "status\n", 3);
+	save(dir, "fuzz_ctl", "regress-unterminated-name", &s);
+}
+
+static void ctl_seeds(const char *dir)
+{
+	ctl_seed(dir, "status", "status\n", 7, 0);
+	ctl_seed(dir, "status-split-vms-peer",
+		 "stat"
+		 "us\n",
+		 4, 2 | 1u << 2);
+	ctl_seed(dir, "status-peer-gone", "status\n", 0, 1 | 1u << 2 | 1u << 3);
+	ctl_seed(dir, "unknown", "bogus\n", 2, 0);
+	ctl_seed(dir, "incomplete", "status", 3, 0);
+	ctl_regress_name(dir);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -272,6 +367,7 @@ int main(int argc, char **argv)
 		return 1;
 	region_seeds(argv[1]);
 	provider_seeds(argv[1]);
+	ctl_seeds(argv[1]);
 	free(image);
 	return 0;
 }
