@@ -119,6 +119,12 @@ struct daemon {
 };
 
 /* loop.c */
+/*
+ * One turn of the loop: waits up to timeout_ms, runs the handlers of what
+ * is ready, then reaps departures and takes new connections. Returns how
+ * many fds were ready, or -errno if epoll_wait failed.
+ */
+int loop_turn(struct daemon *d, int timeout_ms);
 int loop_add(struct daemon *d, struct watch *w, uint32_t events);
 int loop_mod(struct daemon *d, struct watch *w, uint32_t events);
 void loop_del(struct daemon *d, struct watch *w);

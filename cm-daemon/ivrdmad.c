@@ -98,27 +98,14 @@ static int start(struct daemon *d)
 
 static void run(struct daemon *d)
 {
-	struct epoll_event ev[32];
-
 	d->running = true;
 	while (d->running) {
-		int n = epoll_wait(d->epfd, ev, 32, migrate_poll_ms(d, 1000));
+		int rc = loop_turn(d, migrate_poll_ms(d, 1000));
 
-		if (n < 0 && errno != EINTR) {
-			log_error("epoll_wait: %s", strerror(errno));
+		if (rc < 0) {
+			log_error("epoll_wait: %s", strerror(-rc));
 			break;
 		}
-		for (int i = 0; i < n; i++) {
-			struct watch *w = ev[i].data.ptr;
-
-			w->on_event(d, w, ev[i].events);
-		}
-		server_reap_doomed(d);
-		server_accept_pending(d);
-		server_reap_doomed(d);
-		migrate_tick(d);
-		ctl_expire(d);
-		contexts_tick(d);
 	}
 }
 

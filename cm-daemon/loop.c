@@ -32,6 +32,27 @@ void loop_del(struct daemon *d, struct watch *w)
 	epoll_ctl(d->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 }
 
+int loop_turn(struct daemon *d, int timeout_ms)
+{
+	struct epoll_event ev[32];
+	int n = epoll_wait(d->epfd, ev, 32, timeout_ms);
+
+	if (n < 0 && errno != EINTR)
+		return -errno;
+	for (int i = 0; i < n; i++) {
+		struct watch *w = ev[i].data.ptr;
+
+		w->on_event(d, w, ev[i].events);
+	}
+	server_reap_doomed(d);
+	server_accept_pending(d);
+	server_reap_doomed(d);
+	migrate_tick(d);
+	ctl_expire(d);
+	contexts_tick(d);
+	return n < 0 ? 0 : n;
+}
+
 int64_t monotonic_ms(void)
 {
 	struct timespec ts;

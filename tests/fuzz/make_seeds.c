@@ -356,6 +356,49 @@ static void ctl_seeds(const char *dir)
 	ctl_regress_name(dir);
 }
 
+/* fuzz_server.c's script: op | client << 3, SEND's length byte and bytes after it. */
+#define STEP(op, client) ((uint8_t)((op) | (client) << 3))
+enum { CONNECT_HOST, CONNECT_VM, SEND, SEND_FD, SHUT, CLOSE, READ, TURN };
+
+static void server_seed(const char *dir, const char *name, const uint8_t *script, size_t len)
+{
+	struct seed s = {.len = 0};
+
+	put(&s, script, len);
+	save(dir, "fuzz_server", name, &s);
+}
+
+static void server_seeds(const char *dir)
+{
+	const uint8_t join[] = {STEP(CONNECT_HOST, 0), STEP(TURN, 0), STEP(READ, 0), STEP(CLOSE, 0),
+				STEP(TURN, 0)};
+	const uint8_t two[] = {STEP(CONNECT_HOST, 0),
+			       STEP(CONNECT_VM, 1),
+			       STEP(TURN, 0),
+			       STEP(READ, 0),
+			       STEP(READ, 1),
+			       STEP(SEND, 0),
+			       0,
+			       'x',
+			       STEP(TURN, 0),
+			       STEP(READ, 1)};
+	const uint8_t fd[] = {STEP(CONNECT_HOST, 2), STEP(TURN, 0), STEP(SEND_FD, 2), 7,
+			      STEP(TURN, 0),	     STEP(READ, 2)};
+	const uint8_t vm_twice[] = {STEP(CONNECT_VM, 0), STEP(CONNECT_VM, 1), STEP(TURN, 0),
+				    STEP(READ, 1), STEP(TURN, 0)};
+	const uint8_t many[] = {STEP(CONNECT_HOST, 0), STEP(CONNECT_HOST, 1), STEP(CONNECT_HOST, 2),
+				STEP(CONNECT_HOST, 3), STEP(TURN, 0),	      STEP(SHUT, 2),
+				STEP(TURN, 0),	       STEP(READ, 0),	      STEP(READ, 1),
+				STEP(READ, 3),	       STEP(CLOSE, 1),	      STEP(TURN, 0),
+				STEP(READ, 0)};
+
+	server_seed(dir, "join-leave", join, sizeof(join));
+	server_seed(dir, "host-and-vm-one-talks", two, sizeof(two));
+	server_seed(dir, "sends-an-fd", fd, sizeof(fd));
+	server_seed(dir, "vm-twice", vm_twice, sizeof(vm_twice));
+	server_seed(dir, "four-hosts-shut-close", many, sizeof(many));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -368,6 +411,7 @@ int main(int argc, char **argv)
 	region_seeds(argv[1]);
 	provider_seeds(argv[1]);
 	ctl_seeds(argv[1]);
+	server_seeds(argv[1]);
 	free(image);
 	return 0;
 }
