@@ -399,6 +399,55 @@ static void server_seeds(const char *dir)
 	server_seed(dir, "four-hosts-shut-close", many, sizeof(many));
 }
 
+/* fuzz_transport.c's messages: kind, then a little-endian int16 value. */
+enum { PLAIN, EVENTFD, REGION, NOT_A_REGION, STRAY_BYTES };
+
+static void msg(struct seed *s, uint8_t kind, int16_t value)
+{
+	put(s, &kind, 1);
+	put(s, &value, sizeof(value));
+}
+
+static void vectors(struct seed *s, int16_t peer)
+{
+	for (int v = 0; v < IVRDMA_MIN_VECTORS; v++)
+		msg(s, EVENTFD, peer);
+}
+
+/* The opening as ivrdmad sends it: version, my ID (3), the region. */
+static void opening(struct seed *s, uint8_t region_kind)
+{
+	s->len = 0;
+	msg(s, PLAIN, 0);
+	msg(s, PLAIN, 3);
+	msg(s, region_kind, -1);
+}
+
+static void transport_seeds(const char *dir)
+{
+	struct seed s;
+
+	opening(&s, REGION);
+	vectors(&s, 1);
+	vectors(&s, 3);
+	vectors(&s, 2);	   /* joins after me */
+	msg(&s, PLAIN, 1); /* leaves */
+	save(dir, "fuzz_transport", "attach-join-leave", &s);
+	opening(&s, REGION);
+	msg(&s, STRAY_BYTES, 0x0100);
+	vectors(&s, 3);
+	save(dir, "fuzz_transport", "stray-bytes", &s);
+	opening(&s, NOT_A_REGION);
+	vectors(&s, 3);
+	save(dir, "fuzz_transport", "not-a-region", &s);
+	opening(&s, REGION);
+	vectors(&s, 1);
+	msg(&s, PLAIN, 1); /* leaves before I am whole */
+	vectors(&s, 3);
+	vectors(&s, 3); /* too many */
+	save(dir, "fuzz_transport", "early-leave-extra-vectors", &s);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -412,6 +461,7 @@ int main(int argc, char **argv)
 	provider_seeds(argv[1]);
 	ctl_seeds(argv[1]);
 	server_seeds(argv[1]);
+	transport_seeds(argv[1]);
 	free(image);
 	return 0;
 }
