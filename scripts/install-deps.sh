@@ -4,8 +4,8 @@
 set -euo pipefail
 
 packages=(
-	# build
-	build-essential cmake pkg-config clang clang-format
+	# build; clang's libFuzzer and sanitizer runtimes for tests/fuzz
+	build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
 	libibverbs-dev libjson-c-dev
 	# the real verbs stack we plug into, and its stock tools
 	libibverbs1 ibverbs-utils ibverbs-providers rdma-core perftest
