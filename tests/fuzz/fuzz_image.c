@@ -24,7 +24,7 @@ uint8_t *fuzz_image(void)
 	return image;
 }
 
-/* Where a patch lands: a table entry, a chunk or a raw offset; NULL if nowhere. */
+/* Where a patch lands (a table entry, a chunk or a raw offset) and the room left after it. */
 static uint8_t *patch_target(const struct ivrdma_region *r, const struct fuzz_patch *p,
 			     uint64_t *room)
 {

@@ -74,8 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (fuzz_image_load(&r, &p, data, size) != 0)
 		return 0;
-	/* The transport's own look agrees with a fresh open (patches may have changed the header).
-	 */
+	/* The transport's look agrees with a fresh open (patches may change the header). */
 	if (ivrdma_region_open(&again, r.base, FUZZ_IMAGE_SIZE, &why) !=
 	    ivt_read_nr_vectors(r.base, FUZZ_IMAGE_SIZE, &vectors, err, sizeof(err)))
 		abort();
