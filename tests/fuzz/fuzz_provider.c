@@ -4,8 +4,9 @@
  * region (input: fuzz_image.h): connecting to a remote QP as RTR does
  * (ivrdma_peer_lookup), executing a send WR against it (its receive ring,
  * MR slots, CQ), polling my CQ's entries that initiators wrote
- * (ivrdma_poll_cq), posting to an SRQ. Whatever the region holds, each
- * must end in an error status or errno, never a fault or a hang.
+ * (ivrdma_poll_cq), posting to an SRQ and checking its limit. Whatever
+ * the region holds, each must end in an error status or errno, never a
+ * fault or a hang.
  *
  * The context, QP and CQ are assembled here as create_qp and modify_qp
  * would leave them; doorbells go to a transport that rings nothing.
@@ -21,15 +22,15 @@
 #include "transport_internal.h"
 
 /* params.ops bits */
-#define OP_TYPE(ops)	 ((ops)&3u)	   /* RC, UC, UD, RC */
-#define OP_OPCODE(ops)	 ((ops) >> 2 & 7u) /* enum ibv_wr_opcode 0..6 */
-#define OP_INLINE	 (1u << 5)
-#define OP_SIGNALED	 (1u << 6)
-#define OP_SOLICITED	 (1u << 7)
-#define OP_GLOBAL	 (1u << 8)  /* UD: the AH has a GRH */
-#define OP_RNR_FOREVER	 (1u << 9)  /* rnr_retry 7: a WR left waiting */
-#define OP_NO_SGE	 (1u << 10) /* a zero-length WR */
-#define OP_POLL_SRQ_POST (1u << 11)
+#define OP_TYPE(ops)   ((ops)&3u)	 /* RC, UC, UD, RC */
+#define OP_OPCODE(ops) ((ops) >> 2 & 7u) /* enum ibv_wr_opcode 0..6 */
+#define OP_INLINE      (1u << 5)
+#define OP_SIGNALED    (1u << 6)
+#define OP_SOLICITED   (1u << 7)
+#define OP_GLOBAL      (1u << 8)  /* UD: the AH has a GRH */
+#define OP_RNR_FOREVER (1u << 9)  /* rnr_retry 7: a WR left waiting */
+#define OP_NO_SGE      (1u << 10) /* a zero-length WR */
+#define OP_SRQ_POST    (1u << 11) /* post to my SRQ, check its limit */
 
 static int ring_nothing(struct ivt *t, uint16_t peer, uint16_t vector)
 {
@@ -79,6 +80,7 @@ static void context_open(const struct ivrdma_region *r, const struct fuzz_params
 	pthread_mutex_init(&ctx.async_lock, NULL);
 	pthread_mutex_init(&ctx.mrs_lock, NULL);
 	pthread_mutex_init(&ctx.pending_lock, NULL);
+	pthread_mutex_init(&ctx.srq_lock, NULL);
 	if (ivrdma_rq_done_init(&ctx) || ivrdma_ctx_record_open(&ctx))
 		abort();
 	pd.ibv_pd.context = &ctx.ibv_ctx.context;
@@ -92,6 +94,7 @@ static void context_close(void)
 	pthread_mutex_destroy(&ctx.async_lock);
 	pthread_mutex_destroy(&ctx.mrs_lock);
 	pthread_mutex_destroy(&ctx.pending_lock);
+	pthread_mutex_destroy(&ctx.srq_lock);
 }
 
 /* My CQ, as create_cq leaves it: the slot must be mine and its ring valid. */
@@ -201,16 +204,31 @@ static void poll_all(void)
 		continue;
 }
 
-/* An SRQ of mine: a receive posted into a ring whose cons initiators move. */
+/*
+ * An SRQ of mine as create_srq leaves it: a receive posted into a ring
+ * whose cons initiators move, then its armed limit checked as poll_cq
+ * checks it.
+ */
 static void srq_post(const struct fuzz_params *p)
 {
+	static struct ivrdma_srq srq;
 	struct ibv_sge sge = {.addr = p->laddr, .length = p->len, .lkey = p->lkey};
-	struct ibv_recv_wr wr = {.wr_id = 2, .sg_list = &sge, .num_sge = 1};
-	struct ivrdma_rq_view v;
+	struct ibv_recv_wr wr = {.wr_id = 2, .sg_list = &sge, .num_sge = 1}, *bad;
 	uint32_t pd_handle, *limit;
 
-	if (ivrdma_srq_view(&ctx.region, p->srq, ctx.owner_tag, &v, &pd_handle, &limit) == 0)
-		ivrdma_rq_post(&v, &wr);
+	memset(&srq, 0, sizeof(srq));
+	if (ivrdma_srq_view(&ctx.region, p->srq, ctx.owner_tag, &srq.rq, &pd_handle, &limit))
+		return;
+	srq.vsrq.srq.context = &ctx.ibv_ctx.context;
+	srq.slot = p->srq;
+	srq.s = ivrdma_table_entry(&ctx.region, &ctx.region.srqs, p->srq);
+	srq.max_sge = srq.rq.max_sge;
+	pthread_spin_init(&srq.lock, PTHREAD_PROCESS_PRIVATE);
+	ctx.srqs = &srq;
+	ivrdma_post_srq_recv(&srq.vsrq.srq, &wr, &bad);
+	ivrdma_srq_check_limits(&ctx);
+	ctx.srqs = NULL;
+	pthread_spin_destroy(&srq.lock);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -231,7 +249,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		poll_all();
 		pthread_spin_destroy(&cq.lock);
 	}
-	if (p.ops & OP_POLL_SRQ_POST)
+	if (p.ops & OP_SRQ_POST)
 		srq_post(&p);
 	context_close();
 	return 0;

@@ -195,6 +195,7 @@ static void my_srq(struct seed *s, const struct ivrdma_region *r)
 	struct ivrdma_srq_slot q = {
 	    .hdr.owner = ME,
 	    .pd_handle = 1,
+	    .limit = 4, /* armed: the receive posted leaves it below */
 	    .rq = {.ring_offset = ivrdma_chunk_offset(r, 5),
 		   .nr_entries = 16,
 		   .stride = IVRDMA_RQ_STRIDE(1),
