@@ -85,8 +85,9 @@ struct json_object;
 struct migration {
 	struct ctl_client *client; /* NULL: none waits */
 	uint32_t node;
-	uint32_t seq; /* migrate-begin: the suspend_seq every context must acknowledge */
-	bool ending;  /* migrate-end: waiting for the node to be ACTIVE */
+	uint32_t seq;	   /* migrate-begin: the suspend_seq every context must acknowledge */
+	uint32_t contexts; /* migrate-begin: the live contexts when it began */
+	bool ending;	   /* migrate-end: waiting for the node to be ACTIVE */
 	int64_t started_ms, deadline_ms;
 };
 

@@ -176,6 +176,8 @@ char *migrate_begin(struct daemon *d, struct ctl_client *c, const char *args)
 				    .seq = shm_load_relaxed32(&h->suspend_seq),
 				    .started_ms = monotonic_ms(),
 				    .deadline_ms = monotonic_ms() + seconds * 1000ll};
+	/* Counted now: the node's own contexts hand their records over as they leave. */
+	count_unacked(d, d->mig.seq, &d->mig.contexts, NULL);
 	ctl_client_hold(c, d->mig.deadline_ms + 1000);
 	server_ring_control_all(d);
 	log_info("migrate-begin %s: suspend_seq %u, waiting up to %d s for every context", name,
@@ -219,9 +221,9 @@ static void tick_begin(struct daemon *d)
 	char msg[512];
 
 	if (!unacked) {
-		log_info("migrate-begin %s: %u context(s) acknowledged in %lld ms", name, live,
-			 (long long)(monotonic_ms() - d->mig.started_ms));
-		finish(d, answer_ok(d, "suspending", live));
+		log_info("migrate-begin %s: %u context(s) acknowledged in %lld ms", name,
+			 d->mig.contexts, (long long)(monotonic_ms() - d->mig.started_ms));
+		finish(d, answer_ok(d, "suspending", d->mig.contexts));
 	} else if (monotonic_ms() >= d->mig.deadline_ms) {
 		snprintf(msg, sizeof(msg),
 			 "%u of %u context(s) did not acknowledge the suspension of %s in time: %s",
