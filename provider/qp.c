@@ -322,6 +322,9 @@ void ivrdma_qps_fail_toward(struct ivrdma_context *ctx, uint16_t lid)
 			ivrdma_qp_enter_error(qp);
 			ivrdma_qp_event(qp, IBV_EVENT_QP_FATAL);
 		}
+		/* A UD QP's next datagram there looks the node up, and finds it gone. */
+		if (qp->vqp.qp.qp_type == IBV_QPT_UD && qp->ud_last.lid == lid)
+			memset(&qp->ud_last, 0, sizeof(qp->ud_last));
 		pthread_mutex_unlock(&qp->sq_lock);
 	}
 	pthread_mutex_unlock(&all_lock);
