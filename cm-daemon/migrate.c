@@ -17,6 +17,7 @@
  * with its device attached (the migration was called off) is made ACTIVE
  * again.
  */
+#include <assert.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -53,17 +54,23 @@ static int vm_node(struct daemon *d, const char *name, char *err, size_t len)
 	return -1;
 }
 
-/* "NAME [SECONDS]": 0, or -EINVAL with the reason in err. */
-static int parse_args(const char *args, char *name, size_t name_len, int *seconds, char *err,
-		      size_t len)
+/* "NAME [SECONDS]" into name[IVRDMA_NAME_LEN]: 0, or -EINVAL with the reason in err. */
+static int parse_args(const char *args, char *name, int *seconds, char *err, size_t len)
 {
-	char extra;
-	int n = sscanf(args, "%63s %d %c", name, seconds, &extra);
+	char extra, word[CTL_REQUEST_MAX];
+	int n = sscanf(args, "%255s %d %c", word, seconds, &extra);
 
-	if (n < 1 || n > 2 || name_len < IVRDMA_NAME_LEN) {
+	if (n < 1 || n > 2) {
 		snprintf(err, len, "expected: VM [TIMEOUT_SECONDS]");
 		return -EINVAL;
 	}
+	if (strlen(word) >= IVRDMA_NAME_LEN) {
+		snprintf(err, len, "no VM name is that long (at most %u characters)",
+			 IVRDMA_NAME_LEN - 1);
+		return -EINVAL;
+	}
+	memcpy(name, word, strlen(word) + 1);
+	static_assert(CTL_REQUEST_MAX == 256, "the width of %255s above");
 	if (n == 1)
 		*seconds = MIGRATE_DEFAULT_TIMEOUT;
 	if (*seconds < 1 || *seconds > MIGRATE_MAX_TIMEOUT) {
@@ -149,7 +156,10 @@ static void finish(struct daemon *d, char *text)
 	ctl_client_answer(d, c, text);
 }
 
-/* Returns the answer, or NULL when it comes later (the request waits in d->mig). */
+/*
+ * Returns the answer, or NULL when it comes later (the request of client
+ * 'c' waits in d->mig). With no client (NULL) the request is refused.
+ */
 char *migrate_begin(struct daemon *d, struct ctl_client *c, const char *args)
 {
 	char name[IVRDMA_NAME_LEN], err[256];
@@ -159,9 +169,11 @@ char *migrate_begin(struct daemon *d, struct ctl_client *c, const char *args)
 
 	if (d->mig.client)
 		return ctl_error_json("another migrate request is waiting; try again after it");
-	if (parse_args(args, name, sizeof(name), &seconds, err, sizeof(err)) ||
+	if (parse_args(args, name, &seconds, err, sizeof(err)) ||
 	    (node = vm_node(d, name, err, sizeof(err))) < 0)
 		return ctl_error_json(err);
+	if (!c)
+		return ctl_error_json("migrate-begin needs a control connection to answer on");
 	state = shm_load_acquire32(&ivrdma_region_node(&d->region, (uint32_t)node)->state);
 	if (state != IVRDMA_NODE_ACTIVE && state != IVRDMA_NODE_SUSPENDING) {
 		snprintf(err, sizeof(err), "VM %s is not attached (state %s): nothing to tear down",
@@ -185,7 +197,10 @@ char *migrate_begin(struct daemon *d, struct ctl_client *c, const char *args)
 	return NULL; /* the loop's migrate_tick answers */
 }
 
-/* Returns the answer, or NULL when it comes later (the request waits in d->mig). */
+/*
+ * Returns the answer, or NULL when it comes later (the request of client
+ * 'c' waits in d->mig). With no client (NULL) the request is refused.
+ */
 char *migrate_end(struct daemon *d, struct ctl_client *c, const char *args)
 {
 	char name[IVRDMA_NAME_LEN], err[256];
@@ -194,9 +209,11 @@ char *migrate_end(struct daemon *d, struct ctl_client *c, const char *args)
 
 	if (d->mig.client)
 		return ctl_error_json("another migrate request is waiting; try again after it");
-	if (parse_args(args, name, sizeof(name), &seconds, err, sizeof(err)) ||
+	if (parse_args(args, name, &seconds, err, sizeof(err)) ||
 	    (node = vm_node(d, name, err, sizeof(err))) < 0)
 		return ctl_error_json(err);
+	if (!c)
+		return ctl_error_json("migrate-end needs a control connection to answer on");
 	d->mig = (struct migration){.client = c,
 				    .node = (uint32_t)node,
 				    .ending = true,
