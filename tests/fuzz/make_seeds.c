@@ -354,6 +354,8 @@ static void ctl_seeds(const char *dir)
 	ctl_seed(dir, "status-peer-gone", "status\n", 0, 1 | 1u << 2 | 1u << 3);
 	ctl_seed(dir, "unknown", "bogus\n", 2, 0);
 	ctl_seed(dir, "incomplete", "status", 3, 0);
+	ctl_seed(dir, "migrate-begin", "migrate-begin vm1 10\n", 9, 2);
+	ctl_seed(dir, "migrate-end-host", "migrate-end host\n", 5, 0);
 	ctl_regress_name(dir);
 }
 
