@@ -206,7 +206,7 @@ int ivrdma_req_notify_cq(struct ibv_cq *ibcq, int solicited_only)
 		shm_fetch_and32(&cq->view.slot->flags, ~(uint32_t)IVRDMA_CQ_ARMED_SOLICITED);
 	shm_fetch_or32(&cq->view.slot->flags, solicited_only ? arm : IVRDMA_CQ_ARMED);
 	/* Pairs with the producer's fence in ivrdma_cq_push: arm, then poll. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	shm_fence_seq_cst();
 	return 0;
 }
 

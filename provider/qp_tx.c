@@ -63,7 +63,7 @@ static void copy_iov(const struct iov *dst, int nd, const struct iov *src, int n
 			uint8_t last = src[s].p[soff + n - 1];
 
 			memmove(dst[d].p + doff, src[s].p + soff, n - 1);
-			__atomic_thread_fence(__ATOMIC_RELEASE);
+			shm_fence_release();
 			dst[d].p[doff + n - 1] = last;
 			return;
 		}

@@ -107,7 +107,7 @@ int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
 	 * a full fence on both sides each can miss the other (store buffering)
 	 * and the owner sleeps on a CQE it never hears of.
 	 */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	shm_fence_seq_cst();
 	return cq_fire(v->slot, e) ? IVRDMA_CQ_PUSH_WAKE : IVRDMA_CQ_PUSHED;
 }
 
