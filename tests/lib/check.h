@@ -6,12 +6,14 @@
 #ifndef IVRDMA_TEST_CHECK_H
 #define IVRDMA_TEST_CHECK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-extern int check_failures;
-extern int check_passes;
+/* Atomic: tests check from several threads at once. */
+extern atomic_int check_failures;
+extern atomic_int check_passes;
 
 #define CHECK(cond, ...)                                                                           \
 	do {                                                                                       \
