@@ -143,17 +143,20 @@ static int check_movable(const struct ivrdma_maps *maps, const struct region_fil
 }
 
 /*
- * Whole pages are moved, including bytes around the registered buffer
- * that AddressSanitizer (rightly) poisons for the application: copy them
- * word by word, uninstrumented and never turned into an intercepted memcpy
- * (each compiler has its own way to forbid that).
+/*
+ * Whole pages are moved with whatever else lives in them: bytes around the
+ * registered buffer that AddressSanitizer (rightly) poisons for the
+ * application, freed heap blocks, and bytes of other threads, whose stores
+ * the page freeze holds meanwhile (a protocol ThreadSanitizer cannot see).
+ * Copy them word by word, uninstrumented and never turned into an
+ * intercepted memcpy (each compiler has its own way to forbid that).
  */
 #ifdef __clang__
 #define NO_MEMCPY_IDIOM no_builtin("memcpy")
 #else
 #define NO_MEMCPY_IDIOM optimize("no-tree-loop-distribute-patterns")
 #endif
-__attribute__((no_sanitize_address, NO_MEMCPY_IDIOM)) static void
+__attribute__((no_sanitize_address, no_sanitize_thread, NO_MEMCPY_IDIOM)) static void
 copy_pages(uint64_t *dst, const uint64_t *src, uint64_t len)
 {
 	for (uint64_t i = 0; i < len / sizeof(uint64_t); i++)
