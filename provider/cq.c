@@ -108,13 +108,13 @@ int ivrdma_resize_cq(struct ibv_cq *ibcq, int cqe)
 	prod = shm_load_acquire64(&slot->prod);
 	if (atomic_load(&cq->users))
 		rc = EBUSY;
-	else if (prod - cq->cons > n)
+	else if (prod - ivrdma_cq_cons(cq) > n)
 		rc = EINVAL; /* the CQEs waiting to be polled would not fit */
 	else if (!(ring = ivrdma_ring_alloc(ctx, (uint64_t)n * sizeof(*ring), &first, &count)))
 		rc = ENOMEM;
 	if (rc)
 		goto out;
-	move_cqes(&cq->view, ring, n - 1, cq->cons, prod);
+	move_cqes(&cq->view, ring, n - 1, ivrdma_cq_cons(cq), prod);
 	slot->ring_offset = ivrdma_chunk_offset(&ctx->region, first);
 	__atomic_store_n(&slot->nr_entries, n, __ATOMIC_RELEASE);
 	if (ivrdma_cq_view(&ctx->region, cq->slot, ctx->owner_tag, &moved)) {
@@ -180,18 +180,18 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 		return 0;
 	pthread_spin_lock(&cq->lock);
 	while (n < ne) {
-		struct ivrdma_cqe *e = &cq->view.ring[cq->cons & cq->view.mask];
+		const struct ivrdma_cqe *e = ivrdma_cq_ready(&cq->view, ivrdma_cq_cons(cq));
 
-		if (shm_load_acquire64(&e->seq) != cq->cons + 1)
+		if (!e)
 			break;
 		to_wc(e, &wc[n++]);
 		ivrdma_rq_done_note(ctx, e);
 		if (e->opcode & IBV_WC_RECV) /* send completions count when written */
 			ivrdma_count_recv(ctx, cq, e);
-		cq->cons++;
+		ivrdma_cq_advance(cq);
 	}
 	if (n)
-		shm_store_release64(&cq->view.slot->cons, cq->cons); /* entries back to producers */
+		ivrdma_cq_hand_back(&cq->view, ivrdma_cq_cons(cq));
 	pthread_spin_unlock(&cq->lock);
 	/* A receive that failed (length, protection) fails its QP, as the responder's HCA would. */
 	for (int i = 0; i < n; i++)

@@ -27,15 +27,15 @@ static const struct ivrdma_cqe *cur(struct ibv_cq_ex *c)
 {
 	struct ivrdma_cq *cq = xcq(c);
 
-	return &cq->view.ring[cq->cons & cq->view.mask];
+	return &cq->view.ring[ivrdma_cq_cons(cq) & cq->view.mask];
 }
 
 /* Presents the entry at cons, if it is complete. */
 static int load(struct ivrdma_cq *cq)
 {
-	const struct ivrdma_cqe *e = &cq->view.ring[cq->cons & cq->view.mask];
+	const struct ivrdma_cqe *e = ivrdma_cq_ready(&cq->view, ivrdma_cq_cons(cq));
 
-	if (shm_load_acquire64(&e->seq) != cq->cons + 1) {
+	if (!e) {
 		cq->polling = false;
 		return ENOENT;
 	}
@@ -75,7 +75,7 @@ static int next_poll(struct ibv_cq_ex *c)
 	struct ivrdma_cq *cq = xcq(c);
 
 	if (cq->polling)
-		cq->cons++;
+		ivrdma_cq_advance(cq);
 	return load(cq);
 }
 
@@ -84,9 +84,9 @@ static void end_poll(struct ibv_cq_ex *c)
 	struct ivrdma_cq *cq = xcq(c);
 
 	if (cq->polling)
-		cq->cons++;
+		ivrdma_cq_advance(cq);
 	cq->polling = false;
-	shm_store_release64(&cq->view.slot->cons, cq->cons); /* entries back to producers */
+	ivrdma_cq_hand_back(&cq->view, ivrdma_cq_cons(cq));
 	pthread_spin_unlock(&cq->lock);
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "region.h"
+#include "shm_atomic.h"
 #include "verbs_abi.h"
 
 #define IVRDMA_IBDEV_PREFIX "ivrdma"
@@ -133,7 +134,7 @@ struct ivrdma_cq {
 	uint32_t slot;
 	struct ivrdma_cq_view view;
 	uint32_t first_chunk, nr_chunks;
-	uint64_t cons;		   /* my copy of slot->cons */
+	_Atomic uint64_t cons;	   /* my copy of slot->cons (ivrdma_cq_cons) */
 	bool polling;		   /* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
 	atomic_int users;	   /* QPs using the CQ: it cannot be destroyed under them */
 	bool overflow_reported;	   /* IBV_EVENT_CQ_ERR posted (events.c) */
@@ -241,16 +242,31 @@ static inline struct ivrdma_cq *to_icq(struct ibv_cq *cq)
 }
 
 /*
+ * cq->cons moves under cq->lock, and ivrdma_cq_maybe_ready reads it
+ * without: relaxed atomics, as the value is a hint there.
+ */
+static inline uint64_t ivrdma_cq_cons(const struct ivrdma_cq *cq)
+{
+	return atomic_load_explicit(&cq->cons, memory_order_relaxed);
+}
+
+/* The entry at cons is read (under cq->lock): on to the next. */
+static inline void ivrdma_cq_advance(struct ivrdma_cq *cq)
+{
+	atomic_store_explicit(&cq->cons, ivrdma_cq_cons(cq) + 1, memory_order_relaxed);
+}
+
+/*
  * Is there a completion to take? Read without cq->lock, as a hint: an
  * empty CQ, the common case of a busy poll, costs no lock. Whoever takes
  * the entry checks again under the lock.
  */
 static inline bool ivrdma_cq_maybe_ready(const struct ivrdma_cq *cq)
 {
-	uint64_t cons = __atomic_load_n(&cq->cons, __ATOMIC_RELAXED);
+	uint64_t cons = ivrdma_cq_cons(cq);
 	const struct ivrdma_cqe *e = &cq->view.ring[cons & cq->view.mask];
 
-	return __atomic_load_n(&e->seq, __ATOMIC_RELAXED) == cons + 1;
+	return shm_load_relaxed64(&e->seq) == cons + 1;
 }
 
 static inline struct ivrdma_qp *to_iqp(struct ibv_qp *qp)
@@ -310,6 +326,8 @@ enum {
 	IVRDMA_CQ_PUSH_WAKE = 2, /* pushed, and the CQ's owner must be woken for an event */
 };
 int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
+const struct ivrdma_cqe *ivrdma_cq_ready(const struct ivrdma_cq_view *v, uint64_t cons);
+void ivrdma_cq_hand_back(const struct ivrdma_cq_view *v, uint64_t cons);
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
 		   uint64_t *cons, struct ivrdma_rq_view *v);
 int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);

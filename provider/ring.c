@@ -111,6 +111,23 @@ int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
 	return cq_fire(v->slot, e) ? IVRDMA_CQ_PUSH_WAKE : IVRDMA_CQ_PUSHED;
 }
 
+/*
+ * The consumer's side, one consumer at a time (the CQ's lock): the entry
+ * at cons once its producer has published it, else NULL.
+ */
+const struct ivrdma_cqe *ivrdma_cq_ready(const struct ivrdma_cq_view *v, uint64_t cons)
+{
+	const struct ivrdma_cqe *e = &v->ring[cons & v->mask];
+
+	return shm_load_acquire64(&e->seq) == cons + 1 ? e : NULL;
+}
+
+/* The entries below cons are read: producers may reuse them. */
+void ivrdma_cq_hand_back(const struct ivrdma_cq_view *v, uint64_t cons)
+{
+	shm_store_release64(&v->slot->cons, cons);
+}
+
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
 		   uint64_t *cons, struct ivrdma_rq_view *v)
 {
