@@ -10,6 +10,7 @@
 #define IVRDMA_SHM_ATOMIC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 static inline uint32_t shm_load_acquire32(const uint32_t *p)
@@ -74,6 +75,25 @@ static inline uint32_t shm_fetch_and32(uint32_t *p, uint32_t v)
 static inline uint64_t shm_exchange_seq_cst64(uint64_t *p, uint64_t v)
 {
 	return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * A receive ring's entry, word by word: each word whole, relaxed. A
+ * consumer copies an entry and only then claims it (CAS of cons), so its
+ * copy may meet the producer rewriting an entry another consumer took;
+ * the failed CAS throws such a copy away, but the bytes themselves must
+ * be atomic for that race to be defined. Both pointers 8-byte aligned.
+ */
+static inline void shm_read_words_relaxed(uint64_t *dst, const uint64_t *src, size_t words)
+{
+	for (size_t i = 0; i < words; i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+static inline void shm_write_words_relaxed(uint64_t *dst, const uint64_t *src, size_t words)
+{
+	for (size_t i = 0; i < words; i++)
+		__atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);
 }
 
 /*

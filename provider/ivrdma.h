@@ -110,6 +110,13 @@ struct ivrdma_rq_done {
 	uint64_t ticket; /* atomic */
 };
 
+/* Room for the largest receive WQE, aligned for shm_read_words_relaxed. */
+union ivrdma_recv_wqe_buf {
+	struct ivrdma_recv_wqe w;
+	uint8_t bytes[IVRDMA_RQ_STRIDE(IVRDMA_MAX_SGE)];
+	uint64_t words[IVRDMA_RQ_STRIDE(IVRDMA_MAX_SGE) / 8];
+};
+
 /* A receive ring (a QP's RQ or an SRQ), validated once. */
 struct ivrdma_rq_view {
 	uint8_t *ring;

@@ -105,10 +105,7 @@ int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_rec
  */
 void ivrdma_qp_flush_rq(struct ivrdma_qp *qp)
 {
-	union {
-		struct ivrdma_recv_wqe w;
-		uint8_t room[IVRDMA_RQ_STRIDE(IVRDMA_MAX_SGE)];
-	} u;
+	union ivrdma_recv_wqe_buf u;
 	uint64_t index;
 
 	if (qp->srq)

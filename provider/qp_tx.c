@@ -263,18 +263,13 @@ static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 	return EXEC_RNR;
 }
 
-union rwqe {
-	struct ivrdma_recv_wqe w;
-	uint8_t room[IVRDMA_RQ_STRIDE(IVRDMA_MAX_SGE)];
-};
-
 static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct ivrdma_swqe *w,
 			 struct iov *src, int ns, uint64_t len, enum ibv_wc_status *st)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 	struct iov dst[IVRDMA_MAX_SGE];
 	enum ibv_wc_status tst;
-	union rwqe r;
+	union ivrdma_recv_wqe_buf r;
 	uint64_t room;
 	enum exec ex = take_recv(qp, pq, &r.w, st);
 
@@ -305,7 +300,7 @@ static enum exec do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct
 	struct iov dst[IVRDMA_MAX_SGE];
 	enum ibv_wc_status tst;
 	enum ibv_wc_status st = IBV_WC_SUCCESS;
-	union rwqe r;
+	union ivrdma_recv_wqe_buf r;
 	uint64_t room;
 	int nd;
 	bool grh = w->ah->attr.is_global;
@@ -369,7 +364,7 @@ static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct io
 			  uint64_t len, enum ibv_wc_status *st)
 {
 	struct iov dst = {.len = len};
-	union rwqe r;
+	union ivrdma_recv_wqe_buf r;
 	enum exec ex;
 
 	if (len)

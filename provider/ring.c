@@ -134,10 +134,10 @@ int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d
 	struct ivrdma_rq_desc c;
 
 	memcpy(&c, d, sizeof(c)); /* one read; validate the copy */
-	/* Every entry 16-byte aligned: the producer writes WQEs in place. */
+	/* Entries 16-byte aligned, the ring 64: WQEs are written and read in place, word by word. */
 	if (!is_pow2(c.nr_entries) || c.nr_entries > IVRDMA_MAX_WR * 2u ||
 	    c.max_sge > IVRDMA_MAX_SGE || c.stride < IVRDMA_RQ_STRIDE(c.max_sge) || c.stride % 16 ||
-	    c.ring_offset % 16)
+	    c.ring_offset % 64)
 		return -EPROTO;
 	v->ring = ivrdma_chunk_span(r, c.ring_offset, (uint64_t)c.nr_entries * c.stride);
 	if (!v->ring)
@@ -167,7 +167,7 @@ void ivrdma_rq_taken_at_least(struct ivrdma_rq_view *v, uint64_t taken)
 int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr)
 {
 	uint64_t p = shm_load_relaxed64(v->prod);
-	struct ivrdma_recv_wqe *w;
+	union ivrdma_recv_wqe_buf b;
 
 	if ((uint32_t)wr->num_sge > v->max_sge || wr->num_sge < 0)
 		return EINVAL;
@@ -176,14 +176,16 @@ int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr)
 		if (p - v->cons_seen > v->mask)
 			return ENOMEM;
 	}
-	w = (struct ivrdma_recv_wqe *)(v->ring + (p & v->mask) * v->stride);
-	w->wr_id = wr->wr_id;
-	w->num_sge = (uint32_t)wr->num_sge;
+	b.w.wr_id = wr->wr_id;
+	b.w.num_sge = (uint32_t)wr->num_sge;
+	b.w.reserved = 0;
 	for (int i = 0; i < wr->num_sge; i++) {
-		w->sge[i].addr = wr->sg_list[i].addr;
-		w->sge[i].length = wr->sg_list[i].length;
-		w->sge[i].lkey = wr->sg_list[i].lkey;
+		b.w.sge[i].addr = wr->sg_list[i].addr;
+		b.w.sge[i].length = wr->sg_list[i].length;
+		b.w.sge[i].lkey = wr->sg_list[i].lkey;
 	}
+	shm_write_words_relaxed((uint64_t *)(v->ring + (p & v->mask) * v->stride), b.words,
+				IVRDMA_RQ_STRIDE(wr->num_sge) / 8);
 	shm_store_release64(v->prod, p + 1);
 	return 0;
 }
@@ -234,7 +236,7 @@ int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64
 			return -EPROTO;
 		}
 		/* Copy first: entry c cannot be reused before cons passes it. */
-		memcpy(out, rq_entry(v, c), n);
+		shm_read_words_relaxed((uint64_t *)out, (const uint64_t *)rq_entry(v, c), n / 8);
 		if (usable && out->num_sge <= v->max_sge && !usable(out, arg)) {
 			uint64_t c2 = shm_load_acquire64(v->cons);
 
