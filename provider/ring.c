@@ -147,8 +147,11 @@ int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d
 	v->mask = c.nr_entries - 1;
 	v->stride = c.stride;
 	v->max_sge = c.max_sge;
-	v->cons_seen = 0;
-	v->prod_seen = 0;
+	/*
+	 * Not 0: near a wrap of the counters, 0 would look ahead of cons to
+	 * ivrdma_rq_take. cons is never ahead of either counter.
+	 */
+	v->cons_seen = v->prod_seen = shm_load_acquire64(cons);
 	return 0;
 }
 
