@@ -1,0 +1,437 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The shared rings of provider/ring.c on their own, in a region formatted
+ * in private memory: the CQ (many producers, one consumer) and the
+ * receive rings of a QP and of an SRQ (one producer, many consumers).
+ *
+ * First the index arithmetic, one thread: full, empty, nonsense indices,
+ * and counters that cross 2^32 and wrap at 2^64. Then a stress of each
+ * ring with threads standing in for the participants: every entry carries
+ * its producer's sequence number and a checksum, so a lost, doubled,
+ * reordered or torn entry fails the test. Under TSan (IVRDMA_TSAN) this is
+ * where the rings' own ordering is checked: in real use the other side is
+ * another process, which TSan does not see.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "check.h"
+#include "daemon.h"
+#include "ivrdma.h"
+
+#define SIZE	   (16ull << 20)
+#define CQ_ENTRIES 8u
+#define RQ_ENTRIES 8u
+#define RQ_SGE	   2u
+
+static struct region_store store;
+static struct ivrdma_region region;
+static const uint32_t owner = 0x10001; /* ivrdma_owner_tag(0, 1) */
+
+/* Where the counters start: at 0, just below 2^32, and just below 2^64. */
+static const uint64_t starts[] = {0, (1ull << 32) - 3, UINT64_MAX - 2 * CQ_ENTRIES};
+
+static void region_fresh(void)
+{
+	struct daemon_config cfg = {
+	    .region_size = SIZE, .nr_vectors = 4, .max_peers = 64, .chunk_shift = 16};
+	const char *why = NULL;
+
+	memset(store.base, 0, SIZE);
+	REQUIRE(region_format(&store, &cfg) == 0, "format");
+	REQUIRE(ivrdma_region_open(&region, store.base, SIZE, &why) == 0, "%s", why);
+}
+
+static uint64_t ring_chunk(void)
+{
+	int64_t c = ivrdma_chunk_alloc(&region, 1, owner, 0);
+
+	REQUIRE(c >= 0, "chunk");
+	return ivrdma_chunk_offset(&region, (uint32_t)c);
+}
+
+/* A checksum of what an entry carries, so a torn entry shows. */
+static uint32_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	return (uint32_t)x;
+}
+
+/*
+ * CQ slot 0 over a fresh ring of 'entries', its counters at 'start', and
+ * every entry's seq what the lap before 'start' left: the state a CQ that
+ * really counted up to 'start' would be in.
+ */
+static struct ivrdma_cq_slot *cq_fresh(uint64_t start, uint32_t entries, struct ivrdma_cq_view *v)
+{
+	struct ivrdma_cq_slot *s = ivrdma_table_entry(&region, &region.cqs, 0);
+	struct ivrdma_cqe *ring;
+
+	s->hdr.owner = owner;
+	s->ring_offset = ring_chunk();
+	s->nr_entries = entries;
+	s->prod = s->cons = start;
+	s->flags = 0;
+	REQUIRE(ivrdma_cq_view(&region, 0, owner, v) == 0, "CQ view");
+	ring = ivrdma_chunk_span(&region, s->ring_offset, entries * sizeof(*ring));
+	for (uint64_t t = start - entries; t != start; t++)
+		ring[t & (entries - 1)].seq = t + 1;
+	return s;
+}
+
+static struct ivrdma_cqe cqe_of(uint64_t id)
+{
+	return (struct ivrdma_cqe){.wr_id = id, .byte_len = mix(id), .imm_data = ~mix(id)};
+}
+
+/*
+ * Takes the next CQE as the owner's poll does; false if none is ready.
+ * An entry a later lap wrote over (its seq ahead of cons + 1) would never
+ * become ready: that ends the test rather than hanging it.
+ */
+static bool cq_take(struct ivrdma_cq_view *v, uint64_t *cons, uint64_t *id)
+{
+	const struct ivrdma_cqe *e = ivrdma_cq_ready(v, *cons);
+
+	if (!e) {
+		uint64_t seq = shm_load_relaxed64(&v->ring[*cons & v->mask].seq);
+
+		REQUIRE((int64_t)(seq - (*cons + 1)) <= 0, "entry %llu overwritten by a later lap",
+			(unsigned long long)*cons);
+		return false;
+	}
+	*id = e->wr_id;
+	CHECK(e->byte_len == mix(*id) && e->imm_data == ~mix(*id), "CQE %llx torn",
+	      (unsigned long long)*id);
+	ivrdma_cq_hand_back(v, ++*cons);
+	return true;
+}
+
+/* Fill to full, drain to empty, a few laps; and a half-full ring laps too. */
+static void cq_laps(uint64_t start)
+{
+	struct ivrdma_cq_view v;
+	struct ivrdma_cq_slot *s = cq_fresh(start, CQ_ENTRIES, &v);
+	uint64_t cons = start, next = 0, want = 0, id;
+
+	for (int lap = 0; lap < 4; lap++) {
+		for (uint32_t i = 0; i < CQ_ENTRIES; i++) {
+			struct ivrdma_cqe e = cqe_of(next++);
+
+			CHECK(ivrdma_cq_push(&v, &e) == IVRDMA_CQ_PUSHED, "push %u", i);
+		}
+		struct ivrdma_cqe extra = cqe_of(~0ull);
+		CHECK(ivrdma_cq_push(&v, &extra) == IVRDMA_CQ_PUSH_FULL, "full at %u", CQ_ENTRIES);
+		CHECK(s->prod == cons + CQ_ENTRIES, "a full push reserves nothing");
+		CHECK(s->flags & IVRDMA_CQ_OVERFLOW, "overflow flagged");
+		s->flags = 0;
+		while (cq_take(&v, &cons, &id))
+			CHECK(id == want++, "order: %llu", (unsigned long long)id);
+		CHECK(cons == s->prod, "drained");
+	}
+	for (int i = 0; i < 5 * (int)CQ_ENTRIES; i++) { /* a ring half full laps */
+		struct ivrdma_cqe e = cqe_of(next++);
+
+		CHECK(ivrdma_cq_push(&v, &e) == IVRDMA_CQ_PUSHED, "push");
+		if (i >= (int)CQ_ENTRIES / 2)
+			CHECK(cq_take(&v, &cons, &id) && id == want++, "take");
+	}
+	CHECK(s->prod - start == next, "prod counted every push across the wrap");
+}
+
+/* Arming: one event per arming; solicited-only ignores unsolicited successes. */
+static void cq_arming(void)
+{
+	struct ivrdma_cq_view v;
+	struct ivrdma_cq_slot *s = cq_fresh(0, CQ_ENTRIES, &v);
+	struct ivrdma_cqe e = cqe_of(1);
+
+	CHECK(ivrdma_cq_push(&v, &e) == IVRDMA_CQ_PUSHED, "not armed: no wake");
+	s->flags = IVRDMA_CQ_ARMED;
+	CHECK(ivrdma_cq_push(&v, &e) == IVRDMA_CQ_PUSH_WAKE, "armed: wake");
+	CHECK(s->flags == IVRDMA_CQ_EVENT, "ARMED became EVENT: %#x", s->flags);
+	CHECK(ivrdma_cq_push(&v, &e) == IVRDMA_CQ_PUSHED, "one wake per arming");
+	s->flags = IVRDMA_CQ_ARMED | IVRDMA_CQ_ARMED_SOLICITED;
+	CHECK(ivrdma_cq_push(&v, &e) == IVRDMA_CQ_PUSHED, "unsolicited success: no wake");
+	e.status = IBV_WC_REM_ACCESS_ERR;
+	CHECK(ivrdma_cq_push(&v, &e) == IVRDMA_CQ_PUSH_WAKE, "an error wakes a solicited arming");
+	s->flags = IVRDMA_CQ_ARMED | IVRDMA_CQ_ARMED_SOLICITED;
+	e.status = IBV_WC_SUCCESS;
+	e.solicited = 1;
+	CHECK(ivrdma_cq_push(&v, &e) == IVRDMA_CQ_PUSH_WAKE, "solicited: wake");
+}
+
+static void cq_view_checks(void)
+{
+	struct ivrdma_cq_view v;
+	struct ivrdma_cq_slot *s = cq_fresh(0, CQ_ENTRIES, &v);
+
+	CHECK(ivrdma_cq_view(&region, 0, owner + 1, &v) == -ENOENT, "another owner's CQ");
+	s->nr_entries = 12;
+	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "not a power of two");
+	s->nr_entries = 8;
+	s->ring_offset = SIZE - 64;
+	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "ring outside the chunks");
+}
+
+/* A receive ring over the counters of QP slot 0 (srq: false) or SRQ slot 0. */
+static void rq_fresh(bool srq, uint64_t start, uint32_t entries, struct ivrdma_rq_view *v)
+{
+	struct ivrdma_rq_desc d = {.ring_offset = ring_chunk(),
+				   .nr_entries = entries,
+				   .stride = IVRDMA_RQ_STRIDE(RQ_SGE),
+				   .max_sge = RQ_SGE};
+	uint64_t *prod, *cons;
+
+	if (srq) {
+		struct ivrdma_srq_slot *s = ivrdma_table_entry(&region, &region.srqs, 0);
+
+		prod = &s->prod, cons = &s->cons;
+	} else {
+		struct ivrdma_qp_slot *s = ivrdma_table_entry(&region, &region.qps, 0);
+
+		prod = &s->rq_prod, cons = &s->rq_cons;
+	}
+	*prod = *cons = start;
+	REQUIRE(ivrdma_rq_view(&region, &d, prod, cons, v) == 0, "RQ view");
+}
+
+/* Posts receive 'id': two SGEs whose fields all derive from it. */
+static int rq_post_id(struct ivrdma_rq_view *v, uint64_t id)
+{
+	struct ibv_sge sg[RQ_SGE] = {{.addr = id, .length = mix(id), .lkey = ~mix(id)},
+				     {.addr = ~id, .length = mix(~id), .lkey = (uint32_t)id}};
+	struct ibv_recv_wr wr = {.wr_id = id, .sg_list = sg, .num_sge = RQ_SGE};
+
+	return ivrdma_rq_post(v, &wr);
+}
+
+static bool wqe_intact(const struct ivrdma_recv_wqe *w)
+{
+	uint64_t id = w->wr_id;
+
+	return w->num_sge == RQ_SGE && w->sge[0].addr == id && w->sge[0].length == mix(id) &&
+	       w->sge[0].lkey == ~mix(id) && w->sge[1].addr == ~id &&
+	       w->sge[1].length == mix(~id) && w->sge[1].lkey == (uint32_t)id;
+}
+
+static bool refuse(const struct ivrdma_recv_wqe *w, const void *arg)
+{
+	return false;
+}
+
+static void rq_laps(bool srq, uint64_t start)
+{
+	struct ivrdma_rq_view v;
+	union ivrdma_recv_wqe_buf b;
+	uint64_t next = 0, want = 0, idx;
+	int rc;
+
+	rq_fresh(srq, start, RQ_ENTRIES, &v);
+	CHECK(ivrdma_rq_take(&v, &b.w, &idx, NULL, NULL) == 0, "empty");
+	for (int lap = 0; lap < 4; lap++) {
+		for (uint32_t i = 0; i < RQ_ENTRIES; i++)
+			CHECK(rq_post_id(&v, next++) == 0, "post %u", i);
+		CHECK(rq_post_id(&v, ~0ull) == ENOMEM, "full at %u", RQ_ENTRIES);
+		CHECK(ivrdma_rq_take(&v, &b.w, &idx, refuse, NULL) == -EBUSY, "refused");
+		CHECK(*v.cons == start + want, "a refused receive stays posted");
+		while ((rc = ivrdma_rq_take(&v, &b.w, &idx, NULL, NULL)) == 1) {
+			CHECK(b.w.wr_id == want && idx == start + want && wqe_intact(&b.w),
+			      "take %llu", (unsigned long long)want);
+			want++;
+		}
+		CHECK(rc == 0 && want == next && *v.prod == *v.cons, "drained: rc %d", rc);
+	}
+	*v.prod = *v.cons + RQ_ENTRIES + 1;
+	CHECK(ivrdma_rq_take(&v, &b.w, &idx, NULL, NULL) == -EPROTO, "prod beyond a full ring");
+	*v.prod = *v.cons - 1;
+	CHECK(ivrdma_rq_take(&v, &b.w, &idx, NULL, NULL) == -EPROTO, "prod behind cons");
+}
+
+/* A hint from completions raises the producer's view of cons, never lowers it. */
+static void rq_hints(void)
+{
+	struct ivrdma_rq_view v;
+	uint64_t start = UINT64_MAX - 3;
+
+	rq_fresh(false, start, RQ_ENTRIES, &v);
+	ivrdma_rq_taken_at_least(&v, start + 5); /* across the wrap */
+	CHECK(v.cons_seen == start + 5, "raised to %llu", (unsigned long long)v.cons_seen);
+	ivrdma_rq_taken_at_least(&v, start + 2);
+	CHECK(v.cons_seen == start + 5, "not lowered");
+}
+
+static void rq_view_checks(void)
+{
+	struct ivrdma_rq_desc d = {.ring_offset = ring_chunk(),
+				   .nr_entries = RQ_ENTRIES,
+				   .stride = IVRDMA_RQ_STRIDE(RQ_SGE),
+				   .max_sge = RQ_SGE};
+	struct ivrdma_rq_view v;
+	uint64_t p = 0, c = 0;
+
+	CHECK(ivrdma_rq_view(&region, &d, &p, &c, &v) == 0, "valid");
+	d.nr_entries = 6;
+	CHECK(ivrdma_rq_view(&region, &d, &p, &c, &v) == -EPROTO, "not a power of two");
+	d.nr_entries = RQ_ENTRIES;
+	d.stride -= 16;
+	CHECK(ivrdma_rq_view(&region, &d, &p, &c, &v) == -EPROTO, "stride too small");
+	d.stride = IVRDMA_RQ_STRIDE(RQ_SGE);
+	d.max_sge = IVRDMA_MAX_SGE + 1;
+	CHECK(ivrdma_rq_view(&region, &d, &p, &c, &v) == -EPROTO, "too many SGEs");
+}
+
+/* --- Stress: threads as the rings' participants ------------------------- */
+
+enum { PRODUCERS = 3, CONSUMERS = 3, PER_THREAD = 50000 };
+
+struct cq_producer {
+	struct ivrdma_cq_view v; /* each producer its own view, as each peer has */
+	uint64_t id;		 /* thread index << 32 */
+	atomic_int *done;	 /* shared: producers that pushed everything */
+};
+
+static void *cq_produce(void *arg)
+{
+	struct cq_producer *p = arg;
+
+	for (uint64_t i = 0; i < PER_THREAD; i++) {
+		struct ivrdma_cqe e = cqe_of(p->id | i);
+
+		while (ivrdma_cq_push(&p->v, &e) == IVRDMA_CQ_PUSH_FULL)
+			sched_yield(); /* the owner will poll */
+	}
+	atomic_fetch_add(p->done, 1); /* after its pushes: an empty ring then stays empty */
+	return NULL;
+}
+
+/*
+ * Several producers, one consumer: each producer's entries arrive in its
+ * order, none lost (the consumer stops when the producers are done and the
+ * ring is empty: a lost entry ends the test, it does not hang it).
+ */
+static void cq_stress(void)
+{
+	struct cq_producer prod[PRODUCERS];
+	pthread_t t[PRODUCERS];
+	uint64_t next[PRODUCERS] = {0}, cons = UINT64_MAX - 1000, id, got = 0;
+	struct ivrdma_cq_view v;
+	struct ivrdma_cq_slot *s = cq_fresh(cons, CQ_ENTRIES, &v);
+	atomic_int done = 0;
+
+	for (int i = 0; i < PRODUCERS; i++) {
+		REQUIRE(ivrdma_cq_view(&region, 0, owner, &prod[i].v) == 0, "view");
+		prod[i].id = (uint64_t)i << 32;
+		prod[i].done = &done;
+		REQUIRE(pthread_create(&t[i], NULL, cq_produce, &prod[i]) == 0, "thread");
+	}
+	for (;;) {
+		bool fin = atomic_load(&done) == PRODUCERS;
+
+		if (!cq_take(&v, &cons, &id)) {
+			if (fin)
+				break;
+			sched_yield();
+			continue;
+		}
+		got++;
+		REQUIRE(id >> 32 < PRODUCERS && (uint32_t)id == next[id >> 32]++,
+			"producer %llu: entry %u out of order", (unsigned long long)(id >> 32),
+			(uint32_t)id);
+	}
+	for (int i = 0; i < PRODUCERS; i++)
+		pthread_join(t[i], NULL);
+	CHECK(got == PRODUCERS * (uint64_t)PER_THREAD && s->prod == cons,
+	      "every entry arrived once: %llu", (unsigned long long)got);
+}
+
+struct rq_consumer {
+	struct ivrdma_rq_view v; /* each consumer its own view, as each initiator has */
+	atomic_uchar *taken;	 /* shared: one flag per receive */
+	atomic_bool *done;	 /* shared: the producer posted everything */
+	uint64_t count;
+};
+
+enum { RQ_TOTAL = PER_THREAD * CONSUMERS };
+
+static void *rq_consume(void *arg)
+{
+	struct rq_consumer *c = arg;
+	uint64_t last = 0, idx;
+	union ivrdma_recv_wqe_buf b;
+
+	for (;;) {
+		bool fin = atomic_load(c->done);
+		int rc = ivrdma_rq_take(&c->v, &b.w, &idx, NULL, NULL);
+
+		if (rc == 0) {
+			if (fin)
+				break; /* empty after the last post: for good */
+			sched_yield();
+			continue;
+		}
+		REQUIRE(rc == 1 && wqe_intact(&b.w) && b.w.wr_id < RQ_TOTAL, "take: rc %d", rc);
+		REQUIRE(!atomic_exchange(&c->taken[b.w.wr_id], 1), "receive %llu taken twice",
+			(unsigned long long)b.w.wr_id);
+		CHECK(!c->count || b.w.wr_id > last, "one consumer's receives in order");
+		last = b.w.wr_id;
+		c->count++;
+	}
+	return NULL;
+}
+
+/* One producer (the owner posting), several consumers (initiators) on an SRQ's ring. */
+static void rq_stress(void)
+{
+	static atomic_uchar taken[RQ_TOTAL];
+	atomic_bool done = false;
+	struct rq_consumer c[CONSUMERS];
+	pthread_t t[CONSUMERS];
+	struct ivrdma_rq_view v;
+	uint64_t sum = 0;
+
+	rq_fresh(true, UINT64_MAX - 1000, RQ_ENTRIES, &v);
+	for (int i = 0; i < CONSUMERS; i++) {
+		c[i] = (struct rq_consumer){.v = v, .taken = taken, .done = &done};
+		REQUIRE(pthread_create(&t[i], NULL, rq_consume, &c[i]) == 0, "thread");
+	}
+	for (uint64_t id = 0; id < RQ_TOTAL; id++) {
+		int rc;
+
+		while ((rc = rq_post_id(&v, id)) == ENOMEM)
+			sched_yield(); /* the initiators will take */
+		REQUIRE(rc == 0, "post: %d", rc);
+	}
+	atomic_store(&done, true);
+	for (int i = 0; i < CONSUMERS; i++) {
+		pthread_join(t[i], NULL);
+		sum += c[i].count;
+	}
+	CHECK(sum == RQ_TOTAL && *v.prod == *v.cons, "every receive taken once: %llu",
+	      (unsigned long long)sum);
+}
+
+int main(void)
+{
+	store.base = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(store.base != MAP_FAILED, "mmap");
+	store.size = SIZE;
+	region_fresh();
+	for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+		cq_laps(starts[i]);
+		rq_laps(false, starts[i]);
+		rq_laps(true, starts[i]);
+	}
+	cq_arming();
+	cq_view_checks();
+	rq_hints();
+	rq_view_checks();
+	cq_stress();
+	rq_stress();
+	return check_summary();
+}
