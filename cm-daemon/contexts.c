@@ -25,7 +25,7 @@ static void add_counters(struct ivrdma_qp_counters *sum, const struct ivrdma_qp_
 	const uint64_t *w = (const uint64_t *)c;
 
 	for (size_t i = 0; i < NR_WORDS; i++)
-		s[i] += __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+		s[i] += shm_load_relaxed64(&w[i]);
 }
 
 /* Is QP slot 'q' a live QP of context record 'idx'? */
@@ -35,9 +35,8 @@ static bool qp_of(const struct ivrdma_region *r, const struct ivrdma_qp_slot *q,
 	uint32_t owner = shm_load_acquire32(&q->hdr.owner);
 
 	return owner && owner == shm_load_acquire32(&c->hdr.owner) &&
-	       __atomic_load_n(&q->context, __ATOMIC_RELAXED) == idx + 1 &&
-	       __atomic_load_n(&q->context_seq, __ATOMIC_RELAXED) ==
-		   shm_load_acquire32(&c->hdr.seq);
+	       shm_load_relaxed32(&q->context) == idx + 1 &&
+	       shm_load_relaxed32(&q->context_seq) == shm_load_acquire32(&c->hdr.seq);
 }
 
 static json_object *counters_json(const struct ivrdma_qp_counters *c)
@@ -118,9 +117,8 @@ static json_object *record_json(struct daemon *d, uint32_t idx, const char *stat
 	json_object_object_add(o, "state", json_object_new_string(state));
 	json_object_object_add(o, "opened_ns", json_object_new_uint64(c->opened_ns));
 	json_object_object_add(o, "nr_qps", json_object_new_int64(json_object_array_length(qps)));
-	json_object_object_add(
-	    o, "qps_destroyed",
-	    json_object_new_int64(__atomic_load_n(&c->qps_destroyed, __ATOMIC_RELAXED)));
+	json_object_object_add(o, "qps_destroyed",
+			       json_object_new_int64(shm_load_relaxed32(&c->qps_destroyed)));
 	json_object_object_add(o, "totals", counters_json(&total));
 	json_object_object_add(o, "qps", qps);
 	return o;

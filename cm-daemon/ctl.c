@@ -16,6 +16,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "shm_atomic.h"
 
 #define CTL_DEADLINE_MS 5000
 #define CTL_CLIENTS_MAX 32
@@ -53,9 +54,9 @@ static json_object *region_json(struct daemon *d)
 	json_object_object_add(o, "cq_slots", json_object_new_int64(r->cqs.entries));
 	json_object_object_add(o, "srq_slots", json_object_new_int64(r->srqs.entries));
 	json_object_object_add(o, "mr_slots", json_object_new_int64(r->mrs.entries));
-	json_object_object_add(o, "dir_generation",
-			       json_object_new_uint64(__atomic_load_n(
-				   &ivrdma_region_header(r)->dir_generation, __ATOMIC_ACQUIRE)));
+	json_object_object_add(
+	    o, "dir_generation",
+	    json_object_new_uint64(shm_load_acquire64(&ivrdma_region_header(r)->dir_generation)));
 	return o;
 }
 
@@ -72,9 +73,9 @@ static json_object *node_json(struct daemon *d, uint32_t index)
 			json_object_array_add(peers, json_object_new_int(i));
 	json_object_object_add(o, "name", json_object_new_string(directory_node_name(d, index)));
 	json_object_object_add(o, "kind", json_object_new_string(index == 0 ? "host" : "vm"));
-	json_object_object_add(o, "state",
-			       json_object_new_string(directory_node_state_name(
-				   __atomic_load_n(&n->state, __ATOMIC_ACQUIRE))));
+	json_object_object_add(
+	    o, "state",
+	    json_object_new_string(directory_node_state_name(shm_load_acquire32(&n->state))));
 	json_object_object_add(o, "lid", json_object_new_int(index + 1));
 	json_object_object_add(o, "guid", json_object_new_string(guid));
 	json_object_object_add(o, "gid", json_object_new_string(gid));

@@ -108,13 +108,13 @@ void directory_peer_joined(struct daemon *d, const struct peer *p)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	memset(e, 0, sizeof(*e));
 	e->node = (uint16_t)p->node;
-	e->gen = p->gen;
+	shm_store_relaxed16(&e->gen, p->gen);
 	e->pid = (uint32_t)p->pid;
 	e->joined_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	shm_store_release32(&e->state, IVRDMA_PEER_ACTIVE);
 	n->nr_peers = ++d->node_peers[p->node];
 	if (p->node != 0) {
-		n->epoch = ++d->node_epoch[p->node];
+		shm_store_relaxed32(&n->epoch, ++d->node_epoch[p->node]);
 		shm_store_release32(&n->state, IVRDMA_NODE_ACTIVE);
 	}
 	bump_generation(d);

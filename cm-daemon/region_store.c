@@ -198,6 +198,6 @@ int region_format(struct region_store *s, const struct daemon_config *cfg)
 	/* A fresh shm object reads as zeros; a reused hugetlbfs file may not. */
 	memset((uint8_t *)s->base + IVRDMA_HEADER_SIZE, 0,
 	       h->chunk_area_offset - IVRDMA_HEADER_SIZE);
-	__atomic_store_n(&h->magic, IVRDMA_MAGIC, __ATOMIC_RELEASE);
+	shm_store_release64(&h->magic, IVRDMA_MAGIC);
 	return 0;
 }

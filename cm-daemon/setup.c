@@ -34,6 +34,7 @@
 #include "ctl_client.h"
 #include "ivshmem_transport.h"
 #include "region.h"
+#include "shm_atomic.h"
 #include "setup.h"
 
 #define DEFAULT_DIR	 "/run/ivrdma"
@@ -197,11 +198,11 @@ static int read_guest_node(const struct ivrdma_region *r, int peer_id, struct no
 	struct ivrdma_peer *p = peer_id >= 0 ? ivrdma_region_peer(r, (uint32_t)peer_id) : NULL;
 	struct ivrdma_node *n;
 
-	if (!p || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != IVRDMA_PEER_ACTIVE)
+	if (!p || shm_load_acquire32(&p->state) != IVRDMA_PEER_ACTIVE)
 		return fail("peer %d (IVPosition) is not active in the region's peer table",
 			    peer_id);
-	n = ivrdma_region_node(r, __atomic_load_n(&p->node, __ATOMIC_RELAXED));
-	if (!n || __atomic_load_n(&n->state, __ATOMIC_ACQUIRE) != IVRDMA_NODE_ACTIVE)
+	n = ivrdma_region_node(r, shm_load_relaxed16(&p->node));
+	if (!n || shm_load_acquire32(&n->state) != IVRDMA_NODE_ACTIVE)
 		return fail("peer %d's node is not an active node of the directory", peer_id);
 	snprintf(id->name, sizeof(id->name), "%.*s", (int)sizeof(n->name), n->name);
 	id->guid = n->node_guid;

@@ -61,7 +61,7 @@ static bool peer_active(const struct guest_priv *g, uint16_t peer, uint16_t *gen
 	    shm_load_acquire32(&p->state) != IVRDMA_PEER_ACTIVE)
 		return false;
 	if (gen)
-		*gen = __atomic_load_n(&p->gen, __ATOMIC_RELAXED);
+		*gen = shm_load_relaxed16(&p->gen);
 	return true;
 }
 

@@ -27,7 +27,7 @@ struct ivrdma_ctx_counters {
 	pthread_mutex_t lock;		     /* record->destroyed and the total behind it */
 	struct ivrdma_qp_counters destroyed; /* the private running total */
 	uint32_t qps_destroyed;
-	struct ivrdma_qp **qp_by_slot; /* atomic entries: my live QPs by QP slot */
+	_Atomic(struct ivrdma_qp *) *qp_by_slot; /* my live QPs by QP slot */
 };
 
 #define NR_WORDS (sizeof(struct ivrdma_qp_counters) / sizeof(uint64_t))
@@ -41,7 +41,7 @@ static void fold(struct ivrdma_qp_counters *mine, struct ivrdma_qp_counters *sha
 
 	for (size_t i = 0; i < NR_WORDS; i++) {
 		m[i] += a[i];
-		__atomic_store_n(&s[i], m[i], __ATOMIC_RELAXED);
+		shm_store_relaxed64(&s[i], m[i]);
 	}
 }
 
@@ -144,7 +144,7 @@ void ivrdma_counters_qp_created(struct ivrdma_context *ctx, struct ivrdma_qp *qp
 		qp->s->context = c->record_idx + 1;
 		qp->s->context_seq = shm_load_relaxed32(&c->record->hdr.seq);
 	}
-	__atomic_store_n(&c->qp_by_slot[qp->slot], qp, __ATOMIC_RELEASE);
+	atomic_store_explicit(&c->qp_by_slot[qp->slot], qp, memory_order_release);
 }
 
 /* Totals that no live QP holds any more: a QP destroyed, a completion it left behind. */
@@ -157,7 +157,7 @@ static void add_destroyed(struct ivrdma_ctx_counters *c, const struct ivrdma_qp_
 	fold(&c->destroyed, c->record ? &c->record->destroyed : &ignored, add);
 	c->qps_destroyed += qps;
 	if (c->record)
-		__atomic_store_n(&c->record->qps_destroyed, c->qps_destroyed, __ATOMIC_RELAXED);
+		shm_store_relaxed32(&c->record->qps_destroyed, c->qps_destroyed);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -165,7 +165,7 @@ void ivrdma_counters_qp_destroyed(struct ivrdma_context *ctx, struct ivrdma_qp *
 {
 	struct ivrdma_ctx_counters *c = ctx->counters;
 
-	__atomic_store_n(&c->qp_by_slot[qp->slot], NULL, __ATOMIC_RELEASE);
+	atomic_store_explicit(&c->qp_by_slot[qp->slot], NULL, memory_order_release);
 	/* A poller that found the QP before holds its CQ's lock until it is done. */
 	pthread_spin_lock(&qp->recv_cq->lock);
 	pthread_spin_unlock(&qp->recv_cq->lock);
@@ -201,7 +201,7 @@ void ivrdma_count_recv(struct ivrdma_context *ctx, struct ivrdma_cq *cq, const s
 	struct ivrdma_qp *qp = NULL;
 
 	if (e->qp_num >= IVRDMA_QPN_BASE && slot < ctx->region.qps.entries)
-		qp = __atomic_load_n(&c->qp_by_slot[slot], __ATOMIC_ACQUIRE);
+		qp = atomic_load_explicit(&c->qp_by_slot[slot], memory_order_acquire);
 	if (qp && qp->recv_cq == cq) {
 		count_into(&qp->tally, &qp->s->counters, e);
 		return;

@@ -17,7 +17,7 @@
 static inline void ivrdma_count(uint64_t *mine, uint64_t *shared, uint64_t n)
 {
 	*mine += n;
-	__atomic_store_n(shared, *mine, __ATOMIC_RELAXED);
+	shm_store_relaxed64(shared, *mine);
 }
 
 #define IVRDMA_COUNT(qp, field, n) ivrdma_count(&(qp)->tally.field, &(qp)->s->counters.field, (n))

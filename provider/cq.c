@@ -62,7 +62,7 @@ struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 		return ivrdma_fail_null(ENOMEM);
 	}
 	slot->ring_offset = ivrdma_chunk_offset(&ctx->region, cq->first_chunk);
-	__atomic_store_n(&slot->nr_entries, n, __ATOMIC_RELEASE);
+	shm_store_release32(&slot->nr_entries, n);
 	if (ivrdma_cq_view(&ctx->region, cq->slot, ctx->owner_tag, &cq->view)) {
 		release(ctx, cq);
 		return ivrdma_fail_null(EPROTO);
@@ -116,11 +116,11 @@ int ivrdma_resize_cq(struct ibv_cq *ibcq, int cqe)
 		goto out;
 	move_cqes(&cq->view, ring, n - 1, ivrdma_cq_cons(cq), prod);
 	slot->ring_offset = ivrdma_chunk_offset(&ctx->region, first);
-	__atomic_store_n(&slot->nr_entries, n, __ATOMIC_RELEASE);
+	shm_store_release32(&slot->nr_entries, n);
 	if (ivrdma_cq_view(&ctx->region, cq->slot, ctx->owner_tag, &moved)) {
 		/* Someone scribbled on our slot: keep the ring we had. */
 		slot->ring_offset = ivrdma_chunk_offset(&ctx->region, cq->first_chunk);
-		__atomic_store_n(&slot->nr_entries, cq->view.mask + 1, __ATOMIC_RELEASE);
+		shm_store_release32(&slot->nr_entries, cq->view.mask + 1);
 		ivrdma_ring_free(ctx, first, count);
 		rc = EPROTO;
 		goto out;

@@ -84,7 +84,7 @@ int ivrdma_query_device_ex(struct ibv_context *context,
 /* The port follows my node: it is usable only while the node is active. */
 static enum ibv_port_state port_state(const struct ivrdma_node *node)
 {
-	switch (node ? __atomic_load_n(&node->state, __ATOMIC_ACQUIRE) : IVRDMA_NODE_GONE) {
+	switch (node ? shm_load_acquire32(&node->state) : IVRDMA_NODE_GONE) {
 	case IVRDMA_NODE_ACTIVE:
 		return IBV_PORT_ACTIVE;
 	case IVRDMA_NODE_JOINING:

@@ -263,7 +263,7 @@ static bool node_changed(const struct ivrdma_region *r, uint32_t i, struct node_
 {
 	struct ivrdma_node *n = ivrdma_region_node(r, i);
 	bool active = shm_load_acquire32(&n->state) == IVRDMA_NODE_ACTIVE;
-	uint32_t epoch = __atomic_load_n(&n->epoch, __ATOMIC_RELAXED);
+	uint32_t epoch = shm_load_relaxed32(&n->epoch);
 	bool changed = active != seen->active || (active && epoch != seen->epoch);
 
 	seen->active = active;

@@ -172,8 +172,7 @@ static uint32_t find_my_node(const struct ivrdma_region *r, int peer_id)
 {
 	struct ivrdma_peer *p = peer_id >= 0 ? ivrdma_region_peer(r, (uint32_t)peer_id) : NULL;
 
-	if (p && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == IVRDMA_PEER_ACTIVE &&
-	    p->node < r->nodes.entries)
+	if (p && shm_load_acquire32(&p->state) == IVRDMA_PEER_ACTIVE && p->node < r->nodes.entries)
 		return p->node;
 	return r->host_node;
 }
@@ -187,7 +186,7 @@ static int set_identity(struct ivrdma_context *ctx)
 	int id = ivt_peer_id(ctx->transport);
 	struct ivrdma_peer *p = id >= 0 ? ivrdma_region_peer(&ctx->region, (uint32_t)id) : NULL;
 
-	if (!p || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != IVRDMA_PEER_ACTIVE) {
+	if (!p || shm_load_acquire32(&p->state) != IVRDMA_PEER_ACTIVE) {
 		ivrdma_dbg("peer %d is not active in the peer table", id);
 		return -EPROTO;
 	}

@@ -96,7 +96,7 @@ struct ivrdma_cq_view {
 	struct ivrdma_cq_slot *slot;
 	struct ivrdma_cqe *ring;
 	uint32_t mask;
-	uint64_t cons_seen; /* atomic: slot->cons as last read; never ahead of it */
+	_Atomic uint64_t cons_seen; /* slot->cons as last read; never ahead of it */
 };
 
 /*
@@ -107,7 +107,7 @@ struct ivrdma_cq_view {
  * is a lower bound of rq_cons that costs no cache line from initiators.
  */
 struct ivrdma_rq_done {
-	uint64_t ticket; /* atomic */
+	_Atomic uint64_t ticket;
 };
 
 /* Room for the largest receive WQE, aligned for shm_read_words_relaxed. */

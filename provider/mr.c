@@ -164,11 +164,11 @@ static enum ivrdma_xlate read_slot(const struct ivrdma_region *r, uint32_t key, 
 	if (!s || key == 0 || shm_load_acquire32(&s->key) != key ||
 	    shm_load_acquire32(&s->hdr.owner) != owner)
 		return IVRDMA_XLATE_BAD_KEY;
-	f->access = __atomic_load_n(&s->access, __ATOMIC_RELAXED);
-	f->pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
-	f->iova = __atomic_load_n(&s->iova, __ATOMIC_RELAXED);
-	f->length = __atomic_load_n(&s->length, __ATOMIC_RELAXED);
-	f->region_offset = __atomic_load_n(&s->region_offset, __ATOMIC_ACQUIRE);
+	f->access = shm_load_relaxed32(&s->access);
+	f->pd_handle = shm_load_relaxed32(&s->pd_handle);
+	f->iova = shm_load_relaxed64(&s->iova);
+	f->length = shm_load_relaxed64(&s->length);
+	f->region_offset = shm_load_acquire64(&s->region_offset);
 	return IVRDMA_XLATE_OK;
 }
 

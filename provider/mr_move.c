@@ -69,13 +69,14 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
  * meanwhile, for it holds the lock between two calls, never inside one.
  * Written only by the thread holding span_lock.
  */
-static bool forking;
+static atomic_bool forking;
 static pthread_t forker;
 
 /* span_lock, unless this thread is forking and holds it already. */
 static bool span_lock_take(void)
 {
-	if (__atomic_load_n(&forking, __ATOMIC_ACQUIRE) && pthread_equal(forker, pthread_self()))
+	if (atomic_load_explicit(&forking, memory_order_acquire) &&
+	    pthread_equal(forker, pthread_self()))
 		return false;
 	pthread_mutex_lock(&span_lock);
 	return true;
@@ -401,7 +402,7 @@ static void link_mr(struct ivrdma_span *sp, struct ivrdma_mr *mr)
 	mr->span = sp;
 	mr->span_next = sp->mrs;
 	sp->mrs = mr;
-	__atomic_store_n(&mr->s->region_offset, sp->base + (addr - sp->start), __ATOMIC_RELEASE);
+	shm_store_release64(&mr->s->region_offset, sp->base + (addr - sp->start));
 }
 
 /* The MRs of 'old', which 'nsp' replaces, now live in it; 'old' goes. */
@@ -595,12 +596,12 @@ static void fork_prepare(void)
 {
 	pthread_mutex_lock(&span_lock);
 	forker = pthread_self();
-	__atomic_store_n(&forking, true, __ATOMIC_RELEASE);
+	atomic_store_explicit(&forking, true, memory_order_release);
 }
 
 static void fork_parent(void)
 {
-	__atomic_store_n(&forking, false, __ATOMIC_RELEASE);
+	atomic_store_explicit(&forking, false, memory_order_release);
 	pthread_mutex_unlock(&span_lock);
 }
 
@@ -623,7 +624,7 @@ static void fork_child(void)
 	}
 	if (have_maps)
 		ivrdma_maps_free(&maps);
-	__atomic_store_n(&forking, false, __ATOMIC_RELEASE);
+	atomic_store_explicit(&forking, false, memory_order_release);
 	pthread_mutex_unlock(&span_lock);
 }
 

@@ -211,8 +211,7 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 	pthread_mutex_unlock(&ctx->pending_lock);
 	/* The QP at the other end is told this one closed, rather than died. */
 	if (qp->peer.slot && ivrdma_peer_alive(ctx, &qp->peer))
-		__atomic_fetch_or(&qp->peer.slot->async, IVRDMA_QP_ASYNC_PEER_CLOSED,
-				  __ATOMIC_RELEASE);
+		shm_fetch_or32(&qp->peer.slot->async, IVRDMA_QP_ASYNC_PEER_CLOSED);
 	/* Initiators see the state, then the slot's seq change: no new work arrives. */
 	shm_store_release32(&qp->s->state, IBV_QPS_ERR);
 	/* Unlinked above: the event thread has no more to say about it. */
@@ -294,8 +293,7 @@ void ivrdma_qps_check(struct ivrdma_context *ctx)
 		if (to_ictx(qp->vqp.qp.context) != ctx)
 			continue;
 		pthread_mutex_lock(&qp->sq_lock);
-		news = __atomic_fetch_and(&qp->s->async, ~(uint32_t)IVRDMA_QP_ASYNC_PENDING,
-					  __ATOMIC_ACQ_REL);
+		news = shm_fetch_and32(&qp->s->async, ~(uint32_t)IVRDMA_QP_ASYNC_PENDING);
 		act_on_news(ctx, qp, news & IVRDMA_QP_ASYNC_PENDING);
 		if (connected(qp) && !(news & IVRDMA_QP_ASYNC_PEER_CLOSED) &&
 		    !ivrdma_owner_alive(&ctx->region, qp->peer.owner, -1))

@@ -126,11 +126,11 @@ bool ivrdma_owner_alive(const struct ivrdma_region *r, uint32_t owner, int node)
 static int peer_rq(const struct ivrdma_region *r, struct ivrdma_qp_slot *s,
 		   struct ivrdma_peer_qp *pq)
 {
-	uint32_t srq = __atomic_load_n(&s->srq, __ATOMIC_RELAXED);
+	uint32_t srq = shm_load_relaxed32(&s->srq);
 
 	pq->srq_limit = NULL;
 	if (!srq) {
-		pq->rq_pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
+		pq->rq_pd_handle = shm_load_relaxed32(&s->pd_handle);
 		return ivrdma_rq_view(r, &s->rq, &s->rq_prod, &s->rq_cons, &pq->rq);
 	}
 	return ivrdma_srq_view(r, srq - 1, pq->owner, &pq->rq, &pq->rq_pd_handle, &pq->srq_limit);
@@ -151,16 +151,15 @@ int ivrdma_peer_lookup(const struct ivrdma_region *r, enum ibv_qp_type type, int
 		return ENOENT;
 	pq->owner = shm_load_acquire32(&s->hdr.owner);
 	pq->seq = shm_load_acquire32(&s->hdr.seq);
-	if (!ivrdma_owner_alive(r, pq->owner, node) ||
-	    __atomic_load_n(&s->qpn, __ATOMIC_RELAXED) != qpn ||
-	    __atomic_load_n(&s->qp_type, __ATOMIC_RELAXED) != type)
+	if (!ivrdma_owner_alive(r, pq->owner, node) || shm_load_relaxed32(&s->qpn) != qpn ||
+	    shm_load_relaxed32(&s->qp_type) != type)
 		return ENOENT;
 	if (peer_rq(r, s, pq) ||
-	    ivrdma_cq_view(r, __atomic_load_n(&s->recv_cq, __ATOMIC_RELAXED), pq->owner, &pq->cq))
+	    ivrdma_cq_view(r, shm_load_relaxed32(&s->recv_cq), pq->owner, &pq->cq))
 		return EPROTO;
 	pq->slot = s;
 	pq->qpn = qpn;
-	pq->pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
+	pq->pd_handle = shm_load_relaxed32(&s->pd_handle);
 	pq->lid = ivrdma_region_node(r, (uint32_t)node)->lid;
 	return 0;
 }
@@ -214,11 +213,11 @@ static void keep_attrs(struct ivrdma_qp *qp, const struct ibv_qp_attr *a, int ma
 	KEEP(IBV_QP_EN_SQD_ASYNC_NOTIFY, en_sqd_async_notify);
 #undef KEEP
 	if (mask & IBV_QP_QKEY)
-		__atomic_store_n(&qp->s->qkey, a->qkey, __ATOMIC_RELAXED);
+		shm_store_relaxed32(&qp->s->qkey, a->qkey);
 	if (mask & IBV_QP_ACCESS_FLAGS)
-		__atomic_store_n(&qp->s->access, (uint32_t)a->qp_access_flags, __ATOMIC_RELAXED);
+		shm_store_relaxed32(&qp->s->access, (uint32_t)a->qp_access_flags);
 	if (mask & IBV_QP_MIN_RNR_TIMER)
-		__atomic_store_n(&qp->s->min_rnr_timer, a->min_rnr_timer, __ATOMIC_RELAXED);
+		shm_store_relaxed8(&qp->s->min_rnr_timer, a->min_rnr_timer);
 }
 
 /*
@@ -234,7 +233,7 @@ static void reset(struct ivrdma_qp *qp)
 		while (!shm_cas64(qp->rq.cons, &c, shm_load_acquire64(qp->rq.prod)))
 			;
 	}
-	__atomic_store_n(&qp->s->async, 0, __ATOMIC_RELEASE); /* a new connection's news */
+	shm_store_release32(&qp->s->async, 0); /* a new connection's news */
 	qp->sq_count = 0;
 	memset(&qp->peer, 0, sizeof(qp->peer));
 	memset(&qp->attr, 0, sizeof(qp->attr));

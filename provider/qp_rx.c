@@ -36,8 +36,8 @@ void ivrdma_rq_done_reset(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
 	struct ivrdma_rq_done *d = &ctx->rq_done[qp->slot];
 
 	/* ticket of "index -1": this seq, nothing taken */
-	__atomic_store_n(&d->ticket, IVRDMA_RQ_TICKET(qp->s->hdr.seq, (uint64_t)-1),
-			 __ATOMIC_RELEASE);
+	atomic_store_explicit(&d->ticket, IVRDMA_RQ_TICKET(qp->s->hdr.seq, (uint64_t)-1),
+			      memory_order_release);
 }
 
 /*
@@ -50,23 +50,24 @@ void ivrdma_rq_done_note(struct ivrdma_context *ctx, const struct ivrdma_cqe *e)
 {
 	uint64_t t = e->rq_ticket;
 	uint32_t slot = e->qp_num - IVRDMA_QPN_BASE;
-	uint64_t *d, cur;
+	_Atomic uint64_t *d;
+	uint64_t cur;
 
 	if (!t || e->qp_num < IVRDMA_QPN_BASE || slot >= ctx->region.qps.entries)
 		return;
 	d = &ctx->rq_done[slot].ticket;
-	cur = __atomic_load_n(d, __ATOMIC_RELAXED);
+	cur = atomic_load_explicit(d, memory_order_relaxed);
 	while (IVRDMA_RQ_TICKET_SEQ(cur) == IVRDMA_RQ_TICKET_SEQ(t) &&
 	       IVRDMA_RQ_TICKET_TAKEN(t) > IVRDMA_RQ_TICKET_TAKEN(cur))
-		if (__atomic_compare_exchange_n(d, &cur, t, false, __ATOMIC_RELEASE,
-						__ATOMIC_RELAXED))
+		if (atomic_compare_exchange_weak_explicit(d, &cur, t, memory_order_release,
+							  memory_order_relaxed))
 			break;
 }
 
 static uint64_t polled_taken(struct ivrdma_qp *qp)
 {
-	uint64_t t = __atomic_load_n(&to_ictx(qp->vqp.qp.context)->rq_done[qp->slot].ticket,
-				     __ATOMIC_ACQUIRE);
+	uint64_t t = atomic_load_explicit(&to_ictx(qp->vqp.qp.context)->rq_done[qp->slot].ticket,
+					  memory_order_acquire);
 
 	return IVRDMA_RQ_TICKET_TAKEN(t);
 }

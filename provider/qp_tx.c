@@ -147,7 +147,7 @@ static enum ibv_wc_status recv_iov(struct ivrdma_context *ctx, const struct ivrd
 void ivrdma_notify_target(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq,
 			  uint32_t bits)
 {
-	uint32_t old = __atomic_fetch_or(&pq->slot->async, bits, __ATOMIC_ACQ_REL);
+	uint32_t old = shm_fetch_or32(&pq->slot->async, bits);
 	int peer = ivrdma_owner_peer(pq->owner);
 
 	if ((old & bits) != bits && peer >= 0)
@@ -159,9 +159,9 @@ static void note_arrival(struct ivrdma_context *ctx, const struct ivrdma_peer_qp
 {
 	const uint32_t seen = IVRDMA_QP_ASYNC_COMM_EST_SEEN;
 
-	if (__atomic_load_n(&pq->slot->async, __ATOMIC_RELAXED) & seen)
+	if (shm_load_relaxed32(&pq->slot->async) & seen)
 		return;
-	if (!(__atomic_fetch_or(&pq->slot->async, seen, __ATOMIC_ACQ_REL) & seen))
+	if (!(shm_fetch_or32(&pq->slot->async, seen) & seen))
 		ivrdma_notify_target(ctx, pq, IVRDMA_QP_ASYNC_COMM_EST);
 }
 
@@ -214,7 +214,7 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, struct ivrdma_peer_qp
  */
 static void srq_limit_check(struct ivrdma_context *ctx, struct ivrdma_peer_qp *pq, uint64_t taken)
 {
-	uint32_t limit = __atomic_load_n(pq->srq_limit, __ATOMIC_RELAXED);
+	uint32_t limit = shm_load_relaxed32(pq->srq_limit);
 	int peer;
 
 	if (!limit || pq->rq.prod_seen - taken >= limit)
@@ -339,7 +339,7 @@ static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_swqe *w
 				     int access, uint8_t **p)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
-	uint32_t qp_access = __atomic_load_n(&qp->peer.slot->access, __ATOMIC_RELAXED);
+	uint32_t qp_access = shm_load_relaxed32(&qp->peer.slot->access);
 
 	enum ibv_wc_status st;
 
@@ -398,6 +398,24 @@ static enum ibv_wc_status do_read(struct ivrdma_qp *qp, struct ivrdma_swqe *w, s
 	return st;
 }
 
+/*
+ * The RDMA atomic itself, on the target's registered memory: application
+ * data, not a word of the region's protocols, so not through shm_atomic.h.
+ * seq_cst, as an HCA's atomic is atomic against every other access to the
+ * word, the target CPU's own included. Returns the value found.
+ */
+static uint64_t rdma_atomic_on_app_memory(uint64_t *p, const struct ivrdma_swqe *w)
+{
+	uint64_t old = w->compare_add;
+
+	if (w->opcode == IBV_WR_ATOMIC_CMP_AND_SWP)
+		__atomic_compare_exchange_n(p, &old, w->swap, false, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST);
+	else
+		old = __atomic_fetch_add(p, w->compare_add, __ATOMIC_SEQ_CST);
+	return old;
+}
+
 static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *dst,
 				    int nd, uint64_t len)
 {
@@ -422,13 +440,7 @@ static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_swqe *w,
 		responder_error(qp, IVRDMA_QP_ASYNC_REQ_ERR);
 		return IBV_WC_REM_INV_REQ_ERR;
 	}
-	if (w->opcode == IBV_WR_ATOMIC_CMP_AND_SWP) {
-		old = w->compare_add;
-		__atomic_compare_exchange_n(p, &old, w->swap, false, __ATOMIC_SEQ_CST,
-					    __ATOMIC_SEQ_CST);
-	} else {
-		old = __atomic_fetch_add(p, w->compare_add, __ATOMIC_SEQ_CST);
-	}
+	old = rdma_atomic_on_app_memory(p, w);
 	memcpy(dst[0].p, &old, 8);
 	return IBV_WC_SUCCESS;
 }
@@ -456,8 +468,8 @@ static enum exec target_ready(struct ivrdma_qp *qp, enum ibv_wc_status *st, bool
 	}
 	state = shm_load_acquire32(&s->state);
 	if (!ivrdma_state_receives(state) ||
-	    __atomic_load_n(&s->dest_qpn, __ATOMIC_RELAXED) != qp->vqp.qp.qp_num ||
-	    __atomic_load_n(&s->dest_lid, __ATOMIC_RELAXED) != ctx->lid) {
+	    shm_load_relaxed32(&s->dest_qpn) != qp->vqp.qp.qp_num ||
+	    shm_load_relaxed16(&s->dest_lid) != ctx->lid) {
 		if (qp->vqp.qp.qp_type == IBV_QPT_UC)
 			return EXEC_DONE; /* dropped silently */
 		return EXEC_NO_ACK;
@@ -711,9 +723,7 @@ static bool wait_or_fail(struct ivrdma_qp *qp, enum exec ex, struct ivrdma_cqe *
 	if (ex == EXEC_RNR) {
 		IVRDMA_COUNT(qp, rnr_retries, 1);
 		wait_ns =
-		    rnr_10us[__atomic_load_n(&qp->peer.slot->min_rnr_timer, __ATOMIC_RELAXED) &
-			     31] *
-		    10000ull;
+		    rnr_10us[shm_load_relaxed8(&qp->peer.slot->min_rnr_timer) & 31] * 10000ull;
 	} else {
 		wait_ns = 4096ull << (qp->attr.timeout ? qp->attr.timeout : 14);
 	}

@@ -25,8 +25,8 @@ int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 
 	if (!s || shm_load_acquire32(&s->hdr.owner) != owner)
 		return -ENOENT;
-	off = __atomic_load_n(&s->ring_offset, __ATOMIC_RELAXED);
-	n = __atomic_load_n(&s->nr_entries, __ATOMIC_RELAXED);
+	off = shm_load_relaxed64(&s->ring_offset);
+	n = shm_load_relaxed32(&s->nr_entries);
 	if (!is_pow2(n) || n > IVRDMA_MAX_CQE * 2u || off % 64)
 		return -EPROTO;
 	v->ring = ivrdma_chunk_span(r, off, (uint64_t)n * sizeof(struct ivrdma_cqe));
@@ -34,7 +34,7 @@ int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 		return -EPROTO;
 	v->slot = s;
 	v->mask = n - 1;
-	v->cons_seen = 0;
+	atomic_init(&v->cons_seen, 0);
 	return 0;
 }
 
@@ -62,12 +62,12 @@ static bool cq_fire(struct ivrdma_cq_slot *s, const struct ivrdma_cqe *e)
  */
 static bool cq_has_room(struct ivrdma_cq_view *v, uint64_t p)
 {
-	uint64_t c = __atomic_load_n(&v->cons_seen, __ATOMIC_RELAXED);
+	uint64_t c = atomic_load_explicit(&v->cons_seen, memory_order_relaxed);
 
 	if (p - c <= v->mask)
 		return true;
 	c = shm_load_acquire64(&v->slot->cons);
-	__atomic_store_n(&v->cons_seen, c, __ATOMIC_RELAXED);
+	atomic_store_explicit(&v->cons_seen, c, memory_order_relaxed);
 	return p - c <= v->mask;
 }
 

@@ -34,7 +34,7 @@ int ivrdma_srq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 
 	if (!s || shm_load_acquire32(&s->hdr.owner) != owner)
 		return -ENOENT;
-	*pd_handle = __atomic_load_n(&s->pd_handle, __ATOMIC_RELAXED);
+	*pd_handle = shm_load_relaxed32(&s->pd_handle);
 	*limit = &s->limit;
 	return ivrdma_rq_view(r, &s->rq, &s->prod, &s->cons, v);
 }
@@ -166,7 +166,7 @@ int ivrdma_destroy_srq(struct ibv_srq *ibsrq)
 	if (atomic_load(&srq->users))
 		return EBUSY;
 	unlink_srq(ctx, srq);
-	if (__atomic_exchange_n(&srq->s->limit, 0, __ATOMIC_ACQ_REL))
+	if (shm_exchange32(&srq->s->limit, 0))
 		atomic_fetch_sub(&ctx->nr_armed_srqs, 1);
 	ivrdma_events_settle(ctx, (uintptr_t)ibsrq, &srq->async_posted, &ibsrq->mutex, &ibsrq->cond,
 			     &ibsrq->events_completed);
@@ -202,13 +202,12 @@ static uint32_t outstanding(const struct ivrdma_srq *srq)
 /* Fires the armed limit once if the SRQ has fallen below it. */
 static void check_limit(struct ivrdma_context *ctx, struct ivrdma_srq *srq)
 {
-	uint32_t limit = __atomic_load_n(&srq->s->limit, __ATOMIC_ACQUIRE);
+	uint32_t limit = shm_load_acquire32(&srq->s->limit);
 
 	if (!limit || outstanding(srq) >= limit)
 		return;
 	/* Disarming wins the race against modify_srq and other checkers: one event. */
-	if (!__atomic_compare_exchange_n(&srq->s->limit, &limit, 0, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE))
+	if (!shm_cas32(&srq->s->limit, &limit, 0))
 		return;
 	atomic_fetch_sub(&ctx->nr_armed_srqs, 1);
 	ivrdma_post_object_event(ctx, IBV_EVENT_SRQ_LIMIT_REACHED, (uintptr_t)&srq->vsrq.srq,
@@ -240,7 +239,7 @@ int ivrdma_modify_srq(struct ibv_srq *ibsrq, struct ibv_srq_attr *attr, int mask
 		return 0;
 	if (attr->srq_limit > srq->rq.mask + 1)
 		return EINVAL;
-	old = __atomic_exchange_n(&srq->s->limit, attr->srq_limit, __ATOMIC_ACQ_REL);
+	old = shm_exchange32(&srq->s->limit, attr->srq_limit);
 	if (!old && attr->srq_limit)
 		atomic_fetch_add(&ctx->nr_armed_srqs, 1);
 	else if (old && !attr->srq_limit)
@@ -261,6 +260,6 @@ int ivrdma_query_srq(struct ibv_srq *ibsrq, struct ibv_srq_attr *attr)
 	pthread_mutex_unlock(&ctx->srq_lock);
 	attr->max_wr = srq->rq.mask + 1;
 	attr->max_sge = srq->max_sge;
-	attr->srq_limit = __atomic_load_n(&srq->s->limit, __ATOMIC_ACQUIRE);
+	attr->srq_limit = shm_load_acquire32(&srq->s->limit);
 	return 0;
 }

@@ -46,8 +46,7 @@ bool ivrdma_ud_target(struct ivrdma_qp *qp, const struct ivrdma_swqe *w,
 	state = shm_load_acquire32(&pq->slot->state);
 	if (!ivrdma_state_receives(state))
 		return false; /* not receiving */
-	if (__atomic_load_n(&pq->slot->qkey, __ATOMIC_RELAXED) !=
-	    effective_qkey(qp, w->remote_qkey))
+	if (shm_load_relaxed32(&pq->slot->qkey) != effective_qkey(qp, w->remote_qkey))
 		return false;
 	*out = pq;
 	return true;
