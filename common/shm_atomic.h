@@ -156,6 +156,18 @@ static inline void shm_write_words_relaxed(uint64_t *dst, const uint64_t *src, s
 }
 
 /*
+ * Zeroes a fresh ring word by word, relaxed: its chunks may have held a
+ * ring freed a moment ago that a participant with a stale view still
+ * reads (a peer that has not noticed, ivrdma_cq_maybe_ready's hint), and
+ * those reads are atomic. 8-byte aligned.
+ */
+static inline void shm_zero_words_relaxed(uint64_t *dst, size_t words)
+{
+	for (size_t i = 0; i < words; i++)
+		__atomic_store_n(&dst[i], 0, __ATOMIC_RELAXED);
+}
+
+/*
  * ThreadSanitizer does not model fences (GCC says so, -Wtsan). Ours order
  * atomics against atomics only: a store-buffering pair where each side
  * stores its word, fences, then loads the other's; or the release before

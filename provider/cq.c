@@ -67,6 +67,7 @@ struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 		release(ctx, cq);
 		return ivrdma_fail_null(EPROTO);
 	}
+	ivrdma_cq_set_geometry(cq);
 	if (ivrdma_events_add_cq(ctx, cq)) {
 		release(ctx, cq);
 		return ivrdma_fail_null(ENOMEM);
@@ -126,7 +127,11 @@ int ivrdma_resize_cq(struct ibv_cq *ibcq, int cqe)
 		goto out;
 	}
 	ivrdma_ring_free(ctx, cq->first_chunk, cq->nr_chunks);
-	cq->view = moved;
+	/* Not the slot: req_notify_cq reads it without the lock, and it stays. */
+	cq->view.ring = moved.ring;
+	cq->view.mask = moved.mask;
+	atomic_store_explicit(&cq->view.cons_seen, 0, memory_order_relaxed);
+	ivrdma_cq_set_geometry(cq);
 	cq->first_chunk = first;
 	cq->nr_chunks = count;
 	ibcq->cqe = (int)n;

@@ -141,11 +141,12 @@ struct ivrdma_cq {
 	uint32_t slot;
 	struct ivrdma_cq_view view;
 	uint32_t first_chunk, nr_chunks;
-	_Atomic uint64_t cons;	   /* my copy of slot->cons (ivrdma_cq_cons) */
-	bool polling;		   /* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
-	atomic_int users;	   /* QPs using the CQ: it cannot be destroyed under them */
-	bool overflow_reported;	   /* IBV_EVENT_CQ_ERR posted (events.c) */
-	unsigned int async_posted; /* its async events written (under ctx->async_lock) */
+	_Atomic uint64_t cons;	    /* my copy of slot->cons (ivrdma_cq_cons) */
+	_Atomic uintptr_t geometry; /* view.ring | log2 of its entries (ivrdma_cq_maybe_ready) */
+	bool polling;		    /* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
+	atomic_int users;	    /* QPs using the CQ: it cannot be destroyed under them */
+	bool overflow_reported;	    /* IBV_EVENT_CQ_ERR posted (events.c) */
+	unsigned int async_posted;  /* its async events written (under ctx->async_lock) */
 };
 
 /* A send WR kept while it waits (RNR, target not ready) or to be flushed. */
@@ -264,14 +265,30 @@ static inline void ivrdma_cq_advance(struct ivrdma_cq *cq)
 }
 
 /*
+ * The ring and its size in one word, for ivrdma_cq_maybe_ready: resize_cq
+ * changes both under cq->lock, and a reader without the lock must not
+ * pair the new ring with the old size. A ring is 64-byte aligned
+ * (ivrdma_cq_view checks it): the low bits hold log2 of its entries.
+ */
+static inline void ivrdma_cq_set_geometry(struct ivrdma_cq *cq)
+{
+	atomic_store_explicit(
+	    &cq->geometry, (uintptr_t)cq->view.ring | (uintptr_t)__builtin_ctz(cq->view.mask + 1),
+	    memory_order_relaxed);
+}
+
+/*
  * Is there a completion to take? Read without cq->lock, as a hint: an
  * empty CQ, the common case of a busy poll, costs no lock. Whoever takes
- * the entry checks again under the lock.
+ * the entry checks again under the lock. The ring read may be one a
+ * resize just freed: its chunks stay mapped, and the answer is a hint.
  */
 static inline bool ivrdma_cq_maybe_ready(const struct ivrdma_cq *cq)
 {
+	uintptr_t g = atomic_load_explicit(&cq->geometry, memory_order_relaxed);
+	const struct ivrdma_cqe *ring = (const struct ivrdma_cqe *)(g & ~(uintptr_t)63);
 	uint64_t cons = ivrdma_cq_cons(cq);
-	const struct ivrdma_cqe *e = &cq->view.ring[cons & cq->view.mask];
+	const struct ivrdma_cqe *e = &ring[cons & ((1ull << (g & 63)) - 1)];
 
 	return shm_load_relaxed64(&e->seq) == cons + 1;
 }

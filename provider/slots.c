@@ -62,7 +62,7 @@ void *ivrdma_ring_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *fi
 	*first = (uint32_t)idx;
 	*count = (uint32_t)n;
 	p = ivrdma_chunk_ptr(r, *first);
-	memset(p, 0, n << r->chunk_shift);
+	shm_zero_words_relaxed(p, (n << r->chunk_shift) / 8);
 	return p;
 }
 

@@ -389,6 +389,45 @@ static void check_resize_cq(struct ibv_context *ctx)
 	free(buf);
 }
 
+struct cq_poller {
+	struct ibv_cq *cq;
+	atomic_bool stop;
+	int found; /* completions polled from a CQ nothing completes on */
+};
+
+static void *poll_until_stopped(void *arg)
+{
+	struct cq_poller *p = arg;
+	struct ibv_wc wc[4];
+
+	while (!atomic_load(&p->stop)) {
+		int n = ibv_poll_cq(p->cq, 4, wc);
+
+		p->found += n ? 1 : 0;
+		ibv_req_notify_cq(p->cq, 0);
+	}
+	return NULL;
+}
+
+/*
+ * Another thread polls and arms the CQ while it is resized: poll_cq's look
+ * without the lock must not meet half a resize (under TSan: no race).
+ */
+static void check_resize_while_polled(struct ibv_context *ctx)
+{
+	struct cq_poller p = {.cq = ibv_create_cq(ctx, 4, NULL, NULL, 0)};
+	pthread_t th;
+
+	REQUIRE(p.cq, "create CQ: %s", strerror(errno));
+	REQUIRE(pthread_create(&th, NULL, poll_until_stopped, &p) == 0, "poller thread");
+	for (int i = 0; i < 50; i++)
+		CHECK(ibv_resize_cq(p.cq, i % 2 ? 4 : 200) == 0, "resize %d", i);
+	atomic_store(&p.stop, true);
+	pthread_join(th, NULL);
+	CHECK(p.found == 0, "polls of an empty CQ found %d", p.found);
+	CHECK(ibv_destroy_cq(p.cq) == 0, "destroy CQ");
+}
+
 /*
  * More completions than the CQ holds: the CQ is in error and its owner gets
  * IBV_EVENT_CQ_ERR on the async fd, once, naming the CQ.
@@ -536,6 +575,7 @@ int main(void)
 	check_pd(ctx);
 	check_srq(ctx);
 	check_resize_cq(ctx);
+	check_resize_while_polled(ctx);
 	check_cq_overflow(ctx);
 	check_comp_channel(ctx);
 	if (comp_channel_preloaded())
