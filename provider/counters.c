@@ -141,8 +141,9 @@ void ivrdma_counters_qp_created(struct ivrdma_context *ctx, struct ivrdma_qp *qp
 	struct ivrdma_ctx_counters *c = ctx->counters;
 
 	if (c->record) {
-		qp->s->context = c->record_idx + 1;
-		qp->s->context_seq = shm_load_relaxed32(&c->record->hdr.seq);
+		/* ivrdmad reads them whenever it is asked for status. */
+		shm_store_relaxed32(&qp->s->context, c->record_idx + 1);
+		shm_store_relaxed32(&qp->s->context_seq, shm_load_relaxed32(&c->record->hdr.seq));
 	}
 	atomic_store_explicit(&c->qp_by_slot[qp->slot], qp, memory_order_release);
 }

@@ -116,11 +116,12 @@ int ivrdma_resize_cq(struct ibv_cq *ibcq, int cqe)
 	if (rc)
 		goto out;
 	move_cqes(&cq->view, ring, n - 1, ivrdma_cq_cons(cq), prod);
-	slot->ring_offset = ivrdma_chunk_offset(&ctx->region, first);
+	shm_store_relaxed64(&slot->ring_offset, ivrdma_chunk_offset(&ctx->region, first));
 	shm_store_release32(&slot->nr_entries, n);
 	if (ivrdma_cq_view(&ctx->region, cq->slot, ctx->owner_tag, &moved)) {
 		/* Someone scribbled on our slot: keep the ring we had. */
-		slot->ring_offset = ivrdma_chunk_offset(&ctx->region, cq->first_chunk);
+		shm_store_relaxed64(&slot->ring_offset,
+				    ivrdma_chunk_offset(&ctx->region, cq->first_chunk));
 		shm_store_release32(&slot->nr_entries, cq->view.mask + 1);
 		ivrdma_ring_free(ctx, first, count);
 		rc = EPROTO;

@@ -268,8 +268,9 @@ int ivrdma_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask)
 		goto out;
 	keep_attrs(qp, attr, mask);
 	if (next == IBV_QPS_RTR && ibqp->qp_type != IBV_QPT_UD) {
-		qp->s->dest_qpn = attr->dest_qp_num;
-		qp->s->dest_lid = qp->peer.lid;
+		/* Initiators check them (qp_tx.c) while they arrive. */
+		shm_store_relaxed32(&qp->s->dest_qpn, attr->dest_qp_num);
+		shm_store_relaxed16(&qp->s->dest_lid, qp->peer.lid);
 	}
 	if (next == IBV_QPS_RTS && cur == IBV_QPS_RTR) {
 		qp->rnr_left = qp->attr.rnr_retry;
