@@ -37,11 +37,9 @@
 static int vm_node(struct daemon *d, const char *name, char *err, size_t len)
 {
 	for (uint32_t i = 0; i < d->nr_listeners; i++) {
-		const struct ivrdma_node *n = ivrdma_region_node(&d->region, i);
-
-		if (strcmp(n->name, name) != 0)
+		if (strcmp(directory_node_name(d, i), name) != 0)
 			continue;
-		if (n->kind == IVRDMA_NODE_HOST) {
+		if (i == 0) {
 			snprintf(err, len,
 				 "%s is the host node: only a VM can migrate (its processes "
 				 "share the host's memory and cannot leave the region)",
@@ -111,10 +109,11 @@ static uint32_t count_unacked(struct daemon *d, uint32_t seq, uint32_t *live, js
 			continue;
 		if (missing && unacked < MIGRATE_MISSING_REPORTED) {
 			char what[128];
-			const struct ivrdma_node *n = ivrdma_region_node(r, c->node);
 
-			snprintf(what, sizeof(what), "pid %u on node %s (peer %d)", c->pid,
-				 n ? n->name : "?", ivrdma_owner_peer(owner));
+			snprintf(what, sizeof(what), "pid %u on node %s (peer %d)",
+				 shm_load_relaxed32(&c->pid),
+				 directory_node_name(d, shm_load_relaxed32(&c->node)),
+				 ivrdma_owner_peer(owner));
 			json_object_array_add(missing, json_object_new_string(what));
 		}
 		unacked++;
@@ -127,7 +126,7 @@ static void node_set_state(struct daemon *d, uint32_t node, uint32_t state)
 	struct ivrdma_node *n = ivrdma_region_node(&d->region, node);
 
 	if (state == IVRDMA_NODE_ACTIVE)
-		n->epoch = ++d->node_epoch[node];
+		shm_store_relaxed32(&n->epoch, ++d->node_epoch[node]);
 	shm_store_release32(&n->state, state);
 	shm_fetch_add64(&ivrdma_region_header(&d->region)->dir_generation, 1);
 }
@@ -135,10 +134,10 @@ static void node_set_state(struct daemon *d, uint32_t node, uint32_t state)
 static char *answer_ok(struct daemon *d, const char *state, uint32_t live)
 {
 	json_object *o = json_object_new_object();
-	const struct ivrdma_node *n = ivrdma_region_node(&d->region, d->mig.node);
 	char *text;
 
-	json_object_object_add(o, "node", json_object_new_string(n->name));
+	json_object_object_add(o, "node",
+			       json_object_new_string(directory_node_name(d, d->mig.node)));
 	json_object_object_add(o, "state", json_object_new_string(state));
 	json_object_object_add(o, "contexts", json_object_new_int64(live));
 	json_object_object_add(o, "ms", json_object_new_int64(monotonic_ms() - d->mig.started_ms));
@@ -234,7 +233,7 @@ static void tick_begin(struct daemon *d)
 {
 	json_object *missing = json_object_new_array();
 	uint32_t live, unacked = count_unacked(d, d->mig.seq, &live, missing);
-	const char *name = ivrdma_region_node(&d->region, d->mig.node)->name;
+	const char *name = directory_node_name(d, d->mig.node);
 	char msg[512];
 
 	if (!unacked) {
@@ -258,10 +257,12 @@ static void tick_end(struct daemon *d)
 	char msg[256];
 
 	if (shm_load_acquire32(&n->state) == IVRDMA_NODE_ACTIVE) {
-		log_info("migrate-end %s: active (epoch %u)", n->name, n->epoch);
+		log_info("migrate-end %s: active (epoch %u)", directory_node_name(d, d->mig.node),
+			 d->node_epoch[d->mig.node]);
 		finish(d, answer_ok(d, "active", 0));
 	} else if (monotonic_ms() >= d->mig.deadline_ms) {
-		snprintf(msg, sizeof(msg), "VM %s has not joined again in time (state %s)", n->name,
+		snprintf(msg, sizeof(msg), "VM %s has not joined again in time (state %s)",
+			 directory_node_name(d, d->mig.node),
 			 directory_node_state_name(shm_load_acquire32(&n->state)));
 		log_warn("migrate-end: %s", msg);
 		finish(d, ctl_error_json(msg));

@@ -144,7 +144,6 @@ static int check_movable(const struct ivrdma_maps *maps, const struct region_fil
 }
 
 /*
-/*
  * Whole pages are moved with whatever else lives in them: bytes around the
  * registered buffer that AddressSanitizer (rightly) poisons for the
  * application, freed heap blocks, and bytes of other threads, whose stores
