@@ -134,7 +134,7 @@ int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d
 	struct ivrdma_rq_desc c;
 
 	memcpy(&c, d, sizeof(c)); /* one read; validate the copy */
-	/* Entries 16-byte aligned, the ring 64: WQEs are written and read in place, word by word. */
+	/* Entries 16-byte aligned, the ring 64: WQEs are written and read in place. */
 	if (!is_pow2(c.nr_entries) || c.nr_entries > IVRDMA_MAX_WR * 2u ||
 	    c.max_sge > IVRDMA_MAX_SGE || c.stride < IVRDMA_RQ_STRIDE(c.max_sge) || c.stride % 16 ||
 	    c.ring_offset % 64)
