@@ -37,15 +37,25 @@
 #include "shm_atomic.h"
 #include "setup.h"
 
-#define DEFAULT_DIR	 "/run/ivrdma"
-#define CDEV_DIR	 "/dev/infiniband" /* fixed in libibverbs (RDMA_CDEV_DIR) */
-#define DEFAULT_CDEV	 "ivrdma0"	   /* the guest driver's command device has this name */
-#define IBDEV_NAME	 "ivrdma0"	   /* the provider matches names starting "ivrdma" */
-#define UVERBS_ABI	 6 /* IB_USER_VERBS_ABI_VERSION, what the provider accepts */
-#define PROVIDER_SO	 "libivrdma-rdmav34.so"
-#define PRELOAD_SO	 "libivrdma-preload.so"
-#define PROVIDER_SUFFIX	 "-rdmav34.so" /* libibverbs appends it to RDMAV_DRIVERS paths */
-#define INSTALLED_DRIVER "/etc/libibverbs.d/ivrdma.driver"
+#define DEFAULT_DIR	"/run/ivrdma"
+#define CDEV_DIR	"/dev/infiniband" /* fixed in libibverbs (RDMA_CDEV_DIR) */
+#define DEFAULT_CDEV	"ivrdma0"	  /* the guest driver's command device has this name */
+#define IBDEV_NAME	"ivrdma0"	  /* the provider matches names starting "ivrdma" */
+#define UVERBS_ABI	6		  /* IB_USER_VERBS_ABI_VERSION, what the provider accepts */
+#define PROVIDER_SO	"libivrdma-rdmav34.so"
+#define PRELOAD_SO	"libivrdma-preload.so"
+#define PROVIDER_SUFFIX "-rdmav34.so" /* libibverbs appends it to RDMAV_DRIVERS paths */
+
+/* Where `cmake --install` (and the Debian package) put them: CMakeLists.txt. */
+#ifndef IVRDMA_INSTALLED_PROVIDER
+#define IVRDMA_INSTALLED_PROVIDER "/usr/local/lib/libibverbs/" PROVIDER_SO
+#endif
+#ifndef IVRDMA_INSTALLED_DRIVER
+#define IVRDMA_INSTALLED_DRIVER "/etc/libibverbs.d/ivrdma.driver"
+#endif
+#ifndef IVRDMA_INSTALLED_PRELOAD
+#define IVRDMA_INSTALLED_PRELOAD "/usr/local/lib/ivrdma/" PRELOAD_SO
+#endif
 
 struct node_ident {
 	char name[64];
@@ -544,29 +554,29 @@ static bool find_build_provider(char *out, size_t len)
 
 /*
  * Host processes get ibv_create_comp_channel() from libivrdma-preload.so
- * (provider/preload/), which is built next to the provider.
+ * (provider/preload/), which a build tree keeps next to the provider.
  */
-static void print_preload(const char *provider_prefix)
+static bool preload_beside(const char *provider_prefix, char *out, size_t len)
 {
-	char path[PATH_MAX + 32];
 	const char *slash = strrchr(provider_prefix, '/');
 
-	if (!slash)
-		return;
-	snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - provider_prefix), provider_prefix,
-		 PRELOAD_SO);
-	if (access(path, R_OK) == 0)
-		print_export("LD_PRELOAD", path);
+	if (!slash || snprintf(out, len, "%.*s/%s", (int)(slash - provider_prefix), provider_prefix,
+			       PRELOAD_SO) >= (int)len)
+		return false;
+	return access(out, R_OK) == 0;
 }
 
 /*
- * RDMAV_DRIVERS names the given or build-tree provider; it is left out only
- * when the provider is installed and no other was found.
+ * Which provider and preload library: the given one, else the build
+ * tree's (this program's own), else the installed ones. RDMAV_DRIVERS
+ * names the provider unless libibverbs finds it by itself (installed,
+ * with its driver file); the installed preload library lives in a private
+ * directory (IVRDMA_INSTALLED_PRELOAD).
  */
 static int print_env(const char *sysfs, const char *provider)
 {
-	char prefix[PATH_MAX], root[PATH_MAX], dev[64];
-	bool have = false;
+	char prefix[PATH_MAX], root[PATH_MAX], dev[64], preload[PATH_MAX + 32] = "";
+	bool have = false, installed = false;
 
 	if (absolute(sysfs, root, sizeof(root)))
 		return 1;
@@ -577,16 +587,32 @@ static int print_env(const char *sysfs, const char *provider)
 	} else {
 		have = find_build_provider(prefix, sizeof(prefix));
 	}
-	if (!have && access(INSTALLED_DRIVER, R_OK) != 0)
-		return fail("cannot find %s: pass --provider PATH or install it", PROVIDER_SO);
+	if (have) {
+		if (!preload_beside(prefix, preload, sizeof(preload)))
+			preload[0] = '\0';
+	} else if (access(IVRDMA_INSTALLED_PROVIDER, R_OK) == 0) {
+		installed = true;
+		if (access(IVRDMA_INSTALLED_DRIVER, R_OK) != 0) {
+			if (provider_prefix(IVRDMA_INSTALLED_PROVIDER, prefix, sizeof(prefix)))
+				return 1;
+			have = true;
+		}
+	} else if (access(IVRDMA_INSTALLED_DRIVER, R_OK) == 0) {
+		installed = true; /* installed elsewhere: libibverbs knows where */
+	} else {
+		return fail("cannot find %s (not in this build tree, not installed at %s): "
+			    "pass --provider PATH or install it",
+			    PROVIDER_SO, IVRDMA_INSTALLED_PROVIDER);
+	}
+	if (installed && access(IVRDMA_INSTALLED_PRELOAD, R_OK) == 0)
+		snprintf(preload, sizeof(preload), "%s", IVRDMA_INSTALLED_PRELOAD);
 	print_export("IVRDMA_DIR", daemon_dir());
 	print_export("SYSFS_PATH", root);
-	if (have) {
+	if (have)
 		print_export("RDMAV_DRIVERS", prefix);
-		/* A guest's command device makes completion channels itself. */
-		if (guest_device(DEFAULT_CDEV, dev, sizeof(dev)) == 0)
-			print_preload(prefix);
-	}
+	/* A guest's command device makes completion channels itself. */
+	if (preload[0] && guest_device(DEFAULT_CDEV, dev, sizeof(dev)) == 0)
+		print_export("LD_PRELOAD", preload);
 	return 0;
 }
 

@@ -25,8 +25,10 @@ int ivrdma_cmd_setup(int argc, char **argv);
  * ivrdma env [--sysfs PATH] [--provider PATH]
  * Prints `export NAME=value` lines for a shell (eval "$(ivrdma env)") or
  * mpirun -x: IVRDMA_DIR, SYSFS_PATH and, unless the provider is installed,
- * RDMAV_DRIVERS (and, outside a guest, LD_PRELOAD of the completion
- * channel library next to it). Returns the exit status.
+ * RDMAV_DRIVERS, and outside a guest LD_PRELOAD of the completion channel
+ * library (next to a build tree's provider, or the installed one).
+ * The provider is the given one, else this build tree's, else the
+ * installed one. Returns the exit status.
  */
 int ivrdma_cmd_env(int argc, char **argv);
 
