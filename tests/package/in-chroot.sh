@@ -1,0 +1,123 @@
+#!/bin/bash
+# Inside the fresh Debian 12 root of run-package-test.sh (PID 1's child in
+# its own namespaces; the environment is PATH, HOME and LANG only).
+#   install   apt installs /tmp/pkg/ivrdma_*.deb (Depends from the archive)
+#   run       the installed service command lines, then the stock tools
+set -euo pipefail
+
+fail() {
+	echo "in-chroot: $*" >&2
+	exit 1
+}
+
+install_phase() {
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 /tmp/pkg/ivrdma_*_amd64.deb
+	dpkg-query -W -f='${Status}\n' ivrdma | grep -q 'install ok installed' || fail "ivrdma not installed"
+	apt-get check
+	getent group ivrdma >/dev/null || fail "postinst made no group ivrdma"
+	echo "-- installed files:"
+	dpkg -L ivrdma | while read -r f; do [[ -f $f ]] && echo "  $f"; done
+}
+
+daemon_pid=
+server=
+stop_all() {
+	[[ -n $server ]] && kill "$server" 2>/dev/null
+	if [[ -n $daemon_pid ]]; then
+		kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" || true
+	fi
+}
+
+# The value of KEY= in the installed unit.
+unit_line() {
+	sed -n "s/^$1=//p" /lib/systemd/system/ivrdmad.service
+}
+
+run_phase() {
+	trap stop_all EXIT
+	local libdir=/usr/lib/x86_64-linux-gnu
+	for f in /usr/sbin/ivrdmad /usr/bin/ivrdma $libdir/libibverbs/libivrdma-rdmav34.so \
+		$libdir/ivrdma/libivrdma-preload.so /usr/share/ivrdma/openib-device-params-ivrdma.ini \
+		/usr/share/man/man1/ivrdma.1.gz /usr/share/man/man8/ivrdmad.8.gz \
+		/lib/udev/rules.d/60-ivrdma.rules /etc/default/ivrdmad; do
+		[[ -e $f ]] || fail "$f is not installed"
+	done
+	grep -qx 'driver ivrdma' /etc/libibverbs.d/ivrdma.driver || fail "bad ivrdma.driver"
+	ivrdma version
+
+	echo "-- /etc/default/ivrdmad: one VM (vm1), a 64M region"
+	sed -i -e 's/^IVRDMAD_VMS=.*/IVRDMAD_VMS="vm1"/' -e 's/^IVRDMAD_SIZE=.*/IVRDMAD_SIZE="64M"/' \
+		/etc/default/ivrdmad
+
+	# What systemd would run: ExecStart in the background, then ExecStartPost.
+	local start post
+	start=$(unit_line ExecStart)
+	post=$(unit_line ExecStartPost)
+	echo "-- ExecStart=$start"
+	$start 2>/tmp/ivrdmad.log &
+	daemon_pid=$!
+	echo "-- ExecStartPost=$post"
+	$post || { cat /tmp/ivrdmad.log >&2; fail "ExecStartPost failed"; }
+	ivrdma status | tee /tmp/status
+	grep -q "^vm1 " /tmp/status || fail "no node vm1"
+
+	echo "-- sockets and region: mode 0660, group ivrdma"
+	for f in /run/ivrdma/host.sock /run/ivrdma/vm1.sock /run/ivrdma/ctl.sock /dev/shm/ivrdma; do
+		stat -c '  %A %U:%G %n' "$f"
+		[[ $(stat -c '%a %G' "$f") == "660 ivrdma" ]] || fail "$f is not 660 ivrdma"
+	done
+
+	echo "-- ivrdma env"
+	ivrdma env
+	eval "$(ivrdma env)"
+	[[ $SYSFS_PATH == /run/ivrdma/sysfs ]] || fail "SYSFS_PATH=$SYSFS_PATH"
+	[[ -z ${RDMAV_DRIVERS:-} ]] || fail "RDMAV_DRIVERS set although the provider is installed"
+	[[ $LD_PRELOAD == "$libdir/ivrdma/libivrdma-preload.so" ]] || fail "LD_PRELOAD=${LD_PRELOAD:-}"
+
+	echo "-- ibv_devices, ibv_devinfo"
+	ibv_devices | tee /tmp/devices
+	grep -q ivrdma0 /tmp/devices || fail "ibv_devices does not list ivrdma0"
+	ibv_devinfo -d ivrdma0 | tee /tmp/devinfo
+	grep -q 'PORT_ACTIVE' /tmp/devinfo || fail "ivrdma0's port is not active"
+
+	echo "-- ibv_rc_pingpong, every byte checked (-c)"
+	local port=18515 size iters ok
+	for size in 1 4096 1048576; do
+		iters=$((size > 65536 ? 100 : 1000))
+		ibv_rc_pingpong -d ivrdma0 -g 0 -p $port -s $size -n $iters -c >/tmp/server.out 2>&1 &
+		server=$!
+		ok=0
+		for _ in $(seq 50); do
+			if ibv_rc_pingpong -d ivrdma0 -g 0 -p $port -s $size -n $iters -c 127.0.0.1 \
+				>/tmp/client.out 2>&1; then
+				ok=1
+				break
+			fi
+			sleep 0.1
+		done
+		wait "$server" || ok=0
+		server=
+		sed 's/^/  /' /tmp/client.out
+		[[ $ok == 1 ]] || { cat /tmp/server.out >&2; fail "ibv_rc_pingpong -s $size failed"; }
+	done
+
+	echo "-- as a member of group ivrdma, not root"
+	useradd --no-create-home --groups ivrdma ivrdma-user
+	setpriv --reuid ivrdma-user --regid ivrdma-user --init-groups env -i PATH="$PATH" \
+		sh -c 'eval "$(ivrdma env)" && ivrdma status >/dev/null && ibv_devinfo -d ivrdma0 >/dev/null' ||
+		fail "a member of group ivrdma cannot use ivrdma0"
+
+	echo "-- stop ivrdmad"
+	kill -TERM "$daemon_pid"
+	wait "$daemon_pid" || fail "ivrdmad exited with $?"
+	daemon_pid=
+	sed 's/^/  /' /tmp/ivrdmad.log
+	[[ ! -e /dev/shm/ivrdma && ! -e /run/ivrdma/host.sock ]] || fail "ivrdmad left its region or sockets"
+}
+
+case ${1:-} in
+install) install_phase ;;
+run) run_phase ;;
+*) fail "usage: in-chroot.sh install|run" ;;
+esac

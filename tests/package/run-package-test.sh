@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The Debian package in a fresh Debian 12: builds ivrdma_*.deb with
+# scripts/build-deb.sh, unpacks a cached debootstrap root (make-chroot.sh)
+# into a new directory, installs the package there with apt, and runs
+# in-chroot.sh in it: the installed ivrdmad as its service would run it,
+# `ivrdma setup`, the stock ibv_devices, ibv_devinfo and ibv_rc_pingpong on
+# ivrdma0, with nothing from the build tree and no environment beyond what
+# `ivrdma env` prints.
+#
+#   run-package-test.sh SOURCE_DIR WORK_DIR CACHE_DIR
+#
+# The chroot runs in its own mount and PID namespaces (its /proc, a
+# private /dev/shm and /run: the region and the sockets never touch the
+# machine's), and the verbs programs in their own network namespace (a
+# private loopback: no port is shared with anything else). When the test
+# ends, however it ends, the namespaces' processes are killed and their
+# mounts vanish with them; the root directory is removed.
+set -euo pipefail
+
+src=${1:?usage: run-package-test.sh SOURCE_DIR WORK_DIR CACHE_DIR}
+work=${2:?}
+cache=${3:?}
+here=$(cd "$(dirname "$0")" && pwd)
+
+[[ $(id -u) -eq 0 ]] || { echo "package test: needs root (chroot, namespaces)"; exit 77; }
+for tool in unshare chroot zstd dpkg-buildpackage; do
+	command -v "$tool" >/dev/null || { echo "package test: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
+done
+
+mkdir -p "$work" "$cache/archives"
+started=$SECONDS
+root=
+ns_pid=
+cleanup() {
+	local rc=$?
+	if [[ -n $ns_pid ]] && kill -0 "$ns_pid" 2>/dev/null; then
+		kill -KILL "$ns_pid" 2>/dev/null || true # PID 1 of the namespace: all of it goes
+		wait "$ns_pid" 2>/dev/null || true
+	fi
+	if [[ -n $root ]]; then
+		if grep -q " $root" /proc/mounts; then
+			echo "package test: mounts left under $root" >&2
+			rc=1
+		else
+			rm -rf "$root"
+		fi
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+step() { printf '== %s (%d s)\n' "$*" $((SECONDS - started)); }
+
+step "build the packages (scripts/build-deb.sh)"
+mapfile -t debs < <(bash "$src/scripts/build-deb.sh" "$work/deb")
+deb=
+for d in "${debs[@]}"; do
+	[[ $d == */ivrdma_*_amd64.deb ]] && deb=$d
+done
+[[ -n $deb ]] || { echo "package test: no ivrdma_*_amd64.deb among: ${debs[*]}" >&2; exit 1; }
+deps=$(dpkg-deb -f "$deb" Depends)
+echo "Depends: $deps"
+for dep in libibverbs1 libjson-c5; do
+	[[ ",$deps" == *[,\ ]$dep[,\ ]* || ",$deps" == *[,\ ]$dep ]] ||
+		{ echo "package test: Depends lacks $dep" >&2; exit 1; }
+done
+dkms=$(dirname "$deb")/$(basename "$deb" | sed 's/^ivrdma_\(.*\)_amd64.deb$/ivrdma-dkms_\1_all.deb/')
+dkms_files=$(dpkg-deb -c "$dkms")
+[[ $dkms_files =~ /usr/src/ivrdma-[0-9.]+/dkms.conf ]] ||
+	{ echo "package test: $dkms has no dkms.conf" >&2; exit 1; }
+
+# What DKMS does with ivrdma-dkms: dkms.conf's MAKE[0] in a copy of
+# /usr/src/ivrdma-<version> (dkms_tree/<name>/<version>/build), against the
+# newest kernel headers here.
+kdir=$(ls -d /lib/modules/*/build 2>/dev/null | sort -V | tail -n1)
+if [[ -n $kdir && -e $kdir/Makefile ]]; then
+	step "the DKMS sources build ivrdma_ivshmem.ko ($kdir)"
+	rm -rf "$work/dkms"
+	mkdir -p "$work/dkms/pkg"
+	dpkg-deb -x "$dkms" "$work/dkms/pkg"
+	usrsrc=$(ls -d "$work"/dkms/pkg/usr/src/ivrdma-*)
+	(
+		# dkms.conf is sourced by DKMS as bash, with these two set.
+		kernel_source_dir=$kdir
+		dkms_tree=$work/dkms/tree
+		# shellcheck source=/dev/null
+		. "$usrsrc/dkms.conf"
+		build=$dkms_tree/$PACKAGE_NAME/$PACKAGE_VERSION/build
+		mkdir -p "$build"
+		cp -r "$usrsrc"/. "$build"
+		eval "${MAKE[0]}" >"$work/dkms/make.log" 2>&1 ||
+			{ tail -n 20 "$work/dkms/make.log" >&2; exit 1; }
+		ko=$build/${BUILT_MODULE_NAME[0]}.ko
+		[[ $(modinfo -F alias "$ko") == *pci:v00001AF4d00001110* ]] ||
+			{ echo "package test: $ko lacks the ivshmem PCI alias" >&2; exit 1; }
+		echo "built $(basename "$ko") for $(modinfo -F vermagic "$ko" | cut -d' ' -f1)"
+	)
+else
+	step "no kernel headers (linux-headers-amd64): the DKMS sources are not built"
+fi
+
+step "a fresh Debian 12 root (make-chroot.sh)"
+tarball=$(bash "$here/make-chroot.sh" "$cache")
+root=$(mktemp -d "$work/root.XXXXXX")
+tar -C "$root" -I zstd -xf "$tarball"
+mkdir -p "$root/tmp/pkg"
+cp "$deb" "$here/in-chroot.sh" "$root/tmp/pkg/"
+cp "$cache/archives/"*.deb "$root/var/cache/apt/archives/" 2>/dev/null || true
+
+# Runs in-chroot.sh PHASE in the chroot, in new mount and PID namespaces
+# (and a network namespace with only loopback when NET=private).
+in_chroot() {
+	local phase=$1 net=${2:-host} flags=(--mount --pid --fork --kill-child --propagation private)
+	[[ $net == private ]] && flags+=(--net)
+	unshare "${flags[@]}" bash -c '
+		set -e
+		root=$1 phase=$2
+		mount -t proc proc "$root/proc"
+		mount -t tmpfs -o mode=1777,size=1g tmpfs "$root/dev/shm"
+		mount -t tmpfs -o mode=755 tmpfs "$root/run"
+		ip link set lo up 2>/dev/null || true
+		env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+			chroot "$root" /bin/bash /tmp/pkg/in-chroot.sh "$phase"
+	' in-chroot "$root" "$phase" &
+	ns_pid=$!
+	wait "$ns_pid"
+}
+
+step "install $(basename "$deb") with apt"
+in_chroot install
+# Keep what apt downloaded (the package's dependencies) for the next run.
+cp -n "$root/var/cache/apt/archives/"*.deb "$cache/archives/" 2>/dev/null || true
+
+step "run the installed files"
+in_chroot run private
+step "passed"
