@@ -17,7 +17,7 @@ echo "== build (RelWithDebInfo)"
 cmake -S . -B build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/ci -j"$jobs"
 
-echo "== tests: unit, host, provider, guest"
+echo "== tests: unit, host, provider, guest, mpi, package"
 ctest --test-dir build/ci --output-on-failure --timeout 900
 
 echo "== build (ASan+UBSan)"
