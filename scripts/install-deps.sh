@@ -20,8 +20,8 @@ packages=(
 	dropbear-bin
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod
 	# the Debian package (scripts/build-deb.sh) and its test in a fresh
-	# Debian 12 root (tests/package/)
-	debhelper dpkg-dev debootstrap zstd
+	# Debian 12 root (tests/package/), booted with systemd-nspawn
+	debhelper dpkg-dev debootstrap zstd systemd-container
 )
 
 missing=()

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Inside the fresh Debian 12 root of run-package-test.sh (PID 1's child in
 # its own namespaces; the environment is PATH, HOME and LANG only).
-#   install   apt installs /tmp/pkg/ivrdma_*.deb (Depends from the archive)
+#   install   apt installs /root/pkg-test/ivrdma_*.deb (Depends from the archive)
 #   run       the installed service command lines, then the stock tools
+#   service   booted with systemd: ivrdmad.service as the package set it up
 set -euo pipefail
 
 fail() {
@@ -12,7 +13,7 @@ fail() {
 
 install_phase() {
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 /tmp/pkg/ivrdma_*_amd64.deb
+	apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 /root/pkg-test/ivrdma_*_amd64.deb
 	dpkg-query -W -f='${Status}\n' ivrdma | grep -q 'install ok installed' || fail "ivrdma not installed"
 	apt-get check
 	getent group ivrdma >/dev/null || fail "postinst made no group ivrdma"
@@ -32,6 +33,29 @@ stop_all() {
 # The value of KEY= in the installed unit.
 unit_line() {
 	sed -n "s/^$1=//p" /lib/systemd/system/ivrdmad.service
+}
+
+# Stock ibv_rc_pingpong between two processes on ivrdma0, at each size.
+pingpong() {
+	local port=18515 size iters ok
+	for size in "$@"; do
+		iters=$((size > 65536 ? 100 : 1000))
+		ibv_rc_pingpong -d ivrdma0 -g 0 -p $port -s "$size" -n $iters -c >/tmp/server.out 2>&1 &
+		server=$!
+		ok=0
+		for _ in $(seq 50); do
+			if ibv_rc_pingpong -d ivrdma0 -g 0 -p $port -s "$size" -n $iters -c 127.0.0.1 \
+				>/tmp/client.out 2>&1; then
+				ok=1
+				break
+			fi
+			sleep 0.1
+		done
+		wait "$server" || ok=0
+		server=
+		sed 's/^/  /' /tmp/client.out
+		[[ $ok == 1 ]] || { cat /tmp/server.out >&2; fail "ibv_rc_pingpong -s $size failed"; }
+	done
 }
 
 run_phase() {
@@ -82,25 +106,7 @@ run_phase() {
 	grep -q 'PORT_ACTIVE' /tmp/devinfo || fail "ivrdma0's port is not active"
 
 	echo "-- ibv_rc_pingpong, every byte checked (-c)"
-	local port=18515 size iters ok
-	for size in 1 4096 1048576; do
-		iters=$((size > 65536 ? 100 : 1000))
-		ibv_rc_pingpong -d ivrdma0 -g 0 -p $port -s $size -n $iters -c >/tmp/server.out 2>&1 &
-		server=$!
-		ok=0
-		for _ in $(seq 50); do
-			if ibv_rc_pingpong -d ivrdma0 -g 0 -p $port -s $size -n $iters -c 127.0.0.1 \
-				>/tmp/client.out 2>&1; then
-				ok=1
-				break
-			fi
-			sleep 0.1
-		done
-		wait "$server" || ok=0
-		server=
-		sed 's/^/  /' /tmp/client.out
-		[[ $ok == 1 ]] || { cat /tmp/server.out >&2; fail "ibv_rc_pingpong -s $size failed"; }
-	done
+	pingpong 1 4096 1048576
 
 	echo "-- as a member of group ivrdma, not root"
 	useradd --no-create-home --groups ivrdma ivrdma-user
@@ -116,8 +122,42 @@ run_phase() {
 	[[ ! -e /dev/shm/ivrdma && ! -e /run/ivrdma/host.sock ]] || fail "ivrdmad left its region or sockets"
 }
 
+# Booted with systemd: the package enabled ivrdmad.service, so it runs, with
+# the settings run_phase left (vm1, 64M).
+service_phase() {
+	trap stop_all EXIT
+	systemctl is-enabled ivrdmad.service || fail "ivrdmad.service is not enabled"
+	systemctl is-active ivrdmad.service || {
+		systemctl status ivrdmad.service --no-pager >&2 || true
+		fail "ivrdmad.service is not running after boot"
+	}
+	ivrdma status | tee /tmp/status
+	grep -q "^vm1 " /tmp/status || fail "the service did not take IVRDMAD_VMS"
+	[[ -s /run/ivrdma/sysfs/class/infiniband/ivrdma0/node_guid ]] ||
+		fail "the service did not run ivrdma setup"
+	stat -c '  %A %U:%G %n' /run/ivrdma/host.sock /dev/shm/ivrdma
+	eval "$(ivrdma env)"
+	ibv_devinfo -d ivrdma0 >/tmp/devinfo
+	grep -q PORT_ACTIVE /tmp/devinfo || fail "ivrdma0 is not active"
+	pingpong 4096
+
+	echo "-- IVRDMAD_VMS=\"vm1 vm2\", systemctl restart ivrdmad"
+	sed -i 's/^IVRDMAD_VMS=.*/IVRDMAD_VMS="vm1 vm2"/' /etc/default/ivrdmad
+	systemctl restart ivrdmad.service
+	ivrdma status | tee /tmp/status
+	grep -q "^vm2 " /tmp/status || fail "the restarted service has no vm2"
+	pingpong 1048576
+
+	echo "-- systemctl stop ivrdmad"
+	systemctl stop ivrdmad.service
+	! systemctl is-active ivrdmad.service >/dev/null || fail "ivrdmad.service still runs"
+	[[ ! -e /dev/shm/ivrdma && ! -e /run/ivrdma/host.sock ]] || fail "the stopped service left its region or sockets"
+	journalctl -u ivrdmad.service --no-pager -o cat | sed 's/^/  /' | tail -n 12
+}
+
 case ${1:-} in
 install) install_phase ;;
 run) run_phase ;;
-*) fail "usage: in-chroot.sh install|run" ;;
+service) service_phase ;;
+*) fail "usage: in-chroot.sh install|run|service" ;;
 esac

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Prints the path of a cached, fresh Debian 12 (bookworm) root file system
 # as a tarball, making it first if it is not there: debootstrap --variant=
-# minbase with the stock verbs tools (ibverbs-utils), from the Debian
-# mirror apt uses on this machine (or $IVRDMA_DEBIAN_MIRROR).
+# minbase with the stock verbs tools (ibverbs-utils) and systemd (to boot
+# it with systemd-nspawn), from the Debian mirror apt uses on this machine
+# (or $IVRDMA_DEBIAN_MIRROR).
 #
-#   make-chroot.sh CACHE_DIR      -> CACHE_DIR/bookworm-minbase.tar.zst
+#   make-chroot.sh CACHE_DIR      -> CACHE_DIR/bookworm-minbase-verbs-systemd.tar.zst
 #
-# The first run downloads about 60 MB and takes a few minutes; later runs
+# The first run downloads about 70 MB and takes a few minutes; later runs
 # print the path at once. Delete the tarball to make it afresh.
 set -euo pipefail
 
 cache=${1:?usage: make-chroot.sh CACHE_DIR}
 suite=bookworm
-include=ibverbs-utils
-tarball=$cache/$suite-minbase.tar.zst
+include=ibverbs-utils,systemd
+tarball=$cache/$suite-minbase-verbs-systemd.tar.zst
 
 if [[ -s $tarball ]]; then
 	echo "$tarball"

@@ -14,7 +14,9 @@
 # machine's), and the verbs programs in their own network namespace (a
 # private loopback: no port is shared with anything else). When the test
 # ends, however it ends, the namespaces' processes are killed and their
-# mounts vanish with them; the root directory is removed.
+# mounts vanish with them; the root directory is removed. Then, where
+# systemd-nspawn is installed, the same root boots with systemd and
+# in-chroot.sh checks ivrdmad.service as the package installed it.
 set -euo pipefail
 
 src=${1:?usage: run-package-test.sh SOURCE_DIR WORK_DIR CACHE_DIR}
@@ -31,8 +33,18 @@ mkdir -p "$work" "$cache/archives"
 started=$SECONDS
 root=
 ns_pid=
+nspawn_pid=
 cleanup() {
 	local rc=$?
+	if [[ -n $nspawn_pid ]] && kill -0 "$nspawn_pid" 2>/dev/null; then
+		kill -TERM "$nspawn_pid" 2>/dev/null || true # powers the container off
+		for _ in $(seq 100); do
+			kill -0 "$nspawn_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$nspawn_pid" 2>/dev/null || true
+		wait "$nspawn_pid" 2>/dev/null || true
+	fi
 	if [[ -n $ns_pid ]] && kill -0 "$ns_pid" 2>/dev/null; then
 		kill -KILL "$ns_pid" 2>/dev/null || true # PID 1 of the namespace: all of it goes
 		wait "$ns_pid" 2>/dev/null || true
@@ -104,8 +116,8 @@ step "a fresh Debian 12 root (make-chroot.sh)"
 tarball=$(bash "$here/make-chroot.sh" "$cache")
 root=$(mktemp -d "$work/root.XXXXXX")
 tar -C "$root" -I zstd -xf "$tarball"
-mkdir -p "$root/tmp/pkg"
-cp "$deb" "$here/in-chroot.sh" "$root/tmp/pkg/"
+mkdir -p "$root/root/pkg-test"
+cp "$deb" "$here/in-chroot.sh" "$root/root/pkg-test/"
 cp "$cache/archives/"*.deb "$root/var/cache/apt/archives/" 2>/dev/null || true
 
 # Runs in-chroot.sh PHASE in the chroot, in new mount and PID namespaces
@@ -121,7 +133,7 @@ in_chroot() {
 		mount -t tmpfs -o mode=755 tmpfs "$root/run"
 		ip link set lo up 2>/dev/null || true
 		env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-			chroot "$root" /bin/bash /tmp/pkg/in-chroot.sh "$phase"
+			chroot "$root" /bin/bash /root/pkg-test/in-chroot.sh "$phase"
 	' in-chroot "$root" "$phase" &
 	ns_pid=$!
 	wait "$ns_pid"
@@ -134,4 +146,46 @@ cp -n "$root/var/cache/apt/archives/"*.deb "$cache/archives/" 2>/dev/null || tru
 
 step "run the installed files"
 in_chroot run private
+
+# The same root booted with systemd: the service as installed (enabled by
+# the package, started at boot), restarted with new settings and stopped.
+if command -v systemd-nspawn >/dev/null; then
+	step "boot the root with systemd (systemd-nspawn) and use ivrdmad.service"
+	systemd-nspawn -q -D "$root" --register=no --keep-unit -M "ivrdma-pkg-$$" \
+		--private-network --boot >"$work/boot.log" 2>&1 &
+	nspawn_pid=$!
+	leader=
+	for _ in $(seq 300); do # the container's PID 1: systemd, nspawn's child
+		leader=$(pgrep -x -P "$nspawn_pid" systemd || true)
+		[[ -n $leader ]] && break
+		kill -0 "$nspawn_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	[[ -n $leader ]] || { tail -n 20 "$work/boot.log" >&2; echo "package test: the container did not boot" >&2; exit 1; }
+	inside() {
+		nsenter -t "$leader" -m -u -i -n -p -r -w env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+			HOME=/root LANG=C.UTF-8 "$@"
+	}
+	for _ in $(seq 300); do # systemd's own socket: systemctl can talk to it
+		inside test -S /run/systemd/private && break
+		sleep 0.1
+	done
+	state=$(timeout 120 nsenter -t "$leader" -m -u -i -n -p -r -w \
+		systemctl is-system-running --wait 2>/dev/null || true)
+	echo "system: ${state:-not up}"
+	inside /bin/bash /root/pkg-test/in-chroot.sh service
+	kill -TERM "$nspawn_pid" # nspawn powers the container off: systemd stops every unit
+	for _ in $(seq 300); do
+		kill -0 "$nspawn_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$nspawn_pid" 2>/dev/null; then
+		echo "package test: the container did not power off" >&2
+		exit 1
+	fi
+	wait "$nspawn_pid" || true
+	nspawn_pid=
+else
+	step "no systemd-nspawn (systemd-container): the service is not run under systemd"
+fi
 step "passed"
