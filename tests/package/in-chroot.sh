@@ -4,6 +4,7 @@
 #   install   apt installs /root/pkg-test/ivrdma_*.deb (Depends from the archive)
 #   run       the installed service command lines, then the stock tools
 #   service   booted with systemd: ivrdmad.service as the package set it up
+#   dkms      ivrdma-dkms with the real DKMS and a Debian kernel's headers
 set -euo pipefail
 
 fail() {
@@ -155,9 +156,39 @@ service_phase() {
 	journalctl -u ivrdmad.service --no-pager -o cat | sed 's/^/  /' | tail -n 12
 }
 
+# ivrdma-dkms with the real DKMS: added on installation, built and
+# installed for a Debian kernel whose headers are there (as the kernel
+# packages' hook does), removed with the package. This root runs on the
+# machine's kernel, which need not be Debian's: no module is loaded.
+dkms_phase() {
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 linux-headers-amd64 \
+		>/tmp/apt-headers.log 2>&1 || { tail -n 20 /tmp/apt-headers.log >&2; fail "apt: headers"; }
+	apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 /root/pkg-test/ivrdma-dkms_*_all.deb \
+		>/tmp/apt-dkms.log 2>&1 || { tail -n 20 /tmp/apt-dkms.log >&2; fail "apt: ivrdma-dkms"; }
+	grep 'ivrdma-dkms:' /tmp/apt-dkms.log || true
+	local kver ko
+	kver=$(cd /usr/src && ls -d linux-headers-*-amd64 | sed 's/^linux-headers-//' | sort -V | tail -n1)
+	dkms status -m ivrdma
+	dkms autoinstall -k "$kver" >/tmp/dkms.log 2>&1 || { tail -n 20 /tmp/dkms.log >&2; fail "dkms autoinstall -k $kver"; }
+	dkms status -m ivrdma | tee /tmp/dkms-status
+	grep -q "^ivrdma/[0-9.]*, $kver, x86_64: installed" /tmp/dkms-status || fail "ivrdma is not installed for $kver"
+	ko=$(find "/lib/modules/$kver" -name 'ivrdma_ivshmem.ko*' | head -n1)
+	[[ -n $ko ]] || fail "no ivrdma_ivshmem.ko under /lib/modules/$kver"
+	modinfo -F alias "$ko" >/tmp/alias
+	grep -qi 'pci:v00001AF4d00001110' /tmp/alias || fail "$ko lacks the ivshmem PCI alias"
+	echo "  $ko"
+	apt-get purge -y -o Dpkg::Use-Pty=0 ivrdma-dkms >/tmp/apt-purge.log 2>&1 || { tail -n 20 /tmp/apt-purge.log >&2; fail "apt purge"; }
+	dkms status -m ivrdma >/tmp/dkms-status
+	[[ ! -s /tmp/dkms-status ]] || fail "dkms still knows ivrdma after the purge: $(cat /tmp/dkms-status)"
+	[[ ! -e $ko ]] || fail "$ko is left after the purge"
+	echo "  purged: dkms knows no ivrdma, the module is gone"
+}
+
 case ${1:-} in
 install) install_phase ;;
 run) run_phase ;;
 service) service_phase ;;
-*) fail "usage: in-chroot.sh install|run|service" ;;
+dkms) dkms_phase ;;
+*) fail "usage: in-chroot.sh install|run|service|dkms" ;;
 esac

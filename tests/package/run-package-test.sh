@@ -16,7 +16,8 @@
 # ends, however it ends, the namespaces' processes are killed and their
 # mounts vanish with them; the root directory is removed. Then, where
 # systemd-nspawn is installed, the same root boots with systemd and
-# in-chroot.sh checks ivrdmad.service as the package installed it.
+# in-chroot.sh checks ivrdmad.service as the package installed it. Last,
+# ivrdma-dkms goes in with DKMS and a Debian kernel's headers, and out.
 set -euo pipefail
 
 src=${1:?usage: run-package-test.sh SOURCE_DIR WORK_DIR CACHE_DIR}
@@ -82,42 +83,12 @@ dkms_files=$(dpkg-deb -c "$dkms")
 [[ $dkms_files =~ /usr/src/ivrdma-[0-9.]+/dkms.conf ]] ||
 	{ echo "package test: $dkms has no dkms.conf" >&2; exit 1; }
 
-# What DKMS does with ivrdma-dkms: dkms.conf's MAKE[0] in a copy of
-# /usr/src/ivrdma-<version> (dkms_tree/<name>/<version>/build), against the
-# newest kernel headers here.
-kdir=$(ls -d /lib/modules/*/build 2>/dev/null | sort -V | tail -n1)
-if [[ -n $kdir && -e $kdir/Makefile ]]; then
-	step "the DKMS sources build ivrdma_ivshmem.ko ($kdir)"
-	rm -rf "$work/dkms"
-	mkdir -p "$work/dkms/pkg"
-	dpkg-deb -x "$dkms" "$work/dkms/pkg"
-	usrsrc=$(ls -d "$work"/dkms/pkg/usr/src/ivrdma-*)
-	(
-		# dkms.conf is sourced by DKMS as bash, with these two set.
-		kernel_source_dir=$kdir
-		dkms_tree=$work/dkms/tree
-		# shellcheck source=/dev/null
-		. "$usrsrc/dkms.conf"
-		build=$dkms_tree/$PACKAGE_NAME/$PACKAGE_VERSION/build
-		mkdir -p "$build"
-		cp -r "$usrsrc"/. "$build"
-		eval "${MAKE[0]}" >"$work/dkms/make.log" 2>&1 ||
-			{ tail -n 20 "$work/dkms/make.log" >&2; exit 1; }
-		ko=$build/${BUILT_MODULE_NAME[0]}.ko
-		[[ $(modinfo -F alias "$ko") == *pci:v00001AF4d00001110* ]] ||
-			{ echo "package test: $ko lacks the ivshmem PCI alias" >&2; exit 1; }
-		echo "built $(basename "$ko") for $(modinfo -F vermagic "$ko" | cut -d' ' -f1)"
-	)
-else
-	step "no kernel headers (linux-headers-amd64): the DKMS sources are not built"
-fi
-
 step "a fresh Debian 12 root (make-chroot.sh)"
 tarball=$(bash "$here/make-chroot.sh" "$cache")
 root=$(mktemp -d "$work/root.XXXXXX")
 tar -C "$root" -I zstd -xf "$tarball"
 mkdir -p "$root/root/pkg-test"
-cp "$deb" "$here/in-chroot.sh" "$root/root/pkg-test/"
+cp "$deb" "$dkms" "$here/in-chroot.sh" "$root/root/pkg-test/"
 cp "$cache/archives/"*.deb "$root/var/cache/apt/archives/" 2>/dev/null || true
 
 # Runs in-chroot.sh PHASE in the chroot, in new mount and PID namespaces
@@ -141,8 +112,11 @@ in_chroot() {
 
 step "install $(basename "$deb") with apt"
 in_chroot install
-# Keep what apt downloaded (the package's dependencies) for the next run.
-cp -n "$root/var/cache/apt/archives/"*.deb "$cache/archives/" 2>/dev/null || true
+# Keep what apt downloads (the packages' dependencies) for the next run.
+keep_downloads() {
+	cp -n "$root/var/cache/apt/archives/"*.deb "$cache/archives/" 2>/dev/null || true
+}
+keep_downloads
 
 step "run the installed files"
 in_chroot run private
@@ -188,4 +162,7 @@ if command -v systemd-nspawn >/dev/null; then
 else
 	step "no systemd-nspawn (systemd-container): the service is not run under systemd"
 fi
+step "ivrdma-dkms with DKMS and linux-headers-amd64 (apt)"
+in_chroot dkms
+keep_downloads
 step "passed"
