@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Debian packages ivrdma and ivrdma-dkms with dpkg-buildpackage
-# (debhelper, debian/) from a copy of this tree (the files git tracks or
-# would track) in OUT/src, so the source tree stays clean. Prints the
-# paths of the .deb files, which land in OUT (default build/deb).
+# (debhelper, debian/) from a copy of this tree in OUT/src (the files git
+# tracks or would track; without git, or for a user git does not trust
+# here, all but build*/ and .git), so the source tree stays clean. Prints
+# the paths of the .deb files, which land in OUT (default build/deb).
 #
 #   bash scripts/build-deb.sh [OUT]
 #
@@ -30,7 +31,7 @@ if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 		while IFS= read -r -d '' f; do [[ -e $f ]] && printf '%s\0' "$f"; done |
 		tar -C "$top" --null -T - -cf - | tar -C "$src" -xf -
 else
-	tar -C "$top" --exclude=./build --exclude=./.git -cf - . | tar -C "$src" -xf -
+	tar -C "$top" --exclude='./build*' --exclude=./.git --exclude=./out -cf - . | tar -C "$src" -xf -
 fi
 rm -f "$out"/ivrdma*_"$version"_*.deb "$out"/ivrdma_"$version"_*.buildinfo \
 	"$out"/ivrdma_"$version"_*.changes
