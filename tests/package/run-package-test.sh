@@ -47,7 +47,7 @@ cleanup() {
 		wait "$nspawn_pid" 2>/dev/null || true
 	fi
 	if [[ -n $ns_pid ]] && kill -0 "$ns_pid" 2>/dev/null; then
-		kill -KILL "$ns_pid" 2>/dev/null || true # PID 1 of the namespace: all of it goes
+		kill -KILL "$ns_pid" 2>/dev/null || true # unshare --kill-child: its PID 1, and all of the namespace, go too
 		wait "$ns_pid" 2>/dev/null || true
 	fi
 	if [[ -n $root ]]; then
