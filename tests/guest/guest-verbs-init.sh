@@ -9,6 +9,8 @@
 #                                SECONDS); when it ends, print its output
 #                                as "IVR-GUEST: ID: ..." lines, then
 #                                "IVR-GUEST: END ID rc=N"
+#   live ID SECONDS CMD [ARG]...  the same, but each output line is
+#                                printed as it comes (the host's cues)
 #   listen ID SECONDS PORT       END ID rc=0 once something listens on
 #                                TCP PORT, rc=1 after SECONDS
 #   unbind ID SECONDS            ibv_asyncwatch runs while the ivshmem
@@ -90,6 +92,18 @@ run_cmd() { # run_cmd ID SECONDS CMD...
 	report "$id" $? "/tmp/$id.out"
 }
 
+live_cmd() { # live_cmd ID SECONDS CMD...
+	id=$1 limit=$2
+	shift 2
+	{
+		timeout "$limit" "$@" 2>&1
+		echo $? >"/tmp/$id.rc"
+	} | while IFS= read -r line; do
+		say "$id: $line"
+	done
+	say "END $id rc=$(cat "/tmp/$id.rc")"
+}
+
 listen_cmd() { # listen_cmd ID SECONDS PORT
 	end=$(($(date +%s) + $2))
 	while ! listening "$3"; do
@@ -124,6 +138,7 @@ serve() {
 	while read -r verb id limit rest; do
 		case "$verb" in
 		run) run_cmd "$id" "$limit" $rest & ;;
+		live) live_cmd "$id" "$limit" $rest & ;;
 		listen) listen_cmd "$id" "$limit" "$rest" & ;;
 		unbind) unbind_cmd "$id" "$limit" & ;;
 		quit) break ;;

@@ -205,7 +205,8 @@ start_daemon() {
 }
 
 # vm_boot NAME INITRD APPEND [QEMU ARGS...]: one TCG VM whose
-# ivshmem-doorbell device joins ivrdmad as NAME; its console output goes
+# ivshmem-doorbell device (QEMU id "ivrdma", its chardev "iv") joins
+# ivrdmad as NAME; its console output goes
 # to $work/NAME.serial.log, its console input comes from vm_send.
 #
 # maxcpus=2 though one vCPU runs: QEMU generates parallel code (CF_PARALLEL)
@@ -227,7 +228,7 @@ vm_boot() {
 		-nographic -no-reboot \
 		-kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 quiet panic=-1 $append" \
 		-chardev socket,path="$work/$name.sock",id=iv \
-		-device ivshmem-doorbell,chardev=iv,vectors="$VECTORS" "$@" \
+		-device ivshmem-doorbell,id=ivrdma,chardev=iv,vectors="$VECTORS" "$@" \
 		<"$work/$name.console" >"$work/$name.serial.log" 2>&1 &
 	vm_pid[$name]=$!
 	supervise $!
@@ -266,4 +267,59 @@ vm_wait_done() {
 	guest_failure "$1"
 	[ $rc -eq 0 ] || fail "QEMU of $1 exited $rc (124: guest did not power off)"
 	guest_said "$1" DONE || fail "guest $1 did not finish (no DONE)"
+}
+
+# --- QMP, with bash's /dev/tcp (no socat, no python in the image)
+
+qmp_fd=''
+
+# qmp_connect PORT: the monitor of a VM started with
+# -qmp tcp:127.0.0.1:PORT,server=on,wait=off; greeting read, capabilities
+# negotiated. Every line read is logged in $work/qmp.log.
+qmp_connect() {
+	local port=$1
+	wait_until "QMP on port $port" 30 qmp_listening "$port"
+	exec {qmp_fd}<>"/dev/tcp/127.0.0.1/$port"
+	qmp_read_until '"QMP"' 30 >/dev/null || fail "no QMP greeting on port $port"
+	qmp_cmd '{"execute": "qmp_capabilities"}' >/dev/null
+}
+
+qmp_listening() {
+	ss -Hltn "sport = :$1" | grep LISTEN >/dev/null
+}
+
+# qmp_read_until REGEX SECONDS: reads QMP lines until one matches (bash
+# regex); prints it. Status 1 if none did in time.
+qmp_read_until() {
+	local line end=$(($(date +%s) + $2))
+	while [ "$(date +%s)" -lt "$end" ]; do
+		IFS= read -r -t 1 line <&"$qmp_fd" || continue
+		line=${line%$'\r'}
+		echo "$line" >>"$work/qmp.log"
+		if [[ $line =~ $1 ]]; then
+			echo "$line"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# qmp_cmd JSON: sends one command, prints its answer; fails on an error
+# answer or none within 30 s. Events read meanwhile stay in qmp.log.
+qmp_cmd() {
+	local reply
+	echo "$1" >&"$qmp_fd"
+	reply=$(qmp_read_until '^\{"(return|error)"' 30) || fail "QMP: no answer to $1"
+	[[ $reply == '{"return"'* ]] || fail "QMP: $1: $reply"
+	echo "$reply"
+}
+
+# qmp_wait_event REGEX SECONDS: an event line matching REGEX, already read
+# or still to come; status 1 if none in time.
+qmp_wait_event() {
+	local line
+	while IFS= read -r line; do
+		[[ ! $line =~ $1 ]] || return 0
+	done <"$work/qmp.log"
+	qmp_read_until "$1" "$2" >/dev/null
 }
