@@ -7,9 +7,9 @@
 # `ivrdma env`'s environment (guest-verbs-init.sh), then runs what this
 # script sends to its console.
 #
-#   run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi --ivrdmad PATH
+#   run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi|unplug --ivrdmad PATH
 #                   --ivrdma PATH --provider PATH --module PATH
-#                   [--mpi-dir DIR] [--kernel PATH] [--keep]
+#                   [--mpi-dir DIR] [--unplug-test PATH] [--kernel PATH] [--keep]
 #
 # two-vms: vm1 and vm2 on one ivrdmad, their e1000 NICs linked by a QEMU
 #   stream socket (a UNIX socket in the work dir: no host network at all;
@@ -38,6 +38,18 @@
 #   client, and QEMU 7.2's ivshmem frees a departed peer's eventfd array
 #   without forgetting it, so a second host process would corrupt QEMU's
 #   heap (see the issue note).
+# unplug: one VM with a QMP monitor (TCP on 127.0.0.1, spoken with bash's
+#   /dev/tcp); --unplug-test (guest-unplug.c) runs in it: transfers in
+#   flight between two QPs of one context and a thread using the
+#   registered buffer. The host runs `ivrdma migrate-begin vm1` (exit 0),
+#   QMP device_del of the ivshmem device until DEVICE_DELETED (the guest's
+#   ACPI PCI hotplug ejects it), chardev-remove (ivrdmad sees vm1 leave);
+#   the program polls all its completions on the private copy of the
+#   region, checks its buffer and closes. Then chardev-add and device_add
+#   as before; the driver probes the new device, the program opens
+#   ivrdma0 again and moves checked data; `ivrdma migrate-end vm1` (exit 0)
+#   and vm1 active in `ivrdma status`. Prints migrate-begin's time and the
+#   time from device_add to the first transfer (TCG: orientation only).
 #
 # Pass: every tool exits 0 on both ends, and no "invalid data" from -c.
 # Iteration counts are small: TCG is slow, and its timings are not
@@ -56,16 +68,16 @@ TOOL_TIMEOUT=150 # one tool run in a guest, a bound against hangs only
 VM_MEMORY=512
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-scenario='' ivrdmad='' ivrdma='' provider='' module='' kernel='' keep=0 mpi_dir=
+scenario='' ivrdmad='' ivrdma='' provider='' module='' kernel='' keep=0 mpi_dir='' unplug_test=''
 # shellcheck source=vm-lib.sh
 . "$here/vm-lib.sh"
 # shellcheck source=../lib/free-port.sh
 . "$here/../lib/free-port.sh"
 
 usage() {
-	echo "usage: run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi --ivrdmad PATH" \
-		"--ivrdma PATH --provider PATH --module PATH [--mpi-dir DIR] [--kernel PATH]" \
-		"[--keep]" >&2
+	echo "usage: run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi|unplug --ivrdmad PATH" \
+		"--ivrdma PATH --provider PATH --module PATH [--mpi-dir DIR] [--unplug-test PATH]" \
+		"[--kernel PATH] [--keep]" >&2
 	exit 2
 }
 
@@ -78,12 +90,18 @@ parse_args() {
 		--provider) provider=${2:-}; shift 2 ;;
 		--module) module=${2:-}; shift 2 ;;
 		--mpi-dir) mpi_dir=${2:-}; shift 2 ;;
+		--unplug-test) unplug_test=${2:-}; shift 2 ;;
 		--kernel) kernel=${2:-}; shift 2 ;;
 		--keep) keep=1; shift ;;
 		*) usage ;;
 		esac
 	done
-	case "$scenario" in two-vms | ud | host-guest) ;; mpi) [ -n "$mpi_dir" ] || usage ;; *) usage ;; esac
+	case "$scenario" in
+	two-vms | ud | host-guest) ;;
+	mpi) [ -n "$mpi_dir" ] || usage ;;
+	unplug) [ -x "$unplug_test" ] || usage ;;
+	*) usage ;;
+	esac
 	if [ -z "$ivrdmad" ] || [ -z "$ivrdma" ] || [ -z "$provider" ]; then
 		usage
 	fi
@@ -437,6 +455,93 @@ run_host_guest() {
 	finish_vms vm1
 }
 
+# --- unplug: migrate-begin, device_del, device_add, migrate-end
+
+# vm1_node FILTER: jq FILTER applied to vm1's node in `ivrdma status`.
+vm1_node() {
+	"$ivrdma" --dir "$work" status --json | jq -r '.nodes[] | select(.name == "vm1") | '"$1"
+}
+
+vm1_away() {
+	[ "$(vm1_node '"\(.state) \(.peers | length)"')" != "active 1" ] &&
+		[ "$(vm1_node '.peers | length')" = 0 ]
+}
+
+vm1_back() {
+	[ "$(vm1_node '"\(.state) \(.peers | length)"')" = "active 1" ]
+}
+
+now_ms() {
+	echo $(($(date +%s%N) / 1000000))
+}
+
+# cue ID WORD SECONDS: the unplug program's line WORD; fails on its end.
+cue() {
+	wait_until "'$2' from the program in vm1" "$3" guest_said vm1 "\($1: $2\|END $1 \)"
+	guest_said vm1 "$1: $2" || { show vm1 "$1" >&2; fail "the program in vm1 ended before '$2'"; }
+}
+
+# guest_dmesg WHAT: the guest kernel's lines about WHAT, logged.
+guest_dmesg() {
+	guest_run vm1 dmesg
+	wait_end vm1 "$cmd_id" || true
+	guest_lines vm1 "$cmd_id" | grep -iE "$1" | sed 's/^/    vm1 dmesg: /' || true
+}
+
+unplug() {
+	local t
+	t=$(now_ms)
+	qmp_cmd '{"execute": "device_del", "arguments": {"id": "ivrdma"}}' >/dev/null
+	if ! qmp_wait_event '"event": *"DEVICE_DELETED".*"device": *"ivrdma"' 60; then
+		guest_dmesg 'pci|acpi|ivrdma|ivshm|hotplug' >&2
+		fail "no DEVICE_DELETED within 60 s of device_del (the guest did not eject it)"
+	fi
+	log "device_del: DEVICE_DELETED after $(($(now_ms) - t)) ms"
+	qmp_cmd '{"execute": "chardev-remove", "arguments": {"id": "iv"}}' >/dev/null
+	wait_until "vm1 to leave ivrdmad" 30 vm1_away
+	log "PASS vm1 left: ivrdma status says $(vm1_node '"\(.state), peers \(.peers)"')"
+}
+
+replug() {
+	qmp_cmd "$(printf '{"execute": "chardev-add", "arguments": {"id": "iv", "backend": {"type": "socket", "data": {"server": false, "addr": {"type": "unix", "data": {"path": "%s"}}}}}}' "$work/vm1.sock")" >/dev/null
+	t_add=$(now_ms)
+	qmp_cmd "$(printf '{"execute": "device_add", "arguments": {"driver": "ivshmem-doorbell", "id": "ivrdma", "chardev": "iv", "vectors": %d}}' "$VECTORS")" >/dev/null
+	log "chardev-add, device_add done"
+}
+
+run_unplug() {
+	local port id out t_add
+	start_daemon "$ivrdmad" "$ivrdma" "$REGION_SIZE" vm1
+	build_image "$unplug_test:/usr/bin/guest-unplug"
+	port=$(free_port) || fail "no port for QMP"
+	vm_boot vm1 "$work/verbs.cpio.gz" "" -qmp tcp:127.0.0.1:"$port",server=on,wait=off
+	wait_ready vm1
+	qmp_connect "$port"
+	ncmd=$((ncmd + 1))
+	id=c$ncmd
+	vm_send vm1 "live $id $((BUDGET - 60)) guest-unplug 180"
+	cue "$id" READY 120
+	log "vm1: $(guest_lines vm1 "$id" | grep '^READY')"
+	out=$("$ivrdma" --dir "$work" migrate-begin vm1 --timeout 60 2>&1) ||
+		{ show vm1 "$id" >&2; fail "migrate-begin vm1: $out"; }
+	log "PASS migrate-begin: $out (TCG)"
+	cue "$id" FATAL 30
+	unplug
+	cue "$id" LEFT 60
+	log "vm1: $(guest_lines vm1 "$id" | grep '^LEFT')"
+	replug
+	cue "$id" FIRST-TRANSFER 120
+	log "PASS first transfer $(($(now_ms) - t_add)) ms after device_add (TCG): " \
+		"$(guest_lines vm1 "$id" | grep '^FIRST-TRANSFER')"
+	wait_end vm1 "$id" || { show vm1 "$id" >&2; fail "the program in vm1 failed"; }
+	show vm1 "$id"
+	out=$("$ivrdma" --dir "$work" migrate-end vm1 --timeout 60 2>&1) || fail "migrate-end vm1: $out"
+	vm1_back || fail "vm1 not active after migrate-end: $(vm1_node .)"
+	log "PASS migrate-end: $out; vm1 $(vm1_node '"\(.state), peers \(.peers)"')"
+	guest_dmesg 'ivrdma|ivshm|1af4|acpiphp|hotplug|eject|\[1af4'
+	finish_vms vm1
+}
+
 main() {
 	parse_args "$@"
 	check_tools jq cpio busybox timeout setpriv mkfifo ss ldd "${TOOLS[@]}"
@@ -447,6 +552,7 @@ main() {
 	ud) run_ud ;;
 	host-guest) run_host_guest ;;
 	mpi) VM_MEMORY=1024 TOOL_TIMEOUT=${IVRDMA_MPI_JOB_TIMEOUT:-600} run_mpi ;;
+	unplug) run_unplug ;;
 	esac
 	log "PASS in $(elapsed)s"
 }
