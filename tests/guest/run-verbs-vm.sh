@@ -524,6 +524,9 @@ run_unplug() {
 	log "vm1: $(guest_lines vm1 "$id" | grep '^READY')"
 	out=$("$ivrdma" --dir "$work" migrate-begin vm1 --timeout 60 2>&1) ||
 		{ show vm1 "$id" >&2; fail "migrate-begin vm1: $out"; }
+	# The program's context: it acknowledged (handing its record back).
+	[[ $out == *" 1 context(s) acknowledged"* ]] ||
+		fail "migrate-begin vm1: not the one context of vm1's program: $out"
 	log "PASS migrate-begin: $out (TCG)"
 	cue "$id" FATAL 30
 	unplug
