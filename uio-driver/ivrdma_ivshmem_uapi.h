@@ -93,6 +93,22 @@ struct ivrdma_ivshmem_pte {
 	__u32 reserved;		/* must be 0 */
 };
 
+/*
+ * IOC_HOLD takes this device's pages out of the calling process's
+ * mappings of them in [addr, addr + len) (page-aligned): a thread
+ * touching one waits in its page fault, its mmap lock released, until
+ * IOC_RELEASE on the same file (or the file is closed, or the device
+ * goes), then faults again, into whatever is mapped there by then. The
+ * holder copies the pages from another mapping of the region and
+ * mremaps private ones over them in the meantime: no store is lost (the
+ * provider's suspension, provider/mr_move.c). One hold per device at a
+ * time (EBUSY).
+ */
+struct ivrdma_ivshmem_hold {
+	__u64 addr;
+	__u64 len;
+};
+
 #define IVRDMA_IVSHMEM_IOC_MAGIC	0xb7
 #define IVRDMA_IVSHMEM_IOC_INFO \
 	_IOR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x00, struct ivrdma_ivshmem_info)
@@ -106,6 +122,9 @@ struct ivrdma_ivshmem_pte {
 	_IOWR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x04, struct ivrdma_ivshmem_vector_count)
 #define IVRDMA_IVSHMEM_IOC_PTE \
 	_IOWR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x05, struct ivrdma_ivshmem_pte)
+#define IVRDMA_IVSHMEM_IOC_HOLD \
+	_IOW(IVRDMA_IVSHMEM_IOC_MAGIC, 0x06, struct ivrdma_ivshmem_hold)
+#define IVRDMA_IVSHMEM_IOC_RELEASE _IO(IVRDMA_IVSHMEM_IOC_MAGIC, 0x07)
 
 /*
  * The command device /dev/infiniband/ivrdmaN answers the kernel commands

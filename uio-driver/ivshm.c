@@ -29,6 +29,11 @@
  * the fault handler and the ioctls hold for reading; a later fault raises
  * SIGBUS, a later ioctl or mmap fails with ENODEV. The device structure
  * lives until the last file is closed; open files pin the module.
+ *
+ * Holding (IOC_HOLD, IOC_RELEASE): the pages of a range of the holder's
+ * process are zapped and its faults there wait on thaw_wq, with the mmap
+ * lock dropped (VM_FAULT_RETRY), until the hold ends; the holder mremaps
+ * private copies over the range meanwhile.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -48,6 +53,7 @@
 #include <linux/spinlock.h>
 #include <linux/uaccess.h>
 #include <linux/version.h>
+#include <linux/wait.h>
 
 #include "ivrdma_cmd.h"
 #include "ivrdma_ivshmem_uapi.h"
@@ -96,6 +102,13 @@ struct ivshm_dev {
 	bool regs_mmap;
 	struct resource regs_pad;	/* the rest of BAR0's page, kept empty */
 	bool regs_pad_held;
+
+	/* The hold (IOC_HOLD): under lock; thaw_seq moves on when it ends. */
+	struct ivshm_file *holder;
+	struct mm_struct *hold_mm;
+	unsigned long hold_start, hold_end;
+	unsigned int thaw_seq;
+	wait_queue_head_t thaw_wq;
 
 	struct mutex files_lock;
 	struct list_head files;
@@ -220,6 +233,32 @@ static phys_addr_t ivshm_pgoff_phys(struct ivshm_dev *dev, unsigned long pgoff,
 	return 0;
 }
 
+static bool ivshm_held(struct ivshm_dev *dev, struct vm_fault *vmf)
+{
+	return dev->holder && dev->hold_mm == vmf->vma->vm_mm &&
+	       vmf->address >= dev->hold_start && vmf->address < dev->hold_end;
+}
+
+/*
+ * A fault in the held range: waits for the hold to end with the mmap lock
+ * dropped, then has the fault retried. Called with dev->lock read-held;
+ * releases it.
+ */
+static vm_fault_t ivshm_wait_release(struct ivshm_dev *dev, struct vm_fault *vmf)
+{
+	unsigned int seq = dev->thaw_seq;
+
+	up_read(&dev->lock);
+	if (vmf->flags & FAULT_FLAG_RETRY_NOWAIT)
+		return VM_FAULT_RETRY;
+	kref_get(&dev->ref);
+	mmap_read_unlock(vmf->vma->vm_mm);
+	wait_event_killable(dev->thaw_wq,
+			    READ_ONCE(dev->thaw_seq) != seq || READ_ONCE(dev->dead));
+	kref_put(&dev->ref, ivshm_free);
+	return VM_FAULT_RETRY;
+}
+
 static vm_fault_t ivshm_fault(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
@@ -231,6 +270,10 @@ static vm_fault_t ivshm_fault(struct vm_fault *vmf)
 
 	pgoff = vma->vm_pgoff + ((vmf->address - vma->vm_start) >> PAGE_SHIFT);
 	down_read(&dev->lock);
+	/* Without FAULT_FLAG_ALLOW_RETRY it cannot wait: the page goes in. */
+	if (!dev->dead && ivshm_held(dev, vmf) &&
+	    (vmf->flags & FAULT_FLAG_ALLOW_RETRY))
+		return ivshm_wait_release(dev, vmf);
 	if (!dev->dead) {
 		phys = ivshm_pgoff_phys(dev, pgoff, 1);
 		if (phys)
@@ -427,6 +470,72 @@ static long ivshm_ioc_pte(struct ivshm_dev *dev, void __user *argp)
 }
 #endif
 
+/* The hold ends (IOC_RELEASE, close, removal): every waiting fault retries. */
+static void ivshm_release_hold(struct ivshm_dev *dev, struct ivshm_file *f)
+{
+	down_write(&dev->lock);
+	if (f && dev->holder != f) {
+		up_write(&dev->lock);
+		return;
+	}
+	dev->holder = NULL;
+	dev->hold_mm = NULL;
+	WRITE_ONCE(dev->thaw_seq, dev->thaw_seq + 1);
+	up_write(&dev->lock);
+	wake_up_all(&dev->thaw_wq);
+}
+
+/* Zaps this device's pages in [start, end) of mm's mappings. */
+static void ivshm_zap_range(struct ivshm_dev *dev, struct mm_struct *mm,
+			    unsigned long start, unsigned long end)
+{
+	struct vm_area_struct *vma;
+	unsigned long a, lo, hi;
+
+	mmap_read_lock(mm);
+	for (a = start; a < end; a = vma->vm_end) {
+		vma = find_vma(mm, a);
+		if (!vma || vma->vm_start >= end)
+			break;
+		if (vma->vm_ops != &ivshm_vm_ops ||
+		    ((struct ivshm_file *)vma->vm_file->private_data)->dev != dev)
+			continue;
+		lo = max(a, vma->vm_start);
+		hi = min(end, vma->vm_end);
+		zap_vma_ptes(vma, lo, hi - lo);
+	}
+	mmap_read_unlock(mm);
+}
+
+static long ivshm_ioc_hold(struct ivshm_dev *dev, struct ivshm_file *f,
+			   void __user *argp)
+{
+	struct ivrdma_ivshmem_hold req;
+	long ret = 0;
+
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (!req.len || ((req.addr | req.len) & ~PAGE_MASK) ||
+	    req.addr + req.len < req.addr || req.addr + req.len > TASK_SIZE)
+		return -EINVAL;
+	down_write(&dev->lock);
+	if (dev->dead) {
+		ret = -ENODEV;
+	} else if (dev->holder) {
+		ret = -EBUSY;
+	} else {
+		/* From here a fault in the range waits: none can refill it. */
+		dev->holder = f;
+		dev->hold_mm = current->mm;
+		dev->hold_start = req.addr;
+		dev->hold_end = req.addr + req.len;
+	}
+	up_write(&dev->lock);
+	if (!ret)
+		ivshm_zap_range(dev, current->mm, req.addr, req.addr + req.len);
+	return ret;
+}
+
 static long ivshm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct ivshm_file *f = file->private_data;
@@ -446,6 +555,11 @@ static long ivshm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ivshm_ioc_vector_count(dev, argp);
 	case IVRDMA_IVSHMEM_IOC_PTE:
 		return ivshm_ioc_pte(dev, argp);
+	case IVRDMA_IVSHMEM_IOC_HOLD:
+		return ivshm_ioc_hold(dev, f, argp);
+	case IVRDMA_IVSHMEM_IOC_RELEASE:
+		ivshm_release_hold(dev, f);
+		return 0;
 	}
 	return -ENOTTY;
 }
@@ -480,6 +594,7 @@ static int ivshm_release(struct inode *inode, struct file *file)
 	struct ivshm_file *f = file->private_data;
 	struct ivshm_dev *dev = f->dev;
 
+	ivshm_release_hold(dev, f);
 	spin_lock_irq(&dev->irq_lock);
 	list_del(&f->irq_node);
 	spin_unlock_irq(&dev->irq_lock);
@@ -594,6 +709,7 @@ static void ivshm_kill(struct ivshm_dev *dev)
 		unmap_mapping_range(f->file->f_mapping, 0, 0, 1);
 	mutex_unlock(&dev->files_lock);
 	up_write(&dev->lock);
+	wake_up_all(&dev->thaw_wq);	/* held faults retry: SIGBUS */
 }
 
 static void ivshm_teardown(struct ivshm_dev *dev)
@@ -642,6 +758,7 @@ static int ivshm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return -ENOMEM;
 	kref_init(&dev->ref);
 	init_rwsem(&dev->lock);
+	init_waitqueue_head(&dev->thaw_wq);
 	mutex_init(&dev->files_lock);
 	INIT_LIST_HEAD(&dev->files);
 	spin_lock_init(&dev->irq_lock);
