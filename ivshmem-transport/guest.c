@@ -225,6 +225,22 @@ static int guest_map_at(struct ivt *t, void *addr, uint64_t offset, size_t len, 
 	return p == MAP_FAILED ? -errno : 0;
 }
 
+/* The handle is the device's fd: the hold is the driver's (IOC_HOLD). */
+static int guest_hold_pages(struct ivt *t, void *addr, size_t len)
+{
+	struct guest_priv *g = t->priv;
+	struct ivrdma_ivshmem_hold req = {.addr = (uintptr_t)addr, .len = len};
+
+	if (ioctl(g->fd, IVRDMA_IVSHMEM_IOC_HOLD, &req) < 0)
+		return errno == ENOTTY ? -EOPNOTSUPP : -errno; /* ENOTTY: an older driver */
+	return g->fd;
+}
+
+void ivt_release_pages(int handle)
+{
+	ioctl(handle, IVRDMA_IVSHMEM_IOC_RELEASE);
+}
+
 static bool guest_peer_known(struct ivt *t, uint16_t peer)
 {
 	return peer_active(t->priv, peer, NULL);
@@ -286,4 +302,5 @@ const struct ivt_backend_ops ivt_guest_ops = {
     .ring = guest_ring,
     .peer_known = guest_peer_known,
     .process_control = guest_process_control,
+    .hold_pages = guest_hold_pages,
 };

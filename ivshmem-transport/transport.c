@@ -125,6 +125,15 @@ int ivt_map_at(struct ivt *t, void *addr, uint64_t offset, size_t len, int prot)
 	return t->ops->map_at(t, addr, offset, len, prot);
 }
 
+int ivt_hold_pages(struct ivt *t, void *addr, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (((uintptr_t)addr | len) & (uint64_t)(page - 1) || len == 0)
+		return -EINVAL;
+	return t->ops->hold_pages ? t->ops->hold_pages(t, addr, len) : -EOPNOTSUPP;
+}
+
 int ivt_ring(struct ivt *t, uint16_t peer, uint16_t vector)
 {
 	if (vector >= t->nr_vectors)

@@ -19,6 +19,7 @@ struct ivt_backend_ops {
 	int (*ring)(struct ivt *t, uint16_t peer, uint16_t vector);
 	bool (*peer_known)(struct ivt *t, uint16_t peer);
 	int (*process_control)(struct ivt *t);
+	int (*hold_pages)(struct ivt *t, void *addr, size_t len); /* NULL: none */
 };
 
 struct ivt {

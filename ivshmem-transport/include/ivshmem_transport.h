@@ -70,6 +70,18 @@ bool ivt_peer_known(struct ivt *t, uint16_t peer);
  */
 int ivt_map_at(struct ivt *t, void *addr, uint64_t offset, size_t len, int prot);
 
+/*
+ * Holds other threads off this process's mappings of the region in
+ * [addr, addr + len) (page aligned): a thread touching them, even to
+ * read, waits until ivt_release_pages, then touches whatever is mapped
+ * there by then. For a mapping no write-protection can hold (a guest's
+ * BAR). Returns a handle for ivt_release_pages, or -EOPNOTSUPP (the host
+ * backend), -EBUSY (another hold is on), another -errno.
+ */
+int ivt_hold_pages(struct ivt *t, void *addr, size_t len);
+/* Ends the hold; touches no memory but the caller's stack (the held pages may hold 't'). */
+void ivt_release_pages(int handle);
+
 /* Rings doorbell 'vector' of 'peer': -ENOENT unknown peer, -EINVAL vector. */
 int ivt_ring(struct ivt *t, uint16_t peer, uint16_t vector);
 
