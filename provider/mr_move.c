@@ -34,6 +34,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,9 +236,12 @@ struct page_job {
 	void (*fn)(struct page_job *job);
 	struct ivrdma_context *ctx; /* NULL: nobody to hold writers off (a fork child) */
 	uintptr_t lo, hi;	    /* the pages */
-	uint64_t offset;	    /* map_in: where in the region they go */
+	uint64_t offset;	    /* map_in: where in the region they go; swap_private: where
+				       they are (NO_OFFSET: unknown) */
 	int rc;
 };
+
+#define NO_OFFSET UINT64_MAX
 
 static void *page_job_thread(void *arg)
 {
@@ -328,6 +332,62 @@ static int move_in(struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
 }
 
 /*
+ * How swap_private holds other threads' stores off [lo, hi): by
+ * userfaultfd, or where it cannot protect the mapping (a guest's BAR), by
+ * the driver, which takes the pages away until the hold ends. Under the
+ * driver's hold even a read of those pages waits, and they may hold the
+ * job (on the caller's stack) or heap data of ours: only this thread's
+ * stack is touched until release_writers.
+ */
+struct writers_hold {
+	enum { HELD_NOT, HELD_UFFD, HELD_DRIVER } how;
+	int handle;		  /* HELD_DRIVER: ivt_release_pages's */
+	const uint64_t *src;	  /* where to copy from: HELD_DRIVER, the region's mapping */
+	uintptr_t lo, len;	  /* the job's */
+};
+
+static void hold_writers(const struct page_job *job, struct writers_hold *h)
+{
+	struct ivrdma_context *ctx = job->ctx;
+	sigset_t all;
+
+	*h = (struct writers_hold){.how = HELD_NOT, .src = (const uint64_t *)job->lo,
+				   .lo = job->lo, .len = job->hi - job->lo};
+	if (!ctx)
+		return;
+	if (ivrdma_pages_freeze(ctx, job->lo, job->hi, false)) {
+		h->how = HELD_UFFD;
+		return;
+	}
+	if (job->offset == NO_OFFSET || job->offset > ctx->region.size ||
+	    h->len > ctx->region.size - job->offset)
+		return;
+	/* A signal handler storing there would wait for this very thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &ctx->freeze_sigmask);
+	h->src = (const uint64_t *)(ctx->region.base + job->offset);
+	h->handle = ivt_hold_pages(ctx->transport, (void *)h->lo, h->len);
+	if (h->handle < 0) {
+		h->src = (const uint64_t *)h->lo;
+		pthread_sigmask(SIG_SETMASK, &ctx->freeze_sigmask, NULL);
+		return;
+	}
+	h->how = HELD_DRIVER;
+}
+
+static void release_writers(const struct page_job *job, const struct writers_hold *h, bool moved)
+{
+	if (h->how == HELD_UFFD) {
+		ivrdma_pages_thaw(job->ctx, job->lo, job->hi, moved);
+	} else if (h->how == HELD_DRIVER) {
+		ivt_release_pages(h->handle); /* first: the job may be in the pages */
+		pthread_sigmask(SIG_SETMASK, &job->ctx->freeze_sigmask, NULL);
+		ivrdma_dbg("pages %#lx-%#lx became private, stores held off by the driver",
+			   (unsigned long)job->lo, (unsigned long)job->hi);
+	}
+}
+
+/*
  * Fresh private pages holding [lo, hi) as they are now, swapped in by
  * mremap in one step: the pages may hold live heap data (even this
  * context's), which must never see a zeroed page. The job's context (any
@@ -335,31 +395,35 @@ static int move_in(struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
  */
 static void swap_private(struct page_job *job)
 {
+	struct writers_hold h;
 	uint64_t len = job->hi - job->lo;
 	void *tmp =
 	    ivrdma_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	bool frozen, moved;
+	bool moved;
 
 	if (tmp == MAP_FAILED) {
 		/* Keep the region pages mapped: correct, only not private again. */
 		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)job->lo);
 		return;
 	}
-	frozen = job->ctx && ivrdma_pages_freeze(job->ctx, job->lo, job->hi, false);
-	copy_pages(tmp, (const uint64_t *)job->lo, len); /* not memcpy: ASan poisons redzones */
-	moved = ivrdma_sys_mremap_fixed(tmp, len, (void *)job->lo) == 0;
-	if (frozen)
-		ivrdma_pages_thaw(job->ctx, job->lo, job->hi, moved);
+	hold_writers(job, &h);
+	copy_pages(tmp, h.src, len); /* not memcpy: ASan poisons redzones */
+	moved = ivrdma_sys_mremap_fixed(tmp, len, (void *)h.lo) == 0;
+	release_writers(job, &h, moved);
 	if (!moved) {
 		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)job->lo);
 		ivrdma_sys_munmap(tmp, len);
 	}
 }
 
-/* NULL ctx: a fork child, whose only thread is this one and holds nothing off. */
-static void privatize(struct ivrdma_context *ctx, uintptr_t lo, uintptr_t hi)
+/*
+ * NULL ctx: a fork child, whose only thread is this one and holds nothing
+ * off. 'offset': where in the region the pages are (NO_OFFSET: unknown).
+ */
+static void privatize(struct ivrdma_context *ctx, uintptr_t lo, uintptr_t hi, uint64_t offset)
 {
-	struct page_job job = {.fn = swap_private, .ctx = ctx, .lo = lo, .hi = hi};
+	struct page_job job = {
+	    .fn = swap_private, .ctx = ctx, .lo = lo, .hi = hi, .offset = offset};
 
 	run_page_job(&job);
 }
@@ -381,7 +445,7 @@ static void privatize_span(struct ivrdma_context *ctx, struct ivrdma_span *sp, b
 
 		if (any_region_page ? is_region_map(m, sp->file_dev, sp->file_ino)
 				    : at_home(sp, m, lo))
-			privatize(ctx, lo, hi);
+			privatize(ctx, lo, hi, at_home(sp, m, lo) ? m->offset + (lo - m->lo) : NO_OFFSET);
 	}
 }
 
@@ -468,7 +532,7 @@ static bool grow_in_place(struct ivrdma_context *ctx, struct ivrdma_span *sp, ui
 		goto undo;
 	if (end > sp->end && move_pages(ctx, sp->end, end, sp->base + (sp->end - sp->start))) {
 		if (start < sp->start)
-			privatize(ctx, start, sp->start); /* the part in front had moved */
+			privatize(ctx, start, sp->start, NO_OFFSET); /* the part in front had moved */
 		goto undo;
 	}
 	sp->first_chunk -= n_before;
