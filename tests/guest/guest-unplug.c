@@ -199,10 +199,17 @@ static void traffic(struct state *s)
 	bool ready = false;
 
 	while (!s->device_fatal) {
-		while (!s->post_failed && s->posted - s->completed < MAX_OUT)
+		/*
+		 * Once the QPs fail, neither posts nor polls: what is still in
+		 * the CQ then is polled after the unplug, on the private copy.
+		 */
+		bool failed = s->post_failed || s->qp_fatal || s->flushed || s->rflushed;
+
+		while (!failed && s->posted - s->completed < MAX_OUT && !s->post_failed)
 			a_post(s);
-		poll_some(s, true);
-		drain_events(s, s->post_failed ? 10 : 0);
+		if (!failed)
+			poll_some(s, true);
+		drain_events(s, failed ? 10 : 0);
 		if (!ready && s->ok >= READY_AFTER) {
 			printf("READY %d WRs done, buffer %p (page offset %zu)\n", s->ok,
 			       (void *)s->mem, (uintptr_t)s->mem % page_size());
@@ -211,8 +218,10 @@ static void traffic(struct state *s)
 		REQUIRE(now_s() <= end, "no IBV_EVENT_DEVICE_FATAL within %d s", wait_s);
 	}
 	REQUIRE(ready, "DEVICE_FATAL before READY");
-	printf("FATAL posted %d completed %d so far; events qp_fatal %d port_err %d other %d\n",
-	       s->posted, s->completed, s->qp_fatal, s->port_err, s->other_events);
+	printf("FATAL A: %d posted, %d polled; B: %d posted, %d polled; events qp_fatal %d"
+	       " port_err %d other %d\n",
+	       s->posted, s->completed, s->rposted, s->rcompleted, s->qp_fatal, s->port_err,
+	       s->other_events);
 }
 
 static bool devices_gone(void)
@@ -235,6 +244,9 @@ static void poll_all(struct state *s)
 	      s->rcompleted);
 	CHECK(s->rok == s->sends_ok, "B received %d, A's sends that succeeded %d", s->rok,
 	      s->sends_ok);
+	CHECK(s->qp_fatal == 2 && s->device_fatal == 1 && s->other_events == 0,
+	      "events: qp_fatal %d device_fatal %d other %d", s->qp_fatal, s->device_fatal,
+	      s->other_events);
 }
 
 /* The buffer after the teardown: its bytes, still readable and writable. */
@@ -270,13 +282,17 @@ static void leave(struct state *s, pthread_t thread)
 {
 	uint64_t end = now_s() + (uint64_t)wait_s;
 	struct ibv_mr *mr;
+	int polled;
 
 	while (!devices_gone()) {
 		REQUIRE(now_s() <= end, "the device nodes are still there after %d s", wait_s);
 		usleep(100000);
 	}
 	printf("UNPLUGGED\n");
+	polled = s->completed + s->rcompleted;
 	poll_all(s);
+	polled = s->completed + s->rcompleted - polled;
+	CHECK(polled > 0, "no completion left to poll after the unplug");
 	atomic_store(&s->stop, true);
 	pthread_join(thread, NULL);
 	CHECK(s->app_errors == 0 && s->app_rounds > 0, "the thread: %d errors in %d rounds",
@@ -292,9 +308,9 @@ static void leave(struct state *s, pthread_t thread)
 	CHECK(pat_diff(s->mem, BUF_LEN, 78) == BUF_LEN, "the buffer after close");
 	free(s->raw);
 	printf("LEFT A: %d posted, %d ok, %d flushed; B: %d receives, %d ok, %d flushed;"
-	       " thread: %d rounds; events qp_fatal %d port_err %d device_fatal %d other %d;"
-	       " checks failed so far %d\n",
-	       s->posted, s->ok, s->flushed, s->rposted, s->rok, s->rflushed, s->app_rounds,
+	       " %d completions polled after the unplug; thread: %d rounds;"
+	       " events qp_fatal %d port_err %d device_fatal %d other %d; checks failed so far %d\n",
+	       s->posted, s->ok, s->flushed, s->rposted, s->rok, s->rflushed, polled, s->app_rounds,
 	       s->qp_fatal, s->port_err, s->device_fatal, s->other_events, check_failures);
 }
 

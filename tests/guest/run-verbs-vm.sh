@@ -519,7 +519,8 @@ run_unplug() {
 	qmp_connect "$port"
 	ncmd=$((ncmd + 1))
 	id=c$ncmd
-	vm_send vm1 "live $id $((BUDGET - 60)) guest-unplug 180"
+	# IVRDMA_DEBUG: the provider says how it held stores off the buffer's pages.
+	vm_send vm1 "live $id $((BUDGET - 60)) env IVRDMA_DEBUG=1 guest-unplug 180"
 	cue "$id" READY 120
 	log "vm1: $(guest_lines vm1 "$id" | grep '^READY')"
 	out=$("$ivrdma" --dir "$work" migrate-begin vm1 --timeout 60 2>&1) ||
@@ -532,12 +533,20 @@ run_unplug() {
 	unplug
 	cue "$id" LEFT 60
 	log "vm1: $(guest_lines vm1 "$id" | grep '^LEFT')"
+	# The registered pages went private with the app thread's stores held
+	# off by the driver (IOC_HOLD): userfaultfd cannot protect a BAR.
+	guest_lines vm1 "$id" | grep 'stores held off by the driver' >/dev/null ||
+		{ show vm1 "$id" >&2; fail "vm1: the registered pages went private unprotected"; }
 	replug
 	cue "$id" FIRST-TRANSFER 120
 	log "PASS first transfer $(($(now_ms) - t_add)) ms after device_add (TCG): " \
 		"$(guest_lines vm1 "$id" | grep '^FIRST-TRANSFER')"
 	wait_end vm1 "$id" || { show vm1 "$id" >&2; fail "the program in vm1 failed"; }
 	show vm1 "$id"
+	# Both contexts ended by their own hand (none open, none lost).
+	out=$("$ivrdma" --dir "$work" status --json |
+		jq -r '[.contexts[] | select(.node == "vm1") | .state] | join(" ")')
+	[ "$out" = "closed closed" ] || fail "vm1's contexts in ivrdma status: '$out', not 'closed closed'"
 	out=$("$ivrdma" --dir "$work" migrate-end vm1 --timeout 60 2>&1) || fail "migrate-end vm1: $out"
 	vm1_back || fail "vm1 not active after migrate-end: $(vm1_node .)"
 	log "PASS migrate-end: $out; vm1 $(vm1_node '"\(.state), peers \(.peers)"')"
