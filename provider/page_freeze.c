@@ -15,8 +15,11 @@
  * Where userfaultfd is not allowed (no CAP_SYS_PTRACE: then only faults
  * from user mode are held, and a system call writing into the span in
  * that window fails with EFAULT instead; or a sandbox without the system
- * call), or for a mapping it cannot protect (a guest's BAR), the move
- * goes on unprotected, as before: the window is one copy of the span.
+ * call), the move goes on unprotected, as before: the window is one copy
+ * of the span. A guest's BAR cannot be write-protected: pages going from
+ * it back to private memory are held by the driver instead (IOC_HOLD,
+ * swap_private in mr_move.c); pages moving into it are private ones,
+ * which userfaultfd protects.
  *
  * All under the span lock of mr_move.c.
  */
