@@ -341,9 +341,9 @@ static int move_in(struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
  */
 struct writers_hold {
 	enum { HELD_NOT, HELD_UFFD, HELD_DRIVER } how;
-	int handle;		  /* HELD_DRIVER: ivt_release_pages's */
-	const uint64_t *src;	  /* where to copy from: HELD_DRIVER, the region's mapping */
-	uintptr_t lo, len;	  /* the job's */
+	int handle;	     /* HELD_DRIVER: ivt_release_pages's */
+	const uint64_t *src; /* where to copy from: HELD_DRIVER, the region's mapping */
+	uintptr_t lo, len;   /* the job's */
 };
 
 static void hold_writers(const struct page_job *job, struct writers_hold *h)
@@ -351,8 +351,10 @@ static void hold_writers(const struct page_job *job, struct writers_hold *h)
 	struct ivrdma_context *ctx = job->ctx;
 	sigset_t all;
 
-	*h = (struct writers_hold){.how = HELD_NOT, .src = (const uint64_t *)job->lo,
-				   .lo = job->lo, .len = job->hi - job->lo};
+	*h = (struct writers_hold){.how = HELD_NOT,
+				   .src = (const uint64_t *)job->lo,
+				   .lo = job->lo,
+				   .len = job->hi - job->lo};
 	if (!ctx)
 		return;
 	if (ivrdma_pages_freeze(ctx, job->lo, job->hi, false)) {
@@ -445,7 +447,8 @@ static void privatize_span(struct ivrdma_context *ctx, struct ivrdma_span *sp, b
 
 		if (any_region_page ? is_region_map(m, sp->file_dev, sp->file_ino)
 				    : at_home(sp, m, lo))
-			privatize(ctx, lo, hi, at_home(sp, m, lo) ? m->offset + (lo - m->lo) : NO_OFFSET);
+			privatize(ctx, lo, hi,
+				  at_home(sp, m, lo) ? m->offset + (lo - m->lo) : NO_OFFSET);
 	}
 }
 
@@ -532,7 +535,8 @@ static bool grow_in_place(struct ivrdma_context *ctx, struct ivrdma_span *sp, ui
 		goto undo;
 	if (end > sp->end && move_pages(ctx, sp->end, end, sp->base + (sp->end - sp->start))) {
 		if (start < sp->start)
-			privatize(ctx, start, sp->start, NO_OFFSET); /* the part in front had moved */
+			privatize(ctx, start, sp->start,
+				  NO_OFFSET); /* the part in front had moved */
 		goto undo;
 	}
 	sp->first_chunk -= n_before;

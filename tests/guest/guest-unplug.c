@@ -29,8 +29,8 @@
 
 #include "../provider/dp_common.h"
 
-#define MAX_OUT	    8	/* A's WRs in flight */
-#define N_RECV	    32	/* B's receives posted */
+#define MAX_OUT	    8  /* A's WRs in flight */
+#define N_RECV	    32 /* B's receives posted */
 #define MSG_LEN	    64
 #define OP_LEN	    4096
 #define W_SRC	    0 /* pattern 11: A's writes' source */
@@ -53,7 +53,7 @@ struct state {
 	struct ep a, b; /* one context: b shares a's ctx, pd and cq */
 	uint8_t *raw, *mem;
 	struct ibv_mr *mr;
-	int posted, completed, ok, flushed; /* A's send queue */
+	int posted, completed, ok, flushed;	/* A's send queue */
 	int rposted, rcompleted, rok, rflushed; /* B's receives */
 	int writes_ok, reads_ok, sends_ok;
 	uint64_t send_seq, next_recv_seq;
@@ -155,8 +155,8 @@ static void on_wc(struct state *s, const struct ibv_wc *wc, bool repost)
 		return;
 	s->rok++;
 	memcpy(&seq, s->mem + RECV_OFF + wc->wr_id * MSG_LEN, sizeof(seq));
-	CHECK(seq == s->next_recv_seq, "send %llu arrived, expected %llu",
-	      (unsigned long long)seq, (unsigned long long)s->next_recv_seq);
+	CHECK(seq == s->next_recv_seq, "send %llu arrived, expected %llu", (unsigned long long)seq,
+	      (unsigned long long)s->next_recv_seq);
 	s->next_recv_seq = seq + 1;
 	if (repost)
 		b_post_recv(s, (int)wc->wr_id);
@@ -238,8 +238,7 @@ static void poll_all(struct state *s)
 		poll_some(s, false);
 	usleep(200000);
 	CHECK(poll_some(s, false) == 0, "more completions than WRs");
-	CHECK(s->completed == s->posted, "A: %d WRs posted, %d completed", s->posted,
-	      s->completed);
+	CHECK(s->completed == s->posted, "A: %d WRs posted, %d completed", s->posted, s->completed);
 	CHECK(s->rcompleted == s->rposted, "B: %d receives posted, %d completed", s->rposted,
 	      s->rcompleted);
 	CHECK(s->rok == s->sends_ok, "B received %d, A's sends that succeeded %d", s->rok,
@@ -307,11 +306,12 @@ static void leave(struct state *s, pthread_t thread)
 	fill(s->mem, BUF_LEN, 78);
 	CHECK(pat_diff(s->mem, BUF_LEN, 78) == BUF_LEN, "the buffer after close");
 	free(s->raw);
-	printf("LEFT A: %d posted, %d ok, %d flushed; B: %d receives, %d ok, %d flushed;"
-	       " %d completions polled after the unplug; thread: %d rounds;"
-	       " events qp_fatal %d port_err %d device_fatal %d other %d; checks failed so far %d\n",
-	       s->posted, s->ok, s->flushed, s->rposted, s->rok, s->rflushed, polled, s->app_rounds,
-	       s->qp_fatal, s->port_err, s->device_fatal, s->other_events, check_failures);
+	printf(
+	    "LEFT A: %d posted, %d ok, %d flushed; B: %d receives, %d ok, %d flushed;"
+	    " %d completions polled after the unplug; thread: %d rounds;"
+	    " events qp_fatal %d port_err %d device_fatal %d other %d; checks failed so far %d\n",
+	    s->posted, s->ok, s->flushed, s->rposted, s->rok, s->rflushed, polled, s->app_rounds,
+	    s->qp_fatal, s->port_err, s->device_fatal, s->other_events, check_failures);
 }
 
 /* ivrdma0 opened, with a PD, a CQ and an active port; false if not (yet). */
@@ -364,11 +364,13 @@ static void rejoin(void)
 	pair_connect(&a, &b, IBV_QPT_RC, &rc_opts, &rc_opts);
 	REQUIRE(post_recv1(b.qp, 9, mem + RECV_OFF, MSG_LEN, mr->lkey) == 0, "post_recv");
 	REQUIRE(post1(a.qp, 1, IBV_WR_RDMA_WRITE, 0, mem + W_SRC, OP_LEN, mr->lkey,
-		      (uintptr_t)(mem + W_DST), mr->rkey) == 0, "post write");
+		      (uintptr_t)(mem + W_DST), mr->rkey) == 0,
+		"post write");
 	EXPECT_WC(a.cq, IBV_WC_SUCCESS, 1, IBV_WC_RDMA_WRITE, "write after the rejoin");
 	printf("FIRST-TRANSFER after %d opens, %.0f ms after the first\n", tries, now_ms() - t0);
 	REQUIRE(post1(a.qp, 2, IBV_WR_RDMA_READ, 0, mem + R_DST, OP_LEN, mr->lkey,
-		      (uintptr_t)(mem + R_SRC), mr->rkey) == 0, "post read");
+		      (uintptr_t)(mem + R_SRC), mr->rkey) == 0,
+		"post read");
 	EXPECT_WC(a.cq, IBV_WC_SUCCESS, 2, IBV_WC_RDMA_READ, "read after the rejoin");
 	fill(mem + SEND_OFF, MSG_LEN, 13);
 	REQUIRE(post1(a.qp, 3, IBV_WR_SEND, 0, mem + SEND_OFF, MSG_LEN, mr->lkey, 0, 0) == 0,
