@@ -244,7 +244,8 @@ static bool ivshm_held(struct ivshm_dev *dev, struct vm_fault *vmf)
  * dropped, then has the fault retried. Called with dev->lock read-held;
  * releases it.
  */
-static vm_fault_t ivshm_wait_release(struct ivshm_dev *dev, struct vm_fault *vmf)
+static vm_fault_t ivshm_wait_release(struct ivshm_dev *dev,
+				     struct vm_fault *vmf)
 {
 	unsigned int seq = dev->thaw_seq;
 
@@ -253,8 +254,8 @@ static vm_fault_t ivshm_wait_release(struct ivshm_dev *dev, struct vm_fault *vmf
 		return VM_FAULT_RETRY;
 	kref_get(&dev->ref);
 	mmap_read_unlock(vmf->vma->vm_mm);
-	wait_event_killable(dev->thaw_wq,
-			    READ_ONCE(dev->thaw_seq) != seq || READ_ONCE(dev->dead));
+	wait_event_killable(dev->thaw_wq, READ_ONCE(dev->thaw_seq) != seq ||
+					  READ_ONCE(dev->dead));
 	kref_put(&dev->ref, ivshm_free);
 	return VM_FAULT_RETRY;
 }
@@ -490,6 +491,7 @@ static void ivshm_zap_range(struct ivshm_dev *dev, struct mm_struct *mm,
 			    unsigned long start, unsigned long end)
 {
 	struct vm_area_struct *vma;
+	struct ivshm_file *vf;
 	unsigned long a, lo, hi;
 
 	mmap_read_lock(mm);
@@ -497,8 +499,10 @@ static void ivshm_zap_range(struct ivshm_dev *dev, struct mm_struct *mm,
 		vma = find_vma(mm, a);
 		if (!vma || vma->vm_start >= end)
 			break;
-		if (vma->vm_ops != &ivshm_vm_ops ||
-		    ((struct ivshm_file *)vma->vm_file->private_data)->dev != dev)
+		if (vma->vm_ops != &ivshm_vm_ops)
+			continue;
+		vf = vma->vm_file->private_data;
+		if (vf->dev != dev)
 			continue;
 		lo = max(a, vma->vm_start);
 		hi = min(end, vma->vm_end);
