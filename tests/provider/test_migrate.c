@@ -25,6 +25,7 @@
  * nothing could fault once the device is unplugged.
  *
  * usage: test_migrate IVRDMA_CLI   (IVRDMA_DIR and the provider from `ivrdma env`)
+ *        test_migrate --stand-by  (process C)
  */
 #include <pthread.h>
 #include <signal.h>
@@ -507,24 +508,37 @@ static void a_phase2(struct a_state *a, int sock)
 }
 
 /* C: a host process with a context open, stopped so that it never acknowledges. */
+static int stand_by(void)
+{
+	struct ibv_context *ctx = dp_open();
+	char c = 'r';
+
+	REQUIRE(write(1, &c, 1) == 1, "C: ready");
+	for (;;)
+		pause();
+	ibv_close_device(ctx);
+	return 0;
+}
+
+/*
+ * C runs this program again (test_migrate --stand-by), not a fork of A:
+ * A has threads, and a fork child of a threaded process may not start its
+ * own (ThreadSanitizer refuses it).
+ */
 static pid_t start_c(void)
 {
+	char *argv[] = {(char *)"/proc/self/exe", (char *)"--stand-by", NULL};
+	posix_spawn_file_actions_t fa;
 	int p[2];
 	char c;
 	pid_t pid;
 
 	REQUIRE(pipe(p) == 0, "pipe");
-	pid = fork();
-	REQUIRE(pid >= 0, "fork");
-	if (pid == 0) {
-		struct ibv_context *ctx = dp_open();
-
-		c = 'r';
-		CHECK(write(p[1], &c, 1) == 1, "C: ready");
-		for (;;)
-			pause();
-		ibv_close_device(ctx);
-	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	posix_spawn_file_actions_addclose(&fa, p[0]);
+	REQUIRE(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) == 0, "spawn C");
+	posix_spawn_file_actions_destroy(&fa);
 	close(p[1]);
 	REQUIRE(read(p[0], &c, 1) == 1, "C did not open the device");
 	close(p[0]);
@@ -582,6 +596,8 @@ int main(int argc, char **argv)
 	pid_t b;
 
 	REQUIRE(argc == 2, "usage: test_migrate IVRDMA_CLI");
+	if (!strcmp(argv[1], "--stand-by"))
+		return stand_by();
 	cli = argv[1];
 	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
 	b = fork();
