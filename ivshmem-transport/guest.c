@@ -226,14 +226,20 @@ static int guest_map_at(struct ivt *t, void *addr, uint64_t offset, size_t len, 
 }
 
 /* The handle is the device's fd: the hold is the driver's (IOC_HOLD). */
+/*
+ * Once the hold is on, nothing on the heap may be touched: 'g' itself may
+ * sit in the held pages (the heap around a registered buffer), and a fault
+ * there would wait for this very hold. So the fd is read before.
+ */
 static int guest_hold_pages(struct ivt *t, void *addr, size_t len)
 {
-	struct guest_priv *g = t->priv;
+	const struct guest_priv *g = t->priv;
 	struct ivrdma_ivshmem_hold req = {.addr = (uintptr_t)addr, .len = len};
+	int fd = g->fd;
 
-	if (ioctl(g->fd, IVRDMA_IVSHMEM_IOC_HOLD, &req) < 0)
+	if (ioctl(fd, IVRDMA_IVSHMEM_IOC_HOLD, &req) < 0)
 		return errno == ENOTTY ? -EOPNOTSUPP : -errno; /* ENOTTY: an older driver */
-	return g->fd;
+	return fd;
 }
 
 void ivt_release_pages(int handle)
