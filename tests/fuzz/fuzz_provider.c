@@ -106,6 +106,7 @@ static bool cq_open(const struct fuzz_params *p)
 	pthread_spin_init(&cq.lock, PTHREAD_PROCESS_PRIVATE);
 	cq.slot = p->cq;
 	cq.cons = shm_load_acquire64(&cq.view.slot->cons);
+	ivrdma_cq_set_geometry(&cq); /* as ivrdma_create_cq leaves it */
 	cq.vcq.cq.context = &ctx.ibv_ctx.context;
 	return true;
 }
