@@ -156,23 +156,56 @@ static void finish(struct daemon *d, char *text)
 }
 
 /*
+ * The checks both requests make: none waiting already, "VM [SECONDS]"
+ * naming a VM, a client to answer. Returns the VM's node index, or -1
+ * with the error answer in *answer.
+ */
+static int take_request(struct daemon *d, const struct ctl_client *c, const char *verb,
+			const char *args, char *name, int *seconds, char **answer)
+{
+	char err[256];
+	int node;
+
+	if (d->mig.client) {
+		*answer = ctl_error_json("another migrate request is waiting; try again after it");
+		return -1;
+	}
+	if (parse_args(args, name, seconds, err, sizeof(err)) ||
+	    (node = vm_node(d, name, err, sizeof(err))) < 0) {
+		*answer = ctl_error_json(err);
+		return -1;
+	}
+	if (!c) {
+		snprintf(err, sizeof(err), "%s needs a control connection to answer on", verb);
+		*answer = ctl_error_json(err);
+		return -1;
+	}
+	return node;
+}
+
+/* Client 'c' waits in d->mig, up to 'seconds', for what 'm' describes. */
+static void start_waiting(struct daemon *d, struct ctl_client *c, struct migration m, int seconds)
+{
+	m.client = c;
+	m.started_ms = monotonic_ms();
+	m.deadline_ms = m.started_ms + seconds * 1000ll;
+	d->mig = m;
+	ctl_client_hold(c, m.deadline_ms + 1000);
+}
+
+/*
  * Returns the answer, or NULL when it comes later (the request of client
  * 'c' waits in d->mig). With no client (NULL) the request is refused.
  */
 char *migrate_begin(struct daemon *d, struct ctl_client *c, const char *args)
 {
-	char name[IVRDMA_NAME_LEN], err[256];
+	char name[IVRDMA_NAME_LEN], err[256], *answer;
 	struct ivrdma_region_header *h = ivrdma_region_header(&d->region);
-	int seconds, node;
+	int seconds, node = take_request(d, c, "migrate-begin", args, name, &seconds, &answer);
 	uint32_t state;
 
-	if (d->mig.client)
-		return ctl_error_json("another migrate request is waiting; try again after it");
-	if (parse_args(args, name, &seconds, err, sizeof(err)) ||
-	    (node = vm_node(d, name, err, sizeof(err))) < 0)
-		return ctl_error_json(err);
-	if (!c)
-		return ctl_error_json("migrate-begin needs a control connection to answer on");
+	if (node < 0)
+		return answer;
 	state = shm_load_acquire32(&ivrdma_region_node(&d->region, (uint32_t)node)->state);
 	if (state != IVRDMA_NODE_ACTIVE && state != IVRDMA_NODE_SUSPENDING) {
 		snprintf(err, sizeof(err), "VM %s is not attached (state %s): nothing to tear down",
@@ -182,14 +215,12 @@ char *migrate_begin(struct daemon *d, struct ctl_client *c, const char *args)
 	node_set_state(d, (uint32_t)node, IVRDMA_NODE_SUSPENDING);
 	/* ivrdmad is suspend_seq's only writer; release: after the state above. */
 	shm_store_release32(&h->suspend_seq, shm_load_relaxed32(&h->suspend_seq) + 1);
-	d->mig = (struct migration){.client = c,
-				    .node = (uint32_t)node,
-				    .seq = shm_load_relaxed32(&h->suspend_seq),
-				    .started_ms = monotonic_ms(),
-				    .deadline_ms = monotonic_ms() + seconds * 1000ll};
+	start_waiting(
+	    d, c,
+	    (struct migration){.node = (uint32_t)node, .seq = shm_load_relaxed32(&h->suspend_seq)},
+	    seconds);
 	/* Counted now: the node's own contexts hand their records over as they leave. */
 	count_unacked(d, d->mig.seq, &d->mig.contexts, NULL);
-	ctl_client_hold(c, d->mig.deadline_ms + 1000);
 	server_ring_control_all(d);
 	log_info("migrate-begin %s: suspend_seq %u, waiting up to %d s for every context", name,
 		 d->mig.seq, seconds);
@@ -202,29 +233,19 @@ char *migrate_begin(struct daemon *d, struct ctl_client *c, const char *args)
  */
 char *migrate_end(struct daemon *d, struct ctl_client *c, const char *args)
 {
-	char name[IVRDMA_NAME_LEN], err[256];
-	int seconds, node;
+	char name[IVRDMA_NAME_LEN], *answer;
+	int seconds, node = take_request(d, c, "migrate-end", args, name, &seconds, &answer);
 	uint32_t state;
 
-	if (d->mig.client)
-		return ctl_error_json("another migrate request is waiting; try again after it");
-	if (parse_args(args, name, &seconds, err, sizeof(err)) ||
-	    (node = vm_node(d, name, err, sizeof(err))) < 0)
-		return ctl_error_json(err);
-	if (!c)
-		return ctl_error_json("migrate-end needs a control connection to answer on");
-	d->mig = (struct migration){.client = c,
-				    .node = (uint32_t)node,
-				    .ending = true,
-				    .started_ms = monotonic_ms(),
-				    .deadline_ms = monotonic_ms() + seconds * 1000ll};
+	if (node < 0)
+		return answer;
+	start_waiting(d, c, (struct migration){.node = (uint32_t)node, .ending = true}, seconds);
 	state = shm_load_acquire32(&ivrdma_region_node(&d->region, (uint32_t)node)->state);
 	if (state == IVRDMA_NODE_SUSPENDING && d->node_peers[node]) {
 		/* Called off: the device never left. Its contexts reopen. */
 		node_set_state(d, (uint32_t)node, IVRDMA_NODE_ACTIVE);
 		server_ring_control_all(d);
 	}
-	ctl_client_hold(c, d->mig.deadline_ms + 1000);
 	log_info("migrate-end %s: waiting up to %d s for it to be active", name, seconds);
 	return NULL; /* the loop's migrate_tick answers */
 }
