@@ -79,27 +79,38 @@ static struct msg recv_msg(int fd)
 	return m;
 }
 
+/* Starts argv[0] with its fd 'child_fd' the write end of a pipe; *read_end is ours. */
+static pid_t spawn_piped(char *const argv[], int child_fd, int *read_end)
+{
+	posix_spawn_file_actions_t fa;
+	int p[2];
+	pid_t pid;
+
+	REQUIRE(pipe(p) == 0, "pipe");
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[1], child_fd);
+	posix_spawn_file_actions_addclose(&fa, p[0]);
+	REQUIRE(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) == 0, "spawn %s", argv[0]);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	*read_end = p[0];
+	return pid;
+}
+
 /* Runs `ivrdma ARGS...`; its exit status, its stderr in 'err'. */
 static int run_cli(char *err, size_t len, const char *const *args)
 {
 	char *argv[8] = {(char *)cli};
-	posix_spawn_file_actions_t fa;
-	int pipefd[2], status = -1;
+	int fd, status = -1;
 	ssize_t n;
 	pid_t pid;
 
 	for (int i = 0; args[i] && i < 6; i++)
 		argv[i + 1] = (char *)args[i];
-	REQUIRE(pipe(pipefd) == 0, "pipe");
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-	REQUIRE(posix_spawn(&pid, cli, &fa, NULL, argv, environ) == 0, "spawn %s", cli);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	n = read(pipefd[0], err, len - 1);
+	pid = spawn_piped(argv, 2, &fd);
+	n = read(fd, err, len - 1);
 	err[n > 0 ? n : 0] = '\0';
-	close(pipefd[0]);
+	close(fd);
 	waitpid(pid, &status, 0);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
@@ -528,20 +539,12 @@ static int stand_by(void)
 static pid_t start_c(void)
 {
 	char *argv[] = {(char *)"/proc/self/exe", (char *)"--stand-by", NULL};
-	posix_spawn_file_actions_t fa;
-	int p[2];
+	int fd;
 	char c;
-	pid_t pid;
+	pid_t pid = spawn_piped(argv, 1, &fd);
 
-	REQUIRE(pipe(p) == 0, "pipe");
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-	posix_spawn_file_actions_addclose(&fa, p[0]);
-	REQUIRE(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) == 0, "spawn C");
-	posix_spawn_file_actions_destroy(&fa);
-	close(p[1]);
-	REQUIRE(read(p[0], &c, 1) == 1, "C did not open the device");
-	close(p[0]);
+	REQUIRE(read(fd, &c, 1) == 1, "C did not open the device");
+	close(fd);
 	return pid;
 }
 
