@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+#include <fcntl.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -90,4 +92,26 @@ int fuzz_image_load(struct ivrdma_region *r, struct fuzz_params *params, const u
 	if (rc == 0)
 		apply_patches(r, data, size);
 	return rc;
+}
+
+int fuzz_protocol_fds(bool memfds)
+{
+	DIR *fds = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!fds)
+		abort();
+	while ((e = readdir(fds))) {
+		char target[64];
+		ssize_t len = readlinkat(dirfd(fds), e->d_name, target, sizeof(target) - 1);
+
+		if (len < 0)
+			continue;
+		target[len] = '\0';
+		n += !strncmp(target, "socket:", 7) || !strcmp(target, "anon_inode:[eventfd]") ||
+		     (memfds && !strncmp(target, "/memfd:", 7));
+	}
+	closedir(fds);
+	return n;
 }

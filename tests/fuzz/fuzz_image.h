@@ -18,6 +18,7 @@
 #define IVRDMA_FUZZ_IMAGE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "region.h"
@@ -71,5 +72,12 @@ uint8_t *fuzz_image(void);
  */
 int fuzz_image_load(struct ivrdma_region *r, struct fuzz_params *params, const uint8_t *data,
 		    size_t size);
+
+/*
+ * The sockets and eventfds this process has open, and its memfds if
+ * 'memfds': what a run may leak. Other fds come and go under libFuzzer
+ * (its symbolizer's pipes).
+ */
+int fuzz_protocol_fds(bool memfds);
 
 #endif /* IVRDMA_FUZZ_IMAGE_H */

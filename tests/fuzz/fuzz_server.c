@@ -15,7 +15,6 @@
  * Input: a script, one byte per step (op in the low 3 bits, client in the
  * next 2), some steps followed by their bytes.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +27,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "fuzz_image.h"
 #include "ivshmem_msg.h"
 #include "log.h"
 
@@ -60,31 +60,6 @@ static void stop(void)
 	contexts_free(&d);
 	region_store_destroy(&d.store);
 	rmdir(dir);
-}
-
-/*
- * Sockets and eventfds open: what a run may leak. Other fds come and go
- * under libFuzzer (its symbolizer's pipes).
- */
-static int protocol_fds(void)
-{
-	DIR *fds = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!fds)
-		abort();
-	while ((e = readdir(fds))) {
-		char target[64];
-		ssize_t len = readlinkat(dirfd(fds), e->d_name, target, sizeof(target) - 1);
-
-		if (len < 0)
-			continue;
-		target[len] = '\0';
-		n += !strncmp(target, "socket:", 7) || !strcmp(target, "anon_inode:[eventfd]");
-	}
-	closedir(fds);
-	return n;
 }
 
 /* ivrdmad's start(), in a private directory and shm object, quiet. */
@@ -121,7 +96,7 @@ static void start(void)
 	atexit(stop);
 	for (int i = 0; i < CLIENTS; i++)
 		clients[i].sock = -1;
-	baseline_fds = protocol_fds();
+	baseline_fds = fuzz_protocol_fds(false);
 }
 
 static void client_connect(struct client *c, const char *name)
@@ -228,7 +203,7 @@ static void check_quiet(void)
 	for (uint32_t i = 0; i < d.cfg.max_peers; i++)
 		if (d.peers[i] || ivrdma_region_peer(&d.region, i)->state != IVRDMA_PEER_FREE)
 			abort();
-	if (protocol_fds() != baseline_fds)
+	if (fuzz_protocol_fds(false) != baseline_fds)
 		abort();
 }
 

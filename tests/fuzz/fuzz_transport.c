@@ -12,7 +12,6 @@
  * Input: messages, each a kind byte (low 3 bits: enum kind) and a
  * little-endian int16 value.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "fuzz_image.h"
 #include "ivshmem_msg.h"
 #include "ivshmem_transport.h"
 
@@ -40,29 +40,6 @@ struct script {
 	const uint8_t *data;
 	size_t size;
 };
-
-/* Sockets, eventfds and memfds open: what a run may leak. */
-static int protocol_fds(void)
-{
-	DIR *fds = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!fds)
-		abort();
-	while ((e = readdir(fds))) {
-		char target[64];
-		ssize_t len = readlinkat(dirfd(fds), e->d_name, target, sizeof(target) - 1);
-
-		if (len < 0)
-			continue;
-		target[len] = '\0';
-		n += !strncmp(target, "socket:", 7) || !strcmp(target, "anon_inode:[eventfd]") ||
-		     !strncmp(target, "/memfd:", 7);
-	}
-	closedir(fds);
-	return n;
-}
 
 /* A region as ivrdmad formats it, in a memfd; and a memfd with nothing in it. */
 static void make_regions(void)
@@ -166,7 +143,7 @@ static void start(void)
 	if (sem_init(&script_ready, 0, 0) || sem_init(&script_done, 0, 0) ||
 	    pthread_create(&server, NULL, serve, NULL))
 		abort();
-	baseline_fds = protocol_fds();
+	baseline_fds = fuzz_protocol_fds(true);
 }
 
 /* What a context does with a transport: notices, doorbells, then detach. */
@@ -197,7 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		use(t);
 	while (sem_wait(&script_done))
 		continue;
-	if (protocol_fds() != baseline_fds)
+	if (fuzz_protocol_fds(true) != baseline_fds)
 		abort();
 	return 0;
 }
