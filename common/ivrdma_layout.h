@@ -20,6 +20,8 @@
  *   | object tables      |  fixed-size slots, owner tag first
  *   +--------------------+ ctxs.offset
  *   | context table      |  one record per open verbs context: its counters
+ *   +--------------------+ listeners.offset
+ *   | listener table     |  one entry per RDMA CM listen: node, port, agent QP
  *   +--------------------+ chunk_tags.offset
  *   | chunk owner tags   |  one u32 per chunk
  *   +--------------------+ chunk_area_offset (chunk aligned)
@@ -34,7 +36,7 @@
 #include <stdint.h>
 
 #define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION  6u
+#define IVRDMA_LAYOUT_VERSION  7u
 #define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
@@ -88,7 +90,9 @@ struct ivrdma_region_header {
 	uint32_t host_node;	  /* index of the host's node entry */
 	struct ivrdma_table ctxs; /* context records (struct ivrdma_ctx_slot) */
 	uint32_t suspend_seq;	  /* atomic: see "Suspending a node" below */
-	uint8_t reserved[IVRDMA_HEADER_SIZE - 212];
+	uint32_t reserved0;
+	struct ivrdma_table listeners; /* struct ivrdma_listener: see "Listening" below */
+	uint8_t reserved[IVRDMA_HEADER_SIZE - 232];
 };
 static_assert(offsetof(struct ivrdma_region_header, region_id) == 24, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, dir_generation) == 40, "header layout");
@@ -99,6 +103,7 @@ static_assert(offsetof(struct ivrdma_region_header, subnet_prefix) == 176, "head
 static_assert(offsetof(struct ivrdma_region_header, host_node) == 188, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, ctxs) == 192, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, suspend_seq) == 208, "header layout");
+static_assert(offsetof(struct ivrdma_region_header, listeners) == 216, "header layout");
 static_assert(sizeof(struct ivrdma_region_header) == IVRDMA_HEADER_SIZE, "header size");
 
 enum ivrdma_node_state {
@@ -114,10 +119,15 @@ enum ivrdma_node_kind {
 	IVRDMA_NODE_VM = 2,
 };
 
+#define IVRDMA_NODE_ADDRS 3u /* IP addresses a node answers to in RDMA CM */
+
 /*
- * One per node. The identity (name, GUID, GID) is fixed by the daemon's
- * configuration and survives the node leaving and coming back; the LID is
- * the slot index + 1 and the epoch counts the node's (re)joins.
+ * One per node. The identity (name, GUID, GID, IP addresses) is fixed by
+ * the daemon's configuration and survives the node leaving and coming
+ * back; the LID is the slot index + 1 and the epoch counts the node's
+ * (re)joins. The addresses are what RDMA CM resolves to this node, each
+ * IPv6 or IPv4-mapped (::ffff:a.b.c.d); a loopback address always means
+ * the resolver's own node and is never listed.
  */
 struct ivrdma_node {
 	uint32_t state; /* atomic: enum ivrdma_node_state */
@@ -128,11 +138,14 @@ struct ivrdma_node {
 	uint64_t node_guid;	    /* host byte order */
 	uint8_t gid[16];	    /* network byte order, as in union ibv_gid */
 	char name[IVRDMA_NAME_LEN]; /* NUL-terminated */
-	uint8_t reserved[56];
+	uint8_t nr_addrs;	    /* at most IVRDMA_NODE_ADDRS */
+	uint8_t reserved[7];
+	uint8_t addrs[IVRDMA_NODE_ADDRS][16];
 };
 static_assert(offsetof(struct ivrdma_node, node_guid) == 16, "node layout");
 static_assert(offsetof(struct ivrdma_node, gid) == 24, "node layout");
 static_assert(offsetof(struct ivrdma_node, name) == 40, "node layout");
+static_assert(offsetof(struct ivrdma_node, addrs) == 80, "node layout");
 static_assert(sizeof(struct ivrdma_node) == 128, "node size");
 
 enum ivrdma_peer_state {
@@ -561,6 +574,52 @@ static_assert(offsetof(struct ivrdma_ctx_slot, destroyed) == 64, "context slot l
  *   cannot connect to a node that is not ACTIVE (RTR checks the node).
  */
 static_assert(sizeof(struct ivrdma_ctx_slot) == IVRDMA_CTX_SLOT_SIZE, "context slot size");
+
+/*
+ * --- Listening (RDMA CM) ---------------------------------------------------
+ *
+ * RDMA CM is emulated in each process (libivrdma-preload.so): a process's
+ * CM agent owns a UD QP, and connection messages go from agent to agent.
+ * A listener is how an agent on another node finds that QP: an rdma_listen()
+ * on (node, port space, port), optionally one address, claims an entry.
+ *
+ * Claiming: compare-and-swap hdr.owner 0 -> the owner tag; write every
+ *   other field; store state LISTENING (release). Then look for another
+ *   LISTENING entry with the same node, port space and port whose address
+ *   overlaps (either is unbound, or both equal): if one has a lower index,
+ *   this claim lost; it releases the entry and the listen fails with
+ *   EADDRINUSE. Of two racing claims the one with the higher index gives
+ *   way, so at most one survives.
+ * Looking up (any participant): load state (acquire); only a LISTENING
+ *   entry's fields are read, and the lowest-indexed match is the listener.
+ *   A message sent to a listener that has just gone is lost like any UD
+ *   datagram to a QP that no longer exists; the sender's timeout covers it.
+ * Releasing: store state FREE (release), then hdr.owner 0. ivrdmad frees
+ *   the entries of a peer that died, as it frees its other slots.
+ */
+enum ivrdma_listener_state {
+	IVRDMA_LISTENER_FREE = 0,
+	IVRDMA_LISTENER_LISTENING = 1,
+};
+
+struct ivrdma_listener {
+	struct ivrdma_obj_hdr hdr;
+	uint32_t state;	     /* atomic: enum ivrdma_listener_state */
+	uint16_t node;	     /* index into the node directory */
+	uint16_t port_space; /* enum rdma_ucm_port_space: RDMA_PS_TCP, RDMA_PS_UDP, ... */
+	uint16_t port;	     /* host byte order */
+	uint8_t bound;	     /* 1: only 'addr'; 0: any address of the node */
+	uint8_t reserved0;
+	uint32_t agent_qpn; /* the owner's CM agent UD QP, its Q_Key below */
+	uint32_t agent_qkey;
+	uint32_t listen_id; /* the owner's own name for the listening ID */
+	uint8_t addr[16];   /* IPv6, or IPv4-mapped */
+	uint8_t reserved[16];
+};
+static_assert(offsetof(struct ivrdma_listener, state) == 8, "listener layout");
+static_assert(offsetof(struct ivrdma_listener, agent_qpn) == 20, "listener layout");
+static_assert(offsetof(struct ivrdma_listener, addr) == 32, "listener layout");
+static_assert(sizeof(struct ivrdma_listener) == 64, "listener size");
 
 #define IVRDMA_DEFAULT_CHUNK_SHIFT 16u /* 64 KiB */
 #define IVRDMA_MIN_CHUNK_SHIFT	   12u /* a page: MRs are mapped chunk by chunk */

@@ -38,7 +38,7 @@ static bool spans_disjoint(const struct span *s, int n)
 
 static int check_tables(struct ivrdma_region *r, const char **why)
 {
-	struct span s[9];
+	struct span s[10];
 
 	if (!table_span(&r->nodes, sizeof(struct ivrdma_node), r->size, &s[0]) ||
 	    !table_span(&r->peers, sizeof(struct ivrdma_peer), r->size, &s[1]) ||
@@ -47,7 +47,8 @@ static int check_tables(struct ivrdma_region *r, const char **why)
 	    !table_span(&r->srqs, IVRDMA_SRQ_SLOT_SIZE, r->size, &s[4]) ||
 	    !table_span(&r->mrs, IVRDMA_MR_SLOT_SIZE, r->size, &s[5]) ||
 	    !table_span(&r->chunk_tags, sizeof(uint32_t), r->size, &s[6]) ||
-	    !table_span(&r->ctxs, IVRDMA_CTX_SLOT_SIZE, r->size, &s[8])) {
+	    !table_span(&r->ctxs, IVRDMA_CTX_SLOT_SIZE, r->size, &s[8]) ||
+	    !table_span(&r->listeners, sizeof(struct ivrdma_listener), r->size, &s[9])) {
 		*why = "a table lies outside the region or has a wrong entry size";
 		return -EPROTO;
 	}
@@ -65,7 +66,7 @@ static int check_tables(struct ivrdma_region *r, const char **why)
 	}
 	s[7].start = r->chunk_area_offset;
 	s[7].end = r->chunk_area_offset + ((uint64_t)r->nr_chunks << r->chunk_shift);
-	if (!spans_disjoint(s, 9)) {
+	if (!spans_disjoint(s, 10)) {
 		*why = "tables overlap";
 		return -EPROTO;
 	}
@@ -112,6 +113,7 @@ int ivrdma_region_open(struct ivrdma_region *r, void *base, uint64_t size, const
 	r->srqs = h.srqs;
 	r->mrs = h.mrs;
 	r->ctxs = h.ctxs;
+	r->listeners = h.listeners;
 	r->chunk_tags = h.chunk_tags;
 	r->chunk_area_offset = h.chunk_area_offset;
 	r->chunk_shift = h.chunk_shift;
@@ -287,4 +289,5 @@ void ivrdma_region_reclaim_peer(const struct ivrdma_region *r, uint16_t peer_id,
 	count->srqs = reclaim_table(r, &r->srqs, peer_id);
 	count->mrs = reclaim_table(r, &r->mrs, peer_id);
 	count->ctxs = reclaim_table(r, &r->ctxs, peer_id);
+	count->listeners = reclaim_table(r, &r->listeners, peer_id);
 }
