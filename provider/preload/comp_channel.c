@@ -64,7 +64,8 @@ static int open_channel_fd(void)
 	return fd;
 }
 
-struct ibv_comp_channel *ibv_create_comp_channel(struct ibv_context *context)
+__attribute__((visibility("default"))) struct ibv_comp_channel *
+ibv_create_comp_channel(struct ibv_context *context)
 {
 	struct ibv_comp_channel *channel;
 
