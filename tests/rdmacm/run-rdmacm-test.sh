@@ -1,0 +1,118 @@
+#!/bin/bash
+# RDMA CM over ivrdma0 in host mode: a real ivrdmad, `ivrdma setup` and
+# `ivrdma env`, then librdmacm (unchanged, from Debian) through the
+# preload's rdma_cm device.
+#
+# usage: run-rdmacm-test.sh api|tools|perftest IVRDMAD IVRDMA PROVIDER_SO TEST_RDMACM
+#   api       test_rdmacm.c: librdmacm's API, data checked, errors and a dying peer
+#   tools     rdmacm-utils: rping -V, ucmatose, udaddy, rdma_server/client,
+#             rstream, riostream
+#   perftest  perftest's latency and bandwidth tests with -R
+# env: IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
+set -euo pipefail
+# shellcheck source=../lib/ivrdmad.sh
+. "$(dirname "$0")/../lib/ivrdmad.sh"
+
+mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=$5
+dir=$(mktemp -d /tmp/ivrdma-rdmacm.XXXXXX)
+shm=/ivrdma-rdmacm-$$
+daemon_pid=
+server_pid=
+
+cleanup() {
+	local rc=$?
+	[[ -z $server_pid ]] || kill -KILL "$server_pid" 2>/dev/null || true
+	if [[ -n $daemon_pid ]]; then
+		kill -TERM "$daemon_pid" 2>/dev/null || true
+		wait "$daemon_pid" 2>/dev/null || true
+	fi
+	if ((rc != 0)) && [[ -f $dir/ivrdmad.log ]]; then
+		echo "--- ivrdmad log" >&2
+		cat "$dir/ivrdmad.log" >&2
+	fi
+	rm -f "/dev/shm${shm}"
+	rm -rf "$dir"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+"$ivrdmad" --dir "$dir" --shm "$shm" --size 64M >"$dir/ivrdmad.log" 2>&1 &
+daemon_pid=$!
+ivrdmad_ready "$ivrdma" "$dir" "$daemon_pid" || fail "no ivrdmad"
+"$ivrdma" --dir "$dir" setup --sysfs "$dir/sysfs" >/dev/null
+eval "$("$ivrdma" --dir "$dir" env --sysfs "$dir/sysfs" --provider "$provider")"
+[[ ${LD_PRELOAD:-} == *libivrdma-preload.so ]] || fail "ivrdma env: no preload"
+# A sanitizer runtime must come first in LD_PRELOAD, ahead of the preload.
+if [[ -n ${IVRDMA_PRELOAD:-} ]]; then
+	export LD_PRELOAD=$IVRDMA_PRELOAD:$LD_PRELOAD ASAN_OPTIONS=detect_leaks=0
+fi
+
+next_port=$((20000 + RANDOM % 20000))
+
+# pair NAME 'SERVER ARGS' 'CLIENT ARGS' [PATTERN]: the server in the
+# background, then the client; both must exit 0, and the client's output
+# must match PATTERN. Ports are RDMA CM's own (ivrdma's listener table),
+# not the kernel's, so any will do.
+pair() {
+	local name=$1 server=$2 client=$3 pattern=${4:-} port=$((next_port++)) rc=0
+	server=${server//PORT/$port}
+	client=${client//PORT/$port}
+	# shellcheck disable=SC2086
+	timeout -k 5 60 $server >"$dir/$name.server" 2>&1 &
+	server_pid=$!
+	sleep 0.5
+	# shellcheck disable=SC2086
+	timeout -k 5 60 $client >"$dir/$name.client" 2>&1 || rc=$?
+	if ((rc != 0)); then
+		cat "$dir/$name.client" >&2
+		fail "$name: client exited $rc"
+	fi
+	rc=0
+	wait "$server_pid" || rc=$?
+	server_pid=
+	if ((rc != 0)); then
+		cat "$dir/$name.server" >&2
+		fail "$name: server exited $rc"
+	fi
+	if [[ -n $pattern ]] && ! grep -Eq -- "$pattern" "$dir/$name.client"; then
+		cat "$dir/$name.client" >&2
+		fail "$name: no '$pattern' in the client's output"
+	fi
+	echo "ok $name"
+}
+
+check_tools() {
+	pair rping "rping -s -a 127.0.0.1 -p PORT -C 50 -S 4000 -V" \
+		"rping -c -a 127.0.0.1 -p PORT -C 50 -S 4000 -V -v" "rdma-ping-49"
+	pair ucmatose "ucmatose -p PORT -c 4 -C 20 -S 4096" \
+		"ucmatose -s 127.0.0.1 -p PORT -c 4 -C 20 -S 4096" "return status 0"
+	pair udaddy "udaddy -c 4 -C 20" "udaddy -s 127.0.0.1 -c 4 -C 20" "return status 0"
+	pair rdma_server "rdma_server -p PORT" "rdma_client -s 127.0.0.1 -p PORT" \
+		"rdma_client: end 0"
+	pair rstream "rstream -p PORT -S 65536 -C 200" \
+		"rstream -s 127.0.0.1 -p PORT -S 65536 -C 200" "custom +64k +200"
+	pair riostream "riostream -p PORT -S 65536 -C 200" \
+		"riostream -s 127.0.0.1 -p PORT -S 65536 -C 200" "custom +64k +200"
+}
+
+check_perftest() {
+	local t
+	for t in ib_send_lat ib_write_lat ib_read_lat ib_atomic_lat ib_send_bw ib_write_bw \
+		ib_read_bw; do
+		pair "$t" "$t -R -n 500 -p PORT" "$t -R -n 500 -p PORT 127.0.0.1" \
+			"^[[:space:]]*[0-9]+[[:space:]]+500[[:space:]]"
+	done
+}
+
+case $mode in
+api) timeout -k 5 150 "$test_bin" ;;
+tools) check_tools ;;
+perftest) check_perftest ;;
+*) fail "unknown mode $mode" ;;
+esac
