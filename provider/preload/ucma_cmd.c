@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -300,6 +301,19 @@ static const struct {
     [RDMA_USER_CM_CMD_JOIN_MCAST] = {do_unsupported, 0},
 };
 
+/* IVRDMA_UCMA_DEBUG=1: each command and its result on stderr. */
+static bool debug_enabled(void)
+{
+	static int enabled = -1;
+
+	if (enabled < 0) {
+		const char *v = getenv("IVRDMA_UCMA_DEBUG");
+
+		enabled = v && *v && strcmp(v, "0") != 0;
+	}
+	return enabled;
+}
+
 int ucma_cmd_run(struct ucma_channel *ch, const void *buf, size_t len)
 {
 	struct rdma_ucm_cmd_hdr hdr;
@@ -320,5 +334,8 @@ int ucma_cmd_run(struct ucma_channel *ch, const void *buf, size_t len)
 	pthread_mutex_lock(&ucma.lock);
 	err = commands[hdr.cmd].run(&c);
 	pthread_mutex_unlock(&ucma.lock);
+	if (debug_enabled())
+		fprintf(stderr, "ivrdma rdma_cm: fd %d command %u: %s\n", ch->fd, hdr.cmd,
+			err ? strerror(-err) : "ok");
 	return err;
 }

@@ -27,6 +27,7 @@
 #define UCMA_QP_TIMEOUT	   14u		/* 4.096 us * 2^14 = 67 ms */
 #define UCMA_SIDR_UNSUPPORTED 1u	/* SIDR REP status: no such service */
 #define UCMA_SIDR_REJECT      2u	/* SIDR REP status: refused */
+#define UCMA_RETRY_MASK	      7u	/* retry counts are 3-bit fields in IB's CM */
 
 static uint32_t random_psn(void)
 {
@@ -132,8 +133,8 @@ static void build_req(struct ucma_id *id, const struct ivrdma_cm_listener *l, in
 	m->responder_resources = p->responder_resources;
 	m->initiator_depth = p->initiator_depth;
 	m->flow_control = p->flow_control;
-	m->retry_count = p->retry_count;
-	m->rnr_retry_count = p->rnr_retry_count;
+	m->retry_count = p->retry_count & UCMA_RETRY_MASK;
+	m->rnr_retry_count = p->rnr_retry_count & UCMA_RETRY_MASK;
 	m->srq = p->srq;
 	m->src = id->src;
 	m->dst = id->dst;
@@ -155,7 +156,7 @@ int ucma_conn_connect(struct ucma_id *id, const struct rdma_ucm_conn_param *p)
 	id->my_psn = random_psn();
 	id->responder_resources = p->responder_resources;
 	id->initiator_depth = p->initiator_depth;
-	id->retry_count = p->retry_count;
+	id->retry_count = p->retry_count & UCMA_RETRY_MASK;
 	entry = ucma_agent_dir()->find_listener(ucma_agent_context(), id->peer.node, id->port_space,
 						id->dst.port, id->dst.ip, &l);
 	if (entry < 0) { /* what the peer's CM would answer */
@@ -205,7 +206,7 @@ static int accept_passive(struct ucma_id *id, const struct rdma_ucm_conn_param *
 	m.responder_resources = p->responder_resources;
 	m.initiator_depth = p->initiator_depth;
 	m.flow_control = p->flow_control;
-	m.rnr_retry_count = p->rnr_retry_count;
+	m.rnr_retry_count = p->rnr_retry_count & UCMA_RETRY_MASK;
 	m.srq = p->srq;
 	id->state = UCMA_REP_SENT;
 	send_armed(id, &m);
@@ -440,8 +441,8 @@ static struct ucma_id *new_child(struct ucma_id *l, const struct ucma_msg *m, ui
 	c->my_psn = random_psn();
 	c->responder_resources = m->initiator_depth;
 	c->initiator_depth = m->responder_resources;
-	c->retry_count = m->retry_count;
-	c->rnr_retry_count = m->rnr_retry_count;
+	c->retry_count = m->retry_count & UCMA_RETRY_MASK;
+	c->rnr_retry_count = m->rnr_retry_count & UCMA_RETRY_MASK;
 	l->pending++;
 	return c;
 }
@@ -495,7 +496,7 @@ static void on_rep(struct ucma_id *id, const struct ucma_msg *m)
 		id->responder_resources = m->initiator_depth;
 	if (m->responder_resources < id->initiator_depth)
 		id->initiator_depth = m->responder_resources;
-	id->rnr_retry_count = m->rnr_retry_count;
+	id->rnr_retry_count = m->rnr_retry_count & UCMA_RETRY_MASK;
 	id->state = UCMA_REP_RCVD;
 	ucma_event_post_conn(id, id, UCMA_EVENT_CONNECT_RESPONSE, 0, m);
 }
