@@ -60,6 +60,20 @@ static json_object *region_json(struct daemon *d)
 	return o;
 }
 
+/* The addresses of node 'index' as configured (never the region's copy, which anyone may write). */
+static json_object *node_addrs_json(const struct daemon *d, uint32_t index)
+{
+	const struct node_addrs *a = &d->cfg.addrs[index];
+	json_object *arr = json_object_new_array();
+	char text[64];
+
+	for (uint32_t i = 0; i < a->nr; i++) {
+		addrs_format(a->ip[i], text, sizeof(text));
+		json_object_array_add(arr, json_object_new_string(text));
+	}
+	return arr;
+}
+
 static json_object *node_json(struct daemon *d, uint32_t index)
 {
 	const struct ivrdma_node *n = ivrdma_region_node(&d->region, index);
@@ -79,6 +93,7 @@ static json_object *node_json(struct daemon *d, uint32_t index)
 	json_object_object_add(o, "lid", json_object_new_int(index + 1));
 	json_object_object_add(o, "guid", json_object_new_string(guid));
 	json_object_object_add(o, "gid", json_object_new_string(gid));
+	json_object_object_add(o, "addrs", node_addrs_json(d, index));
 	json_object_object_add(o, "epoch", json_object_new_int64(d->node_epoch[index]));
 	json_object_object_add(o, "peers", peers);
 	return o;

@@ -28,6 +28,15 @@ struct vm_config {
 	uint64_t guid; /* 0: derived from the name */
 };
 
+/* The IP addresses RDMA CM resolves to one node (--addr), as the region stores them. */
+struct node_addrs {
+	uint32_t nr;
+	uint8_t ip[IVRDMA_NODE_ADDRS][16]; /* IPv6, or IPv4-mapped (::ffff:a.b.c.d) */
+};
+
+/* Most --addr options: each names at least one address. */
+#define ADDR_ARGS_MAX (IVRDMA_MAX_NODES * IVRDMA_NODE_ADDRS)
+
 struct daemon_config {
 	const char *dir;       /* sockets live here */
 	const char *shm_name;  /* POSIX shm object, unless hugetlbfs is set */
@@ -41,6 +50,10 @@ struct daemon_config {
 	struct vm_config vms[IVRDMA_MAX_NODES - 1];
 	uint32_t nr_vms;
 	uint32_t socket_mode; /* permissions of the sockets and the region */
+	/* --addr as given: read once every --vm is known, wherever it stands */
+	const char *addr_args[ADDR_ARGS_MAX];
+	uint32_t nr_addr_args;
+	struct node_addrs addrs[IVRDMA_MAX_NODES]; /* by node index: the host 0, VM i i + 1 */
 };
 
 /* The backing store of the region: a shm object or a hugetlbfs file. */
@@ -141,6 +154,15 @@ int region_format(struct region_store *s, const struct daemon_config *cfg);
 uint64_t subnet_prefix_derive(const char *store_path, const char *dir);
 int subnet_prefix_parse(const char *s, uint64_t *out);
 void subnet_prefix_format(uint64_t prefix, char *out, size_t len);
+
+/* addrs.c: the nodes' IP addresses */
+/*
+ * Reads cfg->addr_args into cfg->addrs, once the VMs are known. Returns 0,
+ * or -EINVAL after saying on stderr which address is refused and why.
+ */
+int addrs_resolve(struct daemon_config *cfg);
+/* An address as people write it: dotted quad for IPv4-mapped, else IPv6 text. */
+void addrs_format(const uint8_t ip[16], char *out, size_t len);
 
 /* directory.c */
 uint64_t directory_guid_for_name(const char *name);

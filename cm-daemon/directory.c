@@ -2,7 +2,7 @@
 /*
  * The node directory: who is on this region. Node identities come from the
  * configuration (the host, and one entry per configured VM), so a VM keeps
- * its GUID, GID and LID when it leaves and comes back.
+ * its GUID, GID, LID and IP addresses when it leaves and comes back.
  */
 #include <stdio.h>
 #include <string.h>
@@ -64,18 +64,25 @@ const char *directory_node_name(const struct daemon *d, uint32_t node)
 	return node <= d->cfg.nr_vms ? d->cfg.vms[node - 1].name : "?";
 }
 
-static void init_node(struct ivrdma_node *n, uint32_t index, uint16_t kind, const char *name,
-		      uint64_t guid, uint64_t subnet_prefix)
+/* Writes node entry 'index' as configured: identity and addresses, state ABSENT. */
+static void init_node(struct daemon *d, uint32_t index, uint64_t subnet_prefix)
 {
+	struct ivrdma_node *n = ivrdma_region_node(&d->region, index);
+	const struct node_addrs *a = &d->cfg.addrs[index];
+	uint64_t guid = index == 0 ? d->cfg.host_guid : d->cfg.vms[index - 1].guid;
+	const char *name = directory_node_name(d, index);
+
 	memset(n, 0, sizeof(*n));
 	n->lid = (uint16_t)(index + 1);
-	n->kind = kind;
+	n->kind = index == 0 ? IVRDMA_NODE_HOST : IVRDMA_NODE_VM;
 	n->node_guid = guid ? guid : directory_guid_for_name(name);
 	for (int i = 0; i < 8; i++) {
 		n->gid[i] = (uint8_t)(subnet_prefix >> (56 - 8 * i));
 		n->gid[8 + i] = (uint8_t)(n->node_guid >> (56 - 8 * i));
 	}
 	snprintf(n->name, sizeof(n->name), "%s", name);
+	n->nr_addrs = (uint8_t)a->nr;
+	memcpy(n->addrs, a->ip, (size_t)a->nr * 16);
 	shm_store_release32(&n->state, IVRDMA_NODE_ABSENT);
 }
 
@@ -90,12 +97,11 @@ void directory_init(struct daemon *d)
 	struct ivrdma_node *host = ivrdma_region_node(&d->region, 0);
 
 	/* The host is present as long as its daemon is. */
-	init_node(host, 0, IVRDMA_NODE_HOST, directory_node_name(d, 0), d->cfg.host_guid, prefix);
+	init_node(d, 0, prefix);
 	host->epoch = d->node_epoch[0] = 1;
 	shm_store_release32(&host->state, IVRDMA_NODE_ACTIVE);
 	for (uint32_t i = 0; i < d->cfg.nr_vms; i++)
-		init_node(ivrdma_region_node(&d->region, i + 1), i + 1, IVRDMA_NODE_VM,
-			  d->cfg.vms[i].name, d->cfg.vms[i].guid, prefix);
+		init_node(d, i + 1, prefix);
 	bump_generation(d);
 }
 

@@ -15,7 +15,8 @@ static const char usage_text[] =
     "usage: ivrdma [--dir DIR] COMMAND [ARGS]\n"
     "  --dir DIR        where ivrdmad's sockets are (/run/ivrdma, or $IVRDMA_DIR)\n"
     "commands:\n"
-    "  status [--json]  nodes, peers, GIDs, LIDs, region usage, contexts and their counters\n"
+    "  status [--json]  nodes, peers, GIDs, LIDs, IP addresses, region usage, contexts and\n"
+    "                   their counters\n"
 #ifdef IVRDMA_HAVE_SETUP
     "  setup            write the sysfs tree and device node for local ivrdma devices\n"
     "  env              print the environment verbs programs need\n"
@@ -57,15 +58,19 @@ static void print_region(json_object *doc)
 	       (long long)get_int(r, "max_peers"));
 }
 
-static void print_peer_list(json_object *peers)
+/* A JSON array's items (peer IDs, addresses), comma-separated into 'buf'; "-" for none. */
+static const char *join_list(json_object *arr, char *buf, size_t len)
 {
-	size_t n = peers ? json_object_array_length(peers) : 0;
+	size_t n = arr ? json_object_array_length(arr) : 0, used = 0;
 
-	if (n == 0)
-		fputs("-", stdout);
-	for (size_t i = 0; i < n; i++)
-		printf("%s%d", i ? "," : "",
-		       json_object_get_int(json_object_array_get_idx(peers, i)));
+	snprintf(buf, len, "-");
+	for (size_t i = 0; i < n && used < len; i++) {
+		int k = snprintf(buf + used, len - used, "%s%s", i ? "," : "",
+				 json_object_get_string(json_object_array_get_idx(arr, i)));
+
+		used += k > 0 ? (size_t)k : 0;
+	}
+	return buf;
 }
 
 static void print_nodes(json_object *doc)
@@ -74,17 +79,19 @@ static void print_nodes(json_object *doc)
 
 	if (!json_object_object_get_ex(doc, "nodes", &nodes))
 		return;
-	printf("%-16s %-4s %-10s %4s %-19s %-39s %s\n", "NODE", "KIND", "STATE", "LID", "GUID",
-	       "GID", "PEERS");
+	printf("%-16s %-4s %-10s %4s %-19s %-39s %-8s %s\n", "NODE", "KIND", "STATE", "LID", "GUID",
+	       "GID", "PEERS", "ADDRESSES");
 	for (size_t i = 0; i < json_object_array_length(nodes); i++) {
-		json_object *n = json_object_array_get_idx(nodes, i), *peers = NULL;
+		json_object *n = json_object_array_get_idx(nodes, i), *peers = NULL, *addrs = NULL;
+		char peer_list[256], addr_list[256];
 
 		json_object_object_get_ex(n, "peers", &peers);
-		printf("%-16s %-4s %-10s %4lld %-19s %-39s ", get_str(n, "name"),
+		json_object_object_get_ex(n, "addrs", &addrs);
+		printf("%-16s %-4s %-10s %4lld %-19s %-39s %-8s %s\n", get_str(n, "name"),
 		       get_str(n, "kind"), get_str(n, "state"), (long long)get_int(n, "lid"),
-		       get_str(n, "guid"), get_str(n, "gid"));
-		print_peer_list(peers);
-		putchar('\n');
+		       get_str(n, "guid"), get_str(n, "gid"),
+		       join_list(peers, peer_list, sizeof(peer_list)),
+		       join_list(addrs, addr_list, sizeof(addr_list)));
 	}
 }
 

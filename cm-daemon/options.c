@@ -19,12 +19,17 @@ static const char usage_text[] =
     "  --max-peers N       most peers (QEMU devices and host processes) at once (64)\n"
     "  --chunk-size SIZE   allocation unit of the region, power of two >= 4K (64K)\n"
     "  --vm NAME[=GUID]    a VM node, reached at DIR/NAME.sock; repeat per VM\n"
+    "  --addr NODE=IP[,IP...]\n"
+    "                      IPv4/IPv6 addresses RDMA CM resolves to NODE (host or a VM),\n"
+    "                      at most 3 per node; repeat per node\n"
     "  --host-guid GUID    node GUID of the host (derived from \"host\" by default)\n"
     "  --subnet-prefix P   GID prefix of the region's subnet, e.g. fd12:3456:789a:0\n"
     "                      (derived from the machine, --shm/--hugetlbfs and --dir)\n"
     "  --mode OCTAL        permissions of the sockets and the region (0600)\n"
     "  -v, --verbose       log debug messages\n"
     "  -h, --help\n";
+
+static_assert(IVRDMA_NODE_ADDRS == 3, "the usage text says at most 3 addresses per node");
 
 static int parse_size(const char *s, uint64_t *out)
 {
@@ -136,6 +141,17 @@ static int add_vm(struct daemon_config *cfg, const char *arg)
 	return 0;
 }
 
+/* Keeps an --addr for addrs_resolve; returns 0, or 1 (reported) when there are too many. */
+static int add_addr_arg(struct daemon_config *cfg, const char *arg)
+{
+	if (cfg->nr_addr_args == ADDR_ARGS_MAX) {
+		fprintf(stderr, "ivrdmad: at most %u --addr options\n", ADDR_ARGS_MAX);
+		return 1;
+	}
+	cfg->addr_args[cfg->nr_addr_args++] = arg;
+	return 0;
+}
+
 static void set_defaults(struct daemon_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -177,6 +193,7 @@ int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose
 	    {"max-peers", required_argument, NULL, 'p'},
 	    {"chunk-size", required_argument, NULL, 'c'},
 	    {"vm", required_argument, NULL, 'V'},
+	    {"addr", required_argument, NULL, 'A'},
 	    {"host-guid", required_argument, NULL, 'g'},
 	    {"subnet-prefix", required_argument, NULL, 'P'},
 	    {"mode", required_argument, NULL, 'm'},
@@ -224,6 +241,9 @@ int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose
 		case 'V':
 			bad |= add_vm(cfg, optarg);
 			break;
+		case 'A':
+			bad |= add_addr_arg(cfg, optarg);
+			break;
 		case 'g':
 			bad |= parse_guid(optarg, &cfg->host_guid);
 			break;
@@ -256,5 +276,6 @@ int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose
 		fputs(usage_text, stderr);
 		return -EINVAL;
 	}
-	return check_config(cfg, chunk_size);
+	/* Addresses name nodes: only now are all the VMs known. */
+	return check_config(cfg, chunk_size) ? -EINVAL : addrs_resolve(cfg);
 }
