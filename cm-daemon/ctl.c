@@ -54,6 +54,7 @@ static json_object *region_json(struct daemon *d)
 	json_object_object_add(o, "cq_slots", json_object_new_int64(r->cqs.entries));
 	json_object_object_add(o, "srq_slots", json_object_new_int64(r->srqs.entries));
 	json_object_object_add(o, "mr_slots", json_object_new_int64(r->mrs.entries));
+	json_object_object_add(o, "listener_slots", json_object_new_int64(r->listeners.entries));
 	json_object_object_add(
 	    o, "dir_generation",
 	    json_object_new_uint64(shm_load_acquire64(&ivrdma_region_header(r)->dir_generation)));
@@ -128,6 +129,7 @@ json_object *ctl_status_json(struct daemon *d)
 	json_object_object_add(o, "nodes", nodes);
 	json_object_object_add(o, "peers", peers);
 	json_object_object_add(o, "contexts", contexts_json(d));
+	json_object_object_add(o, "listeners", cm_listeners_json(d));
 	return o;
 }
 

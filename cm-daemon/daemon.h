@@ -194,6 +194,9 @@ void contexts_peer_gone(struct daemon *d, uint16_t peer_id);
 struct json_object *contexts_json(struct daemon *d);
 void contexts_free(struct daemon *d);
 
+/* cm_listeners.c: the region's RDMA CM listeners, for status; returns a new JSON array */
+struct json_object *cm_listeners_json(struct daemon *d);
+
 /* server.c: the ivshmem protocol side */
 int server_open(struct daemon *d);
 void server_close(struct daemon *d);

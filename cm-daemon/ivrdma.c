@@ -15,8 +15,8 @@ static const char usage_text[] =
     "usage: ivrdma [--dir DIR] COMMAND [ARGS]\n"
     "  --dir DIR        where ivrdmad's sockets are (/run/ivrdma, or $IVRDMA_DIR)\n"
     "commands:\n"
-    "  status [--json]  nodes, peers, GIDs, LIDs, IP addresses, region usage, contexts and\n"
-    "                   their counters\n"
+    "  status [--json]  nodes, peers, GIDs, LIDs, IP addresses, region usage, RDMA CM\n"
+    "                   listeners, contexts and their counters\n"
 #ifdef IVRDMA_HAVE_SETUP
     "  setup            write the sysfs tree and device node for local ivrdma devices\n"
     "  env              print the environment verbs programs need\n"
@@ -147,6 +147,26 @@ static void print_contexts(json_object *doc)
 	}
 }
 
+/* The RDMA CM listeners in the region, one a line; nothing when there are none. */
+static void print_listeners(json_object *doc)
+{
+	json_object *ls;
+
+	if (!json_object_object_get_ex(doc, "listeners", &ls) || json_object_array_length(ls) == 0)
+		return;
+	puts("LISTENERS");
+	printf("  %-16s %-5s %5s %-39s %5s %8s %s\n", "NODE", "SPACE", "PORT", "ADDRESS", "PEER",
+	       "PID", "AGENT-QPN");
+	for (size_t i = 0; i < json_object_array_length(ls); i++) {
+		json_object *l = json_object_array_get_idx(ls, i);
+
+		printf("  %-16s %-5s %5lld %-39s %5lld %8lld %#llx\n", get_str(l, "node"),
+		       get_str(l, "port_space"), (long long)get_int(l, "port"), get_str(l, "addr"),
+		       (long long)get_int(l, "peer"), (long long)get_int(l, "pid"),
+		       (long long)get_int(l, "agent_qpn"));
+	}
+}
+
 static int cmd_status(const char *dir, int argc, char **argv)
 {
 	bool json = argc > 1 && !strcmp(argv[1], "--json");
@@ -168,6 +188,7 @@ static int cmd_status(const char *dir, int argc, char **argv)
 	} else {
 		print_region(doc);
 		print_nodes(doc);
+		print_listeners(doc);
 		print_contexts(doc);
 	}
 	json_object_put(doc);
