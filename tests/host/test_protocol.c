@@ -2,9 +2,14 @@
 /*
  * Protocol conformance of ivrdmad against QEMU's ivshmem server protocol
  * (docs/specs/ivshmem-spec.rst), checked message by message and fd by fd
- * with a bare client, plus the directory ivrdma keeps beside it.
+ * with a bare client, plus the directory ivrdma keeps beside it: node
+ * identities and IP addresses (--addr, and the ones it refuses), and the
+ * RDMA CM listeners a peer claims, freed when the peer leaves.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -25,6 +30,11 @@ struct client {
 };
 
 static struct test_daemon daemon_;
+
+/* Listener entries the test claims: A's (peer 0) outlives B's (peer 1). */
+#define PORT_A 7471
+#define PORT_B 18515
+static int listener_a = -1, listener_b = -1;
 
 /* Version 0, my ID, then the region fd: each checked exactly. */
 static void expect_opening(struct client *c, int64_t want_id)
@@ -135,6 +145,145 @@ static const char *region_prefix(json_object *status)
 		       json_object_object_get_ex(r, "subnet_prefix", &v)
 		   ? json_object_get_string(v)
 		   : "";
+}
+
+static const char *str_of(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+}
+
+static int64_t int_of(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -999;
+}
+
+/* An address as the region keeps it: IPv4 as IPv4-mapped IPv6. */
+static void ip16(const char *text, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (inet_pton(AF_INET, text, out + 12) == 1) {
+		out[10] = out[11] = 0xff;
+		return;
+	}
+	REQUIRE(inet_pton(AF_INET6, text, out) == 1, "test address %s", text);
+}
+
+/* Does the region's entry of 'node' list exactly the n addresses 'want', in order? */
+static bool region_addrs_are(const struct ivrdma_region *r, uint32_t node, const char *const *want,
+			     uint32_t n)
+{
+	const struct ivrdma_node *e = ivrdma_region_node(r, node);
+	uint8_t ip[16], none[16] = {0};
+
+	if (e->nr_addrs != n)
+		return false;
+	for (uint32_t i = 0; i < IVRDMA_NODE_ADDRS; i++) {
+		if (i < n)
+			ip16(want[i], ip);
+		if (memcmp(e->addrs[i], i < n ? ip : none, 16) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* A node's "addrs" in a status, comma-joined: "" for none (or no such array). */
+static const char *status_addrs(json_object *status, const char *name)
+{
+	static char buf[256];
+	json_object *a;
+
+	buf[0] = '\0';
+	if (!json_object_object_get_ex(find_node(status, name), "addrs", &a) ||
+	    !json_object_is_type(a, json_type_array))
+		return buf;
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		size_t used = strlen(buf);
+
+		snprintf(buf + used, sizeof(buf) - used, "%s%s", i ? "," : "",
+			 json_object_get_string(json_object_array_get_idx(a, i)));
+	}
+	return buf;
+}
+
+/* The status's listener on 'port', or NULL. */
+static json_object *find_listener(json_object *status, int64_t port)
+{
+	json_object *ls;
+
+	if (!json_object_object_get_ex(status, "listeners", &ls))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(ls); i++)
+		if (int_of(json_object_array_get_idx(ls, i), "port") == port)
+			return json_object_array_get_idx(ls, i);
+	return NULL;
+}
+
+/*
+ * Claims a free listener entry for owner tag 'tag' with the fields of
+ * 'want', as a CM agent does (ivrdma_layout.h, "Listening"); returns its
+ * index, or -1 if none is free.
+ */
+static int claim_listener(const struct ivrdma_region *r, uint32_t tag,
+			  const struct ivrdma_listener *want)
+{
+	const size_t from = offsetof(struct ivrdma_listener, node);
+
+	for (uint32_t i = 0; i < r->listeners.entries; i++) {
+		struct ivrdma_listener *l = ivrdma_table_entry(r, &r->listeners, i);
+		uint32_t free_tag = 0;
+
+		if (!shm_cas32(&l->hdr.owner, &free_tag, tag))
+			continue;
+		memcpy((uint8_t *)l + from, (const uint8_t *)want + from, sizeof(*l) - from);
+		shm_store_release32(&l->state, IVRDMA_LISTENER_LISTENING);
+		return (int)i;
+	}
+	return -1;
+}
+
+/* The owner tag of the peer now holding ID 'id'. */
+static uint32_t tag_of(const struct ivrdma_region *r, uint16_t id)
+{
+	return ivrdma_owner_tag(id, ivrdma_region_peer(r, id)->gen);
+}
+
+/* `ivrdma status` as text ($IVRDMA), into 'buf'; false if it did not run well. */
+static bool status_text(char *buf, size_t len)
+{
+	const char *tool = getenv("IVRDMA");
+	char cmd[512];
+	size_t n;
+	FILE *f;
+
+	buf[0] = '\0';
+	if (!tool)
+		return false;
+	snprintf(cmd, sizeof(cmd), "'%s' --dir '%s' status", tool, daemon_.dir);
+	f = popen(cmd, "r");
+	if (!f)
+		return false;
+	n = fread(buf, 1, len - 1, f);
+	buf[n] = '\0';
+	return pclose(f) == 0;
+}
+
+/* The line of 'text' holding 'needle', copied into 'line' ("" if none). */
+static const char *line_with(const char *text, const char *needle, char *line, size_t len)
+{
+	const char *at = strstr(text, needle), *start, *end;
+
+	line[0] = '\0';
+	if (!at)
+		return line;
+	for (start = at; start > text && start[-1] != '\n'; start--)
+		;
+	end = strchr(at, '\n');
+	snprintf(line, len, "%.*s", (int)(end ? end - start : (ptrdiff_t)strlen(start)), start);
+	return line;
 }
 
 static void test_first_client(struct client *a)
@@ -270,17 +419,187 @@ static void test_vm_returns(struct client *a, struct client *v)
 	json_object_put(st);
 }
 
+/* Command lines ivrdmad must refuse, each with a word its reason must hold. */
+static void test_bad_addrs(void)
+{
+	static const struct {
+		const char *args[8];
+		const char *why;
+	} cases[] = {
+	    {{"--vm", "vm1", "--addr", "vm1=127.0.0.1"}, "loopback"},
+	    {{"--addr", "host=::1"}, "loopback"},
+	    {{"--addr", "host=::ffff:127.0.0.2"}, "loopback"},
+	    {{"--addr", "host=0.0.0.0"}, "unspecified"},
+	    {{"--addr", "host=::"}, "unspecified"},
+	    {{"--vm", "vm1", "--addr", "vm1=224.0.0.251"}, "multicast"},
+	    {{"--addr", "host=ff02::1"}, "multicast"},
+	    {{"--vm", "vm1", "--addr", "vm2=10.0.0.5"}, "no node 'vm2'"},
+	    {{"--addr", "host=10.0.0.256"}, "not an IPv4 or IPv6 address"},
+	    {{"--addr", "host"}, "NODE=IP"},
+	    {{"--addr", "host=10.0.0.1,"}, "empty"},
+	    {{"--vm", "vm1", "--addr", "vm1=10.0.0.11", "--addr", "host=::ffff:10.0.0.11"},
+	     "given twice"},
+	    {{"--addr", "host=10.0.0.1,10.0.0.2", "--addr", "host=fd00::3,fd00::4"}, "at most 3"},
+	};
+	char err[1024], cmd[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = test_daemon_run_to_exit(cases[i].args, 5000, err, sizeof(err));
+
+		cmd[0] = '\0';
+		for (const char *const *a = cases[i].args; *a; a++)
+			snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " %s", *a);
+		CHECK(rc == 2, "ivrdmad%s: exit status %d, want 2 (bad options)", cmd, rc);
+		CHECK(strstr(err, "--addr") && strstr(err, cases[i].why),
+		      "ivrdmad%s says why ('%s'): %s", cmd, cases[i].why, err);
+	}
+}
+
+/* main()'s --addr options, in the region's node entries and in status. */
+static void test_node_addrs(struct client *a)
+{
+	static const char *const host[] = {"10.0.0.1"};
+	static const char *const vm1[] = {"10.0.0.11", "fd00::11", "10.0.0.12"};
+	json_object *st = test_daemon_status(&daemon_);
+
+	REQUIRE(st, "status");
+	CHECK(region_addrs_are(&a->raw.region, 0, host, 1), "host's entry lists 10.0.0.1 only");
+	CHECK(region_addrs_are(&a->raw.region, 1, vm1, 3),
+	      "vm1's entry lists 10.0.0.11, fd00::11, 10.0.0.12 (IPv4 mapped), in order");
+	CHECK(!strcmp(status_addrs(st, "host"), "10.0.0.1"), "status: host addrs '%s'",
+	      status_addrs(st, "host"));
+	CHECK(!strcmp(status_addrs(st, "vm1"), "10.0.0.11,fd00::11,10.0.0.12"),
+	      "status: vm1 addrs '%s'", status_addrs(st, "vm1"));
+	json_object_put(st);
+}
+
+/* `ivrdma status` shows the addresses and both listeners of test_listeners. */
+static void check_status_text(void)
+{
+	char text[16384], line[512];
+
+	CHECK(status_text(text, sizeof(text)), "$IVRDMA status runs: %s", text);
+	line_with(text, "vm1 ", line, sizeof(line));
+	CHECK(strstr(line, " 10.0.0.11,fd00::11,10.0.0.12"), "vm1's line: '%s'", line);
+	CHECK(strstr(text, "\nLISTENERS\n"), "a LISTENERS section: %s", text);
+	line_with(text, " 18515 ", line, sizeof(line));
+	CHECK(strstr(line, "host ") && strstr(line, " udp ") && strstr(line, " 10.0.0.1 ") &&
+		  strstr(line, " 0x99"),
+	      "B's listener line: '%s'", line);
+	line_with(text, " 7471 ", line, sizeof(line));
+	CHECK(strstr(line, " tcp ") && strstr(line, " * ") && strstr(line, " 0x1234"),
+	      "A's listener line: '%s'", line);
+}
+
+/* A and B (both host peers) each claim a listener; status shows both. */
+static void test_listeners(struct client *a)
+{
+	const struct ivrdma_region *r = &a->raw.region;
+	struct ivrdma_listener la = {.port_space = 0x0106,
+				     .port = PORT_A,
+				     .agent_qpn = 0x1234,
+				     .agent_qkey = 0x11111111,
+				     .listen_id = 1};
+	struct ivrdma_listener lb = {.port_space = 0x0111,
+				     .port = PORT_B,
+				     .bound = 1,
+				     .agent_qpn = 0x99,
+				     .agent_qkey = 0x22222222,
+				     .listen_id = 2};
+	json_object *st, *l, *ls = NULL;
+
+	ip16("10.0.0.1", lb.addr);
+	listener_a = claim_listener(r, tag_of(r, 0), &la);
+	listener_b = claim_listener(r, tag_of(r, 1), &lb);
+	REQUIRE(listener_a >= 0 && listener_b >= 0, "listener entries claimed");
+	st = test_daemon_status(&daemon_);
+	REQUIRE(st, "status");
+	CHECK(json_object_object_get_ex(st, "listeners", &ls) && json_object_array_length(ls) == 2,
+	      "two listeners in status");
+	l = find_listener(st, PORT_A);
+	CHECK(!strcmp(str_of(l, "node"), "host") && !strcmp(str_of(l, "port_space"), "tcp") &&
+		  !strcmp(str_of(l, "addr"), "*") && int_of(l, "peer") == 0 &&
+		  int_of(l, "pid") == getpid() && int_of(l, "agent_qpn") == 0x1234 &&
+		  int_of(l, "agent_qkey") == 0x11111111 && int_of(l, "index") == listener_a,
+	      "A's listener: %s", l ? json_object_to_json_string(l) : "missing");
+	l = find_listener(st, PORT_B);
+	CHECK(!strcmp(str_of(l, "node"), "host") && !strcmp(str_of(l, "port_space"), "udp") &&
+		  !strcmp(str_of(l, "addr"), "10.0.0.1") && int_of(l, "peer") == 1 &&
+		  int_of(l, "pid") == getpid() && int_of(l, "agent_qpn") == 0x99,
+	      "B's listener: %s", l ? json_object_to_json_string(l) : "missing");
+	json_object_put(st);
+	check_status_text();
+}
+
+/*
+ * A listener whose owner tag names peer 'id' but not the peer connected
+ * with that ID (a leftover the daemon has not freed): status shows the
+ * peer, and no pid. The test releases the entry after.
+ */
+static void stale_listener(const struct ivrdma_region *r, uint32_t tag, int id)
+{
+	struct ivrdma_listener want = {.port_space = 0x013f, .port = 9999}, *l;
+	int idx = claim_listener(r, tag, &want);
+	json_object *st;
+
+	REQUIRE(idx >= 0, "listener of tag %#x claimed", tag);
+	st = test_daemon_status(&daemon_);
+	CHECK(int_of(find_listener(st, 9999), "peer") == id &&
+		  int_of(find_listener(st, 9999), "pid") == -1 &&
+		  !strcmp(str_of(find_listener(st, 9999), "port_space"), "ib"),
+	      "listener of tag %#x: %s", tag, json_object_to_json_string(find_listener(st, 9999)));
+	json_object_put(st);
+	l = ivrdma_table_entry(r, &r->listeners, (uint32_t)idx);
+	shm_store_release32(&l->state, IVRDMA_LISTENER_FREE);
+	shm_store_release32(&l->hdr.owner, 0);
+}
+
+/*
+ * B has left: its listener entry is free and wiped, A's untouched. An
+ * entry whose tag names a peer no longer connected shows no pid.
+ */
+static void test_listeners_reclaimed(struct client *a)
+{
+	const struct ivrdma_region *r = &a->raw.region;
+	struct ivrdma_listener *la = ivrdma_table_entry(r, &r->listeners, (uint32_t)listener_a);
+	struct ivrdma_listener *lb = ivrdma_table_entry(r, &r->listeners, (uint32_t)listener_b);
+	json_object *st = test_daemon_status(&daemon_);
+
+	REQUIRE(st, "status");
+	CHECK(shm_load_acquire32(&lb->hdr.owner) == 0 &&
+		  shm_load_acquire32(&lb->state) == IVRDMA_LISTENER_FREE && lb->port == 0,
+	      "B's listener freed when B left: owner %#x state %u port %u", lb->hdr.owner,
+	      lb->state, lb->port);
+	CHECK(shm_load_acquire32(&la->hdr.owner) == tag_of(r, 0) &&
+		  shm_load_acquire32(&la->state) == IVRDMA_LISTENER_LISTENING && la->port == PORT_A,
+	      "A's listener kept");
+	CHECK(!find_listener(st, PORT_B), "status no longer lists B's listener");
+	CHECK(find_listener(st, PORT_A), "status still lists A's listener");
+	json_object_put(st);
+
+	stale_listener(r, ivrdma_owner_tag(1, 1), 1); /* B, gone */
+	/* ID 0 with a generation A does not have: not A's. */
+	stale_listener(r, ivrdma_owner_tag(0, (uint16_t)(ivrdma_region_peer(r, 0)->gen + 1)), 0);
+}
+
 int main(void)
 {
-	const char *extra[] = {"--vm", "vm1", "--max-peers", "8", NULL};
+	/* An --addr may name a VM given after it; vm1's third is IPv4, written mapped. */
+	const char *extra[] = {
+	    "--addr", "vm1=10.0.0.11,fd00::11", "--vm",	       "vm1", "--addr", "host=10.0.0.1",
+	    "--addr", "vm1=::ffff:10.0.0.12",	"--max-peers", "8",   NULL};
 	struct client a, b, v;
 
 	test_watchdog(60);
+	test_bad_addrs();
 	REQUIRE(test_daemon_start(&daemon_, 0, extra) == 0, "ivrdmad starts");
 	test_first_client(&a);
+	test_node_addrs(&a);
 	test_second_client(&a, &b);
+	test_listeners(&a);
 	test_vm_node(&a, &b, &v);
 	test_leave_and_reuse(&a, &b, &v);
+	test_listeners_reclaimed(&a);
 	test_vm_returns(&a, &v);
 	client_close(&v);
 	client_close(&a);

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,77 @@ int test_daemon_start(struct test_daemon *d, int nofile, const char *const *extr
 		sleep_ms(10);
 	}
 	return -1;
+}
+
+/* Appends what 'fd' gives to 'err' until EOF; false if 'deadline' came first. */
+static bool read_to_eof(int fd, int64_t deadline, char *err, size_t len)
+{
+	size_t used = 0;
+
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int64_t left = deadline - test_now_ms();
+		char buf[256];
+		ssize_t n;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			return false;
+		n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			return true;
+		if (len && used + 1 < len) {
+			size_t k = (size_t)n < len - 1 - used ? (size_t)n : len - 1 - used;
+
+			memcpy(err + used, buf, k);
+			used += k;
+			err[used] = '\0';
+		}
+	}
+}
+
+/* Waits for 'pid' to exit until 'deadline'; true with its wait status in *status. */
+static bool wait_until(pid_t pid, int64_t deadline, int *status)
+{
+	while (waitpid(pid, status, WNOHANG) == 0) {
+		if (test_now_ms() >= deadline)
+			return false;
+		sleep_ms(10);
+	}
+	return true;
+}
+
+int test_daemon_run_to_exit(const char *const *extra, int timeout_ms, char *err, size_t len)
+{
+	int64_t deadline = test_now_ms() + timeout_ms;
+	struct test_daemon d = {0};
+	int fds[2], status = -1;
+
+	install_cleanup();
+	if (len)
+		err[0] = '\0';
+	snprintf(d.dir, sizeof(d.dir), "/tmp/ivrdma-test-%d-%d", (int)getpid(), serial);
+	snprintf(d.shm, sizeof(d.shm), "/ivrdma-test-%d-%d", (int)getpid(), serial++);
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -1;
+	d.pid = fork();
+	if (d.pid == 0) {
+		dup2(fds[1], STDERR_FILENO);
+		exec_daemon(&d, 0, extra);
+	}
+	close(fds[1]);
+	if (d.pid > 0) {
+		read_to_eof(fds[0], deadline, err, len);
+		if (!wait_until(d.pid, deadline, &status)) {
+			/* It runs: it should not. SIGTERM lets it remove what it made. */
+			kill(d.pid, SIGTERM);
+			waitpid(d.pid, NULL, 0);
+			status = -1;
+		}
+	}
+	close(fds[0]);
+	shm_unlink(d.shm);
+	remove_dir(d.dir);
+	return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 bool test_daemon_alive(const struct test_daemon *d)

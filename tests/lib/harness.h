@@ -32,6 +32,15 @@ bool test_daemon_stop(struct test_daemon *d);
 
 bool test_daemon_alive(const struct test_daemon *d);
 
+/*
+ * Runs $IVRDMAD with a directory and shm name of its own plus 'extra'
+ * (NULL-terminated), for a command line it should refuse: waits up to
+ * timeout_ms for it to exit, keeping what it wrote on stderr in 'err'.
+ * Returns its exit status, or -1 if it was still running (then it is
+ * stopped) or died of a signal.
+ */
+int test_daemon_run_to_exit(const char *const *extra, int timeout_ms, char *err, size_t len);
+
 /* Path of DIR/NAME.sock. */
 const char *test_daemon_sock(const struct test_daemon *d, const char *name);
 
