@@ -72,8 +72,9 @@ run_phase() {
 	grep -qx 'driver ivrdma' /etc/libibverbs.d/ivrdma.driver || fail "bad ivrdma.driver"
 	ivrdma version
 
-	echo "-- /etc/default/ivrdmad: one VM (vm1), a 64M region"
+	echo "-- /etc/default/ivrdmad: one VM (vm1), a 64M region, addresses for vm1 and the host"
 	sed -i -e 's/^IVRDMAD_VMS=.*/IVRDMAD_VMS="vm1"/' -e 's/^IVRDMAD_SIZE=.*/IVRDMAD_SIZE="64M"/' \
+		-e 's/^IVRDMAD_ADDRS=.*/IVRDMAD_ADDRS="vm1=10.0.0.11 host=10.0.0.1"/' \
 		/etc/default/ivrdmad
 
 	# What systemd would run: ExecStart in the background, then ExecStartPost.
@@ -87,6 +88,7 @@ run_phase() {
 	$post || { cat /tmp/ivrdmad.log >&2; fail "ExecStartPost failed"; }
 	ivrdma status | tee /tmp/status
 	grep -q "^vm1 " /tmp/status || fail "no node vm1"
+	grep -q "^vm1 .* 10\.0\.0\.11$" /tmp/status || fail "the service did not pass IVRDMAD_ADDRS"
 
 	echo "-- sockets and region: mode 0660, group ivrdma"
 	for f in /run/ivrdma/host.sock /run/ivrdma/vm1.sock /run/ivrdma/ctl.sock /dev/shm/ivrdma; do
