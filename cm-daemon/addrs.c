@@ -16,6 +16,7 @@
 
 static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
+/* Is 'ip' an IPv4 address (::ffff:a.b.c.d)? */
 static bool is_v4_mapped(const uint8_t ip[16])
 {
 	return memcmp(ip, v4_mapped_prefix, sizeof(v4_mapped_prefix)) == 0;

@@ -61,7 +61,10 @@ static json_object *region_json(struct daemon *d)
 	return o;
 }
 
-/* The addresses of node 'index' as configured (never the region's copy, which anyone may write). */
+/*
+ * The addresses of node 'index' as a new JSON array of strings, from the
+ * configuration: never the region's copy, which any participant may write.
+ */
 static json_object *node_addrs_json(const struct daemon *d, uint32_t index)
 {
 	const struct node_addrs *a = &d->cfg.addrs[index];
