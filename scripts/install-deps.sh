@@ -11,6 +11,8 @@ packages=(
 	libibverbs1 ibverbs-utils ibverbs-providers rdma-core perftest
 	# RDMA CM: librdmacm and its tools (tests/rdmacm), headers for our own test
 	librdmacm1 librdmacm-dev rdmacm-utils
+	# ... and libfabric's verbs provider over it (fi_pingpong)
+	libfabric-bin
 	# tests: JSON checks, guest VMs (TCG) with a Debian kernel and a busybox initramfs
 	jq procps psmisc util-linux iproute2
 	# tests/mpi: Open MPI (openib, UCX), MPICH (ch4:ucx), UCX and its verbs transports

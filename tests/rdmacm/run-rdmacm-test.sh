@@ -3,17 +3,18 @@
 # `ivrdma env`, then librdmacm (unchanged, from Debian) through the
 # preload's rdma_cm device.
 #
-# usage: run-rdmacm-test.sh api|tools|perftest IVRDMAD IVRDMA PROVIDER_SO TEST_RDMACM
+# usage: run-rdmacm-test.sh api|tools|perftest IVRDMAD IVRDMA PROVIDER_SO TEST_RDMACM [UCX_EXAMPLE]
 #   api       test_rdmacm.c: librdmacm's API, data checked, errors and a dying peer
 #   tools     rdmacm-utils: rping -V, ucmatose, udaddy, rdma_server/client,
-#             rstream, riostream
+#             rstream, riostream; libfabric's fi_pingpong over verbs (msg)
+#             and verbs;ofi_rxm (rdm); UCX's ucp_client_server over rdmacm
 #   perftest  perftest's latency and bandwidth tests with -R
 # env: IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 set -euo pipefail
 # shellcheck source=../lib/ivrdmad.sh
 . "$(dirname "$0")/../lib/ivrdmad.sh"
 
-mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=$5
+mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=$5 ucx_example=${6:-}
 dir=$(mktemp -d /tmp/ivrdma-rdmacm.XXXXXX)
 shm=/ivrdma-rdmacm-$$
 daemon_pid=
@@ -42,7 +43,8 @@ fail() {
 	exit 1
 }
 
-"$ivrdmad" --dir "$dir" --shm "$shm" --size 64M >"$dir/ivrdmad.log" 2>&1 &
+# 256 MiB: libfabric's rxm asks CQs of 262144 entries (16 MiB each).
+"$ivrdmad" --dir "$dir" --shm "$shm" --size 256M >"$dir/ivrdmad.log" 2>&1 &
 daemon_pid=$!
 ivrdmad_ready "$ivrdma" "$dir" "$daemon_pid" || fail "no ivrdmad"
 "$ivrdma" --dir "$dir" setup --sysfs "$dir/sysfs" >/dev/null
@@ -87,6 +89,34 @@ pair() {
 	echo "ok $name"
 }
 
+# pair_server_stays NAME 'SERVER' 'CLIENT' PATTERN: for a server that serves
+# clients until killed; the client must exit 0 and the server's output
+# must match PATTERN by then.
+pair_server_stays() {
+	local name=$1 server=$2 client=$3 pattern=$4 port=$((next_port++)) rc=0
+	server=${server//PORT/$port}
+	client=${client//PORT/$port}
+	# shellcheck disable=SC2086
+	timeout -k 5 60 stdbuf -oL $server >"$dir/$name.server" 2>&1 &
+	server_pid=$!
+	sleep 1
+	# shellcheck disable=SC2086
+	timeout -k 5 60 $client >"$dir/$name.client" 2>&1 || rc=$?
+	sleep 0.5
+	kill -TERM "$server_pid" 2>/dev/null || true
+	wait "$server_pid" 2>/dev/null || true
+	server_pid=
+	if ((rc != 0)); then
+		cat "$dir/$name.client" "$dir/$name.server" >&2
+		fail "$name: client exited $rc"
+	fi
+	grep -Eq -- "$pattern" "$dir/$name.server" || {
+		cat "$dir/$name.server" >&2
+		fail "$name: no '$pattern' in the server's output"
+	}
+	echo "ok $name"
+}
+
 check_tools() {
 	pair rping "rping -s -a 127.0.0.1 -p PORT -C 50 -S 4000 -V" \
 		"rping -c -a 127.0.0.1 -p PORT -C 50 -S 4000 -V -v" "rdma-ping-49"
@@ -99,6 +129,18 @@ check_tools() {
 		"rstream -s 127.0.0.1 -p PORT -S 65536 -C 200" "custom +64k +200"
 	pair riostream "riostream -p PORT -S 65536 -C 200" \
 		"riostream -s 127.0.0.1 -p PORT -S 65536 -C 200" "custom +64k +200"
+	# libfabric's verbs provider: connected (msg) and reliable datagrams
+	# over connections (rdm, ofi_rxm); -c checks every byte.
+	pair fi_msg "fi_pingpong -p verbs -e msg -B PORT -I 100 -c" \
+		"fi_pingpong -p verbs -e msg -P PORT -I 100 -c 127.0.0.1" "^1m +100 +=100"
+	pair fi_rdm "fi_pingpong -p verbs;ofi_rxm -e rdm -B PORT -I 100 -c" \
+		"fi_pingpong -p verbs;ofi_rxm -e rdm -P PORT -I 100 -c 127.0.0.1" "^1m +100 +=100"
+	# UCX's client-server example, connected by UCX's rdmacm connection manager.
+	if [[ -n $ucx_example ]]; then
+		UCX_SOCKADDR_TLS_PRIORITY=rdmacm UCX_TLS=rc_verbs,ud_verbs,self \
+			pair_server_stays ucp_client_server "$ucx_example -p PORT -c tag -i 3" \
+			"$ucx_example -a 127.0.0.1 -p PORT -c tag -i 3" "Server: iteration #3"
+	fi
 }
 
 check_perftest() {
