@@ -72,12 +72,46 @@ static int open_pipe_fd(void)
 	return fd;
 }
 
+/*
+ * fork(): the child has no agent thread, and the lock may have been held
+ * by a thread that does not exist there. It forgets every channel (their
+ * fds become plain pipes to it, as a child's RDMA CM is the parent's
+ * business) and starts RDMA CM afresh if it opens the device again.
+ */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&ucma.lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&ucma.lock);
+}
+
+static void fork_child(void)
+{
+	for (int fd = 0; fd < UCMA_MAX_FD; fd++)
+		atomic_store_explicit(&channels[fd], NULL, memory_order_relaxed);
+	ucma.agent = NULL;
+	ucma.ids = NULL;
+	ucma.gens = NULL;
+	ucma.nr_ids = 0;
+	pthread_mutex_init(&ucma.lock, NULL);
+}
+
+static void register_fork_handlers(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 /* A new channel: its fd, or -1 with errno set. */
 static int channel_open(void)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct ucma_channel *ch;
 	int fd, err;
 
+	pthread_once(&once, register_fork_handlers);
 	err = ucma_agent_start();
 	if (err) {
 		errno = -err;

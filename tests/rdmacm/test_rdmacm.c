@@ -4,8 +4,8 @@
  * connect and accept with private data both ways, a send, an RDMA write
  * and an RDMA read over the connection (every byte checked), disconnect,
  * rejection, no listener, no route, bad lengths, a port already taken, a
- * non-blocking channel, UD through SIDR, and a server that dies with a
- * request outstanding.
+ * non-blocking channel, UD through SIDR, a server that dies with a
+ * request outstanding, and a child forked with RDMA CM in use.
  *
  * The server is a child forked before either side touches RDMA CM; the
  * two talk over a pipe pair only to agree on ports and to say "go".
@@ -457,6 +457,21 @@ static void client_peer_dies(struct rdma_event_channel *ch, const struct ends *e
 	rdma_destroy_id(id);
 }
 
+/* A child forked with RDMA CM in use closes the channel's fd and leaves cleanly. */
+static void client_fork(struct rdma_event_channel *ch)
+{
+	int status = -1;
+	pid_t pid = fork();
+
+	REQUIRE(pid >= 0, "fork");
+	if (pid == 0) {
+		alarm(10);
+		_exit(close(ch->fd) == 0 ? 0 : 1);
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "forked child: status %#x", status);
+}
+
 static int client(const struct ends *e)
 {
 	struct rdma_event_channel *ch;
@@ -470,6 +485,7 @@ static int client(const struct ends *e)
 	client_errors(ch, port, free_port);
 	client_ud(ch, uport);
 	client_peer_dies(ch, e, port);
+	client_fork(ch);
 	rdma_destroy_event_channel(ch);
 	return check_summary();
 }
