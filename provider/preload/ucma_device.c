@@ -188,6 +188,21 @@ UCMA_EXPORT int fstat(int fd, struct stat *st)
 	return ret;
 }
 
+/* What some runtimes call for fstat() (ThreadSanitizer's, for one). */
+int __fxstat(int ver, int fd, struct stat *st);
+UCMA_EXPORT int __fxstat(int ver, int fd, struct stat *st)
+{
+	static int (*fn)(int, int, struct stat *);
+	int ret;
+
+	if (!fn)
+		fn = (int (*)(int, int, struct stat *))libc_next("__fxstat", "GLIBC_2.2.5");
+	ret = fn(ver, fd, st);
+	if (ret == 0 && ucma_is_channel_fd(fd))
+		st->st_mode = (st->st_mode & ~(mode_t)S_IFMT) | S_IFCHR;
+	return ret;
+}
+
 UCMA_EXPORT int close(int fd)
 {
 	static int (*fn)(int);
