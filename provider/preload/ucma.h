@@ -52,13 +52,13 @@ enum ucma_id_state {
 	UCMA_ADDR_RESOLVED,  /* the peer's node is known */
 	UCMA_ROUTE_RESOLVED, /* ready to connect */
 	UCMA_LISTEN,
-	UCMA_REQ_SENT,	    /* active: REQ or SIDR REQ out, waiting for REP */
-	UCMA_REP_RCVD,	    /* active: REP in, the application sends RTU (ACCEPT) */
-	UCMA_REQ_RCVD,	    /* passive: CONNECT_REQUEST reported, waiting for ACCEPT */
-	UCMA_REP_SENT,	    /* passive: REP out, waiting for RTU */
+	UCMA_REQ_SENT, /* active: REQ or SIDR REQ out, waiting for REP */
+	UCMA_REP_RCVD, /* active: REP in, the application sends RTU (ACCEPT) */
+	UCMA_REQ_RCVD, /* passive: CONNECT_REQUEST reported, waiting for ACCEPT */
+	UCMA_REP_SENT, /* passive: REP out, waiting for RTU */
 	UCMA_ESTABLISHED,
-	UCMA_DREQ_SENT,	    /* waiting for DREP */
-	UCMA_DISCONNECTED,  /* the connection is over (DREQ/DREP/REJ/timeout) */
+	UCMA_DREQ_SENT,	   /* waiting for DREP */
+	UCMA_DISCONNECTED, /* the connection is over (DREQ/DREP/REJ/timeout) */
 };
 
 struct ucma_event {
@@ -87,7 +87,7 @@ struct ucma_id {
 	struct ivrdma_cm_node peer; /* valid from ADDR_RESOLVED or a REQ */
 	uint32_t events_reported;
 	/* listening */
-	int listen_entry; /* in the region's table, -1 if none */
+	int listen_entry;	   /* in the region's table, -1 if none */
 	uint32_t backlog, pending; /* pending: children not yet accepted or rejected */
 	/* connecting */
 	struct ucma_id *listener; /* passive: the ID the request came in on */

@@ -118,9 +118,9 @@ static int load_dir(struct ucma_dir *dir)
 	*(void **)&dir->unlisten = dlsym(h, "ivrdma_cm_unlisten");
 	*(void **)&dir->find_listener = dlsym(h, "ivrdma_cm_find_listener");
 	dlclose(h); /* the provider stays: libibverbs holds it */
-	if (!version || version() != IVRDMA_CM_API_VERSION || !dir->my_node ||
-	    !dir->node_by_lid || !dir->resolve || !dir->my_addr || !dir->is_my_addr ||
-	    !dir->listen || !dir->unlisten || !dir->find_listener)
+	if (!version || version() != IVRDMA_CM_API_VERSION || !dir->my_node || !dir->node_by_lid ||
+	    !dir->resolve || !dir->my_addr || !dir->is_my_addr || !dir->listen || !dir->unlisten ||
+	    !dir->find_listener)
 		return -ENOSYS;
 	return 0;
 }
@@ -162,7 +162,8 @@ static int post_recv(struct ucma_agent *a, uint32_t slot)
 
 static int qp_ready(struct ucma_agent *a)
 {
-	struct ibv_qp_attr attr = {.qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = UCMA_AGENT_QKEY};
+	struct ibv_qp_attr attr = {
+	    .qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = UCMA_AGENT_QKEY};
 
 	if (ibv_modify_qp(a->qp, &attr,
 			  IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY))
@@ -186,8 +187,10 @@ static int make_qp(struct ucma_agent *a)
 	size_t bytes = (UCMA_NR_RECV + UCMA_NR_SEND) * UCMA_SLOT;
 	struct ibv_qp_init_attr qa = {
 	    .qp_type = IBV_QPT_UD,
-	    .cap = {.max_send_wr = UCMA_NR_SEND, .max_recv_wr = UCMA_NR_RECV,
-		    .max_send_sge = 1, .max_recv_sge = 1},
+	    .cap = {.max_send_wr = UCMA_NR_SEND,
+		    .max_recv_wr = UCMA_NR_RECV,
+		    .max_send_sge = 1,
+		    .max_recv_sge = 1},
 	};
 
 	a->pd = ibv_alloc_pd(a->ctx);
@@ -315,8 +318,10 @@ int ucma_agent_send(uint16_t lid, uint32_t qpn, uint32_t qkey, const struct ucma
 {
 	struct ucma_agent *a = ucma.agent;
 	struct ibv_ah *ah = ah_for(a, lid);
-	struct ibv_send_wr wr = {.opcode = IBV_WR_SEND, .send_flags = IBV_SEND_SIGNALED,
-				 .num_sge = 1}, *bad;
+	struct ibv_send_wr wr = {.opcode = IBV_WR_SEND,
+				 .send_flags = IBV_SEND_SIGNALED,
+				 .num_sge = 1},
+			   *bad;
 	struct ibv_sge sge;
 	uint32_t slot;
 

@@ -20,14 +20,14 @@
 
 #include "ucma.h"
 
-#define UCMA_RETRY_NS	   250000000ull /* 250 ms */
-#define UCMA_REQ_TRIES	   16u		/* 4 s without an answer: unreachable */
-#define UCMA_DREQ_TRIES	   8u
-#define UCMA_MIN_RNR_TIMER 12u		/* 0.64 ms, as the kernel's CM uses */
-#define UCMA_QP_TIMEOUT	   14u		/* 4.096 us * 2^14 = 67 ms */
-#define UCMA_SIDR_UNSUPPORTED 1u	/* SIDR REP status: no such service */
-#define UCMA_SIDR_REJECT      2u	/* SIDR REP status: refused */
-#define UCMA_RETRY_MASK	      7u	/* retry counts are 3-bit fields in IB's CM */
+#define UCMA_RETRY_NS	      250000000ull /* 250 ms */
+#define UCMA_REQ_TRIES	      16u	   /* 4 s without an answer: unreachable */
+#define UCMA_DREQ_TRIES	      8u
+#define UCMA_MIN_RNR_TIMER    12u /* 0.64 ms, as the kernel's CM uses */
+#define UCMA_QP_TIMEOUT	      14u /* 4.096 us * 2^14 = 67 ms */
+#define UCMA_SIDR_UNSUPPORTED 1u  /* SIDR REP status: no such service */
+#define UCMA_SIDR_REJECT      2u  /* SIDR REP status: refused */
+#define UCMA_RETRY_MASK	      7u  /* retry counts are 3-bit fields in IB's CM */
 
 static uint32_t random_psn(void)
 {
@@ -517,8 +517,7 @@ static void on_sidr_rep(struct ucma_id *id, const struct ucma_msg *m)
 
 static void on_rej(struct ucma_id *id, const struct ucma_msg *m)
 {
-	if (id->state != UCMA_REQ_SENT && id->state != UCMA_REP_SENT &&
-	    id->state != UCMA_REP_RCVD)
+	if (id->state != UCMA_REQ_SENT && id->state != UCMA_REP_SENT && id->state != UCMA_REP_RCVD)
 		return;
 	disarm(id);
 	id->state = UCMA_DISCONNECTED;

@@ -63,8 +63,8 @@ struct ucma_msg {
 	uint32_t listener;    /* REQ/SIDR_REQ: the listener table entry it was sent to */
 	uint16_t port_space;
 	uint16_t reserved1;
-	uint32_t qpn;	      /* REQ, REP: the application's QP; SIDR_REP: its UD QP */
-	uint32_t qkey;	      /* SIDR_REP */
+	uint32_t qpn;	       /* REQ, REP: the application's QP; SIDR_REP: its UD QP */
+	uint32_t qkey;	       /* SIDR_REP */
 	uint32_t starting_psn; /* REQ, REP */
 	uint8_t responder_resources, initiator_depth, flow_control, retry_count;
 	uint8_t rnr_retry_count, srq, reserved2[2];

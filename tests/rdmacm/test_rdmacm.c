@@ -286,8 +286,11 @@ static void post_send(struct rdma_cm_id *id, enum ibv_wr_opcode op, void *buf, u
 		      struct ibv_mr *mr, const struct remote_buf *rb)
 {
 	struct ibv_sge sge = {.addr = (uintptr_t)buf, .length = len, .lkey = mr->lkey};
-	struct ibv_send_wr wr = {.opcode = op, .sg_list = &sge, .num_sge = 1,
-				 .send_flags = IBV_SEND_SIGNALED}, *bad;
+	struct ibv_send_wr wr = {.opcode = op,
+				 .sg_list = &sge,
+				 .num_sge = 1,
+				 .send_flags = IBV_SEND_SIGNALED},
+			   *bad;
 
 	if (rb) {
 		wr.wr.rdma.remote_addr = rb->addr;
@@ -301,8 +304,8 @@ static void client_data(struct rdma_event_channel *ch, uint16_t port)
 {
 	struct rdma_cm_id *id = resolved(ch, RDMA_PS_TCP, port);
 	struct ibv_qp_init_attr qa = qp_attr(IBV_QPT_RC);
-	struct rdma_conn_param param = {.responder_resources = 1, .initiator_depth = 1,
-					.retry_count = 7, .rnr_retry_count = 7};
+	struct rdma_conn_param param = {
+	    .responder_resources = 1, .initiator_depth = 1, .retry_count = 7, .rnr_retry_count = 7};
 	static uint8_t buf[DATA_LEN], back[DATA_LEN], pdata[REQ_PDATA + 1];
 	struct rdma_cm_event *ev;
 	struct remote_buf rb = {0};
