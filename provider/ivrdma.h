@@ -85,10 +85,10 @@ static inline bool ivrdma_state_receives(uint32_t state)
 	return state >= IBV_QPS_RTR && state <= IBV_QPS_SQE;
 }
 
-#define IVRDMA_MAX_WR  16384
-#define IVRDMA_MAX_SGE 32
-#define IVRDMA_MAX_CQE 4194303 /* as ConnectX: libfabric's rxm asks 256K; the region must hold it  \
-				*/
+/* max_cqe as ConnectX's: libfabric's rxm asks 256K; the region must hold the ring. */
+#define IVRDMA_MAX_WR	    16384
+#define IVRDMA_MAX_SGE	    32
+#define IVRDMA_MAX_CQE	    4194303
 #define IVRDMA_MAX_INLINE   1024
 #define IVRDMA_MAX_MSG_SIZE 0x80000000u /* 2 GiB, InfiniBand's limit */
 
