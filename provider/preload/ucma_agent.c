@@ -48,6 +48,7 @@ struct ucma_agent {
 };
 
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t agent_pid; /* the process that started the agent */
 
 uint64_t ucma_now_ns(void)
 {
@@ -367,6 +368,31 @@ static int agent_create(struct ucma_agent **out)
 	return 0;
 }
 
+/*
+ * At exit, this process's listeners leave the region's table, as the
+ * kernel's rdma_cm destroys a process's IDs when its fd is closed. On the
+ * host ivrdmad would free them with the process's peer anyway; in a guest
+ * every process is the VM's peer, and an entry left behind (rstream never
+ * closes its listening socket) would hold its port and take requests for
+ * an agent nobody reads until the VM leaves. A forked child's exit leaves
+ * its parent's listeners alone.
+ */
+static void release_listeners(void)
+{
+	if (getpid() != agent_pid)
+		return;
+	pthread_mutex_lock(&ucma.lock);
+	for (uint32_t h = 0; h < ucma.nr_ids; h++) {
+		struct ucma_id *id = ucma.ids[h];
+
+		if (id && id->listen_entry >= 0) {
+			ucma.agent->dir.unlisten(ucma.agent->ctx, id->listen_entry);
+			id->listen_entry = -1;
+		}
+	}
+	pthread_mutex_unlock(&ucma.lock);
+}
+
 int ucma_agent_start(void)
 {
 	struct ucma_agent *a;
@@ -384,6 +410,8 @@ int ucma_agent_start(void)
 	err = -pthread_create(&a->thread, NULL, agent_thread, a);
 	if (!err)
 		pthread_detach(a->thread);
+	agent_pid = getpid();
+	atexit(release_listeners);
 out:
 	pthread_mutex_unlock(&start_lock);
 	return err;
