@@ -22,6 +22,7 @@ SKIP=77
 start_ns=$(date +%s%N)
 work='' shm='' keep=${keep:-0} daemon_pid='' kernel=${kernel:-}
 supervised=()
+daemon_opts=() # more options for ivrdmad (start_daemon), e.g. --addr vm1=IP
 declare -A vm_pid=() vm_console=()
 
 elapsed() {
@@ -189,7 +190,8 @@ check_module() {
 		fail "module built for '${vermagic#vermagic=}', guest kernel is $release"
 }
 
-# start_daemon IVRDMAD IVRDMA SIZE VM...: ivrdmad with one socket per VM.
+# start_daemon IVRDMAD IVRDMA SIZE VM...: ivrdmad with one socket per VM
+# (and the options in daemon_opts).
 start_daemon() {
 	local ivrdmad=$1 ivrdma=$2 size=$3 args=() vm
 	shift 3
@@ -197,7 +199,7 @@ start_daemon() {
 		args+=(--vm "$vm")
 	done
 	background "$ivrdmad" --dir "$work" --shm "$shm" --size "$size" \
-		--vectors "$VECTORS" "${args[@]}" -v </dev/null >"$work/ivrdmad.log" 2>&1 &
+		--vectors "$VECTORS" "${args[@]}" "${daemon_opts[@]}" -v </dev/null >"$work/ivrdmad.log" 2>&1 &
 	daemon_pid=$!
 	supervise $!
 	wait_until "ivrdmad to answer status" 15 "$ivrdma" --dir "$work" status >/dev/null 2>&1
