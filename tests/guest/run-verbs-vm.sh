@@ -7,9 +7,9 @@
 # `ivrdma env`'s environment (guest-verbs-init.sh), then runs what this
 # script sends to its console.
 #
-#   run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi|unplug --ivrdmad PATH
-#                   --ivrdma PATH --provider PATH --module PATH
-#                   [--mpi-dir DIR] [--unplug-test PATH] [--kernel PATH] [--keep]
+#   run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi|unplug|rdmacm --ivrdmad PATH
+#                   --ivrdma PATH --provider PATH --module PATH [--mpi-dir DIR]
+#                   [--unplug-test PATH] [--preload PATH] [--kernel PATH] [--keep]
 #
 # two-vms: vm1 and vm2 on one ivrdmad, their e1000 NICs linked by a QEMU
 #   stream socket (a UNIX socket in the work dir: no host network at all;
@@ -50,6 +50,18 @@
 #   ivrdma0 again and moves checked data; `ivrdma migrate-end vm1` (exit 0)
 #   and vm1 active in `ivrdma status`. Prints migrate-begin's time and the
 #   time from device_add to the first transfer (TCG: orientation only).
+# rdmacm: the two VMs of two-vms, ivrdmad started with their addresses
+#   for RDMA CM (--addr vm1=192.0.2.1 --addr vm2=192.0.2.2, the guests'
+#   own NIC addresses; ivrdma status must list them). The image adds
+#   rdmacm-utils' rping and rstream with librdmacm, and --preload (the
+#   rdma_cm device, which the guest kernel lacks) where the package puts
+#   it; the tools run with LD_PRELOAD set to it. The CM messages go
+#   agent to agent through the region, not over the NICs. Each server
+#   runs in vm1 and the client in vm2 once `ivrdma status` on the host
+#   lists the server's RDMA CM listener: rping -V (data checked), rping
+#   -c to a port nobody listens on (must fail with REJECTED, well before
+#   the timeout), then rstream; at the end no listener is left (rstream
+#   never closes its own: the preload releases it at exit).
 #
 # Pass: every tool exits 0 on both ends, and no "invalid data" from -c.
 # Iteration counts are small: TCG is slow, and its timings are not
@@ -69,15 +81,16 @@ VM_MEMORY=512
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 scenario='' ivrdmad='' ivrdma='' provider='' module='' kernel='' keep=0 mpi_dir='' unplug_test=''
+preload=''
 # shellcheck source=vm-lib.sh
 . "$here/vm-lib.sh"
 # shellcheck source=../lib/free-port.sh
 . "$here/../lib/free-port.sh"
 
 usage() {
-	echo "usage: run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi|unplug --ivrdmad PATH" \
-		"--ivrdma PATH --provider PATH --module PATH [--mpi-dir DIR] [--unplug-test PATH]" \
-		"[--kernel PATH] [--keep]" >&2
+	echo "usage: run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi|unplug|rdmacm" \
+		"--ivrdmad PATH --ivrdma PATH --provider PATH --module PATH [--mpi-dir DIR]" \
+		"[--unplug-test PATH] [--preload PATH] [--kernel PATH] [--keep]" >&2
 	exit 2
 }
 
@@ -91,6 +104,7 @@ parse_args() {
 		--module) module=${2:-}; shift 2 ;;
 		--mpi-dir) mpi_dir=${2:-}; shift 2 ;;
 		--unplug-test) unplug_test=${2:-}; shift 2 ;;
+		--preload) preload=${2:-}; shift 2 ;;
 		--kernel) kernel=${2:-}; shift 2 ;;
 		--keep) keep=1; shift ;;
 		*) usage ;;
@@ -100,6 +114,7 @@ parse_args() {
 	two-vms | ud | host-guest) ;;
 	mpi) [ -n "$mpi_dir" ] || usage ;;
 	unplug) [ -x "$unplug_test" ] || usage ;;
+	rdmacm) [ -r "$preload" ] || usage ;;
 	*) usage ;;
 	esac
 	if [ -z "$ivrdmad" ] || [ -z "$ivrdma" ] || [ -z "$provider" ]; then
@@ -562,8 +577,129 @@ run_unplug() {
 	finish_vms vm1
 }
 
+# --- rdmacm: librdmacm between the guests (the preload's rdma_cm device)
+
+PRELOAD_DEST=/usr/lib/x86_64-linux-gnu/ivrdma/libivrdma-preload.so
+RDMACM_TOOLS=(rping rstream)
+# glibc loads it for pthread_cancel and pthread_exit (rping's threads end
+# so): ldd does not name it.
+LIBGCC_S=/lib/x86_64-linux-gnu/libgcc_s.so.1
+VM1_IP=192.0.2.1 # two_vms gives these to the guests' NICs
+VM2_IP=192.0.2.2
+
+# cm_run VM CMD...: CMD on VM with the preload; sets $cmd_id.
+cm_run() {
+	local vm=$1
+	shift
+	guest_run "$vm" env LD_PRELOAD=$PRELOAD_DEST "$@"
+}
+
+# cm_listener VM PORT: VM's RDMA CM listener on PORT as `ivrdma status
+# --json` on the host lists it; empty if there is none.
+cm_listener() {
+	"$ivrdma" --dir "$work" status --json | jq -r --arg vm "$1" --argjson port "$2" \
+		'.listeners[] | select(.node == $vm and .port == $port) |
+		"\(.port_space) port \(.port) addr \(.addr) peer \(.peer) agent QPN \(.agent_qpn)"'
+}
+
+cm_listening_or_ended() { # cm_listening_or_ended VM PORT ID
+	[ -n "$(cm_listener "$1" "$2")" ] || ended "$1" "$3"
+}
+
+# cm_listen VM PORT ID: waits until command ID of VM listens on RDMA CM
+# PORT (there is no TCP port to watch: the region's listener table).
+cm_listen() {
+	wait_until "an RDMA CM listener on port $2 in $1" $TOOL_TIMEOUT \
+		cm_listening_or_ended "$1" "$2" "$3"
+	[ -n "$(cm_listener "$1" "$2")" ] ||
+		{ show "$1" "$3" >&2; fail "$1: $3 ended before it listened on RDMA CM port $2"; }
+}
+
+# cm_pair NAME PORT PATTERN 'SERVER CMD' 'CLIENT CMD': the server in vm1,
+# the client in vm2 once the server listens (PORT replaces the word
+# PORT); both exit 0, and the client's output matches PATTERN.
+cm_pair() {
+	local name=$1 port=$2 pattern=$3 server=$4 client=$5 sid cid start
+	# shellcheck disable=SC2086 # words
+	cm_run vm1 ${server//PORT/$port}
+	sid=$cmd_id
+	cm_listen vm1 "$port" "$sid"
+	log "$name: vm1 listens: $(cm_listener vm1 "$port")"
+	[ -n "${cm_status_shown:-}" ] || cm_status
+	start=$SECONDS
+	# shellcheck disable=SC2086 # words
+	cm_run vm2 ${client//PORT/$port}
+	cid=$cmd_id
+	check_pair "$name" vm1 "$sid" vm2 "$cid"
+	guest_lines vm2 "$cid" | grep -E -- "$pattern" >/dev/null ||
+		{ show vm2 "$cid" >&2; fail "$name: no '$pattern' in the client's output"; }
+	log "PASS $name: both exit 0, $((SECONDS - start)) s (TCG): " \
+		"$(guest_lines vm2 "$cid" | grep -E -- "$pattern" | tail -n 1)"
+}
+
+# cm_status: `ivrdma status` on the host, its nodes and listeners, once.
+cm_status() {
+	cm_status_shown=1
+	"$ivrdma" --dir "$work" status >"$work/status.out" || fail "ivrdma status"
+	log "ivrdma status while vm1 listens:"
+	sed -n '/^NODE /,/^CONTEXTS/p' "$work/status.out" | grep -v '^CONTEXTS' | sed 's/^/    /'
+}
+
+# cm_addrs: ivrdmad gives each guest its address.
+cm_addrs() {
+	local vm ip addrs
+	for vm in vm1 vm2; do
+		ip=$VM1_IP
+		[ $vm = vm1 ] || ip=$VM2_IP
+		addrs=$("$ivrdma" --dir "$work" status --json |
+			jq -r --arg vm $vm '.nodes[] | select(.name == $vm) | .addrs | join(",")')
+		[ "$addrs" = "$ip" ] || fail "ivrdma status: $vm's addresses are '$addrs', not $ip"
+	done
+	log "PASS ivrdma status: vm1 at $VM1_IP, vm2 at $VM2_IP"
+}
+
+# cm_rejected PORT: a connect from vm2 to vm1's PORT, where nobody
+# listens, fails with REJECTED (the region's listener table has no
+# entry: invalid service ID) before the tool's timeout.
+cm_rejected() {
+	local port=$1 id rc=0 start=$SECONDS
+	[ -z "$(cm_listener vm1 "$port")" ] || fail "something listens on RDMA CM port $port in vm1"
+	cm_run vm2 rping -c -a $VM1_IP -p "$port" -C 1 -v
+	id=$cmd_id
+	wait_end vm2 "$id" || rc=$?
+	if [ $rc -eq 0 ] || [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		show vm2 "$id" >&2
+		fail "rping -c to port $port with no listener: exit $rc (0: connected; 124, 137: hung)"
+	fi
+	guest_lines vm2 "$id" | grep REJECTED >/dev/null ||
+		{ show vm2 "$id" >&2; fail "rping -c to port $port with no listener: no REJECTED"; }
+	log "PASS rping -c to a port nobody listens on: exit $rc after $((SECONDS - start)) s (TCG):" \
+		"$(guest_lines vm2 "$id" | grep REJECTED | head -n 1)"
+}
+
+run_rdmacm() {
+	local left
+	daemon_opts=(--addr "vm1=$VM1_IP" --addr "vm2=$VM2_IP")
+	[ -r $LIBGCC_S ] || fail "no $LIBGCC_S (package libgcc-s1)"
+	two_vms "$preload:$PRELOAD_DEST" "$LIBGCC_S:$LIBGCC_S" "$(command -v rping):/usr/bin/rping" \
+		"$(command -v rstream):/usr/bin/rstream"
+	cm_addrs
+	cm_pair "rping -V" 7174 'rdma-ping-19: ' \
+		"rping -s -a $VM1_IP -p PORT -V -C 20" "rping -c -a $VM1_IP -p PORT -V -C 20 -v"
+	cm_rejected 7175
+	cm_pair "rstream" 7176 'custom +64k +100 ' \
+		"rstream -p PORT -S 65536 -C 100" "rstream -s $VM1_IP -p PORT -S 65536 -C 100"
+	# Every listener went with its process.
+	left=$("$ivrdma" --dir "$work" status --json |
+		jq -r '.listeners[] | "\(.node) \(.port_space) port \(.port) addr \(.addr)"')
+	[ -z "$left" ] || fail "RDMA CM listener(s) left after the servers exited: ${left//$'\n'/; }"
+	log "PASS no RDMA CM listener left"
+	finish_vms vm1 vm2
+}
+
 main() {
 	parse_args "$@"
+	[ "$scenario" != rdmacm ] || TOOLS+=("${RDMACM_TOOLS[@]}")
 	check_tools jq cpio busybox timeout setpriv mkfifo ss ldd "${TOOLS[@]}"
 	check_module "$module"
 	vm_lib_init ivrdma-verbs
@@ -573,6 +709,7 @@ main() {
 	host-guest) run_host_guest ;;
 	mpi) VM_MEMORY=1024 TOOL_TIMEOUT=${IVRDMA_MPI_JOB_TIMEOUT:-600} run_mpi ;;
 	unplug) run_unplug ;;
+	rdmacm) run_rdmacm ;;
 	esac
 	log "PASS in $(elapsed)s"
 }
