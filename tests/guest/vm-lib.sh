@@ -8,7 +8,8 @@
 # arguments are checked. After that:
 #   - every process started with `background CMD... &` and `supervise $!`
 #     is stopped on exit, in reverse order of start (so ivrdmad, started
-#     first, goes last and its clean exit removes the region and sockets);
+#     first, goes last and its clean exit removes the region and sockets;
+#     the janitor below, after the logs are shown);
 #     it gets SIGTERM if this script dies, even by SIGKILL (setpriv
 #     --pdeathsig), and dies on its own after BUDGET s anyway (timeout);
 #   - the work dir $work and the shm object $shm are removed (--keep,
@@ -20,7 +21,7 @@
 
 SKIP=77
 start_ns=$(date +%s%N)
-work='' shm='' keep=${keep:-0} daemon_pid='' kernel=${kernel:-}
+work='' shm='' keep=${keep:-0} daemon_pid='' kernel=${kernel:-} janitor_pid=''
 supervised=()
 daemon_opts=() # more options for ivrdmad (start_daemon), e.g. --addr vm1=IP
 declare -A vm_pid=() vm_console=()
@@ -94,8 +95,10 @@ vm_lib_cleanup() {
 	for fd in "${vm_console[@]}"; do
 		exec {fd}>&-
 	done
+	# Not the janitor yet: stopped, it removes the work dir, logs and all.
 	for ((i = ${#supervised[@]} - 1; i >= 0; i--)); do
-		[ -z "${supervised[i]:-}" ] || stop "${supervised[i]}"
+		[ -z "${supervised[i]:-}" ] || [ "${supervised[i]}" = "$janitor_pid" ] ||
+			stop "${supervised[i]}"
 	done
 	if [ -n "$work" ]; then
 		[ $rc -eq 0 ] || [ $rc -eq $SKIP ] || show_logs >&2
@@ -106,6 +109,7 @@ vm_lib_cleanup() {
 		fi
 	fi
 	[ -z "$shm" ] || rm -f "/dev/shm/${shm#/}"
+	stop "$janitor_pid"
 	exit $rc
 }
 
@@ -121,6 +125,7 @@ vm_lib_init() {
 	# shellcheck disable=SC2016 # expanded by that sh, at trap time
 	background sh -c 'trap "rm -rf \"\$1\" \"\$2\"; exit 0" TERM; while :; do sleep 1; done' \
 		janitor "$work" "/dev/shm/${shm#/}" </dev/null >/dev/null 2>&1 &
+	janitor_pid=$!
 	supervise $!
 }
 
