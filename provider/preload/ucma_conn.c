@@ -312,6 +312,8 @@ void ucma_conn_abandon(struct ucma_id *id)
 		abandon_listener(id);
 	else if (id->state == UCMA_REQ_RCVD)
 		send_reject(id, 0, NULL, 0);
+	else if (id->state == UCMA_REQ_SENT && id->qp_type != IBV_QPT_UD)
+		send_reject(id, UCMA_REJ_TIMEOUT, NULL, 0); /* as an HCA's CM gives up a REQ */
 	else if (connected(id)) {
 		msg_init(&m, UCMA_MSG_DREQ, id); /* once: nobody is left to hear the DREP */
 		send_to_peer(id, &m);
@@ -424,7 +426,8 @@ static struct ucma_id *new_child(struct ucma_id *l, const struct ucma_msg *m, ui
 	if (ucma_agent_dir()->node_by_lid(ucma_agent_context(), slid, &peer) ||
 	    (l->backlog && l->pending >= l->backlog))
 		return NULL; /* unknown sender, or a full backlog: the sender tries again */
-	c = ucma_id_new(l->channel, l->uid, l->port_space, l->qp_type);
+	/* uid 0 until ACCEPT names it: librdmacm takes only ESTABLISHED for such an ID. */
+	c = ucma_id_new(l->channel, 0, l->port_space, l->qp_type);
 	if (!c)
 		return NULL;
 	c->peer = peer;
@@ -477,7 +480,17 @@ static struct ucma_id *reply_target(const struct ucma_msg *m, uint16_t slid)
 {
 	struct ucma_id *id = ucma_id_by_comm(m->receiver_id);
 
-	return id && id->peer.lid == slid ? id : NULL;
+	if (id)
+		return id->peer.lid == slid ? id : NULL;
+	if (m->type != UCMA_MSG_REJ || m->receiver_id != 0)
+		return NULL;
+	/* A REJ from an active side that never learnt my name: it gave up its REQ. */
+	for (uint32_t h = 0; h < ucma.nr_ids; h++) {
+		id = ucma.ids[h];
+		if (id && id->listener && id->peer.lid == slid && id->peer_comm_id == m->sender_id)
+			return id;
+	}
+	return NULL;
 }
 
 static void on_rep(struct ucma_id *id, const struct ucma_msg *m)

@@ -41,6 +41,7 @@ enum ucma_msg_type {
 #define UCMA_MAX_PRIVATE      196u
 
 /* IB CM rejection reasons rdma_cm users see as the REJECTED event's status. */
+#define UCMA_REJ_TIMEOUT	    4u
 #define UCMA_REJ_INVALID_SERVICE_ID 8u
 #define UCMA_REJ_CONSUMER_DEFINED   28u
 
