@@ -50,7 +50,8 @@ static void msg_init(struct ucma_msg *m, uint8_t type, const struct ucma_id *id)
 static void msg_private(struct ucma_msg *m, const uint8_t *data, uint8_t len)
 {
 	m->private_data_len = len;
-	memcpy(m->private_data, data, len);
+	if (len) /* data may be NULL with nothing to copy */
+		memcpy(m->private_data, data, len);
 }
 
 static void send_to_peer(const struct ucma_id *id, const struct ucma_msg *m)
