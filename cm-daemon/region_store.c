@@ -164,6 +164,8 @@ static void place_tables(struct ivrdma_region_header *h, const struct daemon_con
 	h->ctxs = place(&off, clamp_entries(size >> 18, 64, 16384), IVRDMA_CTX_SLOT_SIZE);
 	h->listeners =
 	    place(&off, clamp_entries(size >> 18, 64, 16384), sizeof(struct ivrdma_listener));
+	h->mcast =
+	    place(&off, clamp_entries(size >> 18, 64, 16384), sizeof(struct ivrdma_mcast_member));
 	/* The tag array's size depends on the chunk count and vice versa. */
 	nr = (size - off) >> cfg->chunk_shift;
 	h->chunk_area_offset = align_up(off + nr * sizeof(uint32_t), chunk);

@@ -22,6 +22,8 @@
  *   | context table      |  one record per open verbs context: its counters
  *   +--------------------+ listeners.offset
  *   | listener table     |  one entry per RDMA CM listen: node, port, agent QP
+ *   +--------------------+ mcast.offset
+ *   | multicast table    |  one entry per UD QP attached to a multicast group
  *   +--------------------+ chunk_tags.offset
  *   | chunk owner tags   |  one u32 per chunk
  *   +--------------------+ chunk_area_offset (chunk aligned)
@@ -92,7 +94,8 @@ struct ivrdma_region_header {
 	uint32_t suspend_seq;	  /* atomic: see "Suspending a node" below */
 	uint32_t reserved0;
 	struct ivrdma_table listeners; /* struct ivrdma_listener: see "Listening" below */
-	uint8_t reserved[IVRDMA_HEADER_SIZE - 232];
+	struct ivrdma_table mcast;     /* struct ivrdma_mcast_member: see "Multicast" below */
+	uint8_t reserved[IVRDMA_HEADER_SIZE - 248];
 };
 static_assert(offsetof(struct ivrdma_region_header, region_id) == 24, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, dir_generation) == 40, "header layout");
@@ -104,6 +107,7 @@ static_assert(offsetof(struct ivrdma_region_header, host_node) == 188, "header l
 static_assert(offsetof(struct ivrdma_region_header, ctxs) == 192, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, suspend_seq) == 208, "header layout");
 static_assert(offsetof(struct ivrdma_region_header, listeners) == 216, "header layout");
+static_assert(offsetof(struct ivrdma_region_header, mcast) == 232, "header layout");
 static_assert(sizeof(struct ivrdma_region_header) == IVRDMA_HEADER_SIZE, "header size");
 
 enum ivrdma_node_state {
@@ -620,6 +624,47 @@ static_assert(offsetof(struct ivrdma_listener, state) == 8, "listener layout");
 static_assert(offsetof(struct ivrdma_listener, agent_qpn) == 20, "listener layout");
 static_assert(offsetof(struct ivrdma_listener, addr) == 32, "listener layout");
 static_assert(sizeof(struct ivrdma_listener) == 64, "listener size");
+
+/*
+ * --- Multicast (UD) ----------------------------------------------------------
+ *
+ * One entry per UD QP attached to a multicast group (ibv_attach_mcast):
+ * the group's MGID and MLID, the QP's node and number.
+ *
+ * Attaching: claim an entry (hdr.owner, as any slot), write every other
+ *   field, store state ATTACHED (release). One QP attaches to a group once.
+ * Sending to a multicast LID (0xc000 .. 0xfffe) with remote QPN 0xffffff:
+ *   the sender scans the table; every ATTACHED entry (acquire) whose MLID
+ *   matches, and whose MGID matches too when the datagram carries a GRH,
+ *   gets its own copy, delivered as any datagram to that QP (Q_Key
+ *   checked, dropped if no receive is posted). The sending QP receives
+ *   its copy too if it is attached.
+ * Detaching: store state FREE (release), then hdr.owner 0. A destroyed QP
+ *   detaches from every group; ivrdmad frees a dead peer's entries.
+ */
+enum ivrdma_mcast_state {
+	IVRDMA_MCAST_FREE = 0,
+	IVRDMA_MCAST_ATTACHED = 1,
+};
+
+#define IVRDMA_MCAST_LID_FIRST 0xc000u
+#define IVRDMA_MCAST_LID_LAST  0xfffeu
+#define IVRDMA_MCAST_QPN       0xffffffu
+
+struct ivrdma_mcast_member {
+	struct ivrdma_obj_hdr hdr;
+	uint32_t state; /* atomic: enum ivrdma_mcast_state */
+	uint16_t mlid;
+	uint16_t node; /* the attached QP's node */
+	uint32_t qpn;
+	uint32_t reserved0;
+	uint8_t mgid[16];
+	uint8_t reserved[24];
+};
+static_assert(offsetof(struct ivrdma_mcast_member, state) == 8, "multicast layout");
+static_assert(offsetof(struct ivrdma_mcast_member, qpn) == 16, "multicast layout");
+static_assert(offsetof(struct ivrdma_mcast_member, mgid) == 24, "multicast layout");
+static_assert(sizeof(struct ivrdma_mcast_member) == 64, "multicast entry size");
 
 #define IVRDMA_DEFAULT_CHUNK_SHIFT 16u /* 64 KiB */
 #define IVRDMA_MIN_CHUNK_SHIFT	   12u /* a page: MRs are mapped chunk by chunk */

@@ -38,7 +38,7 @@ static bool spans_disjoint(const struct span *s, int n)
 
 static int check_tables(struct ivrdma_region *r, const char **why)
 {
-	struct span s[10];
+	struct span s[11];
 
 	if (!table_span(&r->nodes, sizeof(struct ivrdma_node), r->size, &s[0]) ||
 	    !table_span(&r->peers, sizeof(struct ivrdma_peer), r->size, &s[1]) ||
@@ -48,7 +48,8 @@ static int check_tables(struct ivrdma_region *r, const char **why)
 	    !table_span(&r->mrs, IVRDMA_MR_SLOT_SIZE, r->size, &s[5]) ||
 	    !table_span(&r->chunk_tags, sizeof(uint32_t), r->size, &s[6]) ||
 	    !table_span(&r->ctxs, IVRDMA_CTX_SLOT_SIZE, r->size, &s[8]) ||
-	    !table_span(&r->listeners, sizeof(struct ivrdma_listener), r->size, &s[9])) {
+	    !table_span(&r->listeners, sizeof(struct ivrdma_listener), r->size, &s[9]) ||
+	    !table_span(&r->mcast, sizeof(struct ivrdma_mcast_member), r->size, &s[10])) {
 		*why = "a table lies outside the region or has a wrong entry size";
 		return -EPROTO;
 	}
@@ -66,7 +67,7 @@ static int check_tables(struct ivrdma_region *r, const char **why)
 	}
 	s[7].start = r->chunk_area_offset;
 	s[7].end = r->chunk_area_offset + ((uint64_t)r->nr_chunks << r->chunk_shift);
-	if (!spans_disjoint(s, 10)) {
+	if (!spans_disjoint(s, 11)) {
 		*why = "tables overlap";
 		return -EPROTO;
 	}
@@ -114,6 +115,7 @@ int ivrdma_region_open(struct ivrdma_region *r, void *base, uint64_t size, const
 	r->mrs = h.mrs;
 	r->ctxs = h.ctxs;
 	r->listeners = h.listeners;
+	r->mcast = h.mcast;
 	r->chunk_tags = h.chunk_tags;
 	r->chunk_area_offset = h.chunk_area_offset;
 	r->chunk_shift = h.chunk_shift;
@@ -290,4 +292,5 @@ void ivrdma_region_reclaim_peer(const struct ivrdma_region *r, uint16_t peer_id,
 	count->mrs = reclaim_table(r, &r->mrs, peer_id);
 	count->ctxs = reclaim_table(r, &r->ctxs, peer_id);
 	count->listeners = reclaim_table(r, &r->listeners, peer_id);
+	count->mcast = reclaim_table(r, &r->mcast, peer_id);
 }

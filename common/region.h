@@ -19,7 +19,7 @@ struct ivrdma_region {
 	uint64_t region_id;
 	uint32_t nr_vectors;
 	uint32_t max_peers;
-	struct ivrdma_table nodes, peers, qps, cqs, srqs, mrs, ctxs, listeners, chunk_tags;
+	struct ivrdma_table nodes, peers, qps, cqs, srqs, mrs, ctxs, listeners, mcast, chunk_tags;
 	uint64_t chunk_area_offset;
 	uint32_t chunk_shift;
 	uint32_t nr_chunks;
@@ -89,7 +89,7 @@ uint32_t ivrdma_chunks_in_use(const struct ivrdma_region *r);
  * its generation. Only the daemon calls this, after the peer is gone.
  */
 struct ivrdma_reclaim_count {
-	uint32_t chunks, qps, cqs, srqs, mrs, ctxs, listeners;
+	uint32_t chunks, qps, cqs, srqs, mrs, ctxs, listeners, mcast;
 };
 void ivrdma_region_reclaim_peer(const struct ivrdma_region *r, uint16_t peer_id,
 				struct ivrdma_reclaim_count *count);

@@ -54,6 +54,10 @@ static void fill_device_attr(struct ivrdma_context *ctx, struct ibv_device_attr 
 	a->max_srq_sge = IVRDMA_MAX_SGE;
 	a->max_pkeys = IVRDMA_PKEY_TBL_LEN;
 	a->phys_port_cnt = 1;
+	/* Multicast: the region's table holds one entry per attached QP (mcast.c). */
+	a->max_mcast_grp = (int)r->mcast.entries;
+	a->max_mcast_qp_attach = (int)r->mcast.entries;
+	a->max_total_mcast_qp_attach = (int)r->mcast.entries;
 }
 
 /*

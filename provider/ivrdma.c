@@ -72,6 +72,7 @@ static void ivrdma_free_context(struct ibv_context *ibctx);
 
 static const struct verbs_context_ops ivrdma_ctx_ops = {
     .alloc_pd = ivrdma_alloc_pd,
+    .attach_mcast = ivrdma_attach_mcast,
     .create_ah = ivrdma_create_ah,
     .create_cq = ivrdma_create_cq,
     .create_cq_ex = ivrdma_create_cq_ex,
@@ -95,6 +96,7 @@ static const struct verbs_context_ops ivrdma_ctx_ops = {
     .destroy_cq = ivrdma_destroy_cq,
     .destroy_qp = ivrdma_pd_destroy_qp,
     .destroy_srq = ivrdma_pd_destroy_srq,
+    .detach_mcast = ivrdma_detach_mcast,
     .free_context = ivrdma_free_context,
     .query_device_ex = ivrdma_query_device_ex,
     .query_port = ivrdma_query_port,

@@ -435,6 +435,14 @@ bool ivrdma_owner_alive(const struct ivrdma_region *r, uint32_t owner, int node)
 int ivrdma_find_node(const struct ivrdma_region *r, uint16_t lid, const union ibv_gid *gid);
 int ivrdma_peer_lookup(const struct ivrdma_region *r, enum ibv_qp_type type, int node, uint32_t qpn,
 		       struct ivrdma_peer_qp *pq);
+
+/* mcast.c: UD multicast (ibv_attach_mcast returns 0 or a positive errno). */
+bool ivrdma_is_mcast_lid(uint16_t lid);
+int ivrdma_attach_mcast(struct ibv_qp *ibqp, const union ibv_gid *gid, uint16_t lid);
+int ivrdma_detach_mcast(struct ibv_qp *ibqp, const union ibv_gid *gid, uint16_t lid);
+void ivrdma_mcast_detach_all(struct ivrdma_context *ctx, uint32_t qpn);
+bool ivrdma_mcast_next(const struct ivrdma_region *r, uint16_t lid, const union ibv_gid *gid,
+		       uint32_t *i, int *node, uint32_t *qpn);
 void ivrdma_qp_enter_error(struct ivrdma_qp *qp);
 void ivrdma_qp_peer_lost(struct ivrdma_qp *qp);
 void ivrdma_qps_check(struct ivrdma_context *ctx);
@@ -511,6 +519,8 @@ int ivrdma_destroy_srq(struct ibv_srq *srq);
 #define IVRDMA_GRH_LEN 40u   /* every UD receive buffer starts with room for a GRH */
 bool ivrdma_ud_target(struct ivrdma_qp *qp, const struct ivrdma_swqe *w,
 		      struct ivrdma_peer_qp **out);
+bool ivrdma_ud_member(struct ivrdma_qp *qp, const struct ivrdma_swqe *w, int node, uint32_t qpn,
+		      struct ivrdma_peer_qp *pq);
 void ivrdma_ud_make_grh(struct ivrdma_context *ctx, const struct ivrdma_swqe *w, uint32_t len,
 			uint8_t grh[IVRDMA_GRH_LEN]);
 

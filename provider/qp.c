@@ -214,6 +214,8 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 		shm_fetch_or32(&qp->peer.slot->async, IVRDMA_QP_ASYNC_PEER_CLOSED);
 	/* Initiators see the state, then the slot's seq change: no new work arrives. */
 	shm_store_release32(&qp->s->state, IBV_QPS_ERR);
+	if (ibqp->qp_type == IBV_QPT_UD)
+		ivrdma_mcast_detach_all(ctx, ibqp->qp_num);
 	/* Unlinked above: the event thread has no more to say about it. */
 	ivrdma_events_settle(ctx, (uintptr_t)ibqp, &qp->async_posted, &ibqp->mutex, &ibqp->cond,
 			     &ibqp->events_completed);

@@ -287,16 +287,15 @@ static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct
 }
 
 /*
- * A datagram: the receive buffer's first 40 bytes are the GRH's, written
- * only when the sender's address is global (IBV_WC_GRH tells which); the
- * payload follows, and byte_len counts both, as on an HCA. The sender
- * never hears how it went.
+ * A datagram into pq's next receive: the receive buffer's first 40 bytes
+ * are the GRH's, written only when the sender's address is global
+ * (IBV_WC_GRH tells which); the payload follows, and byte_len counts both,
+ * as on an HCA. The sender never hears how it went.
  */
-static enum exec do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
-			     uint64_t len)
+static enum exec deliver_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w,
+				  struct ivrdma_peer_qp *pq, struct iov *src, int ns, uint64_t len)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
-	struct ivrdma_peer_qp *pq;
 	struct iov dst[IVRDMA_MAX_SGE];
 	enum ibv_wc_status tst;
 	enum ibv_wc_status st = IBV_WC_SUCCESS;
@@ -306,8 +305,6 @@ static enum exec do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct
 	bool grh = w->ah->attr.is_global;
 	enum exec ex;
 
-	if (!ivrdma_ud_target(qp, w, &pq))
-		return EXEC_DONE;
 	ex = take_recv(qp, pq, &r.w, &st);
 	if (ex != EXEC_DONE || st != IBV_WC_SUCCESS || r.w.num_sge > IVRDMA_MAX_SGE)
 		return ex == EXEC_MOVING ? ex : EXEC_DONE;
@@ -327,6 +324,41 @@ static enum exec do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct
 	}
 	target_cqe(qp, pq, &r.w, tst, IBV_WC_RECV, IVRDMA_GRH_LEN + len, w, grh ? IBV_WC_GRH : 0);
 	return EXEC_DONE;
+}
+
+/*
+ * A datagram to a multicast group: a copy to every member (mcast.c). A
+ * member whose receive buffer is being moved just then misses its copy,
+ * as a datagram may be lost: sending again would repeat it to the others.
+ */
+static enum exec do_multicast(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
+			      uint64_t len)
+{
+	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
+	const struct ibv_ah_attr *a = &w->ah->attr;
+	struct ivrdma_peer_qp pq;
+	uint32_t i = 0, qpn;
+	int node;
+
+	if (w->remote_qpn != IVRDMA_MCAST_QPN)
+		return EXEC_DONE;
+	while (ivrdma_mcast_next(&ctx->region, a->dlid, a->is_global ? &a->grh.dgid : NULL, &i,
+				 &node, &qpn))
+		if (ivrdma_ud_member(qp, w, node, qpn, &pq))
+			(void)deliver_datagram(qp, w, &pq, src, ns, len);
+	return EXEC_DONE;
+}
+
+static enum exec do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
+			     uint64_t len)
+{
+	struct ivrdma_peer_qp *pq;
+
+	if (ivrdma_is_mcast_lid(w->ah->attr.dlid))
+		return do_multicast(qp, w, src, ns, len);
+	if (!ivrdma_ud_target(qp, w, &pq))
+		return EXEC_DONE;
+	return deliver_datagram(qp, w, pq, src, ns, len);
 }
 
 static void responder_error(struct ivrdma_qp *qp, uint32_t bit)

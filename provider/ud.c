@@ -19,6 +19,15 @@ static uint32_t effective_qkey(const struct ivrdma_qp *qp, uint32_t qkey)
 	return qkey & 0x80000000u ? qp->attr.qkey : qkey;
 }
 
+/* Does the QP pq names receive now, with the Q_Key w brings? */
+static bool accepts(const struct ivrdma_qp *qp, const struct ivrdma_swqe *w,
+		    const struct ivrdma_peer_qp *pq)
+{
+	if (!ivrdma_state_receives(shm_load_acquire32(&pq->slot->state)))
+		return false;
+	return shm_load_relaxed32(&pq->slot->qkey) == effective_qkey(qp, w->remote_qkey);
+}
+
 static int ah_node(struct ivrdma_context *ctx, const struct ibv_ah_attr *a)
 {
 	return ivrdma_find_node(&ctx->region, a->dlid, a->is_global ? &a->grh.dgid : NULL);
@@ -35,7 +44,6 @@ bool ivrdma_ud_target(struct ivrdma_qp *qp, const struct ivrdma_swqe *w,
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 	struct ivrdma_peer_qp *pq = &qp->ud_last;
 	const struct ibv_ah_attr *a = &w->ah->attr;
-	uint32_t state;
 
 	if (!(pq->qpn == w->remote_qpn && a->dlid && pq->lid == a->dlid &&
 	      ivrdma_peer_alive(ctx, pq)) &&
@@ -43,13 +51,19 @@ bool ivrdma_ud_target(struct ivrdma_qp *qp, const struct ivrdma_swqe *w,
 		memset(pq, 0, sizeof(*pq));
 		return false;
 	}
-	state = shm_load_acquire32(&pq->slot->state);
-	if (!ivrdma_state_receives(state))
-		return false; /* not receiving */
-	if (shm_load_relaxed32(&pq->slot->qkey) != effective_qkey(qp, w->remote_qkey))
+	if (!accepts(qp, w, pq))
 		return false;
 	*out = pq;
 	return true;
+}
+
+/* A multicast group's member (node, qpn) as a destination, if it takes w. */
+bool ivrdma_ud_member(struct ivrdma_qp *qp, const struct ivrdma_swqe *w, int node, uint32_t qpn,
+		      struct ivrdma_peer_qp *pq)
+{
+	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
+
+	return !ivrdma_peer_lookup(&ctx->region, IBV_QPT_UD, node, qpn, pq) && accepts(qp, w, pq);
 }
 
 /*

@@ -35,9 +35,9 @@ static void check_table(const struct ivrdma_region *r, const struct ivrdma_table
 
 static void check_view(const struct ivrdma_region *r, const struct fuzz_params *p)
 {
-	const struct ivrdma_table *t[] = {&r->nodes, &r->peers,	    &r->qps,
-					  &r->cqs,   &r->srqs,	    &r->mrs,
-					  &r->ctxs,  &r->listeners, &r->chunk_tags};
+	const struct ivrdma_table *t[] = {&r->nodes, &r->peers,	    &r->qps,  &r->cqs,
+					  &r->srqs,  &r->mrs,	    &r->ctxs, &r->listeners,
+					  &r->mcast, &r->chunk_tags};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		check_table(r, t[i]);

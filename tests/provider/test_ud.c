@@ -5,7 +5,8 @@
  * receive, immediate data, the MTU (IBV_WC_LOC_LEN_ERR, then SQE and back
  * to RTS), Q_Keys (a wrong one is dropped, the high bit means "mine"),
  * datagrams to nowhere, receives too small, ibv_create_ah_from_wc for the
- * reply, and the ibv_qp_ex wr_* API with its two setters in either order.
+ * reply, the ibv_qp_ex wr_* API with its two setters in either order, and
+ * multicast (attach, a copy to each member, detach, refusals).
  * Two contexts of one process are the two ends. Run by run-provider-test.sh.
  */
 #include "dp_common.h"
@@ -13,6 +14,10 @@
 #define QKEY	0x11111111u
 #define GRH_LEN 40u
 #define MTU	4096u
+#define MLID	0xc123u
+
+static const union ibv_gid MGID = {.raw = {0xff, 0x12, 0x40, 0x1b, 0xff, 0xff, 0, 1, [15] = 7}};
+static const union ibv_gid B_GID_UNICAST = {.raw = {0xfd, [15] = 2}};
 
 static struct ep A, B;
 static struct buf sa, rb; /* A's send buffer, B's receive buffer */
@@ -280,6 +285,70 @@ static void wr_api(void)
 	CHECK(ibv_destroy_ah(ah) == 0, "destroy_ah");
 }
 
+/* Receives one datagram of len bytes (pattern seed) from A on e's CQ into p. */
+static void check_member(struct ep *e, const uint8_t *p, uint32_t len, uint32_t seed,
+			 const char *what)
+{
+	struct ibv_wc wc;
+
+	REQUIRE(poll1(e->cq, &wc), "%s: no datagram", what);
+	CHECK(wc.status == IBV_WC_SUCCESS && wc.byte_len == GRH_LEN + len, "%s: %s, %u bytes", what,
+	      ibv_wc_status_str(wc.status), wc.byte_len);
+	CHECK(wc.src_qp == A.qp->qp_num && (wc.wc_flags & IBV_WC_GRH), "%s: src_qp, GRH", what);
+	CHECK(pat_diff(p + GRH_LEN, len, seed) == len, "%s: payload", what);
+	CHECK(!memcmp(p + 24, MGID.raw, 16), "%s: the GRH's destination is the group", what);
+}
+
+/*
+ * UD multicast: B and C attach to a group, A's datagrams to the group's
+ * LID reach both, a detached member gets nothing more, and the refusals.
+ */
+static void multicast(void)
+{
+	struct ep C = {0};
+	struct buf rc;
+	struct ibv_ah_attr aa = {.dlid = MLID, .port_num = 1, .is_global = 1};
+	struct ibv_ah *ah;
+	struct ibv_wc wc;
+
+	ep_open(&C);
+	buf_new(&rc, C.pd, 2 * MTU, IBV_ACCESS_LOCAL_WRITE);
+	ud_qp(&C, QKEY, false);
+	aa.grh.dgid = MGID;
+	aa.grh.hop_limit = 64;
+	ah = ibv_create_ah(A.pd, &aa);
+	REQUIRE(ah, "multicast AH: %s", strerror(errno));
+	CHECK(ibv_attach_mcast(B.qp, &MGID, MLID) == 0, "attach B: %s", strerror(errno));
+	CHECK(ibv_attach_mcast(C.qp, &MGID, MLID) == 0, "attach C: %s", strerror(errno));
+	CHECK(ibv_attach_mcast(C.qp, &MGID, MLID) == 0, "attach C again");
+	for (uint32_t k = 0; k < 3; k++) {
+		post_rb(k, MTU);
+		memset(rc.p, 0xee, rc.maplen);
+		CHECK(post_recv1(C.qp, k, rc.p, MTU, rc.mr->lkey) == 0, "post_recv C");
+		fill(sa.p, 1000 + k, 70 + k);
+		CHECK(send_ud(A.qp, k, ah, 0xffffff, QKEY, sa.p, 1000 + k, sa.mr->lkey, false) == 0,
+		      "send to the group");
+		REQUIRE(poll1(A.cq, &wc) && wc.status == IBV_WC_SUCCESS, "send completion");
+		check_member(&B, rb.p, 1000 + k, 70 + k, "B");
+		check_member(&C, rc.p, 1000 + k, 70 + k, "C");
+	}
+	CHECK(ibv_detach_mcast(C.qp, &MGID, MLID) == 0, "detach C");
+	CHECK(ibv_detach_mcast(C.qp, &MGID, MLID) == EINVAL, "detach C twice: EINVAL");
+	post_rb(9, MTU);
+	CHECK(post_recv1(C.qp, 9, rc.p, MTU, rc.mr->lkey) == 0, "post_recv C");
+	fill(sa.p, 64, 90);
+	CHECK(send_ud(A.qp, 9, ah, 0xffffff, QKEY, sa.p, 64, sa.mr->lkey, false) == 0, "send");
+	REQUIRE(poll1(A.cq, &wc), "send completion");
+	check_member(&B, rb.p, 64, 90, "B after C left");
+	CHECK(cq_empty(C.cq), "C got a datagram after it detached");
+	CHECK(ibv_detach_mcast(B.qp, &MGID, MLID) == 0, "detach B");
+	CHECK(ibv_attach_mcast(B.qp, &MGID, 0x0005) == EINVAL, "attach to a unicast LID: EINVAL");
+	CHECK(ibv_attach_mcast(B.qp, &B_GID_UNICAST, MLID) == EINVAL, "a unicast GID: EINVAL");
+	ibv_destroy_ah(ah);
+	buf_free(&rc);
+	ep_close(&C); /* its QP still had a receive posted: destroyed with it */
+}
+
 static void post_errnos(void)
 {
 	struct ibv_ah *ah = ah_to(&A, &B, false);
@@ -312,6 +381,7 @@ int main(void)
 	reply_from_wc();
 	post_errnos();
 	wr_api();
+	multicast();
 	buf_free(&sa);
 	buf_free(&rb);
 	ep_close(&A);
