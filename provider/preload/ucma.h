@@ -33,6 +33,8 @@
 
 #define UCMA_DEVICE_PATH "/dev/infiniband/rdma_cm"
 
+#define UCMA_MCAST_QPN	 0xffffffu /* InfiniBand's QPN of a multicast datagram */
+
 /* Event numbers of the rdma_ucm ABI: librdmacm's enum rdma_cm_event_type. */
 enum ucma_event_type {
 	UCMA_EVENT_ADDR_RESOLVED = 0,
@@ -44,6 +46,7 @@ enum ucma_event_type {
 	UCMA_EVENT_REJECTED = 8,
 	UCMA_EVENT_ESTABLISHED = 9,
 	UCMA_EVENT_DISCONNECTED = 10,
+	UCMA_EVENT_MULTICAST_JOIN = 12,
 };
 
 enum ucma_id_state {
@@ -63,7 +66,8 @@ enum ucma_id_state {
 
 struct ucma_event {
 	struct ucma_event *next;
-	struct ucma_id *id; /* whose events_reported it counts against */
+	struct ucma_id *id;    /* whose events_reported it counts against */
+	struct ucma_mcast *mc; /* a multicast event counts against its join too */
 	struct rdma_ucm_event_resp resp;
 };
 
@@ -71,6 +75,16 @@ struct ucma_event {
 struct ucma_channel {
 	int fd; /* one pipe read and written through one fd: a byte per queued event */
 	struct ucma_event *head, *tail;
+};
+
+/* A multicast join of an ID (ucma_mcast.c): librdmacm's cma_multicast. */
+struct ucma_mcast {
+	struct ucma_mcast *next;
+	uint32_t handle; /* librdmacm's name for it in LEAVE_MCAST */
+	uint64_t uid;	 /* librdmacm's own pointer, returned in its events */
+	uint8_t mgid[16];
+	uint16_t mlid;
+	uint32_t events_reported;
 };
 
 /* An endpoint of this process: the rdma_cm_id librdmacm names by 'handle'. */
@@ -86,6 +100,7 @@ struct ucma_id {
 	bool has_src, has_device;
 	struct ivrdma_cm_node peer; /* valid from ADDR_RESOLVED or a REQ */
 	uint32_t events_reported;
+	struct ucma_mcast *mcasts; /* its multicast joins */
 	/* listening */
 	int listen_entry;	   /* in the region's table, -1 if none */
 	uint32_t backlog, pending; /* pending: children not yet accepted or rejected */
@@ -102,7 +117,19 @@ struct ucma_id {
 	unsigned int tries;
 };
 
-struct ucma_agent; /* ucma_agent.c */
+struct ucma_agent; /* ucma_mcast.c: multicast joins; ucma.lock held. Each returns 0 or a negative
+		      errno. */
+int ucma_mcast_join(struct ucma_id *id, const void *sa, uint64_t uid, uint32_t *handle);
+/* Leaves the join 'handle'; its events reported in *reported. */
+int ucma_mcast_leave(uint32_t handle, uint32_t *reported);
+void ucma_mcast_free_all(struct ucma_id *id);
+bool ucma_addr_is_multicast(const struct ucma_wire_addr *a);
+/* MULTICAST_JOIN for join mc of id. */
+int ucma_event_post_join(struct ucma_id *id, struct ucma_mcast *mc);
+/* Drops the queued events of join mc; returns how many. */
+uint32_t ucma_events_drop_mcast(struct ucma_id *id, struct ucma_mcast *mc);
+
+/* ucma_agent.c */
 
 struct ucma {
 	pthread_mutex_t lock;
@@ -166,6 +193,17 @@ void ucma_conn_abandon(struct ucma_id *id);
 void ucma_conn_receive(const struct ucma_msg *m, size_t len, uint16_t slid, uint32_t src_qp);
 /* Retransmits or gives up what is due; returns the next deadline (0: none). */
 uint64_t ucma_conn_tick(uint64_t now_ns);
+
+/* ucma_mcast.c: multicast joins; ucma.lock held. Each returns 0 or a negative errno. */
+int ucma_mcast_join(struct ucma_id *id, const void *sa, uint64_t uid, uint32_t *handle);
+/* Leaves the join 'handle'; its events reported in *reported. */
+int ucma_mcast_leave(uint32_t handle, uint32_t *reported);
+void ucma_mcast_free_all(struct ucma_id *id);
+bool ucma_addr_is_multicast(const struct ucma_wire_addr *a);
+/* MULTICAST_JOIN for join mc of id. */
+int ucma_event_post_join(struct ucma_id *id, struct ucma_mcast *mc);
+/* Drops the queued events of join mc; returns how many. */
+uint32_t ucma_events_drop_mcast(struct ucma_id *id, struct ucma_mcast *mc);
 
 /* ucma_agent.c */
 /* Starts the agent if it is not running: 0, or a negative errno. */

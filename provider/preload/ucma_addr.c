@@ -153,7 +153,10 @@ int ucma_addr_resolve(struct ucma_id *id, const void *src, const void *dst)
 	if (!id->has_src || ucma_addr_is_any(&id->src))
 		pick_source(id, &d);
 	id->dst = d;
-	err = ucma_agent_dir()->resolve(ucma_agent_context(), d.ip, &id->peer);
+	if (ucma_addr_is_multicast(&d)) /* a group: joined through my own port */
+		err = ucma_agent_dir()->my_node(ucma_agent_context(), &id->peer);
+	else
+		err = ucma_agent_dir()->resolve(ucma_agent_context(), d.ip, &id->peer);
 	if (err)
 		return ucma_event_post(id, UCMA_EVENT_ADDR_ERROR, err);
 	id->has_device = true;

@@ -117,6 +117,7 @@ struct ucma_id *ucma_id_by_comm(uint32_t comm_id)
 void ucma_id_free(struct ucma_id *id)
 {
 	ucma_events_drop(id);
+	ucma_mcast_free_all(id);
 	for (uint32_t h = 0; h < ucma.nr_ids; h++)
 		if (ucma.ids[h] && ucma.ids[h]->listener == id)
 			ucma.ids[h]->listener = NULL;
@@ -217,6 +218,48 @@ int ucma_event_post_ud(struct ucma_id *id, uint32_t event, const struct ucma_msg
 	return 0;
 }
 
+int ucma_event_post_join(struct ucma_id *id, struct ucma_mcast *mc)
+{
+	struct ucma_event *e = event_new(id, id->handle, UCMA_EVENT_MULTICAST_JOIN, 0);
+	struct rdma_ucm_ud_param *u;
+
+	if (!e)
+		return -ENOMEM;
+	e->mc = mc;
+	e->resp.uid = mc->uid;
+	u = &e->resp.param.ud;
+	u->qp_num = UCMA_MCAST_QPN;
+	u->qkey = 0x01234567u; /* RDMA_UDP_QKEY */
+	u->ah_attr.dlid = mc->mlid;
+	u->ah_attr.is_global = 1;
+	u->ah_attr.port_num = 1;
+	u->ah_attr.grh.hop_limit = 1;
+	memcpy(u->ah_attr.grh.dgid, mc->mgid, sizeof(u->ah_attr.grh.dgid));
+	event_queue(id->channel, e);
+	return 0;
+}
+
+uint32_t ucma_events_drop_mcast(struct ucma_id *id, struct ucma_mcast *mc)
+{
+	struct ucma_event **pp = &id->channel->head, *last = NULL;
+	uint32_t n = 0;
+
+	while (*pp) {
+		struct ucma_event *e = *pp;
+
+		if (e->mc == mc) {
+			*pp = e->next;
+			free(e);
+			n++;
+			continue;
+		}
+		last = e;
+		pp = &e->next;
+	}
+	id->channel->tail = last;
+	return n;
+}
+
 uint32_t ucma_events_drop(struct ucma_id *id)
 {
 	struct ucma_event **pp = &id->channel->head, *last = NULL;
@@ -268,6 +311,8 @@ struct ucma_event *ucma_event_take(struct ucma_channel *ch)
 	if (!ch->head)
 		ch->tail = NULL;
 	e->id->events_reported++;
+	if (e->mc)
+		e->mc->events_reported++;
 	if (e->resp.event == UCMA_EVENT_CONNECT_REQUEST) {
 		struct ucma_id *child = ucma_id_get(e->resp.id);
 

@@ -8,7 +8,8 @@
  *
  * librdmacm first tries binding an AF_IB address; refusing it makes
  * librdmacm use the IP commands only (BIND_IP, RESOLVE_IP, QUERY_ROUTE),
- * so QUERY, BIND of AF_IB and RESOLVE_ADDR are not served.
+ * so QUERY, BIND of AF_IB and RESOLVE_ADDR are not served. Multicast
+ * joins are ucma_mcast.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -266,10 +267,48 @@ static int do_get_event(const struct cmd *c)
 	return err;
 }
 
+static int join(const struct cmd *c, uint32_t handle, const void *addr, uint64_t uid,
+		uint64_t response)
+{
+	struct rdma_ucm_create_id_resp resp;
+	struct ucma_id *id = cmd_id(c, handle);
+	int err;
+
+	if (!id)
+		return -ENOENT;
+	err = ucma_mcast_join(id, addr, uid, &resp.id);
+	return err ? err : respond(c, response, &resp, sizeof(resp));
+}
+
+static int do_join_ip_mcast(const struct cmd *c)
+{
+	const struct rdma_ucm_join_ip_mcast *in = c->in;
+
+	return join(c, in->id, &in->addr, in->uid, in->response);
+}
+
+static int do_join_mcast(const struct cmd *c)
+{
+	const struct rdma_ucm_join_mcast *in = c->in;
+
+	if (in->addr_size > sizeof(in->addr) || in->join_flags >= RDMA_MC_JOIN_FLAG_RESERVED)
+		return -EINVAL;
+	return join(c, in->id, &in->addr, in->uid, in->response);
+}
+
+static int do_leave_mcast(const struct cmd *c)
+{
+	const struct rdma_ucm_destroy_id *in = c->in;
+	struct rdma_ucm_destroy_id_resp resp;
+	int err = ucma_mcast_leave(in->id, &resp.events_reported);
+
+	return err ? err : respond(c, in->response, &resp, sizeof(resp));
+}
+
 static int do_unsupported(const struct cmd *c)
 {
 	(void)c;
-	return -ENOSYS; /* multicast, QUERY and RESOLVE_ADDR (AF_IB), GET_OPTION */
+	return -ENOSYS; /* QUERY and RESOLVE_ADDR (AF_IB), GET_OPTION */
 }
 
 static const struct {
@@ -292,13 +331,13 @@ static const struct {
     [RDMA_USER_CM_CMD_GET_OPTION] = {do_unsupported, 0},
     [RDMA_USER_CM_CMD_SET_OPTION] = {do_set_option, sizeof(struct rdma_ucm_set_option)},
     [RDMA_USER_CM_CMD_NOTIFY] = {do_notify, sizeof(struct rdma_ucm_notify)},
-    [RDMA_USER_CM_CMD_JOIN_IP_MCAST] = {do_unsupported, 0},
-    [RDMA_USER_CM_CMD_LEAVE_MCAST] = {do_unsupported, 0},
+    [RDMA_USER_CM_CMD_JOIN_IP_MCAST] = {do_join_ip_mcast, sizeof(struct rdma_ucm_join_ip_mcast)},
+    [RDMA_USER_CM_CMD_LEAVE_MCAST] = {do_leave_mcast, sizeof(struct rdma_ucm_destroy_id)},
     [RDMA_USER_CM_CMD_MIGRATE_ID] = {do_migrate_id, sizeof(struct rdma_ucm_migrate_id)},
     [RDMA_USER_CM_CMD_QUERY] = {do_unsupported, 0},
     [RDMA_USER_CM_CMD_BIND] = {do_bind, sizeof(struct rdma_ucm_bind)},
     [RDMA_USER_CM_CMD_RESOLVE_ADDR] = {do_unsupported, 0},
-    [RDMA_USER_CM_CMD_JOIN_MCAST] = {do_unsupported, 0},
+    [RDMA_USER_CM_CMD_JOIN_MCAST] = {do_join_mcast, sizeof(struct rdma_ucm_join_mcast)},
 };
 
 /* IVRDMA_UCMA_DEBUG=1: each command and its result on stderr. */
