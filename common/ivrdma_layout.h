@@ -295,6 +295,41 @@ static_assert(sizeof(struct ivrdma_mr_slot) == IVRDMA_MR_SLOT_SIZE, "MR slot siz
  *
  * A reserved entry is always published (with an error status if the
  * operation failed) so the consumer never waits on a hole.
+ *
+ * Which ring: prod, cons and the tickets carry an epoch in their top 16
+ * bits (ivrdma_cq_epoch), the number of resizes mod 2^16; the low 48 bits
+ * count within the epoch (2^48 completions per epoch: not a concern). The
+ * slot's geometry word names the ring of the current epoch, prev_geometry
+ * the ring of the epoch before (ivrdma_cq_geometry). A producer takes the
+ * ring from the word whose epoch is that of the p it will CAS (loading
+ * geometry with acquire, then prev_geometry), and checks room in that ring
+ * against max(cons, the epoch's first ticket): a new ring's entries are
+ * all free until the consumer reaches them. A successful CAS proves p's
+ * epoch was still current, so the ring it chose is ticket p's, and that
+ * ring stays allocated until the consumer has passed p, which waits for
+ * p to be published. Neither word matching p's epoch means p is stale:
+ * load prod again (it has moved: see below); a prod that has not moved
+ * means the slot is corrupt, and the push fails as on a full ring.
+ *
+ * Resizing (the owner, under its consumer lock; ibv_resize_cq with
+ * producers anywhere pushing meanwhile):
+ *
+ *   owner:    allocate and zero a new ring; store prev_geometry = the
+ *             current geometry (relaxed), then geometry = the new ring
+ *             with epoch + 1 (release); then exchange prod with the new
+ *             epoch's first ticket (epoch << 48, seq_cst). The exchange
+ *             returns S: the tickets below S are the old ring's, every
+ *             later CAS is in the new epoch. A producer that loads a prod
+ *             of the new epoch (acquire, or a failed CAS) therefore sees
+ *             the new geometry; one that loads the old epoch finds the
+ *             old ring in geometry or prev_geometry.
+ *   consumer: takes the old ring's entries up to S (each waits to be
+ *             published, as always), then moves cons to the new epoch's
+ *             first ticket and frees the old ring. Rings of several
+ *             resizes in a row drain oldest first.
+ *
+ * No entry is copied, so none is lost or seen twice. ring_offset and
+ * nr_entries say the same as geometry, for readers that only look.
  */
 struct ivrdma_cqe {
 	uint64_t wr_id;
@@ -347,8 +382,46 @@ enum ivrdma_cq_flags {
 };
 
 /*
+ * A CQ ring in one word, so that a producer never pairs one ring with
+ * another's size: the epoch in the top 16 bits (as in prod), the ring's
+ * region offset (64-byte aligned, below 2^48) and log2 of its entries in
+ * the low 6 bits.
+ */
+#define IVRDMA_CQ_EPOCH_SHIFT 48u
+#define IVRDMA_CQ_LOW_MASK    ((1ull << IVRDMA_CQ_EPOCH_SHIFT) - 1)
+
+static inline uint64_t ivrdma_cq_geometry(uint16_t epoch, uint64_t ring_offset, uint32_t log2_n)
+{
+	return (uint64_t)epoch << IVRDMA_CQ_EPOCH_SHIFT |
+	       (ring_offset & IVRDMA_CQ_LOW_MASK & ~63ull) | (log2_n & 63u);
+}
+
+/* The epoch of a geometry word or of a ticket (prod, cons). */
+static inline uint16_t ivrdma_cq_epoch(uint64_t word)
+{
+	return (uint16_t)(word >> IVRDMA_CQ_EPOCH_SHIFT);
+}
+
+/* The epoch's first ticket. */
+static inline uint64_t ivrdma_cq_epoch_base(uint16_t epoch)
+{
+	return (uint64_t)epoch << IVRDMA_CQ_EPOCH_SHIFT;
+}
+
+static inline uint64_t ivrdma_cq_geometry_offset(uint64_t g)
+{
+	return g & IVRDMA_CQ_LOW_MASK & ~63ull;
+}
+
+static inline uint32_t ivrdma_cq_geometry_log2(uint64_t g)
+{
+	return (uint32_t)(g & 63u);
+}
+
+/*
  * Two cache lines: the owner's (cons, stored on every poll that found
- * something) and the producers' (prod and flags, touched on every push).
+ * something) and the producers' (prod, flags and the geometry words,
+ * touched on every push).
  * Producers read cons only when the ring looks full to them, so the
  * owner's line stays in the owner's cache while completions flow.
  */
@@ -361,11 +434,17 @@ struct ivrdma_cq_slot {
 	uint8_t reserved1[32];
 	uint64_t prod;	/* atomic: CAS by every producer */
 	uint32_t flags; /* atomic: enum ivrdma_cq_flags */
-	uint8_t reserved2[52];
+	uint32_t reserved2;
+	/* Reserved bytes until layout 7; in the producers' line: read on every push. */
+	uint64_t geometry;	/* atomic: the current ring (ivrdma_cq_geometry) */
+	uint64_t prev_geometry; /* atomic: the ring before it, until the next resize */
+	uint8_t reserved3[32];
 };
 static_assert(offsetof(struct ivrdma_cq_slot, cons) == 24, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, prod) == 64, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, flags) == 72, "CQ slot layout");
+static_assert(offsetof(struct ivrdma_cq_slot, geometry) == 80, "CQ slot layout");
+static_assert(offsetof(struct ivrdma_cq_slot, prev_geometry) == 88, "CQ slot layout");
 static_assert(sizeof(struct ivrdma_cq_slot) == IVRDMA_CQ_SLOT_SIZE, "CQ slot size");
 
 /* A scatter/gather element as the region stores it. */

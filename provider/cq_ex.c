@@ -25,15 +25,14 @@ static struct ivrdma_cq *xcq(struct ibv_cq_ex *c)
 
 static const struct ivrdma_cqe *cur(struct ibv_cq_ex *c)
 {
-	struct ivrdma_cq *cq = xcq(c);
-
-	return &cq->view.ring[ivrdma_cq_cons(cq) & cq->view.mask];
+	return ivrdma_cq_at_cons(xcq(c));
 }
 
 /* Presents the entry at cons, if it is complete. */
 static int load(struct ivrdma_cq *cq)
 {
-	const struct ivrdma_cqe *e = ivrdma_cq_ready(&cq->view, ivrdma_cq_cons(cq));
+	const struct ivrdma_cqe *e =
+	    ivrdma_cq_ready(cq->rd->ring, cq->rd->mask, ivrdma_cq_cons(cq));
 
 	if (!e) {
 		cq->polling = false;
@@ -86,7 +85,7 @@ static void end_poll(struct ibv_cq_ex *c)
 	if (cq->polling)
 		ivrdma_cq_advance(cq);
 	cq->polling = false;
-	ivrdma_cq_hand_back(&cq->view, ivrdma_cq_cons(cq));
+	ivrdma_cq_hand_back(cq->view.slot, ivrdma_cq_cons(cq));
 	pthread_spin_unlock(&cq->lock);
 }
 

@@ -159,7 +159,8 @@ void ivrdma_cqs_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn 
 
 		if (hold) {
 			pthread_spin_lock(&cq->lock);
-			run(arg, cq->first_chunk, cq->nr_chunks);
+			for (struct ivrdma_cq_ring *r = cq->rd; r; r = r->next)
+				run(arg, r->first_chunk, r->nr_chunks);
 		} else {
 			pthread_spin_unlock(&cq->lock);
 		}

@@ -92,12 +92,28 @@ static inline bool ivrdma_state_receives(uint32_t state)
 #define IVRDMA_MAX_INLINE   1024
 #define IVRDMA_MAX_MSG_SIZE 0x80000000u /* 2 GiB, InfiniBand's limit */
 
-/* A CQ ring as a producer reaches it: validated once, then used lock-free. */
+/*
+ * A CQ as a producer reaches it. The ring is found on every push from the
+ * slot's geometry words (a resize may move it: ivrdma_layout.h), and a
+ * word validated once is remembered, so the common push validates nothing.
+ * Several threads may push through one view (the owner's own QPs).
+ */
 struct ivrdma_cq_view {
 	struct ivrdma_cq_slot *slot;
+	const struct ivrdma_region *region;
+	uint32_t owner, seq;	    /* the slot's, when the view was made */
+	_Atomic uint64_t geometry;  /* the geometry word last validated */
+	_Atomic uint64_t cons_seen; /* slot->cons as last read; never ahead of it */
+};
+
+/* A ring the owner consumes from: the current one, or one a resize left to drain. */
+struct ivrdma_cq_ring {
 	struct ivrdma_cqe *ring;
 	uint32_t mask;
-	_Atomic uint64_t cons_seen; /* slot->cons as last read; never ahead of it */
+	uint32_t first_chunk, nr_chunks;
+	uint64_t base;		     /* its epoch's first ticket */
+	uint64_t end;		     /* the first ticket not in it (S), once a newer ring exists */
+	struct ivrdma_cq_ring *next; /* the newer ring; NULL: this is the current one */
 };
 
 /*
@@ -140,14 +156,15 @@ struct ivrdma_cq {
 	struct verbs_cq vcq;
 	pthread_spinlock_t lock; /* one consumer at a time */
 	uint32_t slot;
-	struct ivrdma_cq_view view;
-	uint32_t first_chunk, nr_chunks;
-	_Atomic uint64_t cons;	    /* my copy of slot->cons (ivrdma_cq_cons) */
-	_Atomic uintptr_t geometry; /* view.ring | log2 of its entries (ivrdma_cq_maybe_ready) */
-	bool polling;		    /* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
-	atomic_int users;	    /* QPs using the CQ: it cannot be destroyed under them */
-	bool overflow_reported;	    /* IBV_EVENT_CQ_ERR posted (events.c) */
-	unsigned int async_posted;  /* its async events written (under ctx->async_lock) */
+	struct ivrdma_cq_view view;  /* for my own QPs' send completions */
+	struct ivrdma_cq_ring *rd;   /* the ring cons is in: the oldest not drained (cq_resize.c) */
+	struct ivrdma_cq_ring *last; /* the current ring, where new tickets go */
+	_Atomic uint64_t cons;	     /* my copy of slot->cons (ivrdma_cq_cons) */
+	_Atomic uintptr_t geometry;  /* rd->ring | log2 of its entries (ivrdma_cq_maybe_ready) */
+	bool polling;		     /* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
+	atomic_int users;	     /* QPs using the CQ: it cannot be destroyed under them */
+	bool overflow_reported;	     /* IBV_EVENT_CQ_ERR posted (events.c) */
+	unsigned int async_posted;   /* its async events written (under ctx->async_lock) */
 };
 
 /* A send WR kept while it waits (RNR, target not ready) or to be flushed. */
@@ -259,23 +276,34 @@ static inline uint64_t ivrdma_cq_cons(const struct ivrdma_cq *cq)
 	return atomic_load_explicit(&cq->cons, memory_order_relaxed);
 }
 
-/* The entry at cons is read (under cq->lock): on to the next. */
-static inline void ivrdma_cq_advance(struct ivrdma_cq *cq)
-{
-	atomic_store_explicit(&cq->cons, ivrdma_cq_cons(cq) + 1, memory_order_relaxed);
-}
-
 /*
- * The ring and its size in one word, for ivrdma_cq_maybe_ready: resize_cq
- * changes both under cq->lock, and a reader without the lock must not
- * pair the new ring with the old size. A ring is 64-byte aligned
- * (ivrdma_cq_view checks it): the low bits hold log2 of its entries.
+ * The ring being consumed and its size in one word, for
+ * ivrdma_cq_maybe_ready: draining a resized CQ changes both under
+ * cq->lock, and a reader without the lock must not pair one ring with
+ * another's size. A ring is 64-byte aligned (ivrdma_cq_view checks it):
+ * the low bits hold log2 of its entries.
  */
 static inline void ivrdma_cq_set_geometry(struct ivrdma_cq *cq)
 {
-	atomic_store_explicit(
-	    &cq->geometry, (uintptr_t)cq->view.ring | (uintptr_t)__builtin_ctz(cq->view.mask + 1),
-	    memory_order_relaxed);
+	atomic_store_explicit(&cq->geometry,
+			      (uintptr_t)cq->rd->ring | (uintptr_t)__builtin_ctz(cq->rd->mask + 1),
+			      memory_order_relaxed);
+}
+
+void ivrdma_cq_drained(struct ivrdma_cq *cq);
+
+/* The entry at cons is read (under cq->lock): on to the next, and past a drained ring. */
+static inline void ivrdma_cq_advance(struct ivrdma_cq *cq)
+{
+	atomic_store_explicit(&cq->cons, ivrdma_cq_cons(cq) + 1, memory_order_relaxed);
+	if (cq->rd->next && ivrdma_cq_cons(cq) == cq->rd->end)
+		ivrdma_cq_drained(cq);
+}
+
+/* The entry at cons, in the ring being drained (under cq->lock). */
+static inline const struct ivrdma_cqe *ivrdma_cq_at_cons(const struct ivrdma_cq *cq)
+{
+	return &cq->rd->ring[ivrdma_cq_cons(cq) & cq->rd->mask];
 }
 
 /*
@@ -349,10 +377,18 @@ enum {
 	IVRDMA_CQ_PUSH_FULL = 0,
 	IVRDMA_CQ_PUSHED = 1,
 	IVRDMA_CQ_PUSH_WAKE = 2, /* pushed, and the CQ's owner must be woken for an event */
+	/*
+	 * Not pushed: the CQ was destroyed meanwhile (its owner tore down
+	 * after the message arrived, as after an HCA's ACK): nothing to do.
+	 */
+	IVRDMA_CQ_PUSH_GONE = 3,
 };
 int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
-const struct ivrdma_cqe *ivrdma_cq_ready(const struct ivrdma_cq_view *v, uint64_t cons);
-void ivrdma_cq_hand_back(const struct ivrdma_cq_view *v, uint64_t cons);
+const struct ivrdma_cqe *ivrdma_cq_ready(const struct ivrdma_cqe *ring, uint32_t mask,
+					 uint64_t cons);
+void ivrdma_cq_hand_back(struct ivrdma_cq_slot *s, uint64_t cons);
+/* The owner's switch to a new ring (the slot's geometry words, prod): returns S. */
+uint64_t ivrdma_cq_switch(struct ivrdma_cq_slot *s, uint64_t geometry);
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
 		   uint64_t *cons, struct ivrdma_rq_view *v);
 int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
@@ -413,6 +449,10 @@ enum ivrdma_xlate ivrdma_mr_local(struct ivrdma_context *ctx, uint32_t key, uint
 
 /* cq.c */
 int ivrdma_poll_cq(struct ibv_cq *cq, int ne, struct ibv_wc *wc);
+/* cq_resize.c: the owner's rings, the current one and those left to drain */
+struct ivrdma_cq_ring *ivrdma_cq_ring_new(struct ivrdma_context *ctx, uint32_t n, uint64_t base);
+void ivrdma_cq_rings_free(struct ivrdma_context *ctx, struct ivrdma_cq *cq);
+uint32_t ivrdma_cq_entries(int cqe);
 
 /* events.c: the event thread, completion and async events */
 int ivrdma_events_start(struct ivrdma_context *ctx);

@@ -16,26 +16,62 @@ static bool is_pow2(uint32_t v)
 	return v && !(v & (v - 1));
 }
 
+/*
+ * The ring a geometry word names, validated; NULL if it lies outside the
+ * chunks or is too large. A word validated before is trusted again: the
+ * ring of an epoch never changes, and the view remembers one word.
+ */
+static struct ivrdma_cqe *geometry_ring(struct ivrdma_cq_view *v, uint64_t g, uint32_t *mask)
+{
+	uint32_t log2_n = ivrdma_cq_geometry_log2(g);
+	struct ivrdma_cqe *ring;
+
+	if (log2_n > 17) /* 2 * IVRDMA_MAX_CQE entries */
+		return NULL;
+	*mask = (1u << log2_n) - 1;
+	if (atomic_load_explicit(&v->geometry, memory_order_relaxed) == g)
+		return (struct ivrdma_cqe *)(v->region->base + ivrdma_cq_geometry_offset(g));
+	ring = ivrdma_chunk_span(v->region, ivrdma_cq_geometry_offset(g),
+				 ((uint64_t)*mask + 1) * sizeof(struct ivrdma_cqe));
+	if (ring)
+		atomic_store_explicit(&v->geometry, g, memory_order_relaxed);
+	return ring;
+}
+
 int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 		   struct ivrdma_cq_view *v)
 {
 	struct ivrdma_cq_slot *s = ivrdma_table_entry(r, &r->cqs, idx);
-	uint64_t off;
-	uint32_t n;
+	uint32_t mask;
 
 	if (!s || shm_load_acquire32(&s->hdr.owner) != owner)
 		return -ENOENT;
-	off = shm_load_relaxed64(&s->ring_offset);
-	n = shm_load_relaxed32(&s->nr_entries);
-	if (!is_pow2(n) || n > IVRDMA_MAX_CQE * 2u || off % 64)
-		return -EPROTO;
-	v->ring = ivrdma_chunk_span(r, off, (uint64_t)n * sizeof(struct ivrdma_cqe));
-	if (!v->ring)
-		return -EPROTO;
 	v->slot = s;
-	v->mask = n - 1;
-	atomic_init(&v->cons_seen, 0);
+	v->region = r;
+	v->owner = owner;
+	v->seq = shm_load_acquire32(&s->hdr.seq);
+	atomic_init(&v->geometry, 0);
+	/* Not 0: cons may be in a late epoch, and 0 would look ahead of it. */
+	atomic_init(&v->cons_seen, shm_load_acquire64(&s->cons));
+	/* The current ring must make sense now; later rings are checked as met. */
+	if (!geometry_ring(v, shm_load_acquire64(&s->geometry), &mask))
+		return -EPROTO;
 	return 0;
+}
+
+/*
+ * The ring of p's epoch (ivrdma_layout.h, "Which ring"): geometry, or the
+ * one before it. NULL: neither is p's, or the word found is invalid.
+ */
+static struct ivrdma_cqe *ring_of(struct ivrdma_cq_view *v, uint64_t p, uint32_t *mask)
+{
+	uint64_t g = shm_load_acquire64(&v->slot->geometry);
+
+	if (ivrdma_cq_epoch(g) != ivrdma_cq_epoch(p))
+		g = shm_load_relaxed64(&v->slot->prev_geometry);
+	if (ivrdma_cq_epoch(g) != ivrdma_cq_epoch(p))
+		return NULL;
+	return geometry_ring(v, g, mask);
 }
 
 /* Does this CQE fire the CQ's arming? Then ARMED becomes EVENT, once. */
@@ -56,48 +92,85 @@ static bool cq_fire(struct ivrdma_cq_slot *s, const struct ivrdma_cqe *e)
 }
 
 /*
- * Room for entry p? First by what this view last saw of cons: cons only
- * grows, so an old value errs on the side of "full", and only then is the
- * owner's cache line read.
+ * Room for entry p in a ring of mask + 1 entries? First by what this view
+ * last saw of cons: cons only grows, so an old value errs on the side of
+ * "full", and only then is the owner's cache line read. A cons of an
+ * earlier epoch counts as the first ticket of p's: a new ring is empty
+ * until the consumer reaches it.
  */
-static bool cq_has_room(struct ivrdma_cq_view *v, uint64_t p)
+static bool cq_has_room(struct ivrdma_cq_view *v, uint64_t p, uint32_t mask)
 {
+	uint64_t base = ivrdma_cq_epoch_base(ivrdma_cq_epoch(p));
 	uint64_t c = atomic_load_explicit(&v->cons_seen, memory_order_relaxed);
 
-	if (p - c <= v->mask)
+	if ((int64_t)(base - c) > 0)
+		c = base;
+	if (p - c <= mask)
 		return true;
 	c = shm_load_acquire64(&v->slot->cons);
 	atomic_store_explicit(&v->cons_seen, c, memory_order_relaxed);
-	return p - c <= v->mask;
+	if ((int64_t)(base - c) > 0)
+		c = base;
+	return p - c <= mask;
 }
 
-int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
+/* Full, or a slot that makes no sense: as on hardware, the CQ is in error. */
+static int cq_overflow(struct ivrdma_cq_view *v)
+{
+	shm_fetch_or32(&v->slot->flags, IVRDMA_CQ_OVERFLOW);
+	return IVRDMA_CQ_PUSH_FULL;
+}
+
+/* The CQ was destroyed (its slot freed, perhaps taken again) since the view was made. */
+static bool cq_gone(const struct ivrdma_cq_view *v)
+{
+	return shm_load_acquire32(&v->slot->hdr.owner) != v->owner ||
+	       shm_load_acquire32(&v->slot->hdr.seq) != v->seq;
+}
+
+/*
+ * Reserves ticket p (*out) in its ring (*ring, *mask): 1, or 0 with
+ * nothing reserved. p is stale when prod moved on since it was read:
+ * only a prod unchanged around the failing check proves the ring full
+ * (other producers pushed and the owner polled past an old p, and a
+ * resize moves prod to a new epoch). -1: the CQ is gone.
+ */
+static int cq_reserve(struct ivrdma_cq_view *v, uint64_t *out, struct ivrdma_cqe **ring,
+		      uint32_t *mask)
 {
 	uint64_t p = shm_load_acquire64(&v->slot->prod);
-	struct ivrdma_cqe *dst;
 
 	for (;;) {
-		if (!cq_has_room(v, p)) {
-			/*
-			 * p may be stale: other producers pushed and the owner
-			 * polled past it, so c > p looks like a full ring. Only
-			 * a prod unchanged around the load of c makes p - c the
-			 * ring's real fill.
-			 */
+		*ring = ring_of(v, p, mask);
+		if (!*ring || !cq_has_room(v, p, *mask)) {
 			uint64_t p2 = shm_load_acquire64(&v->slot->prod);
 
 			if (p2 != p) {
 				p = p2;
 				continue;
 			}
-			/* Full: as on hardware, the CQ is in error; nothing reserved. */
-			shm_fetch_or32(&v->slot->flags, IVRDMA_CQ_OVERFLOW);
-			return IVRDMA_CQ_PUSH_FULL;
+			return cq_gone(v) ? -1 : 0;
 		}
-		if (shm_cas64(&v->slot->prod, &p, p + 1))
-			break;
+		/* Success proves p's epoch still current: *ring is ticket p's. */
+		if (shm_cas64(&v->slot->prod, &p, p + 1)) {
+			*out = p;
+			return 1;
+		}
 	}
-	dst = &v->ring[p & v->mask];
+}
+
+int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
+{
+	struct ivrdma_cqe *ring, *dst;
+	uint32_t mask;
+	uint64_t p;
+	int got = cq_reserve(v, &p, &ring, &mask);
+
+	if (got < 0)
+		return IVRDMA_CQ_PUSH_GONE;
+	if (!got)
+		return cq_overflow(v);
+	dst = &ring[p & mask];
 	memcpy(dst, e, offsetof(struct ivrdma_cqe, seq));
 	memcpy((uint8_t *)dst + offsetof(struct ivrdma_cqe, status), &e->status,
 	       sizeof(*e) - offsetof(struct ivrdma_cqe, status));
@@ -115,17 +188,31 @@ int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
  * The consumer's side, one consumer at a time (the CQ's lock): the entry
  * at cons once its producer has published it, else NULL.
  */
-const struct ivrdma_cqe *ivrdma_cq_ready(const struct ivrdma_cq_view *v, uint64_t cons)
+const struct ivrdma_cqe *ivrdma_cq_ready(const struct ivrdma_cqe *ring, uint32_t mask,
+					 uint64_t cons)
 {
-	const struct ivrdma_cqe *e = &v->ring[cons & v->mask];
+	const struct ivrdma_cqe *e = &ring[cons & mask];
 
 	return shm_load_acquire64(&e->seq) == cons + 1 ? e : NULL;
 }
 
 /* The entries below cons are read: producers may reuse them. */
-void ivrdma_cq_hand_back(const struct ivrdma_cq_view *v, uint64_t cons)
+void ivrdma_cq_hand_back(struct ivrdma_cq_slot *s, uint64_t cons)
 {
-	shm_store_release64(&v->slot->cons, cons);
+	shm_store_release64(&s->cons, cons);
+}
+
+/*
+ * The owner's side of a resize (ivrdma_layout.h): the new ring becomes the
+ * current one with the next epoch, and prod moves to that epoch's first
+ * ticket. Returns S, the first ticket the old ring will never hold.
+ */
+uint64_t ivrdma_cq_switch(struct ivrdma_cq_slot *s, uint64_t geometry)
+{
+	shm_store_relaxed64(&s->prev_geometry, shm_load_relaxed64(&s->geometry));
+	shm_store_release64(&s->geometry, geometry);
+	/* seq_cst: a producer that loads the new epoch sees both stores above. */
+	return shm_exchange_seq_cst64(&s->prod, ivrdma_cq_epoch_base(ivrdma_cq_epoch(geometry)));
 }
 
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,

@@ -58,6 +58,7 @@ static struct ivt transport = {.ops = &quiet_ops, .nr_vectors = IVRDMA_MIN_VECTO
 static struct ivrdma_context ctx;
 static struct ivrdma_pd pd;
 static struct ivrdma_cq cq;
+static struct ivrdma_cq_ring cq_ring;
 static struct ivrdma_qp qp;
 static struct ivrdma_ah ah;
 static struct ivrdma_swqe sq[2];
@@ -100,9 +101,20 @@ static void context_close(void)
 /* My CQ, as create_cq leaves it: the slot must be mine and its ring valid. */
 static bool cq_open(const struct fuzz_params *p)
 {
+	uint64_t g;
+
 	memset(&cq, 0, sizeof(cq));
 	if (ivrdma_cq_view(&ctx.region, p->cq, ctx.owner_tag, &cq.view))
 		return false;
+	/* The current ring, as the view just validated it; no resize to drain. */
+	g = shm_load_relaxed64(&cq.view.slot->geometry);
+	if (atomic_load(&cq.view.geometry) != g)
+		return false; /* changed since: this harness writes no region */
+	cq_ring = (struct ivrdma_cq_ring){
+	    .ring = (struct ivrdma_cqe *)(ctx.region.base + ivrdma_cq_geometry_offset(g)),
+	    .mask = (1u << ivrdma_cq_geometry_log2(g)) - 1,
+	    .base = ivrdma_cq_epoch_base(ivrdma_cq_epoch(g))};
+	cq.rd = cq.last = &cq_ring;
 	pthread_spin_init(&cq.lock, PTHREAD_PROCESS_PRIVATE);
 	cq.slot = p->cq;
 	cq.cons = shm_load_acquire64(&cq.view.slot->cons);

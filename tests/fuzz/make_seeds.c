@@ -125,10 +125,11 @@ static void cq(struct seed *s, const struct ivrdma_region *r, uint16_t slot, uin
 	struct ivrdma_cq_slot c = {
 	    .hdr.owner = owner, .ring_offset = ivrdma_chunk_offset(r, chunk), .nr_entries = 16};
 
-	uint64_t prod = ready;
+	uint64_t prod = ready, g = ivrdma_cq_geometry(0, c.ring_offset, 4);
 
 	obj(s, FUZZ_CQ, slot, &c, 32);
 	patch(s, FUZZ_CQ, slot, offsetof(struct ivrdma_cq_slot, prod), &prod, sizeof(prod));
+	patch(s, FUZZ_CQ, slot, offsetof(struct ivrdma_cq_slot, geometry), &g, sizeof(g));
 	patch(s, FUZZ_TAG, chunk, 0, &owner, sizeof(owner));
 	for (uint32_t i = 0; i < ready; i++) {
 		struct ivrdma_cqe e = {.wr_id = i,

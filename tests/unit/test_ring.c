@@ -33,6 +33,11 @@ static const uint32_t owner = 0x10001; /* ivrdma_owner_tag(0, 1) */
 
 /* Where the counters start: at 0, just below 2^32, and just below 2^64. */
 static const uint64_t starts[] = {0, (1ull << 32) - 3, UINT64_MAX - 2 * CQ_ENTRIES};
+/*
+ * A CQ's counters count within an epoch (its low 48 bits): 0, just below
+ * 2^32, in the last epoch. They cross 2^64 by a resize (cq_resize_stress).
+ */
+static const uint64_t cq_starts[] = {0, (1ull << 32) - 3, (0xffffull << 48) + (1ull << 32) - 3};
 
 static void region_fresh(void)
 {
@@ -63,9 +68,9 @@ static uint32_t mix(uint64_t x)
 }
 
 /*
- * CQ slot 0 over a fresh ring of 'entries', its counters at 'start', and
- * every entry's seq what the lap before 'start' left: the state a CQ that
- * really counted up to 'start' would be in.
+ * CQ slot 0 over a fresh ring of 'entries', its counters at 'start' (the
+ * ring's epoch is start's), and every entry's seq what the lap before
+ * 'start' left: the state a CQ that really counted up to 'start' would be in.
  */
 static struct ivrdma_cq_slot *cq_fresh(uint64_t start, uint32_t entries, struct ivrdma_cq_view *v)
 {
@@ -75,6 +80,9 @@ static struct ivrdma_cq_slot *cq_fresh(uint64_t start, uint32_t entries, struct 
 	s->hdr.owner = owner;
 	s->ring_offset = ring_chunk();
 	s->nr_entries = entries;
+	s->geometry = ivrdma_cq_geometry(ivrdma_cq_epoch(start), s->ring_offset,
+					 (uint32_t)__builtin_ctz(entries));
+	s->prev_geometry = 0;
 	s->prod = s->cons = start;
 	s->flags = 0;
 	REQUIRE(ivrdma_cq_view(&region, 0, owner, v) == 0, "CQ view");
@@ -84,32 +92,60 @@ static struct ivrdma_cq_slot *cq_fresh(uint64_t start, uint32_t entries, struct 
 	return s;
 }
 
+/* A ring the consumer reads: the slot's current one, or one left to drain. */
+struct cq_ring {
+	struct ivrdma_cqe *ring;
+	uint32_t mask;
+	uint64_t base, end;
+};
+
+static struct cq_ring cq_current(const struct ivrdma_cq_slot *s)
+{
+	uint64_t g = s->geometry;
+	uint32_t n = 1u << ivrdma_cq_geometry_log2(g);
+
+	return (struct cq_ring){
+	    .ring = ivrdma_chunk_span(&region, ivrdma_cq_geometry_offset(g), n * 64ull),
+	    .mask = n - 1,
+	    .base = ivrdma_cq_epoch_base(ivrdma_cq_epoch(g))};
+}
+
 static struct ivrdma_cqe cqe_of(uint64_t id)
 {
 	return (struct ivrdma_cqe){.wr_id = id, .byte_len = mix(id), .imm_data = ~mix(id)};
 }
 
 /*
- * Takes the next CQE as the owner's poll does; false if none is ready.
- * An entry a later lap wrote over (its seq ahead of cons + 1) would never
- * become ready: that ends the test rather than hanging it.
+ * Takes the next CQE from ring 'r' as the owner's poll does; false if none
+ * is ready. An entry a later lap wrote over (its seq ahead of cons + 1)
+ * would never become ready: that ends the test rather than hanging it.
  */
-static bool cq_take(struct ivrdma_cq_view *v, uint64_t *cons, uint64_t *id)
+static bool cq_take_from(const struct cq_ring *r, struct ivrdma_cq_slot *s, uint64_t *cons,
+			 uint64_t *id)
 {
-	const struct ivrdma_cqe *e = ivrdma_cq_ready(v, *cons);
+	const struct ivrdma_cqe *e = ivrdma_cq_ready(r->ring, r->mask, *cons);
 
 	if (!e) {
-		uint64_t seq = shm_load_relaxed64(&v->ring[*cons & v->mask].seq);
+		uint64_t seq = shm_load_relaxed64(&r->ring[*cons & r->mask].seq);
 
-		REQUIRE((int64_t)(seq - (*cons + 1)) <= 0, "entry %llu overwritten by a later lap",
-			(unsigned long long)*cons);
+		/* 0: a fresh ring's entry, never written (no ticket is 2^64 - 1). */
+		REQUIRE(seq == 0 || (int64_t)(seq - (*cons + 1)) <= 0,
+			"entry %#llx overwritten by a later lap: seq %#llx",
+			(unsigned long long)*cons, (unsigned long long)seq);
 		return false;
 	}
 	*id = e->wr_id;
 	CHECK(e->byte_len == mix(*id) && e->imm_data == ~mix(*id), "CQE %llx torn",
 	      (unsigned long long)*id);
-	ivrdma_cq_hand_back(v, ++*cons);
+	ivrdma_cq_hand_back(s, ++*cons);
 	return true;
+}
+
+static bool cq_take(struct ivrdma_cq_view *v, uint64_t *cons, uint64_t *id)
+{
+	struct cq_ring r = cq_current(v->slot);
+
+	return cq_take_from(&r, v->slot, cons, id);
 }
 
 /* Fill to full, drain to empty, a few laps; and a half-full ring laps too. */
@@ -172,11 +208,21 @@ static void cq_view_checks(void)
 	struct ivrdma_cq_slot *s = cq_fresh(0, CQ_ENTRIES, &v);
 
 	CHECK(ivrdma_cq_view(&region, 0, owner + 1, &v) == -ENOENT, "another owner's CQ");
-	s->nr_entries = 12;
-	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "not a power of two");
-	s->nr_entries = 8;
-	s->ring_offset = SIZE - 64;
+	s->geometry = ivrdma_cq_geometry(0, s->ring_offset, 18);
+	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "2^18 entries: too many");
+	s->geometry = ivrdma_cq_geometry(0, SIZE - 64, 3);
 	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "ring outside the chunks");
+	s->geometry = ivrdma_cq_geometry(0, s->ring_offset, 3);
+	s->prod = ivrdma_cq_epoch_base(1);
+	REQUIRE(ivrdma_cq_view(&region, 0, owner, &v) == 0, "view");
+	CHECK(ivrdma_cq_push(&v, &(struct ivrdma_cqe){0}) == IVRDMA_CQ_PUSH_FULL &&
+		  (s->flags & IVRDMA_CQ_OVERFLOW),
+	      "prod in an epoch no geometry word names: the CQ is in error");
+	s->prod = 0;
+	s->hdr.seq++;
+	s->geometry = 0; /* as ivrdma_slot_free and ivrdma_slot_alloc leave it */
+	CHECK(ivrdma_cq_push(&v, &(struct ivrdma_cqe){0}) == IVRDMA_CQ_PUSH_GONE,
+	      "a CQ destroyed since the view was made: gone, nothing written");
 }
 
 /* A receive ring over the counters of QP slot 0 (srq: false) or SRQ slot 0. */
@@ -319,7 +365,7 @@ static void cq_stress(void)
 {
 	struct cq_producer prod[PRODUCERS];
 	pthread_t t[PRODUCERS];
-	uint64_t next[PRODUCERS] = {0}, cons = UINT64_MAX - 1000, id, got = 0;
+	uint64_t next[PRODUCERS] = {0}, cons = (0xfffeull << 48) + 1000, id, got = 0;
 	struct ivrdma_cq_view v;
 	struct ivrdma_cq_slot *s = cq_fresh(cons, CQ_ENTRIES, &v);
 	atomic_int done = 0;
@@ -348,6 +394,82 @@ static void cq_stress(void)
 		pthread_join(t[i], NULL);
 	CHECK(got == PRODUCERS * (uint64_t)PER_THREAD && s->prod == cons,
 	      "every entry arrived once: %llu", (unsigned long long)got);
+}
+
+/*
+ * Resizes while the producers push (ivrdma_layout.h, "Resizing"): the
+ * owner switches to a new ring every few hundred entries, alternating
+ * sizes, and drains each old ring before the next; the epochs run from
+ * 0xfff0 over 2^64 to 0x0018. Each producer's entries arrive once, in
+ * order, and the rings of drained epochs go back to the allocator (a
+ * reused chunk starts zeroed, as the provider's).
+ */
+enum { RESIZES = 40 };
+
+static uint32_t cq_resize(struct ivrdma_cq_slot *s, struct cq_ring *rings, int last, int k)
+{
+	int64_t c = ivrdma_chunk_alloc(&region, 1, owner, 0);
+	uint32_t log2_n = 3 + (uint32_t)k % 4;
+	uint64_t off;
+
+	REQUIRE(c >= 0, "chunk");
+	off = ivrdma_chunk_offset(&region, (uint32_t)c);
+	shm_zero_words_relaxed(ivrdma_chunk_ptr(&region, (uint32_t)c), 8192);
+	rings[last].end = ivrdma_cq_switch(
+	    s, ivrdma_cq_geometry((uint16_t)(ivrdma_cq_epoch(rings[last].base) + 1), off, log2_n));
+	rings[last + 1] = cq_current(s);
+	return (uint32_t)c;
+}
+
+static void cq_resize_stress(void)
+{
+	struct cq_producer prod[PRODUCERS];
+	struct cq_ring rings[RESIZES + 1];
+	uint32_t chunks[RESIZES + 1];
+	pthread_t t[PRODUCERS];
+	uint64_t next[PRODUCERS] = {0}, cons = ivrdma_cq_epoch_base(0xfff0) + 5, id, got = 0;
+	struct ivrdma_cq_view v;
+	struct ivrdma_cq_slot *s = cq_fresh(cons, CQ_ENTRIES, &v);
+	atomic_int done = 0;
+	int rd = 0, last = 0;
+
+	rings[0] = cq_current(s);
+	chunks[0] = (uint32_t)((s->ring_offset - region.chunk_area_offset) >> region.chunk_shift);
+	for (int i = 0; i < PRODUCERS; i++) {
+		REQUIRE(ivrdma_cq_view(&region, 0, owner, &prod[i].v) == 0, "view");
+		prod[i].id = (uint64_t)i << 32;
+		prod[i].done = &done;
+		REQUIRE(pthread_create(&t[i], NULL, cq_produce, &prod[i]) == 0, "thread");
+	}
+	for (;;) {
+		bool fin = atomic_load(&done) == PRODUCERS;
+
+		if (last < RESIZES && got > (uint64_t)(last + 1) * 3000) {
+			chunks[last + 1] = cq_resize(s, rings, last, last);
+			last++;
+		}
+		while (rd < last && cons == rings[rd].end) { /* drained: on to the next */
+			ivrdma_chunk_free(&region, chunks[rd], 1, owner);
+			cons = rings[++rd].base;
+			ivrdma_cq_hand_back(s, cons);
+		}
+		if (!cq_take_from(&rings[rd], s, &cons, &id)) {
+			if (fin && rd == last)
+				break;
+			sched_yield();
+			continue;
+		}
+		got++;
+		REQUIRE(id >> 32 < PRODUCERS && (uint32_t)id == next[id >> 32]++,
+			"producer %llu: entry %u out of order", (unsigned long long)(id >> 32),
+			(uint32_t)id);
+	}
+	for (int i = 0; i < PRODUCERS; i++)
+		pthread_join(t[i], NULL);
+	CHECK(got == PRODUCERS * (uint64_t)PER_THREAD && s->prod == cons,
+	      "every entry arrived once across %d resizes: %llu", last, (unsigned long long)got);
+	CHECK(last == RESIZES && ivrdma_cq_epoch(cons) == (uint16_t)(0xfff0 + RESIZES),
+	      "the epochs crossed 2^64: %d resizes, epoch %#x", last, ivrdma_cq_epoch(cons));
 }
 
 struct rq_consumer {
@@ -423,7 +545,7 @@ int main(void)
 	store.size = SIZE;
 	region_fresh();
 	for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
-		cq_laps(starts[i]);
+		cq_laps(cq_starts[i]);
 		rq_laps(false, starts[i]);
 		rq_laps(true, starts[i]);
 	}
@@ -432,6 +554,7 @@ int main(void)
 	rq_hints();
 	rq_view_checks();
 	cq_stress();
+	cq_resize_stress();
 	rq_stress();
 	return check_summary();
 }
