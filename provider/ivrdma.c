@@ -101,6 +101,7 @@ static const struct verbs_context_ops ivrdma_ctx_ops = {
     .query_device_ex = ivrdma_query_device_ex,
     .query_port = ivrdma_query_port,
     .reg_mr = ivrdma_pd_reg_mr,
+    .rereg_mr = ivrdma_pd_rereg_mr,
 };
 
 /*

@@ -352,6 +352,8 @@ int ivrdma_dealloc_pd(struct ibv_pd *pd);
 struct ibv_mr *ivrdma_pd_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
 				int access);
 int ivrdma_pd_dereg_mr(struct verbs_mr *vmr);
+int ivrdma_pd_rereg_mr(struct verbs_mr *vmr, int flags, struct ibv_pd *pd, void *addr,
+		       size_t length, int access);
 struct ibv_qp *ivrdma_pd_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
 struct ibv_qp *ivrdma_pd_create_qp_ex(struct ibv_context *context,
 				      struct ibv_qp_init_attr_ex *attr);
@@ -406,6 +408,8 @@ struct ivrdma_span;
 int ivrdma_span_add(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t start,
 		    uintptr_t end);
 void ivrdma_span_remove(struct ivrdma_context *ctx, struct ivrdma_mr *mr);
+int ivrdma_span_switch(struct ivrdma_context *ctx, struct ivrdma_mr *mr, struct ivrdma_mr *tmp,
+		       void (*apply)(struct ivrdma_mr *mr, const void *arg), const void *arg);
 void ivrdma_spans_release(struct ivrdma_context *ctx);
 /* proc_maps.c: /proc/self/maps, read in one go (0 or a positive errno) */
 struct ivrdma_map {
@@ -542,6 +546,12 @@ int ivrdma_srq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
 			     int access);
 int ivrdma_dereg_mr(struct verbs_mr *vmr);
+int ivrdma_mr_place(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t addr, size_t length,
+		    int access);
+int ivrdma_mr_check_args(uintptr_t addr, size_t length, int access);
+/* mr_rereg.c */
+int ivrdma_rereg_mr(struct verbs_mr *vmr, int flags, struct ibv_pd *pd, void *addr, size_t length,
+		    int access);
 void ivrdma_mrs_release(struct ivrdma_context *ctx);
 struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 				struct ibv_comp_channel *channel, int comp_vector);

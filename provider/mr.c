@@ -19,7 +19,7 @@
 
 #define REMOTE_ACCESS (IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
 
-static int check_args(uintptr_t addr, size_t length, int access)
+int ivrdma_mr_check_args(uintptr_t addr, size_t length, int access)
 {
 	if (length == 0 || addr + length < addr || length > IVRDMA_MAX_MSG_SIZE * 2ull)
 		return EINVAL;
@@ -34,8 +34,8 @@ static int check_args(uintptr_t addr, size_t length, int access)
  * Moves the pages if anyone but this process may write or read them. The
  * MR's context, address and slot are set: its region offset is set here.
  */
-static int place(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t addr, size_t length,
-		 int access)
+int ivrdma_mr_place(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t addr, size_t length,
+		    int access)
 {
 	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
 	uintptr_t start = addr & ~(page - 1), end = (addr + length + page - 1) & ~(page - 1);
@@ -59,7 +59,8 @@ struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint6
 	struct ivrdma_context *ctx = to_ictx(pd->context);
 	struct ivrdma_mr *mr;
 	int64_t slot;
-	int rc = ivrdma_context_left(ctx) ? EIO : check_args((uintptr_t)addr, length, access);
+	int rc =
+	    ivrdma_context_left(ctx) ? EIO : ivrdma_mr_check_args((uintptr_t)addr, length, access);
 
 	if (rc)
 		return ivrdma_fail_null(rc);
@@ -85,7 +86,7 @@ struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint6
 	mr->s->pd_handle = pd->handle;
 	ivrdma_mr_set_moving(mr, false);
 	pthread_mutex_lock(&ctx->mr_lock);
-	rc = place(ctx, mr, (uintptr_t)addr, length, access);
+	rc = ivrdma_mr_place(ctx, mr, (uintptr_t)addr, length, access);
 	if (rc) {
 		pthread_mutex_unlock(&ctx->mr_lock);
 		ivrdma_slot_free(ctx, &ctx->region.mrs, mr->slot);

@@ -795,6 +795,47 @@ void ivrdma_span_remove(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
 }
 
 /*
+ * rereg_mr's switch (mr_rereg.c), under span_lock so that no registration
+ * of another context flags or re-points 'mr' meanwhile. 'tmp' stands in
+ * for mr at its new range (ivrdma_span_add placed it: tmp->span NULL if
+ * not moved), or is NULL when the range stays. As a move does
+ * (ivrdma_mr_flags): flag mr, wait for the executions that may have seen
+ * it clear, then 'apply' writes the new fields, mr takes tmp's place and
+ * offset, and the flag clears. The span mr leaves retires if it was the
+ * last MR in it. 0, or EBUSY (an execution never ended): nothing changed.
+ */
+int ivrdma_span_switch(struct ivrdma_context *ctx, struct ivrdma_mr *mr, struct ivrdma_mr *tmp,
+		       void (*apply)(struct ivrdma_mr *mr, const void *arg), const void *arg)
+{
+	bool taken = span_lock_take();
+	struct ivrdma_span *old = mr->span;
+	int rc;
+
+	ivrdma_mr_set_moving(mr, true);
+	rc = ivrdma_wait_executions(&ctx->region);
+	if (!rc) {
+		apply(mr, arg);
+		if (tmp) {
+			if (old)
+				unlink_mr(old, mr);
+			if (tmp->span) {
+				struct ivrdma_span *sp = tmp->span;
+
+				unlink_mr(sp, tmp);
+				link_mr(sp, mr); /* the offset from mr's new address */
+			} else {
+				shm_store_release64(&mr->s->region_offset, 0);
+			}
+		}
+	}
+	ivrdma_mr_set_moving(mr, false);
+	if (!rc && tmp && old && !old->mrs)
+		retire(ctx, old);
+	span_lock_give(taken);
+	return rc;
+}
+
+/*
  * The context's node suspends (suspend.c): every span on its region gets
  * private pages again, as in a fork child, and owns no chunk any more
  * (ivrdmad reclaims them with the node's peers). Its MRs stay until

@@ -66,6 +66,22 @@ int ivrdma_pd_dereg_mr(struct verbs_mr *vmr)
 	return rc;
 }
 
+/* A new PD takes the MR over from the old one (libibverbs then sets mr->pd). */
+int ivrdma_pd_rereg_mr(struct verbs_mr *vmr, int flags, struct ibv_pd *pd, void *addr,
+		       size_t length, int access)
+{
+	struct ibv_pd *old = vmr->ibv_mr.pd;
+	int rc = ivrdma_rereg_mr(vmr, flags, pd, addr, length, access);
+
+	if (!rc && (flags & IBV_REREG_MR_CHANGE_PD)) {
+		pd_get(pd);
+		pd_put(old);
+	}
+	if (rc)
+		errno = rc; /* libibverbs answers IBV_REREG_MR_ERR_CMD and leaves errno to us */
+	return rc;
+}
+
 struct ibv_qp *ivrdma_pd_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
 {
 	struct ibv_qp *qp = ivrdma_create_qp(pd, attr);
