@@ -169,6 +169,10 @@ struct ibv_cq_ex *ivrdma_create_cq_ex(struct ibv_context *context, struct ibv_cq
 		return ivrdma_fail_null(EOPNOTSUPP);
 	if (attr->cqe > INT32_MAX)
 		return ivrdma_fail_null(EINVAL);
+	/* A CQ in a parent domain: the domain must be one, and is held while the CQ lives. */
+	if ((attr->comp_mask & IBV_CQ_INIT_ATTR_MASK_PD) &&
+	    ivrdma_cq_parent_check(context, attr->parent_domain))
+		return ivrdma_fail_null(EINVAL);
 	/*
 	 * libibverbs' wrapper of this op (verbs_init_cq) sets cq_context and
 	 * channel, takes the channel's reference and inits the event mutex,
@@ -178,6 +182,10 @@ struct ibv_cq_ex *ivrdma_create_cq_ex(struct ibv_context *context, struct ibv_cq
 	cq = ivrdma_create_cq(context, (int)attr->cqe, attr->channel, (int)attr->comp_vector);
 	if (!cq)
 		return NULL;
+	if (attr->comp_mask & IBV_CQ_INIT_ATTR_MASK_PD) {
+		to_icq(cq)->parent = attr->parent_domain;
+		ivrdma_pd_get(attr->parent_domain);
+	}
 	set_ops(&to_icq(cq)->vcq.cq_ex);
 	return &to_icq(cq)->vcq.cq_ex;
 }

@@ -71,7 +71,9 @@ static void ivrdma_uninit_device(struct verbs_device *vdev)
 static void ivrdma_free_context(struct ibv_context *ibctx);
 
 static const struct verbs_context_ops ivrdma_ctx_ops = {
+    .alloc_parent_domain = ivrdma_alloc_parent_domain,
     .alloc_pd = ivrdma_alloc_pd,
+    .alloc_td = ivrdma_alloc_td,
     .attach_mcast = ivrdma_attach_mcast,
     .create_ah = ivrdma_create_ah,
     .create_cq = ivrdma_create_cq,
@@ -81,6 +83,7 @@ static const struct verbs_context_ops ivrdma_ctx_ops = {
     .create_srq = ivrdma_pd_create_srq,
     .create_srq_ex = ivrdma_pd_create_srq_ex,
     .dealloc_pd = ivrdma_dealloc_pd,
+    .dealloc_td = ivrdma_dealloc_td,
     .dereg_mr = ivrdma_pd_dereg_mr,
     .modify_qp = ivrdma_modify_qp,
     .modify_srq = ivrdma_modify_srq,

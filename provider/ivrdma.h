@@ -57,9 +57,27 @@ struct ivrdma_context {
 	atomic_bool left; /* my node suspended: the region is no longer mine to use */
 };
 
+struct ivrdma_td {
+	struct ibv_td ibv_td;
+	atomic_int users; /* parent domains naming it: dealloc_td is EBUSY until 0 */
+};
+
+static inline struct ivrdma_td *to_itd(struct ibv_td *td)
+{
+	return (struct ivrdma_td *)((char *)td - offsetof(struct ivrdma_td, ibv_td));
+}
+
 struct ivrdma_pd {
 	struct ibv_pd ibv_pd;
-	atomic_int users; /* MRs, QPs and SRQs in it: dealloc_pd is EBUSY until 0 */
+	atomic_int
+	    users; /* MRs, QPs, SRQs, CQs, parent domains in it: dealloc_pd is EBUSY until 0 */
+	/* A parent domain (domain.c): its protection domain, whose handle it has; else NULL. */
+	struct ivrdma_pd *protection;
+	struct ivrdma_td *td; /* a parent domain's thread domain, or NULL */
+	void *(*alloc)(struct ibv_pd *pd, void *pd_context, size_t size, size_t alignment,
+		       uint64_t resource_type); /* kept, never called (domain.c) */
+	void (*free)(struct ibv_pd *pd, void *pd_context, void *ptr, uint64_t resource_type);
+	void *pd_context;
 };
 
 static inline struct ivrdma_pd *to_ipd(struct ibv_pd *pd)
@@ -164,6 +182,7 @@ struct ivrdma_cq {
 	bool polling;		     /* ibv_cq_ex: an entry at cons is being read (cq_ex.c) */
 	atomic_int users;	     /* QPs using the CQ: it cannot be destroyed under them */
 	bool overflow_reported;	     /* IBV_EVENT_CQ_ERR posted (events.c) */
+	struct ibv_pd *parent;	     /* its parent domain (cq_ex.c), held until destroyed */
 	unsigned int async_posted;   /* its async events written (under ctx->async_lock) */
 };
 
@@ -348,6 +367,15 @@ int ivrdma_query_port(struct ibv_context *context, uint8_t port_num,
 /* pd.c */
 struct ibv_pd *ivrdma_alloc_pd(struct ibv_context *context);
 int ivrdma_dealloc_pd(struct ibv_pd *pd);
+void ivrdma_pd_get(struct ibv_pd *pd);
+void ivrdma_pd_put(struct ibv_pd *pd);
+/* domain.c: thread domains, parent domains */
+struct ibv_td *ivrdma_alloc_td(struct ibv_context *context, struct ibv_td_init_attr *attr);
+int ivrdma_dealloc_td(struct ibv_td *td);
+struct ibv_pd *ivrdma_alloc_parent_domain(struct ibv_context *context,
+					  struct ibv_parent_domain_init_attr *attr);
+void ivrdma_parent_domain_release(struct ivrdma_pd *pd);
+int ivrdma_cq_parent_check(struct ibv_context *context, struct ibv_pd *pd);
 /* The ops for objects in a PD: these count the PD's users around the real ones. */
 struct ibv_mr *ivrdma_pd_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
 				int access);

@@ -26,6 +26,8 @@ int ivrdma_dealloc_pd(struct ibv_pd *ibpd)
 
 	if (atomic_load(&pd->users))
 		return EBUSY; /* as the kernel answers while MRs, QPs or SRQs use it */
+	if (pd->protection)
+		ivrdma_parent_domain_release(pd);
 	free(pd);
 	return 0;
 }
@@ -34,13 +36,13 @@ int ivrdma_dealloc_pd(struct ibv_pd *ibpd)
  * The verbs that create and destroy objects in a PD, counted here so the
  * objects' own files need not know: the ops table points at these.
  */
-static void pd_get(struct ibv_pd *pd)
+void ivrdma_pd_get(struct ibv_pd *pd)
 {
 	if (pd)
 		atomic_fetch_add(&to_ipd(pd)->users, 1);
 }
 
-static void pd_put(struct ibv_pd *pd)
+void ivrdma_pd_put(struct ibv_pd *pd)
 {
 	if (pd)
 		atomic_fetch_sub(&to_ipd(pd)->users, 1);
@@ -52,7 +54,7 @@ struct ibv_mr *ivrdma_pd_reg_mr(struct ibv_pd *pd, void *addr, size_t length, ui
 	struct ibv_mr *mr = ivrdma_reg_mr(pd, addr, length, hca_va, access);
 
 	if (mr)
-		pd_get(pd);
+		ivrdma_pd_get(pd);
 	return mr;
 }
 
@@ -62,7 +64,7 @@ int ivrdma_pd_dereg_mr(struct verbs_mr *vmr)
 	int rc = ivrdma_dereg_mr(vmr);
 
 	if (!rc)
-		pd_put(pd);
+		ivrdma_pd_put(pd);
 	return rc;
 }
 
@@ -74,8 +76,8 @@ int ivrdma_pd_rereg_mr(struct verbs_mr *vmr, int flags, struct ibv_pd *pd, void 
 	int rc = ivrdma_rereg_mr(vmr, flags, pd, addr, length, access);
 
 	if (!rc && (flags & IBV_REREG_MR_CHANGE_PD)) {
-		pd_get(pd);
-		pd_put(old);
+		ivrdma_pd_get(pd);
+		ivrdma_pd_put(old);
 	}
 	if (rc)
 		errno = rc; /* libibverbs answers IBV_REREG_MR_ERR_CMD and leaves errno to us */
@@ -87,7 +89,7 @@ struct ibv_qp *ivrdma_pd_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *a
 	struct ibv_qp *qp = ivrdma_create_qp(pd, attr);
 
 	if (qp)
-		pd_get(qp->pd);
+		ivrdma_pd_get(qp->pd);
 	return qp;
 }
 
@@ -96,7 +98,7 @@ struct ibv_qp *ivrdma_pd_create_qp_ex(struct ibv_context *context, struct ibv_qp
 	struct ibv_qp *qp = ivrdma_create_qp_ex(context, attr);
 
 	if (qp)
-		pd_get(qp->pd);
+		ivrdma_pd_get(qp->pd);
 	return qp;
 }
 
@@ -106,7 +108,7 @@ int ivrdma_pd_destroy_qp(struct ibv_qp *qp)
 	int rc = ivrdma_destroy_qp(qp);
 
 	if (!rc)
-		pd_put(pd);
+		ivrdma_pd_put(pd);
 	return rc;
 }
 
@@ -115,7 +117,7 @@ struct ibv_srq *ivrdma_pd_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr
 	struct ibv_srq *srq = ivrdma_create_srq(pd, attr);
 
 	if (srq)
-		pd_get(srq->pd);
+		ivrdma_pd_get(srq->pd);
 	return srq;
 }
 
@@ -125,7 +127,7 @@ struct ibv_srq *ivrdma_pd_create_srq_ex(struct ibv_context *context,
 	struct ibv_srq *srq = ivrdma_create_srq_ex(context, attr);
 
 	if (srq)
-		pd_get(srq->pd);
+		ivrdma_pd_get(srq->pd);
 	return srq;
 }
 
@@ -135,6 +137,6 @@ int ivrdma_pd_destroy_srq(struct ibv_srq *srq)
 	int rc = ivrdma_destroy_srq(srq);
 
 	if (!rc)
-		pd_put(pd);
+		ivrdma_pd_put(pd);
 	return rc;
 }
