@@ -133,6 +133,50 @@ static void check_query_device(struct ibv_context *ctx, const struct expected *e
 		}
 }
 
+/*
+ * query_device_ex advertises exactly what works: three capability flags
+ * (no memory windows, no SRQ or QP resize, no XRC, no checksum offloads,
+ * no memory management extensions), nothing of the extended attributes
+ * (ODP, timestamps, TSO, RSS, CQ moderation, device memory, tag
+ * matching, packet pacing) but the port count. What works without a flag
+ * of its own (CQ resize, rereg_mr, thread and parent domains) has its own
+ * tests; what is not offered is refused with EOPNOTSUPP by libibverbs
+ * (the op is absent), as checked here.
+ */
+static void check_device_caps(struct ibv_context *ctx)
+{
+	const uint64_t flags =
+	    IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_SYS_IMAGE_GUID | IBV_DEVICE_PORT_ACTIVE_EVENT;
+	struct ibv_device_attr_ex ax, zero;
+	struct ibv_pd *pd = ibv_alloc_pd(ctx);
+	struct ibv_cq *cq = ibv_create_cq(ctx, 4, NULL, NULL, 0);
+	struct ibv_modify_cq_attr mc = {.attr_mask = IBV_CQ_ATTR_MODERATE,
+					.moderate = {.cq_count = 4, .cq_period = 10}};
+	struct ibv_alloc_dm_attr dm = {.length = 4096};
+
+	REQUIRE(pd && cq && ibv_query_device_ex(ctx, NULL, &ax) == 0, "query_device_ex");
+	CHECK((uint64_t)ax.orig_attr.device_cap_flags == flags && ax.device_cap_flags_ex == flags,
+	      "capability flags exactly %#llx: %#x / %#llx", (unsigned long long)flags,
+	      ax.orig_attr.device_cap_flags, (unsigned long long)ax.device_cap_flags_ex);
+	CHECK(ax.orig_attr.max_mw == 0 && ax.orig_attr.max_mcast_grp == 0 &&
+		  ax.orig_attr.max_ee == 0 && ax.orig_attr.max_rdd == 0 &&
+		  ax.orig_attr.max_cqe == 65536 && ax.orig_attr.atomic_cap == IBV_ATOMIC_HCA,
+	      "no memory windows, multicast, EE or RDD; 64 Ki CQEs; HCA atomics");
+	memset(&zero, 0, sizeof(zero));
+	zero.orig_attr = ax.orig_attr;
+	zero.device_cap_flags_ex = ax.device_cap_flags_ex;
+	zero.phys_port_cnt_ex = 1;
+	CHECK(memcmp(&zero, &ax, sizeof(ax)) == 0,
+	      "every extended capability zero but the port count");
+	errno = 0;
+	CHECK(!ibv_alloc_mw(pd, IBV_MW_TYPE_1) && errno == EOPNOTSUPP, "alloc_mw: EOPNOTSUPP (%d)",
+	      errno);
+	CHECK(ibv_modify_cq(cq, &mc) == EOPNOTSUPP, "modify_cq (moderation): EOPNOTSUPP");
+	errno = 0;
+	CHECK(!ibv_alloc_dm(ctx, &dm) && errno == EOPNOTSUPP, "alloc_dm: EOPNOTSUPP (%d)", errno);
+	CHECK(ibv_destroy_cq(cq) == 0 && ibv_dealloc_pd(pd) == 0, "teardown");
+}
+
 /* A caller built against a newer verbs.h passes a larger attr_size. */
 static void check_query_device_newer_caller(struct ibv_context *ctx)
 {
@@ -571,6 +615,7 @@ int main(void)
 	check_async_fd(ctx);
 	check_query_device(ctx, &e);
 	check_query_device_newer_caller(ctx);
+	check_device_caps(ctx);
 	check_port(ctx, &e);
 	check_pd(ctx);
 	check_srq(ctx);
