@@ -6,6 +6,8 @@
  * leaves the MR as it was, still usable. A (initiator) and B (target)
  * are two contexts of this process, their RC QPs connected.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 
 #include "dp_common.h"
@@ -189,6 +191,82 @@ static void refusals(void)
 	munmap(ro, LEN);
 }
 
+/* --- Re-registering while a peer writes into the MR --------------------- */
+
+enum { TRAFFIC_WRITES = 4000, SLOTS = 32, SLOT_LEN = 256 };
+
+struct writer {
+	uint8_t *target; /* B's MR */
+	uint32_t rkey;
+	atomic_bool done;
+	int failed; /* writes that did not complete, or whose bytes were wrong */
+};
+
+/* A writes slot after slot; each write must land whole, whatever the MR is going through. */
+static void *write_all(void *arg)
+{
+	struct writer *w = arg;
+
+	for (uint32_t i = 0; i < TRAFFIC_WRITES; i++) {
+		uint8_t *slot = w->target + (i % SLOTS) * SLOT_LEN;
+		struct ibv_wc wc;
+
+		fill(src.p, SLOT_LEN, 5000 + i);
+		if (post1(A.qp, i, IBV_WR_RDMA_WRITE, IBV_SEND_SIGNALED, src.p, SLOT_LEN,
+			  src.mr->lkey, (uintptr_t)slot, w->rkey) ||
+		    !poll1(A.cq, &wc) || wc.status != IBV_WC_SUCCESS ||
+		    pat_diff(slot, SLOT_LEN, 5000 + i) != SLOT_LEN) {
+			w->failed++;
+			break;
+		}
+	}
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+/*
+ * While A writes, B re-registers its MR over and over: access with and
+ * without remote read (remote write always), its PD and a parent domain
+ * of it (the same protection), and the same range again. Every write
+ * completes and lands; the keys never change.
+ */
+static void under_traffic(void)
+{
+	struct ibv_parent_domain_init_attr pa = {.pd = B.pd};
+	struct ibv_pd *parent = ibv_alloc_parent_domain(B.ctx, &pa);
+	uint8_t *t = map(SLOTS * SLOT_LEN);
+	struct ibv_mr *mr = ibv_reg_mr(B.pd, t, SLOTS * SLOT_LEN, MR_ALL);
+	struct writer w = {.target = t};
+	const int access[2] = {MR_ALL, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE};
+	pthread_t th;
+	int reregs = 0, bad = 0;
+
+	REQUIRE(parent && mr, "setup: %s", strerror(errno));
+	w.rkey = mr->rkey;
+	REQUIRE(pthread_create(&th, NULL, write_all, &w) == 0, "writer thread");
+	while (!atomic_load(&w.done)) {
+		int k = reregs++ % 3;
+		int flags = k == 0   ? IBV_REREG_MR_CHANGE_ACCESS
+			    : k == 1 ? IBV_REREG_MR_CHANGE_PD
+				     : IBV_REREG_MR_CHANGE_TRANSLATION | IBV_REREG_MR_CHANGE_ACCESS;
+
+		bad +=
+		    ibv_rereg_mr(mr, flags, reregs % 2 ? parent : B.pd, t, SLOTS * SLOT_LEN,
+				 flags & IBV_REREG_MR_CHANGE_ACCESS ? access[reregs % 2] : 0) != 0;
+		bad += mr->rkey != w.rkey;
+	}
+	pthread_join(th, NULL);
+	printf("under traffic: %d reregs during %d writes\n", reregs, TRAFFIC_WRITES);
+	CHECK(w.failed == 0, "every write completed and landed while the MR was re-registered");
+	CHECK(bad == 0 && reregs > 10, "%d reregs, %d failed or changed the keys", reregs, bad);
+	if (mr->pd != B.pd)
+		CHECK(ibv_rereg_mr(mr, IBV_REREG_MR_CHANGE_PD, B.pd, NULL, 0, 0) == 0,
+		      "back to the PD");
+	CHECK(ibv_dealloc_pd(parent) == 0, "the parent domain is free again");
+	CHECK(ibv_dereg_mr(mr) == 0, "dereg");
+	munmap(t, SLOTS * SLOT_LEN);
+}
+
 int main(void)
 {
 	ep_open(&A);
@@ -200,6 +278,7 @@ int main(void)
 	change_access();
 	change_pd();
 	refusals();
+	under_traffic();
 	buf_free(&src);
 	buf_free(&dst);
 	ep_close(&A);
