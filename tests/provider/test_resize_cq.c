@@ -144,7 +144,16 @@ struct owner {
 	struct buf rbuf, wbuf;
 	struct info peer;
 	uint32_t recvs, writes_posted, writes_done, resizes, polled;
+	uint64_t resize_ns; /* time spent in ibv_resize_cq, for the log */
 };
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void post_writes(struct owner *o)
 {
@@ -188,8 +197,10 @@ static void resize_now(struct owner *o)
 {
 	static const int sizes[] = {128, 1024, 100, 4096, 256, 97};
 	int want = sizes[o->resizes % (sizeof(sizes) / sizeof(sizes[0]))];
+	uint64_t t0 = now_ns();
 	int rc = ibv_resize_cq(o->e.cq, want);
 
+	o->resize_ns += now_ns() - t0;
 	CHECK(rc == 0 && o->e.cq->cqe >= want, "resize %u to %d: %s (cqe %d)", o->resizes, want,
 	      strerror(rc), o->e.cq->cqe);
 	o->resizes++;
@@ -270,8 +281,9 @@ static void traffic(bool ex)
 	xfer(sv[0], &c, 1, true);
 	REQUIRE(waitpid(pid, &st, 0) == pid, "waitpid");
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the sender's checks (status %#x)", st);
-	printf("%s: %u completions, %u resizes under traffic\n", ex ? "cq_ex" : "poll_cq", o.polled,
-	       o.resizes);
+	printf("%s: %u completions, %u resizes under traffic, %.1f us per resize\n",
+	       ex ? "cq_ex" : "poll_cq", o.polled, o.resizes,
+	       o.resizes ? (double)o.resize_ns / o.resizes / 1000.0 : 0.0);
 	CHECK(o.resizes >= (MSGS + WRITES) / RESIZE_EVERY, "resized %u times", o.resizes);
 	close(sv[0]);
 	buf_free(&o.rbuf);
