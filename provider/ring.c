@@ -50,7 +50,8 @@ int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 	v->region = r;
 	v->owner = owner;
 	v->seq = shm_load_acquire32(&s->hdr.seq);
-	atomic_init(&v->geometry, 0);
+	/* Matches no word geometry_ring accepts (log2 63): the first one is validated. */
+	atomic_init(&v->geometry, UINT64_MAX);
 	/* Not 0: cons may be in a late epoch, and 0 would look ahead of it. */
 	atomic_init(&v->cons_seen, shm_load_acquire64(&s->cons));
 	/* The current ring must make sense now; later rings are checked as met. */

@@ -212,6 +212,8 @@ static void cq_view_checks(void)
 	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "2^18 entries: too many");
 	s->geometry = ivrdma_cq_geometry(0, SIZE - 64, 3);
 	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "ring outside the chunks");
+	s->geometry = 0;
+	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "no geometry (the header)");
 	s->geometry = ivrdma_cq_geometry(0, s->ring_offset, 3);
 	s->prod = ivrdma_cq_epoch_base(1);
 	REQUIRE(ivrdma_cq_view(&region, 0, owner, &v) == 0, "view");
