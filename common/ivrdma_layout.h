@@ -427,8 +427,8 @@ static inline uint32_t ivrdma_cq_geometry_log2(uint64_t g)
  */
 struct ivrdma_cq_slot {
 	struct ivrdma_obj_hdr hdr;
-	uint64_t ring_offset; /* struct ivrdma_cqe[nr_entries] */
-	uint32_t nr_entries;  /* a power of two */
+	uint64_t ring_offset; /* the current ring, as geometry says: for readers that only look */
+	uint32_t nr_entries;  /* ... its entries, a power of two */
 	uint32_t reserved0;
 	uint64_t cons; /* atomic: written by the owner */
 	uint8_t reserved1[32];
