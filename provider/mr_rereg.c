@@ -27,6 +27,7 @@ struct rereg {
 	struct ivrdma_context *ctx;
 	void *addr;
 	size_t length;
+	uint64_t iova; /* the new range's (its address, as the kernel's rereg has it), or the old */
 	uint32_t access, pd_handle;
 };
 
@@ -36,7 +37,7 @@ static void apply(struct ivrdma_mr *mr, const void *arg)
 	const struct rereg *n = arg;
 
 	shm_store_relaxed32(&mr->s->access, n->access);
-	shm_store_relaxed64(&mr->s->iova, (uintptr_t)n->addr);
+	shm_store_relaxed64(&mr->s->iova, n->iova);
 	shm_store_relaxed64(&mr->s->length, n->length);
 	shm_store_relaxed32(&mr->s->pd_handle, n->pd_handle);
 	/* An unmoved MR is translated through these (mr.c, local_unmoved). */
@@ -58,6 +59,9 @@ static int check(struct ivrdma_mr *mr, int flags, struct ibv_pd *pd, void *addr,
 		return EINVAL;
 	n->addr = flags & IBV_REREG_MR_CHANGE_TRANSLATION ? addr : m->addr;
 	n->length = flags & IBV_REREG_MR_CHANGE_TRANSLATION ? length : m->length;
+	/* An MR of ibv_reg_mr_iova keeps its iova unless its range changes. */
+	n->iova = flags & IBV_REREG_MR_CHANGE_TRANSLATION ? (uintptr_t)addr
+							  : shm_load_relaxed64(&mr->s->iova);
 	n->access = flags & IBV_REREG_MR_CHANGE_ACCESS ? (uint32_t)access
 						       : shm_load_relaxed32(&mr->s->access);
 	n->pd_handle =

@@ -108,6 +108,15 @@ static void change_access(void)
 		  pat_diff(a, LEN, 6) == LEN,
 	      "remote write no longer");
 	CHECK(ibv_dereg_mr(mr) == 0, "dereg");
+	/* An MR registered at an iova keeps it when only its access changes. */
+	mr = ibv_reg_mr_iova(B.pd, a, LEN, 0x10000000, IBV_ACCESS_LOCAL_WRITE);
+	REQUIRE(mr, "reg_mr_iova: %s", strerror(errno));
+	CHECK(ibv_rereg_mr(mr, IBV_REREG_MR_CHANGE_ACCESS, NULL, NULL, 0, MR_ALL) == 0,
+	      "rereg access of an iova MR: %s", strerror(errno));
+	CHECK(one(IBV_WR_RDMA_WRITE, (void *)0x10000000, mr->rkey, 13) == IBV_WC_SUCCESS &&
+		  pat_diff(a, LEN, 13) == LEN,
+	      "a remote write at the iova lands at the buffer");
+	CHECK(ibv_dereg_mr(mr) == 0, "dereg");
 	/* Local read only (not in the region) to remote write: the pages move in now. */
 	mr = ibv_reg_mr(B.pd, a, LEN, 0);
 	REQUIRE(mr, "reg_mr local read: %s", strerror(errno));
