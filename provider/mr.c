@@ -21,6 +21,9 @@
 
 int ivrdma_mr_check_args(uintptr_t addr, size_t length, int access)
 {
+	/* No ODP (none advertised): as the kernel answers a device without it. */
+	if (access & IBV_ACCESS_ON_DEMAND)
+		return EOPNOTSUPP;
 	if (length == 0 || addr + length < addr || length > IVRDMA_MAX_MSG_SIZE * 2ull)
 		return EINVAL;
 	/* IB spec: remote write and atomic need local write. */

@@ -133,6 +133,41 @@ static void check_query_device(struct ibv_context *ctx, const struct expected *e
 		}
 }
 
+/* More of what is not offered: each refused with EOPNOTSUPP. */
+static void check_not_offered(struct ibv_context *ctx, struct ibv_pd *pd, struct ibv_cq *cq)
+{
+	static char page[4096] __attribute__((aligned(4096)));
+	struct ibv_qp_init_attr raw = {
+	    .send_cq = cq, .recv_cq = cq, .cap = {1, 1, 1, 1, 0}, .qp_type = IBV_QPT_RAW_PACKET};
+	struct ibv_xrcd_init_attr xa = {.comp_mask =
+					    IBV_XRCD_INIT_ATTR_FD | IBV_XRCD_INIT_ATTR_OFLAGS,
+					.fd = -1,
+					.oflags = O_CREAT};
+	struct ibv_cq_init_attr_ex ts = {.cqe = 4, .wc_flags = IBV_WC_EX_WITH_COMPLETION_TIMESTAMP};
+	union ibv_gid mgid = {.raw = {0xff, 0x12}};
+	struct ibv_qp *ud;
+	struct ibv_qp_init_attr ua = {
+	    .send_cq = cq, .recv_cq = cq, .cap = {1, 1, 1, 1, 0}, .qp_type = IBV_QPT_UD};
+
+	errno = 0;
+	CHECK(!ibv_reg_mr(pd, page, sizeof(page), IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_ON_DEMAND) &&
+		  errno == EOPNOTSUPP,
+	      "ODP registration: EOPNOTSUPP (%d)", errno);
+	errno = 0;
+	CHECK(!ibv_create_qp(pd, &raw) && errno == EOPNOTSUPP, "raw packet QP: EOPNOTSUPP (%d)",
+	      errno);
+	errno = 0;
+	CHECK(!ibv_open_xrcd(ctx, &xa) && errno == EOPNOTSUPP, "XRC domain: EOPNOTSUPP (%d)",
+	      errno);
+	errno = 0;
+	CHECK(!ibv_create_cq_ex(ctx, &ts) && errno == EOPNOTSUPP,
+	      "completion timestamps: EOPNOTSUPP (%d)", errno);
+	ud = ibv_create_qp(pd, &ua);
+	REQUIRE(ud, "UD QP: %s", strerror(errno));
+	CHECK(ibv_attach_mcast(ud, &mgid, 0xc001) == EOPNOTSUPP, "multicast attach: EOPNOTSUPP");
+	CHECK(ibv_destroy_qp(ud) == 0, "destroy the UD QP");
+}
+
 /*
  * query_device_ex advertises exactly what works: three capability flags
  * (no memory windows, no SRQ or QP resize, no XRC, no checksum offloads,
@@ -174,6 +209,7 @@ static void check_device_caps(struct ibv_context *ctx)
 	CHECK(ibv_modify_cq(cq, &mc) == EOPNOTSUPP, "modify_cq (moderation): EOPNOTSUPP");
 	errno = 0;
 	CHECK(!ibv_alloc_dm(ctx, &dm) && errno == EOPNOTSUPP, "alloc_dm: EOPNOTSUPP (%d)", errno);
+	check_not_offered(ctx, pd, cq);
 	CHECK(ibv_destroy_cq(cq) == 0 && ibv_dealloc_pd(pd) == 0, "teardown");
 }
 
