@@ -26,7 +26,7 @@ static struct ivrdma_cqe *geometry_ring(struct ivrdma_cq_view *v, uint64_t g, ui
 	uint32_t log2_n = ivrdma_cq_geometry_log2(g);
 	struct ivrdma_cqe *ring;
 
-	if (log2_n > 17) /* 2 * IVRDMA_MAX_CQE entries */
+	if (log2_n > 22) /* IVRDMA_MAX_CQE (2^22 - 1) rounded up to a power of two */
 		return NULL;
 	*mask = (1u << log2_n) - 1;
 	if (atomic_load_explicit(&v->geometry, memory_order_relaxed) == g)

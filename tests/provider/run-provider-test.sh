@@ -88,7 +88,8 @@ check_tools() {
 	expect "$dir/devinfo.out" "device_cap_flags:[[:space:]]+0x00001c00\$" "ibv_devinfo: cap flags"
 	expect "$dir/devinfo.out" "device_cap_flags_ex:[[:space:]]+0x1C00\$" "ibv_devinfo: cap flags ex"
 	expect "$dir/devinfo.out" "max_mw:[[:space:]]+0\$" "ibv_devinfo: memory windows"
-	expect "$dir/devinfo.out" "max_cqe:[[:space:]]+65536\$" "ibv_devinfo: max_cqe"
+	expect "$dir/devinfo.out" "max_cqe:[[:space:]]+4194303\$" "ibv_devinfo: max_cqe"
+	expect "$dir/devinfo.out" "max_mcast_grp:[[:space:]]+[1-9][0-9]*\$" "ibv_devinfo: multicast groups"
 	expect "$dir/devinfo.out" "completion_timestamp_mask not supported" "ibv_devinfo: timestamps"
 	expect "$dir/devinfo.out" "tag matching not supported" "ibv_devinfo: tag matching"
 	! grep -Eq "MEM_WINDOW|XRC|RESIZE|MEM_MGT|max_tso:[[:space:]]+[1-9]" "$dir/devinfo.out" ||

@@ -208,8 +208,8 @@ static void cq_view_checks(void)
 	struct ivrdma_cq_slot *s = cq_fresh(0, CQ_ENTRIES, &v);
 
 	CHECK(ivrdma_cq_view(&region, 0, owner + 1, &v) == -ENOENT, "another owner's CQ");
-	s->geometry = ivrdma_cq_geometry(0, s->ring_offset, 18);
-	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "2^18 entries: too many");
+	s->geometry = ivrdma_cq_geometry(0, s->ring_offset, 23);
+	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "2^23 entries: too many");
 	s->geometry = ivrdma_cq_geometry(0, SIZE - 64, 3);
 	CHECK(ivrdma_cq_view(&region, 0, owner, &v) == -EPROTO, "ring outside the chunks");
 	s->geometry = 0;
