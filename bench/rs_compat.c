@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: MIT
+/*
+ * librs-compat.so: two things Linux TCP accepts and rsockets refuses, for
+ * unchanged socket programs run over librspreload.so. Preloaded ahead of it:
+ *
+ *   LD_PRELOAD=librs-compat.so:librspreload.so:libivrdma-preload.so PROGRAM
+ *
+ * - sendto() with an address on a connected stream socket: Linux ignores
+ *   the address, rsockets' rsendto() fails with EISCONN (sockperf always
+ *   passes one, for TCP too). When the next sendto() says EISCONN for a
+ *   call that gave an address, this one sends again without it.
+ * - socket(AF_INET[6], SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, ...):
+ *   rsocket() takes the type only without flags, so librspreload.so quietly
+ *   falls back to a kernel socket, and its connect() goes to the kernel's
+ *   TCP, where no rsockets server listens (libmemcached does this: its
+ *   clients then see ECONNREFUSED). This socket() asks for the plain type
+ *   and sets O_NONBLOCK with fcntl() (which librspreload.so passes to
+ *   rsockets). FD_CLOEXEC is asked for too, and ignored where refused.
+ * - accept4(): librspreload.so has accept() but no accept4(), so the C
+ *   library's goes to the kernel with rsockets' placeholder fd and fails
+ *   with ENOTSOCK (memcached accepts with accept4()). This accept4() calls
+ *   accept() and sets the flags with fcntl(), as socket() above.
+ *
+ * Nothing else changes. Not ivrdma's: it is the same on any RDMA device.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, const struct sockaddr *,
+			     socklen_t);
+typedef int (*socket_fn)(int, int, int);
+typedef int (*accept_fn)(int, struct sockaddr *, socklen_t *);
+
+ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
+	       socklen_t addrlen)
+{
+	static sendto_fn next;
+	ssize_t n;
+
+	if (!next)
+		next = (sendto_fn)dlsym(RTLD_NEXT, "sendto");
+	if (!next) {
+		errno = ENOSYS;
+		return -1;
+	}
+	n = next(fd, buf, len, flags, addr, addrlen);
+	if (n < 0 && errno == EISCONN && addr)
+		n = next(fd, buf, len, flags, NULL, 0);
+	return n;
+}
+
+/* O_NONBLOCK through fcntl(), which librspreload.so passes to rsockets;
+ * FD_CLOEXEC where the fd is a kernel one (refused for an rsocket). */
+static int set_flags(int fd, int flags)
+{
+	if ((flags & SOCK_NONBLOCK) && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	if (flags & SOCK_CLOEXEC)
+		(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return fd;
+}
+
+int socket(int domain, int type, int protocol)
+{
+	static socket_fn next;
+	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int fd;
+
+	if (!next)
+		next = (socket_fn)dlsym(RTLD_NEXT, "socket");
+	if (!next) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if ((domain != AF_INET && domain != AF_INET6) || base != SOCK_STREAM || base == type)
+		return next(domain, type, protocol);
+	fd = next(domain, base, protocol);
+	return fd < 0 ? fd : set_flags(fd, type);
+}
+
+int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	static accept_fn next;
+	int s;
+
+	if (!next)
+		next = (accept_fn)dlsym(RTLD_NEXT, "accept");
+	if (!next) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
+		errno = EINVAL;
+		return -1;
+	}
+	s = next(fd, addr, addrlen);
+	return s < 0 ? s : set_flags(s, flags);
+}
