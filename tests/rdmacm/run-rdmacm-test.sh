@@ -3,19 +3,27 @@
 # `ivrdma env`, then librdmacm (unchanged, from Debian) through the
 # preload's rdma_cm device.
 #
-# usage: run-rdmacm-test.sh api|tools|perftest IVRDMAD IVRDMA PROVIDER_SO TEST_RDMACM [UCX_EXAMPLE]
+# usage: run-rdmacm-test.sh MODE IVRDMAD IVRDMA PROVIDER_SO TEST_RDMACM [UCX_EXAMPLE [RS_COMPAT_SO]]
 #   api       test_rdmacm.c: librdmacm's API, data checked, errors and a dying peer
 #   tools     rdmacm-utils: rping -V, ucmatose, udaddy, rdma_server/client,
-#             mckey (multicast), rstream, riostream; libfabric's fi_pingpong over verbs (msg)
-#             and verbs;ofi_rxm (rdm); UCX's ucp_client_server over rdmacm
+#             mckey (multicast), rstream, riostream; libfabric's fi_pingpong
+#             over verbs (msg); UCX's ucp_client_server over rdmacm
 #   perftest  perftest's latency and bandwidth tests with -R
 #   libfabric-rdm  fi_pingpong over verbs;ofi_rxm (disabled in CTest: see there)
+#   rsockets  unchanged socket programs over librspreload.so (with
+#             RS_COMPAT_SO, bench/rs_compat.c, ahead of it): sockperf
+#             ping-pong over poll() for 2 s, and memcached (libevent on poll)
+#             with memcslap; both must complete and move data
+#   rsockets-iperf3  iperf3 over librspreload.so for 2 s: completes, JSON
+#             bytes received > 0 (it does not finish yet: README)
 # env: IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 set -euo pipefail
 # shellcheck source=../lib/ivrdmad.sh
 . "$(dirname "$0")/../lib/ivrdmad.sh"
 
 mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=$5 ucx_example=${6:-}
+rs_compat=${7:-}
+rspreload=/usr/lib/x86_64-linux-gnu/rsocket/librspreload.so
 dir=$(mktemp -d /tmp/ivrdma-rdmacm.XXXXXX)
 shm=/ivrdma-rdmacm-$$
 daemon_pid=
@@ -51,6 +59,7 @@ ivrdmad_ready "$ivrdma" "$dir" "$daemon_pid" || fail "no ivrdmad"
 "$ivrdma" --dir "$dir" setup --sysfs "$dir/sysfs" >/dev/null
 eval "$("$ivrdma" --dir "$dir" env --sysfs "$dir/sysfs" --provider "$provider")"
 [[ ${LD_PRELOAD:-} == *libivrdma-preload.so ]] || fail "ivrdma env: no preload"
+ivrdma_preload=$LD_PRELOAD
 # A sanitizer runtime must come first in LD_PRELOAD, ahead of the preload.
 if [[ -n ${IVRDMA_PRELOAD:-} ]]; then
 	export LD_PRELOAD=$IVRDMA_PRELOAD:$LD_PRELOAD ASAN_OPTIONS=detect_leaks=0
@@ -187,10 +196,88 @@ check_perftest() {
 	done
 }
 
+# rs_env: the LD_PRELOAD of a socket program over rsockets on ivrdma0. The
+# ivrdma preload comes last: librspreload.so sees every call first and
+# passes what is not an rsocket on (RTLD_NEXT), to the ivrdma preload for
+# the rdma_cm device it emulates. The other order works as well (README).
+rs_env() {
+	[[ -n $rs_compat && -r $rs_compat ]] || fail "no librs-compat.so given"
+	[[ -r $rspreload ]] || fail "no $rspreload (Debian: librdmacm1)"
+	rs_preload=${IVRDMA_PRELOAD:+$IVRDMA_PRELOAD:}$rs_compat:$rspreload:$ivrdma_preload
+}
+
+# Waits until the rsockets server (PID, or a child of it) has its RDMA CM
+# listener on PORT in the region (rsockets listen in RDMA CM's port space,
+# not the kernel's).
+wait_rs_listener() { # wait_rs_listener PORT PID
+	local _
+	for _ in $(seq 200); do
+		"$ivrdma" --dir "$dir" status 2>/dev/null |
+			awk -v p="$1" '$2 == "tcp" && $3 == p { f = 1 } END { exit !f }' &&
+			return 0
+		kill -0 "$2" 2>/dev/null || fail "server $2 exited before listening on $1"
+		sleep 0.05
+	done
+	fail "no RDMA CM listener on port $1 after 10 s"
+}
+
+# rs_pair NAME 'SERVER ARGS' 'CLIENT ARGS': a server that runs until stopped,
+# its client, both over rsockets; the client must exit 0 within 60 s.
+rs_pair() {
+	local name=$1 server=$2 client=$3 port=$((next_port++)) rc=0
+	server=${server//PORT/$port}
+	client=${client//PORT/$port}
+	server=${server//DIR/$dir}
+	client=${client//DIR/$dir}
+	# shellcheck disable=SC2086
+	LD_PRELOAD=$rs_preload EVENT_NOEPOLL=1 timeout -k 5 90 $server >"$dir/$name.server" 2>&1 &
+	server_pid=$!
+	wait_rs_listener "$port" "$server_pid"
+	# shellcheck disable=SC2086
+	LD_PRELOAD=$rs_preload timeout -k 5 60 $client >"$dir/$name.client" 2>&1 || rc=$?
+	kill -TERM "$server_pid" 2>/dev/null || true
+	wait "$server_pid" 2>/dev/null || true
+	server_pid=
+	if ((rc != 0)); then
+		cat "$dir/$name.client" "$dir/$name.server" >&2
+		fail "$name: client exited $rc"
+	fi
+}
+
+check_rsockets() {
+	local obs keys
+	rs_env
+	echo "T:127.0.0.1:$next_port" >"$dir/feed"
+	rs_pair sockperf "sockperf server -f DIR/feed -F p" \
+		"sockperf ping-pong -f DIR/feed -F p -m 64 -t 2"
+	obs=$(sed -n 's/.*Total \([0-9]*\) observations.*/\1/p' "$dir/sockperf.client")
+	if [[ -z $obs ]] || ((obs == 0)); then
+		cat "$dir/sockperf.client" >&2
+		fail "sockperf: no observations"
+	fi
+	echo "ok sockperf over rsockets ($obs round trips)"
+	rs_pair memcached "memcached -u root -l 127.0.0.1 -p PORT -t 1 -U 0" \
+		"memcslap -s 127.0.0.1:PORT -t set -e 2000 -c 1"
+	keys=$(awk '/Time to set +[0-9]+ keys by/ { print $4 }' "$dir/memcached.client")
+	[[ $keys == 2000 ]] || { cat "$dir/memcached.client" >&2; fail "memcslap: $keys keys set, not 2000"; }
+	echo "ok memcached over rsockets ($keys sets)"
+}
+
+check_rsockets_iperf3() {
+	local bytes
+	rs_env
+	rs_pair iperf3 "iperf3 -s -1 -p PORT" "iperf3 -c 127.0.0.1 -p PORT -t 2 -J"
+	bytes=$(jq '.end.sum_received.bytes' "$dir/iperf3.client")
+	[[ $bytes =~ ^[1-9][0-9]*$ ]] || fail "iperf3: $bytes bytes received"
+	echo "ok iperf3 over rsockets ($bytes bytes)"
+}
+
 case $mode in
 api) timeout -k 5 150 "$test_bin" ;;
 tools) check_tools ;;
 libfabric-rdm) check_libfabric_rdm ;;
 perftest) check_perftest ;;
+rsockets) check_rsockets ;;
+rsockets-iperf3) check_rsockets_iperf3 ;;
 *) fail "unknown mode $mode" ;;
 esac
