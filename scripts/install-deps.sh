@@ -13,6 +13,11 @@ packages=(
 	librdmacm1 librdmacm-dev rdmacm-utils
 	# ... and libfabric's verbs provider over it (fi_pingpong)
 	libfabric-bin
+	# unchanged socket programs over rsockets (librdmacm1's librspreload.so)
+	# against TCP loopback: tests/rdmacm (rdmacm.rsockets) and
+	# perftest-configs/rsockets.suite. sockperf and iperf3 measure; memcached
+	# is the real server, memcslap (libmemcached-tools) its client
+	sockperf iperf3 memcached libmemcached-tools
 	# tests: JSON checks, guest VMs (TCG) with a Debian kernel and a busybox initramfs
 	jq procps psmisc util-linux iproute2
 	# tests/mpi: Open MPI (openib, UCX), MPICH (ch4:ucx), UCX and its verbs transports
