@@ -222,15 +222,18 @@ wait_rs_listener() { # wait_rs_listener PORT PID
 }
 
 # rs_pair NAME 'SERVER ARGS' 'CLIENT ARGS': a server that runs until stopped,
-# its client, both over rsockets; the client must exit 0 within 60 s.
+# its client, both over rsockets; the client must exit 0 within 60 s. PORT
+# and DIR in the arguments become the port and this test's folder.
 rs_pair() {
 	local name=$1 server=$2 client=$3 port=$((next_port++)) rc=0
 	server=${server//PORT/$port}
 	client=${client//PORT/$port}
 	server=${server//DIR/$dir}
 	client=${client//DIR/$dir}
+	# no timeout wrapper: server_pid is the server itself, which this
+	# function and the EXIT trap stop
 	# shellcheck disable=SC2086
-	LD_PRELOAD=$rs_preload EVENT_NOEPOLL=1 timeout -k 5 90 $server >"$dir/$name.server" 2>&1 &
+	LD_PRELOAD=$rs_preload EVENT_NOEPOLL=1 $server >"$dir/$name.server" 2>&1 &
 	server_pid=$!
 	wait_rs_listener "$port" "$server_pid"
 	# shellcheck disable=SC2086
