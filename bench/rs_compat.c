@@ -31,8 +31,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, const struct sockaddr *,
-			     socklen_t);
+typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
 typedef int (*socket_fn)(int, int, int);
 typedef int (*accept_fn)(int, struct sockaddr *, socklen_t *);
 
