@@ -238,7 +238,14 @@ rs_pair() {
 	wait_rs_listener "$port" "$server_pid"
 	# shellcheck disable=SC2086
 	LD_PRELOAD=$rs_preload timeout -k 5 60 $client >"$dir/$name.client" 2>&1 || rc=$?
+	# memcached over rsockets does not stop on SIGTERM (its main thread
+	# stays in rpoll()): a few seconds' grace, then SIGKILL
 	kill -TERM "$server_pid" 2>/dev/null || true
+	for _ in $(seq 30); do
+		kill -0 "$server_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$server_pid" 2>/dev/null || true
 	wait "$server_pid" 2>/dev/null || true
 	server_pid=
 	if ((rc != 0)); then
