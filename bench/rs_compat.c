@@ -21,12 +21,21 @@
  *   with ENOTSOCK (memcached accepts with accept4()). This accept4() calls
  *   accept() and sets the flags with fcntl(), as socket() above.
  *
+ * - getsockopt(IPPROTO_TCP, TCP_INFO or TCP_CONGESTION): rsockets has
+ *   neither and says EOPNOTSUPP (iperf3 asks for both, and then loses
+ *   track of its test). Where the next getsockopt() refuses them, TCP_INFO
+ *   reads as an established connection with no other figures (all zero)
+ *   and TCP_CONGESTION as "rsocket".
+ *
  * Nothing else changes. Not ivrdma's: it is the same on any RDMA device.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -104,4 +113,48 @@ int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 	}
 	s = next(fd, addr, addrlen);
 	return s < 0 ? s : set_flags(s, flags);
+}
+
+typedef int (*getsockopt_fn)(int, int, int, void *, socklen_t *);
+
+/* What rsockets refuses of TCP's own options, answered as described above. */
+static int tcp_stand_in(int optname, void *val, socklen_t *len)
+{
+	static const char congestion[] = "rsocket";
+	struct tcp_info info = {.tcpi_state = TCP_ESTABLISHED};
+
+	if (!val || !len)
+		return -1;
+	if (optname == TCP_INFO) {
+		*len = *len < sizeof(info) ? *len : (socklen_t)sizeof(info);
+		memcpy(val, &info, *len);
+		return 0;
+	}
+	if (optname == TCP_CONGESTION && *len > 0) {
+		*len = *len < sizeof(congestion) ? *len : (socklen_t)sizeof(congestion);
+		memcpy(val, congestion, *len);
+		return 0;
+	}
+	return -1;
+}
+
+int getsockopt(int fd, int level, int optname, void *val, socklen_t *len)
+{
+	static getsockopt_fn next;
+	int saved, rc;
+
+	if (!next)
+		next = (getsockopt_fn)dlsym(RTLD_NEXT, "getsockopt");
+	if (!next) {
+		errno = ENOSYS;
+		return -1;
+	}
+	rc = next(fd, level, optname, val, len);
+	if (rc == 0 || level != IPPROTO_TCP || (errno != EOPNOTSUPP && errno != ENOTSUP))
+		return rc;
+	saved = errno;
+	if (tcp_stand_in(optname, val, len) == 0)
+		return 0;
+	errno = saved;
+	return -1;
 }
