@@ -239,66 +239,68 @@ int ucma_event_post_join(struct ucma_id *id, struct ucma_mcast *mc)
 	return 0;
 }
 
-uint32_t ucma_events_drop_mcast(struct ucma_id *id, struct ucma_mcast *mc)
+/*
+ * Takes every event of ch that 'match' picks off the queue, keeping the
+ * others in order: onto channel 'to' if given, else freed. Returns how many.
+ */
+static uint32_t events_take_matching(struct ucma_channel *ch,
+				     bool (*match)(const struct ucma_event *e, const void *arg),
+				     const void *arg, struct ucma_channel *to)
 {
-	struct ucma_event **pp = &id->channel->head, *last = NULL;
+	struct ucma_event **pp = &ch->head, *last = NULL;
 	uint32_t n = 0;
 
 	while (*pp) {
 		struct ucma_event *e = *pp;
 
-		if (e->mc == mc) {
-			*pp = e->next;
-			free(e);
-			n++;
+		if (!match(e, arg)) {
+			last = e;
+			pp = &e->next;
 			continue;
 		}
-		last = e;
-		pp = &e->next;
+		*pp = e->next;
+		e->next = NULL;
+		if (to)
+			event_queue(to, e);
+		else
+			free(e);
+		n++;
 	}
-	id->channel->tail = last;
+	ch->tail = last;
 	return n;
+}
+
+static bool of_mcast(const struct ucma_event *e, const void *mc)
+{
+	return e->mc == mc;
+}
+
+/* An ID's own events, and the CONNECT_REQUEST that names it (a listener's). */
+static bool about_id(const struct ucma_event *e, const void *arg)
+{
+	const struct ucma_id *id = arg;
+
+	return e->id == id || e->resp.id == id->handle;
+}
+
+static bool counted_on_id(const struct ucma_event *e, const void *id)
+{
+	return e->id == id;
+}
+
+uint32_t ucma_events_drop_mcast(struct ucma_id *id, struct ucma_mcast *mc)
+{
+	return events_take_matching(id->channel, of_mcast, mc, NULL);
 }
 
 uint32_t ucma_events_drop(struct ucma_id *id)
 {
-	struct ucma_event **pp = &id->channel->head, *last = NULL;
-	uint32_t n = 0;
-
-	while (*pp) {
-		struct ucma_event *e = *pp;
-
-		if (e->id == id || e->resp.id == id->handle) {
-			*pp = e->next;
-			free(e);
-			n++;
-			continue;
-		}
-		last = e;
-		pp = &e->next;
-	}
-	id->channel->tail = last;
-	return n;
+	return events_take_matching(id->channel, about_id, id, NULL);
 }
 
 void ucma_events_move(struct ucma_id *id, struct ucma_channel *to)
 {
-	struct ucma_channel *from = id->channel;
-	struct ucma_event **pp = &from->head, *last = NULL;
-
-	while (*pp) {
-		struct ucma_event *e = *pp;
-
-		if (e->id == id) {
-			*pp = e->next;
-			e->next = NULL;
-			event_queue(to, e);
-			continue;
-		}
-		last = e;
-		pp = &e->next;
-	}
-	from->tail = last;
+	events_take_matching(id->channel, counted_on_id, id, to);
 }
 
 struct ucma_event *ucma_event_take(struct ucma_channel *ch)
