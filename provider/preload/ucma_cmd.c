@@ -219,7 +219,8 @@ static int do_migrate_id(const struct cmd *c)
 	if (!from || !id || id->channel != from)
 		return -EINVAL;
 	resp.events_reported = id->events_reported;
-	ucma_events_move(id, c->ch);
+	if (from != c->ch) /* onto its own channel again: nothing moves */
+		ucma_events_move(id, c->ch);
 	id->channel = c->ch;
 	return respond(c, in->response, &resp, sizeof(resp));
 }
