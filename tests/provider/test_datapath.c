@@ -1800,8 +1800,9 @@ static void *move_writer_thread(void *arg)
 	uint64_t v = 0;
 
 	buf_new(&io, B.pd, 16, MR_ALL);
-	while (atomic_load(&w->phase) >= 0) {
-		if (atomic_load(&w->phase) == 0) {
+	/* One load of phase per turn: a 0 that turns -1 between two loads must not write. */
+	for (int phase; (phase = atomic_load(&w->phase)) >= 0;) {
+		if (phase == 0) {
 			atomic_store(&w->ack, atomic_load(&w->request));
 			sched_yield();
 		} else if (!write_and_read_back(w, &io, ++v)) {
