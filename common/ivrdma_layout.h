@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 #define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION  7u
+#define IVRDMA_LAYOUT_VERSION  8u
 #define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
@@ -218,6 +218,18 @@ static_assert(sizeof(struct ivrdma_obj_hdr) == 8, "object header size");
 
 /* QPN = QP slot index + this: QPNs 0 and 1 are InfiniBand's special QPs. */
 #define IVRDMA_QPN_BASE 2u
+
+/* An SRQ's number (ibv_get_srq_num) = SRQ slot index + this: 0 names none. */
+#define IVRDMA_SRQN_BASE 1u
+
+/*
+ * An XRC domain's ID (ivrdma_qp_slot.xrcd, ivrdma_srq_slot.xrcd), the same
+ * in every process that opened it: top bit set, a hash of the node and the
+ * file the domain was opened on; top bit clear, a domain of one context
+ * (no file), its context record's index + 1 above a 16-bit count. 0 names
+ * none. provider/xrc.c makes them.
+ */
+#define IVRDMA_XRCD_SHARED 0x80000000u
 
 /*
  * lkey = rkey = MR slot index << 8 | generation (1..255, from the slot's
@@ -568,7 +580,8 @@ struct ivrdma_qp_slot {
 	uint32_t async;	      /* atomic: enum ivrdma_qp_async bits, set by initiators */
 	uint32_t context;     /* the owner's context record: its slot index + 1 */
 	uint32_t context_seq; /* ... and that record's seq, against a reused record */
-	uint8_t reserved2[36];
+	uint32_t xrcd;	      /* XRC receive QPs: their XRC domain's ID */
+	uint8_t reserved2[32];
 	uint64_t rq_prod; /* atomic: the owner posting receives */
 	uint8_t reserved3[56];
 	uint64_t rq_cons; /* atomic: initiators taking receives */
@@ -584,23 +597,33 @@ static_assert(offsetof(struct ivrdma_qp_slot, rq) == 48, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, async) == 80, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, rq_prod) == 128, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, context) == 84, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, xrcd) == 92, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, rq_cons) == 192, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, counters) == 256, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, exec_seq) == 448, "QP slot layout");
 static_assert(sizeof(struct ivrdma_qp_slot) == IVRDMA_QP_SLOT_SIZE, "QP slot size");
 
+/*
+ * XRC: a send QP names, in each WR, the SRQ that takes the message at the
+ * other end (remote_srqn: IVRDMA_SRQN_BASE + slot index). The initiator
+ * accepts an SRQ only if its xrcd equals that of the receive QP its own
+ * QP is connected to; the receive completion goes to the SRQ's CQ, and
+ * remote memory is checked in the SRQ's PD, as the IB spec has it.
+ */
 struct ivrdma_srq_slot {
 	struct ivrdma_obj_hdr hdr;
 	uint32_t pd_handle;
 	uint32_t limit; /* atomic: srq_limit, 0 = not armed */
 	struct ivrdma_rq_desc rq;
-	uint64_t prod; /* atomic */
-	uint8_t reserved0[8];
-	uint64_t cons; /* atomic; own cache line */
+	uint64_t prod;	 /* atomic */
+	uint32_t xrcd;	 /* its XRC domain's ID; 0: a basic SRQ */
+	uint32_t xrc_cq; /* XRC: the CQ slot its receive completions go to */
+	uint64_t cons;	 /* atomic; own cache line */
 	uint8_t reserved1[56];
 };
 static_assert(offsetof(struct ivrdma_srq_slot, rq) == 16, "SRQ slot layout");
 static_assert(offsetof(struct ivrdma_srq_slot, prod) == 48, "SRQ slot layout");
+static_assert(offsetof(struct ivrdma_srq_slot, xrcd) == 56, "SRQ slot layout");
 static_assert(offsetof(struct ivrdma_srq_slot, cons) == 64, "SRQ slot layout");
 static_assert(sizeof(struct ivrdma_srq_slot) == IVRDMA_SRQ_SLOT_SIZE, "SRQ slot size");
 

@@ -168,8 +168,10 @@ void ivrdma_counters_qp_destroyed(struct ivrdma_context *ctx, struct ivrdma_qp *
 
 	atomic_store_explicit(&c->qp_by_slot[qp->slot], NULL, memory_order_release);
 	/* A poller that found the QP before holds its CQ's lock until it is done. */
-	pthread_spin_lock(&qp->recv_cq->lock);
-	pthread_spin_unlock(&qp->recv_cq->lock);
+	if (qp->recv_cq) { /* XRC QPs have none: their receives count for the context */
+		pthread_spin_lock(&qp->recv_cq->lock);
+		pthread_spin_unlock(&qp->recv_cq->lock);
+	}
 	add_destroyed(c, &qp->tally, 1);
 }
 

@@ -36,8 +36,8 @@ static void fill_device_attr(struct ivrdma_context *ctx, struct ibv_device_attr 
 	a->hw_ver = IVRDMA_LAYOUT_VERSION;
 	a->max_qp = (int)r->qps.entries;
 	a->max_qp_wr = IVRDMA_MAX_WR;
-	a->device_cap_flags =
-	    IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_SYS_IMAGE_GUID | IBV_DEVICE_PORT_ACTIVE_EVENT;
+	a->device_cap_flags = IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_SYS_IMAGE_GUID |
+			      IBV_DEVICE_PORT_ACTIVE_EVENT | IBV_DEVICE_XRC;
 	a->max_sge = IVRDMA_MAX_SGE;
 	a->max_sge_rd = IVRDMA_MAX_SGE;
 	a->max_cq = (int)r->cqs.entries;

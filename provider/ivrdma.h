@@ -201,6 +201,7 @@ struct ivrdma_swqe {
 	uint32_t inline_len;
 	struct ivrdma_ah *ah; /* UD: the datagram's address */
 	uint32_t remote_qpn, remote_qkey;
+	uint32_t remote_srqn; /* XRC: the SRQ at the other end that takes it */
 };
 
 /* The remote end of a connected QP, looked up and validated at RTR. */
@@ -211,6 +212,7 @@ struct ivrdma_peer_qp {
 	uint16_t lid;
 	uint32_t *srq_limit; /* rq is an SRQ's ring: its armed limit, in its slot; else NULL */
 	uint64_t rq_ticket;  /* of the receive last taken (IVRDMA_RQ_TICKET), for its CQE */
+	uint32_t srqn;	     /* XRC: the SRQ this view is of (then owner and seq are its) */
 	struct ivrdma_rq_view rq;
 	struct ivrdma_cq_view cq;
 };
@@ -229,9 +231,13 @@ struct ivrdma_qp {
 	bool sq_sig_all;
 	struct ibv_qp_attr attr; /* what modify_qp set, for query_qp */
 	struct ivrdma_peer_qp peer;
-	struct ivrdma_peer_qp ud_last; /* UD: the last destination, kept while it lives */
-	unsigned int async_posted;     /* its async events written (under ctx->async_lock) */
-	bool sqd_notify;	       /* SQD asked for IBV_EVENT_SQ_DRAINED, not yet posted */
+	struct ivrdma_peer_qp ud_last;	/* UD: the last destination, kept while it lives */
+	struct ivrdma_peer_qp xrc_last; /* XRC send: the receive QP with the SRQ last sent to */
+	struct ivrdma_xrcd *xrcd;	/* XRC receive: its domain */
+	struct ivrdma_qp *opened;	/* ibv_open_qp: the QP this handle opens, else NULL */
+	atomic_int opens;		/* handles that open this QP: destroy_qp is EBUSY until 0 */
+	unsigned int async_posted;	/* its async events written (under ctx->async_lock) */
+	bool sqd_notify;		/* SQD asked for IBV_EVENT_SQ_DRAINED, not yet posted */
 	/* Send WRs not yet executed (head blocked on RNR/retry): a private ring. */
 	struct ivrdma_swqe *sq;
 	uint8_t *inline_area;
@@ -253,6 +259,18 @@ struct ivrdma_qp {
 	struct ivrdma_qp_counters tally;
 };
 
+/* XRC QPs have no receive ring: what an XRC receive QP takes is its SRQs'. */
+static inline bool ivrdma_qp_type_has_rq(enum ibv_qp_type type)
+{
+	return type != IBV_QPT_XRC_SEND && type != IBV_QPT_XRC_RECV;
+}
+
+/* Does the QP take receives from a ring of its own (not an SRQ's, not none)? */
+static inline bool ivrdma_qp_own_rq(const struct ivrdma_qp *qp)
+{
+	return !qp->srq && ivrdma_qp_type_has_rq(qp->vqp.qp.qp_type);
+}
+
 struct ivrdma_srq {
 	struct verbs_srq vsrq;
 	pthread_spinlock_t lock; /* the ring has one producer: one poster at a time */
@@ -264,7 +282,21 @@ struct ivrdma_srq {
 	atomic_int users;	   /* QPs taking receives from it */
 	unsigned int async_posted; /* its async events written (under ctx->async_lock) */
 	struct ivrdma_srq *next;
+	struct ivrdma_xrcd *xrcd; /* XRC: its domain; NULL for a basic SRQ */
+	struct ivrdma_cq *xrc_cq; /* XRC: where its receive completions go */
 };
+
+struct ivrdma_xrcd {
+	struct verbs_xrcd vxrcd;
+	uint32_t id;	  /* IVRDMA_XRCD_SHARED (ivrdma_layout.h) */
+	atomic_int users; /* its SRQs and receive QPs: close_xrcd is EBUSY until 0 */
+};
+
+static inline struct ivrdma_xrcd *to_ixrcd(struct ibv_xrcd *x)
+{
+	return (struct ivrdma_xrcd *)((char *)x - offsetof(struct ivrdma_xrcd, vxrcd) -
+				      offsetof(struct verbs_xrcd, xrcd));
+}
 
 struct ivrdma_ah {
 	struct ibv_ah ibv_ah;
@@ -586,12 +618,26 @@ struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 int ivrdma_destroy_cq(struct ibv_cq *cq);
 int ivrdma_resize_cq(struct ibv_cq *cq, int cqe);
 struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
+struct ibv_qp *ivrdma_qp_create(struct ibv_context *context, struct ibv_pd *pd,
+				struct ibv_qp_init_attr *attr, struct ivrdma_xrcd *xrcd);
 struct ibv_qp *ivrdma_create_qp_ex(struct ibv_context *context, struct ibv_qp_init_attr_ex *attr);
 int ivrdma_destroy_qp(struct ibv_qp *qp);
 struct ibv_srq *ivrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *attr);
 struct ibv_srq *ivrdma_create_srq_ex(struct ibv_context *context,
 				     struct ibv_srq_init_attr_ex *attr);
 int ivrdma_destroy_srq(struct ibv_srq *srq);
+/* xrc.c: XRC domains, XRC SRQs, opening receive QPs, and the initiator's SRQ lookup */
+struct ibv_xrcd *ivrdma_open_xrcd(struct ibv_context *context, struct ibv_xrcd_init_attr *attr);
+int ivrdma_close_xrcd(struct ibv_xrcd *xrcd);
+int ivrdma_xrc_srq_init(struct ivrdma_srq *srq, const struct ibv_srq_init_attr_ex *attr);
+void ivrdma_xrc_srq_fini(struct ivrdma_srq *srq);
+int ivrdma_get_srq_num(struct ibv_srq *srq, uint32_t *srq_num);
+struct ibv_qp *ivrdma_open_qp(struct ibv_context *context, struct ibv_qp_open_attr *attr);
+struct ivrdma_peer_qp *ivrdma_xrc_target(struct ivrdma_qp *qp, uint32_t srqn,
+					 enum ibv_wc_status *st);
+/* qp.c: a QP of this process by number (the caller's reference: opens), or NULL */
+struct ivrdma_qp *ivrdma_qp_open_by_num(uint32_t qpn, uint32_t xrcd_id);
+
 /* ud.c: datagrams */
 #define IVRDMA_UD_MTU  4096u /* the port's active MTU: a datagram's largest payload */
 #define IVRDMA_GRH_LEN 40u   /* every UD receive buffer starts with room for a GRH */

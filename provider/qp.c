@@ -25,12 +25,34 @@ static uint32_t pow2_at_least(uint32_t v)
 	return n;
 }
 
+/*
+ * XRC send QPs have no receive side, XRC receive QPs neither a send side
+ * nor CQs (their SRQs have them): the CQs they were given are not theirs.
+ */
 static int check_caps(struct ibv_qp_init_attr *a)
 {
-	if (a->qp_type != IBV_QPT_RC && a->qp_type != IBV_QPT_UC && a->qp_type != IBV_QPT_UD)
+	switch (a->qp_type) {
+	case IBV_QPT_RC:
+	case IBV_QPT_UC:
+	case IBV_QPT_UD:
+		if (!a->send_cq || !a->recv_cq)
+			return EINVAL;
+		break;
+	case IBV_QPT_XRC_SEND:
+		if (!a->send_cq)
+			return EINVAL;
+		a->recv_cq = NULL;
+		a->srq = NULL;
+		a->cap.max_recv_wr = a->cap.max_recv_sge = 0;
+		break;
+	case IBV_QPT_XRC_RECV:
+		a->send_cq = a->recv_cq = NULL;
+		a->srq = NULL;
+		a->cap = (struct ibv_qp_cap){0};
+		break;
+	default:
 		return EOPNOTSUPP;
-	if (!a->send_cq || !a->recv_cq)
-		return EINVAL;
+	}
 	if (a->cap.max_send_wr > IVRDMA_MAX_WR || a->cap.max_recv_wr > IVRDMA_MAX_WR ||
 	    a->cap.max_send_sge > IVRDMA_MAX_SGE || a->cap.max_recv_sge > IVRDMA_MAX_SGE ||
 	    a->cap.max_inline_data > IVRDMA_MAX_INLINE)
@@ -86,16 +108,13 @@ static int make_sq(struct ivrdma_qp *qp)
 	return 0;
 }
 
-struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
+/* A QP slot with its rings, for a QP of 'attr' (checked); NULL with errno. */
+static struct ivrdma_qp *qp_new(struct ivrdma_context *ctx, const struct ibv_qp_init_attr *attr)
 {
-	struct ivrdma_context *ctx = to_ictx(pd->context);
-	struct ivrdma_qp *qp;
+	struct ivrdma_qp *qp = calloc(1, sizeof(*qp));
 	int64_t idx;
-	int rc = ivrdma_context_left(ctx) ? EIO : check_caps(attr);
+	int rc;
 
-	if (rc)
-		return ivrdma_fail_null(rc);
-	qp = calloc(1, sizeof(*qp));
 	if (!qp)
 		return ivrdma_fail_null(ENOMEM);
 	pthread_mutex_init(&qp->sq_lock, NULL);
@@ -106,7 +125,7 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	qp->cap.max_send_wr = qp->cap.max_send_wr ? qp->cap.max_send_wr : 1;
 	qp->cap.max_send_sge = qp->cap.max_send_sge ? qp->cap.max_send_sge : 1;
 	qp->cap.max_recv_sge = qp->cap.max_recv_sge ? qp->cap.max_recv_sge : 1;
-	if (attr->srq) /* the SRQ's capabilities apply */
+	if (!ivrdma_qp_type_has_rq(attr->qp_type) || attr->srq) /* the SRQ's caps apply */
 		qp->cap.max_recv_wr = qp->cap.max_recv_sge = 0;
 	idx = ivrdma_slot_alloc(ctx, &ctx->region.qps);
 	if (idx < 0) {
@@ -117,31 +136,61 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	qp->s = ivrdma_table_entry(&ctx->region, &ctx->region.qps, qp->slot);
 	/* Even, as qp->exec_seq: a past owner of the slot may have died mid-execution. */
 	shm_store_release64(&qp->s->exec_seq, qp->exec_seq);
-	rc = attr->srq ? 0 : make_rq(ctx, qp);
+	rc = attr->srq || !ivrdma_qp_type_has_rq(attr->qp_type) ? 0 : make_rq(ctx, qp);
 	if (!rc)
 		rc = make_sq(qp);
 	if (rc) {
 		free_qp(ctx, qp);
 		return ivrdma_fail_null(rc);
 	}
-	qp->send_cq = to_icq(attr->send_cq);
-	qp->recv_cq = to_icq(attr->recv_cq);
-	qp->sq_sig_all = attr->sq_sig_all;
-	qp->s->qp_type = attr->qp_type;
-	qp->s->qpn = qp->slot + IVRDMA_QPN_BASE;
-	qp->s->pd_handle = pd->handle;
-	qp->s->recv_cq = qp->recv_cq->slot;
-	ivrdma_rq_done_reset(ctx, qp);
-	ivrdma_counters_qp_created(ctx, qp);
+	return qp;
+}
+
+/* Takes a use of each CQ and SRQ the QP names, and describes them in its slot. */
+static void qp_attach(struct ivrdma_qp *qp, const struct ibv_qp_init_attr *attr)
+{
+	qp->send_cq = attr->send_cq ? to_icq(attr->send_cq) : NULL;
+	qp->recv_cq = attr->recv_cq ? to_icq(attr->recv_cq) : NULL;
+	if (qp->send_cq)
+		atomic_fetch_add(&qp->send_cq->users, 1);
+	if (qp->recv_cq) {
+		atomic_fetch_add(&qp->recv_cq->users, 1);
+		qp->s->recv_cq = qp->recv_cq->slot;
+	}
 	if (attr->srq) {
 		qp->srq = to_isrq(attr->srq);
 		qp->s->srq = qp->srq->slot + 1;
 		atomic_fetch_add(&qp->srq->users, 1);
 	}
+}
+
+/* A QP of 'context'; pd is NULL for an XRC receive QP, which has xrcd instead. */
+struct ibv_qp *ivrdma_qp_create(struct ibv_context *context, struct ibv_pd *pd,
+				struct ibv_qp_init_attr *attr, struct ivrdma_xrcd *xrcd)
+{
+	struct ivrdma_context *ctx = to_ictx(context);
+	struct ivrdma_qp *qp;
+	int rc = ivrdma_context_left(ctx) ? EIO : check_caps(attr);
+
+	if (rc)
+		return ivrdma_fail_null(rc);
+	qp = qp_new(ctx, attr);
+	if (!qp)
+		return NULL;
+	qp->sq_sig_all = attr->sq_sig_all;
+	qp->s->qp_type = attr->qp_type;
+	qp->s->qpn = qp->slot + IVRDMA_QPN_BASE;
+	qp->s->pd_handle = pd ? pd->handle : 0;
+	qp_attach(qp, attr);
+	if (xrcd) {
+		qp->xrcd = xrcd;
+		qp->s->xrcd = xrcd->id;
+		atomic_fetch_add(&xrcd->users, 1);
+	}
+	ivrdma_rq_done_reset(ctx, qp);
+	ivrdma_counters_qp_created(ctx, qp);
 	shm_store_release32(&qp->s->state, IBV_QPS_RESET);
-	atomic_fetch_add(&qp->send_cq->users, 1);
-	atomic_fetch_add(&qp->recv_cq->users, 1);
-	qp->vqp.qp.context = pd->context;
+	qp->vqp.qp.context = context;
 	qp->vqp.qp.qp_context = attr->qp_context;
 	qp->vqp.qp.pd = pd;
 	qp->vqp.qp.send_cq = attr->send_cq;
@@ -159,6 +208,13 @@ struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr
 	return &qp->vqp.qp;
 }
 
+struct ibv_qp *ivrdma_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr)
+{
+	if (attr->qp_type == IBV_QPT_XRC_RECV)
+		return ivrdma_fail_null(EINVAL); /* ibv_create_qp_ex with an XRC domain */
+	return ivrdma_qp_create(pd->context, pd, attr, NULL);
+}
+
 struct ibv_qp *ivrdma_create_qp_ex(struct ibv_context *context, struct ibv_qp_init_attr_ex *attr)
 {
 	struct ibv_qp_init_attr a = {
@@ -170,29 +226,71 @@ struct ibv_qp *ivrdma_create_qp_ex(struct ibv_context *context, struct ibv_qp_in
 	    .qp_type = attr->qp_type,
 	    .sq_sig_all = attr->sq_sig_all,
 	};
+	const uint32_t known =
+	    IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_XRCD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
+	bool xrc_recv = attr->qp_type == IBV_QPT_XRC_RECV;
+	struct ivrdma_xrcd *xrcd = NULL;
 	struct ibv_qp *qp;
 	int rc;
 
-	if (!(attr->comp_mask & IBV_QP_INIT_ATTR_PD) || !attr->pd)
-		return ivrdma_fail_null(EINVAL);
-	if (attr->comp_mask & ~(IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS))
+	if (attr->comp_mask & ~known)
 		return ivrdma_fail_null(EOPNOTSUPP);
+	if (xrc_recv) { /* in an XRC domain, not a PD */
+		if (!(attr->comp_mask & IBV_QP_INIT_ATTR_XRCD) || !attr->xrcd)
+			return ivrdma_fail_null(EINVAL);
+		xrcd = to_ixrcd(attr->xrcd);
+	} else if (!(attr->comp_mask & IBV_QP_INIT_ATTR_PD) || !attr->pd) {
+		return ivrdma_fail_null(EINVAL);
+	}
 	rc = ivrdma_qp_ex_check(attr);
 	if (rc)
 		return ivrdma_fail_null(rc);
-	qp = ivrdma_create_qp(attr->pd, &a);
+	qp = ivrdma_qp_create(context, xrc_recv ? NULL : attr->pd, &a, xrcd);
 	if (!qp)
 		return NULL;
+	if (xrcd) {
+		to_iqp(qp)->vqp.comp_mask |= VERBS_QP_XRCD;
+		to_iqp(qp)->vqp.xrcd = &xrcd->vxrcd;
+	}
 	attr->cap = a.cap;
 	if (attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS)
 		ivrdma_qp_ex_init(to_iqp(qp));
 	return qp;
 }
 
+/* An ibv_open_qp handle goes; the QP it opens stays. */
+static int close_opened(struct ivrdma_qp *h)
+{
+	atomic_fetch_sub(&h->opened->opens, 1);
+	pthread_mutex_destroy(&h->vqp.qp.mutex);
+	pthread_cond_destroy(&h->vqp.qp.cond);
+	free(h);
+	return 0;
+}
+
+struct ivrdma_qp *ivrdma_qp_open_by_num(uint32_t qpn, uint32_t xrcd_id)
+{
+	struct ivrdma_qp *found = NULL;
+
+	pthread_mutex_lock(&all_lock);
+	for (struct ivrdma_qp *qp = all_qps; qp && !found; qp = qp->all_next)
+		if (qp->vqp.qp.qp_num == qpn && qp->xrcd && qp->xrcd->id == xrcd_id)
+			found = qp;
+	if (found)
+		atomic_fetch_add(&found->opens, 1);
+	pthread_mutex_unlock(&all_lock);
+	return found;
+}
+
 int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 {
 	struct ivrdma_qp *qp = to_iqp(ibqp);
 	struct ivrdma_context *ctx = to_ictx(ibqp->context);
+
+	if (qp->opened)
+		return close_opened(qp);
+	if (atomic_load(&qp->opens))
+		return EBUSY; /* handles from ibv_open_qp still use it */
 
 	pthread_mutex_lock(&all_lock);
 	for (struct ivrdma_qp **pp = &all_qps; *pp; pp = &(*pp)->all_next)
@@ -220,10 +318,14 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 	ivrdma_events_settle(ctx, (uintptr_t)ibqp, &qp->async_posted, &ibqp->mutex, &ibqp->cond,
 			     &ibqp->events_completed);
 	ivrdma_counters_qp_destroyed(ctx, qp);
-	atomic_fetch_sub(&qp->send_cq->users, 1);
-	atomic_fetch_sub(&qp->recv_cq->users, 1);
+	if (qp->send_cq)
+		atomic_fetch_sub(&qp->send_cq->users, 1);
+	if (qp->recv_cq)
+		atomic_fetch_sub(&qp->recv_cq->users, 1);
 	if (qp->srq)
 		atomic_fetch_sub(&qp->srq->users, 1);
+	if (qp->xrcd)
+		atomic_fetch_sub(&qp->xrcd->users, 1);
 	free_qp(ctx, qp);
 	return 0;
 }
@@ -375,10 +477,11 @@ void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn)
 	pthread_mutex_unlock(&all_lock);
 }
 
-int ivrdma_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int attr_mask,
+int ivrdma_query_qp(struct ibv_qp *handle, struct ibv_qp_attr *attr, int attr_mask,
 		    struct ibv_qp_init_attr *init_attr)
 {
-	struct ivrdma_qp *qp = to_iqp(ibqp);
+	struct ivrdma_qp *qp = to_iqp(handle)->opened ?: to_iqp(handle);
+	struct ibv_qp *ibqp = &qp->vqp.qp;
 
 	*attr = qp->attr;
 	attr->qp_state = ibqp->state;

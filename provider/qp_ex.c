@@ -2,9 +2,9 @@
 /*
  * The ibv_qp_ex work-request builders (wr_start .. wr_complete), as
  * perftest uses them by default. Each builder fills the same struct
- * ibv_send_wr that ibv_post_send takes; its last setter (data, and on UD
- * also the address, in either order; or the next builder, or wr_complete)
- * checks and queues it through the one path
+ * ibv_send_wr that ibv_post_send takes; its last setter (the data, and on
+ * UD the address or on XRC the SRQ number, in either order; or the next
+ * builder, or wr_complete) checks and queues it through the one path
  * post_send uses, and wr_complete executes the batch. The send queue lock
  * is held from wr_start to wr_complete/wr_abort, so a batch is atomic and
  * wr_abort simply forgets what was queued since wr_start.
@@ -49,7 +49,9 @@ static struct ibv_send_wr *begin(struct ibv_qp_ex *q, enum ibv_wr_opcode op)
 	qp->xwr.opcode = op;
 	qp->xwr.sg_list = qp->xsge;
 	qp->x_building = true;
-	qp->x_setters = qp->vqp.qp.qp_type == IBV_QPT_UD ? 2 : 1;
+	/* The data, and the address on UD or the SRQ number on XRC. */
+	qp->x_setters =
+	    qp->vqp.qp.qp_type == IBV_QPT_UD || qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND ? 2 : 1;
 	return &qp->xwr;
 }
 
@@ -241,6 +243,18 @@ static void wr_set_ud_addr(struct ibv_qp_ex *q, struct ibv_ah *ah, uint32_t qpn,
 	setter_done(qp);
 }
 
+static void wr_set_xrc_srqn(struct ibv_qp_ex *q, uint32_t remote_srqn)
+{
+	struct ivrdma_qp *qp = xqp(q);
+
+	if (!qp->x_building || q->qp_base.qp_type != IBV_QPT_XRC_SEND) {
+		qp->x_err = qp->x_err ? qp->x_err : EINVAL;
+		return;
+	}
+	qp->xwr.qp_type.xrc.remote_srqn = remote_srqn;
+	setter_done(qp);
+}
+
 static void wr_atomic_write(struct ibv_qp_ex *q, uint32_t rkey, uint64_t addr, const void *wr)
 {
 	refuse(q);
@@ -252,7 +266,8 @@ int ivrdma_qp_ex_check(const struct ibv_qp_init_attr_ex *attr)
 		return 0;
 	if (attr->send_ops_flags & ~(uint64_t)SUPPORTED_OPS)
 		return EOPNOTSUPP;
-	if (attr->qp_type != IBV_QPT_RC && (attr->send_ops_flags & RC_ONLY_OPS))
+	if (attr->qp_type != IBV_QPT_RC && attr->qp_type != IBV_QPT_XRC_SEND &&
+	    (attr->send_ops_flags & RC_ONLY_OPS))
 		return EINVAL;
 	if (attr->qp_type == IBV_QPT_UD &&
 	    (attr->send_ops_flags &
@@ -285,6 +300,6 @@ void ivrdma_qp_ex_init(struct ivrdma_qp *qp)
 	q->wr_send_inv = wr_rkey_op;
 	q->wr_send_tso = wr_send_tso;
 	q->wr_set_ud_addr = wr_set_ud_addr;
-	q->wr_set_xrc_srqn = wr_rkey_op;
+	q->wr_set_xrc_srqn = wr_set_xrc_srqn;
 	q->wr_atomic_write = wr_atomic_write;
 }

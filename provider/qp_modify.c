@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * modify_qp: the IB state machine (RESET, INIT, RTR, RTS, SQD, SQE, ERR for
- * RC, UC and UD), the attribute masks each transition requires and allows,
+ * RC, UC, UD and XRC), the attribute masks each transition requires and allows,
  * and the connection made at RTR: the remote QP is found through the
  * directory (dest LID = node) and the QP table (dest QPN), and must be held
  * by a live peer of that node. UD QPs connect to nobody: each datagram is
@@ -25,7 +25,16 @@ static bool transition(enum ibv_qp_state cur, enum ibv_qp_state next, enum ibv_q
 		       struct rule *r)
 {
 	bool rc = type == IBV_QPT_RC, ud = type == IBV_QPT_UD;
-	int rnr = rc ? IBV_QP_MIN_RNR_TIMER : 0;
+	/*
+	 * An XRC send QP is an RC requester, an XRC receive QP an RC
+	 * responder: each takes its side's attributes, and the other side's
+	 * as options (RDMA CM gives the kernel CM's set, which has some).
+	 */
+	bool requester = rc || type == IBV_QPT_XRC_SEND, responder = rc || type == IBV_QPT_XRC_RECV;
+	bool xrc = requester != responder;
+	int rnr = responder ? IBV_QP_MIN_RNR_TIMER : 0;
+	int resp_attrs = IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER;
+	int req_attrs = IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC;
 	/* UD has a Q_Key where connected QPs have access flags. */
 	int access = ud ? IBV_QP_QKEY : IBV_QP_ACCESS_FLAGS;
 
@@ -45,15 +54,16 @@ static bool transition(enum ibv_qp_state cur, enum ibv_qp_state next, enum ibv_q
 			return true;
 		}
 		r->req = IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-			 (rc ? IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER : 0);
-		r->opt = IBV_QP_ALT_PATH | IBV_QP_ACCESS_FLAGS | IBV_QP_PKEY_INDEX;
+			 (responder ? resp_attrs : 0);
+		r->opt = IBV_QP_ALT_PATH | IBV_QP_ACCESS_FLAGS | IBV_QP_PKEY_INDEX |
+			 (xrc ? resp_attrs : 0);
 		return true;
 	case IBV_QPS_RTR * 8 + IBV_QPS_RTS:
-		r->req = IBV_QP_SQ_PSN | (rc ? IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-						   IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC
-					     : 0);
+		r->req = IBV_QP_SQ_PSN | (requester || responder ? IBV_QP_TIMEOUT : 0) |
+			 (requester ? req_attrs : 0);
 		r->opt = IBV_QP_CUR_STATE | access |
-			 (ud ? 0 : IBV_QP_ALT_PATH | IBV_QP_PATH_MIG_STATE) | rnr;
+			 (ud ? 0 : IBV_QP_ALT_PATH | IBV_QP_PATH_MIG_STATE) | rnr |
+			 (xrc ? req_attrs : 0);
 		return true;
 	case IBV_QPS_RTS * 8 + IBV_QPS_RTS:
 	case IBV_QPS_SQE * 8 + IBV_QPS_RTS:
@@ -66,7 +76,7 @@ static bool transition(enum ibv_qp_state cur, enum ibv_qp_state next, enum ibv_q
 		return true;
 	case IBV_QPS_SQD * 8 + IBV_QPS_SQD:
 		r->opt = IBV_QP_CUR_STATE | access | rnr |
-			 (rc ? IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY : 0);
+			 (requester ? IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY : 0);
 		return true;
 	default:
 		return false;
@@ -139,6 +149,8 @@ static int peer_rq(const struct ivrdma_region *r, struct ivrdma_qp_slot *s,
 /*
  * Finds QP 'qpn' of type 'type' held by a live peer of node 'node' and
  * validates what an initiator will use of it: its receive ring and CQ.
+ * XRC QPs have neither: an XRC send QP never receives, and what goes to
+ * an XRC receive QP is taken from the SRQ each WR names (xrc.c).
  */
 int ivrdma_peer_lookup(const struct ivrdma_region *r, enum ibv_qp_type type, int node, uint32_t qpn,
 		       struct ivrdma_peer_qp *pq)
@@ -154,8 +166,9 @@ int ivrdma_peer_lookup(const struct ivrdma_region *r, enum ibv_qp_type type, int
 	if (!ivrdma_owner_alive(r, pq->owner, node) || shm_load_relaxed32(&s->qpn) != qpn ||
 	    shm_load_relaxed32(&s->qp_type) != type)
 		return ENOENT;
-	if (peer_rq(r, s, pq) ||
-	    ivrdma_cq_view(r, shm_load_relaxed32(&s->recv_cq), pq->owner, &pq->cq))
+	if (type != IBV_QPT_XRC_SEND && type != IBV_QPT_XRC_RECV &&
+	    (peer_rq(r, s, pq) ||
+	     ivrdma_cq_view(r, shm_load_relaxed32(&s->recv_cq), pq->owner, &pq->cq)))
 		return EPROTO;
 	pq->slot = s;
 	pq->qpn = qpn;
@@ -168,12 +181,16 @@ static int connect(struct ivrdma_context *ctx, struct ivrdma_qp *qp, const struc
 {
 	const struct ibv_ah_attr *ah = &a->ah_attr;
 	int node = ivrdma_find_node(&ctx->region, ah->dlid, ah->is_global ? &ah->grh.dgid : NULL);
-	int rc =
-	    ivrdma_peer_lookup(&ctx->region, qp->vqp.qp.qp_type, node, a->dest_qp_num, &qp->peer);
+	enum ibv_qp_type type = qp->vqp.qp.qp_type;
+	/* The other end of an XRC connection is the other XRC type. */
+	enum ibv_qp_type want = type == IBV_QPT_XRC_SEND   ? IBV_QPT_XRC_RECV
+				: type == IBV_QPT_XRC_RECV ? IBV_QPT_XRC_SEND
+							   : type;
+	int rc = ivrdma_peer_lookup(&ctx->region, want, node, a->dest_qp_num, &qp->peer);
 
 	if (rc == ENOENT)
-		ivrdma_dbg("RTR: QP %#x is not a live %s QP of LID %u", a->dest_qp_num,
-			   qp->vqp.qp.qp_type == IBV_QPT_RC ? "RC" : "UC", ah->dlid);
+		ivrdma_dbg("RTR: QP %#x is not a live QP of type %d of LID %u", a->dest_qp_num,
+			   want, ah->dlid);
 	else if (rc)
 		ivrdma_dbg("RTR: QP %#x has a malformed receive queue or CQ", a->dest_qp_num);
 	return rc ? EINVAL : 0;
@@ -228,7 +245,7 @@ static void reset(struct ivrdma_qp *qp)
 {
 	uint64_t c;
 
-	if (!qp->srq) {
+	if (ivrdma_qp_own_rq(qp)) {
 		c = shm_load_acquire64(qp->rq.cons);
 		while (!shm_cas64(qp->rq.cons, &c, shm_load_acquire64(qp->rq.prod)))
 			;
@@ -236,6 +253,7 @@ static void reset(struct ivrdma_qp *qp)
 	shm_store_release32(&qp->s->async, 0); /* a new connection's news */
 	qp->sq_count = 0;
 	memset(&qp->peer, 0, sizeof(qp->peer));
+	memset(&qp->xrc_last, 0, sizeof(qp->xrc_last));
 	memset(&qp->attr, 0, sizeof(qp->attr));
 }
 
@@ -245,9 +263,11 @@ static void set_state(struct ivrdma_qp *qp, enum ibv_qp_state next)
 	shm_store_release32(&qp->s->state, next);
 }
 
-int ivrdma_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask)
+int ivrdma_modify_qp(struct ibv_qp *handle, struct ibv_qp_attr *attr, int mask)
 {
-	struct ivrdma_qp *qp = to_iqp(ibqp);
+	/* An ibv_open_qp handle changes the QP it opens. */
+	struct ivrdma_qp *qp = to_iqp(handle)->opened ?: to_iqp(handle);
+	struct ibv_qp *ibqp = &qp->vqp.qp;
 	struct ivrdma_context *ctx = to_ictx(ibqp->context);
 	enum ibv_qp_state cur, next;
 	struct rule rule;

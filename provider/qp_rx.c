@@ -79,7 +79,7 @@ int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_rec
 
 	pthread_spin_lock(&qp->rq_lock);
 	for (; wr; wr = wr->next) {
-		if (qp->srq || ibqp->state == IBV_QPS_RESET || wr->num_sge < 0 ||
+		if (!ivrdma_qp_own_rq(qp) || ibqp->state == IBV_QPS_RESET || wr->num_sge < 0 ||
 		    (uint32_t)wr->num_sge > qp->cap.max_recv_sge) {
 			rc = EINVAL;
 		} else if (ibqp->state == IBV_QPS_ERR) {
@@ -109,7 +109,7 @@ void ivrdma_qp_flush_rq(struct ivrdma_qp *qp)
 	union ivrdma_recv_wqe_buf u;
 	uint64_t index;
 
-	if (qp->srq)
+	if (!ivrdma_qp_own_rq(qp))
 		return;
 
 	while (ivrdma_rq_take(&qp->rq, &u.w, &index, NULL, NULL) > 0)

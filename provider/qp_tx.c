@@ -72,6 +72,12 @@ static void copy_iov(const struct iov *dst, int nd, const struct iov *src, int n
 	}
 }
 
+/* RC and XRC: acknowledged, so retried (RNR, no answer) rather than dropped. */
+static bool reliable(const struct ivrdma_qp *qp)
+{
+	return qp->vqp.qp.qp_type == IBV_QPT_RC || qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND;
+}
+
 static enum ibv_wc_status xlate_status(enum ivrdma_xlate x, bool local)
 {
 	if (x == IVRDMA_XLATE_OK)
@@ -256,7 +262,7 @@ static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 		*st = IBV_WC_REM_OP_ERR;
 		return EXEC_DONE;
 	}
-	if (qp->vqp.qp.qp_type != IBV_QPT_RC) {
+	if (!reliable(qp)) {
 		*st = IBV_WC_SUCCESS; /* UC, UD: a message without a receive is dropped */
 		return EXEC_DROPPED;
 	}
@@ -361,17 +367,17 @@ static enum exec do_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct
 	return deliver_datagram(qp, w, pq, src, ns, len);
 }
 
-static void responder_error(struct ivrdma_qp *qp, uint32_t bit)
+static void responder_error(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, uint32_t bit)
 {
-	if (qp->vqp.qp.qp_type == IBV_QPT_RC)
-		ivrdma_notify_target(to_ictx(qp->vqp.qp.context), &qp->peer, bit);
+	if (qp->vqp.qp.qp_type != IBV_QPT_UC)
+		ivrdma_notify_target(to_ictx(qp->vqp.qp.context), pq, bit);
 }
 
-static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_swqe *w, uint64_t len,
-				     int access, uint8_t **p)
+static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
+				     struct ivrdma_swqe *w, uint64_t len, int access, uint8_t **p)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
-	uint32_t qp_access = shm_load_relaxed32(&qp->peer.slot->access);
+	uint32_t qp_access = shm_load_relaxed32(&pq->slot->access);
 
 	enum ibv_wc_status st;
 
@@ -381,30 +387,30 @@ static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_swqe *w
 	 * QP too, with an affiliated async event (UC responders drop silently).
 	 */
 	if (!(qp_access & (uint32_t)access)) {
-		responder_error(qp, IVRDMA_QP_ASYNC_REQ_ERR);
+		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
 		return IBV_WC_REM_INV_REQ_ERR;
 	}
-	st = xlate_status(ivrdma_mr_remote(&ctx->region, w->rkey, qp->peer.owner,
-					   qp->peer.pd_handle, w->remote_addr, len, access, p),
+	st = xlate_status(ivrdma_mr_remote(&ctx->region, w->rkey, pq->owner, pq->pd_handle,
+					   w->remote_addr, len, access, p),
 			  false);
 	if (st != IBV_WC_SUCCESS)
-		responder_error(qp, IVRDMA_QP_ASYNC_ACCESS_ERR);
+		responder_error(qp, pq, IVRDMA_QP_ASYNC_ACCESS_ERR);
 	return st;
 }
 
-static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *src, int ns,
-			  uint64_t len, enum ibv_wc_status *st)
+static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct ivrdma_swqe *w,
+			  struct iov *src, int ns, uint64_t len, enum ibv_wc_status *st)
 {
 	struct iov dst = {.len = len};
 	union ivrdma_recv_wqe_buf r;
 	enum exec ex;
 
 	if (len)
-		*st = remote_mem(qp, w, len, IBV_ACCESS_REMOTE_WRITE, &dst.p);
+		*st = remote_mem(qp, pq, w, len, IBV_ACCESS_REMOTE_WRITE, &dst.p);
 	if (*st != IBV_WC_SUCCESS)
 		return EXEC_DONE;
 	if (w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM) {
-		ex = take_recv(qp, &qp->peer, &r.w, st);
+		ex = take_recv(qp, pq, &r.w, st);
 		if (ex == EXEC_DROPPED)
 			return EXEC_DONE; /* nothing written either */
 		if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS)
@@ -413,17 +419,17 @@ static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct io
 	if (len)
 		copy_iov(&dst, 1, src, ns, len);
 	if (w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM)
-		*st = target_cqe(qp, &qp->peer, &r.w, IBV_WC_SUCCESS, IBV_WC_RECV_RDMA_WITH_IMM,
-				 len, w, 0);
+		*st =
+		    target_cqe(qp, pq, &r.w, IBV_WC_SUCCESS, IBV_WC_RECV_RDMA_WITH_IMM, len, w, 0);
 	return EXEC_DONE;
 }
 
-static enum ibv_wc_status do_read(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *dst,
-				  int nd, uint64_t len)
+static enum ibv_wc_status do_read(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
+				  struct ivrdma_swqe *w, struct iov *dst, int nd, uint64_t len)
 {
 	struct iov src = {.len = len};
 	enum ibv_wc_status st =
-	    len ? remote_mem(qp, w, len, IBV_ACCESS_REMOTE_READ, &src.p) : IBV_WC_SUCCESS;
+	    len ? remote_mem(qp, pq, w, len, IBV_ACCESS_REMOTE_READ, &src.p) : IBV_WC_SUCCESS;
 
 	if (st == IBV_WC_SUCCESS && len)
 		copy_iov(dst, nd, &src, 1, len);
@@ -448,8 +454,8 @@ static uint64_t rdma_atomic_on_app_memory(uint64_t *p, const struct ivrdma_swqe 
 	return old;
 }
 
-static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct iov *dst,
-				    int nd, uint64_t len)
+static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
+				    struct ivrdma_swqe *w, struct iov *dst, int nd, uint64_t len)
 {
 	uint64_t *p, old;
 	enum ibv_wc_status st;
@@ -457,10 +463,10 @@ static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_swqe *w,
 	if (nd != 1 || len != 8)
 		return IBV_WC_LOC_LEN_ERR;
 	if (w->remote_addr % 8) {
-		responder_error(qp, IVRDMA_QP_ASYNC_REQ_ERR);
+		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
 		return IBV_WC_REM_INV_REQ_ERR;
 	}
-	st = remote_mem(qp, w, 8, IBV_ACCESS_REMOTE_ATOMIC, (uint8_t **)&p);
+	st = remote_mem(qp, pq, w, 8, IBV_ACCESS_REMOTE_ATOMIC, (uint8_t **)&p);
 	if (st != IBV_WC_SUCCESS)
 		return st;
 	/*
@@ -469,7 +475,7 @@ static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_swqe *w,
 	 * split lock (a fault, or the whole machine slowed).
 	 */
 	if ((uintptr_t)p % 8) {
-		responder_error(qp, IVRDMA_QP_ASYNC_REQ_ERR);
+		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
 		return IBV_WC_REM_INV_REQ_ERR;
 	}
 	old = rdma_atomic_on_app_memory(p, w);
@@ -496,7 +502,7 @@ static enum exec target_ready(struct ivrdma_qp *qp, enum ibv_wc_status *st, bool
 		 * already on the wire); UC never waits.
 		 */
 		*st = IBV_WC_SUCCESS;
-		return qp->vqp.qp.qp_type == IBV_QPT_RC ? EXEC_NO_ACK : EXEC_DONE;
+		return reliable(qp) ? EXEC_NO_ACK : EXEC_DONE;
 	}
 	state = shm_load_acquire32(&s->state);
 	if (!ivrdma_state_receives(state) ||
@@ -560,6 +566,7 @@ static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivr
 	int nv;
 	enum exec ex;
 	bool deliver;
+	struct ivrdma_peer_qp *pq = &qp->peer;
 
 	if (wr_moving(qp, w))
 		return EXEC_MOVING;
@@ -572,24 +579,26 @@ static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivr
 		return EXEC_DONE;
 	}
 	ex = target_ready(qp, &st, &deliver);
-	if (!deliver) {
+	if (deliver && qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND)
+		pq = ivrdma_xrc_target(qp, w->remote_srqn, &st);
+	if (!deliver || !pq) {
 		e->status = st;
 		return ex;
 	}
 	switch (w->opcode) {
 	case IBV_WR_SEND:
 	case IBV_WR_SEND_WITH_IMM:
-		ex = do_send(qp, &qp->peer, w, v, nv, len, &st);
+		ex = do_send(qp, pq, w, v, nv, len, &st);
 		break;
 	case IBV_WR_RDMA_WRITE:
 	case IBV_WR_RDMA_WRITE_WITH_IMM:
-		ex = do_write(qp, w, v, nv, len, &st);
+		ex = do_write(qp, pq, w, v, nv, len, &st);
 		break;
 	case IBV_WR_RDMA_READ:
-		st = do_read(qp, w, v, nv, len);
+		st = do_read(qp, pq, w, v, nv, len);
 		break;
 	default:
-		st = do_atomic(qp, w, v, nv, len);
+		st = do_atomic(qp, pq, w, v, nv, len);
 		break;
 	}
 	if (qp->vqp.qp.qp_type == IBV_QPT_UC && st != IBV_WC_SUCCESS && st != IBV_WC_LOC_LEN_ERR &&
@@ -823,6 +832,8 @@ static int check_wr(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 	enum ibv_qp_state state = qp->vqp.qp.state;
 	uint64_t inl = 0;
 
+	if (qp->vqp.qp.qp_type == IBV_QPT_XRC_RECV)
+		return EINVAL; /* it only receives, into its domain's SRQs */
 	if (state != IBV_QPS_RTS && state != IBV_QPS_ERR && state != IBV_QPS_SQE &&
 	    state != IBV_QPS_SQD)
 		return EINVAL;
@@ -840,7 +851,8 @@ static int check_wr(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 	case IBV_WR_RDMA_READ:
 	case IBV_WR_ATOMIC_CMP_AND_SWP:
 	case IBV_WR_ATOMIC_FETCH_AND_ADD:
-		if (qp->vqp.qp.qp_type != IBV_QPT_RC || (wr->send_flags & IBV_SEND_INLINE))
+		if ((qp->vqp.qp.qp_type != IBV_QPT_RC && qp->vqp.qp.qp_type != IBV_QPT_XRC_SEND) ||
+		    (wr->send_flags & IBV_SEND_INLINE))
 			return EINVAL;
 		break;
 	default:
@@ -880,6 +892,8 @@ static void enqueue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 		w->remote_qpn = wr->wr.ud.remote_qpn;
 		w->remote_qkey = wr->wr.ud.remote_qkey;
 	}
+	if (qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND)
+		w->remote_srqn = wr->qp_type.xrc.remote_srqn;
 	w->inline_len = 0;
 	if (wr->send_flags & IBV_SEND_INLINE) /* the buffers may be reused at once */
 		for (int i = 0; i < wr->num_sge; i++) {

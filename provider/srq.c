@@ -144,17 +144,27 @@ struct ibv_srq *ivrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *a
 
 struct ibv_srq *ivrdma_create_srq_ex(struct ibv_context *context, struct ibv_srq_init_attr_ex *attr)
 {
+	const uint32_t known = IBV_SRQ_INIT_ATTR_PD | IBV_SRQ_INIT_ATTR_TYPE |
+			       IBV_SRQ_INIT_ATTR_XRCD | IBV_SRQ_INIT_ATTR_CQ;
 	struct ibv_srq_init_attr a = {.srq_context = attr->srq_context, .attr = attr->attr};
+	enum ibv_srq_type type =
+	    attr->comp_mask & IBV_SRQ_INIT_ATTR_TYPE ? attr->srq_type : IBV_SRQT_BASIC;
 	struct ibv_srq *srq;
+	int rc;
 
 	if (!(attr->comp_mask & IBV_SRQ_INIT_ATTR_PD) || !attr->pd)
 		return ivrdma_fail_null(EINVAL);
-	if ((attr->comp_mask & ~(IBV_SRQ_INIT_ATTR_PD | IBV_SRQ_INIT_ATTR_TYPE)) ||
-	    ((attr->comp_mask & IBV_SRQ_INIT_ATTR_TYPE) && attr->srq_type != IBV_SRQT_BASIC))
-		return ivrdma_fail_null(EOPNOTSUPP); /* XRC and tag matching: no */
+	if ((attr->comp_mask & ~known) || (type != IBV_SRQT_BASIC && type != IBV_SRQT_XRC))
+		return ivrdma_fail_null(EOPNOTSUPP); /* tag matching: no */
 	srq = ivrdma_create_srq(attr->pd, &a);
-	if (srq)
-		attr->attr = a.attr;
+	if (!srq)
+		return NULL;
+	attr->attr = a.attr;
+	rc = type == IBV_SRQT_XRC ? ivrdma_xrc_srq_init(to_isrq(srq), attr) : 0;
+	if (rc) {
+		ivrdma_destroy_srq(srq);
+		return ivrdma_fail_null(rc);
+	}
 	return srq;
 }
 
@@ -166,6 +176,7 @@ int ivrdma_destroy_srq(struct ibv_srq *ibsrq)
 	if (atomic_load(&srq->users))
 		return EBUSY;
 	unlink_srq(ctx, srq);
+	ivrdma_xrc_srq_fini(srq);
 	if (shm_exchange32(&srq->s->limit, 0))
 		atomic_fetch_sub(&ctx->nr_armed_srqs, 1);
 	ivrdma_events_settle(ctx, (uintptr_t)ibsrq, &srq->async_posted, &ibsrq->mutex, &ibsrq->cond,

@@ -37,6 +37,10 @@ struct verbs_list_node {
 
 /* --- objects a provider extends ----------------------------------------- */
 
+enum verbs_xrcd_mask {
+	VERBS_XRCD_HANDLE = 1 << 0,
+};
+
 struct verbs_xrcd {
 	struct ibv_xrcd xrcd;
 	uint32_t comp_mask;
