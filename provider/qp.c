@@ -125,6 +125,12 @@ static struct ivrdma_qp *qp_new(struct ivrdma_context *ctx, const struct ibv_qp_
 	qp->cap.max_send_wr = qp->cap.max_send_wr ? qp->cap.max_send_wr : 1;
 	qp->cap.max_send_sge = qp->cap.max_send_sge ? qp->cap.max_send_sge : 1;
 	qp->cap.max_recv_sge = qp->cap.max_recv_sge ? qp->cap.max_recv_sge : 1;
+	/* As rxe's and mlx5's: the room of the send SGEs takes inline data too. */
+	if (qp->cap.max_inline_data < qp->cap.max_send_sge * sizeof(struct ibv_sge))
+		qp->cap.max_inline_data =
+		    qp->cap.max_send_sge * sizeof(struct ibv_sge) < IVRDMA_MAX_INLINE
+			? qp->cap.max_send_sge * (uint32_t)sizeof(struct ibv_sge)
+			: IVRDMA_MAX_INLINE;
 	if (!ivrdma_qp_type_has_rq(attr->qp_type) || attr->srq) /* the SRQ's caps apply */
 		qp->cap.max_recv_wr = qp->cap.max_recv_sge = 0;
 	idx = ivrdma_slot_alloc(ctx, &ctx->region.qps);
@@ -164,7 +170,7 @@ static void qp_attach(struct ivrdma_qp *qp, const struct ibv_qp_init_attr *attr)
 	}
 }
 
-/* A QP of 'context'; pd is NULL for an XRC receive QP, which has xrcd instead. */
+/* A QP of 'context'; an XRC receive QP has xrcd, and a PD only if it was given one. */
 struct ibv_qp *ivrdma_qp_create(struct ibv_context *context, struct ibv_pd *pd,
 				struct ibv_qp_init_attr *attr, struct ivrdma_xrcd *xrcd)
 {
@@ -245,7 +251,9 @@ struct ibv_qp *ivrdma_create_qp_ex(struct ibv_context *context, struct ibv_qp_in
 	rc = ivrdma_qp_ex_check(attr);
 	if (rc)
 		return ivrdma_fail_null(rc);
-	qp = ivrdma_qp_create(context, xrc_recv ? NULL : attr->pd, &a, xrcd);
+	/* A receive QP keeps the PD it was given (librdmacm takes it for its SRQs), unused. */
+	qp = ivrdma_qp_create(context, attr->comp_mask & IBV_QP_INIT_ATTR_PD ? attr->pd : NULL, &a,
+			      xrcd);
 	if (!qp)
 		return NULL;
 	if (xrcd) {

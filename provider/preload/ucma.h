@@ -94,7 +94,7 @@ struct ucma_id {
 	uint64_t uid; /* librdmacm's own pointer, returned in events */
 	struct ucma_channel *channel;
 	uint16_t port_space;
-	uint8_t qp_type; /* IBV_QPT_RC or IBV_QPT_UD */
+	uint8_t qp_type; /* IBV_QPT_*: UD is answered by SIDR, the others connect */
 	enum ucma_id_state state;
 	struct ucma_wire_addr src, dst;
 	bool has_src, has_device;

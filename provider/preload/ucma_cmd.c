@@ -44,19 +44,43 @@ static struct ucma_id *cmd_id(const struct cmd *c, uint32_t handle)
 	return id && id->channel == c->ch ? id : NULL;
 }
 
+/*
+ * The QP type an ID is for, as the kernel decides it: the port space's,
+ * except RDMA_PS_IB's, whose IDs say theirs (RC, UC, UD or XRC).
+ */
+static int id_qp_type(const struct rdma_ucm_create_id *in, uint8_t *type)
+{
+	switch (in->ps) {
+	case RDMA_PS_TCP:
+		*type = IBV_QPT_RC;
+		return 0;
+	case RDMA_PS_UDP:
+	case RDMA_PS_IPOIB:
+		*type = IBV_QPT_UD;
+		return 0;
+	case RDMA_PS_IB:
+		*type = in->qp_type;
+		return in->qp_type == IBV_QPT_RC || in->qp_type == IBV_QPT_UC ||
+			       in->qp_type == IBV_QPT_UD || in->qp_type == IBV_QPT_XRC_SEND ||
+			       in->qp_type == IBV_QPT_XRC_RECV
+			   ? 0
+			   : -EINVAL;
+	default:
+		return -EINVAL;
+	}
+}
+
 static int do_create_id(const struct cmd *c)
 {
 	const struct rdma_ucm_create_id *in = c->in;
 	struct rdma_ucm_create_id_resp resp;
 	struct ucma_id *id;
-	int err;
+	uint8_t type;
+	int err = id_qp_type(in, &type);
 
-	if (in->qp_type != IBV_QPT_RC && in->qp_type != IBV_QPT_UD)
-		return -EINVAL;
-	if (in->ps != RDMA_PS_TCP && in->ps != RDMA_PS_UDP && in->ps != RDMA_PS_IPOIB &&
-	    in->ps != RDMA_PS_IB)
-		return -EINVAL;
-	id = ucma_id_new(c->ch, in->uid, in->ps, in->qp_type);
+	if (err)
+		return err;
+	id = ucma_id_new(c->ch, in->uid, in->ps, type);
 	if (!id)
 		return -ENOMEM;
 	resp.id = id->handle;

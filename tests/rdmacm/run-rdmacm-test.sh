@@ -6,7 +6,7 @@
 # usage: run-rdmacm-test.sh MODE IVRDMAD IVRDMA PROVIDER_SO TEST_RDMACM [UCX_EXAMPLE [RS_COMPAT_SO]]
 #   api       test_rdmacm.c: librdmacm's API, data checked, errors and a dying peer
 #   tools     rdmacm-utils: rping -V, ucmatose, udaddy, rdma_server/client,
-#             mckey (multicast), rstream, riostream; libfabric's fi_pingpong
+#             rdma_xserver/xclient (XRC), mckey (multicast), rstream, riostream; libfabric's fi_pingpong
 #             over verbs (msg); UCX's ucp_client_server over rdmacm
 #   perftest  perftest's latency and bandwidth tests with -R
 #   libfabric-rdm  fi_pingpong over verbs;ofi_rxm (disabled in CTest: see there)
@@ -161,6 +161,10 @@ check_tools() {
 	pair udaddy "udaddy -c 4 -C 20" "udaddy -s 127.0.0.1 -c 4 -C 20" "return status 0"
 	pair rdma_server "rdma_server -p PORT" "rdma_client -s 127.0.0.1 -p PORT" \
 		"rdma_client: end 0"
+	# XRC: the client's send QP reaches the SRQ whose number the server
+	# gave it in the connection's private data.
+	pair rdma_xserver "rdma_xserver -c x -p PORT" "rdma_xclient -c x -s 127.0.0.1 -p PORT" \
+		"rdma_xclient: end 0"
 	check_mckey
 	pair rstream "rstream -p PORT -S 65536 -C 200" \
 		"rstream -s 127.0.0.1 -p PORT -S 65536 -C 200" "custom +64k +200"
