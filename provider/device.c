@@ -77,6 +77,7 @@ int ivrdma_query_device_ex(struct ibv_context *context,
 	fill_device_attr(to_ictx(context), &full.orig_attr);
 	full.device_cap_flags_ex = full.orig_attr.device_cap_flags;
 	full.phys_port_cnt_ex = 1;
+	full.max_dm_size = ivrdma_dm_max_size(&to_ictx(context)->region);
 	if (attr_size > sizeof(full)) {
 		memset((char *)attr + sizeof(full), 0, attr_size - sizeof(full));
 		attr_size = sizeof(full);

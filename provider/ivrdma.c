@@ -71,6 +71,7 @@ static void ivrdma_uninit_device(struct verbs_device *vdev)
 static void ivrdma_free_context(struct ibv_context *ibctx);
 
 static const struct verbs_context_ops ivrdma_ctx_ops = {
+    .alloc_dm = ivrdma_alloc_dm,
     .alloc_parent_domain = ivrdma_alloc_parent_domain,
     .alloc_pd = ivrdma_alloc_pd,
     .alloc_td = ivrdma_alloc_td,
@@ -104,9 +105,11 @@ static const struct verbs_context_ops ivrdma_ctx_ops = {
     .destroy_srq = ivrdma_pd_destroy_srq,
     .detach_mcast = ivrdma_detach_mcast,
     .free_context = ivrdma_free_context,
+    .free_dm = ivrdma_free_dm,
     .get_srq_num = ivrdma_get_srq_num,
     .query_device_ex = ivrdma_query_device_ex,
     .query_port = ivrdma_query_port,
+    .reg_dm_mr = ivrdma_pd_reg_dm_mr,
     .reg_mr = ivrdma_pd_reg_mr,
     .rereg_mr = ivrdma_pd_rereg_mr,
 };

@@ -168,6 +168,7 @@ struct ivrdma_mr {
 	struct ivrdma_span *span;    /* NULL: not moved (local access only) */
 	struct ivrdma_mr *span_next; /* the span's MRs (mr_move.c) */
 	struct ivrdma_mr *next;	     /* the context's MRs */
+	atomic_int *dm_users;	     /* on device memory (dm.c): its count of MRs; else NULL */
 };
 
 struct ivrdma_cq {
@@ -415,6 +416,8 @@ int ivrdma_pd_dereg_mr(struct verbs_mr *vmr);
 int ivrdma_pd_rereg_mr(struct verbs_mr *vmr, int flags, struct ibv_pd *pd, void *addr,
 		       size_t length, int access);
 struct ibv_qp *ivrdma_pd_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
+struct ibv_mr *ivrdma_pd_reg_dm_mr(struct ibv_pd *pd, struct ibv_dm *dm, uint64_t dm_offset,
+				   size_t length, unsigned int access);
 struct ibv_qp *ivrdma_pd_create_qp_ex(struct ibv_context *context,
 				      struct ibv_qp_init_attr_ex *attr);
 int ivrdma_pd_destroy_qp(struct ibv_qp *qp);
@@ -626,6 +629,15 @@ struct ibv_srq *ivrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *a
 struct ibv_srq *ivrdma_create_srq_ex(struct ibv_context *context,
 				     struct ibv_srq_init_attr_ex *attr);
 int ivrdma_destroy_srq(struct ibv_srq *srq);
+/* dm.c: device memory, region chunks of the context */
+uint64_t ivrdma_dm_max_size(const struct ivrdma_region *r);
+struct ibv_dm *ivrdma_alloc_dm(struct ibv_context *context, struct ibv_alloc_dm_attr *attr);
+int ivrdma_free_dm(struct ibv_dm *dm);
+struct ibv_mr *ivrdma_reg_dm_mr(struct ibv_pd *pd, struct ibv_dm *dm, uint64_t dm_offset,
+				size_t length, unsigned int access);
+struct ivrdma_mr *ivrdma_mr_new_at(struct ibv_pd *pd, size_t length, int access,
+				   uint64_t region_offset);
+
 /* xrc.c: XRC domains, XRC SRQs, opening receive QPs, and the initiator's SRQ lookup */
 struct ibv_xrcd *ivrdma_open_xrcd(struct ibv_context *context, struct ibv_xrcd_init_attr *attr);
 int ivrdma_close_xrcd(struct ibv_xrcd *xrcd);

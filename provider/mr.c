@@ -56,18 +56,14 @@ int ivrdma_mr_place(struct ivrdma_context *ctx, struct ivrdma_mr *mr, uintptr_t 
 	return rc;
 }
 
-struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
-			     int access)
+/* An MR with its slot filled but its key not yet published; NULL with errno. */
+static struct ivrdma_mr *mr_new(struct ibv_pd *pd, void *addr, size_t length, uint64_t iova,
+				int access)
 {
 	struct ivrdma_context *ctx = to_ictx(pd->context);
-	struct ivrdma_mr *mr;
+	struct ivrdma_mr *mr = calloc(1, sizeof(*mr));
 	int64_t slot;
-	int rc =
-	    ivrdma_context_left(ctx) ? EIO : ivrdma_mr_check_args((uintptr_t)addr, length, access);
 
-	if (rc)
-		return ivrdma_fail_null(rc);
-	mr = calloc(1, sizeof(*mr));
 	if (!mr)
 		return ivrdma_fail_null(ENOMEM);
 	slot = ivrdma_slot_alloc(ctx, &ctx->region.mrs);
@@ -84,10 +80,36 @@ struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint6
 	mr->vmr.ibv_mr.handle = mr->slot;
 	mr->vmr.ibv_mr.lkey = mr->vmr.ibv_mr.rkey = ivrdma_mr_key(mr->slot, mr->s->hdr.seq);
 	mr->s->access = (uint32_t)access;
-	mr->s->iova = hca_va;
+	mr->s->iova = iova;
 	mr->s->length = length;
 	mr->s->pd_handle = pd->handle;
 	ivrdma_mr_set_moving(mr, false);
+	return mr;
+}
+
+/* Into the context's list, then the key: a peer that sees it sees the fields. Under mr_lock. */
+static void mr_publish(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
+{
+	pthread_mutex_lock(&ctx->mrs_lock);
+	mr->next = ctx->mrs;
+	ctx->mrs = mr;
+	pthread_mutex_unlock(&ctx->mrs_lock);
+	shm_store_release32(&mr->s->key, mr->vmr.ibv_mr.lkey);
+}
+
+struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint64_t hca_va,
+			     int access)
+{
+	struct ivrdma_context *ctx = to_ictx(pd->context);
+	struct ivrdma_mr *mr;
+	int rc =
+	    ivrdma_context_left(ctx) ? EIO : ivrdma_mr_check_args((uintptr_t)addr, length, access);
+
+	if (rc)
+		return ivrdma_fail_null(rc);
+	mr = mr_new(pd, addr, length, hca_va, access);
+	if (!mr)
+		return NULL;
 	pthread_mutex_lock(&ctx->mr_lock);
 	rc = ivrdma_mr_place(ctx, mr, (uintptr_t)addr, length, access);
 	if (rc) {
@@ -96,14 +118,28 @@ struct ibv_mr *ivrdma_reg_mr(struct ibv_pd *pd, void *addr, size_t length, uint6
 		free(mr);
 		return ivrdma_fail_null(rc);
 	}
-	pthread_mutex_lock(&ctx->mrs_lock);
-	mr->next = ctx->mrs;
-	ctx->mrs = mr;
-	pthread_mutex_unlock(&ctx->mrs_lock);
-	/* The key goes last: a peer that sees it sees the fields above. */
-	shm_store_release32(&mr->s->key, mr->vmr.ibv_mr.lkey);
+	mr_publish(ctx, mr);
 	pthread_mutex_unlock(&ctx->mr_lock);
 	return &mr->vmr.ibv_mr;
+}
+
+/*
+ * A zero-based MR over region bytes the context already owns (device
+ * memory, dm.c): its slot names them directly, and nothing moves them.
+ */
+struct ivrdma_mr *ivrdma_mr_new_at(struct ibv_pd *pd, size_t length, int access,
+				   uint64_t region_offset)
+{
+	struct ivrdma_context *ctx = to_ictx(pd->context);
+	struct ivrdma_mr *mr = mr_new(pd, NULL, length, 0, access);
+
+	if (!mr)
+		return NULL;
+	shm_store_release64(&mr->s->region_offset, region_offset);
+	pthread_mutex_lock(&ctx->mr_lock);
+	mr_publish(ctx, mr);
+	pthread_mutex_unlock(&ctx->mr_lock);
+	return mr;
 }
 
 /* The key dies, the slot and the span go. Under ctx->mr_lock, unlinked from ctx->mrs. */
@@ -113,6 +149,8 @@ static void release_mr(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
 	ivrdma_slot_free(ctx, &ctx->region.mrs, mr->slot);
 	if (mr->span)
 		ivrdma_span_remove(ctx, mr);
+	if (mr->dm_users)
+		atomic_fetch_sub(mr->dm_users, 1);
 	free(mr);
 }
 

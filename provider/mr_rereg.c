@@ -93,6 +93,8 @@ int ivrdma_rereg_mr(struct verbs_mr *vmr, int flags, struct ibv_pd *pd, void *ad
 	bool placed;
 	int rc;
 
+	if (mr->dm_users)
+		return EINVAL; /* device memory: reg_dm_mr again instead, as on ConnectX */
 	rc = check(mr, flags, pd, addr, length, access, &n);
 	if (rc)
 		return rc;

@@ -58,6 +58,16 @@ struct ibv_mr *ivrdma_pd_reg_mr(struct ibv_pd *pd, void *addr, size_t length, ui
 	return mr;
 }
 
+struct ibv_mr *ivrdma_pd_reg_dm_mr(struct ibv_pd *pd, struct ibv_dm *dm, uint64_t dm_offset,
+				   size_t length, unsigned int access)
+{
+	struct ibv_mr *mr = ivrdma_reg_dm_mr(pd, dm, dm_offset, length, access);
+
+	if (mr)
+		ivrdma_pd_get(pd);
+	return mr;
+}
+
 int ivrdma_pd_dereg_mr(struct verbs_mr *vmr)
 {
 	struct ibv_pd *pd = vmr->ibv_mr.pd;

@@ -37,6 +37,11 @@ struct verbs_list_node {
 
 /* --- objects a provider extends ----------------------------------------- */
 
+struct verbs_dm {
+	struct ibv_dm dm;
+	uint32_t handle;
+};
+
 enum verbs_xrcd_mask {
 	VERBS_XRCD_HANDLE = 1 << 0,
 };

@@ -190,6 +190,7 @@ static void check_device_caps(struct ibv_context *ctx)
 	struct ibv_modify_cq_attr mc = {.attr_mask = IBV_CQ_ATTR_MODERATE,
 					.moderate = {.cq_count = 4, .cq_period = 10}};
 	struct ibv_alloc_dm_attr dm = {.length = 4096};
+	struct ibv_dm *dmp;
 
 	REQUIRE(pd && cq && ibv_query_device_ex(ctx, NULL, &ax) == 0, "query_device_ex");
 	CHECK((uint64_t)ax.orig_attr.device_cap_flags == flags && ax.device_cap_flags_ex == flags,
@@ -205,14 +206,17 @@ static void check_device_caps(struct ibv_context *ctx)
 	zero.orig_attr = ax.orig_attr;
 	zero.device_cap_flags_ex = ax.device_cap_flags_ex;
 	zero.phys_port_cnt_ex = 1;
+	zero.max_dm_size = ax.max_dm_size;
+	CHECK(ax.max_dm_size >= 4096, "device memory: max_dm_size %llu",
+	      (unsigned long long)ax.max_dm_size);
 	CHECK(memcmp(&zero, &ax, sizeof(ax)) == 0,
-	      "every extended capability zero but the port count");
+	      "every extended capability zero but the port count and max_dm_size");
 	errno = 0;
 	CHECK(!ibv_alloc_mw(pd, IBV_MW_TYPE_1) && errno == EOPNOTSUPP, "alloc_mw: EOPNOTSUPP (%d)",
 	      errno);
 	CHECK(ibv_modify_cq(cq, &mc) == EOPNOTSUPP, "modify_cq (moderation): EOPNOTSUPP");
-	errno = 0;
-	CHECK(!ibv_alloc_dm(ctx, &dm) && errno == EOPNOTSUPP, "alloc_dm: EOPNOTSUPP (%d)", errno);
+	dmp = ibv_alloc_dm(ctx, &dm); /* offered: provider.dm checks its use */
+	CHECK(dmp && ibv_free_dm(dmp) == 0, "alloc_dm and free_dm: %s", strerror(errno));
 	check_not_offered(ctx, pd, cq);
 	CHECK(ibv_destroy_cq(cq) == 0 && ibv_dealloc_pd(pd) == 0, "teardown");
 }
