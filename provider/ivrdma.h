@@ -252,10 +252,11 @@ struct ivrdma_qp {
 	/* The ibv_qp_ex WR being built (qp_ex.c), between wr_start and wr_complete. */
 	struct ibv_send_wr xwr;
 	struct ibv_sge xsge[IVRDMA_MAX_SGE];
-	uint32_t x_first; /* sq_count at wr_start: wr_abort goes back to it */
-	int x_err;	  /* the batch's first error */
-	bool x_building;  /* xwr has an opcode and is not queued yet */
-	int x_setters;	  /* setters still to come before xwr is complete */
+	uint8_t x_atomic[8]; /* wr_atomic_write's value, until the WR is queued */
+	uint32_t x_first;    /* sq_count at wr_start: wr_abort goes back to it */
+	int x_err;	     /* the batch's first error */
+	bool x_building;     /* xwr has an opcode and is not queued yet */
+	int x_setters;	     /* setters still to come before xwr is complete */
 	/* The private running totals behind s->counters (counters.h). */
 	struct ivrdma_qp_counters tally;
 };
@@ -582,6 +583,7 @@ void ivrdma_rq_done_note(struct ivrdma_context *ctx, const struct ivrdma_cqe *e)
 void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn);
 void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct ivrdma_cqe *e);
 int ivrdma_sq_queue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr);
+int ivrdma_query_qp_data_in_order(struct ibv_qp *qp, enum ibv_wr_opcode op, uint32_t flags);
 void ivrdma_sq_run(struct ivrdma_qp *qp);
 
 /* counters.c: the context record, open to close (negative errno); more in counters.h */

@@ -18,10 +18,11 @@
 #define SUPPORTED_OPS                                                                              \
 	(IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM | IBV_QP_EX_WITH_RDMA_WRITE |          \
 	 IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | IBV_QP_EX_WITH_RDMA_READ |                           \
-	 IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
+	 IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD |                 \
+	 IBV_QP_EX_WITH_ATOMIC_WRITE)
 #define RC_ONLY_OPS                                                                                \
 	(IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP |                            \
-	 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
+	 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD | IBV_QP_EX_WITH_ATOMIC_WRITE)
 
 static struct ivrdma_qp *xqp(struct ibv_qp_ex *q)
 {
@@ -255,9 +256,19 @@ static void wr_set_xrc_srqn(struct ibv_qp_ex *q, uint32_t remote_srqn)
 	setter_done(qp);
 }
 
-static void wr_atomic_write(struct ibv_qp_ex *q, uint32_t rkey, uint64_t addr, const void *wr)
+/* The 8 bytes are copied now, as queuing copies inline data: no data setter follows. */
+static void wr_atomic_write(struct ibv_qp_ex *q, uint32_t rkey, uint64_t addr,
+			    const void *atomic_wr)
 {
-	refuse(q);
+	struct ivrdma_qp *qp = xqp(q);
+	struct ibv_send_wr *wr = begin(q, IBV_WR_ATOMIC_WRITE);
+
+	memcpy(qp->x_atomic, atomic_wr, sizeof(qp->x_atomic));
+	set_rdma(wr, rkey, addr);
+	qp->xsge[0] = (struct ibv_sge){.addr = (uintptr_t)qp->x_atomic, .length = 8};
+	wr->num_sge = 1;
+	wr->send_flags |= IBV_SEND_INLINE;
+	setter_done(qp);
 }
 
 int ivrdma_qp_ex_check(const struct ibv_qp_init_attr_ex *attr)

@@ -484,6 +484,37 @@ static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_peer_qp 
 }
 
 /*
+ * An atomic write: 8 bytes stored at once, as an HCA's atomic write is
+ * single-copy atomic; it needs remote write access (it is a write), and
+ * 8-byte alignment at both ends of the translation (do_atomic()'s rule).
+ */
+static enum ibv_wc_status do_atomic_write(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
+					  struct ivrdma_swqe *w, struct iov *src, int ns,
+					  uint64_t len)
+{
+	uint64_t *p, v = 0;
+	enum ibv_wc_status st;
+	struct iov dst = {.p = (uint8_t *)&v, .len = 8};
+
+	if (len != 8)
+		return IBV_WC_LOC_LEN_ERR;
+	if (w->remote_addr % 8) {
+		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
+		return IBV_WC_REM_INV_REQ_ERR;
+	}
+	st = remote_mem(qp, pq, w, 8, IBV_ACCESS_REMOTE_WRITE, (uint8_t **)&p);
+	if (st != IBV_WC_SUCCESS)
+		return st;
+	if ((uintptr_t)p % 8) {
+		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
+		return IBV_WC_REM_INV_REQ_ERR;
+	}
+	copy_iov(&dst, 1, src, ns, 8);
+	__atomic_store_n(p, v, __ATOMIC_SEQ_CST); /* application memory, as in do_atomic() */
+	return IBV_WC_SUCCESS;
+}
+
+/*
  * Can the target take work from me now? *deliver is false when the work
  * is over without reaching it (peer gone, or UC dropping).
  */
@@ -597,6 +628,9 @@ static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivr
 	case IBV_WR_RDMA_READ:
 		st = do_read(qp, pq, w, v, nv, len);
 		break;
+	case IBV_WR_ATOMIC_WRITE:
+		st = do_atomic_write(qp, pq, w, v, nv, len);
+		break;
 	default:
 		st = do_atomic(qp, pq, w, v, nv, len);
 		break;
@@ -620,6 +654,8 @@ static enum ibv_wc_opcode wc_opcode(enum ibv_wr_opcode op)
 		return IBV_WC_COMP_SWAP;
 	case IBV_WR_ATOMIC_FETCH_AND_ADD:
 		return IBV_WC_FETCH_ADD;
+	case IBV_WR_ATOMIC_WRITE:
+		return IBV_WC_ATOMIC_WRITE;
 	default:
 		return IBV_WC_SEND;
 	}
@@ -662,6 +698,7 @@ static void count_done(struct ivrdma_qp *qp, enum ibv_wr_opcode op, uint32_t len
 		break;
 	case IBV_WR_ATOMIC_CMP_AND_SWP:
 	case IBV_WR_ATOMIC_FETCH_AND_ADD:
+	case IBV_WR_ATOMIC_WRITE:
 		IVRDMA_COUNT(qp, atomic_ops, 1);
 		IVRDMA_COUNT(qp, atomic_bytes, len);
 		break;
@@ -827,10 +864,18 @@ static void run(struct ivrdma_qp *qp)
 	exec_leave(qp);
 }
 
+static uint64_t wr_length(const struct ibv_send_wr *wr)
+{
+	uint64_t len = 0;
+
+	for (int i = 0; i < wr->num_sge; i++)
+		len += wr->sg_list[i].length;
+	return len;
+}
+
 static int check_wr(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 {
 	enum ibv_qp_state state = qp->vqp.qp.state;
-	uint64_t inl = 0;
 
 	if (qp->vqp.qp.qp_type == IBV_QPT_XRC_RECV)
 		return EINVAL; /* it only receives, into its domain's SRQs */
@@ -851,19 +896,18 @@ static int check_wr(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 	case IBV_WR_RDMA_READ:
 	case IBV_WR_ATOMIC_CMP_AND_SWP:
 	case IBV_WR_ATOMIC_FETCH_AND_ADD:
-		if ((qp->vqp.qp.qp_type != IBV_QPT_RC && qp->vqp.qp.qp_type != IBV_QPT_XRC_SEND) ||
-		    (wr->send_flags & IBV_SEND_INLINE))
+		if (!reliable(qp) || (wr->send_flags & IBV_SEND_INLINE))
+			return EINVAL;
+		break;
+	case IBV_WR_ATOMIC_WRITE: /* 8 bytes, from SGEs or inline */
+		if (!reliable(qp) || wr_length(wr) != 8)
 			return EINVAL;
 		break;
 	default:
 		return EINVAL;
 	}
-	if (wr->send_flags & IBV_SEND_INLINE) {
-		for (int i = 0; i < wr->num_sge; i++)
-			inl += wr->sg_list[i].length;
-		if (inl > qp->cap.max_inline_data)
-			return EINVAL;
-	}
+	if ((wr->send_flags & IBV_SEND_INLINE) && wr_length(wr) > qp->cap.max_inline_data)
+		return EINVAL;
 	return qp->sq_count == qp->cap.max_send_wr ? ENOMEM : 0;
 }
 
@@ -991,4 +1035,25 @@ void ivrdma_progress(struct ivrdma_context *ctx)
 		pthread_mutex_unlock(&qp->sq_lock);
 	}
 	pthread_mutex_unlock(&ctx->pending_lock);
+}
+
+/*
+ * 1 where copy_iov() writes the data: its last byte is stored after all
+ * the others (release), so a poller of the last byte has the whole
+ * message, as ibv_query_qp_data_in_order(3) promises the caller.
+ */
+int ivrdma_query_qp_data_in_order(struct ibv_qp *qp, enum ibv_wr_opcode op, uint32_t flags)
+{
+	if (flags || qp->qp_type == IBV_QPT_XRC_RECV)
+		return 0;
+	switch (op) {
+	case IBV_WR_SEND:
+	case IBV_WR_SEND_WITH_IMM:
+	case IBV_WR_RDMA_WRITE:
+	case IBV_WR_RDMA_WRITE_WITH_IMM:
+	case IBV_WR_RDMA_READ:
+		return 1;
+	default:
+		return 0;
+	}
 }

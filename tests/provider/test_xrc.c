@@ -90,8 +90,10 @@ static struct ibv_qp *send_qp(struct ep *e)
 	    .qp_type = IBV_QPT_XRC_SEND,
 	    .send_cq = e->cq,
 	    .cap = {.max_send_wr = 64, .max_send_sge = 1, .max_inline_data = 64},
-	    .comp_mask = IBV_QP_INIT_ATTR_PD,
+	    .comp_mask = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS,
 	    .pd = e->pd,
+	    .send_ops_flags = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_RDMA_WRITE |
+			      IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD,
 	};
 	struct ibv_qp *qp = ibv_create_qp_ex(e->ctx, &a);
 
@@ -177,6 +179,27 @@ static void sends_reach_each_srq(struct xsrq *x, int n, struct buf *tx)
 		for (int j = 0; j < n; j++)
 			CHECK(j == i || cq_empty(x[j].cq), "nothing on another SRQ's CQ");
 	}
+}
+
+/* The wr_* API: the SRQ number is a setter of its own, in either order with the data. */
+static void wr_api_send(struct xsrq *x, struct buf *tx)
+{
+	struct ibv_qp_ex *q = ibv_qp_to_qp_ex(ini);
+	struct ibv_wc wc;
+
+	fill(tx->p, LEN, 300);
+	REQUIRE(post_srq1(x, 77) == 0, "post_srq_recv");
+	ibv_wr_start(q);
+	q->wr_id = 78;
+	q->wr_flags = IBV_SEND_SIGNALED;
+	ibv_wr_send(q);
+	ibv_wr_set_sge(q, tx->mr->lkey, (uintptr_t)tx->p, LEN);
+	ibv_wr_set_xrc_srqn(q, x->num);
+	CHECK(ibv_wr_complete(q) == 0, "wr_complete");
+	EXPECT_WC(A.cq, IBV_WC_SUCCESS, 78, IBV_WC_SEND, "wr_send with wr_set_xrc_srqn");
+	poll1(x->cq, &wc);
+	CHECK(wc.status == IBV_WC_SUCCESS && wc.wr_id == 77 && pat_diff(x->rx.p, LEN, 300) == LEN,
+	      "the SRQ named by wr_set_xrc_srqn received every byte");
 }
 
 /* RDMA write, read and atomics through the receive QP, checked in the SRQ's PD. */
@@ -302,6 +325,7 @@ int main(void)
 	buf_new(&rx, A.pd, LEN, MR_ALL);
 	connect_pair(xt);
 	sends_reach_each_srq(x, NSRQ + 1, &tx);
+	wr_api_send(&x[2], &tx);
 	rdma_through_srq(&x[1], &tx, &rx); /* another context's SRQ, in its PD */
 	rdma_outside_srq_pd(&x[1], &tx);
 	foreign_srqs_refused(xt, &foreign, &tx);
