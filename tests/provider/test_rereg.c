@@ -202,21 +202,28 @@ static void refusals(void)
 
 /* --- Re-registering while a peer writes into the MR --------------------- */
 
-enum { TRAFFIC_WRITES = 4000, SLOTS = 32, SLOT_LEN = 256 };
+enum { TRAFFIC_WRITES = 4000, MIN_REREGS = 20, SLOTS = 32, SLOT_LEN = 256 };
 
 struct writer {
 	uint8_t *target; /* B's MR */
 	uint32_t rkey;
 	atomic_bool done;
-	int failed; /* writes that did not complete, or whose bytes were wrong */
+	atomic_int reregs; /* the writer goes on until there were MIN_REREGS */
+	int failed;	   /* writes that did not complete, or whose bytes were wrong */
+	uint32_t writes;
 };
 
-/* A writes slot after slot; each write must land whole, whatever the MR is going through. */
+/*
+ * A writes slot after slot, TRAFFIC_WRITES at least and on until the MR was
+ * re-registered MIN_REREGS times (however the two threads are scheduled);
+ * each write must land whole, whatever the MR is going through.
+ */
 static void *write_all(void *arg)
 {
 	struct writer *w = arg;
+	uint32_t i;
 
-	for (uint32_t i = 0; i < TRAFFIC_WRITES; i++) {
+	for (i = 0; i < TRAFFIC_WRITES || atomic_load(&w->reregs) < MIN_REREGS; i++) {
 		uint8_t *slot = w->target + (i % SLOTS) * SLOT_LEN;
 		struct ibv_wc wc;
 
@@ -229,6 +236,7 @@ static void *write_all(void *arg)
 			break;
 		}
 	}
+	w->writes = i;
 	atomic_store(&w->done, true);
 	return NULL;
 }
@@ -263,11 +271,13 @@ static void under_traffic(void)
 		    ibv_rereg_mr(mr, flags, reregs % 2 ? parent : B.pd, t, SLOTS * SLOT_LEN,
 				 flags & IBV_REREG_MR_CHANGE_ACCESS ? access[reregs % 2] : 0) != 0;
 		bad += mr->rkey != w.rkey;
+		atomic_store(&w.reregs, reregs);
 	}
 	pthread_join(th, NULL);
-	printf("under traffic: %d reregs during %d writes\n", reregs, TRAFFIC_WRITES);
+	printf("under traffic: %d reregs during %u writes\n", reregs, w.writes);
 	CHECK(w.failed == 0, "every write completed and landed while the MR was re-registered");
-	CHECK(bad == 0 && reregs > 10, "%d reregs, %d failed or changed the keys", reregs, bad);
+	CHECK(bad == 0 && (reregs >= MIN_REREGS || w.failed),
+	      "%d reregs, %d failed or changed the keys", reregs, bad);
 	if (mr->pd != B.pd)
 		CHECK(ibv_rereg_mr(mr, IBV_REREG_MR_CHANGE_PD, B.pd, NULL, 0, 0) == 0,
 		      "back to the PD");
