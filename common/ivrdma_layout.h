@@ -275,6 +275,20 @@ enum ivrdma_mr_flags {
 	IVRDMA_MR_MOVING = 1u << 0,
 };
 
+/*
+ * Memory windows live in the MR table too, and their keys have the MR
+ * keys' form. A bound window's slot holds the window's range, access and
+ * PD, and the key of the MR it is bound to (window_of); an initiator
+ * checks the window, then translates through that MR's slot, so the
+ * window follows the MR's bytes wherever they move and dies with the MR.
+ * The owner binds by storing key 0, the fields, then the new key, all
+ * with release; an initiator loads the key (acquire), the fields, and
+ * the key again after an acquire fence: the same key both times means
+ * the fields are of that binding. A remote invalidation (send with
+ * invalidate) is a CAS of key from the window's key to 0 by the initiator,
+ * the one store to the slot that is not the owner's.
+ */
+
 /* The ivrdma_mr_slot.access bits: libibverbs' IBV_ACCESS_* values. */
 struct ivrdma_mr_slot {
 	struct ivrdma_obj_hdr hdr;
@@ -285,12 +299,15 @@ struct ivrdma_mr_slot {
 	uint64_t region_offset; /* atomic: where iova's byte lives in the region */
 	uint32_t pd_handle;	/* PD scope within the owner's context */
 	uint32_t flags;		/* atomic: enum ivrdma_mr_flags, set by the owner */
-	uint8_t reserved[16];
+	uint32_t window_of;	/* a bound memory window: its MR's key; 0 for an MR */
+	uint32_t bound_qpn;	/* a type 2 window: the QP it is bound to; 0 for type 1 */
+	uint8_t reserved[8];
 };
 static_assert(offsetof(struct ivrdma_mr_slot, key) == 8, "MR slot layout");
 static_assert(offsetof(struct ivrdma_mr_slot, region_offset) == 32, "MR slot layout");
 static_assert(offsetof(struct ivrdma_mr_slot, pd_handle) == 40, "MR slot layout");
 static_assert(offsetof(struct ivrdma_mr_slot, flags) == 44, "MR slot layout");
+static_assert(offsetof(struct ivrdma_mr_slot, window_of) == 48, "MR slot layout");
 static_assert(sizeof(struct ivrdma_mr_slot) == IVRDMA_MR_SLOT_SIZE, "MR slot size");
 
 /*

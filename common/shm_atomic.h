@@ -186,6 +186,12 @@ static inline void shm_fence_seq_cst(void)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+/* Earlier loads are done before any later load or store (a seqlock reader's re-check). */
+static inline void shm_fence_acquire(void)
+{
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+}
+
 /* Earlier loads and stores are visible before any later store. */
 static inline void shm_fence_release(void)
 {

@@ -37,12 +37,14 @@ static void fill_device_attr(struct ivrdma_context *ctx, struct ibv_device_attr 
 	a->max_qp = (int)r->qps.entries;
 	a->max_qp_wr = IVRDMA_MAX_WR;
 	a->device_cap_flags = IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_SYS_IMAGE_GUID |
-			      IBV_DEVICE_PORT_ACTIVE_EVENT | IBV_DEVICE_XRC;
+			      IBV_DEVICE_PORT_ACTIVE_EVENT | IBV_DEVICE_XRC |
+			      IBV_DEVICE_MEM_WINDOW | IBV_DEVICE_MEM_WINDOW_TYPE_2B;
 	a->max_sge = IVRDMA_MAX_SGE;
 	a->max_sge_rd = IVRDMA_MAX_SGE;
 	a->max_cq = (int)r->cqs.entries;
 	a->max_cqe = IVRDMA_MAX_CQE;
 	a->max_mr = (int)r->mrs.entries;
+	a->max_mw = (int)r->mrs.entries; /* windows are slots of the MR table too */
 	a->max_pd = IVRDMA_MAX_PD;
 	a->max_qp_rd_atom = IVRDMA_MAX_RD_ATOM;
 	a->max_res_rd_atom = IVRDMA_MAX_RD_ATOM * (int)r->qps.entries;

@@ -72,10 +72,12 @@ static void ivrdma_free_context(struct ibv_context *ibctx);
 
 static const struct verbs_context_ops ivrdma_ctx_ops = {
     .alloc_dm = ivrdma_alloc_dm,
+    .alloc_mw = ivrdma_alloc_mw,
     .alloc_parent_domain = ivrdma_alloc_parent_domain,
     .alloc_pd = ivrdma_alloc_pd,
     .alloc_td = ivrdma_alloc_td,
     .attach_mcast = ivrdma_attach_mcast,
+    .bind_mw = ivrdma_bind_mw,
     .close_xrcd = ivrdma_close_xrcd,
     .create_ah = ivrdma_create_ah,
     .create_cq = ivrdma_create_cq,
@@ -84,6 +86,7 @@ static const struct verbs_context_ops ivrdma_ctx_ops = {
     .create_qp_ex = ivrdma_pd_create_qp_ex,
     .create_srq = ivrdma_pd_create_srq,
     .create_srq_ex = ivrdma_pd_create_srq_ex,
+    .dealloc_mw = ivrdma_dealloc_mw,
     .dealloc_pd = ivrdma_dealloc_pd,
     .dealloc_td = ivrdma_dealloc_td,
     .dereg_mr = ivrdma_pd_dereg_mr,

@@ -187,6 +187,15 @@ struct ivrdma_cq {
 	unsigned int async_posted;   /* its async events written (under ctx->async_lock) */
 };
 
+/* A bind of a memory window, as a WR carries it (mw.c). */
+struct ivrdma_mw_bind {
+	struct ibv_mw *mw;
+	uint32_t rkey;	   /* the window's key once bound */
+	struct ibv_mr *mr; /* NULL: unbind (type 1) */
+	uint64_t addr, length;
+	unsigned int access;
+};
+
 /* A send WR kept while it waits (RNR, target not ready) or to be flushed. */
 struct ivrdma_swqe {
 	uint64_t wr_id;
@@ -202,7 +211,9 @@ struct ivrdma_swqe {
 	uint32_t inline_len;
 	struct ivrdma_ah *ah; /* UD: the datagram's address */
 	uint32_t remote_qpn, remote_qkey;
-	uint32_t remote_srqn; /* XRC: the SRQ at the other end that takes it */
+	uint32_t remote_srqn;	    /* XRC: the SRQ at the other end that takes it */
+	uint32_t invalidate_rkey;   /* local invalidate, send with invalidate */
+	struct ivrdma_mw_bind bind; /* bind a window */
 };
 
 /* The remote end of a connected QP, looked up and validated at RTR. */
@@ -509,6 +520,9 @@ enum ivrdma_xlate {
 	IVRDMA_XLATE_BOUNDS,
 	IVRDMA_XLATE_ACCESS,
 };
+enum ivrdma_xlate ivrdma_rkey_remote(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
+				     uint32_t pd_handle, uint32_t qpn, uint64_t addr, uint64_t len,
+				     int access, uint8_t **out);
 enum ivrdma_xlate ivrdma_mr_remote(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
 				   uint32_t pd_handle, uint64_t addr, uint64_t len, int access,
 				   uint8_t **out);
@@ -631,6 +645,15 @@ struct ibv_srq *ivrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *a
 struct ibv_srq *ivrdma_create_srq_ex(struct ibv_context *context,
 				     struct ibv_srq_init_attr_ex *attr);
 int ivrdma_destroy_srq(struct ibv_srq *srq);
+/* mw.c: memory windows, slots of the MR table (ivrdma_layout.h) */
+struct ibv_mw *ivrdma_alloc_mw(struct ibv_pd *pd, enum ibv_mw_type type);
+int ivrdma_dealloc_mw(struct ibv_mw *mw);
+int ivrdma_bind_mw(struct ibv_qp *qp, struct ibv_mw *mw, struct ibv_mw_bind *mw_bind);
+enum ibv_wc_status ivrdma_mw_bind_exec(struct ivrdma_qp *qp, const struct ivrdma_mw_bind *b);
+enum ibv_wc_status ivrdma_mw_local_inv(struct ivrdma_qp *qp, uint32_t rkey);
+bool ivrdma_mw_remote_inv(const struct ivrdma_region *r, const struct ivrdma_peer_qp *pq,
+			  uint32_t rkey);
+
 /* dm.c: device memory, region chunks of the context */
 uint64_t ivrdma_dm_max_size(const struct ivrdma_region *r);
 struct ibv_dm *ivrdma_alloc_dm(struct ibv_context *context, struct ibv_alloc_dm_attr *attr);

@@ -17,7 +17,10 @@
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
-#define REMOTE_ACCESS (IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)
+/* What peers may reach: through the MR's own keys, or through windows bound to it. */
+#define REMOTE_ACCESS                                                                              \
+	(IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC |             \
+	 IBV_ACCESS_MW_BIND)
 
 int ivrdma_mr_check_args(uintptr_t addr, size_t length, int access)
 {
@@ -194,7 +197,7 @@ void ivrdma_mrs_release(struct ivrdma_context *ctx)
 
 /* A copy of the slot's fields, taken once: the slot may change under us. */
 struct mr_fields {
-	uint32_t access, pd_handle;
+	uint32_t access, pd_handle, window_of, bound_qpn;
 	uint64_t iova, length, region_offset;
 };
 
@@ -211,7 +214,13 @@ static enum ivrdma_xlate read_slot(const struct ivrdma_region *r, uint32_t key, 
 	f->iova = shm_load_relaxed64(&s->iova);
 	f->length = shm_load_relaxed64(&s->length);
 	f->region_offset = shm_load_acquire64(&s->region_offset);
-	return IVRDMA_XLATE_OK;
+	f->window_of = shm_load_relaxed32(&s->window_of);
+	f->bound_qpn = shm_load_relaxed32(&s->bound_qpn);
+	if (!f->window_of)
+		return IVRDMA_XLATE_OK;
+	/* A window: its fields are of one binding if the key is still the same. */
+	shm_fence_acquire();
+	return shm_load_relaxed32(&s->key) == key ? IVRDMA_XLATE_OK : IVRDMA_XLATE_BAD_KEY;
 }
 
 static enum ivrdma_xlate check_fields(const struct mr_fields *f, uint32_t pd_handle, uint64_t addr,
@@ -234,6 +243,8 @@ enum ivrdma_xlate ivrdma_mr_remote(const struct ivrdma_region *r, uint32_t key, 
 	enum ivrdma_xlate x = read_slot(r, key, owner, &f);
 	uint64_t delta;
 
+	if (x == IVRDMA_XLATE_OK && f.window_of)
+		x = IVRDMA_XLATE_BAD_KEY; /* a window's key names no MR */
 	if (x == IVRDMA_XLATE_OK)
 		x = check_fields(&f, pd_handle, addr, len, access);
 	if (x != IVRDMA_XLATE_OK)
@@ -270,6 +281,8 @@ enum ivrdma_xlate ivrdma_mr_local(struct ivrdma_context *ctx, uint32_t key, uint
 	struct mr_fields f;
 	enum ivrdma_xlate x = read_slot(&ctx->region, key, ctx->owner_tag, &f);
 
+	if (x == IVRDMA_XLATE_OK && f.window_of)
+		x = IVRDMA_XLATE_BAD_KEY; /* windows are for peers (IB: an lkey is an MR's) */
 	if (x == IVRDMA_XLATE_OK)
 		x = check_fields(&f, pd_handle, addr, len, access);
 	if (x != IVRDMA_XLATE_OK)
@@ -278,4 +291,27 @@ enum ivrdma_xlate ivrdma_mr_local(struct ivrdma_context *ctx, uint32_t key, uint
 		return local_unmoved(ctx, key, addr - f.iova, out);
 	return ivrdma_mr_remote(&ctx->region, key, ctx->owner_tag, pd_handle, addr, len, access,
 				out);
+}
+
+/*
+ * An initiator's rkey for QP 'qpn' (pd_handle its PD): an MR's, or a
+ * bound window's, whose range, access, PD and QP are checked before its
+ * MR translates the bytes (MR access rights do not apply: binding
+ * checked the MR, and the window's rights are the remote ones).
+ */
+enum ivrdma_xlate ivrdma_rkey_remote(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
+				     uint32_t pd_handle, uint32_t qpn, uint64_t addr, uint64_t len,
+				     int access, uint8_t **out)
+{
+	struct mr_fields w;
+	enum ivrdma_xlate x = read_slot(r, key, owner, &w);
+
+	if (x != IVRDMA_XLATE_OK || !w.window_of)
+		return ivrdma_mr_remote(r, key, owner, pd_handle, addr, len, access, out);
+	if (w.bound_qpn && w.bound_qpn != qpn)
+		return IVRDMA_XLATE_BAD_KEY; /* a type 2 window serves its QP only */
+	x = check_fields(&w, pd_handle, addr, len, access);
+	if (x != IVRDMA_XLATE_OK)
+		return x;
+	return ivrdma_mr_remote(r, w.window_of, owner, w.pd_handle, addr, len, 0, out);
 }

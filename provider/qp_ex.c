@@ -19,7 +19,8 @@
 	(IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM | IBV_QP_EX_WITH_RDMA_WRITE |          \
 	 IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | IBV_QP_EX_WITH_RDMA_READ |                           \
 	 IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP | IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD |                 \
-	 IBV_QP_EX_WITH_ATOMIC_WRITE)
+	 IBV_QP_EX_WITH_ATOMIC_WRITE | IBV_QP_EX_WITH_BIND_MW | IBV_QP_EX_WITH_LOCAL_INV |         \
+	 IBV_QP_EX_WITH_SEND_WITH_INV)
 #define RC_ONLY_OPS                                                                                \
 	(IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP |                            \
 	 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD | IBV_QP_EX_WITH_ATOMIC_WRITE)
@@ -205,6 +206,34 @@ static void wr_set_inline_data_list(struct ibv_qp_ex *q, size_t n, const struct 
 	set_data(q, n, sge, true);
 }
 
+/* A bind carries all it needs: it is complete at once. */
+static void wr_bind_mw(struct ibv_qp_ex *q, struct ibv_mw *mw, uint32_t rkey,
+		       const struct ibv_mw_bind_info *info)
+{
+	struct ivrdma_qp *qp = xqp(q);
+	struct ibv_send_wr *wr = begin(q, IBV_WR_BIND_MW);
+
+	wr->bind_mw.mw = mw;
+	wr->bind_mw.rkey = rkey;
+	wr->bind_mw.bind_info = *info;
+	qp->x_setters = 1;
+	setter_done(qp);
+}
+
+static void wr_local_inv(struct ibv_qp_ex *q, uint32_t invalidate_rkey)
+{
+	struct ivrdma_qp *qp = xqp(q);
+
+	begin(q, IBV_WR_LOCAL_INV)->invalidate_rkey = invalidate_rkey;
+	qp->x_setters = 1;
+	setter_done(qp);
+}
+
+static void wr_send_inv(struct ibv_qp_ex *q, uint32_t invalidate_rkey)
+{
+	begin(q, IBV_WR_SEND_WITH_INV)->invalidate_rkey = invalidate_rkey;
+}
+
 /* Builders for what create_qp_ex refused: a caller using one anyway gets an error. */
 static void refuse(struct ibv_qp_ex *q)
 {
@@ -212,17 +241,6 @@ static void refuse(struct ibv_qp_ex *q)
 
 	finish(qp);
 	qp->x_err = qp->x_err ? qp->x_err : EOPNOTSUPP;
-}
-
-static void wr_bind_mw(struct ibv_qp_ex *q, struct ibv_mw *mw, uint32_t rkey,
-		       const struct ibv_mw_bind_info *info)
-{
-	refuse(q);
-}
-
-static void wr_rkey_op(struct ibv_qp_ex *q, uint32_t rkey)
-{
-	refuse(q);
 }
 
 static void wr_send_tso(struct ibv_qp_ex *q, void *hdr, uint16_t hdr_sz, uint16_t mss)
@@ -307,8 +325,8 @@ void ivrdma_qp_ex_init(struct ivrdma_qp *qp)
 	q->wr_set_inline_data = wr_set_inline_data;
 	q->wr_set_inline_data_list = wr_set_inline_data_list;
 	q->wr_bind_mw = wr_bind_mw;
-	q->wr_local_inv = wr_rkey_op;
-	q->wr_send_inv = wr_rkey_op;
+	q->wr_local_inv = wr_local_inv;
+	q->wr_send_inv = wr_send_inv;
 	q->wr_send_tso = wr_send_tso;
 	q->wr_set_ud_addr = wr_set_ud_addr;
 	q->wr_set_xrc_srqn = wr_set_xrc_srqn;

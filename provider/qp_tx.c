@@ -184,7 +184,10 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, struct ivrdma_peer_qp
 	    .status = st,
 	    .opcode = op,
 	    .byte_len = (uint32_t)len,
-	    .imm_data = imm ? w->imm_data : 0,
+	    /* imm_data and invalidated_rkey share struct ibv_wc's word */
+	    .imm_data = imm			    ? w->imm_data
+			: (flags & IBV_WC_WITH_INV) ? w->invalidate_rkey
+						    : 0,
 	    .qp_num = pq->qpn,
 	    .src_qp = qp->vqp.qp.qp_num,
 	    .wc_flags = (imm ? IBV_WC_WITH_IMM : 0) | flags,
@@ -286,9 +289,14 @@ static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct
 	tst = recv_iov(ctx, pq, &r.w, dst, &room);
 	if (tst == IBV_WC_SUCCESS && len > room)
 		tst = IBV_WC_LOC_LEN_ERR;
+	/* The window to invalidate must be there before any byte lands. */
+	if (tst == IBV_WC_SUCCESS && w->opcode == IBV_WR_SEND_WITH_INV &&
+	    !ivrdma_mw_remote_inv(&ctx->region, pq, w->invalidate_rkey))
+		tst = IBV_WC_LOC_PROT_ERR;
 	if (tst == IBV_WC_SUCCESS)
 		copy_iov(dst, (int)r.w.num_sge, src, ns, len);
-	*st = target_cqe(qp, pq, &r.w, tst, IBV_WC_RECV, len, w, 0);
+	*st = target_cqe(qp, pq, &r.w, tst, IBV_WC_RECV, len, w,
+			 w->opcode == IBV_WR_SEND_WITH_INV ? IBV_WC_WITH_INV : 0);
 	return EXEC_DONE;
 }
 
@@ -390,8 +398,8 @@ static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_peer_qp
 		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
 		return IBV_WC_REM_INV_REQ_ERR;
 	}
-	st = xlate_status(ivrdma_mr_remote(&ctx->region, w->rkey, pq->owner, pq->pd_handle,
-					   w->remote_addr, len, access, p),
+	st = xlate_status(ivrdma_rkey_remote(&ctx->region, w->rkey, pq->owner, pq->pd_handle,
+					     pq->qpn, w->remote_addr, len, access, p),
 			  false);
 	if (st != IBV_WC_SUCCESS)
 		responder_error(qp, pq, IVRDMA_QP_ASYNC_ACCESS_ERR);
@@ -567,6 +575,22 @@ static enum exec execute_ud(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct 
 	return ex;
 }
 
+/* RDMA and atomics name the target's memory by rkey; the other WRs do not. */
+static bool uses_rkey(enum ibv_wr_opcode op)
+{
+	switch (op) {
+	case IBV_WR_RDMA_WRITE:
+	case IBV_WR_RDMA_WRITE_WITH_IMM:
+	case IBV_WR_RDMA_READ:
+	case IBV_WR_ATOMIC_CMP_AND_SWP:
+	case IBV_WR_ATOMIC_FETCH_AND_ADD:
+	case IBV_WR_ATOMIC_WRITE:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /*
  * The initiator's check of ivrdma_mr_flags, before anything it cannot undo:
  * the MRs the WR names itself (the target's receive buffers are checked
@@ -581,8 +605,7 @@ static bool wr_moving(struct ivrdma_qp *qp, const struct ivrdma_swqe *w)
 		for (uint32_t i = 0; i < w->num_sge; i++)
 			if (ivrdma_mr_moving(r, w->sge[i].lkey))
 				return true;
-	return w->opcode != IBV_WR_SEND && w->opcode != IBV_WR_SEND_WITH_IMM &&
-	       ivrdma_mr_moving(r, w->rkey);
+	return uses_rkey(w->opcode) && ivrdma_mr_moving(r, w->rkey);
 }
 
 static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivrdma_cqe *e)
@@ -599,6 +622,13 @@ static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivr
 	bool deliver;
 	struct ivrdma_peer_qp *pq = &qp->peer;
 
+	if (w->opcode == IBV_WR_BIND_MW || w->opcode == IBV_WR_LOCAL_INV) {
+		/* Local: the window's slot is this context's. */
+		e->status = w->opcode == IBV_WR_BIND_MW
+				? ivrdma_mw_bind_exec(qp, &w->bind)
+				: ivrdma_mw_local_inv(qp, w->invalidate_rkey);
+		return EXEC_DONE;
+	}
 	if (wr_moving(qp, w))
 		return EXEC_MOVING;
 	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
@@ -619,6 +649,7 @@ static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivr
 	switch (w->opcode) {
 	case IBV_WR_SEND:
 	case IBV_WR_SEND_WITH_IMM:
+	case IBV_WR_SEND_WITH_INV:
 		ex = do_send(qp, pq, w, v, nv, len, &st);
 		break;
 	case IBV_WR_RDMA_WRITE:
@@ -656,6 +687,10 @@ static enum ibv_wc_opcode wc_opcode(enum ibv_wr_opcode op)
 		return IBV_WC_FETCH_ADD;
 	case IBV_WR_ATOMIC_WRITE:
 		return IBV_WC_ATOMIC_WRITE;
+	case IBV_WR_BIND_MW:
+		return IBV_WC_BIND_MW;
+	case IBV_WR_LOCAL_INV:
+		return IBV_WC_LOCAL_INV;
 	default:
 		return IBV_WC_SEND;
 	}
@@ -702,6 +737,9 @@ static void count_done(struct ivrdma_qp *qp, enum ibv_wr_opcode op, uint32_t len
 		IVRDMA_COUNT(qp, atomic_ops, 1);
 		IVRDMA_COUNT(qp, atomic_bytes, len);
 		break;
+	case IBV_WR_BIND_MW:
+	case IBV_WR_LOCAL_INV:
+		break; /* no data moves */
 	default:
 		IVRDMA_COUNT(qp, send_ops, 1);
 		IVRDMA_COUNT(qp, send_bytes, len);
@@ -903,6 +941,16 @@ static int check_wr(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 		if (!reliable(qp) || wr_length(wr) != 8)
 			return EINVAL;
 		break;
+	case IBV_WR_SEND_WITH_INV:
+		if (qp->vqp.qp.qp_type == IBV_QPT_UD)
+			return EINVAL;
+		break;
+	case IBV_WR_BIND_MW: /* type 2 here; type 1 through ibv_bind_mw */
+	case IBV_WR_LOCAL_INV:
+		if (qp->vqp.qp.qp_type == IBV_QPT_UD ||
+		    (wr->opcode == IBV_WR_BIND_MW && !wr->bind_mw.mw))
+			return EINVAL;
+		break;
 	default:
 		return EINVAL;
 	}
@@ -938,6 +986,15 @@ static void enqueue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 	}
 	if (qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND)
 		w->remote_srqn = wr->qp_type.xrc.remote_srqn;
+	if (wr->opcode == IBV_WR_LOCAL_INV || wr->opcode == IBV_WR_SEND_WITH_INV)
+		w->invalidate_rkey = wr->invalidate_rkey;
+	if (wr->opcode == IBV_WR_BIND_MW)
+		w->bind = (struct ivrdma_mw_bind){.mw = wr->bind_mw.mw,
+						  .rkey = wr->bind_mw.rkey,
+						  .mr = wr->bind_mw.bind_info.mr,
+						  .addr = wr->bind_mw.bind_info.addr,
+						  .length = wr->bind_mw.bind_info.length,
+						  .access = wr->bind_mw.bind_info.mw_access_flags};
 	w->inline_len = 0;
 	if (wr->send_flags & IBV_SEND_INLINE) /* the buffers may be reused at once */
 		for (int i = 0; i < wr->num_sge; i++) {

@@ -85,15 +85,16 @@ check_tools() {
 	expect "$dir/devinfo.out" "link_layer:[[:space:]]+InfiniBand" "ibv_devinfo: link layer"
 	expect "$dir/devinfo.out" "active_mtu:[[:space:]]+4096" "ibv_devinfo: MTU"
 	# -v advertises exactly what works (test_verbs.c checks the same from C).
-	expect "$dir/devinfo.out" "device_cap_flags:[[:space:]]+0x00101c00\$" "ibv_devinfo: cap flags"
-	expect "$dir/devinfo.out" "device_cap_flags_ex:[[:space:]]+0x101C00\$" "ibv_devinfo: cap flags ex"
-	expect "$dir/devinfo.out" "max_mw:[[:space:]]+0\$" "ibv_devinfo: memory windows"
+	expect "$dir/devinfo.out" "device_cap_flags:[[:space:]]+0x01121c00\$" "ibv_devinfo: cap flags"
+	expect "$dir/devinfo.out" "device_cap_flags_ex:[[:space:]]+0x1121C00\$" "ibv_devinfo: cap flags ex"
+	expect "$dir/devinfo.out" "max_mw:[[:space:]]+[1-9][0-9]*\$" "ibv_devinfo: memory windows"
 	expect "$dir/devinfo.out" "max_cqe:[[:space:]]+4194303\$" "ibv_devinfo: max_cqe"
 	expect "$dir/devinfo.out" "max_mcast_grp:[[:space:]]+[1-9][0-9]*\$" "ibv_devinfo: multicast groups"
 	expect "$dir/devinfo.out" "completion_timestamp_mask not supported" "ibv_devinfo: timestamps"
 	expect "$dir/devinfo.out" "tag matching not supported" "ibv_devinfo: tag matching"
 	grep -q "XRC" "$dir/devinfo.out" || fail "ibv_devinfo -v: XRC not advertised"
-	! grep -Eq "MEM_WINDOW|RESIZE|MEM_MGT|max_tso:[[:space:]]+[1-9]" "$dir/devinfo.out" ||
+	grep -q "MEM_WINDOW_TYPE_2B" "$dir/devinfo.out" || fail "ibv_devinfo -v: windows not advertised"
+	! grep -Eq "RESIZE|MEM_MGT|max_tso:[[:space:]]+[1-9]" "$dir/devinfo.out" ||
 		fail "ibv_devinfo -v advertises what is not offered"
 	expect "$dir/devinfo.out" "GID\[  0\]:[[:space:]]+$IVRDMA_EXPECT_GID\$" "ibv_devinfo: GID"
 	# ... in the region's own subnet, not the default fe80::/64 of real HCAs.

@@ -183,25 +183,27 @@ static void check_not_offered(struct ibv_context *ctx, struct ibv_pd *pd, struct
 static void check_device_caps(struct ibv_context *ctx)
 {
 	const uint64_t flags = IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_SYS_IMAGE_GUID |
-			       IBV_DEVICE_PORT_ACTIVE_EVENT | IBV_DEVICE_XRC;
+			       IBV_DEVICE_PORT_ACTIVE_EVENT | IBV_DEVICE_XRC |
+			       IBV_DEVICE_MEM_WINDOW | IBV_DEVICE_MEM_WINDOW_TYPE_2B;
 	struct ibv_device_attr_ex ax, zero;
 	struct ibv_pd *pd = ibv_alloc_pd(ctx);
 	struct ibv_cq *cq = ibv_create_cq(ctx, 4, NULL, NULL, 0);
 	struct ibv_modify_cq_attr mc = {.attr_mask = IBV_CQ_ATTR_MODERATE,
 					.moderate = {.cq_count = 4, .cq_period = 10}};
 	struct ibv_alloc_dm_attr dm = {.length = 4096};
+	struct ibv_mw *mw;
 	struct ibv_dm *dmp;
 
 	REQUIRE(pd && cq && ibv_query_device_ex(ctx, NULL, &ax) == 0, "query_device_ex");
 	CHECK((uint64_t)ax.orig_attr.device_cap_flags == flags && ax.device_cap_flags_ex == flags,
 	      "capability flags exactly %#llx: %#x / %#llx", (unsigned long long)flags,
 	      ax.orig_attr.device_cap_flags, (unsigned long long)ax.device_cap_flags_ex);
-	CHECK(ax.orig_attr.max_mw == 0 && ax.orig_attr.max_mcast_grp > 0 &&
+	CHECK(ax.orig_attr.max_mw == ax.orig_attr.max_mr && ax.orig_attr.max_mcast_grp > 0 &&
 		  ax.orig_attr.max_mcast_qp_attach > 0 &&
 		  ax.orig_attr.max_total_mcast_qp_attach >= ax.orig_attr.max_mcast_qp_attach &&
 		  ax.orig_attr.max_ee == 0 && ax.orig_attr.max_rdd == 0 &&
 		  ax.orig_attr.max_cqe == 4194303 && ax.orig_attr.atomic_cap == IBV_ATOMIC_HCA,
-	      "no memory windows, EE or RDD; multicast; 4 Mi CQEs; HCA atomics");
+	      "memory windows as many as MRs; no EE or RDD; multicast; 4 Mi CQEs; HCA atomics");
 	memset(&zero, 0, sizeof(zero));
 	zero.orig_attr = ax.orig_attr;
 	zero.device_cap_flags_ex = ax.device_cap_flags_ex;
@@ -211,9 +213,8 @@ static void check_device_caps(struct ibv_context *ctx)
 	      (unsigned long long)ax.max_dm_size);
 	CHECK(memcmp(&zero, &ax, sizeof(ax)) == 0,
 	      "every extended capability zero but the port count and max_dm_size");
-	errno = 0;
-	CHECK(!ibv_alloc_mw(pd, IBV_MW_TYPE_1) && errno == EOPNOTSUPP, "alloc_mw: EOPNOTSUPP (%d)",
-	      errno);
+	mw = ibv_alloc_mw(pd, IBV_MW_TYPE_1); /* offered: provider.mw checks its use */
+	CHECK(mw && ibv_dealloc_mw(mw) == 0, "alloc_mw and dealloc_mw: %s", strerror(errno));
 	CHECK(ibv_modify_cq(cq, &mc) == EOPNOTSUPP, "modify_cq (moderation): EOPNOTSUPP");
 	dmp = ibv_alloc_dm(ctx, &dm); /* offered: provider.dm checks its use */
 	CHECK(dmp && ibv_free_dm(dmp) == 0, "alloc_dm and free_dm: %s", strerror(errno));
