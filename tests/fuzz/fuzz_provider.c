@@ -23,7 +23,7 @@
 
 /* params.ops bits */
 #define OP_TYPE(ops)   ((ops)&3u)	 /* RC, UC, UD, RC */
-#define OP_OPCODE(ops) ((ops) >> 2 & 7u) /* enum ibv_wr_opcode 0..6 */
+#define OP_OPCODE(ops) ((ops) >> 2 & 7u) /* enum ibv_wr_opcode 0..6; 7: see wr_opcode() */
 #define OP_INLINE      (1u << 5)
 #define OP_SIGNALED    (1u << 6)
 #define OP_SOLICITED   (1u << 7)
@@ -173,6 +173,21 @@ static void qp_close(void)
 	pthread_spin_destroy(&qp.rq_lock);
 }
 
+/*
+ * The WR's opcode: 0..6 as they are, 7 one of the opcodes after them that
+ * reach the region without a pointer of the application's (not a bind:
+ * its window is a pointer), chosen by the value.
+ */
+static enum ibv_wr_opcode wr_opcode(const struct fuzz_params *p)
+{
+	static const enum ibv_wr_opcode more[] = {IBV_WR_LOCAL_INV, IBV_WR_SEND_WITH_INV,
+						  IBV_WR_ATOMIC_WRITE};
+
+	if (OP_OPCODE(p->ops) < 7)
+		return (enum ibv_wr_opcode)OP_OPCODE(p->ops);
+	return more[p->value % (sizeof(more) / sizeof(more[0]))];
+}
+
 /* One WR as the application would post it; the inline bytes come from here. */
 static void post_one(const struct fuzz_params *p)
 {
@@ -180,7 +195,7 @@ static void post_one(const struct fuzz_params *p)
 	struct ibv_sge sge = {.addr = p->laddr, .length = p->len, .lkey = p->lkey};
 	struct ibv_send_wr wr = {.wr_id = 1, .sg_list = &sge, .num_sge = 1}, *bad;
 
-	wr.opcode = (enum ibv_wr_opcode)OP_OPCODE(p->ops);
+	wr.opcode = wr_opcode(p);
 	wr.send_flags = (p->ops & OP_SIGNALED ? IBV_SEND_SIGNALED : 0) |
 			(p->ops & OP_SOLICITED ? IBV_SEND_SOLICITED : 0);
 	wr.imm_data = (uint32_t)p->value;
