@@ -72,18 +72,46 @@ fi
 
 next_port=$((20000 + RANDOM % 20000))
 
-# pair NAME 'SERVER ARGS' 'CLIENT ARGS' [PATTERN]: the server in the
-# background, then the client; both must exit 0, and the client's output
-# must match PATTERN. Ports are RDMA CM's own (ivrdma's listener table),
-# not the kernel's, so any will do.
+# Is a kernel TCP socket listening on port $1 (/proc/net/tcp, tcp6)?
+kernel_listening() {
+	awk -v p="$(printf '%04X' "$1")" '$4 == "0A" && $2 ~ ":" p "$" { f = 1 } END { exit !f }' \
+		/proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# wait_listener SPACE PORT PID: until the server PID (or a child of it)
+# has its RDMA CM listener on PORT of port space SPACE (tcp, udp, ib) in
+# the region, or (SPACE kernel) a kernel TCP socket listening on PORT, as
+# fi_pingpong's out-of-band one: under load a fixed pause was not always
+# enough.
+wait_listener() {
+	local _
+	for _ in $(seq 400); do
+		if [[ $1 == kernel ]]; then
+			kernel_listening "$2" && return 0
+		else
+			"$ivrdma" --dir "$dir" status 2>/dev/null |
+				awk -v s="$1" -v p="$2" '$2 == s && $3 == p { f = 1 } END { exit !f }' &&
+				return 0
+		fi
+		kill -0 "$3" 2>/dev/null || fail "server $3 exited before listening on $1 port $2"
+		sleep 0.05
+	done
+	fail "no RDMA CM listener on $1 port $2 after 20 s"
+}
+
+# pair NAME 'SERVER ARGS' 'CLIENT ARGS' [PATTERN [SPACE [PORT]]]: the server
+# in the background, its listener on PORT (its own, or the one given) of
+# SPACE (tcp) awaited, then the client; both must exit 0, and the client's
+# output must match PATTERN. Ports are RDMA CM's own (ivrdma's listener
+# table), not the kernel's, so any will do.
 pair() {
-	local name=$1 server=$2 client=$3 pattern=${4:-} port=$((next_port++)) rc=0
+	local name=$1 server=$2 client=$3 pattern=${4:-} space=${5:-tcp} port=$((next_port++)) rc=0
 	server=${server//PORT/$port}
 	client=${client//PORT/$port}
 	# shellcheck disable=SC2086
 	timeout -k 5 60 $server >"$dir/$name.server" 2>&1 &
 	server_pid=$!
-	sleep 0.5
+	wait_listener "$space" "${6:-$port}" "$server_pid"
 	# shellcheck disable=SC2086
 	timeout -k 5 60 $client >"$dir/$name.client" 2>&1 || rc=$?
 	if ((rc != 0)); then
@@ -114,7 +142,7 @@ pair_server_stays() {
 	# shellcheck disable=SC2086
 	timeout -k 5 60 stdbuf -oL $server >"$dir/$name.server" 2>&1 &
 	server_pid=$!
-	sleep 1
+	wait_listener tcp "$port" "$server_pid"
 	# shellcheck disable=SC2086
 	timeout -k 5 60 $client >"$dir/$name.client" 2>&1 || rc=$?
 	sleep 0.5
@@ -158,13 +186,13 @@ check_tools() {
 		"rping -c -a 127.0.0.1 -p PORT -C 50 -S 4000 -V -v" "rdma-ping-49"
 	pair ucmatose "ucmatose -p PORT -c 4 -C 20 -S 4096" \
 		"ucmatose -s 127.0.0.1 -p PORT -c 4 -C 20 -S 4096" "return status 0"
-	pair udaddy "udaddy -c 4 -C 20" "udaddy -s 127.0.0.1 -c 4 -C 20" "return status 0"
+	pair udaddy "udaddy -c 4 -C 20" "udaddy -s 127.0.0.1 -c 4 -C 20" "return status 0" udp 7174
 	pair rdma_server "rdma_server -p PORT" "rdma_client -s 127.0.0.1 -p PORT" \
 		"rdma_client: end 0"
 	# XRC: the client's send QP reaches the SRQ whose number the server
 	# gave it in the connection's private data.
 	pair rdma_xserver "rdma_xserver -c x -p PORT" "rdma_xclient -c x -s 127.0.0.1 -p PORT" \
-		"rdma_xclient: end 0"
+		"rdma_xclient: end 0" ib
 	check_mckey
 	pair rstream "rstream -p PORT -S 65536 -C 200" \
 		"rstream -s 127.0.0.1 -p PORT -S 65536 -C 200" "custom +64k +200"
@@ -173,7 +201,7 @@ check_tools() {
 	# libfabric's verbs provider: connected (msg) and reliable datagrams
 	# over connections (rdm, ofi_rxm); -c checks every byte.
 	pair fi_msg "fi_pingpong -p verbs -e msg -B PORT -I 100 -c" \
-		"fi_pingpong -p verbs -e msg -P PORT -I 100 -c 127.0.0.1" "^1m +100 +=100"
+		"fi_pingpong -p verbs -e msg -P PORT -I 100 -c 127.0.0.1" "^1m +100 +=100" kernel
 	# verbs;ofi_rxm (rdm) passes its transfers, but its server crashes in
 	# libfabric's teardown in 3 of 7 runs seen here: libfabric-rdm mode.
 	# UCX's client-server example, connected by UCX's rdmacm connection
@@ -188,7 +216,7 @@ check_tools() {
 
 check_libfabric_rdm() {
 	pair fi_rdm "fi_pingpong -p verbs;ofi_rxm -e rdm -B PORT -I 100 -c" \
-		"fi_pingpong -p verbs;ofi_rxm -e rdm -P PORT -I 100 -c 127.0.0.1" "^1m +100 +=100"
+		"fi_pingpong -p verbs;ofi_rxm -e rdm -P PORT -I 100 -c 127.0.0.1" "^1m +100 +=100" kernel
 }
 
 check_perftest() {
@@ -214,15 +242,7 @@ rs_env() {
 # listener on PORT in the region (rsockets listen in RDMA CM's port space,
 # not the kernel's).
 wait_rs_listener() { # wait_rs_listener PORT PID
-	local _
-	for _ in $(seq 200); do
-		"$ivrdma" --dir "$dir" status 2>/dev/null |
-			awk -v p="$1" '$2 == "tcp" && $3 == p { f = 1 } END { exit !f }' &&
-			return 0
-		kill -0 "$2" 2>/dev/null || fail "server $2 exited before listening on $1"
-		sleep 0.05
-	done
-	fail "no RDMA CM listener on port $1 after 10 s"
+	wait_listener tcp "$@"
 }
 
 # rs_pair NAME 'SERVER ARGS' 'CLIENT ARGS': a server that runs until stopped,
