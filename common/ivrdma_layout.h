@@ -362,26 +362,27 @@ static_assert(sizeof(struct ivrdma_mr_slot) == IVRDMA_MR_SLOT_SIZE, "MR slot siz
  */
 struct ivrdma_cqe {
 	uint64_t wr_id;
-	uint64_t seq; /* atomic: ticket + 1 once the entry is complete */
-	uint32_t status;
-	uint32_t opcode;
+	uint64_t seq;	   /* atomic: ticket + 1 once the entry is complete */
+	uint8_t status;	   /* enum ibv_wc_status */
+	uint8_t opcode;	   /* enum ibv_wc_opcode */
+	uint16_t wc_flags; /* enum ibv_wc_flags */
 	uint32_t byte_len;
 	uint32_t imm_data; /* network byte order, as in struct ibv_wc */
 	uint32_t qp_num;
 	uint32_t src_qp;
-	uint32_t wc_flags;
-	uint32_t vendor_err;
 	uint16_t slid;
 	uint8_t sl;
 	uint8_t dlid_path_bits;
 	uint16_t pkey_index;
 	uint8_t solicited; /* the sender set IBV_SEND_SOLICITED */
-	uint8_t reserved;
+	uint8_t reserved[5];
+	uint64_t timestamp; /* IVRDMA_CQ_TIMESTAMPS: the producer's clock (ivrdma_cq_push) */
 	uint64_t rq_ticket; /* see below */
 };
 static_assert(offsetof(struct ivrdma_cqe, seq) == 8, "CQE layout");
 static_assert(offsetof(struct ivrdma_cqe, status) == 16, "CQE layout");
-static_assert(offsetof(struct ivrdma_cqe, slid) == 48, "CQE layout");
+static_assert(offsetof(struct ivrdma_cqe, slid) == 36, "CQE layout");
+static_assert(offsetof(struct ivrdma_cqe, timestamp) == 48, "CQE layout");
 static_assert(offsetof(struct ivrdma_cqe, rq_ticket) == 56, "CQE layout");
 
 /*
@@ -408,6 +409,12 @@ enum ivrdma_cq_flags {
 	IVRDMA_CQ_ARMED = 1u << 1,	     /* an event is wanted for the next CQE */
 	IVRDMA_CQ_ARMED_SOLICITED = 1u << 2, /* ... only a solicited or failed one */
 	IVRDMA_CQ_EVENT = 1u << 3,	     /* an event is due: the owner posts it */
+	/*
+	 * Set by the owner before any QP uses the CQ: producers stamp each
+	 * entry with the device clock, CLOCK_REALTIME in ns on the
+	 * producer's node (the one clock all nodes of a host roughly share).
+	 */
+	IVRDMA_CQ_TIMESTAMPS = 1u << 4,
 };
 
 /*

@@ -93,7 +93,6 @@ static void to_wc(const struct ivrdma_cqe *e, struct ibv_wc *wc)
 	wc->wr_id = e->wr_id;
 	wc->status = (enum ibv_wc_status)e->status;
 	wc->opcode = (enum ibv_wc_opcode)e->opcode;
-	wc->vendor_err = e->vendor_err;
 	wc->byte_len = e->byte_len;
 	wc->imm_data = e->imm_data;
 	wc->qp_num = e->qp_num;

@@ -12,11 +12,13 @@
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
-/* What the CQE carries; timestamps, VLANs, flow tags are not offered. */
+/* What the CQE carries; VLANs and flow tags are not offered. */
 #define SUPPORTED_WC_FLAGS                                                                         \
 	(IBV_WC_EX_WITH_BYTE_LEN | IBV_WC_EX_WITH_IMM | IBV_WC_EX_WITH_QP_NUM |                    \
 	 IBV_WC_EX_WITH_SRC_QP | IBV_WC_EX_WITH_SLID | IBV_WC_EX_WITH_SL |                         \
-	 IBV_WC_EX_WITH_DLID_PATH_BITS)
+	 IBV_WC_EX_WITH_DLID_PATH_BITS | TIMESTAMP_WC_FLAGS)
+#define TIMESTAMP_WC_FLAGS                                                                         \
+	(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP | IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK)
 
 static struct ivrdma_cq *xcq(struct ibv_cq_ex *c)
 {
@@ -96,7 +98,13 @@ static enum ibv_wc_opcode read_opcode(struct ibv_cq_ex *c)
 
 static uint32_t read_vendor_err(struct ibv_cq_ex *c)
 {
-	return cur(c)->vendor_err;
+	return 0; /* no vendor-specific errors */
+}
+
+/* The device clock is CLOCK_REALTIME in ns: the raw value is the wall clock's (layout.h). */
+static uint64_t read_completion_ts(struct ibv_cq_ex *c)
+{
+	return cur(c)->timestamp;
 }
 
 static uint32_t read_byte_len(struct ibv_cq_ex *c)
@@ -154,6 +162,8 @@ static void set_ops(struct ibv_cq_ex *c)
 	c->read_slid = read_slid;
 	c->read_sl = read_sl;
 	c->read_dlid_path_bits = read_dlid_path_bits;
+	c->read_completion_ts = read_completion_ts;
+	c->read_completion_wallclock_ns = read_completion_ts;
 }
 
 struct ibv_cq_ex *ivrdma_create_cq_ex(struct ibv_context *context, struct ibv_cq_init_attr_ex *attr)
@@ -186,6 +196,8 @@ struct ibv_cq_ex *ivrdma_create_cq_ex(struct ibv_context *context, struct ibv_cq
 		to_icq(cq)->parent = attr->parent_domain;
 		ivrdma_pd_get(attr->parent_domain);
 	}
+	if (attr->wc_flags & TIMESTAMP_WC_FLAGS) /* before any QP can use the CQ */
+		shm_fetch_or32(&to_icq(cq)->view.slot->flags, IVRDMA_CQ_TIMESTAMPS);
 	set_ops(&to_icq(cq)->vcq.cq_ex);
 	return &to_icq(cq)->vcq.cq_ex;
 }

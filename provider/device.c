@@ -80,6 +80,9 @@ int ivrdma_query_device_ex(struct ibv_context *context,
 	full.device_cap_flags_ex = full.orig_attr.device_cap_flags;
 	full.phys_port_cnt_ex = 1;
 	full.max_dm_size = ivrdma_dm_max_size(&to_ictx(context)->region);
+	/* The device clock: ns (1 GHz), all 64 bits (ivrdma_device_clock_ns). */
+	full.completion_timestamp_mask = UINT64_MAX;
+	full.hca_core_clock = 1000000; /* kHz */
 	if (attr_size > sizeof(full)) {
 		memset((char *)attr + sizeof(full), 0, attr_size - sizeof(full));
 		attr_size = sizeof(full);
@@ -124,5 +127,17 @@ int ivrdma_query_port(struct ibv_context *context, uint8_t port_num,
 	a.active_speed = 32;				  /* EDR: 25 Gb/s per lane */
 	a.link_layer = IBV_LINK_LAYER_INFINIBAND;
 	*port_attr = a;
+	return 0;
+}
+
+/* The raw device clock, as mlx5 gives it: the counter in tv_nsec. */
+int ivrdma_query_rt_values(struct ibv_context *context, struct ibv_values_ex *values)
+{
+	if (values->comp_mask & ~(uint32_t)IBV_VALUES_MASK_RAW_CLOCK)
+		return EINVAL;
+	if (values->comp_mask & IBV_VALUES_MASK_RAW_CLOCK) {
+		values->raw_clock.tv_sec = 0;
+		values->raw_clock.tv_nsec = (long)ivrdma_device_clock_ns();
+	}
 	return 0;
 }

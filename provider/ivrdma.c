@@ -100,6 +100,7 @@ static const struct verbs_context_ops ivrdma_ctx_ops = {
     .post_srq_recv = ivrdma_post_srq_recv,
     .query_qp = ivrdma_query_qp,
     .query_qp_data_in_order = ivrdma_query_qp_data_in_order,
+    .query_rt_values = ivrdma_query_rt_values,
     .query_srq = ivrdma_query_srq,
     .req_notify_cq = ivrdma_req_notify_cq,
     .resize_cq = ivrdma_resize_cq,

@@ -403,6 +403,7 @@ void ivrdma_dbg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *ivrdma_fail_null(int err);
 
 /* device.c */
+int ivrdma_query_rt_values(struct ibv_context *context, struct ibv_values_ex *values);
 int ivrdma_query_device_ex(struct ibv_context *context,
 			   const struct ibv_query_device_ex_input *input,
 			   struct ibv_device_attr_ex *attr, size_t attr_size);
@@ -445,6 +446,7 @@ void *ivrdma_ring_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *fi
 			uint32_t *count);
 void ivrdma_ring_free(struct ivrdma_context *ctx, uint32_t first, uint32_t count);
 uint64_t ivrdma_now_ns(void);
+uint64_t ivrdma_device_clock_ns(void); /* ring.c */
 
 /* ring.c: the shared rings' algorithms (see ivrdma_layout.h) */
 int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,

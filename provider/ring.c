@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "ivrdma.h"
 #include "shm_atomic.h"
@@ -160,6 +161,15 @@ static int cq_reserve(struct ivrdma_cq_view *v, uint64_t *out, struct ivrdma_cqe
 	}
 }
 
+/* The device clock of completion timestamps (IVRDMA_CQ_TIMESTAMPS): ns. */
+uint64_t ivrdma_device_clock_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
 {
 	struct ivrdma_cqe *ring, *dst;
@@ -175,6 +185,9 @@ int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e)
 	memcpy(dst, e, offsetof(struct ivrdma_cqe, seq));
 	memcpy((uint8_t *)dst + offsetof(struct ivrdma_cqe, status), &e->status,
 	       sizeof(*e) - offsetof(struct ivrdma_cqe, status));
+	/* flags is in the line the reservation just took: no line more. */
+	if (shm_load_relaxed32(&v->slot->flags) & IVRDMA_CQ_TIMESTAMPS)
+		dst->timestamp = ivrdma_device_clock_ns();
 	shm_store_release64(&dst->seq, p + 1); /* publishes the entry */
 	/*
 	 * Publish-then-check-armed against the owner's arm-then-poll: without

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * What rdma-core 44 adds to a QP beyond the classic verbs: atomic write
+ * What rdma-core 44 adds beyond the classic verbs: atomic write
  * (IBV_WR_ATOMIC_WRITE through ibv_post_send, inline or from an SGE, and
- * ibv_wr_atomic_write), with its checks at both ends, and
- * ibv_query_qp_data_in_order. A (initiator) and B (target) are two
+ * ibv_wr_atomic_write), with its checks at both ends,
+ * ibv_query_qp_data_in_order, and completion timestamps on extended CQs
+ * with ibv_query_rt_values_ex. A (initiator) and B (target) are two
  * contexts of this process, their RC QPs connected; every value checked.
  */
 #include "dp_common.h"
@@ -105,6 +106,77 @@ static void data_in_order(void)
 	      "atomics, and unknown flags: 0");
 }
 
+static uint64_t raw_clock(struct ibv_context *ctx)
+{
+	struct ibv_values_ex v = {.comp_mask = IBV_VALUES_MASK_RAW_CLOCK};
+
+	REQUIRE(ibv_query_rt_values_ex(ctx, &v) == 0 && v.comp_mask == IBV_VALUES_MASK_RAW_CLOCK,
+		"query_rt_values_ex");
+	return (uint64_t)v.raw_clock.tv_sec * 1000000000u + (uint64_t)v.raw_clock.tv_nsec;
+}
+
+/* One completion of cq, its timestamps read as the extended API gives them. */
+static bool poll_ts(struct ibv_cq_ex *cq, uint64_t *ts, uint64_t *wall)
+{
+	struct ibv_poll_cq_attr pa = {0};
+	int rc;
+
+	for (int i = 0; (rc = ibv_start_poll(cq, &pa)) == ENOENT && i < 1000000; i++)
+		;
+	if (rc)
+		return false;
+	*ts = ibv_wc_read_completion_ts(cq);
+	*wall = ibv_wc_read_completion_wallclock_ns(cq);
+	rc = cq->status;
+	ibv_end_poll(cq);
+	return rc == IBV_WC_SUCCESS;
+}
+
+/*
+ * Both ends stamp on the device clock: A's send completion by A, B's
+ * receive completion by A, its initiator. Each stamp lies between two
+ * readings of the raw clock taken around the operation (an order, no
+ * duration is asserted).
+ */
+static void completion_timestamps(void)
+{
+	struct ibv_cq_init_attr_ex ca = {.cqe = 16,
+					 .wc_flags = IBV_WC_EX_WITH_COMPLETION_TIMESTAMP |
+						     IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK |
+						     IBV_WC_EX_WITH_BYTE_LEN};
+	struct ibv_cq_ex *ca_ex = ibv_create_cq_ex(A.ctx, &ca),
+			 *cb_ex = ibv_create_cq_ex(B.ctx, &ca);
+	struct ibv_qp_init_attr ia = {
+	    .cap = {.max_send_wr = 4, .max_recv_wr = 4, .max_send_sge = 1, .max_recv_sge = 1},
+	    .qp_type = IBV_QPT_RC};
+	struct ibv_qp *qa, *qb;
+	uint64_t t0, t1, ts_a, wall_a, ts_b, wall_b;
+
+	REQUIRE(ca_ex && cb_ex, "create_cq_ex with timestamps: %s", strerror(errno));
+	ia.send_cq = ia.recv_cq = ibv_cq_ex_to_cq(ca_ex);
+	qa = ibv_create_qp(A.pd, &ia);
+	ia.send_cq = ia.recv_cq = ibv_cq_ex_to_cq(cb_ex);
+	qb = ibv_create_qp(B.pd, &ia);
+	REQUIRE(qa && qb, "QPs on the timestamping CQs");
+	qp_connect(qa, qb->qp_num, B.lid, &opts);
+	qp_connect(qb, qa->qp_num, A.lid, &opts);
+	REQUIRE(post_recv1(qb, 1, dst.p, 64, dst.mr->lkey) == 0, "post_recv");
+	t0 = raw_clock(A.ctx);
+	REQUIRE(post1(qa, 2, IBV_WR_SEND, IBV_SEND_SIGNALED, src.p, 64, src.mr->lkey, 0, 0) == 0,
+		"post send");
+	CHECK(poll_ts(ca_ex, &ts_a, &wall_a) && poll_ts(cb_ex, &ts_b, &wall_b), "both completions");
+	t1 = raw_clock(B.ctx);
+	CHECK(t0 <= ts_b && ts_b <= ts_a && ts_a <= t1,
+	      "stamps in order between the clock's readings: %llu <= %llu <= %llu <= %llu",
+	      (unsigned long long)t0, (unsigned long long)ts_b, (unsigned long long)ts_a,
+	      (unsigned long long)t1);
+	CHECK(wall_a == ts_a && wall_b == ts_b, "the device clock is the wall clock in ns");
+	CHECK(ibv_destroy_qp(qa) == 0 && ibv_destroy_qp(qb) == 0, "destroy QPs");
+	CHECK(ibv_destroy_cq(ibv_cq_ex_to_cq(ca_ex)) == 0 &&
+		  ibv_destroy_cq(ibv_cq_ex_to_cq(cb_ex)) == 0,
+	      "destroy CQs");
+}
+
 int main(void)
 {
 	ep_open(&A);
@@ -117,6 +189,7 @@ int main(void)
 	atomic_write_refused();
 	atomic_write_wr_api();
 	data_in_order();
+	completion_timestamps();
 	buf_free(&src);
 	buf_free(&dst);
 	ep_close(&A);
