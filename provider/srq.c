@@ -107,9 +107,8 @@ struct ibv_srq *ivrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *a
 	int64_t idx;
 	int rc;
 
-	/* A limit cannot be armed at creation (IB spec: modify_srq arms it). */
-	if (attr->attr.max_wr > IVRDMA_MAX_WR || attr->attr.max_sge > IVRDMA_MAX_SGE ||
-	    attr->attr.srq_limit)
+	/* srq_limit is irrelevant here (ibv_create_srq(3)): modify_srq arms a limit. */
+	if (attr->attr.max_wr > IVRDMA_MAX_WR || attr->attr.max_sge > IVRDMA_MAX_SGE)
 		return ivrdma_fail_null(EINVAL);
 	srq = calloc(1, sizeof(*srq));
 	if (!srq)

@@ -291,7 +291,8 @@ static void check_srq(struct ibv_context *ctx)
 {
 	struct ibv_pd *pd = ibv_alloc_pd(ctx);
 	struct ibv_cq *cq = ibv_create_cq(ctx, 16, NULL, NULL, 0);
-	struct ibv_srq_init_attr srqa = {.attr = {.max_wr = 100, .max_sge = 2}};
+	/* srq_limit is irrelevant to create_srq (ibv_create_srq(3)): not armed. */
+	struct ibv_srq_init_attr srqa = {.attr = {.max_wr = 100, .max_sge = 2, .srq_limit = 10}};
 	struct ibv_srq_attr a = {0};
 	struct ibv_srq *srq;
 	struct ibv_qp *qp;
@@ -302,7 +303,7 @@ static void check_srq(struct ibv_context *ctx)
 	REQUIRE(srq, "ibv_create_srq: %s", strerror(errno));
 	CHECK(srqa.attr.max_wr >= 100 && srqa.attr.max_sge == 2, "create_srq reports its sizes");
 	CHECK(ibv_query_srq(srq, &a) == 0 && a.max_wr == srqa.attr.max_wr && a.srq_limit == 0,
-	      "ibv_query_srq");
+	      "ibv_query_srq: no limit armed by create");
 	a.max_wr = 1000;
 	CHECK(ibv_modify_srq(srq, &a, IBV_SRQ_MAX_WR) == EINVAL, "no SRQ resize");
 	a.srq_limit = srqa.attr.max_wr + 1;
