@@ -2,7 +2,10 @@
 /*
  * Address handles: an address vector kept as the application gave it. As
  * on an HCA, creating one does not check that the destination exists; a
- * datagram to nowhere is dropped when it is sent (ud.c resolves it).
+ * datagram to nowhere is dropped when it is sent (ud.c resolves it). That
+ * includes LID 0 without a GRH, which an InfiniBand HCA (mlx5) takes too.
+ * The GRH's fields go into the GRH a receiver sees (ud.c); SL, static
+ * rate and source path bits shape nothing in shared memory and are ignored.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,8 +20,6 @@ struct ibv_ah *ivrdma_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr)
 		return ivrdma_fail_null(EINVAL);
 	if (attr->is_global && attr->grh.sgid_index >= IVRDMA_GID_TBL_LEN)
 		return ivrdma_fail_null(EINVAL);
-	if (!attr->dlid && !attr->is_global)
-		return ivrdma_fail_null(EINVAL); /* no destination at all */
 	ah = calloc(1, sizeof(*ah));
 	if (!ah)
 		return ivrdma_fail_null(ENOMEM);

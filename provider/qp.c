@@ -232,14 +232,22 @@ struct ibv_qp *ivrdma_create_qp_ex(struct ibv_context *context, struct ibv_qp_in
 	    .qp_type = attr->qp_type,
 	    .sq_sig_all = attr->sq_sig_all,
 	};
-	const uint32_t known =
-	    IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_XRCD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
+	const uint32_t known = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_XRCD |
+			       IBV_QP_INIT_ATTR_SEND_OPS_FLAGS | IBV_QP_INIT_ATTR_CREATE_FLAGS;
 	bool xrc_recv = attr->qp_type == IBV_QPT_XRC_RECV;
 	struct ivrdma_xrcd *xrcd = NULL;
 	struct ibv_qp *qp;
 	int rc;
 
 	if (attr->comp_mask & ~known)
+		return ivrdma_fail_null(EOPNOTSUPP);
+	/*
+	 * The mask with no flags asks for nothing: rxe and mlx5 take it (some
+	 * libraries always set it). Every flag there is is an HCA feature
+	 * (loopback blocking, FCS scatter, VLAN stripping, a source QPN,
+	 * padding) that ivrdma has not: refused as rxe refuses them.
+	 */
+	if ((attr->comp_mask & IBV_QP_INIT_ATTR_CREATE_FLAGS) && attr->create_flags)
 		return ivrdma_fail_null(EOPNOTSUPP);
 	if (xrc_recv) { /* in an XRC domain, not a PD */
 		if (!(attr->comp_mask & IBV_QP_INIT_ATTR_XRCD) || !attr->xrcd)

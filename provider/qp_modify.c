@@ -75,8 +75,17 @@ static bool transition(enum ibv_qp_state cur, enum ibv_qp_state next, enum ibv_q
 		r->opt = IBV_QP_EN_SQD_ASYNC_NOTIFY;
 		return true;
 	case IBV_QPS_SQD * 8 + IBV_QPS_SQD:
-		r->opt = IBV_QP_CUR_STATE | access | rnr |
-			 (requester ? IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY : 0);
+		/*
+		 * The spec's set but IBV_QP_AV: the connection is made at RTR,
+		 * a new primary path would be a new peer (a QP taken through
+		 * RESET connects anew). The alternate path is kept, never used.
+		 */
+		r->opt = IBV_QP_CUR_STATE | access | rnr | IBV_QP_PKEY_INDEX |
+			 (ud ? 0 : IBV_QP_ALT_PATH | IBV_QP_PATH_MIG_STATE) |
+			 (requester || responder ? IBV_QP_PORT | IBV_QP_TIMEOUT : 0) |
+			 (requester ? IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC
+				    : 0) |
+			 (responder ? IBV_QP_MAX_DEST_RD_ATOMIC : 0);
 		return true;
 	default:
 		return false;
