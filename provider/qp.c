@@ -53,9 +53,11 @@ static int check_caps(struct ibv_qp_init_attr *a)
 	default:
 		return EOPNOTSUPP;
 	}
-	if (a->cap.max_send_wr > IVRDMA_MAX_WR || a->cap.max_recv_wr > IVRDMA_MAX_WR ||
-	    a->cap.max_send_sge > IVRDMA_MAX_SGE || a->cap.max_recv_sge > IVRDMA_MAX_SGE ||
+	if (a->cap.max_send_wr > IVRDMA_MAX_WR || a->cap.max_send_sge > IVRDMA_MAX_SGE ||
 	    a->cap.max_inline_data > IVRDMA_MAX_INLINE)
+		return EINVAL;
+	/* With an SRQ the receive caps are the SRQ's: ignored, as rxe and mlx5 ignore them. */
+	if (!a->srq && (a->cap.max_recv_wr > IVRDMA_MAX_WR || a->cap.max_recv_sge > IVRDMA_MAX_SGE))
 		return EINVAL;
 	return 0;
 }

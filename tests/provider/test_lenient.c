@@ -225,6 +225,52 @@ static void mr_optional_access(void)
 	buf_free(&ro);
 }
 
+/* Receive caps beyond the device's on a QP with an SRQ: the SRQ's apply, as on rxe and mlx5. */
+static void srq_recv_caps(void)
+{
+	struct ibv_srq_init_attr sa = {.attr = {.max_wr = 16, .max_sge = 1}};
+	struct ibv_qp_init_attr ia = {
+	    .send_cq = B.cq,
+	    .recv_cq = B.cq,
+	    .cap = {.max_send_wr = 8,
+		    .max_send_sge = 1,
+		    .max_recv_wr = 1u << 30,
+		    .max_recv_sge = 1u << 20},
+	    .qp_type = IBV_QPT_RC,
+	};
+	struct ibv_sge sge = {.addr = (uintptr_t)dst.p, .length = LEN, .lkey = dst.mr->lkey};
+	struct ibv_recv_wr rwr = {.wr_id = 100, .sg_list = &sge, .num_sge = 1}, *bad;
+	struct ibv_srq *srq = ibv_create_srq(B.pd, &sa);
+
+	REQUIRE(srq, "create_srq: %s", strerror(errno));
+	errno = 0;
+	CHECK(!ibv_create_qp(B.pd, &ia) && errno == EINVAL, "without an SRQ they are refused: %s",
+	      strerror(errno));
+	ia.srq = srq;
+	CHECK(ibv_destroy_qp(B.qp) == 0, "destroy_qp");
+	B.qp = ibv_create_qp(B.pd, &ia);
+	CHECK(B.qp, "create_qp with an SRQ and huge receive caps: %s", strerror(errno));
+	if (B.qp) {
+		CHECK(ia.cap.max_recv_wr == 0 && ia.cap.max_recv_sge == 0,
+		      "no receive queue of its own");
+		ep_qp(&A, IBV_QPT_RC, &opts);
+		qp_connect(A.qp, B.qp->qp_num, B.lid, &opts);
+		qp_connect(B.qp, A.qp->qp_num, A.lid, &opts);
+		fill(src.p, LEN, 17);
+		memset(dst.p, 0xee, dst.maplen);
+		CHECK(ibv_post_srq_recv(srq, &rwr, &bad) == 0, "post_srq_recv");
+		CHECK(post1(A.qp, 18, IBV_WR_SEND, IBV_SEND_SIGNALED, src.p, LEN, src.mr->lkey, 0,
+			    0) == 0,
+		      "post_send");
+		EXPECT_WC(A.cq, IBV_WC_SUCCESS, 18, IBV_WC_SEND, "send to a QP with an SRQ");
+		EXPECT_WC(B.cq, IBV_WC_SUCCESS, 100, IBV_WC_RECV, "receive from the SRQ");
+		CHECK(pat_diff(dst.p, LEN, 17) == LEN, "SRQ receive: every byte");
+		CHECK(ibv_destroy_qp(B.qp) == 0, "destroy_qp");
+	}
+	B.qp = NULL;
+	CHECK(ibv_destroy_srq(srq) == 0, "destroy_srq");
+}
+
 static struct ibv_qp *ud_qp(struct ep *e)
 {
 	struct ibv_qp_init_attr ia = {
@@ -321,6 +367,7 @@ int main(void)
 	modify_values();
 	send_flags();
 	mr_optional_access();
+	srq_recv_caps();
 	ah_fields();
 	buf_free(&src);
 	buf_free(&dst);
