@@ -225,10 +225,14 @@ static void mr_optional_access(void)
 	buf_free(&ro);
 }
 
-/* Receive caps beyond the device's on a QP with an SRQ: the SRQ's apply, as on rxe and mlx5. */
+/*
+ * Receive caps beyond the device's on a QP with an SRQ: the SRQ's apply,
+ * as on rxe and mlx5. The SRQ asks for no WR and no SGE: clamped to one
+ * each, as mlx5 rounds them up.
+ */
 static void srq_recv_caps(void)
 {
-	struct ibv_srq_init_attr sa = {.attr = {.max_wr = 16, .max_sge = 1}};
+	struct ibv_srq_init_attr sa = {.attr = {.max_wr = 0, .max_sge = 0}};
 	struct ibv_qp_init_attr ia = {
 	    .send_cq = B.cq,
 	    .recv_cq = B.cq,
@@ -242,7 +246,9 @@ static void srq_recv_caps(void)
 	struct ibv_recv_wr rwr = {.wr_id = 100, .sg_list = &sge, .num_sge = 1}, *bad;
 	struct ibv_srq *srq = ibv_create_srq(B.pd, &sa);
 
-	REQUIRE(srq, "create_srq: %s", strerror(errno));
+	REQUIRE(srq, "create_srq with max_wr and max_sge 0: %s", strerror(errno));
+	CHECK(sa.attr.max_wr >= 1 && sa.attr.max_sge >= 1, "SRQ caps clamped: %u %u",
+	      sa.attr.max_wr, sa.attr.max_sge);
 	errno = 0;
 	CHECK(!ibv_create_qp(B.pd, &ia) && errno == EINVAL, "without an SRQ they are refused: %s",
 	      strerror(errno));
