@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * librs-compat.so: two things Linux TCP accepts and rsockets refuses, for
- * unchanged socket programs run over librspreload.so. Preloaded ahead of it:
+ * librs-compat.so: what Linux TCP accepts and rsockets refuses or gets
+ * wrong, for unchanged socket programs run over librspreload.so. Preloaded
+ * ahead of it:
  *
  *   LD_PRELOAD=librs-compat.so:librspreload.so:libivrdma-preload.so PROGRAM
  *
@@ -27,15 +28,30 @@
  *   reads as an established connection with no other figures (all zero)
  *   and TCP_CONGESTION as "rsocket".
  *
+ * - select(): librspreload.so's select() maps rpoll()'s answers back to the
+ *   caller's fds by scanning fd numbers upward and taking the first whose
+ *   rsocket index matches. An rsocket's index is the number of its RDMA CM
+ *   event channel, itself an open fd of the process; an accepted rsocket's
+ *   channel is opened (by rsockets' listening thread) before accept() opens
+ *   the fd the caller gets, so it is the lower number and the scan meets it
+ *   first: the answer lands on the channel's fd, the caller's socket is
+ *   never reported ready. iperf3's server waits on its accepted control
+ *   socket with select() and so never saw the client's TEST_END. This
+ *   select() asks poll() instead (librspreload.so's poll() keeps each
+ *   answer at its index) and marks the sets as the kernel's select() does.
+ *
  * Nothing else changes. Not ivrdma's: it is the same on any RDMA device.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -157,4 +173,87 @@ int getsockopt(int fd, int level, int optname, void *val, socklen_t *len)
 		return 0;
 	errno = saved;
 	return -1;
+}
+
+typedef int (*poll_fn)(struct pollfd *, nfds_t, int);
+
+/* select()'s sets as a pollfd array, in ascending fd order; returns how many. */
+static nfds_t sets_to_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct pollfd *fds)
+{
+	nfds_t n = 0;
+
+	for (int fd = 0; fd < nfds; fd++) {
+		short events = 0;
+
+		if (rd && FD_ISSET(fd, rd))
+			events |= POLLIN;
+		if (wr && FD_ISSET(fd, wr))
+			events |= POLLOUT;
+		if (ex && FD_ISSET(fd, ex))
+			events |= POLLPRI;
+		if (events)
+			fds[n++] = (struct pollfd){.fd = fd, .events = events};
+	}
+	return n;
+}
+
+/* poll()'s answers back into the sets, as the kernel's select() marks them. */
+static int poll_to_sets(const struct pollfd *fds, nfds_t n, fd_set *rd, fd_set *wr, fd_set *ex)
+{
+	int count = 0;
+
+	if (rd)
+		FD_ZERO(rd);
+	if (wr)
+		FD_ZERO(wr);
+	if (ex)
+		FD_ZERO(ex);
+	for (nfds_t i = 0; i < n; i++) {
+		short r = fds[i].revents;
+
+		if (r & POLLNVAL) {
+			errno = EBADF;
+			return -1;
+		}
+		if (rd && (fds[i].events & POLLIN) && (r & (POLLIN | POLLHUP | POLLERR))) {
+			FD_SET(fds[i].fd, rd);
+			count++;
+		}
+		if (wr && (fds[i].events & POLLOUT) && (r & (POLLOUT | POLLERR))) {
+			FD_SET(fds[i].fd, wr);
+			count++;
+		}
+		if (ex && (fds[i].events & POLLPRI) && (r & POLLPRI)) {
+			FD_SET(fds[i].fd, ex);
+			count++;
+		}
+	}
+	return count;
+}
+
+int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *timeout)
+{
+	static poll_fn next;
+	struct pollfd fds[FD_SETSIZE];
+	int ms = -1, rc;
+	nfds_t n;
+
+	if (!next)
+		next = (poll_fn)dlsym(RTLD_NEXT, "poll");
+	if (!next) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (nfds < 0 || nfds > FD_SETSIZE ||
+	    (timeout && (timeout->tv_sec < 0 || timeout->tv_usec < 0))) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (timeout) /* rounded up: a short wait must not become a spin */
+		ms = timeout->tv_sec > INT_MAX / 1000 - 1
+			 ? INT_MAX
+			 : (int)(timeout->tv_sec * 1000 + (timeout->tv_usec + 999) / 1000);
+	n = sets_to_poll(nfds, rd, wr, ex, fds);
+	rc = next(fds, n, ms);
+	return rc < 0 ? rc : poll_to_sets(fds, n, rd, wr, ex);
 }

@@ -3,7 +3,8 @@
 # `ivrdma env`, then librdmacm (unchanged, from Debian) through the
 # preload's rdma_cm device.
 #
-# usage: run-rdmacm-test.sh MODE IVRDMAD IVRDMA PROVIDER_SO TEST_RDMACM [UCX_EXAMPLE [RS_COMPAT_SO]]
+# usage: run-rdmacm-test.sh MODE IVRDMAD IVRDMA PROVIDER_SO TEST_RDMACM [UCX_EXAMPLE
+#        [RS_COMPAT_SO [RS_SELECT]]]
 #   api       test_rdmacm.c: librdmacm's API, data checked, errors and a dying peer
 #   tools     rdmacm-utils: rping -V, ucmatose, udaddy, rdma_server/client,
 #             rdma_xserver/xclient (XRC), mckey (multicast), rstream, riostream; libfabric's fi_pingpong
@@ -11,18 +12,19 @@
 #   perftest  perftest's latency and bandwidth tests with -R
 #   libfabric-rdm  fi_pingpong over verbs;ofi_rxm (disabled in CTest: see there)
 #   rsockets  unchanged socket programs over librspreload.so (with
-#             RS_COMPAT_SO, bench/rs_compat.c, ahead of it): sockperf
-#             ping-pong over poll() for 2 s, and memcached (libevent on poll)
-#             with memcslap; both must complete and move data
-#   rsockets-iperf3  iperf3 over librspreload.so for 2 s: completes, JSON
-#             bytes received > 0 (it does not finish yet: README)
+#             RS_COMPAT_SO, bench/rs_compat.c, ahead of it): RS_SELECT
+#             (rs_select.c: select() on accepted and connected sockets),
+#             sockperf ping-pong over poll() for 2 s, and memcached (libevent
+#             on poll) with memcslap; all must complete and move data
+#   rsockets-iperf3  iperf3 (select()) over librspreload.so for 2 s:
+#             completes, JSON bytes received > 0
 # env: IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 set -euo pipefail
 # shellcheck source=../lib/ivrdmad.sh
 . "$(dirname "$0")/../lib/ivrdmad.sh"
 
 mode=$1 ivrdmad=$2 ivrdma=$3 provider=$(realpath "$4") test_bin=$5 ucx_example=${6:-}
-rs_compat=${7:-}
+rs_compat=${7:-} rs_select=${8:-}
 rspreload=/usr/lib/x86_64-linux-gnu/rsocket/librspreload.so
 dir=$(mktemp -d /tmp/ivrdma-rdmacm.XXXXXX)
 shm=/ivrdma-rdmacm-$$
@@ -281,6 +283,10 @@ rs_pair() {
 check_rsockets() {
 	local obs keys
 	rs_env
+	[[ -n $rs_select && -x $rs_select ]] || fail "no rs_select given"
+	LD_PRELOAD=$rs_preload timeout -k 5 60 "$rs_select" "$((next_port++))" ||
+		fail "rs_select: select() over rsockets"
+	echo "ok select() over rsockets"
 	echo "T:127.0.0.1:$next_port" >"$dir/feed"
 	rs_pair sockperf "sockperf server -f DIR/feed -F p" \
 		"sockperf ping-pong -f DIR/feed -F p -m 64 -t 2"
