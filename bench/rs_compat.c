@@ -40,6 +40,16 @@
  *   select() asks poll() instead (librspreload.so's poll() keeps each
  *   answer at its index) and marks the sets as the kernel's select() does.
  *
+ * - poll() with a timeout: rdma-core 44's rpoll() returns on a timeout
+ *   without leaving its count of threads in poll() (fixed in rdma-core 63,
+ *   "librdmacm: Fix rpoll in case of timeout"). Once the count is stuck,
+ *   the next change seen while two threads poll suspends every rpoll()
+ *   for good: they spin, checking rsockets but no longer any other fd.
+ *   memcached's worker then never read the pipe its listener hands it new
+ *   connections on (memcslap -t get timed out on its second connection).
+ *   This poll() never gives librspreload.so a timeout: it waits without
+ *   one, on a timerfd added to the set that expires at the timeout.
+ *
  * Nothing else changes. Not ivrdma's: it is the same on any RDMA device.
  */
 #include <dlfcn.h>
@@ -50,9 +60,11 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -177,6 +189,50 @@ int getsockopt(int fd, int level, int optname, void *val, socklen_t *len)
 
 typedef int (*poll_fn)(struct pollfd *, nfds_t, int);
 
+/* fds and a timerfd expiring after ms, to poll() with no timeout. */
+static int poll_with_timer(poll_fn next, struct pollfd *fds, nfds_t n, int ms)
+{
+	struct itimerspec at = {.it_value = {ms / 1000, (long)(ms % 1000) * 1000000}};
+	struct pollfd *all = malloc((n + 1) * sizeof(*all));
+	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), rc = -1;
+
+	if (!all || tfd < 0 || timerfd_settime(tfd, 0, &at, NULL) < 0) {
+		if (all) /* no timer: the plain call, as before */
+			rc = next(fds, n, ms);
+		goto out;
+	}
+	memcpy(all, fds, n * sizeof(*all));
+	all[n] = (struct pollfd){.fd = tfd, .events = POLLIN};
+	rc = next(all, n + 1, -1);
+	if (rc > 0 && all[n].revents)
+		rc--;
+	for (nfds_t i = 0; rc >= 0 && i < n; i++)
+		fds[i].revents = all[i].revents;
+out:
+	if (tfd >= 0)
+		close(tfd);
+	free(all);
+	return rc;
+}
+
+int poll(struct pollfd *fds, nfds_t n, int ms)
+{
+	static poll_fn next;
+	int rc;
+
+	if (!next)
+		next = (poll_fn)dlsym(RTLD_NEXT, "poll");
+	if (!next) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (ms <= 0)
+		return next(fds, n, ms);
+	/* what is ready already needs no timer (a zero timeout is safe) */
+	rc = next(fds, n, 0);
+	return rc ? rc : poll_with_timer(next, fds, n, ms);
+}
+
 /* select()'s sets as a pollfd array, in ascending fd order; returns how many. */
 static nfds_t sets_to_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct pollfd *fds)
 {
@@ -233,17 +289,10 @@ static int poll_to_sets(const struct pollfd *fds, nfds_t n, fd_set *rd, fd_set *
 
 int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *timeout)
 {
-	static poll_fn next;
 	struct pollfd fds[FD_SETSIZE];
 	int ms = -1, rc;
 	nfds_t n;
 
-	if (!next)
-		next = (poll_fn)dlsym(RTLD_NEXT, "poll");
-	if (!next) {
-		errno = ENOSYS;
-		return -1;
-	}
 	if (nfds < 0 || nfds > FD_SETSIZE ||
 	    (timeout && (timeout->tv_sec < 0 || timeout->tv_usec < 0))) {
 		errno = EINVAL;
@@ -254,6 +303,6 @@ int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *timeout
 			 ? INT_MAX
 			 : (int)(timeout->tv_sec * 1000 + (timeout->tv_usec + 999) / 1000);
 	n = sets_to_poll(nfds, rd, wr, ex, fds);
-	rc = next(fds, n, ms);
+	rc = poll(fds, n, ms);
 	return rc < 0 ? rc : poll_to_sets(fds, n, rd, wr, ex);
 }

@@ -15,7 +15,8 @@
 #             RS_COMPAT_SO, bench/rs_compat.c, ahead of it): RS_SELECT
 #             (rs_select.c: select() on accepted and connected sockets),
 #             sockperf ping-pong over poll() for 2 s, and memcached (libevent
-#             on poll) with memcslap; all must complete and move data
+#             on poll) with memcslap's sets and gets; all must complete and
+#             move data
 #   rsockets-iperf3  iperf3 (select()) over librspreload.so for 2 s:
 #             completes, JSON bytes received > 0
 # env: IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
@@ -301,6 +302,14 @@ check_rsockets() {
 	keys=$(awk '/Time to set +[0-9]+ keys by/ { print $4 }' "$dir/memcached.client")
 	[[ $keys == 2000 ]] || { cat "$dir/memcached.client" >&2; fail "memcslap: $keys keys set, not 2000"; }
 	echo "ok memcached over rsockets ($keys sets)"
+	# gets: a load, then a second connection from a thread of memcslap's
+	# own, which memcached's worker learns of through a pipe (a plain fd in
+	# its poll() set: bench/rs_compat.c's poll())
+	rs_pair memcached_get "memcached -u root -l 127.0.0.1 -p PORT -t 1 -U 0" \
+		"memcslap -s 127.0.0.1:PORT -t get -e 2000 -c 1"
+	keys=$(awk '/Time to get +[0-9]+ keys by/ { print $4 }' "$dir/memcached_get.client")
+	[[ $keys == 2000 ]] || { cat "$dir/memcached_get.client" >&2; fail "memcslap: $keys keys got, not 2000"; }
+	echo "ok memcached over rsockets ($keys gets)"
 }
 
 check_rsockets_iperf3() {
