@@ -265,8 +265,8 @@ rs_pair() {
 	wait_rs_listener "$port" "$server_pid"
 	# shellcheck disable=SC2086
 	LD_PRELOAD=$rs_preload timeout -k 5 60 $client >"$dir/$name.client" 2>&1 || rc=$?
-	# memcached over rsockets does not stop on SIGTERM (its main thread
-	# stays in rpoll()): a few seconds' grace, then SIGKILL
+	# a few seconds' grace, then SIGKILL (memcached stayed in rpoll() on
+	# SIGTERM before bench/rs_compat.c's poll())
 	kill -TERM "$server_pid" 2>/dev/null || true
 	for _ in $(seq 30); do
 		kill -0 "$server_pid" 2>/dev/null || break
