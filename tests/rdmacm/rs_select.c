@@ -6,9 +6,16 @@
  * after the other writes a byte, reported readable on its own fd (and on
  * no other), and the byte reads back.
  *
+ * Then poll(): one that times out, then, twice, a pipe next to an rsocket
+ * in one poll() with no timeout, written by another thread while it
+ * waits: the pipe must be reported each time.
+ *
  * Why: librspreload.so's own select() reports an accepted socket's
- * readiness on the fd of the socket's RDMA CM channel instead (see
- * bench/rs_compat.c); iperf3's server then never saw its client's TEST_END.
+ * readiness on the fd of the socket's RDMA CM channel instead, and its
+ * rpoll() leaks a count on a timeout, after which the second such poll()
+ * spins for ever without looking at the pipe (see bench/rs_compat.c);
+ * iperf3's server never saw its client's TEST_END, memcached's worker
+ * never saw a new connection.
  * usage: rs_select PORT (under LD_PRELOAD=librs-compat.so:librspreload.so:
  * libivrdma-preload.so, with an ivrdmad up)
  */
@@ -16,6 +23,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/select.h>
@@ -96,6 +105,58 @@ static void one_byte(const char *name, int from, int to, char c)
 	CHECK(read(to, &got, 1) == 1 && got == c, "%s: read back '%c'", name, got);
 }
 
+#define LIVENESS_S 30 /* a hung poll() fails the test instead of hanging it */
+
+static void *watchdog(void *arg)
+{
+	(void)arg;
+	sleep(LIVENESS_S);
+	fprintf(stderr, "FAIL: poll() still waiting after %d s: the pipe was not seen\n",
+		LIVENESS_S);
+	_exit(1);
+}
+
+/* Writes a byte to the pipe twice, each after the main thread had time to block. */
+static void *pipe_writer(void *arg)
+{
+	int fd = *(int *)arg;
+
+	for (int i = 0; i < 2; i++) {
+		usleep(200000); /* not a check: only makes the byte come while poll() waits */
+		if (write(fd, "p", 1) != 1)
+			break;
+	}
+	return NULL;
+}
+
+static void poll_after_timeout(int rs)
+{
+	struct pollfd one = {.fd = rs, .events = POLLIN};
+	pthread_t w, dog;
+	int p[2];
+	char c;
+
+	REQUIRE(pipe(p) == 0, "pipe: %m");
+	CHECK(poll(&one, 1, 10) == 0, "poll() of an idle rsocket times out");
+	REQUIRE(pthread_create(&dog, NULL, watchdog, NULL) == 0, "pthread_create");
+	REQUIRE(pthread_create(&w, NULL, pipe_writer, &p[1]) == 0, "pthread_create");
+	for (int i = 0; i < 2; i++) {
+		struct pollfd two[2] = {{.fd = p[0], .events = POLLIN},
+					{.fd = rs, .events = POLLIN}};
+		int n = poll(two, 2, -1);
+
+		CHECK(n == 1 && (two[0].revents & POLLIN) && !two[1].revents,
+		      "poll %d: %d ready, pipe %#x, rsocket %#x", i, n, two[0].revents,
+		      two[1].revents);
+		CHECK(read(p[0], &c, 1) == 1 && c == 'p', "poll %d: the pipe's byte", i);
+	}
+	pthread_join(w, NULL);
+	pthread_cancel(dog);
+	pthread_join(dog, NULL);
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET};
@@ -121,6 +182,7 @@ int main(int argc, char **argv)
 	one_byte("to the accepted socket", cs, as, 'a');
 	one_byte("to the connecting socket", as, cs, 'c');
 	one_byte("to the accepted socket again", cs, as, 'b');
+	poll_after_timeout(as);
 	close(as);
 	close(cs);
 	close(ls);

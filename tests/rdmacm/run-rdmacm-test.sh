@@ -13,7 +13,8 @@
 #   libfabric-rdm  fi_pingpong over verbs;ofi_rxm (disabled in CTest: see there)
 #   rsockets  unchanged socket programs over librspreload.so (with
 #             RS_COMPAT_SO, bench/rs_compat.c, ahead of it): RS_SELECT
-#             (rs_select.c: select() on accepted and connected sockets),
+#             (rs_select.c: select() on accepted and connected sockets,
+#             poll() after a timeout),
 #             sockperf ping-pong over poll() for 2 s, and memcached (libevent
 #             on poll) with memcslap's sets and gets; all must complete and
 #             move data
@@ -286,8 +287,8 @@ check_rsockets() {
 	rs_env
 	[[ -n $rs_select && -x $rs_select ]] || fail "no rs_select given"
 	LD_PRELOAD=$rs_preload timeout -k 5 60 "$rs_select" "$((next_port++))" ||
-		fail "rs_select: select() over rsockets"
-	echo "ok select() over rsockets"
+		fail "rs_select: select() and poll() over rsockets"
+	echo "ok select() and poll() over rsockets"
 	echo "T:127.0.0.1:$next_port" >"$dir/feed"
 	rs_pair sockperf "sockperf server -f DIR/feed -F p" \
 		"sockperf ping-pong -f DIR/feed -F p -m 64 -t 2"
