@@ -41,8 +41,6 @@ const char *directory_node_state_name(uint32_t state)
 	switch (state) {
 	case IVRDMA_NODE_ABSENT:
 		return "absent";
-	case IVRDMA_NODE_JOINING:
-		return "joining";
 	case IVRDMA_NODE_ACTIVE:
 		return "active";
 	case IVRDMA_NODE_SUSPENDING:

@@ -110,12 +110,20 @@ static_assert(offsetof(struct ivrdma_region_header, listeners) == 216, "header l
 static_assert(offsetof(struct ivrdma_region_header, mcast) == 232, "header layout");
 static_assert(sizeof(struct ivrdma_region_header) == IVRDMA_HEADER_SIZE, "header size");
 
+/*
+ * ivrdmad stores a node's state; everyone else only loads it (acquire).
+ * A node goes ACTIVE in the same loop turn in which its peer is accepted,
+ * introduced and given its eventfds: there is no state between taking a
+ * node and it being usable. ACTIVE to SUSPENDING: `migrate-begin`
+ * ("Suspending a node" below); SUSPENDING or ACTIVE to GONE: its last peer
+ * left; ABSENT or GONE to ACTIVE: it joins (again, its epoch moves on);
+ * SUSPENDING to ACTIVE: `migrate-end` of a node whose device never left.
+ */
 enum ivrdma_node_state {
-	IVRDMA_NODE_ABSENT = 0,	 /* configured, has not joined yet */
-	IVRDMA_NODE_JOINING = 1, /* peer connecting, not yet usable */
-	IVRDMA_NODE_ACTIVE = 2,
-	IVRDMA_NODE_SUSPENDING = 3, /* migration teardown in progress */
-	IVRDMA_NODE_GONE = 4,	    /* left; slot and identity kept for its return */
+	IVRDMA_NODE_ABSENT = 0, /* configured, has not joined yet */
+	IVRDMA_NODE_ACTIVE = 1,
+	IVRDMA_NODE_SUSPENDING = 2, /* migration teardown under way or done */
+	IVRDMA_NODE_GONE = 3,	    /* left; slot and identity kept for its return */
 };
 
 enum ivrdma_node_kind {

@@ -94,14 +94,8 @@ int ivrdma_query_device_ex(struct ibv_context *context,
 /* The port follows my node: it is usable only while the node is active. */
 static enum ibv_port_state port_state(const struct ivrdma_node *node)
 {
-	switch (node ? shm_load_acquire32(&node->state) : IVRDMA_NODE_GONE) {
-	case IVRDMA_NODE_ACTIVE:
-		return IBV_PORT_ACTIVE;
-	case IVRDMA_NODE_JOINING:
-		return IBV_PORT_INIT;
-	default:
-		return IBV_PORT_DOWN;
-	}
+	return node && shm_load_acquire32(&node->state) == IVRDMA_NODE_ACTIVE ? IBV_PORT_ACTIVE
+									      : IBV_PORT_DOWN;
 }
 
 int ivrdma_query_port(struct ibv_context *context, uint8_t port_num,
