@@ -1,28 +1,42 @@
 // SPDX-License-Identifier: MIT
 /*
- * The guest's side of the unplug test (run-verbs-vm.sh --scenario unplug):
- * a verbs process of vm1 while the host runs `ivrdma migrate-begin vm1`,
- * unplugs the ivshmem device (QMP device_del), plugs it in again
- * (device_add) and runs `ivrdma migrate-end vm1`.
+ * The guest's side of the unplug and migration tests (run-verbs-vm.sh
+ * --scenario unplug and migrate): a verbs process of vm1 while the host
+ * runs `ivrdma migrate-begin vm1`, unplugs the ivshmem device (QMP
+ * device_del), migrates the VM to another QEMU and ivrdmad (migrate
+ * only), plugs a device in again (device_add) and runs `ivrdma
+ * migrate-end vm1`.
  *
  * 1. ivrdma0 opened; a malloc'ed heap buffer (not page-aligned) registered
  *    with known patterns; two RC QPs of this context connected to each
  *    other (loopback, my own LID): A keeps RDMA writes, RDMA reads and
  *    sends to B in flight (all signaled, counted), B keeps receives
  *    posted; a second thread rewrites and checks a part of the registered
- *    buffer all along. Prints "READY" once transfers went through.
+ *    buffer all along, until the unplug. Prints "READY" once transfers
+ *    went through.
  * 2. On IBV_EVENT_DEVICE_FATAL (migrate-begin): stops posting, prints
  *    "FATAL", waits until the device nodes are gone (the unplug), then
  *    polls every completion (each WR posted completes exactly once:
  *    success or flush; polled on the private copy of the region), checks
  *    the buffer and the thread's checks, deregisters, destroys, closes
- *    (each returns 0), touches the buffer (no SIGBUS) and prints "LEFT".
+ *    (each returns 0), writes a new pattern into the buffer (no SIGBUS)
+ *    and prints "LEFT". From then on, through the migration, it waits for
+ *    the device.
  * 3. Opens ivrdma0 again until it works (the device is plugged back in),
  *    connects a new loopback pair, moves checked data (write, read, send)
- *    and prints "REJOINED".
+ *    and prints "FIRST-TRANSFER" after the first. Then the old buffer:
+ *    it still holds the pattern of step 2; registered again, it is the
+ *    source of a write and the target of a read over the new pair.
+ *    Prints "REJOINED" with the port's LID and GID.
+ *
+ * With --setup (the migrate test: another region, another subnet), step 3
+ * first runs `ivrdma setup` again once the device nodes are back, as a
+ * udev rule or the application's launcher would: libibverbs reads the
+ * port's GID from the sysfs tree that setup writes, and the GID's subnet
+ * half is the destination region's.
  *
  * Output lines are the host's cues; exit status 0 if every check passed.
- * usage: guest-unplug [SECONDS to wait for each cue, default 300]
+ * usage: guest-unplug [SECONDS to wait for each cue, default 300] [--setup]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -48,6 +62,7 @@ static const struct qpopts rc_opts = {
     .access = ALL_REMOTE, .rnr_retry = 7, .retry_cnt = 7, .timeout = 14, .sig_all = true};
 
 static int wait_s = 300;
+static bool setup_again; /* --setup */
 
 struct state {
 	struct ep a, b; /* one context: b shares a's ctx, pd and cq */
@@ -229,6 +244,20 @@ static bool devices_gone(void)
 	return access("/dev/ivshmem0", F_OK) && access("/dev/infiniband/ivrdma0", F_OK);
 }
 
+/* --setup: the sysfs tree rewritten for the region the device is on now. */
+static void rerun_setup(uint64_t end)
+{
+	while (access("/dev/ivshmem0", F_OK) || access("/dev/infiniband/ivrdma0", F_OK)) {
+		REQUIRE(now_s() <= end, "the device nodes did not come back within %d s", wait_s);
+		usleep(100000);
+	}
+	fflush(stdout);
+	while (system("ivrdma setup") != 0) {
+		REQUIRE(now_s() <= end, "ivrdma setup failed for %d s", wait_s);
+		usleep(100000);
+	}
+}
+
 /* Every WR posted completes exactly once; then the CQ stays empty. */
 static void poll_all(struct state *s)
 {
@@ -305,7 +334,6 @@ static void leave(struct state *s, pthread_t thread)
 	ep_close(&s->a);
 	fill(s->mem, BUF_LEN, 78);
 	CHECK(pat_diff(s->mem, BUF_LEN, 78) == BUF_LEN, "the buffer after close");
-	free(s->raw);
 	printf(
 	    "LEFT A: %d posted, %d ok, %d flushed; B: %d receives, %d ok, %d flushed;"
 	    " %d completions polled after the unplug; thread: %d rounds;"
@@ -342,16 +370,57 @@ static bool try_open(struct ep *e)
 	return false;
 }
 
+/*
+ * The buffer of phase 1 after the device came back (after the migration,
+ * in the live test): still its contents, and registered again it moves
+ * data over the new pair 'a' (writing into 'mem', reading from it).
+ */
+static void old_buffer(struct state *s, struct ep *a, uint8_t *mem, struct ibv_mr *mr)
+{
+	struct ibv_mr *old;
+
+	CHECK(pat_diff(s->mem, BUF_LEN, 78) == BUF_LEN, "the old buffer after the rejoin");
+	old = ibv_reg_mr(a->pd, s->mem, BUF_LEN, MR_ALL);
+	REQUIRE(old, "reg_mr of the old buffer after the rejoin: %s", strerror(errno));
+	REQUIRE(post1(a->qp, 4, IBV_WR_RDMA_WRITE, 0, s->mem, OP_LEN, old->lkey,
+		      (uintptr_t)(mem + W_DST), mr->rkey) == 0,
+		"post write from the old buffer");
+	EXPECT_WC(a->cq, IBV_WC_SUCCESS, 4, IBV_WC_RDMA_WRITE, "write from the old buffer");
+	CHECK(pat_diff(mem + W_DST, OP_LEN, 78) == OP_LEN, "bytes written from the old buffer");
+	REQUIRE(post1(a->qp, 5, IBV_WR_RDMA_READ, 0, s->mem + R_DST, OP_LEN, old->lkey,
+		      (uintptr_t)(mem + R_SRC), mr->rkey) == 0,
+		"post read into the old buffer");
+	EXPECT_WC(a->cq, IBV_WC_SUCCESS, 5, IBV_WC_RDMA_READ, "read into the old buffer");
+	CHECK(pat_diff(s->mem + R_DST, OP_LEN, 12) == OP_LEN, "bytes read into the old buffer");
+	CHECK(ibv_dereg_mr(old) == 0, "dereg_mr of the old buffer");
+	free(s->raw);
+	printf("OLD-BUFFER kept its bytes; a write from it and a read into it checked\n");
+}
+
+/* "xxxx:...:xxxx", as `ivrdma status` prints a GID. */
+static void gid_text(const union ibv_gid *gid, char *out, size_t len)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < 16 && n < len; i += 2)
+		n += (size_t)snprintf(out + n, len - n, "%s%02x%02x", i ? ":" : "", gid->raw[i],
+				      gid->raw[i + 1]);
+}
+
 /* Phase 3: the device is back; a new pair moves checked data. */
-static void rejoin(void)
+static void rejoin(struct state *s)
 {
 	uint64_t end = now_s() + (uint64_t)wait_s;
 	double t0 = now_ms();
 	struct ep a, b;
 	uint8_t *raw, *mem = heap_buf(&raw);
 	struct ibv_mr *mr;
+	union ibv_gid gid;
+	char gid_str[48];
 	int tries = 1;
 
+	if (setup_again)
+		rerun_setup(end);
 	while (!try_open(&a)) {
 		REQUIRE(now_s() <= end, "ivrdma0 did not open again within %d s", wait_s);
 		usleep(100000);
@@ -386,11 +455,14 @@ static void rejoin(void)
 	CHECK(pat_diff(mem + W_DST, OP_LEN, 11) == OP_LEN, "written bytes after the rejoin");
 	CHECK(pat_diff(mem + R_DST, OP_LEN, 12) == OP_LEN, "read bytes after the rejoin");
 	CHECK(pat_diff(mem + RECV_OFF, MSG_LEN, 13) == MSG_LEN, "received bytes after the rejoin");
+	old_buffer(s, &a, mem, mr);
+	REQUIRE(ibv_query_gid(a.ctx, 1, 0, &gid) == 0, "query_gid");
+	gid_text(&gid, gid_str, sizeof(gid_str));
 	CHECK(ibv_dereg_mr(mr) == 0, "dereg_mr");
 	CHECK(ibv_destroy_qp(b.qp) == 0, "destroy_qp B");
 	ep_close(&a);
 	free(raw);
-	printf("REJOINED lid %u: write, read and send checked\n", a.lid);
+	printf("REJOINED lid %u gid %s: write, read and send checked\n", a.lid, gid_str);
 }
 
 int main(int argc, char **argv)
@@ -401,9 +473,10 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc > 1)
 		wait_s = atoi(argv[1]);
+	setup_again = argc > 2 && !strcmp(argv[2], "--setup");
 	setup(&s, &thread);
 	traffic(&s);
 	leave(&s, thread);
-	rejoin();
+	rejoin(&s);
 	return check_summary();
 }

@@ -12,19 +12,26 @@
 #     the janitor below, after the logs are shown);
 #     it gets SIGTERM if this script dies, even by SIGKILL (setpriv
 #     --pdeathsig), and dies on its own after BUDGET s anyway (timeout);
-#   - the work dir $work and the shm object $shm are removed (--keep,
-#     i.e. keep=1, keeps the work dir), by a janitor process if this
-#     script is SIGKILLed (a CTest timeout);
+#   - the work dir $work and the shm objects $shm and $shm-* (a second
+#     ivrdmad's) are removed (--keep, i.e. keep=1, keeps the work dir), by
+#     a janitor process if this script is SIGKILLed (a CTest timeout);
 #   - on failure the logs in $work are printed (the guests' consoles).
 # Every wait is bounded; a supervised process that dies early fails the
 # test at once (VMs may exit after their guest said DONE or FAIL).
 
 SKIP=77
 start_ns=$(date +%s%N)
-work='' shm='' keep=${keep:-0} daemon_pid='' kernel=${kernel:-} janitor_pid=''
+work='' shm='' keep=${keep:-0} kernel=${kernel:-} janitor_pid=''
 supervised=()
 daemon_opts=() # more options for ivrdmad (start_daemon), e.g. --addr vm1=IP
-declare -A vm_pid=() vm_console=()
+daemon_pids=() # every ivrdmad started (start_daemon, start_daemon_at)
+# Per VM: QEMU's PID, its console's fd, and its console logs: more than one
+# once it migrated (vm_incoming, vm_migrated), oldest first.
+declare -A vm_pid=() vm_console=() vm_logs=()
+
+now_ms() {
+	echo $(($(date +%s%N) / 1000000))
+}
 
 elapsed() {
 	local ms=$((($(date +%s%N) - start_ns) / 1000000))
@@ -108,7 +115,7 @@ vm_lib_cleanup() {
 			rm -rf "$work"
 		fi
 	fi
-	[ -z "$shm" ] || rm -f "/dev/shm/${shm#/}"
+	[ -z "$shm" ] || rm -f "/dev/shm/${shm#/}" "/dev/shm/${shm#/}"-*
 	stop "$janitor_pid"
 	exit $rc
 }
@@ -123,7 +130,7 @@ vm_lib_init() {
 	shm="/$1-$$-$RANDOM"
 	[ "$keep" -eq 1 ] && return 0
 	# shellcheck disable=SC2016 # expanded by that sh, at trap time
-	background sh -c 'trap "rm -rf \"\$1\" \"\$2\"; exit 0" TERM; while :; do sleep 1; done' \
+	background sh -c 'trap "rm -rf \"\$1\" \"\$2\" \"\$2\"-*; exit 0" TERM; while :; do sleep 1; done' \
 		janitor "$work" "/dev/shm/${shm#/}" </dev/null >/dev/null 2>&1 &
 	janitor_pid=$!
 	supervise $!
@@ -143,8 +150,10 @@ wait_until() {
 }
 
 alive_or_fail() {
-	local vm
-	[ -z "$daemon_pid" ] || kill -0 "$daemon_pid" 2>/dev/null || fail "ivrdmad exited early"
+	local vm pid
+	for pid in "${daemon_pids[@]}"; do
+		kill -0 "$pid" 2>/dev/null || fail "ivrdmad (pid $pid) exited early"
+	done
 	for vm in "${!vm_pid[@]}"; do
 		[ -z "${vm_pid[$vm]}" ] || kill -0 "${vm_pid[$vm]}" 2>/dev/null ||
 			guest_said "$vm" '\(DONE\|FAIL\)' || fail "QEMU of $vm exited before its guest finished"
@@ -196,19 +205,29 @@ check_module() {
 }
 
 # start_daemon IVRDMAD IVRDMA SIZE VM...: ivrdmad with one socket per VM
-# (and the options in daemon_opts).
+# (and the options in daemon_opts), in $work with the shm object $shm.
 start_daemon() {
-	local ivrdmad=$1 ivrdma=$2 size=$3 args=() vm
-	shift 3
+	start_daemon_at "$work" "$shm" "$@"
+}
+
+# start_daemon_at DIR SHM IVRDMAD IVRDMA SIZE VM...: the same in DIR (made
+# if needed) with SHM, which must be $shm or $shm-SUFFIX (removed at the
+# end); its log is DIR/ivrdmad.log, or $work/ivrdmad-SUFFIX.log.
+start_daemon_at() {
+	local dir=$1 obj=$2 ivrdmad=$3 ivrdma=$4 size=$5 args=() vm logf=$work/ivrdmad.log
+	shift 5
+	[[ $obj == "$shm" || $obj == "$shm"-* ]] || fail "start_daemon_at: shm $obj is not $shm(-*)"
+	[ "$obj" = "$shm" ] || logf=$work/ivrdmad${obj#"$shm"}.log
+	mkdir -p "$dir"
 	for vm in "$@"; do
 		args+=(--vm "$vm")
 	done
-	background "$ivrdmad" --dir "$work" --shm "$shm" --size "$size" \
-		--vectors "$VECTORS" "${args[@]}" "${daemon_opts[@]}" -v </dev/null >"$work/ivrdmad.log" 2>&1 &
-	daemon_pid=$!
+	background "$ivrdmad" --dir "$dir" --shm "$obj" --size "$size" \
+		--vectors "$VECTORS" "${args[@]}" "${daemon_opts[@]}" -v </dev/null >"$logf" 2>&1 &
+	daemon_pids+=($!)
 	supervise $!
-	wait_until "ivrdmad to answer status" 15 "$ivrdma" --dir "$work" status >/dev/null 2>&1
-	log "ivrdmad ready (shm $shm, size $size, dir $work)"
+	wait_until "ivrdmad to answer status" 15 "$ivrdma" --dir "$dir" status >/dev/null 2>&1
+	log "ivrdmad ready (shm $obj, size $size, dir $dir)"
 }
 
 # vm_boot NAME INITRD APPEND [QEMU ARGS...]: one TCG VM whose
@@ -226,20 +245,59 @@ start_daemon() {
 # when a preempted vCPU thread held that window open). guest.driver_basics
 # races locked adds on one BAR2 word against the host to check it.
 vm_boot() {
-	local name=$1 initrd=$2 append=$3 fd
+	local name=$1 initrd=$2 append=$3
 	shift 3
-	mkfifo "$work/$name.console"
-	exec {fd}<>"$work/$name.console"
-	vm_console[$name]=$fd
+	qemu_start "$name" "$initrd" "$append" -chardev socket,path="$work/$name.sock",id=iv \
+		-device ivshmem-doorbell,id=ivrdma,chardev=iv,vectors="$VECTORS" "$@"
+	log "QEMU $name started (kernel $kernel)"
+}
+
+# qemu_start KEY INITRD APPEND [QEMU ARGS...]: the QEMU of vm_boot without
+# an ivshmem device, known as KEY: console input $work/KEY.console, output
+# $work/KEY.serial.log.
+qemu_start() {
+	local key=$1 initrd=$2 append=$3 fd
+	shift 3
+	mkfifo "$work/$key.console"
+	exec {fd}<>"$work/$key.console"
+	vm_console[$key]=$fd
+	vm_logs[$key]=$work/$key.serial.log
 	background qemu-system-x86_64 -accel tcg -smp 1,maxcpus=2 -m "${VM_MEMORY:-256}" \
 		-nographic -no-reboot \
-		-kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 quiet panic=-1 $append" \
-		-chardev socket,path="$work/$name.sock",id=iv \
-		-device ivshmem-doorbell,id=ivrdma,chardev=iv,vectors="$VECTORS" "$@" \
-		<"$work/$name.console" >"$work/$name.serial.log" 2>&1 &
-	vm_pid[$name]=$!
+		-kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 quiet panic=-1 $append" "$@" \
+		<"$work/$key.console" >"$work/$key.serial.log" 2>&1 &
+	vm_pid[$key]=$!
 	supervise $!
-	log "QEMU $name started (kernel $kernel)"
+}
+
+# vm_incoming NAME PORT INITRD APPEND [QEMU ARGS...]: the destination of
+# NAME's live migration, known as NAME.in until vm_migrated: the machine
+# of vm_boot (same INITRD, APPEND and ARGS) without the ivshmem device,
+# which cannot migrate, waiting on tcp:127.0.0.1:PORT.
+vm_incoming() {
+	local name=$1 port=$2
+	shift 2
+	qemu_start "$name.in" "$@" -incoming tcp:127.0.0.1:"$port"
+	wait_until "QEMU $name.in to listen on port $port" 30 tcp_listening "$port"
+	log "QEMU $name.in started, incoming on 127.0.0.1:$port"
+}
+
+# vm_migrated NAME: the migration to NAME.in completed; the source QEMU
+# is stopped and NAME is the destination from now on (its console, its
+# PID), the guest's output being the source's log, then the destination's
+# (renamed NAME.hopN.serial.log, so that NAME can migrate again).
+vm_migrated() {
+	local name=$1 in=$1.in fd=${vm_console[$1]} hop
+	stop "${vm_pid[$name]}"
+	unsupervise "${vm_pid[$name]}"
+	exec {fd}>&-
+	hop=$(wc -w <<<"${vm_logs[$name]}")
+	mv "$work/$in.console" "$work/$name.hop$hop.console"
+	mv "$work/$in.serial.log" "$work/$name.hop$hop.serial.log"
+	vm_pid[$name]=${vm_pid[$in]}
+	vm_console[$name]=${vm_console[$in]}
+	vm_logs[$name]+=" $work/$name.hop$hop.serial.log"
+	unset "vm_pid[$in]" "vm_console[$in]" "vm_logs[$in]"
 }
 
 # vm_send NAME LINE: a line on NAME's console input.
@@ -247,9 +305,13 @@ vm_send() {
 	echo "$2" >&"${vm_console[$1]}"
 }
 
-# serial NAME: its console log, one line per line, without CRs and escapes.
+# serial NAME: its console logs, one line per line, without CRs and escapes.
 serial() {
-	tr -d '\r' <"$work/$1.serial.log" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g'
+	local f
+	# shellcheck disable=SC2086 # a list of paths in the work dir
+	for f in ${vm_logs[$1]}; do
+		cat "$f"
+	done | tr -d '\r' | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g'
 }
 
 # Under pipefail a pipe into grep -q fails when grep stops reading at the
@@ -278,20 +340,22 @@ vm_wait_done() {
 
 # --- QMP, with bash's /dev/tcp (no socat, no python in the image)
 
-qmp_fd=''
+qmp_fd='' qmp_log=''
 
-# qmp_connect PORT: the monitor of a VM started with
+# qmp_connect PORT [NAME]: the monitor of a VM started with
 # -qmp tcp:127.0.0.1:PORT,server=on,wait=off; greeting read, capabilities
-# negotiated. Every line read is logged in $work/qmp.log.
+# negotiated. The qmp_* functions below talk to it from now on (the one
+# connected last). Every line read is logged in $work/NAME.log (qmp.log).
 qmp_connect() {
 	local port=$1
-	wait_until "QMP on port $port" 30 qmp_listening "$port"
+	qmp_log=$work/${2:-qmp}.log
+	wait_until "QMP on port $port" 30 tcp_listening "$port"
 	exec {qmp_fd}<>"/dev/tcp/127.0.0.1/$port"
 	qmp_read_until '"QMP"' 30 >/dev/null || fail "no QMP greeting on port $port"
 	qmp_cmd '{"execute": "qmp_capabilities"}' >/dev/null
 }
 
-qmp_listening() {
+tcp_listening() {
 	ss -Hltn "sport = :$1" | grep LISTEN >/dev/null
 }
 
@@ -302,7 +366,7 @@ qmp_read_until() {
 	while [ "$(date +%s)" -lt "$end" ]; do
 		IFS= read -r -t 1 line <&"$qmp_fd" || continue
 		line=${line%$'\r'}
-		echo "$line" >>"$work/qmp.log"
+		echo "$line" >>"$qmp_log"
 		if [[ $line =~ $1 ]]; then
 			echo "$line"
 			return 0
@@ -327,6 +391,58 @@ qmp_wait_event() {
 	local line
 	while IFS= read -r line; do
 		[[ ! $line =~ $1 ]] || return 0
-	done <"$work/qmp.log"
+	done <"$qmp_log"
 	qmp_read_until "$1" "$2" >/dev/null
+}
+
+# --- The ivshmem device under QMP (hot-unplug, hot-plug, migration)
+
+# qmp_ivshmem_del: device_del of vm_boot's ivshmem device (id ivrdma)
+# until QEMU reports DEVICE_DELETED (the guest's ACPI PCI hotplug ejected
+# it), then chardev-remove of its chardev (iv): the VM leaves ivrdmad.
+# Status 1 if the guest did not eject the device within 60 s.
+qmp_ivshmem_del() {
+	local t
+	t=$(now_ms)
+	qmp_cmd '{"execute": "device_del", "arguments": {"id": "ivrdma"}}' >/dev/null
+	qmp_wait_event '"event": *"DEVICE_DELETED".*"device": *"ivrdma"' 60 || return 1
+	log "device_del: DEVICE_DELETED after $(($(now_ms) - t)) ms"
+	qmp_cmd '{"execute": "chardev-remove", "arguments": {"id": "iv"}}' >/dev/null
+}
+
+# qmp_ivshmem_add SOCKET: chardev-add (id iv) connected to ivrdmad's VM
+# SOCKET, then device_add of an ivshmem-doorbell (id ivrdma) on it, as
+# vm_boot's. Sets t_add (now_ms) just before device_add.
+qmp_ivshmem_add() {
+	qmp_cmd "$(printf '{"execute": "chardev-add", "arguments": {"id": "iv", "backend": {"type": "socket", "data": {"server": false, "addr": {"type": "unix", "data": {"path": "%s"}}}}}}' "$1")" >/dev/null
+	# shellcheck disable=SC2034 # the caller's
+	t_add=$(now_ms)
+	qmp_cmd "$(printf '{"execute": "device_add", "arguments": {"driver": "ivshmem-doorbell", "id": "ivrdma", "chardev": "iv", "vectors": %d}}' "$VECTORS")" >/dev/null
+	log "chardev-add ($1), device_add done"
+}
+
+# qmp_migrate PORT [stopped]: migrates the VM of the monitor to a
+# vm_incoming QEMU waiting on tcp:127.0.0.1:PORT, at up to 1 GiB/s
+# (QEMU's default is 32 MiB/s), and waits up to 120 s for it; prints
+# query-migrate's last answer. Fails if the migration fails or does not
+# end in time. Live (pre-copy) by default; 'stopped' stops the vCPUs
+# first (QMP stop), so the guest stores nothing while its RAM moves, and
+# the destination stays paused until QMP cont.
+qmp_migrate() {
+	local reply status end=$(($(date +%s) + 120))
+	[ "${2:-}" != stopped ] || qmp_cmd '{"execute": "stop"}' >/dev/null
+	qmp_cmd '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1073741824}}' >/dev/null
+	qmp_cmd "$(printf '{"execute": "migrate", "arguments": {"uri": "tcp:127.0.0.1:%d"}}' "$1")" >/dev/null
+	while :; do
+		reply=$(qmp_cmd '{"execute": "query-migrate"}')
+		status=$(jq -r '.return.status' <<<"$reply")
+		case $status in
+		completed) break ;;
+		failed | cancelled) fail "migration to port $1: $status: $reply" ;;
+		esac
+		alive_or_fail
+		[ "$(date +%s)" -lt "$end" ] || fail "migration to port $1 not done in 120 s: $reply"
+		sleep 0.2
+	done
+	echo "$reply"
 }
