@@ -431,14 +431,19 @@ static inline uint64_t ivrdma_cq_free_seq(uint64_t p, uint32_t entries)
  * leave the consumer waiting on a hole for good. A producer into another
  * participant's CQ (an initiator writing a target's receive completion)
  * therefore keeps an intent in its QP slot (ivrdma_qp_slot.intent), in
- * the cache line its execution writes anyway (exec_seq):
+ * the cache line its execution writes anyway (exec_seq), and every
+ * producer claims its entry with a CAS on the line it writes next: the
+ * push gains one locked instruction and a few stores, no cache line.
  *
- *   initiator: once it has taken a receive (the CAS on rq_cons), writes
+ *   initiator: (common/cq_producer.c, take_recv() in provider/qp_tx.c)
+ *              once it has taken a receive (the CAS on rq_cons), writes
  *              the completion's identity (CQ, wr_id, rq_ticket, QP,
  *              opcode), then state TAKEN; before each CAS on prod, ticket
  *              = p and state RESERVING; after its claim, state CLAIMED;
  *              after publishing, IDLE. exec_leave stores IDLE too.
- *   ivrdmad:   when a peer dies, before reclaiming its slots, for each of
+ *   ivrdmad:   (common/cq_settle.c) when a peer dies, before it marks the
+ *              peer gone (a survivor that then flushes its receives
+ *              flushes them after this one) and reclaims it, for each of
  *              its QP slots whose intent is not IDLE and whose CQ still
  *              lives (owner, seq) and belongs to another peer, with e
  *              = entry p's seq (p = ticket, in p's epoch's ring):
