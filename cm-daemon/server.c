@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cq_producer.h"
 #include "daemon.h"
 #include "ivshmem_msg.h"
 #include "log.h"
@@ -329,13 +330,32 @@ void server_accept_pending(struct daemon *d)
 	}
 }
 
+/* A CQ's owner is woken for a completion ivrdmad wrote (ivrdma_cq_settle_peer). */
+static void wake_cq_owner(void *arg, int peer)
+{
+	struct daemon *d = arg;
+	struct peer *p = peer >= 0 && (uint32_t)peer < d->cfg.max_peers ? d->peers[peer] : NULL;
+	uint64_t one = 1;
+
+	if (p && !p->doomed && write(p->vectors[IVRDMA_VEC_COMPLETION], &one, sizeof(one)) < 0)
+		log_debug("peer %u: completion doorbell: %s", p->id, strerror(errno));
+}
+
 static void peer_disconnect(struct daemon *d, struct peer *p)
 {
+	const struct ivrdma_node *node = ivrdma_region_node(&d->region, p->node);
 	struct ivrdma_reclaim_count got;
+	uint32_t settled;
 
 	loop_del(d, &p->w);
 	d->peers[p->id] = NULL;
 	d->nr_peers--;
+	/*
+	 * Its receive completions under way first, before anyone can see it
+	 * gone: a survivor that flushes its receives then flushes them after
+	 * the one the dead took, in order.
+	 */
+	settled = ivrdma_cq_settle_peer(&d->region, p->id, node ? node->lid : 0, wake_cq_owner, d);
 	directory_peer_left(d, p);
 	contexts_peer_gone(d, p->id);
 	ivrdma_region_reclaim_peer(&d->region, p->id, &got);
@@ -348,9 +368,10 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 		}
 	}
 	server_ring_control_all(d);
-	log_info("peer %u left node %s: %s; reclaimed %u chunks, %u QPs, %u CQs, %u SRQs, %u MRs",
+	log_info("peer %u left node %s: %s; reclaimed %u chunks, %u QPs, %u CQs, %u SRQs, %u MRs; "
+		 "%u receive completions written for it",
 		 p->id, directory_node_name(d, p->node), p->doom_reason, got.chunks, got.qps,
-		 got.cqs, got.srqs, got.mrs);
+		 got.cqs, got.srqs, got.mrs, settled);
 	peer_free(p);
 }
 

@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 #define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION  8u
+#define IVRDMA_LAYOUT_VERSION  9u
 #define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
@@ -331,7 +331,23 @@ static_assert(sizeof(struct ivrdma_mr_slot) == IVRDMA_MR_SLOT_SIZE, "MR slot siz
  *             hands the entry back to producers.
  *
  * A reserved entry is always published (with an error status if the
- * operation failed) so the consumer never waits on a hole.
+ * operation failed) so the consumer never waits on a hole. Between the
+ * two, the producer claims the entry (a CAS on seq), so that a producer
+ * that dies in between leaves a ticket ivrdmad can finish; see "A
+ * producer that dies" below. The full producer side is therefore:
+ *
+ *   producer: [intent: ticket = p, state RESERVING]
+ *             CAS prod p -> p + 1 (room as above); CAS entry.seq from its
+ *             free value (ivrdma_cq_free_seq: 0 on a ring's first lap,
+ *             else p - entries + 1) to ivrdma_cq_claim_seq(id, p);
+ *             [intent: state CLAIMED] write the entry; store seq = p + 1
+ *             (release); [intent: state IDLE]. Only ivrdmad claims an
+ *             entry another producer reserved, so a failed claim means
+ *             ivrdmad took ticket p (and publishes it): reserve again.
+ *
+ * The bracketed steps are only for a push into another participant's CQ
+ * (a receive completion), which is the only push whose producer can die
+ * and leave the consumer alive.
  *
  * Which ring: prod, cons and the tickets carry an epoch in their top 16
  * bits (ivrdma_cq_epoch), the number of resizes mod 2^16; the low 48 bits
@@ -382,16 +398,112 @@ struct ivrdma_cqe {
 	uint8_t sl;
 	uint8_t dlid_path_bits;
 	uint16_t pkey_index;
-	uint8_t solicited; /* the sender set IBV_SEND_SOLICITED */
-	uint8_t reserved[5];
+	uint8_t solicited;   /* the sender set IBV_SEND_SOLICITED */
+	uint8_t sender_died; /* ivrdmad wrote it ("A producer that dies"): vendor_err says so */
+	uint8_t reserved[4];
 	uint64_t timestamp; /* IVRDMA_CQ_TIMESTAMPS: the producer's clock (ivrdma_cq_push) */
 	uint64_t rq_ticket; /* see below */
 };
 static_assert(offsetof(struct ivrdma_cqe, seq) == 8, "CQE layout");
 static_assert(offsetof(struct ivrdma_cqe, status) == 16, "CQE layout");
 static_assert(offsetof(struct ivrdma_cqe, slid) == 36, "CQE layout");
+static_assert(offsetof(struct ivrdma_cqe, sender_died) == 43, "CQE layout");
 static_assert(offsetof(struct ivrdma_cqe, timestamp) == 48, "CQE layout");
 static_assert(offsetof(struct ivrdma_cqe, rq_ticket) == 56, "CQE layout");
+
+/*
+ * A claimed entry's seq: never a value the consumer waits for (bit 47 of
+ * the count, 2^47 completions in one epoch: not a concern), nor a free
+ * one. It names the claimer (a QP slot index + 1, 0 for a push with no
+ * intent, IVRDMA_CQ_CLAIM_DAEMON) and the ticket's low 16 bits.
+ */
+#define IVRDMA_CQ_CLAIM_BIT    (1ull << 47)
+#define IVRDMA_CQ_CLAIM_DAEMON 0x7fffffffu
+
+static inline uint64_t ivrdma_cq_claim_seq(uint32_t id, uint64_t p)
+{
+	return (p & ~((1ull << 48) - 1)) | IVRDMA_CQ_CLAIM_BIT |
+	       (uint64_t)(id & 0x7fffffffu) << 16 | (p & 0xffffu);
+}
+
+/* What entry p's seq holds before p is claimed: its ring's last lap, or 0. */
+static inline uint64_t ivrdma_cq_free_seq(uint64_t p, uint32_t entries)
+{
+	uint64_t first = p & ~((1ull << 48) - 1); /* the epoch's first ticket */
+
+	return p - first >= entries ? p - entries + 1 : 0;
+}
+
+/*
+ * A producer that dies between reserving an entry and publishing it would
+ * leave the consumer waiting on a hole for good. A producer into another
+ * participant's CQ (an initiator writing a target's receive completion)
+ * therefore keeps an intent in its QP slot (ivrdma_qp_slot.intent), in
+ * the cache line its execution writes anyway (exec_seq), and every
+ * producer claims its entry with a CAS on the line it writes next: the
+ * push gains one locked instruction and a few stores, no cache line.
+ *
+ *   initiator: (common/cq_producer.c, take_recv() in provider/qp_tx.c)
+ *              once it has taken a receive (the CAS on rq_cons), writes
+ *              the completion's identity (CQ, wr_id, rq_ticket, QP,
+ *              opcode), then state TAKEN; before each CAS on prod, ticket
+ *              = p and state RESERVING; after its claim, state CLAIMED;
+ *              after publishing, IDLE. exec_leave stores IDLE too.
+ *   ivrdmad:   (common/cq_settle.c) when a peer dies, before it marks the
+ *              peer gone (a survivor that then flushes its receives
+ *              flushes them after this one) and reclaims it, for each of
+ *              its QP slots whose intent is not IDLE and whose CQ still
+ *              lives (owner, seq) and belongs to another peer, with e
+ *              = entry p's seq (p = ticket, in p's epoch's ring):
+ *              - e == ivrdma_cq_claim_seq(qp slot + 1, p): the dead claimed p;
+ *                ivrdmad claims it from there and publishes the error
+ *                completion below in it;
+ *              - CLAIMED otherwise: the dead published; nothing to do;
+ *              - RESERVING, prod past p in p's epoch and e free: p was
+ *                won by the dead or by someone between CAS and claim;
+ *                ivrdmad claims it (a live loser reserves again) and
+ *                publishes in it;
+ *              - otherwise (TAKEN, or RESERVING and p not won or claimed
+ *                by another): ivrdmad pushes the completion as any
+ *                producer does, with its own claim id.
+ *              Then it fires the CQ's arming and rings its owner's
+ *              IVRDMA_VEC_COMPLETION as a producer does.
+ *
+ * The completion ivrdmad writes: the receive's wr_id, qp_num and
+ * rq_ticket, opcode as intended, status IBV_WC_GENERAL_ERR, sender_died
+ * 1 (the consumer reports vendor_err IVRDMA_VERR_SENDER_DIED), src_qp the
+ * dead QP's number, stamped if the CQ has IVRDMA_CQ_TIMESTAMPS. Every receive a
+ * dead initiator took thus ends in exactly one completion, and no ticket
+ * is published twice: exactly one claim CAS succeeds per ticket.
+ *
+ * Not covered: the few instructions between the CAS on rq_cons and the
+ * TAKEN store (that receive is lost, as a message in flight on a wire),
+ * and a ticket whose epoch's ring neither geometry word names any more
+ * (two resizes while the dead producer's ticket waited): ivrdmad then
+ * pushes the completion afresh and cannot fill the hole.
+ */
+enum ivrdma_intent_state {
+	IVRDMA_INTENT_IDLE = 0,
+	IVRDMA_INTENT_TAKEN = 1,     /* a receive is held; no ticket yet */
+	IVRDMA_INTENT_RESERVING = 2, /* ticket is being (or was) CASed from prod */
+	IVRDMA_INTENT_CLAIMED = 3,   /* ticket is mine: claimed, maybe published */
+};
+
+/* The vendor_err of a completion with sender_died set; every other one's is 0. */
+#define IVRDMA_VERR_SENDER_DIED 0x5e4dd1edu
+
+struct ivrdma_cqe_intent {
+	uint32_t state;	    /* atomic: enum ivrdma_intent_state, stored with release */
+	uint32_t cq;	    /* the CQ slot index */
+	uint32_t cq_seq;    /* ... and that slot's seq */
+	uint32_t qp_num;    /* the target QP: the completion's qp_num */
+	uint64_t ticket;    /* atomic: RESERVING, CLAIMED */
+	uint64_t wr_id;	    /* the receive's */
+	uint64_t rq_ticket; /* the receive's IVRDMA_RQ_TICKET, 0 from an SRQ */
+	uint32_t opcode;    /* IBV_WC_RECV or IBV_WC_RECV_RDMA_WITH_IMM */
+	uint32_t reserved;
+};
+static_assert(sizeof(struct ivrdma_cqe_intent) == 48, "intent size");
 
 /*
  * A completion of a receive taken from a QP's own receive ring says which
@@ -620,7 +732,9 @@ struct ivrdma_qp_slot {
 	uint8_t reserved4[56];
 	struct ivrdma_qp_counters counters; /* lines of their own: initiators never read them */
 	uint64_t exec_seq; /* atomic: odd while the owner executes WRs (ivrdma_mr_flags) */
-	uint8_t reserved5[56];
+	/* The line exec_seq shares: written by the same executions, no line more. */
+	struct ivrdma_cqe_intent intent; /* a receive completion under way (see above) */
+	uint8_t reserved5[8];
 };
 static_assert(offsetof(struct ivrdma_qp_slot, state) == 8, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, dest_lid) == 40, "QP slot layout");
@@ -633,6 +747,7 @@ static_assert(offsetof(struct ivrdma_qp_slot, xrcd) == 92, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, rq_cons) == 192, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, counters) == 256, "QP slot layout");
 static_assert(offsetof(struct ivrdma_qp_slot, exec_seq) == 448, "QP slot layout");
+static_assert(offsetof(struct ivrdma_qp_slot, intent) == 456, "QP slot layout");
 static_assert(sizeof(struct ivrdma_qp_slot) == IVRDMA_QP_SLOT_SIZE, "QP slot size");
 
 /*

@@ -93,6 +93,7 @@ static void to_wc(const struct ivrdma_cqe *e, struct ibv_wc *wc)
 	wc->wr_id = e->wr_id;
 	wc->status = (enum ibv_wc_status)e->status;
 	wc->opcode = (enum ibv_wc_opcode)e->opcode;
+	wc->vendor_err = e->sender_died ? IVRDMA_VERR_SENDER_DIED : 0;
 	wc->byte_len = e->byte_len;
 	wc->imm_data = e->imm_data;
 	wc->qp_num = e->qp_num;
@@ -136,6 +137,7 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 	for (int i = 0; i < n; i++)
 		if (wc[i].status != IBV_WC_SUCCESS && wc[i].status != IBV_WC_WR_FLUSH_ERR &&
 		    (wc[i].opcode & IBV_WC_RECV))
-			ivrdma_qp_recv_failed(ctx, wc[i].qp_num);
+			ivrdma_qp_recv_failed(ctx, wc[i].qp_num,
+					      wc[i].vendor_err == IVRDMA_VERR_SENDER_DIED);
 	return n;
 }

@@ -98,7 +98,7 @@ static enum ibv_wc_opcode read_opcode(struct ibv_cq_ex *c)
 
 static uint32_t read_vendor_err(struct ibv_cq_ex *c)
 {
-	return 0; /* no vendor-specific errors */
+	return cur(c)->sender_died ? IVRDMA_VERR_SENDER_DIED : 0; /* the one vendor error */
 }
 
 /* The device clock is CLOCK_REALTIME in ns: the raw value is the wall clock's (layout.h). */

@@ -294,6 +294,22 @@ static void release_context(struct ivrdma_context *ctx)
 	free(ctx);
 }
 
+/*
+ * Test only: IVRDMA_TEST_STOP_IN_PUSH=taken|reserved|claimed stops the
+ * process in its next receive completion into another participant's CQ
+ * (ivrdma_cq_test_stop). Read when a context opens, so that a fork child
+ * of a process that loaded the provider can set it.
+ */
+static void test_hooks(void)
+{
+	static const char *const at[] = {"taken", "reserved", "claimed"};
+	const char *s = getenv("IVRDMA_TEST_STOP_IN_PUSH");
+
+	for (int i = 0; s && i < 3; i++)
+		if (!strcmp(s, at[i]))
+			atomic_store_explicit(&ivrdma_cq_test_stop, i + 1, memory_order_relaxed);
+}
+
 static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int cmd_fd,
 						  void *private_data)
 {
@@ -302,6 +318,7 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	struct ivrdma_context *ctx;
 	int rc;
 
+	test_hooks();
 	rc = choose_backend(&cmd_fd, &opts, path, sizeof(path));
 	if (rc) {
 		if (cmd_fd >= 0)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cq_producer.h"
 #include "region.h"
 #include "shm_atomic.h"
 #include "verbs_abi.h"
@@ -109,20 +110,6 @@ static inline bool ivrdma_state_receives(uint32_t state)
 #define IVRDMA_MAX_CQE	    4194303
 #define IVRDMA_MAX_INLINE   1024
 #define IVRDMA_MAX_MSG_SIZE 0x80000000u /* 2 GiB, InfiniBand's limit */
-
-/*
- * A CQ as a producer reaches it. The ring is found on every push from the
- * slot's geometry words (a resize may move it: ivrdma_layout.h), and a
- * word validated once is remembered, so the common push validates nothing.
- * Several threads may push through one view (the owner's own QPs).
- */
-struct ivrdma_cq_view {
-	struct ivrdma_cq_slot *slot;
-	const struct ivrdma_region *region;
-	uint32_t owner, seq;	    /* the slot's, when the view was made */
-	_Atomic uint64_t geometry;  /* the geometry word last validated */
-	_Atomic uint64_t cons_seen; /* slot->cons as last read; never ahead of it */
-};
 
 /* A ring the owner consumes from: the current one, or one a resize left to drain. */
 struct ivrdma_cq_ring {
@@ -446,23 +433,8 @@ void *ivrdma_ring_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *fi
 			uint32_t *count);
 void ivrdma_ring_free(struct ivrdma_context *ctx, uint32_t first, uint32_t count);
 uint64_t ivrdma_now_ns(void);
-uint64_t ivrdma_device_clock_ns(void); /* ring.c */
 
-/* ring.c: the shared rings' algorithms (see ivrdma_layout.h) */
-int ivrdma_cq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
-		   struct ivrdma_cq_view *v);
-/* ivrdma_cq_push() results: 0 is failure, so `if (!push(...))` reads right. */
-enum {
-	IVRDMA_CQ_PUSH_FULL = 0,
-	IVRDMA_CQ_PUSHED = 1,
-	IVRDMA_CQ_PUSH_WAKE = 2, /* pushed, and the CQ's owner must be woken for an event */
-	/*
-	 * Not pushed: the CQ was destroyed meanwhile (its owner tore down
-	 * after the message arrived, as after an HCA's ACK): nothing to do.
-	 */
-	IVRDMA_CQ_PUSH_GONE = 3,
-};
-int ivrdma_cq_push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e);
+/* ring.c: the shared rings' algorithms (see ivrdma_layout.h; pushing: cq_producer.h) */
 const struct ivrdma_cqe *ivrdma_cq_ready(const struct ivrdma_cqe *ring, uint32_t mask,
 					 uint64_t cons);
 void ivrdma_cq_hand_back(struct ivrdma_cq_slot *s, uint64_t cons);
@@ -596,7 +568,7 @@ void ivrdma_qp_flush_rq(struct ivrdma_qp *qp);
 int ivrdma_rq_done_init(struct ivrdma_context *ctx);
 void ivrdma_rq_done_reset(struct ivrdma_context *ctx, struct ivrdma_qp *qp);
 void ivrdma_rq_done_note(struct ivrdma_context *ctx, const struct ivrdma_cqe *e);
-void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn);
+void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn, bool sender_died);
 void ivrdma_qp_complete(struct ivrdma_qp *qp, struct ivrdma_cq *cq, const struct ivrdma_cqe *e);
 int ivrdma_sq_queue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr);
 int ivrdma_query_qp_data_in_order(struct ibv_qp *qp, enum ibv_wr_opcode op, uint32_t flags);

@@ -142,7 +142,8 @@ static struct ivrdma_qp *qp_new(struct ivrdma_context *ctx, const struct ibv_qp_
 	}
 	qp->slot = (uint32_t)idx;
 	qp->s = ivrdma_table_entry(&ctx->region, &ctx->region.qps, qp->slot);
-	/* Even, as qp->exec_seq: a past owner of the slot may have died mid-execution. */
+	/* Even, as qp->exec_seq, and no intent: a past owner may have died mid-execution. */
+	shm_store_release32(&qp->s->intent.state, IVRDMA_INTENT_IDLE);
 	shm_store_release64(&qp->s->exec_seq, qp->exec_seq);
 	rc = attr->srq || !ivrdma_qp_type_has_rq(attr->qp_type) ? 0 : make_rq(ctx, qp);
 	if (!rc)
@@ -478,16 +479,21 @@ void ivrdma_qps_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn 
 /*
  * A receive of QP 'qpn' completed in error (the initiator found it too
  * small or not writable): the QP goes to ERR and flushes, as on an HCA.
- * The owner's event thread does it too; whoever is first.
+ * The owner's event thread does it too; whoever is first. A receive
+ * ivrdmad completed for a sender that died (IVRDMA_VERR_SENDER_DIED)
+ * fails the QP as the event thread does when it finds the other end
+ * gone, IBV_EVENT_QP_FATAL included: one of the two, whichever is first.
  */
-void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn)
+void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn, bool sender_died)
 {
 	pthread_mutex_lock(&all_lock);
 	for (struct ivrdma_qp *qp = all_qps; qp; qp = qp->all_next) {
 		if (to_ictx(qp->vqp.qp.context) != ctx || qp->vqp.qp.qp_num != qpn)
 			continue;
 		pthread_mutex_lock(&qp->sq_lock);
-		if (connected(qp))
+		if (connected(qp) && sender_died)
+			ivrdma_qp_peer_lost(qp);
+		else if (connected(qp))
 			ivrdma_qp_enter_error(qp);
 		pthread_mutex_unlock(&qp->sq_lock);
 		break;

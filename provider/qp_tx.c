@@ -196,7 +196,7 @@ static enum ibv_wc_status target_cqe(struct ivrdma_qp *qp, struct ivrdma_peer_qp
 	    .rq_ticket = pq->rq_ticket,
 	};
 
-	switch (ivrdma_cq_push(&pq->cq, &e)) {
+	switch (ivrdma_cq_push_intent(&pq->cq, &e, &qp->s->intent, qp->slot + 1)) {
 	case IVRDMA_CQ_PUSH_FULL:
 		ivrdma_cq_wake(ctx, &pq->cq); /* its owner reports IBV_EVENT_CQ_ERR */
 		return IBV_WC_REM_OP_ERR;     /* the target's CQ overflowed */
@@ -243,8 +243,14 @@ static bool recv_not_moving(const struct ivrdma_recv_wqe *w, const void *region)
 	return true;
 }
 
+/*
+ * Takes the target's next receive for a message whose completion will be
+ * 'op'. A receive taken is recorded in my QP slot's intent at once: if I
+ * die before its completion is published, ivrdmad writes it (ivrdma_layout.h,
+ * "A producer that dies").
+ */
 static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
-			   struct ivrdma_recv_wqe *r, enum ibv_wc_status *st)
+			   struct ivrdma_recv_wqe *r, enum ibv_wc_status *st, enum ibv_wc_opcode op)
 {
 	uint64_t index;
 	int got = ivrdma_rq_take(&pq->rq, r, &index, recv_not_moving,
@@ -257,6 +263,8 @@ static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 		} else {
 			pq->rq_ticket = IVRDMA_RQ_TICKET(pq->seq, index);
 		}
+		ivrdma_cq_intent_taken(&qp->s->intent, &pq->cq, pq->qpn, r->wr_id, pq->rq_ticket,
+				       op);
 		return EXEC_DONE;
 	}
 	if (got == -EBUSY)
@@ -280,7 +288,7 @@ static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct
 	enum ibv_wc_status tst;
 	union ivrdma_recv_wqe_buf r;
 	uint64_t room;
-	enum exec ex = take_recv(qp, pq, &r.w, st);
+	enum exec ex = take_recv(qp, pq, &r.w, st, IBV_WC_RECV);
 
 	if (ex == EXEC_DROPPED)
 		return EXEC_DONE;
@@ -319,7 +327,7 @@ static enum exec deliver_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w,
 	bool grh = w->ah->attr.is_global;
 	enum exec ex;
 
-	ex = take_recv(qp, pq, &r.w, &st);
+	ex = take_recv(qp, pq, &r.w, &st, IBV_WC_RECV);
 	if (ex != EXEC_DONE || st != IBV_WC_SUCCESS || r.w.num_sge > IVRDMA_MAX_SGE)
 		return ex == EXEC_MOVING ? ex : EXEC_DONE;
 	tst = recv_iov(ctx, pq, &r.w, dst, &room);
@@ -418,7 +426,7 @@ static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struc
 	if (*st != IBV_WC_SUCCESS)
 		return EXEC_DONE;
 	if (w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM) {
-		ex = take_recv(qp, pq, &r.w, st);
+		ex = take_recv(qp, pq, &r.w, st, IBV_WC_RECV_RDMA_WITH_IMM);
 		if (ex == EXEC_DROPPED)
 			return EXEC_DONE; /* nothing written either */
 		if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS)
@@ -853,9 +861,14 @@ static void exec_enter(struct ivrdma_qp *qp)
 	shm_exchange_seq_cst64(&qp->s->exec_seq, ++qp->exec_seq);
 }
 
-/* ... and ends: what it wrote is done before a mover sees exec_seq even. */
+/*
+ * ... and ends: what it wrote is done before a mover sees exec_seq even.
+ * No receive completion is under way any more: a path that took a
+ * receive and wrote no completion for it leaves no intent behind.
+ */
 static void exec_leave(struct ivrdma_qp *qp)
 {
+	shm_store_release32(&qp->s->intent.state, IVRDMA_INTENT_IDLE);
 	shm_store_release64(&qp->s->exec_seq, ++qp->exec_seq);
 }
 

@@ -17,8 +17,9 @@ echo "== build (RelWithDebInfo)"
 cmake -S . -B build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/ci -j"$jobs"
 
+# The label slow (the long soak) is for runs by hand: never here.
 echo "== tests: unit, host, provider, guest, mpi, package"
-ctest --test-dir build/ci --output-on-failure --timeout 900
+ctest --test-dir build/ci -LE slow --output-on-failure --timeout 900
 
 echo "== build (ASan+UBSan)"
 cmake -S . -B build/ci-asan -DCMAKE_BUILD_TYPE=Debug -DIVRDMA_SANITIZE=ON \
@@ -26,7 +27,7 @@ cmake -S . -B build/ci-asan -DCMAKE_BUILD_TYPE=Debug -DIVRDMA_SANITIZE=ON \
 cmake --build build/ci-asan -j"$jobs"
 
 echo "== tests under ASan+UBSan (guest tests need static guest binaries: plain build only)"
-ctest --test-dir build/ci-asan --output-on-failure --timeout 900
+ctest --test-dir build/ci-asan -LE slow --output-on-failure --timeout 900
 
 echo "== build (TSan)"
 cmake -S . -B build/ci-tsan -DCMAKE_BUILD_TYPE=Debug -DIVRDMA_TSAN=ON \

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * The shared rings of provider/ring.c on their own, in a region formatted
- * in private memory: the CQ (many producers, one consumer) and the
+ * The shared rings of provider/ring.c and common/cq_producer.c on their
+ * own (and ivrdmad's side of a dead producer, common/cq_settle.c), in a
+ * region formatted in private memory: the CQ (many producers, one consumer) and the
  * receive rings of a QP and of an SRQ (one producer, many consumers).
  *
  * First the index arithmetic, one thread: full, empty, nonsense indices,
@@ -87,8 +88,9 @@ static struct ivrdma_cq_slot *cq_fresh(uint64_t start, uint32_t entries, struct 
 	s->flags = 0;
 	REQUIRE(ivrdma_cq_view(&region, 0, owner, v) == 0, "CQ view");
 	ring = ivrdma_chunk_span(&region, s->ring_offset, entries * sizeof(*ring));
-	for (uint64_t t = start - entries; t != start; t++)
-		ring[t & (entries - 1)].seq = t + 1;
+	for (uint64_t t = start - entries; t != start; t++) /* an epoch's ring starts zeroed */
+		ring[t & (entries - 1)].seq =
+		    ivrdma_cq_epoch(t) == ivrdma_cq_epoch(start) ? t + 1 : 0;
 	return s;
 }
 
@@ -128,8 +130,15 @@ static bool cq_take_from(const struct cq_ring *r, struct ivrdma_cq_slot *s, uint
 	if (!e) {
 		uint64_t seq = shm_load_relaxed64(&r->ring[*cons & r->mask].seq);
 
-		/* 0: a fresh ring's entry, never written (no ticket is 2^64 - 1). */
-		REQUIRE(seq == 0 || (int64_t)(seq - (*cons + 1)) <= 0,
+		/*
+		 * 0: a fresh ring's entry, never written (no ticket is 2^64 - 1);
+		 * or claimed for cons by a producer about to publish it.
+		 */
+		bool claimed = (seq & IVRDMA_CQ_CLAIM_BIT) &&
+			       (seq & 0xffffu) == (*cons & 0xffffu) &&
+			       ivrdma_cq_epoch(seq) == ivrdma_cq_epoch(*cons);
+
+		REQUIRE(seq == 0 || claimed || (int64_t)(seq - (*cons + 1)) <= 0,
 			"entry %#llx overwritten by a later lap: seq %#llx",
 			(unsigned long long)*cons, (unsigned long long)seq);
 		return false;
@@ -332,6 +341,107 @@ static void rq_view_checks(void)
 	d.stride = IVRDMA_RQ_STRIDE(RQ_SGE);
 	d.max_sge = IVRDMA_MAX_SGE + 1;
 	CHECK(ivrdma_rq_view(&region, &d, &p, &c, &v) == -EPROTO, "too many SGEs");
+}
+
+/* --- A producer that dies: ivrdmad's side (common/cq_settle.c) ------------ */
+
+enum { DEAD = 5, DEAD_QPN = 0x77 };
+
+static int woken = -1;
+
+static void wake_note(void *arg, int peer)
+{
+	(void)arg;
+	woken = peer;
+}
+
+/* QP slot 0 as the dead peer left it: an intent toward CQ slot 0 in 'state', ticket p. */
+static void dead_intent(const struct ivrdma_cq_slot *cq, uint32_t state, uint64_t p)
+{
+	struct ivrdma_qp_slot *q = ivrdma_table_entry(&region, &region.qps, 0);
+
+	memset(q, 0, sizeof(*q));
+	q->hdr.owner = ivrdma_owner_tag(DEAD, 1);
+	q->qpn = DEAD_QPN;
+	q->intent = (struct ivrdma_cqe_intent){.state = state,
+					       .cq = 0,
+					       .cq_seq = cq->hdr.seq,
+					       .qp_num = 9,
+					       .ticket = p,
+					       .wr_id = 0xdead,
+					       .rq_ticket = 42,
+					       .opcode = IBV_WC_RECV};
+}
+
+/* The entry at *cons is the dead sender's receive, in error, as ivrdmad writes it. */
+static bool dead_cqe_at(struct ivrdma_cq_view *v, uint64_t *cons)
+{
+	struct cq_ring r = cq_current(v->slot);
+	const struct ivrdma_cqe *e = ivrdma_cq_ready(r.ring, r.mask, *cons);
+
+	if (!e || e->wr_id != 0xdead || e->status != IBV_WC_GENERAL_ERR || !e->sender_died ||
+	    e->src_qp != DEAD_QPN || e->qp_num != 9 || e->rq_ticket != 42 || e->slid != 7 ||
+	    e->opcode != IBV_WC_RECV)
+		return false;
+	ivrdma_cq_hand_back(v->slot, ++*cons);
+	return true;
+}
+
+static uint32_t settle(void)
+{
+	return ivrdma_cq_settle_peer(&region, DEAD, 7, wake_note, NULL);
+}
+
+/* Every state an intent can be left in, each against the entry it may have left. */
+static void cq_settle_states(void)
+{
+	struct ivrdma_cq_view v;
+	struct ivrdma_cq_slot *s = cq_fresh(100, CQ_ENTRIES, &v);
+	struct cq_ring r = cq_current(s);
+	uint64_t cons = 100, id;
+	struct ivrdma_cqe e = cqe_of(1);
+
+	dead_intent(s, IVRDMA_INTENT_TAKEN, 0); /* no ticket: a new one */
+	CHECK(settle() == 1 && s->prod == 101 && dead_cqe_at(&v, &cons), "TAKEN: pushed afresh");
+	dead_intent(s, IVRDMA_INTENT_RESERVING, 101); /* its CAS never happened */
+	CHECK(settle() == 1 && s->prod == 102 && dead_cqe_at(&v, &cons),
+	      "RESERVING, prod not past p: pushed afresh");
+	s->prod = 103; /* won ticket 102 (by the dead, or a live one not yet claimed) */
+	s->flags = IVRDMA_CQ_ARMED;
+	dead_intent(s, IVRDMA_INTENT_RESERVING, 102);
+	CHECK(settle() == 1 && s->prod == 103 && dead_cqe_at(&v, &cons) && woken == 0,
+	      "RESERVING, won, not claimed: written in ticket 102, the armed owner woken");
+	CHECK(r.ring[102 & r.mask].seq == 103, "published with its ticket");
+	s->prod = 104; /* the dead claimed 103 */
+	r.ring[103 & r.mask].seq = ivrdma_cq_claim_seq(1, 103);
+	dead_intent(s, IVRDMA_INTENT_RESERVING, 103);
+	CHECK(settle() == 1 && s->prod == 104 && dead_cqe_at(&v, &cons),
+	      "claimed before its CLAIMED store: written in its ticket");
+	s->prod = 105;
+	r.ring[104 & r.mask].seq = ivrdma_cq_claim_seq(1, 104);
+	dead_intent(s, IVRDMA_INTENT_CLAIMED, 104);
+	CHECK(settle() == 1 && s->prod == 105 && dead_cqe_at(&v, &cons), "CLAIMED: its ticket");
+	CHECK(ivrdma_cq_push(&v, &e) == IVRDMA_CQ_PUSHED && cq_take(&v, &cons, &id) && id == 1,
+	      "a push after: the next ticket");
+	dead_intent(s, IVRDMA_INTENT_CLAIMED, 105); /* ... and published it itself */
+	CHECK(settle() == 0 && s->prod == 106, "CLAIMED and published: nothing written");
+	s->prod = 107; /* 106 won and claimed by someone else, the dead lost it */
+	r.ring[106 & r.mask].seq = ivrdma_cq_claim_seq(0, 106);
+	dead_intent(s, IVRDMA_INTENT_RESERVING, 106);
+	CHECK(settle() == 1 && s->prod == 108 &&
+		  r.ring[106 & r.mask].seq == ivrdma_cq_claim_seq(0, 106),
+	      "RESERVING a ticket another claimed: a new one, the other's left alone");
+	e = cqe_of(2); /* the other publishes */
+	e.seq = 107;
+	r.ring[106 & r.mask] = e;
+	CHECK(cq_take(&v, &cons, &id) && id == 2 && dead_cqe_at(&v, &cons) && cons == s->prod,
+	      "the other's, then the dead's");
+	dead_intent(s, IVRDMA_INTENT_TAKEN, 0);
+	s->hdr.owner = ivrdma_owner_tag(DEAD, 1);
+	CHECK(settle() == 0 && s->prod == 108, "the dead peer's own CQ: left to reclaim");
+	s->hdr.owner = owner;
+	s->hdr.seq++;
+	CHECK(settle() == 0 && s->prod == 108, "a CQ destroyed and made again: not the same");
 }
 
 /* --- Stress: threads as the rings' participants ------------------------- */
@@ -553,6 +663,7 @@ int main(void)
 	}
 	cq_arming();
 	cq_view_checks();
+	cq_settle_states();
 	rq_hints();
 	rq_view_checks();
 	cq_stress();
