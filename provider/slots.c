@@ -13,6 +13,20 @@
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
+/* Which of the region's tables t is, for a message. */
+static const char *table_name(const struct ivrdma_region *r, const struct ivrdma_table *t)
+{
+	if (t == &r->qps)
+		return "QP";
+	if (t == &r->cqs)
+		return "CQ";
+	if (t == &r->srqs)
+		return "SRQ";
+	if (t == &r->mrs)
+		return "MR (or memory window)";
+	return "object";
+}
+
 int64_t ivrdma_slot_alloc(struct ivrdma_context *ctx, const struct ivrdma_table *t)
 {
 	/* Start where my peer ID points, so peers rarely collide. */
@@ -30,6 +44,10 @@ int64_t ivrdma_slot_alloc(struct ivrdma_context *ctx, const struct ivrdma_table 
 		shm_store_release32(&h->seq, shm_load_relaxed32(&h->seq) + 1);
 		return i;
 	}
+	/* The tables grow with the region: ivrdmad --size (ivrdma status shows both). */
+	ivrdma_dbg("no free %s slot: all %u of the region are taken (a larger region, "
+		   "ivrdmad --size, has more)",
+		   table_name(&ctx->region, t), n);
 	return -ENOSPC;
 }
 
@@ -54,11 +72,16 @@ void *ivrdma_ring_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *fi
 	int64_t idx;
 	void *p;
 
-	if (n == 0 || n > r->nr_chunks)
+	idx = n == 0 || n > r->nr_chunks ? -1
+					 : ivrdma_chunk_alloc(r, (uint32_t)n, ctx->owner_tag,
+							      (uint32_t)ctx->peer_id * 64u);
+	if (idx < 0) {
+		ivrdma_dbg("region full: no run of %llu free chunks of %llu bytes for a queue, "
+			   "registered pages or device memory (ivrdma status shows the region's "
+			   "use; ivrdmad --size makes it larger)",
+			   (unsigned long long)n, (unsigned long long)ivrdma_chunk_size(r));
 		return ivrdma_fail_null(ENOMEM);
-	idx = ivrdma_chunk_alloc(r, (uint32_t)n, ctx->owner_tag, (uint32_t)ctx->peer_id * 64u);
-	if (idx < 0)
-		return ivrdma_fail_null(ENOMEM);
+	}
 	*first = (uint32_t)idx;
 	*count = (uint32_t)n;
 	p = ivrdma_chunk_ptr(r, *first);
