@@ -117,17 +117,7 @@ struct ucma_id {
 	unsigned int tries;
 };
 
-struct ucma_agent; /* ucma_mcast.c: multicast joins; ucma.lock held. Each returns 0 or a negative
-		      errno. */
-int ucma_mcast_join(struct ucma_id *id, const void *sa, uint64_t uid, uint32_t *handle);
-/* Leaves the join 'handle'; its events reported in *reported. */
-int ucma_mcast_leave(uint32_t handle, uint32_t *reported);
-void ucma_mcast_free_all(struct ucma_id *id);
-bool ucma_addr_is_multicast(const struct ucma_wire_addr *a);
-/* MULTICAST_JOIN for join mc of id. */
-int ucma_event_post_join(struct ucma_id *id, struct ucma_mcast *mc);
-/* Drops the queued events of join mc; returns how many. */
-uint32_t ucma_events_drop_mcast(struct ucma_id *id, struct ucma_mcast *mc);
+struct ucma_agent;
 
 /* ucma_agent.c */
 
