@@ -235,26 +235,33 @@ static enum ivrdma_xlate check_fields(const struct mr_fields *f, uint32_t pd_han
 	return IVRDMA_XLATE_OK;
 }
 
+/* The region bytes of an MR slot's copied fields f for [addr, addr + len). */
+static enum ivrdma_xlate mr_bytes(const struct ivrdma_region *r, const struct mr_fields *f,
+				  uint32_t pd_handle, uint64_t addr, uint64_t len, int access,
+				  uint8_t **out)
+{
+	enum ivrdma_xlate x = f->window_of ? IVRDMA_XLATE_BAD_KEY /* a window's key names no MR */
+					   : check_fields(f, pd_handle, addr, len, access);
+	uint64_t delta;
+
+	if (x != IVRDMA_XLATE_OK)
+		return x;
+	delta = addr - f->iova;
+	if (f->region_offset > UINT64_MAX - delta)
+		return IVRDMA_XLATE_BAD_KEY;
+	*out = ivrdma_chunk_span(r, f->region_offset + delta, len);
+	/* Not in the region (unmoved, or a bad offset): unreachable for peers. */
+	return *out ? IVRDMA_XLATE_OK : IVRDMA_XLATE_BAD_KEY;
+}
+
 enum ivrdma_xlate ivrdma_mr_remote(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
 				   uint32_t pd_handle, uint64_t addr, uint64_t len, int access,
 				   uint8_t **out)
 {
 	struct mr_fields f;
 	enum ivrdma_xlate x = read_slot(r, key, owner, &f);
-	uint64_t delta;
 
-	if (x == IVRDMA_XLATE_OK && f.window_of)
-		x = IVRDMA_XLATE_BAD_KEY; /* a window's key names no MR */
-	if (x == IVRDMA_XLATE_OK)
-		x = check_fields(&f, pd_handle, addr, len, access);
-	if (x != IVRDMA_XLATE_OK)
-		return x;
-	delta = addr - f.iova;
-	if (f.region_offset > UINT64_MAX - delta)
-		return IVRDMA_XLATE_BAD_KEY;
-	*out = ivrdma_chunk_span(r, f.region_offset + delta, len);
-	/* Not in the region (unmoved, or a bad offset): unreachable for peers. */
-	return *out ? IVRDMA_XLATE_OK : IVRDMA_XLATE_BAD_KEY;
+	return x != IVRDMA_XLATE_OK ? x : mr_bytes(r, &f, pd_handle, addr, len, access, out);
 }
 
 /* An MR that was not moved: its bytes are at its own address, in my process only. */
@@ -306,8 +313,10 @@ enum ivrdma_xlate ivrdma_rkey_remote(const struct ivrdma_region *r, uint32_t key
 	struct mr_fields w;
 	enum ivrdma_xlate x = read_slot(r, key, owner, &w);
 
-	if (x != IVRDMA_XLATE_OK || !w.window_of)
-		return ivrdma_mr_remote(r, key, owner, pd_handle, addr, len, access, out);
+	if (x != IVRDMA_XLATE_OK)
+		return x;
+	if (!w.window_of) /* an MR's key: the slot is read once */
+		return mr_bytes(r, &w, pd_handle, addr, len, access, out);
 	if (w.bound_qpn && w.bound_qpn != qpn)
 		return IVRDMA_XLATE_BAD_KEY; /* a type 2 window serves its QP only */
 	x = check_fields(&w, pd_handle, addr, len, access);
