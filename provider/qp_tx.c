@@ -470,6 +470,28 @@ static uint64_t rdma_atomic_on_app_memory(uint64_t *p, const struct ivrdma_swqe 
 	return old;
 }
 
+/*
+ * The target's 8-byte word of an atomic (access: what the operation needs
+ * of the MR), aligned in the WR and in the translation: the MR slot's
+ * iova and region offset are its owner's word, they may disagree modulo
+ * 8, and a locked operation across a cache line is a split lock (a
+ * fault, or the whole machine slowed).
+ */
+static enum ibv_wc_status atomic_word(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
+				      struct ivrdma_swqe *w, int access, uint64_t **p)
+{
+	enum ibv_wc_status st;
+
+	if (w->remote_addr % 8)
+		goto misaligned;
+	st = remote_mem(qp, pq, w, 8, access, (uint8_t **)p);
+	if (st != IBV_WC_SUCCESS || !((uintptr_t)*p % 8))
+		return st; /* remote_mem() told the responder of its own errors */
+misaligned:
+	responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
+	return IBV_WC_REM_INV_REQ_ERR;
+}
+
 static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 				    struct ivrdma_swqe *w, struct iov *dst, int nd, uint64_t len)
 {
@@ -478,22 +500,9 @@ static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_peer_qp 
 
 	if (nd != 1 || len != 8)
 		return IBV_WC_LOC_LEN_ERR;
-	if (w->remote_addr % 8) {
-		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
-		return IBV_WC_REM_INV_REQ_ERR;
-	}
-	st = remote_mem(qp, pq, w, 8, IBV_ACCESS_REMOTE_ATOMIC, (uint8_t **)&p);
+	st = atomic_word(qp, pq, w, IBV_ACCESS_REMOTE_ATOMIC, &p);
 	if (st != IBV_WC_SUCCESS)
 		return st;
-	/*
-	 * The MR slot's iova and region offset are its owner's word: they may
-	 * disagree modulo 8, and a locked operation across a cache line is a
-	 * split lock (a fault, or the whole machine slowed).
-	 */
-	if ((uintptr_t)p % 8) {
-		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
-		return IBV_WC_REM_INV_REQ_ERR;
-	}
 	old = rdma_atomic_on_app_memory(p, w);
 	memcpy(dst[0].p, &old, 8);
 	return IBV_WC_SUCCESS;
@@ -501,8 +510,7 @@ static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_peer_qp 
 
 /*
  * An atomic write: 8 bytes stored at once, as an HCA's atomic write is
- * single-copy atomic; it needs remote write access (it is a write), and
- * 8-byte alignment at both ends of the translation (do_atomic()'s rule).
+ * single-copy atomic; it needs remote write access (it is a write).
  */
 static enum ibv_wc_status do_atomic_write(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 					  struct ivrdma_swqe *w, struct iov *src, int ns,
@@ -514,17 +522,9 @@ static enum ibv_wc_status do_atomic_write(struct ivrdma_qp *qp, struct ivrdma_pe
 
 	if (len != 8)
 		return IBV_WC_LOC_LEN_ERR;
-	if (w->remote_addr % 8) {
-		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
-		return IBV_WC_REM_INV_REQ_ERR;
-	}
-	st = remote_mem(qp, pq, w, 8, IBV_ACCESS_REMOTE_WRITE, (uint8_t **)&p);
+	st = atomic_word(qp, pq, w, IBV_ACCESS_REMOTE_WRITE, &p);
 	if (st != IBV_WC_SUCCESS)
 		return st;
-	if ((uintptr_t)p % 8) {
-		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
-		return IBV_WC_REM_INV_REQ_ERR;
-	}
 	copy_iov(&dst, 1, src, ns, 8);
 	__atomic_store_n(p, v, __ATOMIC_SEQ_CST); /* application memory, as in do_atomic() */
 	return IBV_WC_SUCCESS;
