@@ -106,6 +106,26 @@ static inline struct ibv_qp *ep_qp(struct ep *e, enum ibv_qp_type type, const st
 	return e->qp;
 }
 
+/* In place of e's QP, an RC QP with the wr_* API for 'ops' (ibv_create_qp_ex). */
+static inline struct ibv_qp *ep_qp_ex(struct ep *e, uint64_t ops)
+{
+	struct ibv_qp_init_attr_ex a = {
+	    .qp_type = IBV_QPT_RC,
+	    .send_cq = e->cq,
+	    .recv_cq = e->cq,
+	    .cap = {.max_send_wr = 8, .max_recv_wr = 8, .max_send_sge = 1, .max_recv_sge = 1},
+	    .comp_mask = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS,
+	    .pd = e->pd,
+	    .send_ops_flags = ops,
+	};
+
+	if (e->qp)
+		CHECK(ibv_destroy_qp(e->qp) == 0, "destroy_qp");
+	e->qp = ibv_create_qp_ex(e->ctx, &a);
+	REQUIRE(e->qp, "create_qp_ex for ops %#llx: %s", (unsigned long long)ops, strerror(errno));
+	return e->qp;
+}
+
 static inline int qp_init(struct ibv_qp *qp, int access)
 {
 	struct ibv_qp_attr a = {

@@ -193,24 +193,6 @@ static void type2(void)
 	CHECK(ibv_dealloc_mw(mw) == 0, "dealloc_mw");
 }
 
-/* An RC QP of e with the wr_* API for 'ops', in place of e's QP. */
-static void ex_qp(struct ep *e, uint64_t ops)
-{
-	struct ibv_qp_init_attr_ex a = {
-	    .qp_type = IBV_QPT_RC,
-	    .send_cq = e->cq,
-	    .recv_cq = e->cq,
-	    .cap = {.max_send_wr = 8, .max_recv_wr = 8, .max_send_sge = 1, .max_recv_sge = 1},
-	    .comp_mask = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS,
-	    .pd = e->pd,
-	    .send_ops_flags = ops,
-	};
-
-	CHECK(ibv_destroy_qp(e->qp) == 0, "destroy QP");
-	e->qp = ibv_create_qp_ex(e->ctx, &a);
-	REQUIRE(e->qp, "create_qp_ex: %s", strerror(errno));
-}
-
 /* wr_bind_mw, wr_local_inv on B; wr_send_inv from A. */
 static void wr_api(void)
 {
@@ -223,8 +205,8 @@ static void wr_api(void)
 	uint32_t k = ibv_inc_rkey(mw->rkey);
 	struct ibv_wc wc;
 
-	ex_qp(&B, IBV_QP_EX_WITH_BIND_MW | IBV_QP_EX_WITH_LOCAL_INV);
-	ex_qp(&A, IBV_QP_EX_WITH_SEND_WITH_INV | IBV_QP_EX_WITH_RDMA_WRITE);
+	ep_qp_ex(&B, IBV_QP_EX_WITH_BIND_MW | IBV_QP_EX_WITH_LOCAL_INV);
+	ep_qp_ex(&A, IBV_QP_EX_WITH_SEND_WITH_INV | IBV_QP_EX_WITH_RDMA_WRITE);
 	qp_connect(A.qp, B.qp->qp_num, B.lid, &opts);
 	qp_connect(B.qp, A.qp->qp_num, A.lid, &opts);
 	qb = ibv_qp_to_qp_ex(B.qp);

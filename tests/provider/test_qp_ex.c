@@ -49,21 +49,10 @@ static void atomic_write_post_send(void)
 
 static void atomic_write_wr_api(void)
 {
-	struct ibv_qp_init_attr_ex a = {
-	    .qp_type = IBV_QPT_RC,
-	    .send_cq = A.cq,
-	    .recv_cq = A.cq,
-	    .cap = {.max_send_wr = 8, .max_recv_wr = 8, .max_send_sge = 1, .max_recv_sge = 1},
-	    .comp_mask = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS,
-	    .pd = A.pd,
-	    .send_ops_flags = IBV_QP_EX_WITH_ATOMIC_WRITE | IBV_QP_EX_WITH_RDMA_WRITE,
-	};
 	struct ibv_qp_ex *q;
 	uint64_t value = 0xfeedfacecafebeefull, *at = (uint64_t *)dst.p + 8;
 
-	CHECK(ibv_destroy_qp(A.qp) == 0, "destroy A's QP");
-	A.qp = ibv_create_qp_ex(A.ctx, &a);
-	REQUIRE(A.qp, "create_qp_ex with atomic write: %s", strerror(errno));
+	ep_qp_ex(&A, IBV_QP_EX_WITH_ATOMIC_WRITE | IBV_QP_EX_WITH_RDMA_WRITE);
 	ep_qp(&B, IBV_QPT_RC, &opts);
 	qp_connect(A.qp, B.qp->qp_num, B.lid, &opts);
 	qp_connect(B.qp, A.qp->qp_num, A.lid, &opts);
