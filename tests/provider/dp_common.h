@@ -173,6 +173,20 @@ static inline int qp_rts(struct ibv_qp *qp, const struct qpopts *o)
 	return ibv_modify_qp(qp, &a, mask);
 }
 
+/* A UD QP through INIT (port 1, Q_Key qkey), RTR and RTS. */
+static inline void ud_up(struct ibv_qp *qp, uint32_t qkey)
+{
+	struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = qkey};
+
+	REQUIRE(ibv_modify_qp(qp, &a,
+			      IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY) == 0,
+		"UD INIT");
+	a.qp_state = IBV_QPS_RTR;
+	REQUIRE(ibv_modify_qp(qp, &a, IBV_QP_STATE) == 0, "UD RTR");
+	a.qp_state = IBV_QPS_RTS;
+	REQUIRE(ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_SQ_PSN) == 0, "UD RTS");
+}
+
 /* INIT, RTR towards (dqpn, dlid), RTS. */
 static inline void qp_connect(struct ibv_qp *qp, uint32_t dqpn, uint16_t dlid,
 			      const struct qpopts *o)

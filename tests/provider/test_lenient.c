@@ -285,19 +285,12 @@ static struct ibv_qp *ud_qp(struct ep *e)
 	    .cap = {.max_send_wr = 8, .max_recv_wr = 8, .max_send_sge = 1, .max_recv_sge = 1},
 	    .qp_type = IBV_QPT_UD,
 	};
-	struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = QKEY};
 
 	if (e->qp)
 		CHECK(ibv_destroy_qp(e->qp) == 0, "destroy_qp");
 	e->qp = ibv_create_qp(e->pd, &ia);
 	REQUIRE(e->qp, "create UD QP: %s", strerror(errno));
-	REQUIRE(ibv_modify_qp(e->qp, &a,
-			      IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY) == 0,
-		"UD INIT");
-	a.qp_state = IBV_QPS_RTR;
-	REQUIRE(ibv_modify_qp(e->qp, &a, IBV_QP_STATE) == 0, "UD RTR");
-	a.qp_state = IBV_QPS_RTS;
-	REQUIRE(ibv_modify_qp(e->qp, &a, IBV_QP_STATE | IBV_QP_SQ_PSN) == 0, "UD RTS");
+	ud_up(e->qp, QKEY);
 	return e->qp;
 }
 

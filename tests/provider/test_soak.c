@@ -106,7 +106,6 @@ static void proc_open(struct proc *p)
 		    .max_recv_sge = 1},
 	    .qp_type = IBV_QPT_UD,
 	};
-	struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = QKEY};
 	struct ibv_port_attr pa;
 
 	memset(&p->e, 0, sizeof(p->e));
@@ -120,13 +119,7 @@ static void proc_open(struct proc *p)
 	ia.send_cq = ia.recv_cq = p->e.cq;
 	p->ud = ibv_create_qp(p->e.pd, &ia);
 	REQUIRE(p->ud, "UD QP: %s", strerror(errno));
-	REQUIRE(ibv_modify_qp(p->ud, &a,
-			      IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY) == 0,
-		"UD INIT");
-	a.qp_state = IBV_QPS_RTR;
-	REQUIRE(ibv_modify_qp(p->ud, &a, IBV_QP_STATE) == 0, "UD RTR");
-	a.qp_state = IBV_QPS_RTS;
-	REQUIRE(ibv_modify_qp(p->ud, &a, IBV_QP_STATE | IBV_QP_SQ_PSN) == 0, "UD RTS");
+	ud_up(p->ud, QKEY);
 }
 
 /* As ep_close, with the channel destroyed after its CQ and before its context. */

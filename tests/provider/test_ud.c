@@ -32,7 +32,6 @@ static struct ibv_qp *ud_qp(struct ep *e, uint32_t qkey, bool ex)
 	    .comp_mask = IBV_QP_INIT_ATTR_PD,
 	    .pd = e->pd,
 	};
-	struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = qkey};
 
 	if (ex) {
 		ia.comp_mask |= IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
@@ -42,13 +41,7 @@ static struct ibv_qp *ud_qp(struct ep *e, uint32_t qkey, bool ex)
 		CHECK(ibv_destroy_qp(e->qp) == 0, "destroy_qp");
 	e->qp = ibv_create_qp_ex(e->ctx, &ia);
 	REQUIRE(e->qp, "create UD QP: %s", strerror(errno));
-	REQUIRE(ibv_modify_qp(e->qp, &a,
-			      IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY) == 0,
-		"UD INIT");
-	a.qp_state = IBV_QPS_RTR;
-	REQUIRE(ibv_modify_qp(e->qp, &a, IBV_QP_STATE) == 0, "UD RTR");
-	a.qp_state = IBV_QPS_RTS;
-	REQUIRE(ibv_modify_qp(e->qp, &a, IBV_QP_STATE | IBV_QP_SQ_PSN) == 0, "UD RTS");
+	ud_up(e->qp, qkey);
 	return e->qp;
 }
 
