@@ -318,7 +318,7 @@ counters) check_counters ;;
 datapath) timeout -k 5 240 "$test_bin" "$group" ;;
 migrate) timeout -k 5 240 "$test_bin" "$ivrdma" ;;
 # group is SECONDSxPAIRS: the run is bounded by its own clock, plus set-up.
-# ASan's quarantine holds freed blocks by design, so VmRSS would grow with
+# ASan's quarantine holds freed blocks by design, so RssAnon would grow with
 # it: off here (LeakSanitizer still checks every process at exit).
 soak)
 	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0 \
