@@ -38,10 +38,11 @@ struct node_addrs {
 #define ADDR_ARGS_MAX (IVRDMA_MAX_NODES * IVRDMA_NODE_ADDRS)
 
 struct daemon_config {
-	const char *dir;       /* sockets live here */
-	const char *shm_name;  /* POSIX shm object, unless hugetlbfs is set */
-	const char *hugetlbfs; /* directory on a hugetlbfs mount */
-	uint64_t region_size;
+	const char *dir;	   /* sockets live here */
+	const char *shm_name;	   /* POSIX shm object, unless hugetlbfs is set */
+	const char *hugetlbfs;	   /* directory on a hugetlbfs mount */
+	uint64_t region_size;	   /* 0 until --size auto is worked out */
+	char region_size_why[160]; /* where region_size came from, for the log */
 	uint32_t nr_vectors;
 	uint32_t max_peers;
 	uint32_t chunk_shift;

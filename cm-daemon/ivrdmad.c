@@ -138,9 +138,9 @@ int main(int argc, char **argv)
 
 		subnet_prefix_format(ivrdma_region_header(&d.region)->subnet_prefix, prefix,
 				     sizeof(prefix));
-		log_info("serving a %llu MiB region %s (subnet %s) to %u node(s) in %s",
-			 (unsigned long long)(d.store.size >> 20), d.store.path, prefix,
-			 d.nr_listeners, d.cfg.dir);
+		log_info("serving a %llu MiB region %s (%s; subnet %s) to %u node(s) in %s",
+			 (unsigned long long)(d.store.size >> 20), d.store.path,
+			 d.cfg.region_size_why, prefix, d.nr_listeners, d.cfg.dir);
 		run(&d);
 	}
 	stop(&d);

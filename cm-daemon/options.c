@@ -8,13 +8,16 @@
 #include <string.h>
 
 #include "options.h"
+#include "region_size.h"
 
 static const char usage_text[] =
     "usage: ivrdmad [options]\n"
     "  --dir DIR           sockets: DIR/host.sock, DIR/<vm>.sock, DIR/ctl.sock (/run/ivrdma)\n"
     "  --shm NAME          POSIX shared memory object for the region (/ivrdma)\n"
     "  --hugetlbfs DIR     back the region with a file on a hugetlbfs mount instead\n"
-    "  --size SIZE         region size, power of two, K/M/G suffix (256M)\n"
+    "  --size SIZE|auto    region size, power of two, K/M/G suffix (auto: the largest\n"
+    "                      power of two within half the RAM and half the free space\n"
+    "                      of /dev/shm or the hugetlbfs mount)\n"
     "  --vectors N         doorbell vectors per peer; QEMU's vectors= must match (4)\n"
     "  --max-peers N       most peers (QEMU devices and host processes) at once (64)\n"
     "  --chunk-size SIZE   allocation unit of the region, power of two >= 4K (64K)\n"
@@ -157,21 +160,37 @@ static void set_defaults(struct daemon_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->dir = "/run/ivrdma";
 	cfg->shm_name = "/ivrdma";
-	cfg->region_size = 256ull << 20;
+	cfg->region_size = 0; /* --size auto */
 	cfg->nr_vectors = IVRDMA_MIN_VECTORS;
 	cfg->max_peers = 64;
 	cfg->chunk_shift = IVRDMA_DEFAULT_CHUNK_SHIFT;
 	cfg->socket_mode = 0600;
 }
 
-static int check_config(struct daemon_config *cfg, uint64_t chunk_size)
+/* --size auto, or the size given, checked: 0 or -EINVAL (reported). */
+static int settle_region_size(struct daemon_config *cfg)
 {
+	if (cfg->region_size == 0) {
+		if (region_size_auto(cfg, &cfg->region_size, cfg->region_size_why,
+				     sizeof(cfg->region_size_why)) == 0)
+			return 0;
+		fprintf(stderr, "ivrdmad: %s; give --size\n", cfg->region_size_why);
+		return -EINVAL;
+	}
+	snprintf(cfg->region_size_why, sizeof(cfg->region_size_why), "--size");
 	if (!is_pow2(cfg->region_size) || cfg->region_size < IVRDMA_MIN_REGION_SIZE ||
 	    cfg->region_size > IVRDMA_MAX_REGION_SIZE) {
-		fprintf(stderr, "ivrdmad: --size must be a power of two from 16M to 64G "
+		fprintf(stderr, "ivrdmad: --size must be auto or a power of two from 16M to 64G "
 				"(a PCI BAR is a power of two)\n");
 		return -EINVAL;
 	}
+	return 0;
+}
+
+static int check_config(struct daemon_config *cfg, uint64_t chunk_size)
+{
+	if (settle_region_size(cfg))
+		return -EINVAL;
 	if (!is_pow2(chunk_size) || chunk_size < (1ull << IVRDMA_MIN_CHUNK_SHIFT) ||
 	    chunk_size > cfg->region_size / 16) {
 		fprintf(stderr, "ivrdmad: --chunk-size must be a power of two, >= 4K, "
@@ -218,7 +237,10 @@ int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose
 			cfg->hugetlbfs = optarg;
 			break;
 		case 'S':
-			bad |= parse_size(optarg, &cfg->region_size);
+			if (strcmp(optarg, "auto") == 0)
+				cfg->region_size = 0;
+			else if (parse_size(optarg, &cfg->region_size) || !cfg->region_size)
+				bad = 1;
 			break;
 		case 'n':
 			if (parse_u32(optarg, IVRDMA_MIN_VECTORS, IVRDMA_MAX_VECTORS,

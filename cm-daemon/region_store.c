@@ -148,7 +148,12 @@ static uint32_t clamp_entries(uint64_t v, uint32_t lo, uint32_t hi)
 	return v < lo ? lo : v > hi ? hi : (uint32_t)v;
 }
 
-/* Object tables scale with the region: a 256 MiB region has 4096 QPs. */
+/*
+ * Object tables scale with the region and reach their largest at 1 GiB
+ * (64K QPs and CQs, 16K SRQs and contexts, 256K MRs): about 6% of the
+ * region, which costs nothing until slots are used. Listeners and
+ * multicast members, whose tables are searched whole, stay smaller.
+ */
 static void place_tables(struct ivrdma_region_header *h, const struct daemon_config *cfg)
 {
 	uint64_t size = cfg->region_size, off = IVRDMA_HEADER_SIZE,
@@ -157,11 +162,11 @@ static void place_tables(struct ivrdma_region_header *h, const struct daemon_con
 
 	h->nodes = place(&off, IVRDMA_MAX_NODES, sizeof(struct ivrdma_node));
 	h->peers = place(&off, cfg->max_peers, sizeof(struct ivrdma_peer));
-	h->qps = place(&off, clamp_entries(size >> 16, 64, 65536), IVRDMA_QP_SLOT_SIZE);
-	h->cqs = place(&off, clamp_entries(size >> 16, 64, 65536), IVRDMA_CQ_SLOT_SIZE);
-	h->srqs = place(&off, clamp_entries(size >> 18, 16, 16384), IVRDMA_SRQ_SLOT_SIZE);
-	h->mrs = place(&off, clamp_entries(size >> 14, 256, 262144), IVRDMA_MR_SLOT_SIZE);
-	h->ctxs = place(&off, clamp_entries(size >> 18, 64, 16384), IVRDMA_CTX_SLOT_SIZE);
+	h->qps = place(&off, clamp_entries(size >> 14, 64, 65536), IVRDMA_QP_SLOT_SIZE);
+	h->cqs = place(&off, clamp_entries(size >> 14, 64, 65536), IVRDMA_CQ_SLOT_SIZE);
+	h->srqs = place(&off, clamp_entries(size >> 16, 16, 16384), IVRDMA_SRQ_SLOT_SIZE);
+	h->mrs = place(&off, clamp_entries(size >> 12, 256, 262144), IVRDMA_MR_SLOT_SIZE);
+	h->ctxs = place(&off, clamp_entries(size >> 16, 64, 16384), IVRDMA_CTX_SLOT_SIZE);
 	h->listeners =
 	    place(&off, clamp_entries(size >> 18, 64, 16384), sizeof(struct ivrdma_listener));
 	h->mcast =
@@ -199,9 +204,13 @@ int region_format(struct region_store *s, const struct daemon_config *cfg)
 			  (unsigned long long)cfg->region_size);
 		return -ENOSPC;
 	}
-	/* A fresh shm object reads as zeros; a reused hugetlbfs file may not. */
-	memset((uint8_t *)s->base + IVRDMA_HEADER_SIZE, 0,
-	       h->chunk_area_offset - IVRDMA_HEADER_SIZE);
+	/*
+	 * A fresh shm object reads as zeros, and its tables stay untouched
+	 * (unallocated) until used; a reused hugetlbfs file may hold old bytes.
+	 */
+	if (!s->is_shm)
+		memset((uint8_t *)s->base + IVRDMA_HEADER_SIZE, 0,
+		       h->chunk_area_offset - IVRDMA_HEADER_SIZE);
 	shm_store_release64(&h->magic, IVRDMA_MAGIC);
 	return 0;
 }
