@@ -33,6 +33,26 @@ static inline int ivrdma_sys_mremap_fixed(void *old, size_t len, void *new_addr)
 	return (void *)r == MAP_FAILED ? -1 : 0;
 }
 
+/*
+ * Faults [addr, addr + len) in for writing with one system call
+ * (MADV_POPULATE_WRITE, Linux 5.14). A move touches every page of a
+ * registration, and one fault a page costs far more, most of all in a
+ * virtual machine (a GiB: 30 s of faults against 2 s populated, measured
+ * on the development VM). Best effort: where the kernel or the mapping
+ * cannot (a guest's BAR is mapped whole already), pages fault in as they
+ * are touched, as before.
+ */
+static inline void ivrdma_sys_populate_write(void *addr, size_t len)
+{
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+	int saved = errno;
+
+	(void)syscall(SYS_madvise, addr, len, MADV_POPULATE_WRITE);
+	errno = saved;
+}
+
 /* As munmap(2): 0, or -1 with errno. */
 static inline int ivrdma_sys_munmap(void *addr, size_t len)
 {

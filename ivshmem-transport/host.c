@@ -280,8 +280,8 @@ static void host_detach(struct ivt *t)
 static int host_map_at(struct ivt *t, void *addr, uint64_t offset, size_t len, int prot)
 {
 	struct host_priv *h = t->priv;
-	void *p =
-	    ivrdma_sys_mmap(addr, len, prot, MAP_SHARED | MAP_FIXED, h->shm_fd, (off_t)offset);
+	void *p = ivrdma_sys_mmap(addr, len, prot, MAP_SHARED | MAP_FIXED | MAP_POPULATE, h->shm_fd,
+				  (off_t)offset);
 
 	return p == MAP_FAILED ? -errno : 0;
 }

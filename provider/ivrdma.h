@@ -431,6 +431,8 @@ int64_t ivrdma_slot_alloc(struct ivrdma_context *ctx, const struct ivrdma_table 
 void ivrdma_slot_free(struct ivrdma_context *ctx, const struct ivrdma_table *t, uint32_t idx);
 void *ivrdma_ring_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *first,
 			uint32_t *count);
+void *ivrdma_pages_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *first,
+			 uint32_t *count);
 void ivrdma_ring_free(struct ivrdma_context *ctx, uint32_t first, uint32_t count);
 uint64_t ivrdma_now_ns(void);
 

@@ -274,6 +274,7 @@ static void map_in(struct page_job *job)
 		job->rc = -ERANGE;
 		return;
 	}
+	ivrdma_sys_populate_write(dst, len); /* before the freeze: it holds other threads off */
 	frozen = ivrdma_pages_freeze(ctx, job->lo, job->hi, true);
 	copy_pages((uint64_t *)dst, (const uint64_t *)job->lo, len);
 	job->rc =
@@ -302,24 +303,33 @@ static int move_mapped(struct ivrdma_context *ctx, const struct ivrdma_maps *map
 		       uintptr_t hi, uint64_t base)
 {
 	const struct ivrdma_map *end = maps->v + maps->n;
+	uint8_t *to = (uint8_t *)ctx->region.base + base;
+	uintptr_t done = lo; /* below this, every byte is copied or zeroed */
 	int rc = 0;
 
 	for (const struct ivrdma_map *m = ivrdma_maps_next(maps, lo);
 	     !rc && m && m < end && m->lo < hi; m++) {
 		uintptr_t a = m->lo > lo ? m->lo : lo, b = m->hi < hi ? m->hi : hi;
 
+		memset(to + (done - lo), 0, a - done); /* a hole's bytes: fresh */
 		rc = move_pages(ctx, a, b, base + (a - lo));
+		done = b;
 	}
+	if (!rc)
+		memset(to + (done - lo), 0, hi - done);
 	return rc;
 }
 
-/* Copies [start, end) into new chunks of ctx and maps them over the same addresses. */
+/*
+ * Copies [start, end) into new chunks of ctx and maps them over the same
+ * addresses; the chunks' bytes under holes are zeroed.
+ */
 static int move_in(struct ivrdma_context *ctx, const struct ivrdma_maps *maps,
 		   struct ivrdma_span *sp)
 {
 	int rc;
 
-	if (!ivrdma_ring_alloc(ctx, sp->end - sp->start, &sp->first_chunk, &sp->nr_chunks))
+	if (!ivrdma_pages_alloc(ctx, sp->end - sp->start, &sp->first_chunk, &sp->nr_chunks))
 		return ENOSPC;
 	sp->base = ivrdma_chunk_offset(&ctx->region, sp->first_chunk);
 	rc = move_mapped(ctx, maps, sp->start, sp->end, sp->base);
@@ -408,6 +418,7 @@ static void swap_private(struct page_job *job)
 		ivrdma_dbg("cannot restore private pages at %#lx: %m", (unsigned long)job->lo);
 		return;
 	}
+	ivrdma_sys_populate_write(tmp, len);
 	hold_writers(job, &h);
 	copy_pages(tmp, h.src, len); /* not memcpy: ASan poisons redzones */
 	moved = ivrdma_sys_mremap_fixed(tmp, len, (void *)h.lo) == 0;

@@ -64,13 +64,13 @@ void ivrdma_slot_free(struct ivrdma_context *ctx, const struct ivrdma_table *t, 
 	shm_cas32(&h->owner, &expected, 0);
 }
 
-void *ivrdma_ring_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *first,
-			uint32_t *count)
+/* A run of chunks for 'bytes', its contents as the last owner left them. */
+static void *chunks_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *first,
+			  uint32_t *count)
 {
 	const struct ivrdma_region *r = &ctx->region;
 	uint64_t n = (bytes + ivrdma_chunk_size(r) - 1) >> r->chunk_shift;
 	int64_t idx;
-	void *p;
 
 	idx = n == 0 || n > r->nr_chunks ? -1
 					 : ivrdma_chunk_alloc(r, (uint32_t)n, ctx->owner_tag,
@@ -84,8 +84,33 @@ void *ivrdma_ring_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *fi
 	}
 	*first = (uint32_t)idx;
 	*count = (uint32_t)n;
-	p = ivrdma_chunk_ptr(r, *first);
-	shm_zero_words_relaxed(p, (n << r->chunk_shift) / 8);
+	return ivrdma_chunk_ptr(r, *first);
+}
+
+void *ivrdma_ring_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *first,
+			uint32_t *count)
+{
+	void *p = chunks_alloc(ctx, bytes, first, count);
+
+	if (p)
+		shm_zero_words_relaxed(p, ((uint64_t)*count << ctx->region.chunk_shift) / 8);
+	return p;
+}
+
+/*
+ * Chunks for registered pages the caller copies in whole: only what lies
+ * past 'bytes' in the last chunk is zeroed here. Zeroing the rest first
+ * would touch every page twice, and a registration of a GiB pays for each
+ * first touch of a shared page (page faults) once already.
+ */
+void *ivrdma_pages_alloc(struct ivrdma_context *ctx, uint64_t bytes, uint32_t *first,
+			 uint32_t *count)
+{
+	uint8_t *p = chunks_alloc(ctx, bytes, first, count);
+	uint64_t end = (uint64_t)*count << ctx->region.chunk_shift;
+
+	if (p && end > bytes)
+		memset(p + bytes, 0, end - bytes);
 	return p;
 }
 
