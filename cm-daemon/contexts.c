@@ -9,6 +9,7 @@
  * read, and frees the slot.
  */
 #include <json-c/json.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon.h"
@@ -92,8 +93,58 @@ static json_object *qp_json(const struct ivrdma_qp_slot *q)
 	return o;
 }
 
-/* What a context record says, with its live QPs: the same for open and ended ones. */
-static json_object *record_json(struct daemon *d, uint32_t idx, const char *state)
+/*
+ * The live QPs of every context record, from one pass over the QP table
+ * (a status of many contexts would otherwise read the table once each):
+ * head[record] is a QP slot index, next[] chains the record's others;
+ * NO_QP ends a chain.
+ */
+#define NO_QP UINT32_MAX
+struct qps_by_context {
+	uint32_t *head, *next;
+};
+
+static bool qps_by_context_build(const struct ivrdma_region *r, struct qps_by_context *ix)
+{
+	ix->head = malloc(r->ctxs.entries * sizeof(uint32_t));
+	ix->next = malloc(r->qps.entries * sizeof(uint32_t));
+	if (!ix->head || !ix->next) {
+		free(ix->head);
+		free(ix->next);
+		return false;
+	}
+	memset(ix->head, 0xff, r->ctxs.entries * sizeof(uint32_t));
+	for (uint32_t i = r->qps.entries; i-- > 0;) {
+		const struct ivrdma_qp_slot *q = ivrdma_table_entry(r, &r->qps, i);
+		uint32_t rec = shm_load_relaxed32(&q->context) - 1; /* 0, none: UINT32_MAX */
+
+		if (rec >= r->ctxs.entries || !qp_of(r, q, rec))
+			continue;
+		ix->next[i] = ix->head[rec];
+		ix->head[rec] = i;
+	}
+	return true;
+}
+
+/* The next live QP slot of record 'idx' after 'i' (NO_QP: the first); NO_QP at the end. */
+static uint32_t next_qp_of(const struct ivrdma_region *r, const struct qps_by_context *ix,
+			   uint32_t idx, uint32_t i)
+{
+	if (ix)
+		return i == NO_QP ? ix->head[idx] : ix->next[i];
+	for (i = i == NO_QP ? 0 : i + 1; i < r->qps.entries; i++)
+		if (qp_of(r, ivrdma_table_entry(r, &r->qps, i), idx))
+			return i;
+	return NO_QP;
+}
+
+/*
+ * What a context record says, with its live QPs: the same for open and
+ * ended ones. 'ix' lists the QPs of every record, or is NULL (then the
+ * QP table is searched).
+ */
+static json_object *record_json(struct daemon *d, uint32_t idx, const char *state,
+				const struct qps_by_context *ix)
 {
 	const struct ivrdma_region *r = &d->region;
 	const struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, idx);
@@ -101,11 +152,10 @@ static json_object *record_json(struct daemon *d, uint32_t idx, const char *stat
 	struct ivrdma_qp_counters total = {0};
 
 	add_counters(&total, &c->destroyed);
-	for (uint32_t i = 0; i < r->qps.entries; i++) {
+	for (uint32_t i = next_qp_of(r, ix, idx, NO_QP); i != NO_QP;
+	     i = next_qp_of(r, ix, idx, i)) {
 		const struct ivrdma_qp_slot *q = ivrdma_table_entry(r, &r->qps, i);
 
-		if (!qp_of(r, q, idx))
-			continue;
 		add_counters(&total, &q->counters);
 		json_object_array_add(qps, qp_json(q));
 	}
@@ -131,7 +181,7 @@ static void remember(struct daemon *d, uint32_t idx, const char *state)
 
 	if (*slot)
 		json_object_put(*slot);
-	*slot = record_json(d, idx, state);
+	*slot = record_json(d, idx, state, NULL);
 	d->ended_next++;
 }
 
@@ -182,14 +232,21 @@ json_object *contexts_json(struct daemon *d)
 	const struct ivrdma_region *r = &d->region;
 	json_object *a = json_object_new_array();
 	uint32_t n = d->ended_next < IVRDMA_ENDED_CONTEXTS ? d->ended_next : IVRDMA_ENDED_CONTEXTS;
+	struct qps_by_context ix;
+	bool indexed;
 
 	contexts_sweep(d);
+	indexed = qps_by_context_build(r, &ix);
 	for (uint32_t i = 0; i < r->ctxs.entries; i++) {
 		struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, i);
 
 		if (shm_load_acquire32(&c->hdr.owner) &&
 		    shm_load_acquire32(&c->state) == IVRDMA_CTX_OPEN)
-			json_object_array_add(a, record_json(d, i, "open"));
+			json_object_array_add(a, record_json(d, i, "open", indexed ? &ix : NULL));
+	}
+	if (indexed) {
+		free(ix.head);
+		free(ix.next);
 	}
 	for (uint32_t k = d->ended_next - n; k != d->ended_next; k++)
 		json_object_array_add(a, json_object_get(d->ended[k % IVRDMA_ENDED_CONTEXTS]));
