@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ctl_client.h"
+#include "status_watch.h"
 #ifdef IVRDMA_HAVE_SETUP
 #include "setup.h"
 #endif
@@ -17,6 +18,9 @@ static const char usage_text[] =
     "commands:\n"
     "  status [--json]  nodes, peers, GIDs, LIDs, IP addresses, region usage, RDMA CM\n"
     "                   listeners, contexts and their counters\n"
+    "  status --watch [S] [--count N]\n"
+    "                   every S s (1), each context's and node's rates since the last\n"
+    "                   look: posted, completed, errors, operations, MB; N times (forever)\n"
 #ifdef IVRDMA_HAVE_SETUP
     "  setup            write the sysfs tree and device node for local ivrdma devices\n"
     "  env              print the environment verbs programs need\n"
@@ -167,12 +171,44 @@ static void print_listeners(json_object *doc)
 	}
 }
 
+/* status --watch [S] [--count N] */
+static int cmd_watch(const char *dir, int argc, char **argv)
+{
+	double period = 1.0;
+	long count = 0;
+	char *end;
+	int i = 2;
+
+	if (i < argc && argv[i][0] != '-') {
+		period = strtod(argv[i++], &end);
+		if (*end || !(period >= 0.1 && period <= 3600)) {
+			fputs("ivrdma: --watch takes seconds from 0.1 to 3600\n", stderr);
+			return 2;
+		}
+	}
+	if (i + 1 < argc && !strcmp(argv[i], "--count")) {
+		count = strtol(argv[i + 1], &end, 10);
+		if (*end || count < 1) {
+			fputs("ivrdma: --count takes a positive number\n", stderr);
+			return 2;
+		}
+		i += 2;
+	}
+	if (i != argc) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	return status_watch(dir, period, count);
+}
+
 static int cmd_status(const char *dir, int argc, char **argv)
 {
 	bool json = argc > 1 && !strcmp(argv[1], "--json");
 	char err[256];
 	json_object *doc;
 
+	if (argc > 1 && !strcmp(argv[1], "--watch"))
+		return cmd_watch(dir, argc, argv);
 	if (argc > (json ? 2 : 1)) {
 		fputs(usage_text, stderr);
 		return 2;

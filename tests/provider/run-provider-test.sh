@@ -6,7 +6,7 @@
 # usage: run-provider-test.sh tools|verbs|pingpong|counters|uc-pingpong|srq-pingpong|ud-pingpong|perftest|datapath|migrate|soak IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY [GROUP]]
 # env:   IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 #                        to load an ASan-built provider
-#        IVRDMA_REGION_SIZE  the region's size (16M)
+#        IVRDMA_REGION_SIZE  the region's size (16M; mode defaults gives none)
 set -euo pipefail
 # shellcheck source=../lib/free-port.sh
 . "$(dirname "$0")/../lib/free-port.sh"
@@ -44,7 +44,9 @@ fail() {
 }
 
 start_daemon() {
-	"$ivrdmad" --dir "$dir" --shm "$shm" --size "${IVRDMA_REGION_SIZE:-16M}" --vm vm1 >"$dir/ivrdmad.log" 2>&1 &
+	local size=(--size "${IVRDMA_REGION_SIZE:-16M}")
+	[[ $mode != defaults ]] || size=() # what a user gets with no --size
+	"$ivrdmad" --dir "$dir" --shm "$shm" "${size[@]}" --vm vm1 >"$dir/ivrdmad.log" 2>&1 &
 	daemon_pid=$!
 	ivrdmad_ready "$ivrdma" "$dir" "$daemon_pid" || fail "no ivrdmad"
 }
@@ -148,17 +150,17 @@ check_stock_pingpong() { # check_stock_pingpong TOOL
 
 # Stock perftest, both post APIs (ibv_qp_ex wr_* by default, ibv_post_send with
 # --use_old_post_send): a few iterations of each operation must complete.
-perftest_once() { # perftest_once TOOL [args]
-	local tool=$1 port spid
+perftest_once() { # perftest_once TOOL [args]; env PERFTEST_TIMEOUT (60 s a side)
+	local tool=$1 port spid t=${PERFTEST_TIMEOUT:-60}
 	port=$(free_port) || fail "no server port"
 	shift
-	stock timeout 60 "$tool" -d ivrdma0 -p "$port" "$@" >"$dir/pt-server.out" 2>&1 &
+	stock timeout "$t" "$tool" -d ivrdma0 -p "$port" "$@" >"$dir/pt-server.out" 2>&1 &
 	spid=$!
 	for _ in $(seq 50); do
 		ss -ltn 2>/dev/null | grep ":$port " >/dev/null && break
 		sleep 0.1
 	done
-	stock timeout 60 "$tool" -d ivrdma0 -p "$port" "$@" 127.0.0.1 >"$dir/pt-client.out" 2>&1 ||
+	stock timeout "$t" "$tool" -d ivrdma0 -p "$port" "$@" 127.0.0.1 >"$dir/pt-client.out" 2>&1 ||
 		{ cat "$dir"/pt-*.out >&2; fail "$tool $*"; }
 	wait "$spid" || { cat "$dir"/pt-*.out >&2; fail "$tool $* (server)"; }
 	echo "$tool $*: $(grep -E '^ *[0-9]+ +[0-9]+ ' "$dir/pt-client.out" | tr -s ' \t' ' ')"
@@ -225,6 +227,34 @@ expect_counters() {
 	echo "counters: $2"
 }
 
+# ivrdma status --watch while ib_write_bw runs for 4 s: the writing
+# context and its node show writes and bytes per second.
+check_watch() {
+	local port spid cpid
+	port=$(free_port) || fail "no server port"
+	stock timeout 60 ib_write_bw -d ivrdma0 -p "$port" -s 4096 -D 4 >"$dir/pt-server.out" 2>&1 &
+	spid=$!
+	for _ in $(seq 50); do
+		ss -ltn 2>/dev/null | grep ":$port " >/dev/null && break
+		sleep 0.1
+	done
+	stock timeout 60 ib_write_bw -d ivrdma0 -p "$port" -s 4096 -D 4 127.0.0.1 \
+		>"$dir/pt-client.out" 2>&1 &
+	cpid=$!
+	for _ in $(seq 100); do # the client is writing
+		status_json | jq -e '[.contexts[].totals.write_ops] | add > 0' >/dev/null && break
+		sleep 0.1
+	done
+	"$ivrdma" --dir "$dir" status --watch 1 --count 2 >"$dir/watch.out"
+	wait "$cpid" || { cat "$dir"/pt-*.out >&2; fail "ib_write_bw -D 4"; }
+	wait "$spid" || { cat "$dir"/pt-*.out >&2; fail "ib_write_bw -D 4 (server)"; }
+	cat "$dir/watch.out"
+	# Columns: name (2 words), posted, completed, errors, sends, writes, ..., MB.
+	awk '$1 == "context" && $7 > 0 && $NF > 0 { c++ } $1 == "node" && $2 == "host" &&
+	     $7 > 0 { n++ } END { exit !(c >= 2 && n >= 2) }' "$dir/watch.out" ||
+		fail "status --watch showed no writes per second in two turns"
+}
+
 check_counters() {
 	local n0 port spid
 	# A server waiting for its client: an open context, its QP with the receives it
@@ -274,6 +304,33 @@ check_counters() {
 		 .recv_bytes == 102400 and .rq_posted >= 100 and .errors == 0'
 }
 
+# ivrdmad with no --size: the region is sized from the machine (--size
+# auto), its tables hold what a 64-rank job over openib opens once the
+# region reaches 1 GiB, and perftest moves 64 MiB and 512 MiB messages.
+check_defaults() {
+	local st size
+	grep -q "(auto: at most half of" "$dir/ivrdmad.log" ||
+		{ cat "$dir/ivrdmad.log" >&2; fail "ivrdmad did not say where its size came from"; }
+	st=$("$ivrdma" --dir "$dir" status --json)
+	size=$(jq .region.size <<<"$st")
+	echo "region of $((size >> 20)) MiB:" \
+		"$(jq -c '.region | {qp_slots, cq_slots, srq_slots, mr_slots}' <<<"$st")"
+	if ((size >= 1 << 30)); then
+		jq -e '.region | .qp_slots >= 65536 and .cq_slots >= 65536 and .mr_slots >= 262144' \
+			<<<"$st" >/dev/null || fail "a region of $size bytes has too few slots"
+	fi
+	# Each first touch of a page costs a fault: registering a GiB takes
+	# seconds, and minutes on a loaded machine.
+	PERFTEST_TIMEOUT=280
+	perftest_once ib_write_bw -s $((64 << 20)) -n 5
+	# Each side registers twice the message: 2 GiB of a region that holds 4.
+	if ((size < 4 << 30)); then
+		echo "SKIP: ib_write_bw -s 512M needs a region of 4 GiB; auto gave $((size >> 20)) MiB"
+		exit 77
+	fi
+	perftest_once ib_write_bw -s $((512 << 20)) -n 5
+}
+
 check_pingpong() {
 	pingpong_once 1 1000
 	pingpong_once 1 500 -g 0
@@ -312,7 +369,11 @@ srq-pingpong)
 ud-pingpong) check_ud_pingpong ;;
 port-events) check_port_events ;;
 perftest) check_perftest ;;
-counters) check_counters ;;
+defaults) check_defaults ;;
+counters)
+	check_counters
+	check_watch
+	;;
 # Bounded below CTest's TIMEOUT: a hang ends here, where cleanup runs, and
 # not in CTest's kill, which leaves the test binary and ivrdmad behind.
 datapath) timeout -k 5 240 "$test_bin" "$group" ;;
