@@ -149,7 +149,13 @@ pair_server_stays() {
 	wait_listener tcp "$port" "$server_pid"
 	# shellcheck disable=SC2086
 	timeout -k 5 60 $client >"$dir/$name.client" 2>&1 || rc=$?
-	sleep 0.5
+	# The server may print its last line after the client is gone (a loaded
+	# machine ran it 0.5 s late): wait for it, or for the server to end.
+	for _ in $(seq 200); do
+		grep -Eq -- "$pattern" "$dir/$name.server" && break
+		kill -0 "$server_pid" 2>/dev/null || break
+		sleep 0.1
+	done
 	kill -TERM "$server_pid" 2>/dev/null || true
 	wait "$server_pid" 2>/dev/null || true
 	server_pid=
