@@ -20,8 +20,13 @@
 
 #include "ucma.h"
 
-#define UCMA_RETRY_NS	      250000000ull /* 250 ms */
-#define UCMA_REQ_TRIES	      16u	   /* 4 s without an answer: unreachable */
+#define UCMA_RETRY_NS 250000000ull /* 250 ms */
+/*
+ * 15 s without an answer: unreachable. The kernel's CM waits about a
+ * minute (15 tries of 4.3 s); 4 s was too short for a TCG guest on a
+ * loaded host, whose agent answered later than that.
+ */
+#define UCMA_REQ_TRIES	      60u
 #define UCMA_DREQ_TRIES	      8u
 #define UCMA_MIN_RNR_TIMER    12u /* 0.64 ms, as the kernel's CM uses */
 #define UCMA_QP_TIMEOUT	      14u /* 4.096 us * 2^14 = 67 ms */
