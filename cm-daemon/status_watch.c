@@ -122,7 +122,7 @@ static void print_rates(const char *what, const double *v, double bytes, double 
 static void print_turn(const struct turn *prev, const struct turn *t)
 {
 	double dt = prev ? t->at - prev->at : 1.0, node_v[NR_RATES], node_bytes;
-	char what[64];
+	char what[sizeof(((struct sample *)0)->node) + 16];
 
 	printf("%-22s %10s %10s %10s %10s %10s %10s %10s %10s %10s\n", "PER SECOND", "posted",
 	       "completed", "errors", "sends", "writes", "reads", "atomics", "receives", "MB");
