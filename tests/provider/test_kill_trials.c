@@ -749,6 +749,8 @@ static void finish(struct node *n)
 	struct ibv_qp_attr a = {.qp_state = IBV_QPS_ERR};
 	uint64_t end = now_ns() + HANG_S * 1000000000ull, wrs = 0;
 
+	/* A datagram QP serves any sender: a dead one does not fail it. */
+	CHECK(!n->qp[UDQ] || qp_state(n->qp[UDQ]) == IBV_QPS_RTS, "the UD QP is still in RTS");
 	for (uint32_t q = 0; q <= NQP; q++)
 		if (n->qp[q])
 			CHECK(ibv_modify_qp(n->qp[q], &a, IBV_QP_STATE) == 0, "QP %u to ERR", q);
