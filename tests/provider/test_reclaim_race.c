@@ -59,6 +59,7 @@ static void xfer(int fd, void *p, size_t n, bool out)
 static void side_up(struct ep *e, struct buf *b, int access, int sock, struct info *peer)
 {
 	struct info me;
+	char c = 'C';
 
 	ep_open(e);
 	buf_new(b, e->pd, LEN, access);
@@ -67,6 +68,9 @@ static void side_up(struct ep *e, struct buf *b, int access, int sock, struct in
 	xfer(sock, &me, sizeof(me), true);
 	xfer(sock, peer, sizeof(*peer), false);
 	qp_connect(e->qp, peer->qpn, peer->lid, &opts);
+	/* Both in RTS before S writes: a write to a QP still in INIT would use up its retries. */
+	xfer(sock, &c, 1, true);
+	xfer(sock, &c, 1, false);
 }
 
 static _Noreturn void target(int sock, int ctl)
