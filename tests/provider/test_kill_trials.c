@@ -53,7 +53,7 @@
 #define UDLEN	 2048u
 #define MPAGES	 192u /* the mover's buffer, in pages */
 #define QKEY	 0x6b1du
-#define HANG_S	 20u /* the hang bound after the kill */
+#define HANG_S	 DP_DEADLINE_S /* the hang bound after the kill (a hang detector) */
 #define DELAY_US 200000u
 
 /* The registered buffer's areas; both sides have the same. */
