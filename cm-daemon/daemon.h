@@ -107,6 +107,7 @@ struct migration {
 
 /* Ended contexts whose totals `ivrdma status` still shows (contexts.c). */
 #define IVRDMA_ENDED_CONTEXTS 64
+#define IVRDMA_STALE_EXECS    16 /* executions a reclaim no longer waits for */
 
 struct daemon {
 	struct daemon_config cfg;
@@ -131,7 +132,17 @@ struct daemon {
 	uint32_t ended_next;
 	int64_t last_sweep_ms;
 	struct migration mig;
+	/* Executions a reclaim gave up waiting for (exec_drain.c): not waited for again. */
+	struct stale_exec {
+		uint32_t slot;
+		uint64_t seq;
+	} stale_exec[IVRDMA_STALE_EXECS];
+	uint32_t stale_next;
 };
+
+/* exec_drain.c */
+/* Waits (bounded) for other participants' executions under way as peer 'gone' left. */
+void exec_drain(struct daemon *d, uint16_t gone);
 
 /* loop.c */
 /*

@@ -358,6 +358,8 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 	settled = ivrdma_cq_settle_peer(&d->region, p->id, node ? node->lid : 0, wake_cq_owner, d);
 	directory_peer_left(d, p);
 	contexts_peer_gone(d, p->id);
+	/* Copies into its chunks that began before it was gone end before they are freed. */
+	exec_drain(d, p->id);
 	ivrdma_region_reclaim_peer(&d->region, p->id, &got);
 	directory_peer_freed(d, p);
 	/* The others hear of it once its objects are reclaimed and its entry is free. */

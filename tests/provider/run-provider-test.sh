@@ -3,7 +3,7 @@
 # ibv_devices / ibv_devinfo (mode "tools") or the libibverbs C test
 # (mode "verbs") against the provider from the build tree.
 #
-# usage: run-provider-test.sh tools|verbs|pingpong|counters|uc-pingpong|srq-pingpong|ud-pingpong|perftest|datapath|migrate|soak IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY [GROUP]]
+# usage: run-provider-test.sh tools|verbs|pingpong|counters|uc-pingpong|srq-pingpong|ud-pingpong|perftest|datapath|migrate|soak|kill-trials IVRDMAD IVRDMA PROVIDER_SO [TEST_BINARY [GROUP]]
 # env:   IVRDMA_PRELOAD  a sanitizer runtime stock binaries must preload
 #                        to load an ASan-built provider
 #        IVRDMA_REGION_SIZE  the region's size (16M; mode defaults gives none)
@@ -385,5 +385,8 @@ soak)
 	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0 \
 		timeout -k 5 $((${group%x*} + 120)) "$test_bin" "$group" "/dev/shm$shm"
 	;;
+# group is the number of trials; each is bounded by the test's own hang
+# detectors, the whole run here.
+kill-trials) timeout -k 5 540 "$test_bin" "$group" "/dev/shm$shm" ;;
 *) fail "unknown mode $mode" ;;
 esac
