@@ -66,16 +66,12 @@
 #   reconnects; its port must then show vm1's LID and GID at the
 #   destination, and vm1 must be gone at the source. Prints the teardown
 #   time (migrate-begin), QEMU's migration time and downtime, and the time
-#   from device_add to the first transfer (TCG: orientation only).
-#   The vCPUs are stopped (QMP stop) for the RAM transfer and continued at
-#   the destination (QMP cont): QEMU 7.2's TCG pre-copy migration loses
-#   guest stores made while it copies, in this machine and without any
-#   ivshmem device as well (a busybox guest whose threads rewrite and
-#   check buffers found stale bytes after a live migration in 2 of 5 runs,
-#   multi- and single-threaded TCG, and none in 3 stopped ones); 7 of 15
-#   live runs of this test failed so, or their guest kernel oopsed right
-#   after it (one with -smp 1). IVRDMA_MIGRATE_LIVE=1 migrates live
-#   (pre-copy) instead, to see that again.
+#   from device_add to the first transfer (TCG: orientation only). The
+#   migration is live (pre-copy), the program's thread rewriting and
+#   checking its buffer all along; vm-lib.sh's RAM size keeps QEMU 7.2's
+#   TCG from losing stores meanwhile (see vm_machine_args there, and
+#   guest.migration_precopy). IVRDMA_MIGRATE_STOPPED=1 stops the vCPUs for
+#   the copy instead (QMP stop, then cont at the destination).
 # rdmacm: the two VMs of two-vms, ivrdmad started with their addresses
 #   for RDMA CM (--addr vm1=192.0.2.1 --addr vm2=192.0.2.2, the guests'
 #   own NIC addresses; ivrdma status must list them). The image adds
@@ -640,11 +636,11 @@ migrate_leave() {
 	log "vm1: $(guest_lines vm1 "$id" | grep '^LEFT')"
 }
 
-# QEMU's migration of vm1 (no ivshmem device left) to vm1.in: with its
-# vCPUs stopped, unless IVRDMA_MIGRATE_LIVE=1 (see the top).
+# QEMU's migration of vm1 (no ivshmem device left) to vm1.in: live,
+# unless IVRDMA_MIGRATE_STOPPED=1 (see the top).
 vm_migrate() {
-	local out t mode=stopped
-	[ "${IVRDMA_MIGRATE_LIVE:-0}" = 0 ] || mode=live
+	local out t mode=live
+	[ "${IVRDMA_MIGRATE_STOPPED:-0}" = 0 ] || mode=stopped
 	vm_incoming vm1 "$mig_port" "$work/verbs.cpio.gz" "" \
 		-qmp tcp:127.0.0.1:"$qmp_dst",server=on,wait=off
 	t=$(now_ms)
