@@ -73,6 +73,10 @@ hop_checked() {
 	[ -n "$(checked "hop$1")" ] || [ -n "$(ended_badly)" ]
 }
 
+qmp_or_ended() { # qmp_or_ended PORT: QMP listens there, or the guest ended badly
+	tcp_listening "$1" || [ -n "$(ended_badly)" ]
+}
+
 # hop N MODE: vm1 migrates to a new QEMU; then every word is checked.
 hop() {
 	local n=$1 mode=$2 port qmp out t line
@@ -85,6 +89,9 @@ hop() {
 	out=$(qmp_migrate "$port" "$mode")
 	vm_migrated vm1
 	exec {qmp_fd}>&-
+	# A guest that crashed at once may take its QEMU down before QMP.
+	wait_until "QMP of vm1 after hop $n" 30 qmp_or_ended "$qmp"
+	[ -z "$(ended_badly)" ] || fail "the guest after hop $n: $(ended_badly | head -n 3 | tr '\n' ' ')"
 	qmp_connect "$qmp" "qmp-hop$n"
 	[ "$mode" = live ] || qmp_cmd '{"execute": "cont"}' >/dev/null
 	log "hop $n ($mode) in $(($(now_ms) - t)) ms:" \
