@@ -25,7 +25,7 @@
 # QEMU is stopped and the work dir removed (--keep keeps it).
 set -euo pipefail
 
-BUDGET=${IVRDMA_GUEST_BUDGET:-400} # see vm-lib.sh; keep it under the CTest TIMEOUT
+BUDGET=${IVRDMA_GUEST_BUDGET:-270} # see vm-lib.sh; keep it under the CTest TIMEOUT (300)
 BOOT_TIMEOUT=${IVRDMA_GUEST_BOOT_TIMEOUT:-90}
 CHECK_TIMEOUT=120 # the program's two rounds after a hop, a bound against hangs
 
