@@ -273,19 +273,21 @@ static int mkdirs(const char *path)
 /*
  * Writes root/rel atomically (temporary file, then rename): a verbs
  * program reading while setup rewrites a GID sees the old or the new one.
+ * The temporary file is this process's own: the udev rule's setup and one
+ * run by hand may write the same tree at the same time.
  */
 static int put_file(const char *root, const char *rel, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int put_file(const char *root, const char *rel, const char *fmt, ...)
 {
-	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	char path[PATH_MAX], tmp[PATH_MAX + 32];
 	va_list ap;
 	FILE *f;
 	int ok;
 
 	if (snprintf(path, sizeof(path), "%s/%s", root, rel) >= (int)sizeof(path))
 		return fail("path too long: %s/%s", root, rel);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
 	f = fopen(tmp, "w");
 	if (!f)
 		return fail("cannot write %s: %s", tmp, strerror(errno));

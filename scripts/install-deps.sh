@@ -28,6 +28,8 @@ packages=(
 	# tests/guest MPI job: dropbear as the ssh of mpirun between the guests
 	dropbear-bin
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod
+	# the verbs guests' udevd, which runs 60-ivrdma.rules (ivrdma setup)
+	udev
 	# the Debian package (scripts/build-deb.sh) and its test in a fresh
 	# Debian 12 root (tests/package/), booted with systemd-nspawn
 	debhelper dpkg-dev debootstrap zstd systemd-container

@@ -30,14 +30,15 @@
  *    Prints "REJOINED" with the port's LID and GID.
  *
  * With --setup (the migrate test: another region, another subnet), step 3
- * first runs `ivrdma setup` again once the device nodes are back, as a
- * udev rule or the application's launcher would: libibverbs reads the
- * port's GID from the sysfs tree that setup writes, and the GID's subnet
- * half is the destination region's.
+ * waits, once ivrdma0 opened again, until the sysfs tree names the port's
+ * new LID: the packaged udev rule (60-ivrdma.rules) runs `ivrdma setup`
+ * when the device appears, and libibverbs reads the port's GID from the
+ * tree it writes, whose subnet half is then the destination region's.
  *
  * Output lines are the host's cues; exit status 0 if every check passed.
  * usage: guest-unplug [SECONDS to wait for each cue, default 300] [--setup]
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -244,18 +245,34 @@ static bool devices_gone(void)
 	return access("/dev/ivshmem0", F_OK) && access("/dev/infiniband/ivrdma0", F_OK);
 }
 
-/* --setup: the sysfs tree rewritten for the region the device is on now. */
-static void rerun_setup(uint64_t end)
+/*
+ * --setup: the udev rule's `ivrdma setup` rewrote the sysfs tree for the
+ * region the device is on now: the tree's LID is the port's (the port's
+ * comes from the region). setup writes the LID after the GID.
+ */
+static void wait_for_setup(const struct ep *a, uint64_t end)
 {
-	while (access("/dev/ivshmem0", F_OK) || access("/dev/infiniband/ivrdma0", F_OK)) {
-		REQUIRE(now_s() <= end, "the device nodes did not come back within %d s", wait_s);
+	const char *root = getenv("SYSFS_PATH");
+	char path[PATH_MAX];
+	unsigned int lid = 0;
+	double t0 = now_ms();
+
+	snprintf(path, sizeof(path), "%s/class/infiniband/ivrdma0/ports/1/lid",
+		 root ? root : "/sys");
+	for (;;) {
+		FILE *f = fopen(path, "r");
+		bool current = f && fscanf(f, "%x", &lid) == 1 && lid == a->lid;
+
+		if (f)
+			fclose(f);
+		if (current)
+			break;
+		REQUIRE(now_s() <= end, "%s says LID %u, the port has %u, after %d s", path, lid,
+			a->lid, wait_s);
 		usleep(100000);
 	}
-	fflush(stdout);
-	while (system("ivrdma setup") != 0) {
-		REQUIRE(now_s() <= end, "ivrdma setup failed for %d s", wait_s);
-		usleep(100000);
-	}
+	printf("SET-UP by udev: the tree names LID %u (waited %.0f ms after the open)\n", lid,
+	       now_ms() - t0);
 }
 
 /* Every WR posted completes exactly once; then the CQ stays empty. */
@@ -419,13 +436,13 @@ static void rejoin(struct state *s)
 	char gid_str[48];
 	int tries = 1;
 
-	if (setup_again)
-		rerun_setup(end);
 	while (!try_open(&a)) {
 		REQUIRE(now_s() <= end, "ivrdma0 did not open again within %d s", wait_s);
 		usleep(100000);
 		tries++;
 	}
+	if (setup_again)
+		wait_for_setup(&a, end);
 	b = a;
 	b.qp = NULL;
 	mr = ibv_reg_mr(a.pd, mem, BUF_LEN, MR_ALL);

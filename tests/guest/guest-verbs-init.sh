@@ -1,9 +1,11 @@
 #!/bin/sh
 # /init of the verbs test image (busybox sh, plus libibverbs, the provider,
-# ivrdma and the stock verbs tools with their libraries): loads
-# ivrdma_ivshmem.ko, brings up the network, runs `ivrdma setup`, takes
-# `ivrdma env`'s environment, prints READY, then runs what the host sends
-# on the console, one command per line:
+# ivrdma, udevd with the packaged 60-ivrdma.rules and the stock verbs tools
+# with their libraries): starts udevd, loads ivrdma_ivshmem.ko (the rule
+# runs `ivrdma setup` for its device, as in an installed guest; so again
+# when the device is plugged back in), brings up the network, waits for
+# the rule's sysfs tree, takes `ivrdma env`'s environment, prints READY,
+# then runs what the host sends on the console, one command per line:
 #
 #   run ID SECONDS CMD [ARG]...  run CMD in the background (bounded by
 #                                SECONDS); when it ends, print its output
@@ -27,6 +29,9 @@ MODULE=/lib/modules/ivrdma_ivshmem.ko
 NIC_MODULE=/lib/modules/e1000.ko
 DEV=/dev/ivshmem0
 CMD=/dev/infiniband/ivrdma0
+UDEVD=/lib/systemd/systemd-udevd
+# What the rule's `ivrdma setup` writes (ivrdma env's SYSFS_PATH)
+PORT=/run/ivrdma/sysfs/class/infiniband/ivrdma0/ports/1
 
 # shellcheck source=guest-lib.sh
 . /lib/ivr/guest-lib.sh
@@ -41,6 +46,20 @@ wait_for() {
 		done
 		[ -e "$p" ] || { echo "no $p"; return 1; }
 	done
+}
+
+# udevd as an initramfs runs it (no systemd); its rules are 60-ivrdma.rules.
+start_udevd() {
+	$UDEVD --daemon --resolve-names=never || return 1
+	udevadm --version
+}
+
+# The rule's `ivrdma setup` ran: udev handled the device's events (settle
+# returns once their RUN+= programs ended), and the tree is there.
+udev_setup() {
+	udevadm settle --timeout=60 || return 1
+	wait_for $PORT/lid $PORT/gids/0 || return 1
+	echo "ivrdma0 set up by udev: LID $(cat $PORT/lid), GID $(cat $PORT/gids/0)"
 }
 
 load_driver() {
@@ -150,9 +169,10 @@ serve() {
 }
 
 say "BOOTED kernel $(uname -r)"
+step udevd start_udevd
 step driver load_driver
 step network network
-step setup ivrdma setup
+step setup udev_setup
 step env verbs_env
 eval "$(cat /tmp/env)"
 serve

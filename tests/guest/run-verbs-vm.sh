@@ -3,12 +3,14 @@
 # initramfs holds libibverbs, the provider (installed as
 # /etc/libibverbs.d/ivrdma.driver says), ivrdma, ibverbs-utils' examples
 # and perftest, with their libraries; ivrdma_ivshmem.ko gives them the
-# region and the command device. Each guest runs `ivrdma setup` and takes
-# `ivrdma env`'s environment (guest-verbs-init.sh), then runs what this
-# script sends to its console.
+# region and the command device. Each guest runs udevd with --rules (the
+# build's 60-ivrdma.rules, ivrdma where its RUN+= says), whose `ivrdma
+# setup` writes the sysfs tree when the device appears, takes `ivrdma
+# env`'s environment (guest-verbs-init.sh), then runs what this script
+# sends to its console.
 #
 #   run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi|unplug|migrate|rdmacm --ivrdmad PATH
-#                   --ivrdma PATH --provider PATH --module PATH [--mpi-dir DIR]
+#                   --ivrdma PATH --provider PATH --module PATH --rules PATH [--mpi-dir DIR]
 #                   [--unplug-test PATH] [--preload PATH] [--kernel PATH] [--keep]
 #
 # two-vms: vm1 and vm2 on one ivrdmad, their e1000 NICs linked by a QEMU
@@ -59,20 +61,17 @@
 #   migrate to it, the source stopped; at the destination chardev-add to
 #   the second ivrdmad's vm1.sock and device_add, and migrate-end there.
 #   The program (guest-unplug --setup) runs through all of it: after the
-#   device is back it runs `ivrdma setup` again (the GID's prefix and the
-#   LID changed) and reconnects; its port must then show vm1's LID and GID
-#   at the destination, and vm1 must be gone at the source. Prints the
-#   teardown time (migrate-begin), QEMU's migration time and downtime, and
-#   the time from device_add to the first transfer (TCG: orientation only).
-#   The vCPUs are stopped (QMP stop) for the RAM transfer and continued at
-#   the destination (QMP cont): QEMU 7.2's TCG pre-copy migration loses
-#   guest stores made while it copies, in this machine and without any
-#   ivshmem device as well (a busybox guest whose threads rewrite and
-#   check buffers found stale bytes after a live migration in 2 of 5 runs,
-#   multi- and single-threaded TCG, and none in 3 stopped ones); 7 of 15
-#   live runs of this test failed so, or their guest kernel oopsed right
-#   after it (one with -smp 1). IVRDMA_MIGRATE_LIVE=1 migrates live
-#   (pre-copy) instead, to see that again.
+#   device is back the guest's udevd runs `ivrdma setup` (60-ivrdma.rules;
+#   the GID's prefix and the LID changed), the program waits for that and
+#   reconnects; its port must then show vm1's LID and GID at the
+#   destination, and vm1 must be gone at the source. Prints the teardown
+#   time (migrate-begin), QEMU's migration time and downtime, and the time
+#   from device_add to the first transfer (TCG: orientation only). The
+#   migration is live (pre-copy), the program's thread rewriting and
+#   checking its buffer all along; vm-lib.sh's RAM size keeps QEMU 7.2's
+#   TCG from losing stores meanwhile (see vm_machine_args there, and
+#   guest.migration_precopy). IVRDMA_MIGRATE_STOPPED=1 stops the vCPUs for
+#   the copy instead (QMP stop, then cont at the destination).
 # rdmacm: the two VMs of two-vms, ivrdmad started with their addresses
 #   for RDMA CM (--addr vm1=192.0.2.1 --addr vm2=192.0.2.2, the guests'
 #   own NIC addresses; ivrdma status must list them). The image adds
@@ -104,7 +103,7 @@ VM_MEMORY=512
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 scenario='' ivrdmad='' ivrdma='' provider='' module='' kernel='' keep=0 mpi_dir='' unplug_test=''
-preload=''
+preload='' rules=''
 # shellcheck source=vm-lib.sh
 . "$here/vm-lib.sh"
 # shellcheck source=../lib/free-port.sh
@@ -112,7 +111,7 @@ preload=''
 
 usage() {
 	echo "usage: run-verbs-vm.sh --scenario two-vms|ud|host-guest|mpi|unplug|migrate|rdmacm" \
-		"--ivrdmad PATH --ivrdma PATH --provider PATH --module PATH [--mpi-dir DIR]" \
+		"--ivrdmad PATH --ivrdma PATH --provider PATH --module PATH --rules PATH [--mpi-dir DIR]" \
 		"[--unplug-test PATH] [--preload PATH] [--kernel PATH] [--keep]" >&2
 	exit 2
 }
@@ -128,6 +127,7 @@ parse_args() {
 		--mpi-dir) mpi_dir=${2:-}; shift 2 ;;
 		--unplug-test) unplug_test=${2:-}; shift 2 ;;
 		--preload) preload=${2:-}; shift 2 ;;
+		--rules) rules=${2:-}; shift 2 ;;
 		--kernel) kernel=${2:-}; shift 2 ;;
 		--keep) keep=1; shift ;;
 		*) usage ;;
@@ -147,19 +147,27 @@ parse_args() {
 		[ -x "$f" ] || fail "not an executable: $f"
 	done
 	[ -r "$provider" ] || fail "no provider at $provider"
+	[ -r "$rules" ] || fail "no udev rules at '$rules' (--rules: the build's packaging/60-ivrdma.rules)"
 }
 
 TOOLS=(ibv_devinfo ibv_rc_pingpong ibv_ud_pingpong ib_write_lat ib_send_bw ibv_asyncwatch)
+UDEVD=/lib/systemd/systemd-udevd # a link to udevadm, which acts on its name
 
 # The image: the tools from the installed packages, ours from the build;
 # build_image SPEC... adds more (build-initramfs.sh's SRC:DEST).
 build_image() {
-	local release=${kernel##*/vmlinuz-} nic tool specs=("$@")
+	local release=${kernel##*/vmlinuz-} nic tool run specs=("$@")
 	nic=/lib/modules/$release/kernel/drivers/net/ethernet/intel/e1000/e1000.ko
 	[ -r "$nic" ] || fail "no $nic (the e1000 module of linux-image-$release)"
 	for tool in "${TOOLS[@]}"; do
 		specs+=("$(command -v "$tool"):/usr/bin/$tool")
 	done
+	# The rule as installed, with ivrdma where it runs it from.
+	[ -x "$UDEVD" ] || fail "no $UDEVD (package udev, see scripts/install-deps.sh)"
+	run=$(sed -n 's|.*RUN+="\(/[^ ]*\) setup .*|\1|p' "$rules")
+	[ -n "$run" ] || fail "$rules runs no 'ivrdma setup'"
+	[ "$run" = /usr/bin/ivrdma ] || specs+=("$ivrdma:$run")
+	specs+=("$UDEVD:$UDEVD" "$UDEVD:/usr/bin/udevadm" "$rules:/lib/udev/rules.d/60-ivrdma.rules")
 	echo "driver ivrdma" >"$work/ivrdma.driver"
 	"$here/build-initramfs.sh" --libs --init "$here/guest-verbs-init.sh" "$work/verbs.cpio.gz" \
 		"$module:/lib/modules/ivrdma_ivshmem.ko" "$nic:/lib/modules/e1000.ko" \
@@ -628,11 +636,11 @@ migrate_leave() {
 	log "vm1: $(guest_lines vm1 "$id" | grep '^LEFT')"
 }
 
-# QEMU's migration of vm1 (no ivshmem device left) to vm1.in: with its
-# vCPUs stopped, unless IVRDMA_MIGRATE_LIVE=1 (see the top).
+# QEMU's migration of vm1 (no ivshmem device left) to vm1.in: live,
+# unless IVRDMA_MIGRATE_STOPPED=1 (see the top).
 vm_migrate() {
-	local out t mode=stopped
-	[ "${IVRDMA_MIGRATE_LIVE:-0}" = 0 ] || mode=live
+	local out t mode=live
+	[ "${IVRDMA_MIGRATE_STOPPED:-0}" = 0 ] || mode=stopped
 	vm_incoming vm1 "$mig_port" "$work/verbs.cpio.gz" "" \
 		-qmp tcp:127.0.0.1:"$qmp_dst",server=on,wait=off
 	t=$(now_ms)
@@ -662,7 +670,7 @@ run_migrate() {
 	qmp_ivshmem_add "$dst/vm1.sock"
 	cue "$id" FIRST-TRANSFER 120
 	log "PASS first transfer $(($(now_ms) - t_add)) ms after device_add at the destination" \
-		"(TCG): $(guest_lines vm1 "$id" | grep '^FIRST-TRANSFER')"
+		"(TCG): $(guest_lines vm1 "$id" | grep -E '^(SET-UP|FIRST-TRANSFER)' | tr '\n' ' ')"
 	wait_end vm1 "$id" || { show vm1 "$id" >&2; fail "the program in vm1 failed"; }
 	show vm1 "$id"
 	out=$(guest_lines vm1 "$id" | grep '^REJOINED')

@@ -252,6 +252,24 @@ vm_boot() {
 	log "QEMU $name started (kernel $kernel)"
 }
 
+# vm_machine_args: the accelerator, CPUs and RAM of every VM, one argument
+# a line (IVRDMA_VM_ACCEL, IVRDMA_VM_SMP, IVRDMA_VM_RAM override them).
+#
+# The RAM is VM_MEMORY MiB and 8 KiB, so that a live (pre-copy) migration
+# keeps every guest store. When a RAM block's size is a multiple of 256
+# KiB, QEMU 7.2 syncs its migration dirty bitmap 64 pages per word and
+# clears the bits without marking the TCG TLB entries of those pages
+# not-dirty again: stores through an entry cached before the sync mark
+# nothing dirty, and the page is never sent again (the destination keeps
+# an old copy). Fixed in QEMU 9.0 ("physmem: Fix migration dirty bitmap
+# coherency with TCG memory access"). Another size takes the page-by-page
+# sync, which resets the TLB entries of each page it clears.
+# guest.migration_precopy shows it; KVM tracks dirty pages in the kernel.
+vm_machine_args() {
+	printf '%s\n' -accel "${IVRDMA_VM_ACCEL:-tcg}" -smp "${IVRDMA_VM_SMP:-1,maxcpus=2}" \
+		-m "${IVRDMA_VM_RAM:-$((${VM_MEMORY:-256} * 1024 + 8))k}"
+}
+
 # qemu_start KEY INITRD APPEND [QEMU ARGS...]: the QEMU of vm_boot without
 # an ivshmem device, known as KEY: console input $work/KEY.console, output
 # $work/KEY.serial.log.
@@ -262,8 +280,9 @@ qemu_start() {
 	exec {fd}<>"$work/$key.console"
 	vm_console[$key]=$fd
 	vm_logs[$key]=$work/$key.serial.log
-	background qemu-system-x86_64 -accel tcg -smp 1,maxcpus=2 -m "${VM_MEMORY:-256}" \
-		-nographic -no-reboot \
+	local machine
+	mapfile -t machine < <(vm_machine_args)
+	background qemu-system-x86_64 "${machine[@]}" -nographic -no-reboot \
 		-kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 quiet panic=-1 $append" "$@" \
 		<"$work/$key.console" >"$work/$key.serial.log" 2>&1 &
 	vm_pid[$key]=$!

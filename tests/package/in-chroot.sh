@@ -70,6 +70,9 @@ run_phase() {
 		[[ -e $f ]] || fail "$f is not installed"
 	done
 	grep -qx 'driver ivrdma' /etc/libibverbs.d/ivrdma.driver || fail "bad ivrdma.driver"
+	# The guest's automatic setup runs the packaged ivrdma.
+	grep -q 'RUN+="/usr/bin/ivrdma setup --cdev %k"' /lib/udev/rules.d/60-ivrdma.rules ||
+		fail "60-ivrdma.rules does not run /usr/bin/ivrdma setup"
 	ivrdma version
 
 	echo "-- /etc/default/ivrdmad: one VM (vm1), a 64M region, addresses for vm1 and the host"
