@@ -21,6 +21,7 @@
 #include "daemon.h"
 #include "ivshmem_msg.h"
 #include "log.h"
+#include "shm_atomic.h"
 
 /*
  * Messages a client may owe us. Eventfds of peers that left are dropped
@@ -105,7 +106,7 @@ static void peer_send(struct daemon *d, struct peer *p, int64_t value, int fd)
 {
 	int rc = -EAGAIN;
 
-	if (p->doomed)
+	if (p->doomed || p->orphan) /* an orphan learns everything when it rejoins */
 		return;
 	if (p->q_len == 0)
 		rc = ivshmem_msg_send(p->w.fd, value, fd);
@@ -144,6 +145,8 @@ static void peer_flush(struct daemon *d, struct peer *p)
 
 static void peer_send_vectors(struct daemon *d, struct peer *to, const struct peer *of)
 {
+	if (of->orphan) /* its eventfds went with the ivrdmad before */
+		return;
 	for (uint32_t v = 0; v < d->cfg.nr_vectors; v++)
 		peer_send(d, to, of->id, of->vectors[v]);
 }
@@ -156,7 +159,8 @@ void server_ring_control_all(struct daemon *d)
 	for (uint32_t i = 0; i < d->cfg.max_peers; i++) {
 		struct peer *p = d->peers[i];
 
-		if (p && !p->doomed && write(p->vectors[IVRDMA_VEC_CONTROL], &one, sizeof(one)) < 0)
+		if (p && !p->doomed && !p->orphan &&
+		    write(p->vectors[IVRDMA_VEC_CONTROL], &one, sizeof(one)) < 0)
 			log_debug("peer %u: control doorbell: %s", p->id, strerror(errno));
 	}
 }
@@ -337,7 +341,8 @@ static void wake_cq_owner(void *arg, int peer)
 	struct peer *p = peer >= 0 && (uint32_t)peer < d->cfg.max_peers ? d->peers[peer] : NULL;
 	uint64_t one = 1;
 
-	if (p && !p->doomed && write(p->vectors[IVRDMA_VEC_COMPLETION], &one, sizeof(one)) < 0)
+	if (p && !p->doomed && !p->orphan &&
+	    write(p->vectors[IVRDMA_VEC_COMPLETION], &one, sizeof(one)) < 0)
 		log_debug("peer %u: completion doorbell: %s", p->id, strerror(errno));
 }
 
@@ -347,7 +352,10 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 	struct ivrdma_reclaim_count got;
 	uint32_t settled;
 
-	loop_del(d, &p->w);
+	if (p->orphan)
+		d->nr_orphans--;
+	else
+		loop_del(d, &p->w);
 	d->peers[p->id] = NULL;
 	d->nr_peers--;
 	/*
@@ -444,4 +452,69 @@ void server_close(struct daemon *d)
 	d->listeners = NULL;
 	if (d->reserve_fd >= 0)
 		close(d->reserve_fd);
+}
+
+int server_add_orphan(struct daemon *d, uint16_t id)
+{
+	const struct ivrdma_peer *e = ivrdma_region_peer(&d->region, id);
+	struct peer *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->w = (struct watch){.fd = -1, .on_event = on_peer_event};
+	p->id = id;
+	p->gen = shm_load_relaxed16(&e->gen);
+	p->node = shm_load_relaxed16(&e->node);
+	p->pid = (pid_t)e->pid;
+	p->joined_ns = e->joined_ns;
+	p->orphan = true;
+	p->rejoin_deadline_ms = monotonic_ms() + d->cfg.rejoin_grace_ms;
+	for (uint32_t v = 0; v < IVRDMA_MAX_VECTORS; v++)
+		p->vectors[v] = -1;
+	d->peers[id] = p;
+	d->nr_peers++;
+	d->nr_orphans++;
+	d->node_peers[p->node]++;
+	return 0;
+}
+
+int server_rejoin(struct daemon *d, struct peer *p, int sock, const int *fds)
+{
+	int rc;
+
+	p->w.fd = sock;
+	rc = loop_add(d, &p->w, EPOLLIN);
+	if (rc) {
+		p->w.fd = -1;
+		close(sock);
+		for (uint32_t v = 0; v < d->cfg.nr_vectors; v++)
+			close(fds[v]);
+		return rc;
+	}
+	for (uint32_t v = 0; v < d->cfg.nr_vectors; v++)
+		p->vectors[v] = fds[v];
+	p->orphan = false;
+	d->nr_orphans--;
+	/* As a join: the others learn its vectors, it learns theirs, its own last. */
+	peer_introduce(d, p);
+	server_ring_control_all(d);
+	log_info("peer %u rejoined node %s (pid %d, generation %u)", p->id,
+		 directory_node_name(d, p->node), (int)p->pid, p->gen);
+	return 0;
+}
+
+void server_abandon_peers(struct daemon *d)
+{
+	for (uint32_t i = 0; i < d->cfg.max_peers; i++) {
+		struct peer *p = d->peers[i];
+
+		if (!p)
+			continue;
+		if (!p->orphan)
+			loop_del(d, &p->w);
+		d->peers[i] = NULL;
+		peer_free(p);
+	}
+	d->nr_peers = 0;
+	d->nr_orphans = 0;
 }
