@@ -20,6 +20,7 @@
 
 #include "daemon.h"
 #include "ivrdma_rejoin.h"
+#include "ivshmem_msg.h"
 #include "log.h"
 
 #define REJOIN_PENDING 8
@@ -154,6 +155,9 @@ static void on_pending(struct daemon *d, struct watch *w, uint32_t events)
 	why = refusal(d, sock, &in, &p);
 	if (why) {
 		log_warn("refusing peer %u's rejoin: %s", in.m.peer_id, why);
+		/* Said, so that it stops trying: a fresh socket's buffer takes 8 bytes. */
+		if (ivshmem_msg_send(sock, IVRDMA_REJOIN_REFUSED, -1))
+			log_debug("cannot tell peer %u: %s", in.m.peer_id, strerror(errno));
 		close_fds(&in);
 		pending_end(d, q, true);
 		return;

@@ -12,7 +12,9 @@
  * on a join (ivshmem_msg.h): version, the same peer ID, the region fd,
  * every other connected peer's vectors, the process's own last; from then
  * on the connection is the process's control socket, as after a join. A
- * refused rejoin is a closed connection with nothing sent.
+ * refused rejoin is one message, IVRDMA_REJOIN_REFUSED (no fd), then the
+ * connection closes; a connection closed with nothing sent is no answer
+ * (an ivrdmad on its way out): the process tries again later.
  */
 #ifndef IVRDMA_REJOIN_H
 #define IVRDMA_REJOIN_H
@@ -20,8 +22,9 @@
 #include <assert.h>
 #include <stdint.h>
 
-#define IVRDMA_REJOIN_MAGIC 0x4a525649u /* "IVRJ" */
-#define IVRDMA_REJOIN_SOCK  "rejoin.sock"
+#define IVRDMA_REJOIN_MAGIC   0x4a525649u /* "IVRJ" */
+#define IVRDMA_REJOIN_SOCK    "rejoin.sock"
+#define IVRDMA_REJOIN_REFUSED (-2) /* the answer to a rejoin ivrdmad refuses */
 
 struct ivrdma_rejoin_msg {
 	uint32_t magic;

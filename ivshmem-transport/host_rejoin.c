@@ -115,8 +115,13 @@ static int handshake(struct ivt *t, int sock, struct ivshmem_msg_reader *rd,
 		if (me && me->nr_fds == t->nr_vectors)
 			return 0;
 		rc = host_recv_until(sock, rd, deadline, &v, &fd);
+		/* Closed unanswered, or no answer yet: an ivrdmad on its way out or stuck. */
+		if (rc == -ECONNRESET || rc == -ETIMEDOUT)
+			return -EAGAIN;
 		if (rc)
-			return rc == -ECONNRESET ? -EPERM : rc == -ETIMEDOUT ? -EAGAIN : rc;
+			return rc;
+		if (step == 0 && v == IVRDMA_REJOIN_REFUSED && fd < 0)
+			return -EPERM;
 		if (step < 3) {
 			bool ok = step == 0   ? v == IVSHMEM_PROTOCOL_VERSION && fd < 0
 				  : step == 1 ? v == t->peer_id && fd < 0
@@ -221,7 +226,7 @@ int host_reconnect(struct ivt *t)
 		free_table(table);
 		ivshmem_msg_reader_reset(&rd);
 		close(sock);
-		return rc == -EPIPE || rc == -ECONNRESET ? -EPERM : rc;
+		return rc == -EPIPE || rc == -ECONNRESET ? -EAGAIN : rc;
 	}
 	swap_in(t, &r, sock, &rd, table);
 	return 0;
