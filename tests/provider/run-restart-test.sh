@@ -10,6 +10,7 @@
 # is not adopted.
 #
 # usage: run-restart-test.sh IVRDMAD IVRDMA PROVIDER_SO TEST_RESTART
+# env:   IVRDMA_PRELOAD  a sanitizer runtime to preload ahead of the shim
 set -euo pipefail
 # shellcheck source=../lib/ivrdmad.sh
 . "$(dirname "$0")/../lib/ivrdmad.sh"
@@ -22,10 +23,8 @@ daemon_pid= hold_pid= pair_pid= nr_starts=0 reply=
 cleanup() {
 	local rc=$?
 	[[ -z $hold_pid ]] || kill -9 "$hold_pid" 2>/dev/null || true
-	if [[ -n $pair_pid ]]; then
-		pkill -9 -P "$pair_pid" 2>/dev/null || true # its responders
-		kill -9 "$pair_pid" 2>/dev/null || true
-	fi
+	# Its responders go with it (PR_SET_PDEATHSIG).
+	[[ -z $pair_pid ]] || kill -9 "$pair_pid" 2>/dev/null || true
 	if [[ -n $daemon_pid ]]; then
 		kill -TERM "$daemon_pid" 2>/dev/null || true
 		wait "$daemon_pid" 2>/dev/null || true
@@ -106,6 +105,10 @@ chunks_used() { status_json | jq .region.chunks_used; }
 start_daemon
 "$ivrdma" --dir "$dir" setup --sysfs "$dir/sysfs" >/dev/null
 eval "$("$ivrdma" --dir "$dir" env --sysfs "$dir/sysfs" --provider "$provider")"
+# A sanitizer runtime must come first in LD_PRELOAD, ahead of the shim.
+if [[ -n ${IVRDMA_PRELOAD:-} ]]; then
+	export LD_PRELOAD=$IVRDMA_PRELOAD${LD_PRELOAD:+:$LD_PRELOAD}
+fi
 
 coproc PAIR { exec "$test_bin" pair 2>"$dir/pair.err"; }
 pair_pid=$PAIR_PID

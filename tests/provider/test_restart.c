@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -91,6 +92,22 @@ static void side_open(struct side *s)
 	buf_new(&s->uds, s->pd, UD_LEN, MR_ALL);
 	side_qps(s);
 	s->peer.lid = pa.lid; /* mine, until exchanged */
+}
+
+static void side_close(struct side *s)
+{
+	if (s->ah)
+		CHECK(ibv_destroy_ah(s->ah) == 0, "destroy_ah");
+	CHECK(ibv_destroy_qp(s->rc) == 0 && ibv_destroy_qp(s->ud) == 0, "destroy QPs");
+	CHECK(ibv_destroy_cq(s->cq) == 0, "destroy_cq");
+	CHECK(ibv_destroy_comp_channel(s->ch) == 0, "destroy_comp_channel");
+	buf_free(&s->wbuf);
+	buf_free(&s->sbuf);
+	buf_free(&s->rbuf);
+	buf_free(&s->udr);
+	buf_free(&s->uds);
+	CHECK(ibv_dealloc_pd(s->pd) == 0, "dealloc_pd");
+	CHECK(ibv_close_device(s->ctx) == 0, "close_device");
 }
 
 /* Swaps wire descriptions over sock and connects my RC QP; an AH to the peer's port. */
@@ -238,6 +255,7 @@ static int responder(int sock, uint32_t rounds)
 		respond_round(&s, r, &sends);
 	for (uint64_t ids = 0; sends; sends--)
 		REQUIRE(collect(&s, 1, &ids) == IBV_WC_SUCCESS, "the last sends");
+	side_close(&s);
 	return check_summary();
 }
 
@@ -311,6 +329,8 @@ static pid_t spawn(const char *self, int *sock, uint32_t rounds)
 
 		snprintf(fd, sizeof(fd), "%d", sv[1]);
 		snprintf(n, sizeof(n), "%u", rounds);
+		/* Goes with me, however I end (the script kills only me). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		fcntl(sv[1], F_SETFD, 0);
 		dup2(2, 1); /* my stdout answers the script */
 		execl(self, self, "responder", fd, n, (char *)NULL);
@@ -328,7 +348,7 @@ static void join(struct pair *p, const char *self)
 	int sock, status;
 	pid_t pid;
 
-	ibv_destroy_ah(p->s.ah);
+	CHECK(ibv_destroy_ah(p->s.ah) == 0, "destroy_ah");
 	CHECK(ibv_destroy_qp(p->s.rc) == 0 && ibv_destroy_qp(p->s.ud) == 0, "destroy QPs");
 	while (ibv_poll_cq(p->s.cq, 1, &(struct ibv_wc){0}) > 0)
 		; /* the flushed WRs of the old QPs */
@@ -379,6 +399,7 @@ static int pair(const char *self)
 			printf("unknown\n");
 	}
 	CHECK(atomic_load(&p.expect_death), "quit before kill-peer");
+	side_close(&p.s);
 	return check_summary();
 }
 
