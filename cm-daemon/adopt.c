@@ -6,8 +6,9 @@
  * The region is kept only if it is exactly what this configuration would
  * format: same layout, size, vectors, peers, chunks, subnet and node
  * identities. Its ACTIVE peers become orphans (server_add_orphan): one
- * whose process is gone is reclaimed at once, the others have
- * --rejoin-grace to rejoin (rejoin.c) before they are reclaimed as dead.
+ * whose process is gone is reclaimed at once, the others are reclaimed
+ * when their process exits, unless they rejoin first (rejoin.c); one not
+ * back within --rejoin-grace is reported.
  * A peer entry left GONE (the daemon died in the middle of a reclaim) is
  * reclaimed again: reclaim only frees what is still tagged with the peer.
  */
@@ -155,10 +156,8 @@ int adopt_region(struct daemon *d)
 	shm_store_release32(&h->daemon_pid, (uint32_t)getpid());
 	shm_fetch_add64(&h->dir_generation, 1);
 	d->adopted = true;
-	log_info("adopted region %s left by an ivrdmad that is gone: %u peer(s) have %u ms to "
-		 "rejoin",
-		 d->store.path, d->nr_orphans, d->cfg.rejoin_grace_ms);
-	adopt_tick(d);
+	log_info("adopted region %s left by an ivrdmad that is gone, with %u peer(s) attached",
+		 d->store.path, d->nr_orphans);
 	return 0;
 }
 
@@ -227,6 +226,12 @@ static bool is_qemu(pid_t pid)
 	return strncmp(comm, "qemu", 4) == 0;
 }
 
+/*
+ * An orphan is reclaimed when its process exits (server.c watches it),
+ * never before: a process that is still running still maps the region and
+ * its data path still works, so what it holds must not be handed to
+ * anyone else. One that has not rejoined in time is only reported.
+ */
 void adopt_tick(struct daemon *d)
 {
 	int64_t now = monotonic_ms();
@@ -234,17 +239,12 @@ void adopt_tick(struct daemon *d)
 	for (uint32_t i = 0; d->nr_orphans && i < d->cfg.max_peers; i++) {
 		struct peer *p = d->peers[i];
 
-		if (!p || !p->orphan || p->doomed)
+		if (!p || !p->orphan || p->doomed || p->overdue || now < p->rejoin_deadline_ms)
 			continue;
-		if (!adopt_process_alive(p->pid, p->joined_ns)) {
-			p->doomed = true;
-			p->doom_reason = "its process died while ivrdmad was away";
-		} else if (is_qemu(p->pid)) {
-			p->doomed = true;
-			p->doom_reason = "a QEMU device cannot rejoin a new ivrdmad";
-		} else if (now >= p->rejoin_deadline_ms) {
-			p->doomed = true;
-			p->doom_reason = "it did not rejoin in time (--rejoin-grace)";
-		}
+		p->overdue = true;
+		log_warn("peer %u (pid %d%s) has not rejoined within --rejoin-grace: it keeps what "
+			 "it holds, without membership news, until its process exits",
+			 p->id, (int)p->pid,
+			 is_qemu(p->pid) ? ", a QEMU VM: QEMU cannot rejoin" : "");
 	}
 }

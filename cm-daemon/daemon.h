@@ -87,12 +87,15 @@ struct peer {
 	const char *doom_reason;
 	/*
 	 * In an adopted region, ACTIVE when this ivrdmad started: no socket,
-	 * no eventfds (w.fd and vectors -1) until the process rejoins (rejoin.c)
-	 * or rejoin_deadline_ms passes.
+	 * no eventfds (w.fd and vectors -1) until the process rejoins
+	 * (rejoin.c). Its process is watched (exit_w, a pidfd): it is
+	 * reclaimed when it exits, never before (adopt.c says why).
 	 */
 	bool orphan;
+	bool overdue; /* told it has not rejoined within --rejoin-grace */
 	int64_t rejoin_deadline_ms;
-	uint64_t joined_ns; /* its peer entry's, to tell a reused pid */
+	uint64_t joined_ns;  /* its peer entry's, to tell a reused pid */
+	struct watch exit_w; /* an orphan's pidfd, else fd -1 */
 };
 
 struct listener {
@@ -175,7 +178,7 @@ void region_layout(struct ivrdma_region_header *h, const struct daemon_config *c
  * be kept (the caller then removes it and formats a new one).
  */
 int adopt_region(struct daemon *d);
-/* Orphans whose process is gone, or whose time to rejoin ran out, are doomed. */
+/* Orphans still away after --rejoin-grace are reported, once. */
 void adopt_tick(struct daemon *d);
 /* Whether process 'pid' is still the one that joined at joined_ns (CLOCK_REALTIME). */
 bool adopt_process_alive(pid_t pid, uint64_t joined_ns);

@@ -29,8 +29,8 @@ static const char usage_text[] =
     "  --subnet-prefix P   GID prefix of the region's subnet, e.g. fd12:3456:789a:0\n"
     "                      (derived from the machine, --shm/--hugetlbfs and --dir)\n"
     "  --mode OCTAL        permissions of the sockets and the region (0600)\n"
-    "  --rejoin-grace S    seconds the processes of a region left by an ivrdmad that\n"
-    "                      is gone have to rejoin, once it is adopted (10)\n"
+    "  --rejoin-grace S    seconds after which a process of an adopted region that\n"
+    "                      has not rejoined is reported (10)\n"
     "  -v, --verbose       log debug messages\n"
     "  -h, --help\n";
 

@@ -168,30 +168,40 @@ static void on_pending(struct daemon *d, struct watch *w, uint32_t events)
 		log_warn("peer %u cannot rejoin: %s", p->id, strerror(-rc));
 }
 
-static void on_accept(struct daemon *d, struct watch *w, uint32_t events)
+/* Takes connection 'sock' to wait for its message; false if none can wait now. */
+static bool hold_pending(struct daemon *d, int sock)
 {
-	struct rejoin_state *s = d->rejoin;
-	int sock = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-	if (sock < 0) {
-		if (errno == EMFILE || errno == ENFILE)
-			shed_connection(d, w->fd, s->l.path);
-		return;
-	}
 	for (uint32_t i = 0; i < REJOIN_PENDING; i++) {
-		struct pending *q = &s->pend[i];
+		struct pending *q = &d->rejoin->pend[i];
 
 		if (q->w.fd >= 0)
 			continue;
 		q->w = (struct watch){.fd = sock, .on_event = on_pending};
 		q->deadline_ms = monotonic_ms() + REJOIN_WAIT_MS;
 		if (loop_add(d, &q->w, EPOLLIN) == 0)
-			return;
+			return true;
 		q->w.fd = -1;
 		break;
 	}
-	log_warn("refusing a rejoin: too many at once");
-	close(sock);
+	return false;
+}
+
+/* Every connection waiting: none stays in the backlog for a later turn. */
+static void on_accept(struct daemon *d, struct watch *w, uint32_t events)
+{
+	for (;;) {
+		int sock = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (sock < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				shed_connection(d, w->fd, d->rejoin->l.path);
+			return;
+		}
+		if (!hold_pending(d, sock)) {
+			log_warn("refusing a rejoin: too many at once");
+			close(sock);
+		}
+	}
 }
 
 void rejoin_tick(struct daemon *d)

@@ -13,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <stddef.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cq_producer.h"
@@ -213,6 +215,8 @@ static void peer_free(struct peer *p)
 			close(p->vectors[v]);
 	if (p->w.fd >= 0)
 		close(p->w.fd);
+	if (p->exit_w.fd >= 0)
+		close(p->exit_w.fd);
 	free(p);
 }
 
@@ -225,6 +229,7 @@ static struct peer *peer_create(struct daemon *d, int sock, uint32_t node, int i
 	if (!p)
 		return NULL;
 	p->w = (struct watch){.fd = sock, .on_event = on_peer_event};
+	p->exit_w.fd = -1;
 	p->id = (uint16_t)id;
 	p->node = node;
 	for (uint32_t v = 0; v < IVRDMA_MAX_VECTORS; v++)
@@ -356,6 +361,8 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 		d->nr_orphans--;
 	else
 		loop_del(d, &p->w);
+	if (p->exit_w.fd >= 0)
+		loop_del(d, &p->exit_w);
 	d->peers[p->id] = NULL;
 	d->nr_peers--;
 	/*
@@ -454,6 +461,37 @@ void server_close(struct daemon *d)
 		close(d->reserve_fd);
 }
 
+/* An orphan's process exited (its pidfd polls readable): it will never rejoin. */
+static void on_orphan_exit(struct daemon *d, struct watch *w, uint32_t events)
+{
+	struct peer *p = (struct peer *)((char *)w - offsetof(struct peer, exit_w));
+
+	peer_doom(p, "its process exited before it rejoined");
+}
+
+/* Watches the orphan's process; one already gone is doomed now. */
+static void watch_orphan(struct daemon *d, struct peer *p)
+{
+	p->exit_w = (struct watch){.fd = -1, .on_event = on_orphan_exit};
+	if (!adopt_process_alive(p->pid, p->joined_ns)) {
+		peer_doom(p, "its process died while ivrdmad was away");
+		return;
+	}
+	p->exit_w.fd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+	if (p->exit_w.fd < 0 && errno == ESRCH) {
+		peer_doom(p, "its process died while ivrdmad was away");
+		return;
+	}
+	if (p->exit_w.fd < 0 || loop_add(d, &p->exit_w, EPOLLIN)) {
+		/* Unwatched, it is reclaimed once it rejoins and leaves, or never. */
+		log_warn("peer %u (pid %d): cannot watch its process: %s", p->id, (int)p->pid,
+			 strerror(errno));
+		if (p->exit_w.fd >= 0)
+			close(p->exit_w.fd);
+		p->exit_w.fd = -1;
+	}
+}
+
 int server_add_orphan(struct daemon *d, uint16_t id)
 {
 	const struct ivrdma_peer *e = ivrdma_region_peer(&d->region, id);
@@ -475,6 +513,7 @@ int server_add_orphan(struct daemon *d, uint16_t id)
 	d->nr_peers++;
 	d->nr_orphans++;
 	d->node_peers[p->node]++;
+	watch_orphan(d, p);
 	return 0;
 }
 
@@ -495,6 +534,12 @@ int server_rejoin(struct daemon *d, struct peer *p, int sock, const int *fds)
 		p->vectors[v] = fds[v];
 	p->orphan = false;
 	d->nr_orphans--;
+	/* From now on its socket says when it goes, as for any peer. */
+	if (p->exit_w.fd >= 0) {
+		loop_del(d, &p->exit_w);
+		close(p->exit_w.fd);
+		p->exit_w.fd = -1;
+	}
 	/* As a join: the others learn its vectors, it learns theirs, its own last. */
 	peer_introduce(d, p);
 	server_ring_control_all(d);
@@ -512,6 +557,8 @@ void server_abandon_peers(struct daemon *d)
 			continue;
 		if (!p->orphan)
 			loop_del(d, &p->w);
+		if (p->exit_w.fd >= 0)
+			loop_del(d, &p->exit_w);
 		d->peers[i] = NULL;
 		peer_free(p);
 	}
