@@ -4,12 +4,12 @@
  * anything: connect to DIR/rejoin.sock or DIR/host.sock, send rejoin
  * messages right or wrong (peer, generation, vector count, magic, how
  * many fds and of what kind), raw bytes, close, read what the daemon sent,
- * with the daemon's loop turning in between and orphans' time to rejoin
- * running out. Every input starts with ORPHANS peers of an adopted region
- * waiting to rejoin, all of this process (SO_PEERCRED sees my pid).
+ * with the daemon's loop turning in between, orphans' time to rejoin
+ * running out and their processes exiting. Every input starts with ORPHANS peers of an adopted
+ * region waiting to rejoin, all of this process (SO_PEERCRED sees my pid).
  *
  * After every input: once all clients are closed, the loop has turned
- * and the orphans left have run out of time, no peer is left (in the
+ * and the orphans left have exited, no peer is left (in the
  * daemon or the region's peer table) and no file descriptor is leaked.
  *
  * Input: a script, one byte per step (op in the low 3 bits, client in the
@@ -45,7 +45,7 @@ enum op {
 	OP_CLOSE,
 	OP_READ,
 	OP_TURN,
-	OP_EXPIRE /* the orphans' time runs out */
+	OP_EXPIRE /* the orphans' time runs out, then their processes exit */
 };
 
 struct client {
@@ -213,11 +213,24 @@ static void client_close(struct client *c)
 	ivshmem_msg_reader_reset(&c->reader);
 }
 
+/*
+ * Their time runs out (reported on the next turn), then their processes
+ * exit as ivrdmad sees it (its pidfd watch dooms them; mine never exits).
+ */
 static void expire_orphans(void)
 {
 	for (uint32_t i = 0; i < d.cfg.max_peers; i++)
 		if (d.peers[i] && d.peers[i]->orphan)
 			d.peers[i]->rejoin_deadline_ms = 0;
+	loop_turn(&d, 0);
+	for (uint32_t i = 0; i < d.cfg.max_peers; i++) {
+		struct peer *p = d.peers[i];
+
+		if (p && p->orphan && !p->doomed) {
+			p->doomed = true;
+			p->doom_reason = "its process exited before it rejoined";
+		}
+	}
 }
 
 static size_t step(const uint8_t *p, size_t len)

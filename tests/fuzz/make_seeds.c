@@ -477,12 +477,18 @@ static void rejoin_seeds(const char *dir)
 					 'R',
 					 RSTEP(R_TURN, 0, 0)};
 
+	const uint8_t backlog[] = {0x00, 0x02, 0x04, 0x40, 0x00, 0x00, 0x04, 0x00, 0x01,
+				   0x04, 0x18, 0x00, 0x08, 0x00, 0x04, 0x04, 0x04, 0x00,
+				   0x01, 0x04, 0x18, 0x00, 0x08, 0x04, 0x4a, 0x00};
+
 	rejoin_seed(dir, "rejoin", valid, sizeof(valid));
 	rejoin_seed(dir, "rejoin-with-host", with_host, sizeof(with_host));
 	rejoin_seed(dir, "wrong-generation", wrong_gen, sizeof(wrong_gen));
 	rejoin_seed(dir, "too-few-fds", few_fds, sizeof(few_fds));
 	rejoin_seed(dir, "not-eventfds", not_eventfds, sizeof(not_eventfds));
 	rejoin_seed(dir, "silent-then-expired", silent_expire, sizeof(silent_expire));
+	/* Found by the fuzzer: connections closed in the backlog, all taken in one turn. */
+	rejoin_seed(dir, "backlog-closed", backlog, sizeof(backlog));
 }
 
 /* fuzz_transport.c's messages: kind, then a little-endian int16 value. */

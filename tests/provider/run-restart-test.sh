@@ -4,7 +4,8 @@
 # command, while two processes exchange verified RC and UD traffic,
 # sleeping in completion channels. The new ivrdmad adopts the region,
 # the processes rejoin and their traffic never stops; a process that died
-# while ivrdmad was away is reclaimed at adoption; after the restarts a
+# while ivrdmad was away is reclaimed at adoption, one that cannot rejoin
+# (stopped) keeps what it holds until it exits; after the restarts a
 # dead peer is still reclaimed (the survivor gets its error) and a new
 # process joins and talks to a rejoined one; a region of another --size
 # is not adopted.
@@ -18,11 +19,12 @@ set -euo pipefail
 ivrdmad=$1 ivrdma=$2 provider=$(realpath "$3") test_bin=$4
 dir=$(mktemp -d /tmp/ivrdma-restart.XXXXXX)
 shm=/ivrdma-restart-$$
-daemon_pid= hold_pid= pair_pid= nr_starts=0 reply=
+daemon_pid= hold_pid= stopped_pid= pair_pid= nr_starts=0 reply=
 
 cleanup() {
 	local rc=$?
 	[[ -z $hold_pid ]] || kill -9 "$hold_pid" 2>/dev/null || true
+	[[ -z $stopped_pid ]] || kill -9 "$stopped_pid" 2>/dev/null || true
 	# Its responders go with it (PR_SET_PDEATHSIG).
 	[[ -z $pair_pid ]] || kill -9 "$pair_pid" 2>/dev/null || true
 	if [[ -n $daemon_pid ]]; then
@@ -63,8 +65,8 @@ stop_daemon() { # stop_daemon SIGNAL
 
 status_json() { "$ivrdma" --dir "$dir" status --json; }
 
-expect_log() { # expect_log PATTERN WHAT: in the current daemon's log, within 10 s
-	for _ in $(seq 100); do
+expect_log() { # expect_log PATTERN WHAT: in the current daemon's log, within 30 s
+	for _ in $(seq 300); do
 		grep -Eq -- "$1" "$log" && return 0
 		sleep 0.1
 	done
@@ -117,11 +119,15 @@ progress "before any restart"
 wait_connected 2
 used_pair=$(chunks_used)
 
+start_hold() { # start_hold NAME: a process holding objects; its pid in $!
+	"$test_bin" hold >"$dir/$1.out" 2>"$dir/$1.err" &
+	for _ in $(seq 100); do grep -q held "$dir/$1.out" && break; sleep 0.1; done
+	grep -q held "$dir/$1.out" || fail "test_restart hold did not start"
+}
+
 # A process holding objects, killed while ivrdmad is away.
-"$test_bin" hold >"$dir/hold.out" 2>"$dir/hold.err" &
+start_hold hold
 hold_pid=$!
-for _ in $(seq 100); do grep -q held "$dir/hold.out" && break; sleep 0.1; done
-grep -q held "$dir/hold.out" || fail "test_restart hold did not start"
 (($(chunks_used) > used_pair)) || fail "the held objects take no chunks"
 
 stop_daemon KILL
@@ -138,14 +144,27 @@ wait_connected 2
 (($(chunks_used) == used_pair)) || fail "the dead process's chunks are not back"
 progress "after the SIGKILL restart"
 
+# A process that cannot rejoin (stopped) keeps what it holds until it exits.
+start_hold stopped
+stopped_pid=$!
+wait_connected 3
+kill -STOP "$stopped_pid"
 stop_daemon TERM
-grep -q "leaving region $shm in place with 2 peer(s) attached" "$log" ||
+grep -q "leaving region $shm in place with 3 peer(s) attached" "$log" ||
 	fail "SIGTERM: region not left for the next ivrdmad"
 [[ -e /dev/shm$shm ]] || fail "SIGTERM removed the region"
 progress "while ivrdmad is stopped"
 start_daemon
 expect_log "adopted region $shm" "SIGTERM restart"
+expect_log "pid $stopped_pid\) has not rejoined within --rejoin-grace" "the stopped process"
+(($(chunks_used) > used_pair)) || fail "the stopped process's objects were reclaimed while it lives"
+kill -9 "$stopped_pid"
+wait "$stopped_pid" 2>/dev/null || true
+stopped_pid=
+expect_log "left node host: its process exited before it rejoined; reclaimed [1-9]" \
+	"the stopped process, killed"
 wait_connected 2
+(($(chunks_used) == used_pair)) || fail "the stopped process's chunks are not back"
 progress "after the SIGTERM restart"
 
 # A dead peer is still reclaimed, and its survivor gets its error.
