@@ -19,7 +19,7 @@ set -euo pipefail
 ivrdmad=$1 ivrdma=$2 provider=$(realpath "$3") test_bin=$4
 dir=$(mktemp -d /tmp/ivrdma-restart.XXXXXX)
 shm=/ivrdma-restart-$$
-daemon_pid= hold_pid= stopped_pid= pair_pid= nr_starts=0 reply=
+daemon_pid='' hold_pid='' stopped_pid='' pair_pid='' nr_starts=0 reply=''
 
 cleanup() {
 	local rc=$?
@@ -113,8 +113,11 @@ if [[ -n ${IVRDMA_PRELOAD:-} ]]; then
 fi
 
 coproc PAIR { exec "$test_bin" pair 2>"$dir/pair.err"; }
+# shellcheck disable=SC2153 # PAIR_PID is set by coproc
 pair_pid=$PAIR_PID
-read -r -t 60 reply <&"${PAIR[0]}" && [[ $reply == ready ]] || fail "test_restart pair not ready"
+if ! read -r -t 60 reply <&"${PAIR[0]}" || [[ $reply != ready ]]; then
+	fail "test_restart pair not ready"
+fi
 progress "before any restart"
 wait_connected 2
 used_pair=$(chunks_used)
