@@ -37,6 +37,25 @@ static int open_backing(struct region_store *s, const struct daemon_config *cfg)
 	return s->fd < 0 ? -errno : 0;
 }
 
+/* A killed ivrdmad its parent has not reaped yet is gone all the same. */
+static bool is_zombie(uint32_t pid)
+{
+	char path[64], buf[256];
+	const char *end;
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	end = strrchr(buf, ')'); /* the state follows the command name */
+	return end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X');
+}
+
 /*
  * A region left by an ivrdmad that died (kill -9, crash) would block every
  * restart; one whose daemon still runs must not be touched.
@@ -63,7 +82,7 @@ static bool owner_alive(const char *path, bool is_shm)
 	if (!fgets(comm, sizeof(comm), f))
 		comm[0] = '\0';
 	fclose(f);
-	return strncmp(comm, "ivrdmad", 7) == 0;
+	return strncmp(comm, "ivrdmad", 7) == 0 && !is_zombie(h.daemon_pid);
 }
 
 /*
