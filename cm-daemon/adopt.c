@@ -79,12 +79,33 @@ static const char *node_mismatch(const struct daemon *d, uint32_t i)
 	return NULL;
 }
 
+/*
+ * --size auto: the size the machine gives now (its free space counts the
+ * region itself as used) is no reason to drop a region. One of any size
+ * --size accepts is kept at its own size.
+ */
+static void keep_auto_size(struct daemon *d, uint64_t size)
+{
+	uint64_t chunk = 1ull << d->cfg.chunk_shift;
+
+	if (!d->cfg.region_size_auto || size == d->cfg.region_size || (size & (size - 1)) ||
+	    size < IVRDMA_MIN_REGION_SIZE || size > IVRDMA_MAX_REGION_SIZE || chunk > size / 16)
+		return;
+	d->cfg.region_size = size;
+	snprintf(d->cfg.region_size_why, sizeof(d->cfg.region_size_why),
+		 "--size auto: the adopted region's own");
+}
+
 static const char *region_mismatch(struct daemon *d)
 {
 	const char *why = NULL;
+	uint64_t size = d->cfg.region_size;
+	char size_why[sizeof(d->cfg.region_size_why)];
 
 	if (ivrdma_region_open(&d->region, d->store.base, d->store.size, &why))
 		return why;
+	memcpy(size_why, d->cfg.region_size_why, sizeof(size_why));
+	keep_auto_size(d, ivrdma_region_header(&d->region)->region_size);
 	why = header_mismatch(d, ivrdma_region_header(&d->region));
 	for (uint32_t i = 0; !why && i < d->region.nodes.entries; i++)
 		why = node_mismatch(d, i);
@@ -93,6 +114,10 @@ static const char *region_mismatch(struct daemon *d)
 
 		if (shm_load_acquire32(&e->state) == IVRDMA_PEER_ACTIVE && e->node > d->cfg.nr_vms)
 			why = "an active peer is on a node not configured";
+	}
+	if (why) { /* the new region is as auto says */
+		d->cfg.region_size = size;
+		memcpy(d->cfg.region_size_why, size_why, sizeof(size_why));
 	}
 	return why;
 }

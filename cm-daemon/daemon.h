@@ -43,6 +43,7 @@ struct daemon_config {
 	const char *hugetlbfs;	   /* directory on a hugetlbfs mount */
 	uint64_t region_size;	   /* 0 until --size auto is worked out */
 	char region_size_why[160]; /* where region_size came from, for the log */
+	bool region_size_auto;	   /* --size auto: an adopted region keeps its own size */
 	uint32_t nr_vectors;
 	uint32_t max_peers;
 	uint32_t chunk_shift;

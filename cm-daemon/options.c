@@ -174,6 +174,7 @@ static void set_defaults(struct daemon_config *cfg)
 static int settle_region_size(struct daemon_config *cfg)
 {
 	if (cfg->region_size == 0) {
+		cfg->region_size_auto = true;
 		if (region_size_auto(cfg, &cfg->region_size, cfg->region_size_why,
 				     sizeof(cfg->region_size_why)) == 0)
 			return 0;

@@ -7,8 +7,8 @@
 # while ivrdmad was away is reclaimed at adoption, one that cannot rejoin
 # (stopped) keeps what it holds until it exits; after the restarts a
 # dead peer is still reclaimed (the survivor gets its error) and a new
-# process joins and talks to a rejoined one; a region of another --size
-# is not adopted.
+# process joins and talks to a rejoined one; --size auto keeps the
+# region's size; a region of another --size is not adopted.
 #
 # usage: run-restart-test.sh IVRDMAD IVRDMA PROVIDER_SO TEST_RESTART
 # env:   IVRDMA_PRELOAD  a sanitizer runtime to preload ahead of the shim
@@ -184,6 +184,14 @@ status_json | jq -e '[.contexts[] | select(.state == "open")] | length == 1' >/d
 ask join
 [[ $reply == "join-ok 200" ]] || fail "join: $reply"
 echo "a new process: $reply"
+
+# --size auto keeps the adopted region's size, whatever the machine's free space says.
+stop_daemon KILL
+start_daemon --size auto
+expect_log "adopted region $shm" "the --size auto restart"
+grep -q "serving a 16 MiB region $shm (--size auto: the adopted region's own" "$log" ||
+	fail "--size auto did not keep the adopted region's size"
+wait_connected 1
 
 # Another --size: the region is not adopted, and the survivor's rejoin is refused.
 stop_daemon KILL
