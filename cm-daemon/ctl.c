@@ -111,6 +111,9 @@ static json_object *peer_json(struct daemon *d, const struct peer *p)
 	json_object_object_add(o, "node", json_object_new_string(directory_node_name(d, p->node)));
 	json_object_object_add(o, "pid", json_object_new_int(p->pid));
 	json_object_object_add(o, "gen", json_object_new_int(p->gen));
+	/* rejoining: of a region this ivrdmad adopted, not back yet (adopt.c) */
+	json_object_object_add(o, "state",
+			       json_object_new_string(p->orphan ? "rejoining" : "connected"));
 	return o;
 }
 

@@ -43,6 +43,7 @@ struct daemon_config {
 	const char *hugetlbfs;	   /* directory on a hugetlbfs mount */
 	uint64_t region_size;	   /* 0 until --size auto is worked out */
 	char region_size_why[160]; /* where region_size came from, for the log */
+	bool region_size_auto;	   /* --size auto: an adopted region keeps its own size */
 	uint32_t nr_vectors;
 	uint32_t max_peers;
 	uint32_t chunk_shift;
@@ -50,7 +51,8 @@ struct daemon_config {
 	uint64_t subnet_prefix; /* 0: derived from the region (subnet.c) */
 	struct vm_config vms[IVRDMA_MAX_NODES - 1];
 	uint32_t nr_vms;
-	uint32_t socket_mode; /* permissions of the sockets and the region */
+	uint32_t socket_mode;	  /* permissions of the sockets and the region */
+	uint32_t rejoin_grace_ms; /* how long an adopted region's peers have to rejoin */
 	/* --addr as given: read once every --vm is known, wherever it stands */
 	const char *addr_args[ADDR_ARGS_MAX];
 	uint32_t nr_addr_args;
@@ -64,6 +66,7 @@ struct region_store {
 	uint64_t size;
 	char path[256]; /* shm name ("/ivrdma") or file path */
 	bool is_shm;
+	bool existing; /* left by an ivrdmad that is gone: adopt or remove */
 };
 
 /* A queued protocol message, kept when the client's socket is full. */
@@ -83,6 +86,17 @@ struct peer {
 	uint32_t q_head, q_len, q_cap;
 	bool doomed; /* disconnect at the end of this loop turn */
 	const char *doom_reason;
+	/*
+	 * In an adopted region, ACTIVE when this ivrdmad started: no socket,
+	 * no eventfds (w.fd and vectors -1) until the process rejoins
+	 * (rejoin.c). Its process is watched (exit_w, a pidfd): it is
+	 * reclaimed when it exits, never before (adopt.c says why).
+	 */
+	bool orphan;
+	bool overdue; /* told it has not rejoined within --rejoin-grace */
+	int64_t rejoin_deadline_ms;
+	uint64_t joined_ns;  /* its peer entry's, to tell a reused pid */
+	struct watch exit_w; /* an orphan's pidfd, else fd -1 */
 };
 
 struct listener {
@@ -94,6 +108,7 @@ struct listener {
 
 struct ctl_client;
 struct json_object;
+struct rejoin_state;
 
 /* A migrate-begin or migrate-end request waiting for its answer (migrate.c). */
 struct migration {
@@ -138,6 +153,9 @@ struct daemon {
 		uint64_t seq;
 	} stale_exec[IVRDMA_STALE_EXECS];
 	uint32_t stale_next;
+	bool adopted;		     /* the region was kept from an ivrdmad that is gone */
+	uint32_t nr_orphans;	     /* peers of an adopted region yet to rejoin */
+	struct rejoin_state *rejoin; /* rejoin.c */
 };
 
 /* exec_drain.c */
@@ -161,6 +179,26 @@ void shed_connection(struct daemon *d, int listen_fd, const char *path);
 int region_store_create(struct region_store *s, const struct daemon_config *cfg);
 void region_store_destroy(struct region_store *s);
 int region_format(struct region_store *s, const struct daemon_config *cfg);
+void region_store_release(struct region_store *s);
+/* The header fields and tables that cfg gives a region (the rest zero). */
+void region_layout(struct ivrdma_region_header *h, const struct daemon_config *cfg);
+
+/* adopt.c: keeping a region whose ivrdmad is gone, with its live peers */
+/*
+ * d->store holds an existing region: 0 once it is d->region, its peers
+ * orphans waiting to rejoin; -EPROTO after a warning saying why it cannot
+ * be kept (the caller then removes it and formats a new one).
+ */
+int adopt_region(struct daemon *d);
+/* Orphans still away after --rejoin-grace are reported, once. */
+void adopt_tick(struct daemon *d);
+/* Whether process 'pid' is still the one that joined at joined_ns (CLOCK_REALTIME). */
+bool adopt_process_alive(pid_t pid, uint64_t joined_ns);
+
+/* rejoin.c: DIR/rejoin.sock, where a host process of an adopted region rejoins */
+int rejoin_open(struct daemon *d);
+void rejoin_close(struct daemon *d);
+void rejoin_tick(struct daemon *d);
 
 /* subnet.c: the region's GID prefix */
 uint64_t subnet_prefix_derive(const char *store_path, const char *dir);
@@ -215,6 +253,16 @@ void server_close(struct daemon *d);
 void server_reap_doomed(struct daemon *d);
 void server_accept_pending(struct daemon *d);
 void server_ring_control_all(struct daemon *d);
+/* An adopted region's ACTIVE peer entry 'id', as an orphan; -errno */
+int server_add_orphan(struct daemon *d, uint16_t id);
+/*
+ * Orphan p rejoins on socket sock with its eventfds (nr_vectors, taken):
+ * introduced as on a join, the others told of its vectors. 0 or -errno
+ * (then sock and fds are closed, p stays an orphan).
+ */
+int server_rejoin(struct daemon *d, struct peer *p, int sock, const int *fds);
+/* SIGTERM with peers attached: forget them without reclaiming anything. */
+void server_abandon_peers(struct daemon *d);
 
 /* ctl.c: the control socket */
 #define CTL_REQUEST_MAX 256

@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "options.h"
+#include "shm_atomic.h"
 
 static void on_signal(struct daemon *d, struct watch *w, uint32_t events)
 {
@@ -56,11 +57,26 @@ static void raise_fd_limit(void)
 	}
 }
 
+/*
+ * A region left by an ivrdmad that is gone is adopted if it can be (its
+ * processes keep their QPs and rejoin); otherwise it is removed and a new
+ * one formatted.
+ */
 static int open_region(struct daemon *d)
 {
 	const char *why;
 	int rc = region_store_create(&d->store, &d->cfg);
 
+	if (!rc && d->store.existing) {
+		if (adopt_region(d) == 0)
+			return 0;
+		region_store_destroy(&d->store);
+		rc = region_store_create(&d->store, &d->cfg);
+		if (!rc && d->store.existing) {
+			log_error("%s came back while it was being removed", d->store.path);
+			rc = -EEXIST;
+		}
+	}
 	if (rc)
 		return rc;
 	rc = region_format(&d->store, &d->cfg);
@@ -88,8 +104,11 @@ static int start(struct daemon *d)
 		rc = open_region(d);
 	if (rc)
 		return rc;
-	directory_init(d);
+	if (!d->adopted)
+		directory_init(d);
 	rc = server_open(d);
+	if (!rc)
+		rc = rejoin_open(d);
 	/* The control socket last: once it answers, everything is ready. */
 	if (!rc)
 		rc = ctl_open(d);
@@ -109,12 +128,29 @@ static void run(struct daemon *d)
 	}
 }
 
+/*
+ * With processes attached, the region stays for the next ivrdmad to adopt:
+ * they keep their QPs and rejoin it. Without, it goes.
+ */
 static void stop(struct daemon *d)
 {
+	bool keep = d->region.base && d->nr_peers > 0;
+
 	ctl_close(d);
+	rejoin_close(d);
+	if (keep) {
+		log_info("leaving region %s in place with %u peer(s) attached, for the next "
+			 "ivrdmad to adopt",
+			 d->store.path, d->nr_peers);
+		server_abandon_peers(d);
+		shm_store_release32(&ivrdma_region_header(&d->region)->daemon_pid, 0);
+	}
 	server_close(d);
 	contexts_free(d);
-	region_store_destroy(&d->store);
+	if (keep)
+		region_store_release(&d->store);
+	else
+		region_store_destroy(&d->store);
 	if (d->signals.fd >= 0)
 		close(d->signals.fd);
 	if (d->epfd >= 0)

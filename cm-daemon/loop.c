@@ -44,6 +44,7 @@ int loop_turn(struct daemon *d, int timeout_ms)
 
 		w->on_event(d, w, ev[i].events);
 	}
+	rejoin_tick(d);
 	server_reap_doomed(d);
 	server_accept_pending(d);
 	server_reap_doomed(d);

@@ -29,6 +29,8 @@ static const char usage_text[] =
     "  --subnet-prefix P   GID prefix of the region's subnet, e.g. fd12:3456:789a:0\n"
     "                      (derived from the machine, --shm/--hugetlbfs and --dir)\n"
     "  --mode OCTAL        permissions of the sockets and the region (0600)\n"
+    "  --rejoin-grace S    seconds after which a process of an adopted region that\n"
+    "                      has not rejoined is reported (10)\n"
     "  -v, --verbose       log debug messages\n"
     "  -h, --help\n";
 
@@ -165,12 +167,14 @@ static void set_defaults(struct daemon_config *cfg)
 	cfg->max_peers = 64;
 	cfg->chunk_shift = IVRDMA_DEFAULT_CHUNK_SHIFT;
 	cfg->socket_mode = 0600;
+	cfg->rejoin_grace_ms = 10000;
 }
 
 /* --size auto, or the size given, checked: 0 or -EINVAL (reported). */
 static int settle_region_size(struct daemon_config *cfg)
 {
 	if (cfg->region_size == 0) {
+		cfg->region_size_auto = true;
 		if (region_size_auto(cfg, &cfg->region_size, cfg->region_size_why,
 				     sizeof(cfg->region_size_why)) == 0)
 			return 0;
@@ -216,6 +220,7 @@ int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose
 	    {"host-guid", required_argument, NULL, 'g'},
 	    {"subnet-prefix", required_argument, NULL, 'P'},
 	    {"mode", required_argument, NULL, 'm'},
+	    {"rejoin-grace", required_argument, NULL, 'R'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -259,6 +264,14 @@ int options_parse(int argc, char **argv, struct daemon_config *cfg, int *verbose
 			break;
 		case 'c':
 			bad |= parse_size(optarg, &chunk_size);
+			break;
+		case 'R':
+			if (parse_u32(optarg, 0, 3600, &cfg->rejoin_grace_ms)) {
+				fprintf(stderr,
+					"ivrdmad: --rejoin-grace must be 0..3600 seconds\n");
+				bad = 1;
+			}
+			cfg->rejoin_grace_ms *= 1000;
 			break;
 		case 'V':
 			bad |= add_vm(cfg, optarg);

@@ -37,6 +37,25 @@ static int open_backing(struct region_store *s, const struct daemon_config *cfg)
 	return s->fd < 0 ? -errno : 0;
 }
 
+/* A killed ivrdmad its parent has not reaped yet is gone all the same. */
+static bool is_zombie(uint32_t pid)
+{
+	char path[64], buf[256];
+	const char *end;
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	end = strrchr(buf, ')'); /* the state follows the command name */
+	return end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X');
+}
+
 /*
  * A region left by an ivrdmad that died (kill -9, crash) would block every
  * restart; one whose daemon still runs must not be touched.
@@ -63,7 +82,44 @@ static bool owner_alive(const char *path, bool is_shm)
 	if (!fgets(comm, sizeof(comm), f))
 		comm[0] = '\0';
 	fclose(f);
-	return strncmp(comm, "ivrdmad", 7) == 0;
+	return strncmp(comm, "ivrdmad", 7) == 0 && !is_zombie(h.daemon_pid);
+}
+
+/*
+ * A region left by an ivrdmad that is gone: mapped as it is, for
+ * adopt_region() to judge (s->existing). Its size is the object's own.
+ */
+static int open_existing(struct region_store *s)
+{
+	struct stat st;
+
+	s->fd = s->is_shm ? shm_open(s->path, O_RDWR | O_CLOEXEC, 0)
+			  : open(s->path, O_RDWR | O_CLOEXEC);
+	if (s->fd < 0)
+		return -errno;
+	if (fstat(s->fd, &st) < 0 || st.st_size < (off_t)IVRDMA_HEADER_SIZE) {
+		close(s->fd);
+		s->fd = -1;
+		return -EPROTO;
+	}
+	s->base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->base == MAP_FAILED) {
+		s->base = NULL;
+		close(s->fd);
+		s->fd = -1;
+		return -errno;
+	}
+	s->size = (uint64_t)st.st_size;
+	s->existing = true;
+	return 0;
+}
+
+static void unlink_store(const struct region_store *s)
+{
+	if (s->is_shm)
+		shm_unlink(s->path);
+	else
+		unlink(s->path);
 }
 
 int region_store_create(struct region_store *s, const struct daemon_config *cfg)
@@ -73,13 +129,15 @@ int region_store_create(struct region_store *s, const struct daemon_config *cfg)
 	s->fd = -1;
 	s->base = NULL;
 	s->path[0] = '\0';
+	s->existing = false;
 	rc = open_backing(s, cfg);
 	if (rc == -EEXIST && !owner_alive(s->path, s->is_shm)) {
-		log_warn("removing %s, left behind by an ivrdmad that is gone", s->path);
-		if (s->is_shm)
-			shm_unlink(s->path);
-		else
-			unlink(s->path);
+		/* Its processes may live on: adopt_region() decides whether it can be kept. */
+		if (open_existing(s) == 0)
+			return 0;
+		log_warn("removing %s, left behind by an ivrdmad that is gone (unreadable)",
+			 s->path);
+		unlink_store(s);
 		rc = open_backing(s, cfg);
 	}
 	if (rc == -EEXIST) {
@@ -114,16 +172,24 @@ fail:
 	return rc;
 }
 
+/* Unmaps and closes, leaving the object for the next ivrdmad to adopt. */
+void region_store_release(struct region_store *s)
+{
+	if (s->base)
+		munmap(s->base, s->size);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->base = NULL;
+	s->fd = -1;
+}
+
 void region_store_destroy(struct region_store *s)
 {
 	if (s->base)
 		munmap(s->base, s->size);
 	if (s->fd >= 0) {
 		close(s->fd);
-		if (s->is_shm)
-			shm_unlink(s->path);
-		else
-			unlink(s->path);
+		unlink_store(s);
 	}
 	s->base = NULL;
 	s->fd = -1;
@@ -154,7 +220,7 @@ static uint32_t clamp_entries(uint64_t v, uint32_t lo, uint32_t hi)
  * region, which costs nothing until slots are used. Listeners and
  * multicast members, whose tables are searched whole, stay smaller.
  */
-static void place_tables(struct ivrdma_region_header *h, const struct daemon_config *cfg)
+void region_layout(struct ivrdma_region_header *h, const struct daemon_config *cfg)
 {
 	uint64_t size = cfg->region_size, off = IVRDMA_HEADER_SIZE,
 		 chunk = 1ull << cfg->chunk_shift;
@@ -198,7 +264,7 @@ int region_format(struct region_store *s, const struct daemon_config *cfg)
 	    cfg->subnet_prefix ? cfg->subnet_prefix : subnet_prefix_derive(s->path, cfg->dir);
 	h->daemon_pid = (uint32_t)getpid();
 	h->host_node = 0;
-	place_tables(h, cfg);
+	region_layout(h, cfg);
 	if (h->nr_chunks == 0) {
 		log_error("region of %llu bytes leaves no room for chunks",
 			  (unsigned long long)cfg->region_size);

@@ -13,14 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <stddef.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cq_producer.h"
 #include "daemon.h"
 #include "ivshmem_msg.h"
 #include "log.h"
+#include "shm_atomic.h"
 
 /*
  * Messages a client may owe us. Eventfds of peers that left are dropped
@@ -105,7 +108,7 @@ static void peer_send(struct daemon *d, struct peer *p, int64_t value, int fd)
 {
 	int rc = -EAGAIN;
 
-	if (p->doomed)
+	if (p->doomed || p->orphan) /* an orphan learns everything when it rejoins */
 		return;
 	if (p->q_len == 0)
 		rc = ivshmem_msg_send(p->w.fd, value, fd);
@@ -144,6 +147,8 @@ static void peer_flush(struct daemon *d, struct peer *p)
 
 static void peer_send_vectors(struct daemon *d, struct peer *to, const struct peer *of)
 {
+	if (of->orphan) /* its eventfds went with the ivrdmad before */
+		return;
 	for (uint32_t v = 0; v < d->cfg.nr_vectors; v++)
 		peer_send(d, to, of->id, of->vectors[v]);
 }
@@ -156,7 +161,8 @@ void server_ring_control_all(struct daemon *d)
 	for (uint32_t i = 0; i < d->cfg.max_peers; i++) {
 		struct peer *p = d->peers[i];
 
-		if (p && !p->doomed && write(p->vectors[IVRDMA_VEC_CONTROL], &one, sizeof(one)) < 0)
+		if (p && !p->doomed && !p->orphan &&
+		    write(p->vectors[IVRDMA_VEC_CONTROL], &one, sizeof(one)) < 0)
 			log_debug("peer %u: control doorbell: %s", p->id, strerror(errno));
 	}
 }
@@ -209,6 +215,8 @@ static void peer_free(struct peer *p)
 			close(p->vectors[v]);
 	if (p->w.fd >= 0)
 		close(p->w.fd);
+	if (p->exit_w.fd >= 0)
+		close(p->exit_w.fd);
 	free(p);
 }
 
@@ -221,6 +229,7 @@ static struct peer *peer_create(struct daemon *d, int sock, uint32_t node, int i
 	if (!p)
 		return NULL;
 	p->w = (struct watch){.fd = sock, .on_event = on_peer_event};
+	p->exit_w.fd = -1;
 	p->id = (uint16_t)id;
 	p->node = node;
 	for (uint32_t v = 0; v < IVRDMA_MAX_VECTORS; v++)
@@ -337,7 +346,8 @@ static void wake_cq_owner(void *arg, int peer)
 	struct peer *p = peer >= 0 && (uint32_t)peer < d->cfg.max_peers ? d->peers[peer] : NULL;
 	uint64_t one = 1;
 
-	if (p && !p->doomed && write(p->vectors[IVRDMA_VEC_COMPLETION], &one, sizeof(one)) < 0)
+	if (p && !p->doomed && !p->orphan &&
+	    write(p->vectors[IVRDMA_VEC_COMPLETION], &one, sizeof(one)) < 0)
 		log_debug("peer %u: completion doorbell: %s", p->id, strerror(errno));
 }
 
@@ -347,7 +357,12 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 	struct ivrdma_reclaim_count got;
 	uint32_t settled;
 
-	loop_del(d, &p->w);
+	if (p->orphan)
+		d->nr_orphans--;
+	else
+		loop_del(d, &p->w);
+	if (p->exit_w.fd >= 0)
+		loop_del(d, &p->exit_w);
 	d->peers[p->id] = NULL;
 	d->nr_peers--;
 	/*
@@ -446,4 +461,109 @@ void server_close(struct daemon *d)
 	d->listeners = NULL;
 	if (d->reserve_fd >= 0)
 		close(d->reserve_fd);
+}
+
+/* An orphan's process exited (its pidfd polls readable): it will never rejoin. */
+static void on_orphan_exit(struct daemon *d, struct watch *w, uint32_t events)
+{
+	struct peer *p = (struct peer *)((char *)w - offsetof(struct peer, exit_w));
+
+	peer_doom(p, "its process exited before it rejoined");
+}
+
+/* Watches the orphan's process; one already gone is doomed now. */
+static void watch_orphan(struct daemon *d, struct peer *p)
+{
+	p->exit_w = (struct watch){.fd = -1, .on_event = on_orphan_exit};
+	if (!adopt_process_alive(p->pid, p->joined_ns)) {
+		peer_doom(p, "its process died while ivrdmad was away");
+		return;
+	}
+	p->exit_w.fd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+	if (p->exit_w.fd < 0 && errno == ESRCH) {
+		peer_doom(p, "its process died while ivrdmad was away");
+		return;
+	}
+	if (p->exit_w.fd < 0 || loop_add(d, &p->exit_w, EPOLLIN)) {
+		/* Unwatched, it is reclaimed once it rejoins and leaves, or never. */
+		log_warn("peer %u (pid %d): cannot watch its process: %s", p->id, (int)p->pid,
+			 strerror(errno));
+		if (p->exit_w.fd >= 0)
+			close(p->exit_w.fd);
+		p->exit_w.fd = -1;
+	}
+}
+
+int server_add_orphan(struct daemon *d, uint16_t id)
+{
+	const struct ivrdma_peer *e = ivrdma_region_peer(&d->region, id);
+	struct peer *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->w = (struct watch){.fd = -1, .on_event = on_peer_event};
+	p->id = id;
+	p->gen = shm_load_relaxed16(&e->gen);
+	p->node = shm_load_relaxed16(&e->node);
+	p->pid = (pid_t)e->pid;
+	p->joined_ns = e->joined_ns;
+	p->orphan = true;
+	p->rejoin_deadline_ms = monotonic_ms() + d->cfg.rejoin_grace_ms;
+	for (uint32_t v = 0; v < IVRDMA_MAX_VECTORS; v++)
+		p->vectors[v] = -1;
+	d->peers[id] = p;
+	d->nr_peers++;
+	d->nr_orphans++;
+	d->node_peers[p->node]++;
+	watch_orphan(d, p);
+	return 0;
+}
+
+int server_rejoin(struct daemon *d, struct peer *p, int sock, const int *fds)
+{
+	int rc;
+
+	p->w.fd = sock;
+	rc = loop_add(d, &p->w, EPOLLIN);
+	if (rc) {
+		p->w.fd = -1;
+		close(sock);
+		for (uint32_t v = 0; v < d->cfg.nr_vectors; v++)
+			close(fds[v]);
+		return rc;
+	}
+	for (uint32_t v = 0; v < d->cfg.nr_vectors; v++)
+		p->vectors[v] = fds[v];
+	p->orphan = false;
+	d->nr_orphans--;
+	/* From now on its socket says when it goes, as for any peer. */
+	if (p->exit_w.fd >= 0) {
+		loop_del(d, &p->exit_w);
+		close(p->exit_w.fd);
+		p->exit_w.fd = -1;
+	}
+	/* As a join: the others learn its vectors, it learns theirs, its own last. */
+	peer_introduce(d, p);
+	server_ring_control_all(d);
+	log_info("peer %u rejoined node %s (pid %d, generation %u)", p->id,
+		 directory_node_name(d, p->node), (int)p->pid, p->gen);
+	return 0;
+}
+
+void server_abandon_peers(struct daemon *d)
+{
+	for (uint32_t i = 0; i < d->cfg.max_peers; i++) {
+		struct peer *p = d->peers[i];
+
+		if (!p)
+			continue;
+		if (!p->orphan)
+			loop_del(d, &p->w);
+		if (p->exit_w.fd >= 0)
+			loop_del(d, &p->exit_w);
+		d->peers[i] = NULL;
+		peer_free(p);
+	}
+	d->nr_peers = 0;
+	d->nr_orphans = 0;
 }

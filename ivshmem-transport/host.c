@@ -14,25 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "host_internal.h"
 #include "ivshmem_msg.h"
-#include "transport_internal.h"
 #include "sys_mm.h"
 
-struct host_peer {
-	unsigned int nr_fds;
-	int fds[IVRDMA_MAX_VECTORS];
-};
-
-struct host_priv {
-	int sock;
-	int shm_fd;
-	struct ivshmem_msg_reader reader;
-	pthread_mutex_t lock;	  /* the peer table: ring() races with notices */
-	pthread_mutex_t ctl_lock; /* the socket and its reader: one drainer at a time */
-	struct host_peer *peers[IVRDMA_MAX_PEERS];
-};
-
-static int64_t now_ms(void)
+int64_t host_now_ms(void)
 {
 	struct timespec ts;
 
@@ -40,7 +26,7 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int connect_socket(const char *path, char *err, size_t errlen)
+int host_connect(const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int sock, rc;
@@ -60,13 +46,13 @@ static int connect_socket(const char *path, char *err, size_t errlen)
 	return sock;
 }
 
-/* Waits for the next whole message until the deadline. */
-static int recv_until(struct host_priv *h, int64_t deadline, int64_t *value, int *fd)
+int host_recv_until(int sock, struct ivshmem_msg_reader *reader, int64_t deadline, int64_t *value,
+		    int *fd)
 {
 	for (;;) {
-		struct pollfd pfd = {.fd = h->sock, .events = POLLIN};
-		int64_t left = deadline - now_ms();
-		int rc = ivshmem_msg_recv(h->sock, &h->reader, value, fd);
+		struct pollfd pfd = {.fd = sock, .events = POLLIN};
+		int64_t left = deadline - host_now_ms();
+		int rc = ivshmem_msg_recv(sock, reader, value, fd);
 
 		if (rc == 1)
 			return 0;
@@ -82,14 +68,14 @@ static int recv_until(struct host_priv *h, int64_t deadline, int64_t *value, int
 	}
 }
 
-static void close_peer(struct host_peer *p)
+void host_close_peer(struct host_peer *p)
 {
 	for (unsigned int i = 0; i < p->nr_fds; i++)
 		close(p->fds[i]);
 	free(p);
 }
 
-static void notify(struct ivt *t, uint16_t peer, enum ivt_peer_event ev)
+void host_notify(struct ivt *t, uint16_t peer, enum ivt_peer_event ev)
 {
 	if (t->on_peer)
 		t->on_peer(t->cb_arg, peer, ev);
@@ -124,9 +110,9 @@ static void apply_peer_msg(struct ivt *t, int64_t value, int fd)
 		h->peers[id] = NULL;
 		pthread_mutex_unlock(&h->lock);
 		if (p)
-			close_peer(p);
+			host_close_peer(p);
 		if (joined)
-			notify(t, id, IVT_PEER_LEFT);
+			host_notify(t, id, IVT_PEER_LEFT);
 		return;
 	}
 	if (!p)
@@ -141,7 +127,7 @@ static void apply_peer_msg(struct ivt *t, int64_t value, int fd)
 		t->vector_fds[p->nr_fds - 1] = fd;
 	pthread_mutex_unlock(&h->lock);
 	if (p->nr_fds == t->nr_vectors && id != t->peer_id)
-		notify(t, id, IVT_PEER_JOINED);
+		host_notify(t, id, IVT_PEER_JOINED);
 }
 
 static int map_region(struct ivt *t, int fd, char *err, size_t errlen)
@@ -174,7 +160,7 @@ static int handshake_opening(struct ivt *t, int64_t deadline, char *err, size_t 
 	int64_t v;
 	int fd, rc;
 
-	rc = recv_until(h, deadline, &v, &fd);
+	rc = host_recv_until(h->sock, &h->reader, deadline, &v, &fd);
 	if (rc)
 		return ivt_fail(err, errlen, rc, "no protocol version from ivrdmad: %s",
 				strerror(-rc));
@@ -183,7 +169,7 @@ static int handshake_opening(struct ivt *t, int64_t deadline, char *err, size_t 
 	if (v != IVSHMEM_PROTOCOL_VERSION || fd >= 0)
 		return ivt_fail(err, errlen, -EPROTO, "unsupported ivshmem protocol version %lld",
 				(long long)v);
-	rc = recv_until(h, deadline, &v, &fd);
+	rc = host_recv_until(h->sock, &h->reader, deadline, &v, &fd);
 	if (rc)
 		return ivt_fail(err, errlen, rc, "no peer ID from ivrdmad: %s", strerror(-rc));
 	if (fd >= 0)
@@ -191,7 +177,7 @@ static int handshake_opening(struct ivt *t, int64_t deadline, char *err, size_t 
 	if (v < 0 || v >= IVRDMA_MAX_PEERS || fd >= 0)
 		return ivt_fail(err, errlen, -EPROTO, "bad peer ID %lld", (long long)v);
 	t->peer_id = (int)v;
-	rc = recv_until(h, deadline, &v, &fd);
+	rc = host_recv_until(h->sock, &h->reader, deadline, &v, &fd);
 	if (rc)
 		return ivt_fail(err, errlen, rc, "no shared memory from ivrdmad: %s",
 				strerror(-rc));
@@ -216,7 +202,7 @@ static void host_detach(struct ivt *t);
 
 static int host_attach(struct ivt *t, const struct ivt_options *opts, char *err, size_t errlen)
 {
-	int64_t deadline = now_ms() + (opts->timeout_ms > 0 ? opts->timeout_ms : 5000);
+	int64_t deadline = host_now_ms() + (opts->timeout_ms > 0 ? opts->timeout_ms : 5000);
 	struct host_priv *h = calloc(1, sizeof(*h));
 	int rc;
 
@@ -227,7 +213,12 @@ static int host_attach(struct ivt *t, const struct ivt_options *opts, char *err,
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->ctl_lock, NULL);
 	t->priv = h;
-	h->sock = connect_socket(opts->path, err, errlen);
+	rc = host_rejoin_path(h, opts->path);
+	if (rc) {
+		ivt_fail(err, errlen, rc, "socket path too long: %s", opts->path);
+		goto fail;
+	}
+	h->sock = host_connect(opts->path, err, errlen);
 	if (h->sock < 0) {
 		rc = h->sock;
 		goto fail;
@@ -241,7 +232,7 @@ static int host_attach(struct ivt *t, const struct ivt_options *opts, char *err,
 		int64_t v;
 		int fd;
 
-		rc = recv_until(h, deadline, &v, &fd);
+		rc = host_recv_until(h->sock, &h->reader, deadline, &v, &fd);
 		if (rc) {
 			ivt_fail(err, errlen, rc, "handshake with ivrdmad did not complete: %s",
 				 strerror(-rc));
@@ -263,7 +254,7 @@ static void host_detach(struct ivt *t)
 		return;
 	for (uint32_t i = 0; i < IVRDMA_MAX_PEERS; i++)
 		if (h->peers[i])
-			close_peer(h->peers[i]);
+			host_close_peer(h->peers[i]);
 	if (t->base)
 		munmap(t->base, t->size);
 	if (h->shm_fd >= 0)
@@ -367,4 +358,5 @@ const struct ivt_backend_ops ivt_host_ops = {
     .ring = host_ring,
     .peer_known = host_peer_known,
     .process_control = host_process_control,
+    .reconnect = host_reconnect,
 };

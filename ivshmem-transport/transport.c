@@ -201,3 +201,8 @@ int ivt_process_control(struct ivt *t)
 {
 	return t->ops->process_control(t);
 }
+
+int ivt_reconnect(struct ivt *t)
+{
+	return t->ops->reconnect ? t->ops->reconnect(t) : -EOPNOTSUPP;
+}

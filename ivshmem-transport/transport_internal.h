@@ -20,6 +20,7 @@ struct ivt_backend_ops {
 	bool (*peer_known)(struct ivt *t, uint16_t peer);
 	int (*process_control)(struct ivt *t);
 	int (*hold_pages)(struct ivt *t, void *addr, size_t len); /* NULL: none */
+	int (*reconnect)(struct ivt *t);			  /* NULL: none */
 };
 
 struct ivt {

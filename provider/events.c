@@ -20,6 +20,10 @@
  *   a 1 ms tick            only while send WRs wait on RNR or retry
  *                          timers, so they finish even if the application
  *                          only sleeps in ibv_get_cq_event
+ *   a 200 ms tick          only while ivrdmad is away (a host process):
+ *                          tries to rejoin the ivrdmad that adopts the
+ *                          region next (ivt_reconnect), until it does or
+ *                          is refused
  *
  * Busy-polling applications never wait for this thread: CQEs are in the
  * ring before any doorbell rings.
@@ -37,6 +41,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ivrdma.h"
@@ -52,7 +57,9 @@ struct node_seen {
 struct ivrdma_events {
 	pthread_t thread;
 	int stop_fd;
-	bool control_open;	 /* ivrdmad's socket still answers */
+	bool control_open; /* ivrdmad's socket still answers */
+	bool rejoin;	   /* it closed: try to rejoin the next ivrdmad */
+	int64_t next_rejoin_ms;
 	bool region_gone;	 /* a guest's device went: never touch the region again */
 	struct node_seen *nodes; /* one per directory entry */
 	pthread_mutex_t lock;	 /* the armed-CQ list */
@@ -324,9 +331,61 @@ static bool drain_control(struct ivrdma_context *ctx)
 		shutdown(ctx->async_wr, SHUT_WR);
 		return true;
 	}
-	/* A host process keeps the region: the data path lives on, only membership news stop. */
-	ivrdma_dbg("ivrdmad closed its connection");
+	/*
+	 * A host process keeps the region: the data path lives on, only
+	 * membership news stop until a new ivrdmad adopts the region.
+	 */
+	ivrdma_dbg("ivrdmad closed its connection: rejoining when it is back");
+	ctx->events->rejoin = true;
+	ctx->events->next_rejoin_ms = 0;
 	return false;
+}
+
+static int64_t clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define REJOIN_PERIOD_MS 200
+
+/* While ivrdmad is away: rejoin its successor, or stop trying once refused. */
+static void try_rejoin(struct ivrdma_context *ctx)
+{
+	struct ivrdma_events *ev = ctx->events;
+	int64_t now = clock_ms();
+	int rc;
+
+	if (now < ev->next_rejoin_ms)
+		return;
+	rc = ivt_reconnect(ctx->transport);
+	if (rc == -EAGAIN) {
+		ev->next_rejoin_ms = now + REJOIN_PERIOD_MS;
+		return;
+	}
+	ev->rejoin = false;
+	if (rc) {
+		ivrdma_dbg("cannot rejoin ivrdmad: %s", strerror(-rc));
+		return;
+	}
+	ivrdma_dbg("rejoined ivrdmad as peer %d", ivt_peer_id(ctx->transport));
+	ev->control_open = true;
+	on_control(ctx); /* what changed while it was away */
+}
+
+/* poll()'s timeout: the progress tick, the rejoin tick, or none. */
+static int poll_timeout(struct ivrdma_events *ev, bool waiting)
+{
+	int64_t left;
+
+	if (waiting)
+		return 1;
+	if (!ev->rejoin)
+		return -1;
+	left = ev->next_rejoin_ms - clock_ms();
+	return left <= 0 ? 0 : left > REJOIN_PERIOD_MS ? REJOIN_PERIOD_MS : (int)left;
 }
 
 static void *event_thread(void *arg)
@@ -347,7 +406,7 @@ static void *event_thread(void *arg)
 		     .events = POLLIN},
 		};
 
-		if (poll(pfd, 4, waiting ? 1 : -1) < 0 && errno != EINTR)
+		if (poll(pfd, 4, poll_timeout(ev, waiting)) < 0 && errno != EINTR)
 			break;
 		if (pfd[0].revents)
 			break;
@@ -364,6 +423,8 @@ static void *event_thread(void *arg)
 		}
 		if (waiting)
 			ivrdma_progress(ctx);
+		if (live && ev->rejoin)
+			try_rejoin(ctx);
 	}
 	return NULL;
 }

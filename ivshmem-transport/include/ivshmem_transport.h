@@ -108,6 +108,19 @@ int ivt_control_fd(const struct ivt *t);
 int ivt_process_control(struct ivt *t);
 
 /*
+ * Host backend, once ivt_process_control returned -ECONNRESET (ivrdmad
+ * went): rejoins the ivrdmad that adopted the region since
+ * (common/ivrdma_rejoin.h), with the same peer ID and doorbells.
+ * Returns 0 (rejoined: ivt_control_fd changed, the peer table is the new
+ * daemon's), -EAGAIN (no ivrdmad there yet: try again later), or another
+ * -errno: this peer cannot rejoin (-EPERM: the daemon refused it, as a
+ * new ivrdmad that formatted a new region does; -ESTALE: the region no
+ * longer lists me), do not try again. -EOPNOTSUPP for the guest backend.
+ * Blocks up to 2 s for the daemon's answer.
+ */
+int ivt_reconnect(struct ivt *t);
+
+/*
  * Guest backend: whether fd is the verbs command device of the driver
  * (/dev/infiniband/ivrdmaN of ivrdma_ivshmem.ko). If it is, writes the
  * path of the ivshmem device behind it (/dev/ivshmemN, checked by its

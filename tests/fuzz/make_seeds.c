@@ -403,6 +403,94 @@ static void server_seeds(const char *dir)
 	server_seed(dir, "four-hosts-shut-close", many, sizeof(many));
 }
 
+/* fuzz_rejoin.c's script: op | client << 3 | arg << 5, then the step's bytes. */
+#define RSTEP(op, client, arg) ((uint8_t)((op) | (client) << 3 | (arg) << 5))
+enum {
+	R_CONNECT_REJOIN,
+	R_CONNECT_HOST,
+	R_SEND_REJOIN,
+	R_SEND_RAW,
+	R_CLOSE,
+	R_READ,
+	R_TURN,
+	R_EXPIRE
+};
+
+static void rejoin_seed(const char *dir, const char *name, const uint8_t *script, size_t len)
+{
+	struct seed s = {.len = 0};
+
+	put(&s, script, len);
+	save(dir, "fuzz_rejoin", name, &s);
+}
+
+static void rejoin_seeds(const char *dir)
+{
+	/* Peer 0 rejoins with its generation (odd byte) and 4 eventfds (arg 2). */
+	const uint8_t valid[] = {RSTEP(R_CONNECT_REJOIN, 0, 0),
+				 RSTEP(R_SEND_REJOIN, 0, 2),
+				 0,
+				 1,
+				 4,
+				 RSTEP(R_TURN, 0, 0),
+				 RSTEP(R_READ, 0, 0),
+				 RSTEP(R_CLOSE, 0, 0),
+				 RSTEP(R_TURN, 0, 0)};
+	/* A host process joins, then both orphans rejoin: each learns of the others. */
+	const uint8_t with_host[] = {RSTEP(R_CONNECT_HOST, 0, 0),
+				     RSTEP(R_TURN, 0, 0),
+				     RSTEP(R_READ, 0, 0),
+				     RSTEP(R_CONNECT_REJOIN, 1, 0),
+				     RSTEP(R_SEND_REJOIN, 1, 2),
+				     0,
+				     1,
+				     4,
+				     RSTEP(R_CONNECT_REJOIN, 2, 0),
+				     RSTEP(R_SEND_REJOIN, 2, 2),
+				     1,
+				     1,
+				     4,
+				     RSTEP(R_TURN, 0, 0),
+				     RSTEP(R_READ, 0, 0),
+				     RSTEP(R_READ, 1, 0),
+				     RSTEP(R_READ, 2, 0),
+				     RSTEP(R_CLOSE, 1, 0),
+				     RSTEP(R_TURN, 0, 0),
+				     RSTEP(R_READ, 0, 0)};
+	const uint8_t wrong_gen[] = {
+	    RSTEP(R_CONNECT_REJOIN, 0, 0), RSTEP(R_SEND_REJOIN, 0, 2), 0, 6, 4,
+	    RSTEP(R_TURN, 0, 0),	   RSTEP(R_READ, 0, 0)};
+	const uint8_t few_fds[] = {
+	    RSTEP(R_CONNECT_REJOIN, 0, 0), RSTEP(R_SEND_REJOIN, 0, 1), 1, 1, 4,
+	    RSTEP(R_TURN, 0, 0),	   RSTEP(R_READ, 0, 0)};
+	const uint8_t not_eventfds[] = {
+	    RSTEP(R_CONNECT_REJOIN, 0, 0), RSTEP(R_SEND_REJOIN, 0, 6), 0, 1, 4,
+	    RSTEP(R_TURN, 0, 0),	   RSTEP(R_READ, 0, 0)};
+	const uint8_t silent_expire[] = {RSTEP(R_CONNECT_REJOIN, 3, 0),
+					 RSTEP(R_TURN, 0, 0),
+					 RSTEP(R_EXPIRE, 0, 0),
+					 RSTEP(R_TURN, 0, 0),
+					 RSTEP(R_SEND_RAW, 3, 0),
+					 4,
+					 'I',
+					 'V',
+					 'R',
+					 RSTEP(R_TURN, 0, 0)};
+
+	const uint8_t backlog[] = {0x00, 0x02, 0x04, 0x40, 0x00, 0x00, 0x04, 0x00, 0x01,
+				   0x04, 0x18, 0x00, 0x08, 0x00, 0x04, 0x04, 0x04, 0x00,
+				   0x01, 0x04, 0x18, 0x00, 0x08, 0x04, 0x4a, 0x00};
+
+	rejoin_seed(dir, "rejoin", valid, sizeof(valid));
+	rejoin_seed(dir, "rejoin-with-host", with_host, sizeof(with_host));
+	rejoin_seed(dir, "wrong-generation", wrong_gen, sizeof(wrong_gen));
+	rejoin_seed(dir, "too-few-fds", few_fds, sizeof(few_fds));
+	rejoin_seed(dir, "not-eventfds", not_eventfds, sizeof(not_eventfds));
+	rejoin_seed(dir, "silent-then-expired", silent_expire, sizeof(silent_expire));
+	/* Found by the fuzzer: connections closed in the backlog, all taken in one turn. */
+	rejoin_seed(dir, "backlog-closed", backlog, sizeof(backlog));
+}
+
 /* fuzz_transport.c's messages: kind, then a little-endian int16 value. */
 enum { PLAIN, EVENTFD, REGION, NOT_A_REGION, STRAY_BYTES };
 
@@ -465,6 +553,7 @@ int main(int argc, char **argv)
 	provider_seeds(argv[1]);
 	ctl_seeds(argv[1]);
 	server_seeds(argv[1]);
+	rejoin_seeds(argv[1]);
 	transport_seeds(argv[1]);
 	free(image);
 	return 0;
