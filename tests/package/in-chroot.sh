@@ -166,16 +166,34 @@ service_phase() {
 # ivrdma-dkms with the real DKMS: added on installation, built and
 # installed for a Debian kernel whose headers are there (as the kernel
 # packages' hook does), removed with the package. This root runs on the
-# machine's kernel, which need not be Debian's: no module is loaded.
+# machine's kernel, which need not be Debian's: no module is loaded here;
+# run-package-test.sh boots the one built in a guest of its kernel.
 dkms_phase() {
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 linux-headers-amd64 \
-		>/tmp/apt-headers.log 2>&1 || { tail -n 20 /tmp/apt-headers.log >&2; fail "apt: headers"; }
+	local headers=linux-headers-amd64 want
+	# The headers of the kernel the machine boots its test guests with, if
+	# Debian still has them (the root's package lists may be older).
+	want=$(cat /root/pkg-test/guest-kver 2>/dev/null || true)
+	if [[ -n $want ]] && ! apt-cache show "linux-headers-$want" >/dev/null 2>&1; then
+		# Where the machine got that kernel: its apt sources (security updates).
+		cp /root/pkg-test/apt/*.sources /etc/apt/sources.list.d/ 2>/dev/null || true
+		cp /root/pkg-test/apt/*.list /etc/apt/sources.list.d/ 2>/dev/null || true
+		apt-get update -o Dpkg::Use-Pty=0 >/tmp/apt-update.log 2>&1 || true
+	fi
+	if [[ -n $want ]] && apt-cache show "linux-headers-$want" >/dev/null 2>&1; then
+		headers=linux-headers-$want
+	fi
+	apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 "$headers" \
+		>/tmp/apt-headers.log 2>&1 || { tail -n 20 /tmp/apt-headers.log >&2; fail "apt: $headers"; }
 	apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 /root/pkg-test/ivrdma-dkms_*_all.deb \
 		>/tmp/apt-dkms.log 2>&1 || { tail -n 20 /tmp/apt-dkms.log >&2; fail "apt: ivrdma-dkms"; }
 	grep 'ivrdma-dkms:' /tmp/apt-dkms.log || true
 	local kver ko
-	kver=$(cd /usr/src && ls -d linux-headers-*-amd64 | sed 's/^linux-headers-//' | sort -V | tail -n1)
+	if [[ $headers == linux-headers-amd64 ]]; then
+		kver=$(cd /usr/src && ls -d linux-headers-*-amd64 | sed 's/^linux-headers-//' | sort -V | tail -n1)
+	else
+		kver=$want
+	fi
 	dkms status -m ivrdma
 	dkms autoinstall -k "$kver" >/tmp/dkms.log 2>&1 || { tail -n 20 /tmp/dkms.log >&2; fail "dkms autoinstall -k $kver"; }
 	dkms status -m ivrdma | tee /tmp/dkms-status
@@ -185,6 +203,14 @@ dkms_phase() {
 	modinfo -F alias "$ko" >/tmp/alias
 	grep -qi 'pci:v00001AF4d00001110' /tmp/alias || fail "$ko lacks the ivshmem PCI alias"
 	echo "  $ko"
+	# For run-package-test.sh to boot in a guest, if this machine has that kernel.
+	mkdir -p /root/pkg-test/out
+	case $ko in
+	*.ko.xz) xz -dc "$ko" >/root/pkg-test/out/ivrdma_ivshmem.ko ;;
+	*.ko.zst) zstd -dcq "$ko" >/root/pkg-test/out/ivrdma_ivshmem.ko ;;
+	*) cp "$ko" /root/pkg-test/out/ivrdma_ivshmem.ko ;;
+	esac
+	echo "$kver" >/root/pkg-test/out/kver
 	apt-get purge -y -o Dpkg::Use-Pty=0 ivrdma-dkms >/tmp/apt-purge.log 2>&1 || { tail -n 20 /tmp/apt-purge.log >&2; fail "apt purge"; }
 	dkms status -m ivrdma >/tmp/dkms-status
 	[[ ! -s /tmp/dkms-status ]] || fail "dkms still knows ivrdma after the purge: $(cat /tmp/dkms-status)"

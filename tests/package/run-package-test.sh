@@ -7,7 +7,11 @@
 # ivrdma0, with nothing from the build tree and no environment beyond what
 # `ivrdma env` prints.
 #
-#   run-package-test.sh SOURCE_DIR WORK_DIR CACHE_DIR
+#   run-package-test.sh SOURCE_DIR WORK_DIR CACHE_DIR [IVRDMAD IVRDMA DRVTEST HELPER]
+#
+# With the four programs of the guest driver test (tests/guest/), the
+# module DKMS built boots in a QEMU guest, if /boot has the kernel it was
+# built for, and passes that test (run-driver-vm.sh --test basics).
 #
 # The chroot runs in its own mount and PID namespaces (its /proc, a
 # private /dev/shm and /run: the region and the sockets never touch the
@@ -89,6 +93,14 @@ root=$(mktemp -d "$work/root.XXXXXX")
 tar -C "$root" -I zstd -xf "$tarball"
 mkdir -p "$root/root/pkg-test"
 cp "$deb" "$dkms" "$here/in-chroot.sh" "$root/root/pkg-test/"
+# The kernel the guest tests boot: DKMS builds the module for it, if it can.
+guest_kernel=$(printf '%s\n' /boot/vmlinuz-*-amd64 | sort -V | tail -n 1)
+if [[ -r $guest_kernel ]]; then
+	echo "${guest_kernel#/boot/vmlinuz-}" >"$root/root/pkg-test/guest-kver"
+	mkdir -p "$root/root/pkg-test/apt"
+	cp /etc/apt/sources.list.d/*.sources "$root/root/pkg-test/apt/" 2>/dev/null || true
+	[[ -r /etc/apt/sources.list ]] && cp /etc/apt/sources.list "$root/root/pkg-test/apt/host.list"
+fi
 cp "$cache/archives/"*.deb "$root/var/cache/apt/archives/" 2>/dev/null || true
 
 # Runs in-chroot.sh PHASE in the chroot, in new mount and PID namespaces
@@ -165,4 +177,17 @@ fi
 step "ivrdma-dkms with DKMS and linux-headers-amd64 (apt)"
 in_chroot dkms
 keep_downloads
+
+# The module DKMS built, loaded in a guest of the kernel it was built for.
+kver=$(cat "$root/root/pkg-test/out/kver")
+if [[ $# -lt 7 ]]; then
+	step "no guest test programs given: the DKMS-built module is not booted"
+elif [[ ! -r /boot/vmlinuz-$kver ]]; then
+	step "no /boot/vmlinuz-$kver (linux-image-amd64 is older or newer than its headers): the DKMS-built module is not booted"
+else
+	step "the DKMS-built module in a guest of $kver (run-driver-vm.sh --test basics)"
+	bash "$src/tests/guest/run-driver-vm.sh" --test basics --ivrdmad "$4" --ivrdma "$5" \
+		--drvtest "$6" --helper "$7" --module "$root/root/pkg-test/out/ivrdma_ivshmem.ko" \
+		--kernel "/boot/vmlinuz-$kver"
+fi
 step "passed"
