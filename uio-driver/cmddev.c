@@ -8,7 +8,7 @@
  * IB_USER_VERBS_CMD_CREATE_COMP_CHANNEL: a completion channel is a file the
  * application reads completion events from (and polls), and the provider
  * writes them into, one struct ib_uverbs_comp_event_desc per event, exactly
- * as it sends them to the socket a host process gets. Every other command is
+ * as it does into the pipe a host process gets. Every other command is
  * refused the way the uverbs core refuses a command it does not have, and
  * the verbs ioctl with ENOTTY, which makes libibverbs use write() commands
  * and read GIDs from sysfs.
