@@ -160,9 +160,6 @@ static int open_async_pair(struct ivrdma_context *ctx)
 	}
 	ctx->ibv_ctx.context.async_fd = sv[0];
 	ctx->async_wr = sv[1];
-	/* Without it, completion events go through the owners' event threads. */
-	ctx->event_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	ctx->event_relay = getenv("IVRDMA_EVENT_RELAY") != NULL;
 	return 0;
 }
 
@@ -286,8 +283,6 @@ static void release_context(struct ivrdma_context *ctx)
 		ivt_detach(ctx->transport);
 	if (ctx->async_wr >= 0)
 		close(ctx->async_wr);
-	if (ctx->event_sock >= 0)
-		close(ctx->event_sock);
 	ivrdma_pages_release(ctx);
 	free(ctx->rq_done);
 	pthread_mutex_destroy(&ctx->async_lock);
@@ -333,7 +328,7 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	ctx = verbs_init_and_alloc_context(ibdev, cmd_fd, ctx, ibv_ctx, 0);
 	if (!ctx)
 		return NULL;
-	ctx->async_wr = ctx->event_sock = -1;
+	ctx->async_wr = -1;
 	ctx->uffd = IVRDMA_UFFD_UNOPENED;
 	pthread_mutex_init(&ctx->async_lock, NULL);
 	pthread_mutex_init(&ctx->mr_lock, NULL);

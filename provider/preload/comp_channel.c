@@ -5,10 +5,10 @@
  * libibverbs makes a completion channel with a kernel command on cmd_fd; a
  * host process has no kernel driver behind ivrdma0, so that command fails
  * (see design.md). Preloaded (`ivrdma env` sets LD_PRELOAD), this library
- * answers ibv_create_comp_channel() for ivrdma devices with a datagram
- * socket: the application reads completion events from it exactly as from
- * the kernel's channel (struct ib_uverbs_comp_event_desc records), and the
- * provider sends them to it. libibverbs' own
+ * answers ibv_create_comp_channel() for ivrdma devices with a pipe opened
+ * read-write: the application reads completion events from it exactly as
+ * from the kernel's channel (struct ib_uverbs_comp_event_desc records), and
+ * the provider, holding the same fd, writes them. libibverbs' own
  * ibv_destroy_comp_channel() closes the fd and frees the channel, which is
  * all it needs. Every other device goes to libibverbs untouched.
  */
@@ -19,10 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
-
-#include "../channel_name.h"
 
 typedef struct ibv_comp_channel *(*create_channel_fn)(struct ibv_context *);
 
@@ -48,40 +45,23 @@ static int is_ivrdma(struct ibv_context *context)
 }
 
 /*
- * A datagram socket in the abstract namespace under a random name
- * (channel_name.h). The application reads completion events from it as
- * from the kernel's channel, one struct ib_uverbs_comp_event_desc a read;
- * producers send them to its name, those of other processes too
- * (provider/direct_event.c), so the reader wakes with no relay. Not
- * connected: a connected datagram socket takes datagrams from its peer
- * only.
+ * One fd that both reads and writes the same pipe: while the channel is
+ * open it is its own writer, so reads block instead of seeing end-of-file.
  */
 static int open_channel_fd(void)
 {
-	for (int tries = 0; tries < 8; tries++) {
-		struct sockaddr_un a;
-		uint64_t id;
-		socklen_t len;
-		int fd, saved;
+	char path[64];
+	int p[2], fd, saved;
 
-		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
-			return -1;
-		if (!id)
-			continue;
-		fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -1;
-		len = ivrdma_channel_addr(&a, id);
-		if (bind(fd, (struct sockaddr *)&a, len) == 0)
-			return fd;
-		saved = errno;
-		close(fd);
-		errno = saved;
-		if (saved != EADDRINUSE)
-			return -1;
-	}
-	errno = EADDRINUSE;
-	return -1;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", p[0]);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	saved = errno;
+	close(p[0]);
+	close(p[1]);
+	errno = saved;
+	return fd;
 }
 
 __attribute__((visibility("default"))) struct ibv_comp_channel *
