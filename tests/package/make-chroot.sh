@@ -58,7 +58,11 @@ trap 'rm -rf "$work"' EXIT
 url=$(mirror)
 started=$SECONDS
 echo "make-chroot: debootstrap $suite (minbase, $include) from $url" >&2
-if ! debootstrap --variant=minbase --include="$include" "$suite" "$work/root" "$url" \
+# In a mount namespace of its own: the /proc debootstrap mounts in the
+# root goes with it however it ends (a test killed at its timeout left one
+# mounted, under a directory the trap then could not remove).
+if ! unshare --mount --propagation private \
+	debootstrap --variant=minbase --include="$include" "$suite" "$work/root" "$url" \
 	>"$work/debootstrap.log" 2>&1; then
 	tail -n 30 "$work/debootstrap.log" >&2
 	[[ -f $work/root/debootstrap/debootstrap.log ]] && tail -n 30 "$work/root/debootstrap/debootstrap.log" >&2
