@@ -49,6 +49,23 @@ struct qpopts {
 #define ALL_REMOTE (IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC)
 #define MR_ALL	   (IBV_ACCESS_LOCAL_WRITE | ALL_REMOTE)
 
+/* CLOCK_MONOTONIC in ns. */
+static inline uint64_t dp_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Exactly n bytes to (out) or from a test's control socket, or the test fails. */
+static inline void dp_xfer(int fd, void *p, size_t n, bool out)
+{
+	ssize_t r = out ? write(fd, p, n) : read(fd, p, n);
+
+	REQUIRE(r == (ssize_t)n, "socket %s: %zd (%s)", out ? "write" : "read", r, strerror(errno));
+}
+
 static inline struct ibv_context *dp_open(void)
 {
 	struct ibv_device **list = ibv_get_device_list(NULL);

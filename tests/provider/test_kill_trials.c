@@ -118,21 +118,6 @@ static const struct qpopts opts = {.access = ALL_REMOTE,
 				   .max_send_wr = 64,
 				   .max_sge = 1};
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void xfer(int fd, void *p, size_t n, bool out)
-{
-	ssize_t r = out ? write(fd, p, n) : read(fd, p, n);
-
-	REQUIRE(r == (ssize_t)n, "socket %s: %zd (%s)", out ? "write" : "read", r, strerror(errno));
-}
-
 static bool is_init_kind_window1(enum kind k)
 {
 	return k == K_WRITE || k == K_ATOMIC || k == K_REGMR;
@@ -273,8 +258,8 @@ static void node_connect(struct node *n, int sock)
 		me.mrkey = n->mr_p->rkey;
 		me.maddr = (uintptr_t)n->m;
 	}
-	xfer(sock, &me, sizeof(me), true);
-	xfer(sock, &n->peer, sizeof(n->peer), false);
+	dp_xfer(sock, &me, sizeof(me), true);
+	dp_xfer(sock, &n->peer, sizeof(n->peer), false);
 	for (uint32_t q = 0; q < n->nqp; q++)
 		qp_connect(n->qp[q], n->peer.qpn[q], n->peer.lid, &opts);
 	if (n->kind == K_UD) {
@@ -292,8 +277,8 @@ static void node_connect(struct node *n, int sock)
 		for (uint32_t i = 0; i < RQ && n->kind == K_UD; i++)
 			post_recv(n, UDQ);
 	}
-	xfer(sock, &c, 1, true);
-	xfer(sock, &c, 1, false);
+	dp_xfer(sock, &c, 1, true);
+	dp_xfer(sock, &c, 1, false);
 }
 
 /* --- the initiator's work requests ----------------------------------------- */
@@ -539,7 +524,7 @@ static void detect(struct node *n, uint32_t how)
 	if (n->victim || n->dead)
 		return;
 	n->dead = true;
-	n->bd->detect_ns = now_ns();
+	n->bd->detect_ns = dp_now_ns();
 	n->bd->how = how;
 	CHECK(__atomic_load_n(&n->bd->kill_ns, __ATOMIC_ACQUIRE),
 	      "the survivor saw an error before the kill");
@@ -704,7 +689,7 @@ static void run(struct node *n)
 		if (n->dead)
 			return;
 		kill = __atomic_load_n(&n->bd->kill_ns, __ATOMIC_ACQUIRE);
-		if (kill && now_ns() > kill + HANG_S * 1000000000ull) {
+		if (kill && dp_now_ns() > kill + HANG_S * 1000000000ull) {
 			CHECK(0, "no error completion or async event within %u s of the kill",
 			      HANG_S);
 			return;
@@ -747,14 +732,14 @@ static void check_left(struct node *n)
 static void finish(struct node *n)
 {
 	struct ibv_qp_attr a = {.qp_state = IBV_QPS_ERR};
-	uint64_t end = now_ns() + HANG_S * 1000000000ull, wrs = 0;
+	uint64_t end = dp_now_ns() + HANG_S * 1000000000ull, wrs = 0;
 
 	/* A datagram QP serves any sender: a dead one does not fail it. */
 	CHECK(!n->qp[UDQ] || qp_state(n->qp[UDQ]) == IBV_QPS_RTS, "the UD QP is still in RTS");
 	for (uint32_t q = 0; q <= NQP; q++)
 		if (n->qp[q])
 			CHECK(ibv_modify_qp(n->qp[q], &a, IBV_QP_STATE) == 0, "QP %u to ERR", q);
-	while (!all_done(n) && now_ns() < end)
+	while (!all_done(n) && dp_now_ns() < end)
 		pump(n);
 	for (uint32_t q = 0; q <= NQP; q++) {
 		CHECK(n->sdone[q] == n->sposted[q] && n->rdone[q] == n->rposted[q],
@@ -794,7 +779,7 @@ static int child(struct board *bd, enum kind k, bool init, bool victim, int sock
 
 	node_open(&n);
 	node_connect(&n, sock);
-	xfer(ctl, &c, 1, true);
+	dp_xfer(ctl, &c, 1, true);
 	run(&n); /* the victim never comes back */
 	finish(&n);
 	node_close(&n);
@@ -850,7 +835,7 @@ static void print_usage(const char *what, const struct usage *u)
 /* Until ivrdmad has reclaimed everything of the trial (bounded: a hang detector). */
 static bool back_to(const char *region, const struct usage *base)
 {
-	uint64_t end = now_ns() + HANG_S * 1000000000ull;
+	uint64_t end = dp_now_ns() + HANG_S * 1000000000ull;
 	struct usage u;
 
 	do {
@@ -858,7 +843,7 @@ static bool back_to(const char *region, const struct usage *base)
 		if (!memcmp(&u, base, sizeof(u)))
 			return true;
 		usleep(2000);
-	} while (now_ns() < end);
+	} while (dp_now_ns() < end);
 	print_usage("left in the region", &u);
 	print_usage("before the trials", base);
 	return false;
@@ -912,11 +897,11 @@ static bool ready(int ctl)
 /* The survivor's exit, bounded; a hung one is killed and fails the trial. */
 static int reap(pid_t pid)
 {
-	uint64_t end = now_ns() + 3 * HANG_S * 1000000000ull;
+	uint64_t end = dp_now_ns() + 3 * HANG_S * 1000000000ull;
 	int st = 0;
 
 	while (waitpid(pid, &st, WNOHANG) == 0) {
-		if (now_ns() > end) {
+		if (dp_now_ns() > end) {
 			fprintf(stderr, "the survivor hangs: killed\n");
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
@@ -952,7 +937,7 @@ static bool trial(struct board *bd, uint32_t t, uint64_t seed, const char *regio
 	ok = ready(cs) && ready(cv);
 	CHECK(ok, "trial %u: both sides connected and running", t);
 	usleep(delay);
-	__atomic_store_n(&bd->kill_ns, now_ns(), __ATOMIC_RELEASE);
+	__atomic_store_n(&bd->kill_ns, dp_now_ns(), __ATOMIC_RELEASE);
 	kill(pv, SIGKILL);
 	REQUIRE(waitpid(pv, &st, 0) == pv, "waitpid victim");
 	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && bd->victim_fail == 0,
@@ -1041,7 +1026,7 @@ int main(int argc, char **argv)
 	struct usage base;
 	uint32_t trials = argc == 3 ? (uint32_t)strtoul(argv[1], NULL, 0) : 0, passed = 0, ran = 0;
 	uint64_t seed =
-	    env_u64("IVRDMA_KILL_SEED", mix(now_ns() ^ (uint64_t)getpid()) & 0xffffffffu);
+	    env_u64("IVRDMA_KILL_SEED", mix(dp_now_ns() ^ (uint64_t)getpid()) & 0xffffffffu);
 	uint64_t only = env_u64("IVRDMA_KILL_ONLY", UINT64_MAX), seen = 0, worst = 0;
 	int st;
 	pid_t pid;

@@ -40,21 +40,6 @@ struct info {
 static const struct qpopts opts = {
     .access = ALL_REMOTE, .rnr_retry = 7, .retry_cnt = 7, .timeout = 10, .max_sge = 1};
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void xfer(int fd, void *p, size_t n, bool out)
-{
-	ssize_t r = out ? write(fd, p, n) : read(fd, p, n);
-
-	REQUIRE(r == (ssize_t)n, "socket %s: %zd (%s)", out ? "write" : "read", r, strerror(errno));
-}
-
 /* One side: an endpoint with an RC QP and a buffer, connected over 'sock'. */
 static void side_up(struct ep *e, struct buf *b, int access, int sock, struct info *peer)
 {
@@ -65,12 +50,12 @@ static void side_up(struct ep *e, struct buf *b, int access, int sock, struct in
 	buf_new(b, e->pd, LEN, access);
 	ep_qp(e, IBV_QPT_RC, &opts);
 	me = (struct info){e->qp->qp_num, b->mr->rkey, e->lid, (uintptr_t)b->p};
-	xfer(sock, &me, sizeof(me), true);
-	xfer(sock, peer, sizeof(*peer), false);
+	dp_xfer(sock, &me, sizeof(me), true);
+	dp_xfer(sock, peer, sizeof(*peer), false);
 	qp_connect(e->qp, peer->qpn, peer->lid, &opts);
 	/* Both in RTS before S writes: a write to a QP still in INIT would use up its retries. */
-	xfer(sock, &c, 1, true);
-	xfer(sock, &c, 1, false);
+	dp_xfer(sock, &c, 1, true);
+	dp_xfer(sock, &c, 1, false);
 }
 
 static _Noreturn void target(int sock, int ctl)
@@ -81,7 +66,7 @@ static _Noreturn void target(int sock, int ctl)
 	char c = 'R';
 
 	side_up(&e, &b, MR_ALL, sock, &peer);
-	xfer(ctl, &c, 1, true);
+	dp_xfer(ctl, &c, 1, true);
 	for (;;)
 		pause(); /* until killed */
 }
@@ -98,7 +83,7 @@ static int survivor(int sock, int ctl)
 
 	side_up(&e, &b, IBV_ACCESS_LOCAL_WRITE, sock, &peer);
 	fill(b.p, LEN, 5);
-	xfer(ctl, &c, 1, true);
+	dp_xfer(ctl, &c, 1, true);
 	while (wc.status == IBV_WC_SUCCESS) {
 		if (post1(e.qp, posted, IBV_WR_RDMA_WRITE, IBV_SEND_SIGNALED, b.p, LEN, b.mr->lkey,
 			  peer.addr, peer.rkey) == 0)
@@ -160,10 +145,10 @@ static uint32_t *tags(const struct ivrdma_region *r)
  */
 static uint32_t take_over(const struct ivrdma_region *r, uint32_t *list, uint32_t n, uint32_t mine)
 {
-	uint64_t end = now_ns() + HANG_NS;
+	uint64_t end = dp_now_ns() + HANG_NS;
 	uint32_t taken = 0;
 
-	while (taken < n && now_ns() < end) {
+	while (taken < n && dp_now_ns() < end) {
 		for (uint32_t i = 0; i < n; i++) {
 			if (list[i] & 0x80000000u || ivrdma_chunk_claim(r, list[i], 1, mine))
 				continue;
@@ -239,7 +224,7 @@ int main(int argc, char **argv)
 	struct stat st;
 	uint32_t rounds = argc == 3 ? (uint32_t)strtoul(argv[1], NULL, 0) : 0, hit = 0, *list;
 	const char *s = getenv("IVRDMA_KILL_SEED");
-	uint64_t seed = s && *s ? strtoull(s, NULL, 0) : (uint64_t)now_ns() % 1000003u, bad;
+	uint64_t seed = s && *s ? strtoull(s, NULL, 0) : (uint64_t)dp_now_ns() % 1000003u, bad;
 	void *base;
 	int fd;
 

@@ -74,13 +74,6 @@ struct proc {
 	uint32_t pair;
 };
 
-static void xfer(int fd, void *p, size_t n, bool out)
-{
-	ssize_t r = out ? write(fd, p, n) : read(fd, p, n);
-
-	REQUIRE(r == (ssize_t)n, "socket %s: %zd (%s)", out ? "write" : "read", r, strerror(errno));
-}
-
 static long rss_kb(void)
 {
 	char l[256];
@@ -151,11 +144,11 @@ static void proc_connect(struct proc *p, struct info *me, struct info *peer, boo
 	me->ud_qpn = p->ud->qp_num;
 	me->lid = p->e.lid;
 	if (first) {
-		xfer(p->sock, me, sizeof(*me), true);
-		xfer(p->sock, peer, sizeof(*peer), false);
+		dp_xfer(p->sock, me, sizeof(*me), true);
+		dp_xfer(p->sock, peer, sizeof(*peer), false);
 	} else {
-		xfer(p->sock, peer, sizeof(*peer), false);
-		xfer(p->sock, me, sizeof(*me), true);
+		dp_xfer(p->sock, peer, sizeof(*peer), false);
+		dp_xfer(p->sock, me, sizeof(*me), true);
 	}
 	qp_connect(p->e.qp, peer->rc_qpn, peer->lid, &o);
 }
@@ -269,7 +262,7 @@ static char t_wait(struct target *t)
 		ibv_ack_cq_events(cq, 1);
 	}
 	if (fds[1].revents & POLLIN)
-		xfer(t->p.sock, &c, 1, false);
+		dp_xfer(t->p.sock, &c, 1, false);
 	return c;
 }
 
@@ -341,20 +334,20 @@ static int target_main(struct proc *p)
 		t_post_rc(&t, i);
 		t_post_ud(&t, i);
 	}
-	xfer(t.p.sock, &c, 1, true); /* receives posted: go */
+	dp_xfer(t.p.sock, &c, 1, true); /* receives posted: go */
 	while ((c = t_wait(&t)) != 'D') {
 		if (c != 'W')
 			continue;
 		t.rss_warm = rss_kb();
-		xfer(t.p.ctl, &c, 1, true);
-		xfer(t.p.ctl, &c, 1, false);
+		dp_xfer(t.p.ctl, &c, 1, true);
+		dp_xfer(t.p.ctl, &c, 1, false);
 	}
-	xfer(t.p.sock, &tot, sizeof(tot), false);
+	dp_xfer(t.p.sock, &tot, sizeof(tot), false);
 	t_finish(&t, &tot);
 	t.rss_end = rss_kb();
 	c = 'E';
-	xfer(t.p.ctl, &c, 1, true);
-	xfer(t.p.ctl, &c, 1, false);
+	dp_xfer(t.p.ctl, &c, 1, true);
+	dp_xfer(t.p.ctl, &c, 1, false);
 	t_flush(&t);
 	rss_check("target", t.p.pair, t.rss_warm, t.rss_end);
 	printf("pair %u target: %llu sends, %llu writes with imm, %llu datagrams received, "
@@ -560,9 +553,9 @@ static long i_barrier(struct initiator *in, char what)
 	char c = what;
 
 	if (what == 'W')
-		xfer(in->p.sock, &c, 1, true);
-	xfer(in->p.ctl, &c, 1, true);
-	xfer(in->p.ctl, &c, 1, false);
+		dp_xfer(in->p.sock, &c, 1, true);
+	dp_xfer(in->p.ctl, &c, 1, true);
+	dp_xfer(in->p.ctl, &c, 1, false);
 	return rss;
 }
 
@@ -580,7 +573,7 @@ static int initiator_main(struct proc *p, uint64_t seconds)
 	aa.dlid = in.peer.lid;
 	in.ah = ibv_create_ah(in.p.e.pd, &aa);
 	REQUIRE(in.ah, "create_ah: %s", strerror(errno));
-	xfer(in.p.sock, &c, 1, false); /* the target's receives are posted */
+	dp_xfer(in.p.sock, &c, 1, false); /* the target's receives are posted */
 	start = now_s();
 	warm = start + (seconds + 4) / 5; /* allocators and sanitizer shadow settle first */
 	while (now_s() < warm || in.round < 64)
@@ -589,8 +582,8 @@ static int initiator_main(struct proc *p, uint64_t seconds)
 	while (now_s() < start + seconds)
 		i_round(&in);
 	c = 'D';
-	xfer(in.p.sock, &c, 1, true);
-	xfer(in.p.sock, &in.tot, sizeof(in.tot), true);
+	dp_xfer(in.p.sock, &c, 1, true);
+	dp_xfer(in.p.sock, &in.tot, sizeof(in.tot), true);
 	in.rss_end = i_barrier(&in, 'E');
 	CHECK(in.rc_done == in.rc_posted && in.ud_done == in.ud_posted && cq_empty(in.p.e.cq),
 	      "every WR completed once: RC %llu of %llu, UD %llu of %llu",
@@ -655,11 +648,11 @@ static struct usage barrier(const int *ctl, uint32_t n, const char *region)
 	char c;
 
 	for (uint32_t i = 0; i < n; i++)
-		xfer(ctl[i], &c, 1, false);
+		dp_xfer(ctl[i], &c, 1, false);
 	u = region_usage(region);
 	c = 'G';
 	for (uint32_t i = 0; i < n; i++)
-		xfer(ctl[i], &c, 1, true);
+		dp_xfer(ctl[i], &c, 1, true);
 	return u;
 }
 
