@@ -216,7 +216,7 @@ static uint32_t clamp_entries(uint64_t v, uint32_t lo, uint32_t hi)
 
 /*
  * Object tables scale with the region and reach their largest at 1 GiB
- * (64K QPs and CQs, 16K SRQs and contexts, 256K MRs): about 6% of the
+ * (64K - 1 QPs: IVRDMA_MAX_QPS; 64K CQs, 16K SRQs and contexts, 256K MRs): about 6% of the
  * region, which costs nothing until slots are used. Listeners and
  * multicast members, whose tables are searched whole, stay smaller.
  */
@@ -228,7 +228,7 @@ void region_layout(struct ivrdma_region_header *h, const struct daemon_config *c
 
 	h->nodes = place(&off, IVRDMA_MAX_NODES, sizeof(struct ivrdma_node));
 	h->peers = place(&off, cfg->max_peers, sizeof(struct ivrdma_peer));
-	h->qps = place(&off, clamp_entries(size >> 14, 64, 65536), IVRDMA_QP_SLOT_SIZE);
+	h->qps = place(&off, clamp_entries(size >> 14, 64, IVRDMA_MAX_QPS), IVRDMA_QP_SLOT_SIZE);
 	h->cqs = place(&off, clamp_entries(size >> 14, 64, 65536), IVRDMA_CQ_SLOT_SIZE);
 	h->srqs = place(&off, clamp_entries(size >> 16, 16, 16384), IVRDMA_SRQ_SLOT_SIZE);
 	h->mrs = place(&off, clamp_entries(size >> 12, 256, 262144), IVRDMA_MR_SLOT_SIZE);

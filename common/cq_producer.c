@@ -131,13 +131,21 @@ static bool cq_gone(const struct ivrdma_cq_view *v)
 	       shm_load_acquire32(&v->slot->hdr.seq) != v->seq;
 }
 
+/* The intent's word in another state: its generation and receive index stay. */
+static void intent_state(struct ivrdma_cqe_intent *in, enum ivrdma_intent_state state)
+{
+	uint64_t w = shm_load_relaxed64(&in->word); /* mine: only I store it */
+
+	shm_store_release64(&in->word, IVRDMA_INTENT_AS(w, state));
+}
+
 /* The intent says which ticket is about to be CASed: written before the CAS. */
 static void intent_reserving(struct ivrdma_cqe_intent *in, uint64_t p)
 {
 	if (!in)
 		return;
 	shm_store_relaxed64(&in->ticket, p);
-	shm_store_release32(&in->state, IVRDMA_INTENT_RESERVING);
+	intent_state(in, IVRDMA_INTENT_RESERVING);
 }
 
 /*
@@ -201,13 +209,6 @@ static int cq_publish(struct ivrdma_cq_view *v, struct ivrdma_cqe *dst, uint64_t
 	return cq_fire(v->slot, e) ? IVRDMA_CQ_PUSH_WAKE : IVRDMA_CQ_PUSHED;
 }
 
-static inline void test_stop(int at)
-{
-	if (__builtin_expect(atomic_load_explicit(&ivrdma_cq_test_stop, memory_order_relaxed), 0) &&
-	    atomic_load_explicit(&ivrdma_cq_test_stop, memory_order_relaxed) == at)
-		raise(SIGSTOP);
-}
-
 /*
  * Claims ticket p's entry. Between the CAS on prod and this one only
  * ivrdmad (cq_settle.c) claims an entry another reserved: a failure means
@@ -235,13 +236,13 @@ static int push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e, struct ivr
 		if (!got)
 			return cq_overflow(v);
 		if (in)
-			test_stop(2);
+			ivrdma_cq_test_stop_at(2);
 		if (cq_claim(&ring[p & mask], p, mask, id))
 			break;
 	}
 	if (in) {
-		shm_store_release32(&in->state, IVRDMA_INTENT_CLAIMED);
-		test_stop(3);
+		intent_state(in, IVRDMA_INTENT_CLAIMED);
+		ivrdma_cq_test_stop_at(3);
 	}
 	return cq_publish(v, &ring[p & mask], p, e);
 }
@@ -283,19 +284,6 @@ int ivrdma_cq_push_intent(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e,
 {
 	int rc = push(v, e, in, id);
 
-	shm_store_release32(&in->state, IVRDMA_INTENT_IDLE);
+	intent_state(in, IVRDMA_INTENT_IDLE);
 	return rc;
-}
-
-void ivrdma_cq_intent_taken(struct ivrdma_cqe_intent *in, const struct ivrdma_cq_view *v,
-			    uint32_t qp_num, uint64_t wr_id, uint64_t rq_ticket, uint32_t opcode)
-{
-	shm_store_relaxed32(&in->cq, v->index);
-	shm_store_relaxed32(&in->cq_seq, v->seq);
-	shm_store_relaxed32(&in->qp_num, qp_num);
-	shm_store_relaxed64(&in->wr_id, wr_id);
-	shm_store_relaxed64(&in->rq_ticket, rq_ticket);
-	shm_store_relaxed32(&in->opcode, opcode);
-	shm_store_release32(&in->state, IVRDMA_INTENT_TAKEN);
-	test_stop(1);
 }

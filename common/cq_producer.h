@@ -7,6 +7,7 @@
 #ifndef IVRDMA_CQ_PRODUCER_H
 #define IVRDMA_CQ_PRODUCER_H
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -71,17 +72,21 @@ int ivrdma_cq_finish(struct ivrdma_cq_view *v, uint64_t p, uint64_t expect,
 /* Has some producer CASed prod past p, in p's epoch? */
 bool ivrdma_cq_won(struct ivrdma_cq_view *v, uint64_t p);
 
-/* A receive was taken for CQ 'v': its completion's identity, state TAKEN. */
-void ivrdma_cq_intent_taken(struct ivrdma_cqe_intent *in, const struct ivrdma_cq_view *v,
-			    uint32_t qp_num, uint64_t wr_id, uint64_t rq_ticket, uint32_t opcode);
-
 /*
  * Test only (tests/provider/test_cqe_death.c): a receive completion into
  * another participant's CQ stops its process (SIGSTOP) once the receive
- * is taken (1), after the CAS on prod (2) or after the claim (3). 0, the
- * default, is off: one relaxed load and a predictable branch.
+ * is taken (1), after the CAS on prod (2), after the claim (3), or right
+ * after the CAS that takes the receive, before TAKEN is stored (4). 0,
+ * the default, is off: one relaxed load and a predictable branch.
  */
 extern atomic_int ivrdma_cq_test_stop;
+
+static inline void ivrdma_cq_test_stop_at(int at)
+{
+	if (__builtin_expect(atomic_load_explicit(&ivrdma_cq_test_stop, memory_order_relaxed), 0) &&
+	    atomic_load_explicit(&ivrdma_cq_test_stop, memory_order_relaxed) == at)
+		raise(SIGSTOP);
+}
 
 /*
  * ivrdmad, before reclaiming dead peer 'peer' (its node's LID 'lid'):

@@ -9,23 +9,33 @@
 #include <infiniband/verbs.h>
 
 #include "cq_producer.h"
+#include "recv_take.h"
 #include "shm_atomic.h"
 
-/* A copy of the intent, read once: the dead cannot change it any more. */
-static bool intent_copy(const struct ivrdma_qp_slot *qs, struct ivrdma_cqe_intent *in)
+/*
+ * A copy of the intent, read once: the dead cannot change it any more (a
+ * successor may still turn TAKING into TAKEN: ivrdma_take_settle reads
+ * that). False if it holds no receive.
+ */
+static bool intent_copy(const struct ivrdma_region *r, uint32_t idx,
+			const struct ivrdma_qp_slot *qs, struct ivrdma_cqe_intent *in)
 {
 	struct ivrdma_cqe_intent *s = (struct ivrdma_cqe_intent *)&qs->intent;
+	uint32_t state;
 
-	in->state = shm_load_acquire32(&s->state);
-	if (in->state == IVRDMA_INTENT_IDLE || in->state > IVRDMA_INTENT_CLAIMED)
+	in->word = shm_load_acquire64(&s->word);
+	state = IVRDMA_INTENT_STATE(in->word);
+	if (state == IVRDMA_INTENT_IDLE || state > IVRDMA_INTENT_TAKING ||
+	    (state == IVRDMA_INTENT_TAKING && !ivrdma_take_settle(r, idx, &in->word)))
 		return false;
 	in->cq = shm_load_relaxed32(&s->cq);
 	in->cq_seq = shm_load_relaxed32(&s->cq_seq);
 	in->qp_num = shm_load_relaxed32(&s->qp_num);
+	in->opcode = shm_load_relaxed32(&s->opcode);
 	in->ticket = shm_load_relaxed64(&s->ticket);
 	in->wr_id = shm_load_relaxed64(&s->wr_id);
-	in->rq_ticket = shm_load_relaxed64(&s->rq_ticket);
-	in->opcode = shm_load_relaxed32(&s->opcode);
+	in->ring = shm_load_relaxed32(&s->ring);
+	in->ring_seq = shm_load_relaxed32(&s->ring_seq);
 	return true;
 }
 
@@ -52,12 +62,13 @@ static bool target_cq(const struct ivrdma_region *r, const struct ivrdma_cqe_int
 static int settle(struct ivrdma_cq_view *v, const struct ivrdma_cqe_intent *in, uint32_t id,
 		  const struct ivrdma_cqe *e)
 {
+	uint32_t state = IVRDMA_INTENT_STATE(in->word);
 	uint64_t p = in->ticket;
 	int rc;
 
-	if (in->state != IVRDMA_INTENT_TAKEN) {
+	if (state != IVRDMA_INTENT_TAKEN) {
 		rc = ivrdma_cq_finish(v, p, ivrdma_cq_claim_seq(id, p), e);
-		if (rc >= 0 || in->state == IVRDMA_INTENT_CLAIMED)
+		if (rc >= 0 || state == IVRDMA_INTENT_CLAIMED)
 			return rc;
 		/* Won by the dead, or by a live producer not yet claimed: that one reserves again.
 		 */
@@ -80,7 +91,7 @@ static bool settle_qp(const struct ivrdma_region *r, uint32_t idx, uint16_t peer
 	int rc;
 
 	if (!qs || ivrdma_owner_peer(shm_load_acquire32(&qs->hdr.owner)) != peer ||
-	    !intent_copy(qs, &in) || !target_cq(r, &in, peer, &v))
+	    !intent_copy(r, idx, qs, &in) || !target_cq(r, &in, peer, &v))
 		return false;
 	e.wr_id = in.wr_id;
 	e.status = IBV_WC_GENERAL_ERR;
@@ -89,7 +100,7 @@ static bool settle_qp(const struct ivrdma_region *r, uint32_t idx, uint16_t peer
 	e.qp_num = in.qp_num;
 	e.src_qp = shm_load_relaxed32(&qs->qpn);
 	e.slid = lid;
-	e.rq_ticket = in.rq_ticket;
+	e.rq_ticket = ivrdma_take_rq_ticket(&in, in.word);
 	rc = settle(&v, &in, idx + 1, &e);
 	if (rc == IVRDMA_CQ_PUSH_WAKE)
 		wake(arg, ivrdma_owner_peer(v.owner));

@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 #define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION  9u
+#define IVRDMA_LAYOUT_VERSION  10u
 #define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
@@ -436,25 +436,41 @@ static inline uint64_t ivrdma_cq_free_seq(uint64_t p, uint32_t entries)
 
 /*
  * A producer that dies between reserving an entry and publishing it would
- * leave the consumer waiting on a hole for good. A producer into another
- * participant's CQ (an initiator writing a target's receive completion)
- * therefore keeps an intent in its QP slot (ivrdma_qp_slot.intent), in
- * the cache line its execution writes anyway (exec_seq), and every
- * producer claims its entry with a CAS on the line it writes next: the
- * push gains one locked instruction and a few stores, no cache line.
+ * leave the consumer waiting on a hole for good, and one that dies right
+ * after taking a receive would leave that receive with no completion. A
+ * producer into another participant's CQ (an initiator writing a target's
+ * receive completion) therefore keeps an intent in its QP slot
+ * (ivrdma_qp_slot.intent), in the cache line its execution writes anyway
+ * (exec_seq), and every producer claims its entry with a CAS on the line
+ * it writes next: the push gains one locked instruction and a few stores,
+ * no cache line.
  *
- *   initiator: (common/cq_producer.c, take_recv() in provider/qp_tx.c)
- *              once it has taken a receive (the CAS on rq_cons), writes
- *              the completion's identity (CQ, wr_id, rq_ticket, QP,
- *              opcode), then state TAKEN; before each CAS on prod, ticket
- *              = p and state RESERVING; after its claim, state CLAIMED;
- *              after publishing, IDLE. exec_leave stores IDLE too.
+ *   initiator: (common/recv_take.c, common/cq_producer.c)
+ *              before each CAS on a receive ring's cons (from w, c =
+ *              IVRDMA_RQ_CONS_INDEX(w)), writes the completion's identity
+ *              (CQ, wr_id of the copy at c, ring, QP, opcode) and then the
+ *              word TAKING with c and a new generation; if w names another
+ *              taker, first makes sure that one's take of c - 1 is on
+ *              record (below); after its CAS succeeds, TAKEN (same c);
+ *              before each CAS on prod, ticket = p and RESERVING; after its
+ *              claim, CLAIMED; after publishing, IDLE. exec_leave stores
+ *              IDLE too. The word keeps c from TAKING to CLAIMED.
+ *   successor: a taker (or the ring's owner flushing) about to CAS cons
+ *              from a w that names taker t at index c + 1 took c: if t's
+ *              word is still TAKING at c for this ring, t is between its
+ *              CAS and its TAKEN store, and the successor CASes t's word
+ *              to TAKEN itself. So once cons is past c + 1, a TAKING at
+ *              c means the CAS at c failed.
  *   ivrdmad:   (common/cq_settle.c) when a peer dies, before it marks the
  *              peer gone (a survivor that then flushes its receives
  *              flushes them after this one) and reclaims it, for each of
  *              its QP slots whose intent is not IDLE and whose CQ still
- *              lives (owner, seq) and belongs to another peer, with e
- *              = entry p's seq (p = ticket, in p's epoch's ring):
+ *              lives (owner, seq) and belongs to another peer:
+ *              - TAKING at c: the dead took c if the ring's cons (read
+ *                before the word is read again) is at c + 1 naming the
+ *                dead, or the word now reads TAKEN; then as TAKEN;
+ *                otherwise it held no receive: nothing to do;
+ *              with e = entry p's seq (p = ticket, in p's epoch's ring):
  *              - e == ivrdma_cq_claim_seq(qp slot + 1, p): the dead claimed p;
  *                ivrdmad claims it from there and publishes the error
  *                completion below in it;
@@ -470,38 +486,57 @@ static inline uint64_t ivrdma_cq_free_seq(uint64_t p, uint32_t entries)
  *              IVRDMA_VEC_COMPLETION as a producer does.
  *
  * The completion ivrdmad writes: the receive's wr_id, qp_num and
- * rq_ticket, opcode as intended, status IBV_WC_GENERAL_ERR, sender_died
- * 1 (the consumer reports vendor_err IVRDMA_VERR_SENDER_DIED), src_qp the
- * dead QP's number, stamped if the CQ has IVRDMA_CQ_TIMESTAMPS. Every receive a
- * dead initiator took thus ends in exactly one completion, and no ticket
- * is published twice: exactly one claim CAS succeeds per ticket.
+ * rq_ticket (from the ring and c), opcode as intended, status
+ * IBV_WC_GENERAL_ERR, sender_died 1 (the consumer reports vendor_err
+ * IVRDMA_VERR_SENDER_DIED), src_qp the dead QP's number, stamped if the
+ * CQ has IVRDMA_CQ_TIMESTAMPS. Every receive a dead initiator took thus
+ * ends in exactly one completion, and no ticket is published twice:
+ * exactly one claim CAS succeeds per ticket.
  *
- * Not covered: the few instructions between the CAS on rq_cons and the
- * TAKEN store (that receive is lost, as a message in flight on a wire),
- * and a ticket whose epoch's ring neither geometry word names any more
- * (two resizes while the dead producer's ticket waited): ivrdmad then
- * pushes the completion afresh and cannot fill the hole.
+ * Not covered: a ticket whose epoch's ring neither geometry word names
+ * any more (two resizes while the dead producer's ticket waited):
+ * ivrdmad then pushes the completion afresh and cannot fill the hole.
  */
 enum ivrdma_intent_state {
 	IVRDMA_INTENT_IDLE = 0,
 	IVRDMA_INTENT_TAKEN = 1,     /* a receive is held; no ticket yet */
 	IVRDMA_INTENT_RESERVING = 2, /* ticket is being (or was) CASed from prod */
 	IVRDMA_INTENT_CLAIMED = 3,   /* ticket is mine: claimed, maybe published */
+	IVRDMA_INTENT_TAKING = 4,    /* the receive at the word's index is being CASed */
 };
+
+/*
+ * The intent's word: the state (3 bits), a generation the taker bumps at
+ * each TAKING (13 bits: a successor's CAS cannot hit a later take), and
+ * the ring index of the receive (48 bits) from TAKING to CLAIMED.
+ */
+#define IVRDMA_RQ_INDEX_MASK ((1ull << 48) - 1)
+#define IVRDMA_INTENT_WORD(state, gen, index)                                                      \
+	((uint64_t)(state) << 61 | ((uint64_t)(gen)&0x1fffu) << 48 | ((index)&IVRDMA_RQ_INDEX_MASK))
+#define IVRDMA_INTENT_STATE(w) ((uint32_t)((w) >> 61))
+#define IVRDMA_INTENT_GEN(w)   ((uint32_t)((w) >> 48) & 0x1fffu)
+#define IVRDMA_INTENT_INDEX(w) ((w)&IVRDMA_RQ_INDEX_MASK)
+/* The same word in another state. */
+#define IVRDMA_INTENT_AS(w, state) (((w) & ~(7ull << 61)) | (uint64_t)(state) << 61)
+
+/* Which receive ring an intent's receive comes from. */
+#define IVRDMA_RING_SRQ_BIT	 (1u << 31)
+#define IVRDMA_RING_OF_QP(slot)	 (slot)
+#define IVRDMA_RING_OF_SRQ(slot) ((slot) | IVRDMA_RING_SRQ_BIT)
 
 /* The vendor_err of a completion with sender_died set; every other one's is 0. */
 #define IVRDMA_VERR_SENDER_DIED 0x5e4dd1edu
 
 struct ivrdma_cqe_intent {
-	uint32_t state;	    /* atomic: enum ivrdma_intent_state, stored with release */
-	uint32_t cq;	    /* the CQ slot index */
-	uint32_t cq_seq;    /* ... and that slot's seq */
-	uint32_t qp_num;    /* the target QP: the completion's qp_num */
-	uint64_t ticket;    /* atomic: RESERVING, CLAIMED */
-	uint64_t wr_id;	    /* the receive's */
-	uint64_t rq_ticket; /* the receive's IVRDMA_RQ_TICKET, 0 from an SRQ */
-	uint32_t opcode;    /* IBV_WC_RECV or IBV_WC_RECV_RDMA_WITH_IMM */
-	uint32_t reserved;
+	uint64_t word;	   /* atomic: IVRDMA_INTENT_WORD, stored with release */
+	uint32_t cq;	   /* the CQ slot index */
+	uint32_t cq_seq;   /* ... and that slot's seq */
+	uint32_t qp_num;   /* the target QP: the completion's qp_num */
+	uint32_t opcode;   /* IBV_WC_RECV or IBV_WC_RECV_RDMA_WITH_IMM */
+	uint64_t ticket;   /* atomic: RESERVING, CLAIMED */
+	uint64_t wr_id;	   /* the receive's */
+	uint32_t ring;	   /* IVRDMA_RING_OF_QP or _OF_SRQ: where the receive is taken */
+	uint32_t ring_seq; /* ... and that slot's seq */
 };
 static_assert(sizeof(struct ivrdma_cqe_intent) == 48, "intent size");
 
@@ -616,11 +651,14 @@ static_assert(sizeof(struct ivrdma_sge) == 16, "SGE size");
  * rings have one producer (the owner posting) and many consumers (remote
  * initiators; an SRQ serves many QPs):
  *
- *   producer: while prod - cons < entries, write the WQE at prod, then
- *             store prod + 1 with release;
- *   consumer: with c = cons (acquire) < prod (acquire), copy the WQE at c,
- *             then CAS cons from c to c + 1; only a successful CAS owns
- *             the copy (the producer cannot reuse entry c before it).
+ *   producer: while prod - IVRDMA_RQ_CONS_INDEX(cons) < entries, write
+ *             the WQE at prod, then store prod + 1 with release;
+ *   consumer: with w = cons (acquire), c = IVRDMA_RQ_CONS_INDEX(w) < prod
+ *             (acquire), copy the WQE at c, then CAS cons from w to
+ *             IVRDMA_RQ_CONS(c + 1, me); only a successful CAS owns the
+ *             copy (the producer cannot reuse entry c before it).
+ *
+ * Indices count in 48 bits (ivrdma_rq_ahead); prod is stored unmasked.
  */
 struct ivrdma_recv_wqe {
 	uint64_t wr_id;
@@ -632,6 +670,24 @@ static_assert(sizeof(struct ivrdma_recv_wqe) == 16, "receive WQE header size");
 
 #define IVRDMA_RQ_STRIDE(max_sge)                                                                  \
 	(sizeof(struct ivrdma_recv_wqe) + (max_sge) * sizeof(struct ivrdma_sge))
+
+/*
+ * A receive ring's cons word: receives taken (48 bits), and who took the
+ * last one: its QP slot index + 1, 0 for the ring's owner (a flush, a
+ * reset). The taker named in the word its take CASes is how ivrdmad tells
+ * whether an initiator that died just after that CAS took the receive
+ * ("A producer that dies"); hence at most IVRDMA_MAX_QPS QP slots.
+ */
+#define IVRDMA_RQ_CONS(index, taker) ((uint64_t)(taker) << 48 | ((index)&IVRDMA_RQ_INDEX_MASK))
+#define IVRDMA_RQ_CONS_INDEX(w)	     ((w)&IVRDMA_RQ_INDEX_MASK)
+#define IVRDMA_RQ_CONS_TAKER(w)	     ((uint32_t)((w) >> 48))
+#define IVRDMA_MAX_QPS		     0xffffu
+
+/* How far index b is ahead of index a in the 48-bit count: negative if behind. */
+static inline int64_t ivrdma_rq_ahead(uint64_t b, uint64_t a)
+{
+	return (int64_t)((b - a) << 16) >> 16;
+}
 
 /* Where a receive ring lives; fixed for the life of its QP or SRQ. */
 struct ivrdma_rq_desc {

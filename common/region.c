@@ -53,8 +53,9 @@ static int check_tables(struct ivrdma_region *r, const char **why)
 		*why = "a table lies outside the region or has a wrong entry size";
 		return -EPROTO;
 	}
-	if (r->nodes.entries > IVRDMA_MAX_NODES || r->peers.entries != r->max_peers ||
-	    r->chunk_tags.entries != r->nr_chunks || r->host_node >= r->nodes.entries) {
+	if (r->nodes.entries > IVRDMA_MAX_NODES || r->qps.entries > IVRDMA_MAX_QPS ||
+	    r->peers.entries != r->max_peers || r->chunk_tags.entries != r->nr_chunks ||
+	    r->host_node >= r->nodes.entries) {
 		*why = "table sizes disagree with the header";
 		return -EPROTO;
 	}

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cq_producer.h"
+#include "recv_take.h"
 #include "region.h"
 #include "shm_atomic.h"
 #include "verbs_abi.h"
@@ -142,6 +143,8 @@ union ivrdma_recv_wqe_buf {
 /* A receive ring (a QP's RQ or an SRQ), validated once. */
 struct ivrdma_rq_view {
 	uint8_t *ring;
+	const struct ivrdma_region *region;
+	struct ivrdma_ring_id id; /* which ring: takers' intents name it */
 	uint64_t *prod, *cons;
 	uint32_t mask, stride, max_sge;
 	uint64_t cons_seen; /* the producer's: *cons as last read; never ahead of it */
@@ -269,6 +272,13 @@ static inline bool ivrdma_qp_type_has_rq(enum ibv_qp_type type)
 static inline bool ivrdma_qp_own_rq(const struct ivrdma_qp *qp)
 {
 	return !qp->srq && ivrdma_qp_type_has_rq(qp->vqp.qp.qp_type);
+}
+
+/* The QP's own receive ring, as takers' intents name it. */
+static inline struct ivrdma_ring_id ivrdma_qp_ring(const struct ivrdma_qp *qp)
+{
+	return (struct ivrdma_ring_id){IVRDMA_RING_OF_QP(qp->slot),
+				       shm_load_relaxed32(&qp->s->hdr.seq)};
 }
 
 struct ivrdma_srq {
@@ -443,11 +453,13 @@ void ivrdma_cq_hand_back(struct ivrdma_cq_slot *s, uint64_t cons);
 /* The owner's switch to a new ring (the slot's geometry words, prod): returns S. */
 uint64_t ivrdma_cq_switch(struct ivrdma_cq_slot *s, uint64_t geometry);
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
-		   uint64_t *cons, struct ivrdma_rq_view *v);
+		   uint64_t *cons, struct ivrdma_ring_id id, struct ivrdma_rq_view *v);
 int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
 typedef bool ivrdma_rq_usable_fn(const struct ivrdma_recv_wqe *w, const void *arg);
-int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64_t *index,
-		   ivrdma_rq_usable_fn *usable, const void *arg);
+int ivrdma_rq_take(struct ivrdma_rq_view *v, const struct ivrdma_rq_taker *t,
+		   struct ivrdma_recv_wqe *out, uint64_t *index, ivrdma_rq_usable_fn *usable,
+		   const void *arg);
+void ivrdma_rq_drop_all(struct ivrdma_rq_view *v);
 void ivrdma_rq_taken_at_least(struct ivrdma_rq_view *v, uint64_t taken);
 
 /*

@@ -88,8 +88,10 @@ static int make_rq(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
 	d->stride = stride;
 	d->max_sge = qp->cap.max_recv_sge;
 	qp->cap.max_recv_wr = n;
-	return ivrdma_rq_view(&ctx->region, d, &qp->s->rq_prod, &qp->s->rq_cons, &qp->rq) ? EPROTO
-											  : 0;
+	return ivrdma_rq_view(&ctx->region, d, &qp->s->rq_prod, &qp->s->rq_cons, ivrdma_qp_ring(qp),
+			      &qp->rq)
+		   ? EPROTO
+		   : 0;
 }
 
 static int make_sq(struct ivrdma_qp *qp)
@@ -143,7 +145,7 @@ static struct ivrdma_qp *qp_new(struct ivrdma_context *ctx, const struct ibv_qp_
 	qp->slot = (uint32_t)idx;
 	qp->s = ivrdma_table_entry(&ctx->region, &ctx->region.qps, qp->slot);
 	/* Even, as qp->exec_seq, and no intent: a past owner may have died mid-execution. */
-	shm_store_release32(&qp->s->intent.state, IVRDMA_INTENT_IDLE);
+	shm_store_release64(&qp->s->intent.word, IVRDMA_INTENT_WORD(IVRDMA_INTENT_IDLE, 0, 0));
 	shm_store_release64(&qp->s->exec_seq, qp->exec_seq);
 	rc = attr->srq || !ivrdma_qp_type_has_rq(attr->qp_type) ? 0 : make_rq(ctx, qp);
 	if (!rc)

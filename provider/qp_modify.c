@@ -142,7 +142,7 @@ bool ivrdma_owner_alive(const struct ivrdma_region *r, uint32_t owner, int node)
 }
 
 /* The remote QP's receive ring: its own, or its SRQ's (same owner). */
-static int peer_rq(const struct ivrdma_region *r, struct ivrdma_qp_slot *s,
+static int peer_rq(const struct ivrdma_region *r, struct ivrdma_qp_slot *s, uint32_t idx,
 		   struct ivrdma_peer_qp *pq)
 {
 	uint32_t srq = shm_load_relaxed32(&s->srq);
@@ -150,7 +150,9 @@ static int peer_rq(const struct ivrdma_region *r, struct ivrdma_qp_slot *s,
 	pq->srq_limit = NULL;
 	if (!srq) {
 		pq->rq_pd_handle = shm_load_relaxed32(&s->pd_handle);
-		return ivrdma_rq_view(r, &s->rq, &s->rq_prod, &s->rq_cons, &pq->rq);
+		return ivrdma_rq_view(r, &s->rq, &s->rq_prod, &s->rq_cons,
+				      (struct ivrdma_ring_id){IVRDMA_RING_OF_QP(idx), pq->seq},
+				      &pq->rq);
 	}
 	return ivrdma_srq_view(r, srq - 1, pq->owner, &pq->rq, &pq->rq_pd_handle, &pq->srq_limit);
 }
@@ -176,7 +178,7 @@ int ivrdma_peer_lookup(const struct ivrdma_region *r, enum ibv_qp_type type, int
 	    shm_load_relaxed32(&s->qp_type) != type)
 		return ENOENT;
 	if (type != IBV_QPT_XRC_SEND && type != IBV_QPT_XRC_RECV &&
-	    (peer_rq(r, s, pq) ||
+	    (peer_rq(r, s, qpn - IVRDMA_QPN_BASE, pq) ||
 	     ivrdma_cq_view(r, shm_load_relaxed32(&s->recv_cq), pq->owner, &pq->cq)))
 		return EPROTO;
 	pq->slot = s;
@@ -252,13 +254,8 @@ static void keep_attrs(struct ivrdma_qp *qp, const struct ibv_qp_attr *a, int ma
  */
 static void reset(struct ivrdma_qp *qp)
 {
-	uint64_t c;
-
-	if (ivrdma_qp_own_rq(qp)) {
-		c = shm_load_acquire64(qp->rq.cons);
-		while (!shm_cas64(qp->rq.cons, &c, shm_load_acquire64(qp->rq.prod)))
-			;
-	}
+	if (ivrdma_qp_own_rq(qp))
+		ivrdma_rq_drop_all(&qp->rq);
 	shm_store_release32(&qp->s->async, 0); /* a new connection's news */
 	qp->sq_count = 0;
 	memset(&qp->peer, 0, sizeof(qp->peer));

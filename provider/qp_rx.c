@@ -58,7 +58,7 @@ void ivrdma_rq_done_note(struct ivrdma_context *ctx, const struct ivrdma_cqe *e)
 	d = &ctx->rq_done[slot].ticket;
 	cur = atomic_load_explicit(d, memory_order_relaxed);
 	while (IVRDMA_RQ_TICKET_SEQ(cur) == IVRDMA_RQ_TICKET_SEQ(t) &&
-	       IVRDMA_RQ_TICKET_TAKEN(t) > IVRDMA_RQ_TICKET_TAKEN(cur))
+	       ivrdma_rq_ahead(IVRDMA_RQ_TICKET_TAKEN(t), IVRDMA_RQ_TICKET_TAKEN(cur)) > 0)
 		if (atomic_compare_exchange_weak_explicit(d, &cur, t, memory_order_release,
 							  memory_order_relaxed))
 			break;
@@ -106,12 +106,13 @@ int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_rec
  */
 void ivrdma_qp_flush_rq(struct ivrdma_qp *qp)
 {
+	const struct ivrdma_rq_taker owner = {.region = qp->rq.region};
 	union ivrdma_recv_wqe_buf u;
 	uint64_t index;
 
 	if (!ivrdma_qp_own_rq(qp))
 		return;
 
-	while (ivrdma_rq_take(&qp->rq, &u.w, &index, NULL, NULL) > 0)
+	while (ivrdma_rq_take(&qp->rq, &owner, &u.w, &index, NULL, NULL) > 0)
 		flush_one(qp, u.w.wr_id, IVRDMA_RQ_TICKET(qp->s->hdr.seq, index));
 }

@@ -226,11 +226,11 @@ static void srq_limit_check(struct ivrdma_context *ctx, struct ivrdma_peer_qp *p
 	uint32_t limit = shm_load_relaxed32(pq->srq_limit);
 	int peer;
 
-	if (!limit || pq->rq.prod_seen - taken >= limit)
+	if (!limit || ivrdma_rq_ahead(pq->rq.prod_seen, taken) >= limit)
 		return;
 	pq->rq.prod_seen = shm_load_acquire64(pq->rq.prod); /* what was seen may be old */
 	peer = ivrdma_owner_peer(pq->owner);
-	if (pq->rq.prod_seen - taken < limit && peer >= 0)
+	if (ivrdma_rq_ahead(pq->rq.prod_seen, taken) < limit && peer >= 0)
 		ivrdma_ring_peer(ctx, peer, IVRDMA_VEC_CONTROL);
 }
 
@@ -245,17 +245,20 @@ static bool recv_not_moving(const struct ivrdma_recv_wqe *w, const void *region)
 
 /*
  * Takes the target's next receive for a message whose completion will be
- * 'op'. A receive taken is recorded in my QP slot's intent at once: if I
- * die before its completion is published, ivrdmad writes it (ivrdma_layout.h,
- * "A producer that dies").
+ * 'op'. The take is on record in my QP slot's intent from before its CAS:
+ * if I die before its completion is published, ivrdmad writes it
+ * (ivrdma_layout.h, "A producer that dies").
  */
 static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 			   struct ivrdma_recv_wqe *r, enum ibv_wc_status *st, enum ibv_wc_opcode op)
 {
+	const struct ivrdma_region *region = &to_ictx(qp->vqp.qp.context)->region;
+	const struct ivrdma_rq_taker me = {region, &qp->s->intent, qp->slot + 1};
 	uint64_t index;
-	int got = ivrdma_rq_take(&pq->rq, r, &index, recv_not_moving,
-				 &to_ictx(qp->vqp.qp.context)->region);
+	int got;
 
+	ivrdma_take_prepare(&qp->s->intent, pq->cq.index, pq->cq.seq, pq->qpn, op, pq->rq.id);
+	got = ivrdma_rq_take(&pq->rq, &me, r, &index, recv_not_moving, region);
 	if (got > 0) {
 		if (pq->srq_limit) {
 			pq->rq_ticket = 0; /* tickets are for a QP's own ring only */
@@ -263,8 +266,6 @@ static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
 		} else {
 			pq->rq_ticket = IVRDMA_RQ_TICKET(pq->seq, index);
 		}
-		ivrdma_cq_intent_taken(&qp->s->intent, &pq->cq, pq->qpn, r->wr_id, pq->rq_ticket,
-				       op);
 		return EXEC_DONE;
 	}
 	if (got == -EBUSY)
@@ -868,7 +869,7 @@ static void exec_enter(struct ivrdma_qp *qp)
  */
 static void exec_leave(struct ivrdma_qp *qp)
 {
-	shm_store_release32(&qp->s->intent.state, IVRDMA_INTENT_IDLE);
+	ivrdma_intent_idle(&qp->s->intent);
 	shm_store_release64(&qp->s->exec_seq, ++qp->exec_seq);
 }
 

@@ -49,7 +49,7 @@ uint64_t ivrdma_cq_switch(struct ivrdma_cq_slot *s, uint64_t geometry)
 }
 
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
-		   uint64_t *cons, struct ivrdma_rq_view *v)
+		   uint64_t *cons, struct ivrdma_ring_id id, struct ivrdma_rq_view *v)
 {
 	struct ivrdma_rq_desc c;
 
@@ -62,6 +62,8 @@ int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d
 	v->ring = ivrdma_chunk_span(r, c.ring_offset, (uint64_t)c.nr_entries * c.stride);
 	if (!v->ring)
 		return -EPROTO;
+	v->region = r;
+	v->id = id;
 	v->prod = prod;
 	v->cons = cons;
 	v->mask = c.nr_entries - 1;
@@ -71,14 +73,14 @@ int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d
 	 * Not 0: near a wrap of the counters, 0 would look ahead of cons to
 	 * ivrdma_rq_take. cons is never ahead of either counter.
 	 */
-	v->cons_seen = v->prod_seen = shm_load_acquire64(cons);
+	v->cons_seen = v->prod_seen = IVRDMA_RQ_CONS_INDEX(shm_load_acquire64(cons));
 	return 0;
 }
 
 /* The producer learnt, not from cons, that at least 'taken' entries are consumed. */
 void ivrdma_rq_taken_at_least(struct ivrdma_rq_view *v, uint64_t taken)
 {
-	if ((int64_t)(taken - v->cons_seen) > 0)
+	if (ivrdma_rq_ahead(taken, v->cons_seen) > 0)
 		v->cons_seen = taken;
 }
 
@@ -94,9 +96,9 @@ int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr)
 
 	if ((uint32_t)wr->num_sge > v->max_sge || wr->num_sge < 0)
 		return EINVAL;
-	if (p - v->cons_seen > v->mask) {
-		v->cons_seen = shm_load_acquire64(v->cons);
-		if (p - v->cons_seen > v->mask)
+	if ((uint64_t)ivrdma_rq_ahead(p, v->cons_seen) > v->mask) {
+		v->cons_seen = IVRDMA_RQ_CONS_INDEX(shm_load_acquire64(v->cons));
+		if ((uint64_t)ivrdma_rq_ahead(p, v->cons_seen) > v->mask)
 			return ENOMEM;
 	}
 	b.w.wr_id = wr->wr_id;
@@ -119,12 +121,50 @@ static uint8_t *rq_entry(const struct ivrdma_rq_view *v, uint64_t i)
 }
 
 /*
- * Takes the oldest receive: 1 with *out filled, 0 if none is posted,
- * -EPROTO if the ring's indices or the WQE make no sense, -EBUSY if
- * 'usable' (when not NULL) refused the WQE, which then stays posted. 'out'
- * has room for IVRDMA_MAX_SGE SGEs; *index is the entry's. 'usable' sees
- * a copy that may be stale (another consumer took the entry): only a
- * copy that the CAS then confirms counts, so it must not act on it.
+ * The copy of the entry at cons (*w, updated when it moved): 1, else 0 if
+ * none is posted, -EPROTO or -EBUSY as ivrdma_rq_take says.
+ */
+static int rq_next(struct ivrdma_rq_view *v, uint64_t *w, struct ivrdma_recv_wqe *out,
+		   ivrdma_rq_usable_fn *usable, const void *arg)
+{
+	uint32_t n = (uint32_t)IVRDMA_RQ_STRIDE(v->max_sge);
+
+	for (;;) {
+		uint64_t c = IVRDMA_RQ_CONS_INDEX(*w), p = v->prod_seen, w2;
+
+		if (ivrdma_rq_ahead(p, c) <= 0) {
+			p = shm_load_acquire64(v->prod);
+			v->prod_seen = p;
+		}
+		if (ivrdma_rq_ahead(p, c) == 0)
+			return 0;
+		/* Copy first: entry c cannot be reused before cons passes it. */
+		if ((uint64_t)ivrdma_rq_ahead(p, c) <= (uint64_t)v->mask + 1) {
+			shm_read_words_relaxed((uint64_t *)out, (const uint64_t *)rq_entry(v, c),
+					       n / 8);
+			if (!usable || out->num_sge > v->max_sge || usable(out, arg))
+				return 1;
+		}
+		/*
+		 * Nonsense indices, or a refused copy: only a cons unchanged
+		 * since *w proves them (c may be stale: others moved on).
+		 */
+		w2 = shm_load_acquire64(v->cons);
+		if (w2 == *w)
+			return (uint64_t)ivrdma_rq_ahead(p, c) > (uint64_t)v->mask + 1 ? -EPROTO
+										       : -EBUSY;
+		*w = w2;
+	}
+}
+
+/*
+ * Takes the oldest receive, as 't': 1 with *out filled, 0 if none is
+ * posted, -EPROTO if the ring's indices or the WQE make no sense, -EBUSY
+ * if 'usable' (when not NULL) refused the WQE, which then stays posted.
+ * 'out' has room for IVRDMA_MAX_SGE SGEs; *index is the entry's. 'usable'
+ * sees a copy that may be stale (another consumer took the entry): only a
+ * copy that the CAS then confirms counts, so it must not act on it. The
+ * take is on record in t's intent throughout (common/recv_take.h).
  *
  * The owner stores prod on every post, so reading it costs a cache line
  * from the owner each time. What this view last saw of it is enough while
@@ -132,47 +172,37 @@ static uint8_t *rq_entry(const struct ivrdma_rq_view *v, uint64_t i)
  * a receive posted that long ago stays untouched until the ring wraps:
  * the next one is fetched now, off the path of the next message.
  */
-int ivrdma_rq_take(struct ivrdma_rq_view *v, struct ivrdma_recv_wqe *out, uint64_t *index,
-		   ivrdma_rq_usable_fn *usable, const void *arg)
+int ivrdma_rq_take(struct ivrdma_rq_view *v, const struct ivrdma_rq_taker *t,
+		   struct ivrdma_recv_wqe *out, uint64_t *index, ivrdma_rq_usable_fn *usable,
+		   const void *arg)
 {
-	uint64_t c = shm_load_acquire64(v->cons);
+	uint64_t w = shm_load_acquire64(v->cons);
+	int rc;
 
-	for (;;) {
-		uint64_t p = v->prod_seen;
-		uint32_t n = (uint32_t)IVRDMA_RQ_STRIDE(v->max_sge);
+	while ((rc = rq_next(v, &w, out, usable, arg)) > 0) {
+		uint64_t c = IVRDMA_RQ_CONS_INDEX(w);
 
-		if ((int64_t)(p - c) <= 0) {
-			p = shm_load_acquire64(v->prod);
-			v->prod_seen = p;
-		}
-		if (p == c)
-			return 0;
-		if (p - c > (uint64_t)v->mask + 1) {
-			/* c may be stale (other consumers moved on): only a
-			 * cons unchanged around the load of p proves nonsense. */
-			uint64_t c2 = shm_load_acquire64(v->cons);
-
-			if (c2 != c) {
-				c = c2;
-				continue;
-			}
-			return -EPROTO;
-		}
-		/* Copy first: entry c cannot be reused before cons passes it. */
-		shm_read_words_relaxed((uint64_t *)out, (const uint64_t *)rq_entry(v, c), n / 8);
-		if (usable && out->num_sge <= v->max_sge && !usable(out, arg)) {
-			uint64_t c2 = shm_load_acquire64(v->cons);
-
-			if (c2 == c)
-				return -EBUSY;
-			c = c2; /* the copy was stale: look again */
-			continue;
-		}
-		if (shm_cas64(v->cons, &c, c + 1)) {
-			if (c + 1 < p)
+		if (shm_cas64(v->cons, &w, ivrdma_take_begin(t, v->id, w, out->wr_id))) {
+			ivrdma_take_held(t);
+			if (ivrdma_rq_ahead(v->prod_seen, c + 1) > 0)
 				__builtin_prefetch(rq_entry(v, c + 1));
 			*index = c;
 			return out->num_sge <= v->max_sge ? 1 : -EPROTO;
 		}
 	}
+	ivrdma_take_none(t);
+	return rc;
+}
+
+/*
+ * The owner drops every receive posted (a reset): cons jumps to prod,
+ * after the successor's duty toward the last taker.
+ */
+void ivrdma_rq_drop_all(struct ivrdma_rq_view *v)
+{
+	uint64_t w = shm_load_acquire64(v->cons);
+
+	do
+		ivrdma_take_record_predecessor(v->region, v->id, w);
+	while (!shm_cas64(v->cons, &w, IVRDMA_RQ_CONS(shm_load_acquire64(v->prod), 0)));
 }

@@ -36,7 +36,9 @@ int ivrdma_srq_view(const struct ivrdma_region *r, uint32_t idx, uint32_t owner,
 		return -ENOENT;
 	*pd_handle = shm_load_relaxed32(&s->pd_handle);
 	*limit = &s->limit;
-	return ivrdma_rq_view(r, &s->rq, &s->prod, &s->cons, v);
+	return ivrdma_rq_view(
+	    r, &s->rq, &s->prod, &s->cons,
+	    (struct ivrdma_ring_id){IVRDMA_RING_OF_SRQ(idx), shm_load_acquire32(&s->hdr.seq)}, v);
 }
 
 static void link_srq(struct ivrdma_context *ctx, struct ivrdma_srq *srq)
@@ -97,7 +99,12 @@ static int make_ring(struct ivrdma_context *ctx, struct ivrdma_srq *srq, uint32_
 	d->nr_entries = n;
 	d->stride = stride;
 	d->max_sge = srq->max_sge;
-	return ivrdma_rq_view(&ctx->region, d, &srq->s->prod, &srq->s->cons, &srq->rq) ? EPROTO : 0;
+	return ivrdma_rq_view(
+		   &ctx->region, d, &srq->s->prod, &srq->s->cons,
+		   (struct ivrdma_ring_id){IVRDMA_RING_OF_SRQ(srq->slot), srq->s->hdr.seq},
+		   &srq->rq)
+		   ? EPROTO
+		   : 0;
 }
 
 struct ibv_srq *ivrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *attr)
@@ -204,9 +211,9 @@ int ivrdma_post_srq_recv(struct ibv_srq *ibsrq, struct ibv_recv_wr *wr, struct i
 /* Receives posted and not yet taken by an initiator. */
 static uint32_t outstanding(const struct ivrdma_srq *srq)
 {
-	uint64_t c = shm_load_acquire64(srq->rq.cons);
+	uint64_t c = IVRDMA_RQ_CONS_INDEX(shm_load_acquire64(srq->rq.cons));
 
-	return (uint32_t)(shm_load_acquire64(srq->rq.prod) - c);
+	return (uint32_t)ivrdma_rq_ahead(shm_load_acquire64(srq->rq.prod), c);
 }
 
 /* Fires the armed limit once if the SRQ has fallen below it. */

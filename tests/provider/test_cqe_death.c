@@ -3,15 +3,17 @@
  * A sender killed halfway through writing my receive completion
  * (ivrdma_layout.h, "A producer that dies").
  *
- *   test_provider_cqe_death [ud-]taken|reserved|claimed
+ *   test_provider_cqe_death [ud-]took|taken|reserved|claimed
  *
  * I (the target) have one CQ under two RC QPs: one connected to D, one to
  * L, both other processes. D runs with IVRDMA_TEST_STOP_IN_PUSH, so its
  * first send stops it (SIGSTOP) with my receive taken and its completion
- * not published: once the receive is taken, after the CAS on my CQ's
- * prod, or after claiming the entry. L then sends three messages, whose
+ * not published: right after the CAS that takes the receive (before its
+ * intent says TAKEN), once the receive is taken, after the CAS on my
+ * CQ's prod, or after claiming the entry. L then sends three messages, whose
  * completions queue behind D's ticket: my CQ shows nothing (the hole);
- * with only the receive taken D holds no ticket, and L's arrive.
+ * with only the receive taken (took, taken) D holds no ticket, and L's
+ * arrive.
  * D is killed (SIGKILL). Within the liveness deadline my CQ gives D's
  * receive back in error (IBV_WC_GENERAL_ERR, IVRDMA_VERR_SENDER_DIED),
  * then L's three in order, data checked; my QP toward D fails
@@ -192,7 +194,7 @@ static void run(const char *stop_at, bool ud)
 	struct ep t;
 	struct buf rb;
 	struct ibv_wc wc;
-	bool taken = !strcmp(stop_at, "taken");
+	bool taken = !strcmp(stop_at, "taken") || !strcmp(stop_at, "took");
 	char c = 'S';
 
 	ep_open(&t);
@@ -253,8 +255,9 @@ int main(int argc, char **argv)
 	bool ud = !strncmp(at, "ud-", 3);
 
 	at += ud ? 3 : 0;
-	REQUIRE(!strcmp(at, "taken") || !strcmp(at, "reserved") || !strcmp(at, "claimed"),
-		"usage: test_provider_cqe_death [ud-]taken|reserved|claimed");
+	REQUIRE(!strcmp(at, "took") || !strcmp(at, "taken") || !strcmp(at, "reserved") ||
+		    !strcmp(at, "claimed"),
+		"usage: test_provider_cqe_death [ud-]took|taken|reserved|claimed");
 	run(at, ud);
 	return check_summary();
 }

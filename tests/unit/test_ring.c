@@ -32,8 +32,12 @@ static struct region_store store;
 static struct ivrdma_region region;
 static const uint32_t owner = 0x10001; /* ivrdma_owner_tag(0, 1) */
 
-/* Where the counters start: at 0, just below 2^32, and just below 2^64. */
-static const uint64_t starts[] = {0, (1ull << 32) - 3, UINT64_MAX - 2 * CQ_ENTRIES};
+/*
+ * Where a receive ring's counters start: at 0, just below 2^32, just below
+ * 2^48 (where the index in cons wraps) and 2^64 (where prod wraps).
+ */
+static const uint64_t starts[] = {0, (1ull << 32) - 3, (1ull << 48) - 2 * RQ_ENTRIES,
+				  UINT64_MAX - 2 * RQ_ENTRIES};
 /*
  * A CQ's counters count within an epoch (its low 48 bits): 0, just below
  * 2^32, in the last epoch. They cross 2^64 by a resize (cq_resize_stress).
@@ -236,26 +240,60 @@ static void cq_view_checks(void)
 	      "a CQ destroyed since the view was made: gone, nothing written");
 }
 
-/* A receive ring over the counters of QP slot 0 (srq: false) or SRQ slot 0. */
+/* The QP slot whose own receive ring the tests use; the dead peer's QP is slot 0. */
+enum { RQ_QP = 4 };
+
+static struct ivrdma_obj_hdr *rq_slot_hdr(bool srq)
+{
+	if (srq)
+		return &((struct ivrdma_srq_slot *)ivrdma_table_entry(&region, &region.srqs, 0))
+			    ->hdr;
+	return &((struct ivrdma_qp_slot *)ivrdma_table_entry(&region, &region.qps, RQ_QP))->hdr;
+}
+
+/* A receive ring over the counters of QP slot RQ_QP (srq: false) or SRQ slot 0, live. */
 static void rq_fresh(bool srq, uint64_t start, uint32_t entries, struct ivrdma_rq_view *v)
 {
 	struct ivrdma_rq_desc d = {.ring_offset = ring_chunk(),
 				   .nr_entries = entries,
 				   .stride = IVRDMA_RQ_STRIDE(RQ_SGE),
 				   .max_sge = RQ_SGE};
+	struct ivrdma_obj_hdr *h = rq_slot_hdr(srq);
+	struct ivrdma_ring_id id;
 	uint64_t *prod, *cons;
 
 	if (srq) {
 		struct ivrdma_srq_slot *s = ivrdma_table_entry(&region, &region.srqs, 0);
 
 		prod = &s->prod, cons = &s->cons;
+		id.ring = IVRDMA_RING_OF_SRQ(0);
 	} else {
-		struct ivrdma_qp_slot *s = ivrdma_table_entry(&region, &region.qps, 0);
+		struct ivrdma_qp_slot *s = ivrdma_table_entry(&region, &region.qps, RQ_QP);
 
 		prod = &s->rq_prod, cons = &s->rq_cons;
+		id.ring = IVRDMA_RING_OF_QP(RQ_QP);
 	}
-	*prod = *cons = start;
-	REQUIRE(ivrdma_rq_view(&region, &d, prod, cons, v) == 0, "RQ view");
+	h->owner = owner;
+	id.seq = ++h->seq;
+	*prod = start;
+	*cons = IVRDMA_RQ_CONS(start, 0);
+	REQUIRE(ivrdma_rq_view(&region, &d, prod, cons, id, v) == 0, "RQ view");
+}
+
+/* An initiator taking as QP slot 'slot' (its intent there), or the ring's owner (slot < 0). */
+static struct ivrdma_rq_taker taker(int slot)
+{
+	struct ivrdma_qp_slot *q;
+
+	if (slot < 0)
+		return (struct ivrdma_rq_taker){.region = &region};
+	q = ivrdma_table_entry(&region, &region.qps, (uint32_t)slot);
+	return (struct ivrdma_rq_taker){&region, &q->intent, (uint32_t)slot + 1};
+}
+
+static bool cons_at(const struct ivrdma_rq_view *v, uint64_t index)
+{
+	return IVRDMA_RQ_CONS_INDEX(*v->cons) == IVRDMA_RQ_CONS_INDEX(index);
 }
 
 /* Posts receive 'id': two SGEs whose fields all derive from it. */
@@ -282,45 +320,65 @@ static bool refuse(const struct ivrdma_recv_wqe *w, const void *arg)
 	return false;
 }
 
+/* My intent holds the receive at 'index' as TAKEN (after a take), or nothing (IDLE). */
+static bool intent_is(const struct ivrdma_rq_taker *t, uint32_t state, uint64_t index)
+{
+	uint64_t w = t->intent->word;
+
+	return IVRDMA_INTENT_STATE(w) == state &&
+	       (state == IVRDMA_INTENT_IDLE ||
+		IVRDMA_INTENT_INDEX(w) == IVRDMA_RQ_CONS_INDEX(index));
+}
+
 static void rq_laps(bool srq, uint64_t start)
 {
+	struct ivrdma_rq_taker t = taker(1);
 	struct ivrdma_rq_view v;
 	union ivrdma_recv_wqe_buf b;
 	uint64_t next = 0, want = 0, idx;
 	int rc;
 
 	rq_fresh(srq, start, RQ_ENTRIES, &v);
-	CHECK(ivrdma_rq_take(&v, &b.w, &idx, NULL, NULL) == 0, "empty");
+	CHECK(ivrdma_rq_take(&v, &t, &b.w, &idx, NULL, NULL) == 0 &&
+		  intent_is(&t, IVRDMA_INTENT_IDLE, 0),
+	      "empty");
 	for (int lap = 0; lap < 4; lap++) {
 		for (uint32_t i = 0; i < RQ_ENTRIES; i++)
 			CHECK(rq_post_id(&v, next++) == 0, "post %u", i);
 		CHECK(rq_post_id(&v, ~0ull) == ENOMEM, "full at %u", RQ_ENTRIES);
-		CHECK(ivrdma_rq_take(&v, &b.w, &idx, refuse, NULL) == -EBUSY, "refused");
-		CHECK(*v.cons == start + want, "a refused receive stays posted");
-		while ((rc = ivrdma_rq_take(&v, &b.w, &idx, NULL, NULL)) == 1) {
-			CHECK(b.w.wr_id == want && idx == start + want && wqe_intact(&b.w),
+		CHECK(ivrdma_rq_take(&v, &t, &b.w, &idx, refuse, NULL) == -EBUSY, "refused");
+		CHECK(cons_at(&v, start + want) && intent_is(&t, IVRDMA_INTENT_IDLE, 0),
+		      "a refused receive stays posted");
+		while ((rc = ivrdma_rq_take(&v, &t, &b.w, &idx, NULL, NULL)) == 1) {
+			CHECK(b.w.wr_id == want && idx == IVRDMA_RQ_CONS_INDEX(start + want) &&
+				  wqe_intact(&b.w) && intent_is(&t, IVRDMA_INTENT_TAKEN, idx) &&
+				  IVRDMA_RQ_CONS_TAKER(*v.cons) == t.id,
 			      "take %llu", (unsigned long long)want);
 			want++;
 		}
-		CHECK(rc == 0 && want == next && *v.prod == *v.cons, "drained: rc %d", rc);
+		CHECK(rc == 0 && want == next && cons_at(&v, *v.prod), "drained: rc %d", rc);
 	}
-	*v.prod = *v.cons + RQ_ENTRIES + 1;
-	CHECK(ivrdma_rq_take(&v, &b.w, &idx, NULL, NULL) == -EPROTO, "prod beyond a full ring");
-	*v.prod = *v.cons - 1;
-	CHECK(ivrdma_rq_take(&v, &b.w, &idx, NULL, NULL) == -EPROTO, "prod behind cons");
+	*v.prod = IVRDMA_RQ_CONS_INDEX(*v.cons) + RQ_ENTRIES + 1;
+	CHECK(ivrdma_rq_take(&v, &t, &b.w, &idx, NULL, NULL) == -EPROTO, "prod beyond a full ring");
+	*v.prod = IVRDMA_RQ_CONS_INDEX(*v.cons) - 1;
+	CHECK(ivrdma_rq_take(&v, &t, &b.w, &idx, NULL, NULL) == -EPROTO, "prod behind cons");
 }
 
 /* A hint from completions raises the producer's view of cons, never lowers it. */
 static void rq_hints(void)
 {
 	struct ivrdma_rq_view v;
-	uint64_t start = UINT64_MAX - 3;
+	uint64_t start = IVRDMA_RQ_INDEX_MASK - 2, at = IVRDMA_RQ_CONS_INDEX(start + 5);
 
 	rq_fresh(false, start, RQ_ENTRIES, &v);
-	ivrdma_rq_taken_at_least(&v, start + 5); /* across the wrap */
-	CHECK(v.cons_seen == start + 5, "raised to %llu", (unsigned long long)v.cons_seen);
+	ivrdma_rq_taken_at_least(&v, at); /* across the 48-bit wrap */
+	CHECK(v.cons_seen == at, "raised to %llu", (unsigned long long)v.cons_seen);
 	ivrdma_rq_taken_at_least(&v, start + 2);
-	CHECK(v.cons_seen == start + 5, "not lowered");
+	CHECK(v.cons_seen == at, "not lowered");
+	CHECK(ivrdma_rq_ahead(3, IVRDMA_RQ_INDEX_MASK) == 4 &&
+		  ivrdma_rq_ahead(IVRDMA_RQ_INDEX_MASK, 3) == -4 &&
+		  ivrdma_rq_ahead(1ull << 48, 0) == 0,
+	      "index distances in 48 bits");
 }
 
 static void rq_view_checks(void)
@@ -329,18 +387,19 @@ static void rq_view_checks(void)
 				   .nr_entries = RQ_ENTRIES,
 				   .stride = IVRDMA_RQ_STRIDE(RQ_SGE),
 				   .max_sge = RQ_SGE};
+	struct ivrdma_ring_id id = {IVRDMA_RING_OF_QP(RQ_QP), 1};
 	struct ivrdma_rq_view v;
 	uint64_t p = 0, c = 0;
 
-	CHECK(ivrdma_rq_view(&region, &d, &p, &c, &v) == 0, "valid");
+	CHECK(ivrdma_rq_view(&region, &d, &p, &c, id, &v) == 0, "valid");
 	d.nr_entries = 6;
-	CHECK(ivrdma_rq_view(&region, &d, &p, &c, &v) == -EPROTO, "not a power of two");
+	CHECK(ivrdma_rq_view(&region, &d, &p, &c, id, &v) == -EPROTO, "not a power of two");
 	d.nr_entries = RQ_ENTRIES;
 	d.stride -= 16;
-	CHECK(ivrdma_rq_view(&region, &d, &p, &c, &v) == -EPROTO, "stride too small");
+	CHECK(ivrdma_rq_view(&region, &d, &p, &c, id, &v) == -EPROTO, "stride too small");
 	d.stride = IVRDMA_RQ_STRIDE(RQ_SGE);
 	d.max_sge = IVRDMA_MAX_SGE + 1;
-	CHECK(ivrdma_rq_view(&region, &d, &p, &c, &v) == -EPROTO, "too many SGEs");
+	CHECK(ivrdma_rq_view(&region, &d, &p, &c, id, &v) == -EPROTO, "too many SGEs");
 }
 
 /* --- A producer that dies: ivrdmad's side (common/cq_settle.c) ------------ */
@@ -355,22 +414,36 @@ static void wake_note(void *arg, int peer)
 	woken = peer;
 }
 
-/* QP slot 0 as the dead peer left it: an intent toward CQ slot 0 in 'state', ticket p. */
-static void dead_intent(const struct ivrdma_cq_slot *cq, uint32_t state, uint64_t p)
+/* The rq_ticket the dead's receive completion carries: receive 41 of QP slot 9, seq 0. */
+static uint64_t dead_ticket = IVRDMA_RQ_TICKET(0, 41);
+
+/*
+ * QP slot 0 as the dead peer left it: an intent toward CQ slot 0 in
+ * 'state', ticket p, for receive 41 of 'ring'.
+ */
+static struct ivrdma_qp_slot *dead_intent_of(const struct ivrdma_cq_slot *cq, uint32_t state,
+					     uint64_t p, struct ivrdma_ring_id ring)
 {
 	struct ivrdma_qp_slot *q = ivrdma_table_entry(&region, &region.qps, 0);
 
 	memset(q, 0, sizeof(*q));
 	q->hdr.owner = ivrdma_owner_tag(DEAD, 1);
 	q->qpn = DEAD_QPN;
-	q->intent = (struct ivrdma_cqe_intent){.state = state,
+	q->intent = (struct ivrdma_cqe_intent){.word = IVRDMA_INTENT_WORD(state, 7, 41),
 					       .cq = 0,
 					       .cq_seq = cq->hdr.seq,
 					       .qp_num = 9,
 					       .ticket = p,
 					       .wr_id = 0xdead,
-					       .rq_ticket = 42,
+					       .ring = ring.ring,
+					       .ring_seq = ring.seq,
 					       .opcode = IBV_WC_RECV};
+	return q;
+}
+
+static void dead_intent(const struct ivrdma_cq_slot *cq, uint32_t state, uint64_t p)
+{
+	dead_intent_of(cq, state, p, (struct ivrdma_ring_id){IVRDMA_RING_OF_QP(9), 0});
 }
 
 /* The entry at *cons is the dead sender's receive, in error, as ivrdmad writes it. */
@@ -380,8 +453,8 @@ static bool dead_cqe_at(struct ivrdma_cq_view *v, uint64_t *cons)
 	const struct ivrdma_cqe *e = ivrdma_cq_ready(r.ring, r.mask, *cons);
 
 	if (!e || e->wr_id != 0xdead || e->status != IBV_WC_GENERAL_ERR || !e->sender_died ||
-	    e->src_qp != DEAD_QPN || e->qp_num != 9 || e->rq_ticket != 42 || e->slid != 7 ||
-	    e->opcode != IBV_WC_RECV)
+	    e->src_qp != DEAD_QPN || e->qp_num != 9 || e->rq_ticket != dead_ticket ||
+	    e->slid != 7 || e->opcode != IBV_WC_RECV)
 		return false;
 	ivrdma_cq_hand_back(v->slot, ++*cons);
 	return true;
@@ -442,6 +515,64 @@ static void cq_settle_states(void)
 	s->hdr.owner = owner;
 	s->hdr.seq++;
 	CHECK(settle() == 0 && s->prod == 108, "a CQ destroyed and made again: not the same");
+}
+
+/*
+ * An intent left TAKING receive 41: the dead took it only if its CAS did
+ * (cons at 42 naming it), or if a successor found it there and recorded
+ * it TAKEN; a cons at or past 41 named otherwise means its CAS failed.
+ */
+static void cq_settle_taking(bool srq)
+{
+	struct ivrdma_cq_view cv;
+	struct ivrdma_cq_slot *s = cq_fresh(0, CQ_ENTRIES, &cv);
+	struct ivrdma_rq_taker next = taker(2);
+	struct ivrdma_rq_view v;
+	struct ivrdma_qp_slot *q;
+	union ivrdma_recv_wqe_buf b;
+	uint64_t cons = 0, idx;
+
+	rq_fresh(srq, 40, RQ_ENTRIES, &v);
+	for (uint64_t id = 40; id < 44; id++)
+		REQUIRE(rq_post_id(&v, id) == 0, "post");
+	dead_ticket = srq ? 0 : IVRDMA_RQ_TICKET(v.id.seq, 41);
+	q = dead_intent_of(s, IVRDMA_INTENT_TAKING, 0, v.id);
+	*v.cons = IVRDMA_RQ_CONS(41, 0);
+	CHECK(settle() == 0, "cons at its index: its CAS never happened");
+	*v.cons = IVRDMA_RQ_CONS(42, 3);
+	CHECK(settle() == 0, "cons one past it, naming another: that one took it");
+	*v.cons = IVRDMA_RQ_CONS(44, 3);
+	CHECK(settle() == 0, "cons further on, no successor recorded it: its CAS failed");
+	*v.cons = IVRDMA_RQ_CONS(42, 1);
+	CHECK(settle() == 1 && dead_cqe_at(&cv, &cons), "cons one past it, naming it: it took it");
+
+	CHECK(ivrdma_rq_take(&v, &next, &b.w, &idx, NULL, NULL) == 1 && b.w.wr_id == 42 &&
+		  IVRDMA_INTENT_STATE(q->intent.word) == IVRDMA_INTENT_TAKEN &&
+		  IVRDMA_INTENT_INDEX(q->intent.word) == 41 && *v.cons == IVRDMA_RQ_CONS(43, 3),
+	      "the next taker recorded the dead's take of 41 TAKEN");
+	CHECK(settle() == 1 && dead_cqe_at(&cv, &cons), "... and ivrdmad wrote its completion");
+
+	q = dead_intent_of(s, IVRDMA_INTENT_TAKING, 0, v.id);
+	q->intent.word = IVRDMA_INTENT_WORD(IVRDMA_INTENT_TAKING, 7, 42);
+	*v.cons = IVRDMA_RQ_CONS(43, 1);
+	ivrdma_rq_drop_all(&v);
+	CHECK(IVRDMA_INTENT_STATE(q->intent.word) == IVRDMA_INTENT_TAKEN &&
+		  *v.cons == IVRDMA_RQ_CONS(44, 0),
+	      "the owner dropping its receives records the last taker too");
+	dead_ticket = srq ? 0 : IVRDMA_RQ_TICKET(v.id.seq, 42);
+	CHECK(settle() == 1 && dead_cqe_at(&cv, &cons), "its completion written");
+
+	q = dead_intent_of(s, IVRDMA_INTENT_TAKING, 0, v.id);
+	REQUIRE(rq_post_id(&v, 44) == 0, "post");
+	*v.cons = IVRDMA_RQ_CONS(44, 1); /* the dead took 43, yet its intent says 41 */
+	CHECK(ivrdma_rq_take(&v, &next, &b.w, &idx, NULL, NULL) == 1 &&
+		  IVRDMA_INTENT_STATE(q->intent.word) == IVRDMA_INTENT_TAKING && settle() == 0,
+	      "a TAKING at another index is not the one cons names: left alone");
+	q = dead_intent_of(s, IVRDMA_INTENT_TAKING, 0, v.id);
+	*v.cons = IVRDMA_RQ_CONS(42, 1);
+	rq_slot_hdr(srq)->owner = 0;
+	CHECK(settle() == 0, "its ring destroyed since: no completion (the receive went with it)");
+	CHECK(s->prod == cons, "nothing else written");
 }
 
 /* --- Stress: threads as the rings' participants ------------------------- */
@@ -585,9 +716,10 @@ static void cq_resize_stress(void)
 }
 
 struct rq_consumer {
-	struct ivrdma_rq_view v; /* each consumer its own view, as each initiator has */
-	atomic_uchar *taken;	 /* shared: one flag per receive */
-	atomic_bool *done;	 /* shared: the producer posted everything */
+	struct ivrdma_rq_view v;  /* each consumer its own view, as each initiator has */
+	struct ivrdma_rq_taker t; /* ... and its own QP slot, whose intent records its takes */
+	atomic_uchar *taken;	  /* shared: one flag per receive */
+	atomic_bool *done;	  /* shared: the producer posted everything */
 	uint64_t count;
 };
 
@@ -601,7 +733,7 @@ static void *rq_consume(void *arg)
 
 	for (;;) {
 		bool fin = atomic_load(c->done);
-		int rc = ivrdma_rq_take(&c->v, &b.w, &idx, NULL, NULL);
+		int rc = ivrdma_rq_take(&c->v, &c->t, &b.w, &idx, NULL, NULL);
 
 		if (rc == 0) {
 			if (fin)
@@ -629,9 +761,10 @@ static void rq_stress(void)
 	struct ivrdma_rq_view v;
 	uint64_t sum = 0;
 
-	rq_fresh(true, UINT64_MAX - 1000, RQ_ENTRIES, &v);
+	rq_fresh(true, (1ull << 48) - 1000, RQ_ENTRIES, &v);
 	for (int i = 0; i < CONSUMERS; i++) {
-		c[i] = (struct rq_consumer){.v = v, .taken = taken, .done = &done};
+		c[i] =
+		    (struct rq_consumer){.v = v, .t = taker(i + 1), .taken = taken, .done = &done};
 		REQUIRE(pthread_create(&t[i], NULL, rq_consume, &c[i]) == 0, "thread");
 	}
 	for (uint64_t id = 0; id < RQ_TOTAL; id++) {
@@ -646,8 +779,11 @@ static void rq_stress(void)
 		pthread_join(t[i], NULL);
 		sum += c[i].count;
 	}
-	CHECK(sum == RQ_TOTAL && *v.prod == *v.cons, "every receive taken once: %llu",
+	CHECK(sum == RQ_TOTAL && cons_at(&v, *v.prod), "every receive taken once: %llu",
 	      (unsigned long long)sum);
+	for (int i = 0; i < CONSUMERS; i++)
+		CHECK(IVRDMA_INTENT_STATE(c[i].t.intent->word) == IVRDMA_INTENT_IDLE,
+		      "consumer %d's intent ends IDLE", i);
 }
 
 int main(void)
@@ -656,14 +792,17 @@ int main(void)
 	REQUIRE(store.base != MAP_FAILED, "mmap");
 	store.size = SIZE;
 	region_fresh();
-	for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+	for (size_t i = 0; i < sizeof(cq_starts) / sizeof(cq_starts[0]); i++)
 		cq_laps(cq_starts[i]);
+	for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
 		rq_laps(false, starts[i]);
 		rq_laps(true, starts[i]);
 	}
 	cq_arming();
 	cq_view_checks();
 	cq_settle_states();
+	cq_settle_taking(false);
+	cq_settle_taking(true);
 	rq_hints();
 	rq_view_checks();
 	cq_stress();
