@@ -145,6 +145,8 @@ static bool qp_open(const struct fuzz_params *p)
 	pthread_mutex_init(&qp.sq_lock, NULL);
 	pthread_spin_init(&qp.rq_lock, PTHREAD_PROCESS_PRIVATE);
 	qp.rq = (struct ivrdma_rq_view){.ring = own_rq_ring,
+					.region = r,
+					.id = ivrdma_qp_ring(&qp),
 					.prod = &own_rq_words[0],
 					.cons = &own_rq_words[1],
 					.max_sge = 1,
