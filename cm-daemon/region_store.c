@@ -216,9 +216,9 @@ static uint32_t clamp_entries(uint64_t v, uint32_t lo, uint32_t hi)
 
 /*
  * Object tables scale with the region and reach their largest at 1 GiB
- * (64K - 1 QPs: IVRDMA_MAX_QPS; 64K CQs, 16K SRQs and contexts, 256K MRs): about 6% of the
- * region, which costs nothing until slots are used. Listeners and
- * multicast members, whose tables are searched whole, stay smaller.
+ * (IVRDMA_MAX_QPS QPs, 64K CQs, 16K SRQs and contexts, 256K MRs): about
+ * 6% of the region, which costs nothing until slots are used. Listeners
+ * and multicast members, whose tables are searched whole, stay smaller.
  */
 void region_layout(struct ivrdma_region_header *h, const struct daemon_config *cfg)
 {
