@@ -507,14 +507,16 @@ enum ivrdma_intent_state {
 
 /*
  * The intent's word: the state (3 bits), a generation the taker bumps at
- * each TAKING (13 bits: a successor's CAS cannot hit a later take), and
- * the ring index of the receive (48 bits) from TAKING to CLAIMED.
+ * each TAKING (14 bits: a successor's CAS cannot hit a later take), and
+ * the ring index of the receive (47 bits) from TAKING to CLAIMED.
  */
-#define IVRDMA_RQ_INDEX_MASK ((1ull << 48) - 1)
+#define IVRDMA_RQ_INDEX_BITS 47
+#define IVRDMA_RQ_INDEX_MASK ((1ull << IVRDMA_RQ_INDEX_BITS) - 1)
 #define IVRDMA_INTENT_WORD(state, gen, index)                                                      \
-	((uint64_t)(state) << 61 | ((uint64_t)(gen)&0x1fffu) << 48 | ((index)&IVRDMA_RQ_INDEX_MASK))
+	((uint64_t)(state) << 61 | ((uint64_t)(gen)&0x3fffu) << IVRDMA_RQ_INDEX_BITS |             \
+	 ((index)&IVRDMA_RQ_INDEX_MASK))
 #define IVRDMA_INTENT_STATE(w) ((uint32_t)((w) >> 61))
-#define IVRDMA_INTENT_GEN(w)   ((uint32_t)((w) >> 48) & 0x1fffu)
+#define IVRDMA_INTENT_GEN(w)   ((uint32_t)((w) >> IVRDMA_RQ_INDEX_BITS) & 0x3fffu)
 #define IVRDMA_INTENT_INDEX(w) ((w)&IVRDMA_RQ_INDEX_MASK)
 /* The same word in another state. */
 #define IVRDMA_INTENT_AS(w, state) (((w) & ~(7ull << 61)) | (uint64_t)(state) << 61)
@@ -542,15 +544,16 @@ static_assert(sizeof(struct ivrdma_cqe_intent) == 48, "intent size");
 
 /*
  * A completion of a receive taken from a QP's own receive ring says which
- * one: the slot's seq (low 16 bits) << 48 | the ring index + 1. The owner
+ * one: the slot's seq (low 16 bits) << 48 | the ring index + 1 (in
+ * IVRDMA_RQ_INDEX_MASK). The owner
  * learns from it, when it polls, how far initiators have taken, without
  * reading rq_cons (the initiators' cache line). 0: not from the QP's own
  * ring (an SRQ's receive, or a receive flushed without being posted).
  */
 #define IVRDMA_RQ_TICKET(seq, index)                                                               \
-	(((uint64_t)((seq)&0xffffu) << 48) | (((index) + 1) & ((1ull << 48) - 1)))
+	(((uint64_t)((seq)&0xffffu) << 48) | (((index) + 1) & IVRDMA_RQ_INDEX_MASK))
 #define IVRDMA_RQ_TICKET_SEQ(t)	  ((uint16_t)((t) >> 48))
-#define IVRDMA_RQ_TICKET_TAKEN(t) ((t) & ((1ull << 48) - 1))
+#define IVRDMA_RQ_TICKET_TAKEN(t) ((t)&IVRDMA_RQ_INDEX_MASK)
 static_assert(sizeof(struct ivrdma_cqe) == 64, "CQE size");
 
 /*
@@ -658,7 +661,8 @@ static_assert(sizeof(struct ivrdma_sge) == 16, "SGE size");
  *             IVRDMA_RQ_CONS(c + 1, me); only a successful CAS owns the
  *             copy (the producer cannot reuse entry c before it).
  *
- * Indices count in 48 bits (ivrdma_rq_ahead); prod is stored unmasked.
+ * Indices count in IVRDMA_RQ_INDEX_BITS (ivrdma_rq_ahead); prod is stored
+ * unmasked.
  */
 struct ivrdma_recv_wqe {
 	uint64_t wr_id;
@@ -672,21 +676,23 @@ static_assert(sizeof(struct ivrdma_recv_wqe) == 16, "receive WQE header size");
 	(sizeof(struct ivrdma_recv_wqe) + (max_sge) * sizeof(struct ivrdma_sge))
 
 /*
- * A receive ring's cons word: receives taken (48 bits), and who took the
- * last one: its QP slot index + 1, 0 for the ring's owner (a flush, a
- * reset). The taker named in the word its take CASes is how ivrdmad tells
- * whether an initiator that died just after that CAS took the receive
- * ("A producer that dies"); hence at most IVRDMA_MAX_QPS QP slots.
+ * A receive ring's cons word: receives taken (47 bits), and who took the
+ * last one (17 bits): its QP slot index + 1, 0 for the ring's owner (a
+ * flush, a reset). The taker named in the word its take CASes is how
+ * ivrdmad tells whether an initiator that died just after that CAS took
+ * the receive ("A producer that dies"); hence at most IVRDMA_MAX_QPS QP
+ * slots.
  */
-#define IVRDMA_RQ_CONS(index, taker) ((uint64_t)(taker) << 48 | ((index)&IVRDMA_RQ_INDEX_MASK))
-#define IVRDMA_RQ_CONS_INDEX(w)	     ((w)&IVRDMA_RQ_INDEX_MASK)
-#define IVRDMA_RQ_CONS_TAKER(w)	     ((uint32_t)((w) >> 48))
-#define IVRDMA_MAX_QPS		     0xffffu
+#define IVRDMA_RQ_CONS(index, taker)                                                               \
+	((uint64_t)(taker) << IVRDMA_RQ_INDEX_BITS | ((index)&IVRDMA_RQ_INDEX_MASK))
+#define IVRDMA_RQ_CONS_INDEX(w) ((w)&IVRDMA_RQ_INDEX_MASK)
+#define IVRDMA_RQ_CONS_TAKER(w) ((uint32_t)((w) >> IVRDMA_RQ_INDEX_BITS))
+#define IVRDMA_MAX_QPS		(1u << 16)
 
-/* How far index b is ahead of index a in the 48-bit count: negative if behind. */
+/* How far index b is ahead of index a, counting in 47 bits: negative if behind. */
 static inline int64_t ivrdma_rq_ahead(uint64_t b, uint64_t a)
 {
-	return (int64_t)((b - a) << 16) >> 16;
+	return (int64_t)((b - a) << (64 - IVRDMA_RQ_INDEX_BITS)) >> (64 - IVRDMA_RQ_INDEX_BITS);
 }
 
 /* Where a receive ring lives; fixed for the life of its QP or SRQ. */

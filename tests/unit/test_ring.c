@@ -34,9 +34,9 @@ static const uint32_t owner = 0x10001; /* ivrdma_owner_tag(0, 1) */
 
 /*
  * Where a receive ring's counters start: at 0, just below 2^32, just below
- * 2^48 (where the index in cons wraps) and 2^64 (where prod wraps).
+ * 2^47 (where the index in cons wraps) and 2^64 (where prod wraps).
  */
-static const uint64_t starts[] = {0, (1ull << 32) - 3, (1ull << 48) - 2 * RQ_ENTRIES,
+static const uint64_t starts[] = {0, (1ull << 32) - 3, (1ull << 47) - 2 * RQ_ENTRIES,
 				  UINT64_MAX - 2 * RQ_ENTRIES};
 /*
  * A CQ's counters count within an epoch (its low 48 bits): 0, just below
@@ -371,14 +371,14 @@ static void rq_hints(void)
 	uint64_t start = IVRDMA_RQ_INDEX_MASK - 2, at = IVRDMA_RQ_CONS_INDEX(start + 5);
 
 	rq_fresh(false, start, RQ_ENTRIES, &v);
-	ivrdma_rq_taken_at_least(&v, at); /* across the 48-bit wrap */
+	ivrdma_rq_taken_at_least(&v, at); /* across the wrap of the index */
 	CHECK(v.cons_seen == at, "raised to %llu", (unsigned long long)v.cons_seen);
 	ivrdma_rq_taken_at_least(&v, start + 2);
 	CHECK(v.cons_seen == at, "not lowered");
 	CHECK(ivrdma_rq_ahead(3, IVRDMA_RQ_INDEX_MASK) == 4 &&
 		  ivrdma_rq_ahead(IVRDMA_RQ_INDEX_MASK, 3) == -4 &&
-		  ivrdma_rq_ahead(1ull << 48, 0) == 0,
-	      "index distances in 48 bits");
+		  ivrdma_rq_ahead(1ull << 47, 0) == 0,
+	      "index distances in 47 bits");
 }
 
 static void rq_view_checks(void)
@@ -761,7 +761,7 @@ static void rq_stress(void)
 	struct ivrdma_rq_view v;
 	uint64_t sum = 0;
 
-	rq_fresh(true, (1ull << 48) - 1000, RQ_ENTRIES, &v);
+	rq_fresh(true, (1ull << 47) - 1000, RQ_ENTRIES, &v);
 	for (int i = 0; i < CONSUMERS; i++) {
 		c[i] =
 		    (struct rq_consumer){.v = v, .t = taker(i + 1), .taken = taken, .done = &done};
