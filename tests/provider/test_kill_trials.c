@@ -41,6 +41,7 @@
 #include "dp_common.h"
 #include "ivrdma_layout.h"
 #include "region.h"
+#include "region_usage.h"
 
 #define NQP	 4u    /* RC QPs of the CQ-heavy kind; others use one */
 #define UDQ	 NQP   /* the UD QP's index among a node's QPs */
@@ -788,55 +789,11 @@ static int child(struct board *bd, enum kind k, bool init, bool victim, int sock
 
 /* --- the parent ----------------------------------------------------------------- */
 
-struct usage {
-	uint32_t chunks, qps, cqs, srqs, mrs, ctxs;
-};
-
-static uint32_t slots_used(const struct ivrdma_region *r, const struct ivrdma_table *t)
-{
-	uint32_t n = 0;
-
-	for (uint32_t i = 0; i < t->entries; i++) {
-		const struct ivrdma_obj_hdr *h = ivrdma_table_entry(r, t, i);
-
-		n += h && __atomic_load_n(&h->owner, __ATOMIC_ACQUIRE) != 0;
-	}
-	return n;
-}
-
-/* What the region holds now, read from its file. */
-static struct usage region_usage(const char *path)
-{
-	struct ivrdma_region r;
-	struct usage u;
-	const char *why;
-	struct stat st;
-	void *base;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	REQUIRE(fd >= 0 && fstat(fd, &st) == 0, "open %s: %s", path, strerror(errno));
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	REQUIRE(base != MAP_FAILED, "mmap %s", path);
-	REQUIRE(ivrdma_region_open(&r, base, (uint64_t)st.st_size, &why) == 0, "region: %s", why);
-	u = (struct usage){ivrdma_chunks_in_use(&r), slots_used(&r, &r.qps),
-			   slots_used(&r, &r.cqs),   slots_used(&r, &r.srqs),
-			   slots_used(&r, &r.mrs),   slots_used(&r, &r.ctxs)};
-	munmap(base, (size_t)st.st_size);
-	close(fd);
-	return u;
-}
-
-static void print_usage(const char *what, const struct usage *u)
-{
-	printf("%s: %u chunks, %u QPs, %u CQs, %u SRQs, %u MRs, %u contexts in use\n", what,
-	       u->chunks, u->qps, u->cqs, u->srqs, u->mrs, u->ctxs);
-}
-
 /* Until ivrdmad has reclaimed everything of the trial (bounded: a hang detector). */
-static bool back_to(const char *region, const struct usage *base)
+static bool back_to(const char *region, const struct region_usage *base)
 {
 	uint64_t end = dp_now_ns() + HANG_S * 1000000000ull;
-	struct usage u;
+	struct region_usage u;
 
 	do {
 		u = region_usage(region);
@@ -844,8 +801,8 @@ static bool back_to(const char *region, const struct usage *base)
 			return true;
 		usleep(2000);
 	} while (dp_now_ns() < end);
-	print_usage("left in the region", &u);
-	print_usage("before the trials", base);
+	region_usage_print("left in the region", &u);
+	region_usage_print("before the trials", base);
 	return false;
 }
 
@@ -919,7 +876,7 @@ struct tally {
 
 /* One trial: both sides run, the victim is killed, the survivor and the region checked. */
 static bool trial(struct board *bd, uint32_t t, uint64_t seed, const char *region,
-		  const struct usage *base, struct tally *tl)
+		  const struct region_usage *base, struct tally *tl)
 {
 	enum kind k = t % NKINDS;
 	bool vinit = (t / NKINDS) % 2 == 0, ok, back;
@@ -1023,7 +980,7 @@ int main(int argc, char **argv)
 {
 	struct tally tl[NKINDS] = {0};
 	struct board *bd;
-	struct usage base;
+	struct region_usage base;
 	uint32_t trials = argc == 3 ? (uint32_t)strtoul(argv[1], NULL, 0) : 0, passed = 0, ran = 0;
 	uint64_t seed =
 	    env_u64("IVRDMA_KILL_SEED", mix(dp_now_ns() ^ (uint64_t)getpid()) & 0xffffffffu);
@@ -1038,7 +995,7 @@ int main(int argc, char **argv)
 	printf("seed %llu (IVRDMA_KILL_SEED=%llu IVRDMA_KILL_ONLY=<trial> reproduces one)\n",
 	       (unsigned long long)seed, (unsigned long long)seed);
 	base = region_usage(argv[2]);
-	print_usage("before the trials", &base);
+	region_usage_print("before the trials", &base);
 	for (uint32_t t = 0; t < trials; t++) {
 		if (only != UINT64_MAX && t != only)
 			continue;

@@ -34,6 +34,7 @@
 
 #include "dp_common.h"
 #include "region.h"
+#include "region_usage.h"
 
 #define RQ_DEPTH     32u    /* receives the target keeps posted, per QP */
 #define MAX_LEN	     16385u /* the largest RC message */
@@ -601,55 +602,24 @@ static int initiator_main(struct proc *p, uint64_t seconds)
 
 /* --- the parent ---------------------------------------------------------- */
 
-struct usage {
-	uint32_t chunks, qps, cqs, srqs, mrs, ctxs;
-};
-
-static uint32_t slots_used(const struct ivrdma_region *r, const struct ivrdma_table *t)
+/* What the region holds now, printed. */
+static struct region_usage usage_now(const char *path)
 {
-	uint32_t n = 0;
+	struct region_usage u = region_usage(path);
 
-	for (uint32_t i = 0; i < t->entries; i++) {
-		const struct ivrdma_obj_hdr *h = ivrdma_table_entry(r, t, i);
-
-		n += h && __atomic_load_n(&h->owner, __ATOMIC_ACQUIRE) != 0;
-	}
-	return n;
-}
-
-/* What the region holds now, read from its file. */
-static struct usage region_usage(const char *path)
-{
-	struct ivrdma_region r;
-	struct usage u;
-	const char *why;
-	struct stat st;
-	void *base;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	REQUIRE(fd >= 0 && fstat(fd, &st) == 0, "open %s: %s", path, strerror(errno));
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	REQUIRE(base != MAP_FAILED, "mmap %s", path);
-	REQUIRE(ivrdma_region_open(&r, base, (uint64_t)st.st_size, &why) == 0, "region: %s", why);
-	u = (struct usage){ivrdma_chunks_in_use(&r), slots_used(&r, &r.qps),
-			   slots_used(&r, &r.cqs),   slots_used(&r, &r.srqs),
-			   slots_used(&r, &r.mrs),   slots_used(&r, &r.ctxs)};
-	munmap(base, (size_t)st.st_size);
-	close(fd);
-	printf("region: %u chunks, %u QPs, %u CQs, %u SRQs, %u MRs, %u contexts in use\n", u.chunks,
-	       u.qps, u.cqs, u.srqs, u.mrs, u.ctxs);
+	region_usage_print("region", &u);
 	return u;
 }
 
 /* Every child reached the barrier; the region is sampled; all go on. */
-static struct usage barrier(const int *ctl, uint32_t n, const char *region)
+static struct region_usage barrier(const int *ctl, uint32_t n, const char *region)
 {
-	struct usage u;
+	struct region_usage u;
 	char c;
 
 	for (uint32_t i = 0; i < n; i++)
 		dp_xfer(ctl[i], &c, 1, false);
-	u = region_usage(region);
+	u = usage_now(region);
 	c = 'G';
 	for (uint32_t i = 0; i < n; i++)
 		dp_xfer(ctl[i], &c, 1, true);
@@ -680,7 +650,7 @@ int main(int argc, char **argv)
 {
 	unsigned long long seconds = 0;
 	unsigned int pairs = 0;
-	struct usage warm, end;
+	struct region_usage warm, end;
 	pid_t pids[64];
 	int ctl[64], st;
 
