@@ -146,6 +146,7 @@ struct daemon {
 	struct json_object *ended[IVRDMA_ENDED_CONTEXTS]; /* a ring: the latest ended contexts */
 	uint32_t ended_next;
 	int64_t last_sweep_ms;
+	int64_t channels_swept_ms; /* channels.c */
 	struct migration mig;
 	/* Executions a reclaim gave up waiting for (exec_drain.c): not waited for again. */
 	struct stale_exec {
@@ -236,6 +237,15 @@ void migrate_client_gone(struct daemon *d, const struct ctl_client *c);
 char *ctl_error_json(const char *msg);
 void ctl_client_answer(struct daemon *d, struct ctl_client *c, char *text);
 void ctl_client_hold(struct ctl_client *c, int64_t deadline_ms);
+
+/*
+ * channels.c: the directory of completion channels. open: made (0, or a
+ * negative errno); tick: the channels of processes gone removed every few
+ * seconds; close: removed if empty.
+ */
+int channels_open(struct daemon *d);
+void channels_tick(struct daemon *d);
+void channels_close(struct daemon *d);
 
 /* contexts.c: verbs contexts and their counters */
 void contexts_sweep(struct daemon *d);

@@ -106,7 +106,9 @@ static int start(struct daemon *d)
 		return rc;
 	if (!d->adopted)
 		directory_init(d);
-	rc = server_open(d);
+	rc = channels_open(d);
+	if (!rc)
+		rc = server_open(d);
 	if (!rc)
 		rc = rejoin_open(d);
 	/* The control socket last: once it answers, everything is ready. */
@@ -146,6 +148,7 @@ static void stop(struct daemon *d)
 		shm_store_release32(&ivrdma_region_header(&d->region)->daemon_pid, 0);
 	}
 	server_close(d);
+	channels_close(d);
 	contexts_free(d);
 	if (keep)
 		region_store_release(&d->store);

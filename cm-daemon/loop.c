@@ -51,6 +51,7 @@ int loop_turn(struct daemon *d, int timeout_ms)
 	migrate_tick(d);
 	ctl_expire(d);
 	contexts_tick(d);
+	channels_tick(d);
 	return n < 0 ? 0 : n;
 }
 

@@ -558,9 +558,13 @@ static_assert(sizeof(struct ivrdma_cqe) == 64, "CQE size");
 
 /*
  * Completion events: the owner arms the CQ (req_notify_cq); the producer
- * whose CQE matches the arming swaps ARMED for EVENT and rings the owner's
- * IVRDMA_VEC_COMPLETION doorbell; the owner's event thread swaps EVENT
- * off and posts the completion-channel event. One event per arming.
+ * whose CQE matches the arming swaps ARMED for EVENT. Whoever then swaps
+ * EVENT off posts the completion-channel event, so there is one event
+ * per arming: the producer itself, when the slot names the owner's
+ * channel (channel_id: a host process's channel socket, which the
+ * producer can send to; provider/direct_event.c), or else, after the
+ * producer rings the owner's IVRDMA_VEC_COMPLETION doorbell, the owner's
+ * event thread.
  */
 enum ivrdma_cq_flags {
 	IVRDMA_CQ_OVERFLOW = 1u << 0,	     /* a producer found the ring full */
@@ -625,17 +629,27 @@ struct ivrdma_cq_slot {
 	uint32_t nr_entries;  /* ... its entries, a power of two */
 	uint32_t reserved0;
 	uint64_t cons; /* atomic: written by the owner */
-	uint8_t reserved1[32];
-	uint64_t prod;	/* atomic: CAS by every producer */
-	uint32_t flags; /* atomic: enum ivrdma_cq_flags */
-	uint32_t reserved2;
+	/*
+	 * Direct completion events (provider/direct_event.c): the id of the
+	 * owner's completion channel socket (common/channel_path.h), 0 for
+	 * none or withdrawn (atomic: written by the owner), and the address
+	 * of its ibv_cq, which the event carries.
+	 */
+	uint64_t channel_id;
+	uint64_t cq_handle;
+	uint8_t reserved1[16];
+	uint64_t prod;		 /* atomic: CAS by every producer */
+	uint32_t flags;		 /* atomic: enum ivrdma_cq_flags */
+	uint32_t direct_senders; /* atomic: producers between reading channel_id and sending */
 	/* Reserved bytes until layout 7; in the producers' line: read on every push. */
 	uint64_t geometry;	/* atomic: the current ring (ivrdma_cq_geometry) */
 	uint64_t prev_geometry; /* atomic: the ring before it, until the next resize */
 	uint8_t reserved3[32];
 };
 static_assert(offsetof(struct ivrdma_cq_slot, cons) == 24, "CQ slot layout");
+static_assert(offsetof(struct ivrdma_cq_slot, channel_id) == 32, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, prod) == 64, "CQ slot layout");
+static_assert(offsetof(struct ivrdma_cq_slot, direct_senders) == 76, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, flags) == 72, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, geometry) == 80, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, prev_geometry) == 88, "CQ slot layout");

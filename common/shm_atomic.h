@@ -122,6 +122,11 @@ static inline uint32_t shm_fetch_and32(uint32_t *p, uint32_t v)
 	return __atomic_fetch_and(p, v, __ATOMIC_ACQ_REL);
 }
 
+static inline uint32_t shm_fetch_sub32(uint32_t *p, uint32_t v)
+{
+	return __atomic_fetch_sub(p, v, __ATOMIC_ACQ_REL);
+}
+
 /* Stores v and returns the old value. */
 static inline uint32_t shm_exchange32(uint32_t *p, uint32_t v)
 {
@@ -134,6 +139,12 @@ static inline uint32_t shm_exchange32(uint32_t *p, uint32_t v)
 static inline uint64_t shm_exchange_seq_cst64(uint64_t *p, uint64_t v)
 {
 	return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+}
+
+/* Adds v and returns the old value, a full barrier: later loads stay after it. */
+static inline uint32_t shm_fetch_add_seq_cst32(uint32_t *p, uint32_t v)
+{
+	return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
 }
 
 /*

@@ -67,6 +67,7 @@ struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 		return ivrdma_fail_null(rc);
 	}
 	ivrdma_cq_set_geometry(cq);
+	ivrdma_cq_direct_publish(ctx, cq, channel);
 	cq->vcq.cq.context = context;
 	cq->vcq.cq.cqe = (int)cq->rd->mask + 1;
 	cq->vcq.cq.handle = cq->slot;
@@ -80,6 +81,7 @@ int ivrdma_destroy_cq(struct ibv_cq *ibcq)
 	if (atomic_load(&cq->users))
 		return EBUSY;
 	ivrdma_pd_put(cq->parent);
+	ivrdma_cq_direct_withdraw(cq);
 	ivrdma_events_forget_cq(to_ictx(ibcq->context), cq);
 	ivrdma_events_settle(to_ictx(ibcq->context), (uintptr_t)ibcq, &cq->async_posted,
 			     &ibcq->mutex, &ibcq->cond, &ibcq->async_events_completed);

@@ -145,11 +145,17 @@ void ivrdma_events_settle(struct ivrdma_context *ctx, uint64_t element, const un
 	pthread_mutex_unlock(m);
 }
 
-/* The CQ's owner is whoever holds its slot: that peer's thread posts the event. */
+/*
+ * A CQE fired the CQ's arming (or filled it): the event goes straight to
+ * the owner's channel where it can (direct_event.c); otherwise the owner,
+ * whoever holds the slot, hears the doorbell and its thread posts it.
+ */
 void ivrdma_cq_wake(struct ivrdma_context *ctx, const struct ivrdma_cq_view *v)
 {
 	int peer = ivrdma_owner_peer(shm_load_acquire32(&v->slot->hdr.owner));
 
+	if (ivrdma_cq_direct_post(ctx, v->slot))
+		return;
 	if (peer >= 0 && ivrdma_ring_peer(ctx, peer, IVRDMA_VEC_COMPLETION))
 		ivrdma_dbg("cannot wake the owner (peer %d) of a CQ", peer);
 }
@@ -260,7 +266,8 @@ static void deliver_cq_events(struct ivrdma_context *ctx)
 		    !(shm_fetch_and32(&cq->view.slot->flags, ~(uint32_t)IVRDMA_CQ_EVENT) &
 		      IVRDMA_CQ_EVENT))
 			continue;
-		if (ch && write(ch->fd, &desc, sizeof(desc)) != sizeof(desc))
+		if (cq->channel_id ? !ivrdma_channel_send(ctx, cq->channel_id, desc.cq_handle)
+				   : ch && write(ch->fd, &desc, sizeof(desc)) != sizeof(desc))
 			ivrdma_dbg("completion event lost: %s", strerror(errno));
 	}
 	pthread_mutex_unlock(&ev->lock);

@@ -18,6 +18,7 @@
 
 #include <rdma/ib_user_verbs.h>
 
+#include "channel_path.h"
 #include "ivrdma.h"
 #include "ivshmem_transport.h"
 
@@ -171,6 +172,20 @@ static const char *daemon_dir(void)
 }
 
 /*
+ * A host process sends completion events to other host processes'
+ * channels, in ivrdmad's directory (direct_event.c); without the socket,
+ * or in a guest, they go through the owners' event threads.
+ */
+static int direct_events_open(struct ivrdma_context *ctx, enum ivt_backend backend)
+{
+	ctx->event_relay = getenv("IVRDMA_EVENT_RELAY") != NULL;
+	if (backend != IVT_BACKEND_HOST ||
+	    snprintf(ctx->dir, sizeof(ctx->dir), "%s", daemon_dir()) >= (int)sizeof(ctx->dir))
+		return -1;
+	return socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+}
+
+/*
  * The node whose socket a host process joins through: the host's, unless
  * IVRDMA_NODE names a VM's (a process standing in for that VM, as the
  * migration tests do; ivrdmad takes one such process per VM).
@@ -283,6 +298,8 @@ static void release_context(struct ivrdma_context *ctx)
 		ivt_detach(ctx->transport);
 	if (ctx->async_wr >= 0)
 		close(ctx->async_wr);
+	if (ctx->event_sock >= 0)
+		close(ctx->event_sock);
 	ivrdma_pages_release(ctx);
 	free(ctx->rq_done);
 	pthread_mutex_destroy(&ctx->async_lock);
@@ -329,6 +346,7 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	if (!ctx)
 		return NULL;
 	ctx->async_wr = -1;
+	ctx->event_sock = direct_events_open(ctx, opts.backend);
 	ctx->uffd = IVRDMA_UFFD_UNOPENED;
 	pthread_mutex_init(&ctx->async_lock, NULL);
 	pthread_mutex_init(&ctx->mr_lock, NULL);

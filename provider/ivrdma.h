@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/un.h>
 
 #include "cq_producer.h"
 #include "recv_take.h"
@@ -16,7 +17,6 @@
 #include "verbs_abi.h"
 
 #define IVRDMA_IBDEV_PREFIX "ivrdma"
-#define IVRDMA_DEFAULT_DIR  "/run/ivrdma"
 #define IVRDMA_PORT_NUM	    1
 #define IVRDMA_GID_TBL_LEN  1 /* one GID per node: what the sysfs tree lists */
 #define IVRDMA_PKEY_TBL_LEN 1 /* the default partition only */
@@ -34,6 +34,9 @@ struct ivrdma_context {
 	struct ivrdma_region region; /* validated copy of the header's geometry */
 	uint32_t node;		     /* my node's index in the directory */
 	int async_wr;		     /* provider's end of async_fd: events are written here */
+	int event_sock;	  /* host: sends completion events to channels by path (direct_event.c) */
+	bool event_relay; /* IVRDMA_EVENT_RELAY: my producers ring owners as before (benchmarks) */
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* ivrdmad's, where channels are */
 	atomic_uint next_pd_handle;
 	uint16_t peer_id;
 	uint32_t owner_tag;	    /* tags my slots and chunks; ivrdmad reclaims by it */
@@ -175,6 +178,7 @@ struct ivrdma_cq {
 	bool overflow_reported;	     /* IBV_EVENT_CQ_ERR posted (events.c) */
 	struct ibv_pd *parent;	     /* its parent domain (cq_ex.c), held until destroyed */
 	unsigned int async_posted;   /* its async events written (under ctx->async_lock) */
+	uint64_t channel_id;	     /* its channel's, published in the slot; 0: none */
 };
 
 /* A bind of a memory window, as a WR carries it (mw.c). */
@@ -435,6 +439,20 @@ struct ibv_srq *ivrdma_pd_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr
 struct ibv_srq *ivrdma_pd_create_srq_ex(struct ibv_context *context,
 					struct ibv_srq_init_attr_ex *attr);
 int ivrdma_pd_destroy_srq(struct ibv_srq *srq);
+
+/*
+ * direct_event.c: completion events sent by the producer to a host
+ * process's channel. publish and withdraw: the owner, at create and
+ * destroy (publish stores 0 for a channel that is no such socket).
+ * direct_post: a producer whose CQE fired the arming; true if the event
+ * was posted (by it or the owner's event thread), false if the owner's
+ * doorbell must ring. channel_send: one event to channel 'id'.
+ */
+void ivrdma_cq_direct_publish(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
+			      struct ibv_comp_channel *ch);
+void ivrdma_cq_direct_withdraw(struct ivrdma_cq *cq);
+bool ivrdma_cq_direct_post(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s);
+bool ivrdma_channel_send(struct ivrdma_context *ctx, uint64_t id, uint64_t cq_handle);
 
 /* slots.c: object slots and ring chunks owned by this context */
 int64_t ivrdma_slot_alloc(struct ivrdma_context *ctx, const struct ivrdma_table *t);

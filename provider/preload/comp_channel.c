@@ -5,12 +5,15 @@
  * libibverbs makes a completion channel with a kernel command on cmd_fd; a
  * host process has no kernel driver behind ivrdma0, so that command fails
  * (see design.md). Preloaded (`ivrdma env` sets LD_PRELOAD), this library
- * answers ibv_create_comp_channel() for ivrdma devices with a pipe opened
- * read-write: the application reads completion events from it exactly as
- * from the kernel's channel (struct ib_uverbs_comp_event_desc records), and
- * the provider, holding the same fd, writes them. libibverbs' own
- * ibv_destroy_comp_channel() closes the fd and frees the channel, which is
- * all it needs. Every other device goes to libibverbs untouched.
+ * answers ibv_create_comp_channel() for ivrdma devices with a datagram
+ * socket at a path in ivrdmad's directory (common/channel_path.h): the
+ * application reads completion events from it exactly as from the
+ * kernel's channel (struct ib_uverbs_comp_event_desc records, one a read),
+ * and producers in any host process send them to its path
+ * (provider/direct_event.c). ibv_destroy_comp_channel() removes the path
+ * before libibverbs closes the fd and frees the channel. Where there is
+ * no such directory, the channel is a pipe the provider writes into.
+ * Every other device goes to libibverbs untouched.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -19,7 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "channel_path.h"
 
 typedef struct ibv_comp_channel *(*create_channel_fn)(struct ibv_context *);
 
@@ -44,11 +51,18 @@ static int is_ivrdma(struct ibv_context *context)
 	return name && strncmp(name, "ivrdma", 6) == 0;
 }
 
+static const char *daemon_dir(void)
+{
+	const char *dir = getenv("IVRDMA_DIR");
+
+	return dir && *dir ? dir : IVRDMA_DEFAULT_DIR;
+}
+
 /*
  * One fd that both reads and writes the same pipe: while the channel is
  * open it is its own writer, so reads block instead of seeing end-of-file.
  */
-static int open_channel_fd(void)
+static int open_pipe_fd(void)
 {
 	char path[64];
 	int p[2], fd, saved;
@@ -62,6 +76,42 @@ static int open_channel_fd(void)
 	close(p[1]);
 	errno = saved;
 	return fd;
+}
+
+/*
+ * A datagram socket at DIR/channels/<id>, <id> my pid and 32 random bits.
+ * Not connected: a connected datagram socket takes datagrams from its
+ * peer only. Readable and writable by all who reach it: the directory's
+ * permissions say who does. -1 if the directory is not there.
+ */
+static int open_socket_fd(void)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		struct sockaddr_un a;
+		uint32_t r;
+		uint64_t id;
+		socklen_t len;
+		int fd, saved;
+
+		if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+			return -1;
+		id = (uint64_t)getpid() << 32 | r;
+		len = ivrdma_channel_addr(&a, daemon_dir(), id);
+		fd = len ? socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
+		if (fd < 0)
+			return -1;
+		if (bind(fd, (struct sockaddr *)&a, len) == 0) {
+			if (chmod(a.sun_path, 0666) == 0)
+				return fd;
+			unlink(a.sun_path);
+		}
+		saved = errno;
+		close(fd);
+		errno = saved;
+		if (saved != EADDRINUSE)
+			return -1;
+	}
+	return -1;
 }
 
 __attribute__((visibility("default"))) struct ibv_comp_channel *
@@ -78,7 +128,9 @@ ibv_create_comp_channel(struct ibv_context *context)
 	channel = malloc(sizeof(*channel));
 	if (!channel)
 		return NULL;
-	channel->fd = open_channel_fd();
+	channel->fd = open_socket_fd();
+	if (channel->fd < 0)
+		channel->fd = open_pipe_fd();
 	if (channel->fd < 0) {
 		free(channel);
 		return NULL;
@@ -86,4 +138,28 @@ ibv_create_comp_channel(struct ibv_context *context)
 	channel->context = context;
 	channel->refcnt = 0;
 	return channel;
+}
+
+typedef int (*destroy_channel_fn)(struct ibv_comp_channel *);
+
+/* A channel of mine goes with its path, once libibverbs has let it go. */
+__attribute__((visibility("default"))) int
+ibv_destroy_comp_channel(struct ibv_comp_channel *channel)
+{
+	static destroy_channel_fn real;
+	struct sockaddr_un a;
+	uint64_t id = channel && channel->context && is_ivrdma(channel->context)
+			  ? ivrdma_channel_id(channel->fd, daemon_dir())
+			  : 0;
+	int rc;
+
+	if (!real)
+		real = (destroy_channel_fn)dlvsym(RTLD_NEXT, "ibv_destroy_comp_channel",
+						  "IBVERBS_1.0");
+	if (!real)
+		return ENOSYS;
+	rc = real(channel);
+	if (!rc && id && ivrdma_channel_addr(&a, daemon_dir(), id))
+		unlink(a.sun_path);
+	return rc;
 }

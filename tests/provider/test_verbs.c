@@ -17,10 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <infiniband/verbs.h>
 
+#include "channel_path.h"
 #include "check.h"
 
 struct expected {
@@ -366,7 +368,12 @@ static void check_comp_channel(struct ibv_context *ctx)
 {
 	int before = count_fds();
 	struct ibv_comp_channel *ch;
-	uint64_t in = 0x1122334455667788ull, out = 0;
+	uint64_t in = 0x1122334455667788ull, out = 0, id;
+	const char *dir = getenv("IVRDMA_DIR");
+	struct sockaddr_un a;
+	char dirname[sizeof(a.sun_path) + 16];
+	struct stat st;
+	socklen_t len;
 
 	errno = 0;
 	ch = ibv_create_comp_channel(ctx);
@@ -380,11 +387,23 @@ static void check_comp_channel(struct ibv_context *ctx)
 	}
 	REQUIRE(ch && ch->fd >= 0, "preloaded ibv_create_comp_channel: %s", strerror(errno));
 	CHECK(ch->context == ctx && ch->refcnt == 0, "channel fields");
-	CHECK(write(ch->fd, &in, sizeof(in)) == sizeof(in), "post an event record");
+	/* A datagram socket at DIR/channels/<pid, random>: a record sent there is read whole. */
+	dir = dir && *dir ? dir : IVRDMA_DEFAULT_DIR;
+	snprintf(dirname, sizeof(dirname), "%s/" IVRDMA_CHANNEL_DIR, dir);
+	id = ivrdma_channel_id(ch->fd, dir);
+	len = ivrdma_channel_addr(&a, dir, id);
+	REQUIRE(id >> 32 == (uint64_t)getpid() && len,
+		"the channel is a socket in ivrdmad's directory");
+	CHECK(stat(a.sun_path, &st) == 0 && S_ISSOCK(st.st_mode) && stat(dirname, &st) == 0 &&
+		  (st.st_mode & 07777) == (S_ISVTX | S_ISGID | 0700),
+	      "its directory takes the sockets' permissions (0600 here): %o", st.st_mode & 07777);
+	CHECK(sendto(ch->fd, &in, sizeof(in), 0, (struct sockaddr *)&a, len) == sizeof(in),
+	      "post an event record");
 	CHECK(read(ch->fd, &out, sizeof(out)) == sizeof(out) && out == in, "read it back");
 	check_channel_refs(ctx, ch);
 	CHECK(ibv_destroy_comp_channel(ch) == 0, "destroy");
 	CHECK(count_fds() == before, "destroy closed the channel's fd");
+	CHECK(stat(a.sun_path, &st) < 0 && errno == ENOENT, "destroy removed its path");
 }
 
 /* An RC QP connected to itself: a send lands in its own receive. */

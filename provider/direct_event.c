@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Completion events with one wakeup.
+ *
+ * A host process's completion channel is a datagram socket at a path in
+ * ivrdmad's directory (common/channel_path.h, made by the preload). A CQ
+ * on such a channel publishes the channel's id and its ibv_cq's address in
+ * its slot; the producer whose CQE fires the arming sends the event to
+ * that path itself, and the thread asleep in ibv_get_cq_event wakes: no
+ * doorbell, no relay through the owner's event thread.
+ *
+ * One event per arming still (ivrdma_layout.h, "Completion events"):
+ * whoever takes EVENT off the flags posts it, the producer here as the
+ * event thread there. A producer that took it and cannot send (it is in a
+ * VM, or in another mount namespace, where the path is not the channel's;
+ * or the channel's queue is full) puts EVENT back and rings the doorbell,
+ * as before.
+ *
+ * The event names the ibv_cq by address, so none may be sent once
+ * ibv_destroy_cq has returned: a producer counts itself in the slot's
+ * direct_senders before it reads the id, and the owner withdraws the id,
+ * then waits until no producer is between reading and sending (the two
+ * sides of a store-buffering pair, each a sequentially consistent RMW).
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "channel_path.h"
+#include "ivrdma.h"
+#include "shm_atomic.h"
+
+/* A producer that stopped between reading the id and sending: the owner waits this long. */
+#define WITHDRAW_WAIT_NS 1000000000ull
+
+void ivrdma_cq_direct_publish(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
+			      struct ibv_comp_channel *ch)
+{
+	struct ivrdma_cq_slot *s = cq->view.slot;
+
+	/* A slot's earlier owner may have died with its id published: always store. */
+	cq->channel_id = ch && ctx->event_sock >= 0 ? ivrdma_channel_id(ch->fd, ctx->dir) : 0;
+	shm_store_relaxed64(&s->cq_handle, (uintptr_t)&cq->vcq.cq);
+	shm_store_release64(&s->channel_id, cq->channel_id);
+}
+
+void ivrdma_cq_direct_withdraw(struct ivrdma_cq *cq)
+{
+	struct ivrdma_cq_slot *s = cq->view.slot;
+	uint64_t deadline;
+
+	if (!cq->channel_id)
+		return;
+	shm_exchange_seq_cst64(&s->channel_id, 0); /* withdraw, then look: pairs with the count */
+	deadline = ivrdma_now_ns() + WITHDRAW_WAIT_NS;
+	while (shm_load_acquire32(&s->direct_senders)) {
+		if (ivrdma_now_ns() > deadline) {
+			ivrdma_dbg("CQ %u: a producer stopped while sending it an event", cq->slot);
+			break;
+		}
+		sched_yield();
+	}
+}
+
+bool ivrdma_channel_send(struct ivrdma_context *ctx, uint64_t id, uint64_t cq_handle)
+{
+	struct ib_uverbs_comp_event_desc desc = {.cq_handle = cq_handle};
+	struct sockaddr_un a;
+	socklen_t len = ivrdma_channel_addr(&a, ctx->dir, id);
+
+	return ctx->event_sock >= 0 && len &&
+	       sendto(ctx->event_sock, &desc, sizeof(desc), MSG_DONTWAIT | MSG_NOSIGNAL,
+		      (struct sockaddr *)&a, len) == (ssize_t)sizeof(desc);
+}
+
+bool ivrdma_cq_direct_post(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s)
+{
+	const uint32_t ev = IVRDMA_CQ_EVENT;
+	bool posted = false;
+	uint64_t id;
+
+	if (ctx->event_relay || ctx->event_sock < 0 || !shm_load_relaxed64(&s->channel_id))
+		return false;
+	shm_fetch_add_seq_cst32(&s->direct_senders, 1); /* count, then read the id */
+	id = shm_load_acquire64(&s->channel_id);
+	/* An overflow's IBV_EVENT_CQ_ERR comes from the owner: ring it. */
+	if (id && !(shm_load_acquire32(&s->flags) & IVRDMA_CQ_OVERFLOW)) {
+		if (!(shm_fetch_and32(&s->flags, ~ev) & ev))
+			posted = true; /* the event thread took it: a doorbell woke it */
+		else if (ivrdma_channel_send(ctx, id, shm_load_relaxed64(&s->cq_handle)))
+			posted = true;
+		else
+			shm_fetch_or32(&s->flags, ev); /* the event thread posts it */
+	}
+	shm_fetch_sub32(&s->direct_senders, 1);
+	return posted;
+}
