@@ -4,15 +4,18 @@
  * DIR/channels (common/channel_path.h): ivrdmad makes it with the
  * permissions of its sockets, so that reaching a channel takes what using
  * the region takes, and removes the channels of processes that died
- * without destroying them.
+ * without destroying them: a path nobody is bound to any more refuses a
+ * connection (a pid would not do: a process in another PID namespace
+ * names its channels with a pid ivrdmad does not see).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "channel_path.h"
@@ -43,7 +46,25 @@ static mode_t dir_mode(uint32_t socket_mode)
 	return m;
 }
 
-/* Removes the channels whose process is gone. Returns how many. */
+/* Is the channel socket at 'path' left over (its file's socket closed)? */
+static bool abandoned(const char *path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int probe, rc;
+
+	if (strlen(path) >= sizeof(a.sun_path))
+		return false;
+	strcpy(a.sun_path, path);
+	probe = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (probe < 0)
+		return false;
+	/* A datagram connect sends nothing: it only finds the bound socket, or not. */
+	rc = connect(probe, (struct sockaddr *)&a, sizeof(a));
+	close(probe);
+	return rc < 0 && errno == ECONNREFUSED;
+}
+
+/* Removes the channels nobody holds any more. Returns how many. */
 static unsigned int sweep(const char *path)
 {
 	char file[PATH_MAX];
@@ -54,13 +75,10 @@ static unsigned int sweep(const char *path)
 	if (!dir)
 		return 0;
 	while ((e = readdir(dir))) {
-		uint64_t id = ivrdma_channel_name_id(e->d_name);
-		pid_t pid = (pid_t)(id >> 32);
-
-		if (!id || pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+		if (!ivrdma_channel_name_id(e->d_name) ||
+		    snprintf(file, sizeof(file), "%s/%s", path, e->d_name) >= (int)sizeof(file))
 			continue;
-		if (snprintf(file, sizeof(file), "%s/%s", path, e->d_name) < (int)sizeof(file) &&
-		    unlink(file) == 0)
+		if (abandoned(file) && unlink(file) == 0)
 			n++;
 	}
 	closedir(dir);
@@ -95,7 +113,7 @@ void channels_tick(struct daemon *d)
 	d->channels_swept_ms = monotonic_ms();
 	n = sweep(path);
 	if (n)
-		log_debug("removed %u completion channel(s) of processes gone", n);
+		log_debug("removed %u completion channel(s) nobody held", n);
 }
 
 void channels_close(struct daemon *d)
