@@ -234,13 +234,15 @@ expect_counters() {
 check_watch() {
 	local port spid cpid wrc=0
 	port=$(free_port) || fail "no server port"
-	stock ibv_rc_pingpong -d ivrdma0 -s 4096 -n 100000000 -p "$port" >"$dir/pp-server.out" 2>&1 &
+	# timeout: kill reaches stock's subshells, and the pingpongs below them end by themselves.
+	stock timeout 30 ibv_rc_pingpong -d ivrdma0 -s 4096 -n 100000000 -p "$port" \
+		>"$dir/pp-server.out" 2>&1 &
 	spid=$!
 	for _ in $(seq 50); do
 		ss -ltn 2>/dev/null | grep ":$port " >/dev/null && break
 		sleep 0.1
 	done
-	stock ibv_rc_pingpong -d ivrdma0 -s 4096 -n 100000000 -p "$port" 127.0.0.1 \
+	stock timeout 30 ibv_rc_pingpong -d ivrdma0 -s 4096 -n 100000000 -p "$port" 127.0.0.1 \
 		>"$dir/pp-client.out" 2>&1 &
 	cpid=$!
 	for _ in $(seq 100); do # the two are pinging
