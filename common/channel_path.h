@@ -28,6 +28,14 @@
 #define IVRDMA_CHANNEL_DIR    "channels"
 #define IVRDMA_CHANNEL_ID_LEN 16 /* hex digits */
 
+/* ivrdmad's directory, where its sockets and the channels are: IVRDMA_DIR, or the default. */
+static inline const char *ivrdma_daemon_dir(void)
+{
+	const char *dir = getenv("IVRDMA_DIR");
+
+	return dir && *dir ? dir : IVRDMA_DEFAULT_DIR;
+}
+
 /* The address of channel 'id' under daemon directory 'dir': its length, or 0 if too long. */
 static inline socklen_t ivrdma_channel_addr(struct sockaddr_un *a, const char *dir, uint64_t id)
 {

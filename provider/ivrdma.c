@@ -164,13 +164,6 @@ static int open_async_pair(struct ivrdma_context *ctx)
 	return 0;
 }
 
-static const char *daemon_dir(void)
-{
-	const char *dir = getenv("IVRDMA_DIR");
-
-	return dir && *dir ? dir : IVRDMA_DEFAULT_DIR;
-}
-
 /*
  * A host process sends completion events to other host processes'
  * channels, in ivrdmad's directory (direct_event.c); without the socket,
@@ -179,8 +172,8 @@ static const char *daemon_dir(void)
 static int direct_events_open(struct ivrdma_context *ctx, enum ivt_backend backend)
 {
 	ctx->event_relay = getenv("IVRDMA_EVENT_RELAY") != NULL;
-	if (backend != IVT_BACKEND_HOST ||
-	    snprintf(ctx->dir, sizeof(ctx->dir), "%s", daemon_dir()) >= (int)sizeof(ctx->dir))
+	if (backend != IVT_BACKEND_HOST || snprintf(ctx->dir, sizeof(ctx->dir), "%s",
+						    ivrdma_daemon_dir()) >= (int)sizeof(ctx->dir))
 		return -1;
 	return socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 }
@@ -253,7 +246,7 @@ static int choose_backend(int *cmd_fd, struct ivt_options *opts, char *path, siz
 	if (*cmd_fd < 0)
 		return -errno;
 	opts->backend = IVT_BACKEND_HOST;
-	if (snprintf(path, len, "%s/%s.sock", daemon_dir(), socket_node()) >= (int)len)
+	if (snprintf(path, len, "%s/%s.sock", ivrdma_daemon_dir(), socket_node()) >= (int)len)
 		return -ENAMETOOLONG;
 	return 0;
 }

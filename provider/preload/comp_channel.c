@@ -51,13 +51,6 @@ static int is_ivrdma(struct ibv_context *context)
 	return name && strncmp(name, "ivrdma", 6) == 0;
 }
 
-static const char *daemon_dir(void)
-{
-	const char *dir = getenv("IVRDMA_DIR");
-
-	return dir && *dir ? dir : IVRDMA_DEFAULT_DIR;
-}
-
 /*
  * One fd that both reads and writes the same pipe: while the channel is
  * open it is its own writer, so reads block instead of seeing end-of-file.
@@ -96,7 +89,7 @@ static int open_socket_fd(void)
 		if (getrandom(&r, sizeof(r), 0) != sizeof(r))
 			return -1;
 		id = (uint64_t)getpid() << 32 | r;
-		len = ivrdma_channel_addr(&a, daemon_dir(), id);
+		len = ivrdma_channel_addr(&a, ivrdma_daemon_dir(), id);
 		fd = len ? socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0) : -1;
 		if (fd < 0)
 			return -1;
@@ -149,7 +142,7 @@ ibv_destroy_comp_channel(struct ibv_comp_channel *channel)
 	static destroy_channel_fn real;
 	struct sockaddr_un a;
 	uint64_t id = channel && channel->context && is_ivrdma(channel->context)
-			  ? ivrdma_channel_id(channel->fd, daemon_dir())
+			  ? ivrdma_channel_id(channel->fd, ivrdma_daemon_dir())
 			  : 0;
 	int rc;
 
@@ -159,7 +152,7 @@ ibv_destroy_comp_channel(struct ibv_comp_channel *channel)
 	if (!real)
 		return ENOSYS;
 	rc = real(channel);
-	if (!rc && id && ivrdma_channel_addr(&a, daemon_dir(), id))
+	if (!rc && id && ivrdma_channel_addr(&a, ivrdma_daemon_dir(), id))
 		unlink(a.sun_path);
 	return rc;
 }

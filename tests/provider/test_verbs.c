@@ -369,7 +369,7 @@ static void check_comp_channel(struct ibv_context *ctx)
 	int before = count_fds();
 	struct ibv_comp_channel *ch;
 	uint64_t in = 0x1122334455667788ull, out = 0, id;
-	const char *dir = getenv("IVRDMA_DIR");
+	const char *dir = ivrdma_daemon_dir();
 	struct sockaddr_un a;
 	char dirname[sizeof(a.sun_path) + 16];
 	struct stat st;
@@ -388,7 +388,6 @@ static void check_comp_channel(struct ibv_context *ctx)
 	REQUIRE(ch && ch->fd >= 0, "preloaded ibv_create_comp_channel: %s", strerror(errno));
 	CHECK(ch->context == ctx && ch->refcnt == 0, "channel fields");
 	/* A datagram socket at DIR/channels/<pid, random>: a record sent there is read whole. */
-	dir = dir && *dir ? dir : IVRDMA_DEFAULT_DIR;
 	snprintf(dirname, sizeof(dirname), "%s/" IVRDMA_CHANNEL_DIR, dir);
 	id = ivrdma_channel_id(ch->fd, dir);
 	len = ivrdma_channel_addr(&a, dir, id);
