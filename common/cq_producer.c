@@ -13,6 +13,7 @@
 #include <infiniband/verbs.h>
 
 #include "cq_producer.h"
+#include "recv_take.h"
 #include "shm_atomic.h"
 
 atomic_int ivrdma_cq_test_stop;
@@ -131,21 +132,13 @@ static bool cq_gone(const struct ivrdma_cq_view *v)
 	       shm_load_acquire32(&v->slot->hdr.seq) != v->seq;
 }
 
-/* The intent's word in another state: its generation and receive index stay. */
-static void intent_state(struct ivrdma_cqe_intent *in, enum ivrdma_intent_state state)
-{
-	uint64_t w = shm_load_relaxed64(&in->word); /* mine: only I store it */
-
-	shm_store_release64(&in->word, IVRDMA_INTENT_AS(w, state));
-}
-
 /* The intent says which ticket is about to be CASed: written before the CAS. */
 static void intent_reserving(struct ivrdma_cqe_intent *in, uint64_t p)
 {
 	if (!in)
 		return;
 	shm_store_relaxed64(&in->ticket, p);
-	intent_state(in, IVRDMA_INTENT_RESERVING);
+	ivrdma_intent_to(in, IVRDMA_INTENT_RESERVING);
 }
 
 /*
@@ -241,7 +234,7 @@ static int push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e, struct ivr
 			break;
 	}
 	if (in) {
-		intent_state(in, IVRDMA_INTENT_CLAIMED);
+		ivrdma_intent_to(in, IVRDMA_INTENT_CLAIMED);
 		ivrdma_cq_test_stop_at(3);
 	}
 	return cq_publish(v, &ring[p & mask], p, e);
@@ -284,6 +277,6 @@ int ivrdma_cq_push_intent(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e,
 {
 	int rc = push(v, e, in, id);
 
-	intent_state(in, IVRDMA_INTENT_IDLE);
+	ivrdma_intent_to(in, IVRDMA_INTENT_IDLE);
 	return rc;
 }

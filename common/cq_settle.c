@@ -100,7 +100,7 @@ static bool settle_qp(const struct ivrdma_region *r, uint32_t idx, uint16_t peer
 	e.qp_num = in.qp_num;
 	e.src_qp = shm_load_relaxed32(&qs->qpn);
 	e.slid = lid;
-	e.rq_ticket = ivrdma_take_rq_ticket(&in, in.word);
+	e.rq_ticket = ivrdma_take_rq_ticket(&in);
 	rc = settle(&v, &in, idx + 1, &e);
 	if (rc == IVRDMA_CQ_PUSH_WAKE)
 		wake(arg, ivrdma_owner_peer(v.owner));

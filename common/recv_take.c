@@ -76,28 +76,17 @@ uint64_t ivrdma_take_begin(const struct ivrdma_rq_taker *t, struct ivrdma_ring_i
 
 void ivrdma_take_held(const struct ivrdma_rq_taker *t)
 {
-	uint64_t w;
-
 	if (!t->intent)
 		return;
 	ivrdma_cq_test_stop_at(4);
-	w = shm_load_relaxed64(&t->intent->word);
-	shm_store_release64(&t->intent->word, IVRDMA_INTENT_AS(w, IVRDMA_INTENT_TAKEN));
+	ivrdma_intent_to(t->intent, IVRDMA_INTENT_TAKEN);
 	ivrdma_cq_test_stop_at(1);
-}
-
-void ivrdma_intent_idle(struct ivrdma_cqe_intent *in)
-{
-	uint64_t w =
-	    shm_load_relaxed64(&in->word); /* mine (a successor only writes TAKEN, as I would) */
-
-	shm_store_release64(&in->word, IVRDMA_INTENT_AS(w, IVRDMA_INTENT_IDLE));
 }
 
 void ivrdma_take_none(const struct ivrdma_rq_taker *t)
 {
 	if (t->intent)
-		ivrdma_intent_idle(t->intent);
+		ivrdma_intent_to(t->intent, IVRDMA_INTENT_IDLE);
 }
 
 /* The cons word of the ring an intent names, if that QP or SRQ still lives; else NULL. */
@@ -142,9 +131,9 @@ bool ivrdma_take_settle(const struct ivrdma_region *r, uint32_t idx, uint64_t *w
 	return IVRDMA_INTENT_STATE(*word) == IVRDMA_INTENT_TAKEN;
 }
 
-uint64_t ivrdma_take_rq_ticket(const struct ivrdma_cqe_intent *in, uint64_t word)
+uint64_t ivrdma_take_rq_ticket(const struct ivrdma_cqe_intent *in)
 {
 	if (in->ring & IVRDMA_RING_SRQ_BIT)
 		return 0;
-	return IVRDMA_RQ_TICKET(in->ring_seq, IVRDMA_INTENT_INDEX(word));
+	return IVRDMA_RQ_TICKET(in->ring_seq, IVRDMA_INTENT_INDEX(in->word));
 }

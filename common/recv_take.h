@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "region.h"
+#include "shm_atomic.h"
 
 /* Who takes: 'id' goes into the cons word (IVRDMA_RQ_CONS). */
 struct ivrdma_rq_taker {
@@ -43,8 +44,17 @@ uint64_t ivrdma_take_begin(const struct ivrdma_rq_taker *t, struct ivrdma_ring_i
 void ivrdma_take_held(const struct ivrdma_rq_taker *t);
 void ivrdma_take_none(const struct ivrdma_rq_taker *t);
 
-/* No receive under way: IDLE, the generation kept (a successor's CAS cannot hit a later take). */
-void ivrdma_intent_idle(struct ivrdma_cqe_intent *in);
+/*
+ * My intent's word in another state, its generation and receive index
+ * kept (a successor's CAS cannot hit a later take). The word is mine: a
+ * successor only ever writes TAKEN over TAKING, as I would.
+ */
+static inline void ivrdma_intent_to(struct ivrdma_cqe_intent *in, enum ivrdma_intent_state state)
+{
+	uint64_t w = shm_load_relaxed64(&in->word);
+
+	shm_store_release64(&in->word, IVRDMA_INTENT_AS(w, state));
+}
 
 /*
  * The successor's duty alone, for a CAS of cons from w that is not a take
@@ -60,6 +70,6 @@ void ivrdma_take_record_predecessor(const struct ivrdma_region *r, struct ivrdma
 bool ivrdma_take_settle(const struct ivrdma_region *r, uint32_t idx, uint64_t *word);
 
 /* The CQE's rq_ticket of the receive an intent holds (IVRDMA_RQ_TICKET, 0 from an SRQ). */
-uint64_t ivrdma_take_rq_ticket(const struct ivrdma_cqe_intent *in, uint64_t word);
+uint64_t ivrdma_take_rq_ticket(const struct ivrdma_cqe_intent *in);
 
 #endif

@@ -869,7 +869,7 @@ static void exec_enter(struct ivrdma_qp *qp)
  */
 static void exec_leave(struct ivrdma_qp *qp)
 {
-	ivrdma_intent_idle(&qp->s->intent);
+	ivrdma_intent_to(&qp->s->intent, IVRDMA_INTENT_IDLE);
 	shm_store_release64(&qp->s->exec_seq, ++qp->exec_seq);
 }
 
