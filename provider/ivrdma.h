@@ -478,6 +478,7 @@ int ivrdma_rq_take(struct ivrdma_rq_view *v, const struct ivrdma_rq_taker *t,
 		   struct ivrdma_recv_wqe *out, uint64_t *index, ivrdma_rq_usable_fn *usable,
 		   const void *arg);
 void ivrdma_rq_drop_all(struct ivrdma_rq_view *v);
+void ivrdma_rq_prefetch(const struct ivrdma_rq_view *v);
 void ivrdma_rq_taken_at_least(struct ivrdma_rq_view *v, uint64_t taken);
 
 /*

@@ -1045,12 +1045,23 @@ static void track_pending(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
 	pthread_mutex_unlock(&ctx->pending_lock);
 }
 
+/* Will wr, at the head of an idle send queue, take a receive of the connected QP? */
+static bool takes_receive(const struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
+{
+	if (qp->sq_count || (qp->vqp.qp.qp_type != IBV_QPT_RC && qp->vqp.qp.qp_type != IBV_QPT_UC))
+		return false;
+	return wr->opcode == IBV_WR_SEND || wr->opcode == IBV_WR_SEND_WITH_IMM ||
+	       wr->opcode == IBV_WR_SEND_WITH_INV || wr->opcode == IBV_WR_RDMA_WRITE_WITH_IMM;
+}
+
 int ivrdma_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_send_wr **bad_wr)
 {
 	struct ivrdma_qp *qp = to_iqp(ibqp);
 	int rc = 0;
 
 	pthread_mutex_lock(&qp->sq_lock);
+	if (takes_receive(qp, wr))
+		ivrdma_rq_prefetch(&qp->peer.rq);
 	for (; wr; wr = wr->next) {
 		rc = check_wr(qp, wr);
 		if (rc) {

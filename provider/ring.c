@@ -168,9 +168,7 @@ static int rq_next(struct ivrdma_rq_view *v, uint64_t *w, struct ivrdma_recv_wqe
  *
  * The owner stores prod on every post, so reading it costs a cache line
  * from the owner each time. What this view last saw of it is enough while
- * it is ahead of cons: the entries below it were published by then. And
- * a receive posted that long ago stays untouched until the ring wraps:
- * the next one is fetched now, off the path of the next message.
+ * it is ahead of cons: the entries below it were published by then.
  */
 int ivrdma_rq_take(struct ivrdma_rq_view *v, const struct ivrdma_rq_taker *t,
 		   struct ivrdma_recv_wqe *out, uint64_t *index, ivrdma_rq_usable_fn *usable,
@@ -184,14 +182,28 @@ int ivrdma_rq_take(struct ivrdma_rq_view *v, const struct ivrdma_rq_taker *t,
 
 		if (shm_cas64(v->cons, &w, ivrdma_take_begin(t, v->id, w, out->wr_id))) {
 			ivrdma_take_held(t);
-			if (ivrdma_rq_ahead(v->prod_seen, c + 1) > 0)
-				__builtin_prefetch(rq_entry(v, c + 1));
 			*index = c;
 			return out->num_sge <= v->max_sge ? 1 : -EPROTO;
 		}
 	}
 	ivrdma_take_none(t);
 	return rc;
+}
+
+/*
+ * An initiator about to take the next receive fetches its entry early,
+ * so that the cache miss overlaps the work before the take. Fetching it
+ * any earlier, after the take before, is in vain: the owner reposting
+ * the entries next to it takes their lines back (and the CPU's own
+ * prefetcher, seeing the owner's stores walk the ring, takes the next
+ * ones too). A hint only: the take reads the entry again.
+ */
+void ivrdma_rq_prefetch(const struct ivrdma_rq_view *v)
+{
+	uint64_t c = IVRDMA_RQ_CONS_INDEX(shm_load_relaxed64(v->cons));
+
+	if (v->ring && ivrdma_rq_ahead(v->prod_seen, c) > 0)
+		__builtin_prefetch(rq_entry(v, c));
 }
 
 /*
