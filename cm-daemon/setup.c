@@ -40,6 +40,7 @@
 #define DEFAULT_DIR	"/run/ivrdma"
 #define CDEV_DIR	"/dev/infiniband" /* fixed in libibverbs (RDMA_CDEV_DIR) */
 #define DEFAULT_CDEV	"ivrdma0"	  /* the guest driver's command device has this name */
+#define HOST_CDEV	"ivrdma_host"	  /* the driver's host-mode one (its parameter host=1) */
 #define IBDEV_NAME	"ivrdma0"	  /* the provider matches names starting "ivrdma" */
 #define UVERBS_ABI	6		  /* IB_USER_VERBS_ABI_VERSION, what the provider accepts */
 #define PROVIDER_SO	"libivrdma-rdmav34.so"
@@ -180,11 +181,12 @@ static int query_host_node(struct node_ident *id)
 /* --- the node's identity, in a guest ---------------------------------------- */
 
 /*
- * Whether /dev/infiniband/<cdev> is the guest driver's command device; if
- * so, ivshmem gets the path of the ivshmem device behind it. Returns 1, 0
- * (not a guest's), or -1 after a message (the driver's, but unusable).
+ * What /dev/infiniband/<cdev> is: the guest driver's command device (then
+ * ivshmem gets the path of the ivshmem device behind it), the driver's
+ * host-mode one, or neither. Returns an enum ivt_cmd_device, or -1 after a
+ * message (the driver's, but unusable).
  */
-static int guest_device(const char *cdev, char *ivshmem, size_t len)
+static int cmd_device(const char *cdev, char *ivshmem, size_t len)
 {
 	char path[PATH_MAX], err[256] = "";
 	int fd, rc;
@@ -192,7 +194,7 @@ static int guest_device(const char *cdev, char *ivshmem, size_t len)
 	snprintf(path, sizeof(path), "%s/%s", CDEV_DIR, cdev);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return IVT_CMD_OTHER;
 	rc = ivt_guest_cmd_device(fd, ivshmem, len, err, sizeof(err));
 	close(fd);
 	if (rc < 0) {
@@ -322,6 +324,25 @@ static int make_dirs(const char *root, const char *cdev)
 	    (int)sizeof(path))
 		return fail("path too long: %s", root);
 	return mkdirs(path);
+}
+
+/*
+ * One command device per tree: when setup moves between /dev/null's node
+ * and the driver's host-mode device, the entry of the other goes, or
+ * libibverbs would list ivrdma0 twice.
+ */
+static void remove_uverbs(const char *root, const char *cdev)
+{
+	static const char *const files[] = {"ibdev", "dev", "abi_version"};
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (snprintf(path, sizeof(path), "%s/class/infiniband_verbs/%s/%s", root, cdev,
+			     files[i]) < (int)sizeof(path))
+			unlink(path);
+	if (snprintf(path, sizeof(path), "%s/class/infiniband_verbs/%s", root, cdev) <
+	    (int)sizeof(path))
+		rmdir(path);
 }
 
 /* class/infiniband_verbs: what libibverbs' sysfs scan reads. */
@@ -454,11 +475,11 @@ int ivrdma_cmd_setup(int argc, char **argv)
 	    {"cdev", required_argument, NULL, 'c'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *cdev = DEFAULT_CDEV;
+	const char *cdev = NULL;
 	char root[PATH_MAX], ivshmem[64];
 	struct node_ident id = {.peer = -1};
 	dev_t rdev;
-	int c, guest;
+	int c, kind;
 
 	if (default_sysfs(root, sizeof(root)))
 		return 1;
@@ -472,17 +493,24 @@ int ivrdma_cmd_setup(int argc, char **argv)
 	}
 	if (optind != argc)
 		return usage(SETUP_USAGE);
-	guest = guest_device(cdev, ivshmem, sizeof(ivshmem));
-	if (guest < 0)
+	kind = cmd_device(cdev ? cdev : DEFAULT_CDEV, ivshmem, sizeof(ivshmem));
+	if (!cdev)
+		cdev = kind == IVT_CMD_OTHER && cmd_device(HOST_CDEV, NULL, 0) == IVT_CMD_HOST
+			   ? HOST_CDEV
+			   : DEFAULT_CDEV;
+	if (kind < 0)
 		return 1;
-	if ((guest ? query_guest_node(ivshmem, &id) : query_host_node(&id)) ||
+	if ((kind == IVT_CMD_GUEST ? query_guest_node(ivshmem, &id) : query_host_node(&id)) ||
 	    ensure_cdev(cdev, &rdev) || make_dirs(root, cdev) || write_ibdev(root, &id) ||
 	    write_port(&id, root) || write_uverbs(root, cdev, rdev))
 		return 1;
+	remove_uverbs(root, strcmp(cdev, HOST_CDEV) ? HOST_CDEV : DEFAULT_CDEV);
 	printf("%s: node %s, LID %u, sysfs tree %s, command device %s/%s", IBDEV_NAME, id.name,
 	       id.lid, root, CDEV_DIR, cdev);
-	if (guest)
+	if (kind == IVT_CMD_GUEST)
 		printf(" (guest: %s, IVPosition %d)", ivshmem, id.peer);
+	else if (!strcmp(cdev, HOST_CDEV))
+		printf(" (the driver's: completion channels without LD_PRELOAD)");
 	putchar('\n');
 	return 0;
 }
@@ -612,8 +640,9 @@ static int print_env(const char *sysfs, const char *provider)
 	print_export("SYSFS_PATH", root);
 	if (have)
 		print_export("RDMAV_DRIVERS", prefix);
-	/* A guest's command device makes completion channels itself. */
-	if (preload[0] && guest_device(DEFAULT_CDEV, dev, sizeof(dev)) == 0)
+	/* The driver's command devices (a guest's, the host-mode one) make completion channels. */
+	if (preload[0] && cmd_device(DEFAULT_CDEV, dev, sizeof(dev)) == IVT_CMD_OTHER &&
+	    cmd_device(HOST_CDEV, NULL, 0) == IVT_CMD_OTHER)
 		print_export("LD_PRELOAD", preload);
 	return 0;
 }

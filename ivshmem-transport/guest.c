@@ -283,12 +283,14 @@ int ivt_guest_cmd_device(int fd, char *path, size_t len, char *err, size_t errle
 
 	if (ioctl(fd, IVRDMA_CMD_IOC_INFO, &info) < 0) {
 		if (errno == ENOTTY || errno == EINVAL || errno == EBADF)
-			return 0;
+			return IVT_CMD_OTHER;
 		return ivt_fail(err, errlen, -errno, "the command device: %s", strerror(errno));
 	}
 	if (info.abi_version != IVRDMA_IVSHMEM_ABI_VERSION)
 		return ivt_fail(err, errlen, -EPROTO, "driver ABI %u, expected %u",
 				info.abi_version, IVRDMA_IVSHMEM_ABI_VERSION);
+	if (info.flags & IVRDMA_CMD_INFO_HOST)
+		return IVT_CMD_HOST;
 	if (snprintf(path, len, "/dev/ivshmem%u", info.index) >= (int)len)
 		return ivt_fail(err, errlen, -ENAMETOOLONG, "path buffer too small");
 	if (stat(path, &st) < 0)
@@ -297,7 +299,7 @@ int ivt_guest_cmd_device(int fd, char *path, size_t len, char *err, size_t errle
 		return ivt_fail(err, errlen, -ENODEV,
 				"%s is not the device behind the command device (%u:%u)", path,
 				info.ivshmem_major, info.ivshmem_minor);
-	return 1;
+	return IVT_CMD_GUEST;
 }
 
 const struct ivt_backend_ops ivt_guest_ops = {

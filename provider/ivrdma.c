@@ -227,22 +227,25 @@ static int set_identity(struct ivrdma_context *ctx)
  * (/dev/infiniband/ivrdmaN), which tells which /dev/ivshmemN carries the
  * region: the context attaches there, my peer ID is the VM's IVPosition,
  * and cmd_fd stays (it makes real completion channels). Anywhere else the
- * context is a client of ivrdmad's host.sock and cmd_fd is replaced.
+ * context is a client of ivrdmad's host.sock; cmd_fd stays if it is the
+ * driver's host-mode command device (ivrdma_host), else it is replaced.
  */
 static int choose_backend(int *cmd_fd, struct ivt_options *opts, char *path, size_t len)
 {
 	char err[256] = "";
-	int rc = *cmd_fd >= 0 ? ivt_guest_cmd_device(*cmd_fd, path, len, err, sizeof(err)) : 0;
+	int rc = *cmd_fd >= 0 ? ivt_guest_cmd_device(*cmd_fd, path, len, err, sizeof(err))
+			      : IVT_CMD_OTHER;
 
 	if (rc < 0) {
 		ivrdma_dbg("%s", err);
 		return rc;
 	}
-	if (rc == 1) {
+	if (rc == IVT_CMD_GUEST) {
 		opts->backend = IVT_BACKEND_GUEST;
 		return 0;
 	}
-	*cmd_fd = replace_cmd_fd(*cmd_fd);
+	if (rc == IVT_CMD_OTHER)
+		*cmd_fd = replace_cmd_fd(*cmd_fd);
 	if (*cmd_fd < 0)
 		return -errno;
 	opts->backend = IVT_BACKEND_HOST;

@@ -47,6 +47,11 @@ module_param(cmd_mode, ushort, 0444);
 MODULE_PARM_DESC(cmd_mode,
 		 "Permissions of /dev/infiniband/ivrdmaN (default 0660: owner and group)");
 
+static bool host;
+module_param(host, bool, 0444);
+MODULE_PARM_DESC(host,
+		 "Also make /dev/infiniband/ivrdma_host: completion channels for host processes, no ivshmem device needed (default off)");
+
 static uint channel_depth = 1024;
 module_param(channel_depth, uint, 0644);
 MODULE_PARM_DESC(channel_depth,
@@ -59,6 +64,7 @@ struct ivrdma_cmd_dev {
 	char nodename[40];
 	int index;
 	dev_t ivshmem_devt;
+	u32 info_flags;			/* IVRDMA_CMD_INFO_* */
 	struct rw_semaphore lock;	/* read: a command; write: removal */
 	bool dead;
 };
@@ -277,6 +283,7 @@ static long cmd_ioc_info(struct ivrdma_cmd_dev *cdev, void __user *argp)
 		.ivshmem_minor = MINOR(cdev->ivshmem_devt),
 		.channel_depth = clamp_t(unsigned int, READ_ONCE(channel_depth),
 					 1, CHANNEL_DEPTH_MAX),
+		.flags = cdev->info_flags,
 	};
 	bool dead;
 
@@ -328,22 +335,16 @@ static const struct file_operations cmd_fops = {
 	.llseek = no_llseek,
 };
 
-struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
-				      dev_t ivshmem_devt)
+/* Registers the misc device of @cdev, whose name is set; frees it on failure. */
+static struct ivrdma_cmd_dev *cmd_register(struct ivrdma_cmd_dev *cdev,
+					   struct device *parent)
 {
-	struct ivrdma_cmd_dev *cdev;
 	int ret;
 
-	cdev = kzalloc(sizeof(*cdev), GFP_KERNEL);
-	if (!cdev)
-		return ERR_PTR(-ENOMEM);
 	kref_init(&cdev->ref);
 	init_rwsem(&cdev->lock);
-	cdev->index = index;
-	cdev->ivshmem_devt = ivshmem_devt;
-	snprintf(cdev->name, sizeof(cdev->name), "ivrdma%d", index);
-	snprintf(cdev->nodename, sizeof(cdev->nodename), "infiniband/ivrdma%d",
-		 index);
+	snprintf(cdev->nodename, sizeof(cdev->nodename), "infiniband/%s",
+		 cdev->name);
 	cdev->misc.minor = MISC_DYNAMIC_MINOR;
 	cdev->misc.name = cdev->name;
 	cdev->misc.nodename = cdev->nodename;
@@ -356,6 +357,53 @@ struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
 		return ERR_PTR(ret);
 	}
 	return cdev;
+}
+
+struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
+				      dev_t ivshmem_devt)
+{
+	struct ivrdma_cmd_dev *cdev = kzalloc(sizeof(*cdev), GFP_KERNEL);
+
+	if (!cdev)
+		return ERR_PTR(-ENOMEM);
+	cdev->index = index;
+	cdev->ivshmem_devt = ivshmem_devt;
+	snprintf(cdev->name, sizeof(cdev->name), "ivrdma%d", index);
+	return cmd_register(cdev, parent);
+}
+
+/*
+ * The host-mode command device: its channels are the same files as a
+ * guest's, written by the owner's event thread when a producer rings
+ * (producers in other processes cannot reach an anon-inode file).
+ */
+static struct ivrdma_cmd_dev *host_cdev;
+
+int ivrdma_cmd_host_init(void)
+{
+	struct ivrdma_cmd_dev *cdev;
+
+	if (!host)
+		return 0;
+	cdev = kzalloc(sizeof(*cdev), GFP_KERNEL);
+	if (!cdev)
+		return -ENOMEM;
+	cdev->info_flags = IVRDMA_CMD_INFO_HOST;
+	snprintf(cdev->name, sizeof(cdev->name), "ivrdma_host");
+	cdev = cmd_register(cdev, NULL);
+	if (IS_ERR(cdev))
+		return PTR_ERR(cdev);
+	host_cdev = cdev;
+	pr_info("/dev/%s: completion channels for host processes\n",
+		cdev->nodename);
+	return 0;
+}
+
+void ivrdma_cmd_host_exit(void)
+{
+	if (host_cdev)
+		ivrdma_cmd_remove(host_cdev);
+	host_cdev = NULL;
 }
 
 void ivrdma_cmd_remove(struct ivrdma_cmd_dev *cdev)

@@ -19,6 +19,15 @@ struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
 				      dev_t ivshmem_devt);
 
 /*
+ * Registers /dev/infiniband/ivrdma_host if the module parameter host is
+ * set (else does nothing). Returns 0 or a negative errno.
+ */
+int ivrdma_cmd_host_init(void);
+
+/* Removes /dev/infiniband/ivrdma_host, if it was registered. */
+void ivrdma_cmd_host_exit(void);
+
+/*
  * Removes the node; open command files fail every command with ENODEV
  * from now on, channels already made keep working.
  */

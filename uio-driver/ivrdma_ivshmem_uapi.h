@@ -144,6 +144,12 @@ struct ivrdma_ivshmem_hold {
  * which /dev/ivshmemN carries the region (compare st_rdev). After unbind
  * or hot-unplug commands and IOC_INFO fail with ENODEV; channels already
  * made keep working (they belong to their files, not to the device).
+ *
+ * With the module parameter host=1 there is also /dev/infiniband/ivrdma_host,
+ * a command device with no ivshmem device behind it
+ * (IVRDMA_CMD_INFO_HOST): host processes, which reach the region through
+ * ivrdmad's host.sock, get their completion channels from it instead of
+ * from the preload library.
  */
 struct ivrdma_cmd_info {
 	__u32 abi_version;	/* IVRDMA_IVSHMEM_ABI_VERSION */
@@ -151,8 +157,12 @@ struct ivrdma_cmd_info {
 	__u32 ivshmem_major;	/* device numbers of /dev/ivshmemN */
 	__u32 ivshmem_minor;
 	__u32 channel_depth;	/* records a completion channel queues */
-	__u32 reserved[3];
+	__u32 flags;		/* IVRDMA_CMD_INFO_* */
+	__u32 reserved[2];
 };
+
+/* The host-mode command device: index and ivshmem_* are 0. */
+#define IVRDMA_CMD_INFO_HOST	(1u << 0)
 
 #define IVRDMA_CMD_IOC_INFO \
 	_IOR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x20, struct ivrdma_cmd_info)

@@ -878,7 +878,25 @@ static struct pci_driver ivshm_driver = {
 	.probe = ivshm_probe,
 	.remove = ivshm_remove,
 };
-module_pci_driver(ivshm_driver);
+static int __init ivshm_init(void)
+{
+	int ret = pci_register_driver(&ivshm_driver);
+
+	if (ret)
+		return ret;
+	ret = ivrdma_cmd_host_init();
+	if (ret)
+		pci_unregister_driver(&ivshm_driver);
+	return ret;
+}
+module_init(ivshm_init);
+
+static void __exit ivshm_exit(void)
+{
+	ivrdma_cmd_host_exit();
+	pci_unregister_driver(&ivshm_driver);
+}
+module_exit(ivshm_exit);
 
 MODULE_AUTHOR("ivrdma");
 MODULE_DESCRIPTION("QEMU ivshmem device for ivrdma: WB-cached BAR2 mmap, MSI-X to eventfd");

@@ -120,14 +120,20 @@ int ivt_process_control(struct ivt *t);
  */
 int ivt_reconnect(struct ivt *t);
 
+/* What ivt_guest_cmd_device() found behind a command device fd. */
+enum ivt_cmd_device {
+	IVT_CMD_OTHER = 0, /* not the driver's: any other file, e.g. a host's /dev/null */
+	IVT_CMD_GUEST = 1, /* a guest's /dev/infiniband/ivrdmaN, over /dev/ivshmemN */
+	IVT_CMD_HOST = 2,  /* the driver's /dev/infiniband/ivrdma_host: channels only */
+};
+
 /*
- * Guest backend: whether fd is the verbs command device of the driver
- * (/dev/infiniband/ivrdmaN of ivrdma_ivshmem.ko). If it is, writes the
- * path of the ivshmem device behind it (/dev/ivshmemN, checked by its
- * device numbers) to path, the attach path for IVT_BACKEND_GUEST. Returns
- * 1 (ours), 0 (not ours: any other file, e.g. a host's /dev/null), or
- * -errno with a message in err (ours, but unusable: -ENODEV after the
- * device was unbound or unplugged).
+ * Whether fd is a verbs command device of the driver (ivrdma_ivshmem.ko).
+ * For a guest's (/dev/infiniband/ivrdmaN), writes the path of the ivshmem
+ * device behind it (/dev/ivshmemN, checked by its device numbers) to
+ * path, the attach path for IVT_BACKEND_GUEST. Returns an enum
+ * ivt_cmd_device, or -errno with a message in err (the driver's, but
+ * unusable: -ENODEV after the device was unbound or unplugged).
  */
 int ivt_guest_cmd_device(int fd, char *path, size_t len, char *err, size_t errlen);
 
