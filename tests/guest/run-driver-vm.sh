@@ -4,7 +4,11 @@
 #
 #   run-driver-vm.sh --test basics|robust --ivrdmad PATH --ivrdma PATH
 #                    --drvtest PATH --helper PATH --module PATH
-#                    [--kernel PATH] [--keep]
+#                    [--daemon-dir DIR] [--kernel PATH] [--keep]
+#
+# --daemon-dir: the VM joins the ivrdmad already serving DIR (with a VM
+#   vm1 and a region of 4 GiB or more), which the test neither starts nor
+#   stops: the package test's service (tests/package/).
 #
 # basics: a host peer (guest-host-peer) writes a pattern into a chunk; the
 #   guest attaches through the transport's guest backend, its IVPosition
@@ -47,7 +51,7 @@ helper_pid=''
 
 usage() {
 	echo "usage: run-driver-vm.sh --test basics|robust --ivrdmad PATH --ivrdma PATH" \
-		"--drvtest PATH --helper PATH --module PATH [--kernel PATH] [--keep]" >&2
+		"--drvtest PATH --helper PATH --module PATH [--daemon-dir DIR] [--kernel PATH] [--keep]" >&2
 	exit 2
 }
 
@@ -60,6 +64,7 @@ parse_args() {
 		--drvtest) drvtest=${2:-}; shift 2 ;;
 		--helper) helper=${2:-}; shift 2 ;;
 		--module) module=${2:-}; shift 2 ;;
+		--daemon-dir) daemon_dir=${2:-}; shift 2 ;;
 		--kernel) kernel=${2:-}; shift 2 ;;
 		--keep) keep=1; shift ;;
 		*) usage ;;
@@ -83,7 +88,7 @@ find_kernel() {
 
 start_helper() {
 	local line
-	background "$helper" --socket "$work/host.sock" --vector $VECTOR --len $LEN \
+	background "$helper" --socket "$daemon_dir/host.sock" --vector $VECTOR --len $LEN \
 		--expect-seed $WSEED --ring-back $WVECTOR --race \
 		--timeout $((BUDGET - 10)) </dev/null >"$work/helper.out" 2>"$work/helper.err" &
 	helper_pid=$!
@@ -113,7 +118,7 @@ start_vm() {
 # ivrdmad's view while the VM is up: vm1 active with the guest's peer ID.
 check_status_active() {
 	local json="$work/status.json"
-	"$ivrdma" --dir "$work" status --json >"$json" || fail "ivrdma status --json failed"
+	"$ivrdma" --dir "$daemon_dir" status --json >"$json" || fail "ivrdma status --json failed"
 	jq -e --arg vm "$VM" --argjson g "$guest_pos" '
 		(.nodes[] | select(.name == $vm)) as $v
 		| $v.state == "active" and ($v.peers | index($g)) != null
@@ -164,7 +169,10 @@ main() {
 	check_tools jq cpio busybox timeout setpriv mkfifo
 	check_module "$module"
 	vm_lib_init ivrdma-drv
-	start_daemon "$ivrdmad" "$ivrdma" "$REGION_SIZE" "$VM"
+	if [ -z "$daemon_dir" ]; then
+		daemon_dir=$work
+		start_daemon "$ivrdmad" "$ivrdma" "$REGION_SIZE" "$VM"
+	fi
 	"run_$test_name"
 	log "PASS in $(elapsed)s"
 }

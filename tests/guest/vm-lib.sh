@@ -25,6 +25,7 @@ work='' shm='' keep=${keep:-0} kernel=${kernel:-} janitor_pid=''
 supervised=()
 daemon_opts=() # more options for ivrdmad (start_daemon), e.g. --addr vm1=IP
 daemon_pids=() # every ivrdmad started (start_daemon, start_daemon_at)
+daemon_dir=''  # where vm_boot's VMs find their sockets: $work unless set
 # Per VM: QEMU's PID, its console's fd, and its console logs: more than one
 # once it migrated (vm_incoming, vm_migrated), oldest first.
 declare -A vm_pid=() vm_console=() vm_logs=()
@@ -247,7 +248,7 @@ start_daemon_at() {
 vm_boot() {
 	local name=$1 initrd=$2 append=$3
 	shift 3
-	qemu_start "$name" "$initrd" "$append" -chardev socket,path="$work/$name.sock",id=iv \
+	qemu_start "$name" "$initrd" "$append" -chardev socket,path="${daemon_dir:-$work}/$name.sock",id=iv \
 		-device ivshmem-doorbell,id=ivrdma,chardev=iv,vectors="$VECTORS" "$@"
 	log "QEMU $name started (kernel $kernel)"
 }

@@ -163,6 +163,26 @@ service_phase() {
 	journalctl -u ivrdmad.service --no-pager -o cat | sed 's/^/  /' | tail -n 12
 }
 
+# The service as a user sets it up for a VM: vm1 in /etc/default/ivrdmad
+# and a region large enough that the guest's BAR2 lands above 4 GiB
+# (write-back, tests/guest/run-driver-vm.sh), then a restart. The host
+# side then starts the VM on /run/ivrdma/vm1.sock.
+service_vm_phase() {
+	sed -i -e 's/^IVRDMAD_VMS=.*/IVRDMAD_VMS="vm1"/' -e 's/^IVRDMAD_SIZE=.*/IVRDMAD_SIZE="4G"/' \
+		/etc/default/ivrdmad
+	systemctl start ivrdmad.service
+	systemctl is-active ivrdmad.service || fail "ivrdmad.service did not start with vm1 and 4G"
+	ivrdma status | head -n 4
+	[[ -S /run/ivrdma/vm1.sock ]] || fail "no /run/ivrdma/vm1.sock"
+}
+
+# The VM came and went: the service saw it, and stops cleanly.
+service_vm_end_phase() {
+	journalctl -u ivrdmad.service --no-pager -o cat | grep -i 'vm1' | sed 's/^/  /' | tail -n 4
+	systemctl stop ivrdmad.service
+	[[ ! -e /dev/shm/ivrdma && ! -e /run/ivrdma/host.sock ]] || fail "the stopped service left its region or sockets"
+}
+
 # ivrdma-dkms with the real DKMS: added on installation, built and
 # installed for a Debian kernel whose headers are there (as the kernel
 # packages' hook does), removed with the package. This root runs on the
@@ -222,6 +242,8 @@ case ${1:-} in
 install) install_phase ;;
 run) run_phase ;;
 service) service_phase ;;
+service-vm) service_vm_phase ;;
+service-vm-end) service_vm_end_phase ;;
 dkms) dkms_phase ;;
-*) fail "usage: in-chroot.sh install|run|service|dkms" ;;
+*) fail "usage: in-chroot.sh install|run|service|service-vm|service-vm-end|dkms" ;;
 esac

@@ -11,17 +11,19 @@
 #
 # With the four programs of the guest driver test (tests/guest/), the
 # module DKMS built boots in a QEMU guest, if /boot has the kernel it was
-# built for, and passes that test (run-driver-vm.sh --test basics).
+# built for, and passes that test (run-driver-vm.sh --test basics) on the
+# ivrdmad the package's service runs.
 #
 # The chroot runs in its own mount and PID namespaces (its /proc, a
 # private /dev/shm and /run: the region and the sockets never touch the
 # machine's), and the verbs programs in their own network namespace (a
 # private loopback: no port is shared with anything else). When the test
 # ends, however it ends, the namespaces' processes are killed and their
-# mounts vanish with them; the root directory is removed. Then, where
-# systemd-nspawn is installed, the same root boots with systemd and
-# in-chroot.sh checks ivrdmad.service as the package installed it. Last,
+# mounts vanish with them; the root directory is removed. Then
 # ivrdma-dkms goes in with DKMS and a Debian kernel's headers, and out.
+# Last, where systemd-nspawn is installed, the same root boots with
+# systemd and in-chroot.sh checks ivrdmad.service as the package installed
+# it, then the service serves a QEMU VM running the module DKMS built.
 set -euo pipefail
 
 src=${1:?usage: run-package-test.sh SOURCE_DIR WORK_DIR CACHE_DIR}
@@ -133,8 +135,28 @@ keep_downloads
 step "run the installed files"
 in_chroot run private
 
+step "ivrdma-dkms with DKMS and linux-headers-amd64 (apt)"
+in_chroot dkms
+keep_downloads
+
+# Whether the module DKMS built can boot here: in a guest of the kernel it
+# was built for, with the guest test's programs (tests/guest/).
+kver=$(cat "$root/root/pkg-test/out/kver")
+vm_test=
+if [[ $# -lt 7 ]]; then
+	step "no guest test programs given: the DKMS-built module is not booted"
+elif [[ ! -r /boot/vmlinuz-$kver ]]; then
+	step "no /boot/vmlinuz-$kver (linux-image-amd64 is older or newer than its headers): the DKMS-built module is not booted"
+else
+	vm_test=1
+fi
+
 # The same root booted with systemd: the service as installed (enabled by
-# the package, started at boot), restarted with new settings and stopped.
+# the package, started at boot), restarted with new settings and stopped;
+# then serving a real VM (QEMU, on this machine, joins the service's
+# vm1.sock through the container's root), whose guest runs the module DKMS
+# built (run-driver-vm.sh --test basics: the region's bytes both ways,
+# doorbells both ways, ivrdma status shows the VM).
 if command -v systemd-nspawn >/dev/null; then
 	step "boot the root with systemd (systemd-nspawn) and use ivrdmad.service"
 	systemd-nspawn -q -D "$root" --register=no --keep-unit -M "ivrdma-pkg-$$" \
@@ -160,6 +182,14 @@ if command -v systemd-nspawn >/dev/null; then
 		systemctl is-system-running --wait 2>/dev/null || true)
 	echo "system: ${state:-not up}"
 	inside /bin/bash /root/pkg-test/in-chroot.sh service
+	if [[ -n $vm_test ]]; then
+		step "ivrdmad.service serving a VM that runs the DKMS-built module (run-driver-vm.sh --test basics)"
+		inside /bin/bash /root/pkg-test/in-chroot.sh service-vm
+		bash "$src/tests/guest/run-driver-vm.sh" --test basics --ivrdmad "$4" --ivrdma "$5" \
+			--drvtest "$6" --helper "$7" --module "$root/root/pkg-test/out/ivrdma_ivshmem.ko" \
+			--kernel "/boot/vmlinuz-$kver" --daemon-dir "/proc/$leader/root/run/ivrdma"
+		inside /bin/bash /root/pkg-test/in-chroot.sh service-vm-end
+	fi
 	kill -TERM "$nspawn_pid" # nspawn powers the container off: systemd stops every unit
 	for _ in $(seq 300); do
 		kill -0 "$nspawn_pid" 2>/dev/null || break
@@ -173,21 +203,11 @@ if command -v systemd-nspawn >/dev/null; then
 	nspawn_pid=
 else
 	step "no systemd-nspawn (systemd-container): the service is not run under systemd"
-fi
-step "ivrdma-dkms with DKMS and linux-headers-amd64 (apt)"
-in_chroot dkms
-keep_downloads
-
-# The module DKMS built, loaded in a guest of the kernel it was built for.
-kver=$(cat "$root/root/pkg-test/out/kver")
-if [[ $# -lt 7 ]]; then
-	step "no guest test programs given: the DKMS-built module is not booted"
-elif [[ ! -r /boot/vmlinuz-$kver ]]; then
-	step "no /boot/vmlinuz-$kver (linux-image-amd64 is older or newer than its headers): the DKMS-built module is not booted"
-else
-	step "the DKMS-built module in a guest of $kver (run-driver-vm.sh --test basics)"
-	bash "$src/tests/guest/run-driver-vm.sh" --test basics --ivrdmad "$4" --ivrdma "$5" \
-		--drvtest "$6" --helper "$7" --module "$root/root/pkg-test/out/ivrdma_ivshmem.ko" \
-		--kernel "/boot/vmlinuz-$kver"
+	if [[ -n $vm_test ]]; then
+		step "the DKMS-built module in a guest of $kver (run-driver-vm.sh --test basics)"
+		bash "$src/tests/guest/run-driver-vm.sh" --test basics --ivrdmad "$4" --ivrdma "$5" \
+			--drvtest "$6" --helper "$7" --module "$root/root/pkg-test/out/ivrdma_ivshmem.ko" \
+			--kernel "/boot/vmlinuz-$kver"
+	fi
 fi
 step "passed"
