@@ -200,9 +200,12 @@ int ivrdma_rq_take(struct ivrdma_rq_view *v, const struct ivrdma_rq_taker *t,
  */
 void ivrdma_rq_prefetch(const struct ivrdma_rq_view *v)
 {
-	uint64_t c = IVRDMA_RQ_CONS_INDEX(shm_load_relaxed64(v->cons));
+	uint64_t c;
 
-	if (v->ring && ivrdma_rq_ahead(v->prod_seen, c) > 0)
+	if (!v->ring)
+		return; /* no view (yet): not connected */
+	c = IVRDMA_RQ_CONS_INDEX(shm_load_relaxed64(v->cons));
+	if (ivrdma_rq_ahead(v->prod_seen, c) > 0)
 		__builtin_prefetch(rq_entry(v, c));
 }
 
