@@ -89,6 +89,12 @@ void ivrdma_take_none(const struct ivrdma_rq_taker *t)
 		ivrdma_intent_to(t->intent, IVRDMA_INTENT_IDLE);
 }
 
+/* A slot still holds the object of generation seq that an intent named. */
+static bool still_object(const struct ivrdma_obj_hdr *h, uint32_t seq)
+{
+	return shm_load_acquire32(&h->owner) && shm_load_acquire32(&h->seq) == seq;
+}
+
 /* The cons word of the ring an intent names, if that QP or SRQ still lives; else NULL. */
 static uint64_t *ring_cons(const struct ivrdma_region *r, struct ivrdma_ring_id id)
 {
@@ -97,16 +103,11 @@ static uint64_t *ring_cons(const struct ivrdma_region *r, struct ivrdma_ring_id 
 	if (id.ring & IVRDMA_RING_SRQ_BIT) {
 		struct ivrdma_srq_slot *s = ivrdma_table_entry(r, &r->srqs, idx);
 
-		return s && shm_load_acquire32(&s->hdr.owner) &&
-			       shm_load_acquire32(&s->hdr.seq) == id.seq
-			   ? &s->cons
-			   : NULL;
+		return s && still_object(&s->hdr, id.seq) ? &s->cons : NULL;
 	}
 	struct ivrdma_qp_slot *q = ivrdma_table_entry(r, &r->qps, idx);
 
-	return q && shm_load_acquire32(&q->hdr.owner) && shm_load_acquire32(&q->hdr.seq) == id.seq
-		   ? &q->rq_cons
-		   : NULL;
+	return q && still_object(&q->hdr, id.seq) ? &q->rq_cons : NULL;
 }
 
 bool ivrdma_take_settle(const struct ivrdma_region *r, uint32_t idx, uint64_t *word)

@@ -1062,16 +1062,26 @@ int ivrdma_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_sen
 	pthread_mutex_lock(&qp->sq_lock);
 	if (takes_receive(qp, wr))
 		ivrdma_rq_prefetch(&qp->peer.rq);
+	/*
+	 * A list runs as one execution (one exec_enter fence, not one per
+	 * WR), after the WRs before a bad one are queued, as they would have
+	 * run one by one; a list longer than the room left runs what is
+	 * queued to make room, as it would have.
+	 */
 	for (; wr; wr = wr->next) {
 		rc = check_wr(qp, wr);
+		if (rc == ENOMEM && qp->sq_count) {
+			run(qp);
+			rc = check_wr(qp, wr);
+		}
 		if (rc) {
 			*bad_wr = wr;
 			break;
 		}
 		enqueue(qp, wr);
 		IVRDMA_COUNT(qp, sq_posted, 1);
-		run(qp);
 	}
+	run(qp);
 	track_pending(to_ictx(ibqp->context), qp);
 	pthread_mutex_unlock(&qp->sq_lock);
 	return rc;
