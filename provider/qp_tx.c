@@ -1048,7 +1048,8 @@ static void track_pending(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
 /* Will wr, at the head of an idle send queue, take a receive of the connected QP? */
 static bool takes_receive(const struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 {
-	if (qp->sq_count || (qp->vqp.qp.qp_type != IBV_QPT_RC && qp->vqp.qp.qp_type != IBV_QPT_UC))
+	if (!wr || qp->sq_count ||
+	    (qp->vqp.qp.qp_type != IBV_QPT_RC && qp->vqp.qp.qp_type != IBV_QPT_UC))
 		return false;
 	return wr->opcode == IBV_WR_SEND || wr->opcode == IBV_WR_SEND_WITH_IMM ||
 	       wr->opcode == IBV_WR_SEND_WITH_INV || wr->opcode == IBV_WR_RDMA_WRITE_WITH_IMM;
