@@ -65,9 +65,8 @@ static struct ibv_qp *make_qp(struct bench *b)
 
 static void connect_qp(struct ibv_qp *qp, uint32_t dest, uint16_t lid)
 {
-	struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT,
-				.port_num = 1,
-				.qp_access_flags = IBV_ACCESS_REMOTE_WRITE};
+	struct ibv_qp_attr a = {
+	    .qp_state = IBV_QPS_INIT, .port_num = 1, .qp_access_flags = IBV_ACCESS_REMOTE_WRITE};
 
 	if (ibv_modify_qp(qp, &a,
 			  IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS))
@@ -107,8 +106,8 @@ static void open_bench(struct bench *b, const char *dev)
 	if (!b->buf || !b->pd || !b->send_cq || !b->recv_cq)
 		die("verbs resources");
 	memset(b->buf, 0, BUF_SIZE);
-	b->mr = ibv_reg_mr(b->pd, b->buf, BUF_SIZE,
-			   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+	b->mr =
+	    ibv_reg_mr(b->pd, b->buf, BUF_SIZE, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
 	if (!b->mr || ibv_query_port(b->ctx, 1, &port))
 		die("ibv_reg_mr");
 	b->qp[0] = make_qp(b);
@@ -189,8 +188,9 @@ static double run(struct bench *b, unsigned long n, int list)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: post_cost [-c CPU] [-n WRS] [-r REPS] [-l LIST] [-o write|send] [-d DEV]\n");
+	fprintf(
+	    stderr,
+	    "usage: post_cost [-c CPU] [-n WRS] [-r REPS] [-l LIST] [-o write|send] [-d DEV]\n");
 	exit(2);
 }
 
