@@ -231,7 +231,11 @@ check_contexts() { # check_contexts NAME R
 
 # Every connected RC QP of region R, in every sample: destination LID a
 # node of R, destination QPN a QP of R of another process whose own
-# destination is this QP (once both are connected); paired at least once.
+# destination is this QP (once both are connected). And each one's
+# destination seen at least once as an RC QP of R: connected back to it
+# (in any sample), or still connecting (INIT: openib's udcm connects the
+# two sides one after the other, and a job of a second may leave one
+# sample between them).
 check_qps() { # check_qps NAME R
 	awk -v name="$1" -v r="$2" '
 	function flush(  q, d) {
@@ -239,6 +243,8 @@ check_qps() { # check_qps NAME R
 			if (type[q] != 2 || state[q] < 2 || state[q] > 4)
 				continue
 			rc[pid[q] ":" q] = 1
+			dest[pid[q] ":" q] = dqpn[q] ":" q
+			conn[q ":" dqpn[q]] = 1
 			if (!(dlid[q] in lid))
 				bad = bad sprintf("%s: region %s: QP %d (pid %d) has destination LID %d, not a node of its region\n",
 					name, r, q, pid[q], dlid[q])
@@ -256,6 +262,8 @@ check_qps() { # check_qps NAME R
 					name, r, q, pid[q], d, type[d], pid[d], dqpn[d])
 			else if (state[d] >= 2 && state[d] <= 4)
 				paired[pid[q] ":" q] = 1
+			else
+				within[pid[q] ":" q] = 1
 		}
 		delete type; delete state; delete dlid; delete dqpn; delete pid
 	}
@@ -266,8 +274,8 @@ check_qps() { # check_qps NAME R
 		flush()
 		for (k in rc) {
 			n++
-			if (!(k in paired))
-				bad = bad sprintf("%s: region %s: RC QP pid:qpn %s never seen connected to its peer QP\n", name, r, k)
+			if (!(k in paired) && !(k in within) && !(dest[k] in conn))
+				bad = bad sprintf("%s: region %s: RC QP pid:qpn %s: its destination never seen as a QP of the region\n", name, r, k)
 		}
 		for (k in ud)
 			u++
@@ -275,7 +283,7 @@ check_qps() { # check_qps NAME R
 			l++
 		printf "%s", bad
 		if (bad == "")
-			printf "region %s: %d connected RC QPs (%d loopback), each paired with a QP of the region; %d UD QPs\n", r, n, l, u
+			printf "region %s: %d connected RC QPs (%d loopback), each with a QP of the region as its destination; %d UD QPs\n", r, n, l, u
 		exit bad != ""
 	}' "$dir/$1.$2.qps" >"$dir/$1.$2.qpsum" || { cat "$dir/$1.$2.qpsum" >&2; fail "$1: QPs of region $2 not all within it"; }
 	cat "$dir/$1.$2.qpsum"
