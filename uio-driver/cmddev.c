@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The verbs command device of ivrdma_ivshmem: /dev/infiniband/ivrdmaN.
+ * The verbs command device of ivrdma_ivshmem: /dev/infiniband/ivrdmaN, one
+ * per ivshmem device, and with the parameter host=1 also
+ * /dev/infiniband/ivrdma_host, which has no ivshmem device behind it and
+ * serves host processes (they reach the region through ivrdmad).
  *
  * libibverbs opens /dev/infiniband/<entry> as a context's cmd_fd and sends
  * it the kernel commands the provider does not handle itself. With no RDMA
@@ -16,7 +19,8 @@
  * A channel is a bounded ring of records owned by its file; it does not
  * refer to the device, so it outlives unbind and unplug. The command file
  * holds a reference to its command device, which is marked dead (every
- * command then fails with ENODEV) when the ivshmem device goes away.
+ * command then fails with ENODEV) when the ivshmem device goes away, or,
+ * for ivrdma_host, when the module is unloaded.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
