@@ -19,8 +19,8 @@
  * A channel is a bounded ring of records owned by its file; it does not
  * refer to the device, so it outlives unbind and unplug. The command file
  * holds a reference to its command device, which is marked dead (every
- * command then fails with ENODEV) when the ivshmem device goes away, or,
- * for ivrdma_host, when the module is unloaded.
+ * command then fails with ENODEV) when the ivshmem device goes away;
+ * ivrdma_host lives as long as the module, which open files keep loaded.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
