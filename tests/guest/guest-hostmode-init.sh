@@ -31,15 +31,6 @@ UVERBS=$DIR/sysfs/class/infiniband_verbs
 # shellcheck source=guest-lib.sh
 . /lib/ivr/guest-lib.sh
 
-wait_for() { # wait_for PATH: devtmpfs and ivrdmad make theirs asynchronously
-	w=0
-	while [ ! -e "$1" ] && [ $w -lt 100 ]; do
-		sleep 0.1
-		w=$((w + 1))
-	done
-	[ -e "$1" ] || { echo "no $1"; return 1; }
-}
-
 driver() {
 	insmod $MODULE host=1 || return 1
 	wait_for $HOST_CMD || return 1
@@ -78,18 +69,12 @@ env_check() { # env_check yes|no: whether LD_PRELOAD is wanted
 	[ $has = "$1" ] || { echo "LD_PRELOAD exported: $has, want $1"; return 1; }
 }
 
-# listening: the server listens on TCP port 18515 (0x4853); not a socket
-# of an earlier round in TIME_WAIT.
-listening() {
-	awk '$4 == "0A" && $2 ~ /:4853$/ { f = 1 } END { exit !f }' /proc/net/tcp
-}
-
 # pingpong SIZE: ibv_rc_pingpong -e -c, server and client, in the environment.
 pingpong() {
 	timeout 60 ibv_rc_pingpong -d ivrdma0 -e -c -s "$1" -n 100 >/tmp/server.out 2>&1 &
 	server=$!
 	w=0
-	while ! listening && [ $w -lt 100 ]; do
+	while ! listening 18515 && [ $w -lt 100 ]; do # ibv_rc_pingpong's port
 		sleep 0.1
 		w=$((w + 1))
 	done

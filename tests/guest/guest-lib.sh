@@ -2,7 +2,8 @@
 # What every /init of the guest test images shares (busybox sh), sourced
 # from /lib/ivr/guest-lib.sh (build-initramfs.sh puts it there): the
 # mounts, result lines, kernel command line parameters, steps, the wait
-# for "go" on the console and the power-off.
+# for "go" on the console, the waits for a path or a listening port, and
+# the power-off.
 #
 # Every result line starts with "IVR-GUEST: <step>: "; the last line is
 # "IVR-GUEST: DONE" or "IVR-GUEST: FAIL <step> ...". Then the VM powers
@@ -73,4 +74,25 @@ wait_for_go() {
 	done
 	say "FAIL wait no 'go' on the console within ${limit}s"
 	finish
+}
+
+# wait_for PATH...: each path exists within 10 s in all (devtmpfs makes
+# nodes asynchronously, and daemons their sockets).
+wait_for() {
+	w=0
+	for p in "$@"; do
+		while [ ! -e "$p" ] && [ $w -lt 100 ]; do
+			sleep 0.1
+			w=$((w + 1))
+		done
+		[ -e "$p" ] || { echo "no $p"; return 1; }
+	done
+}
+
+# listening PORT: a TCP socket listens on it (IPv4 or IPv6); not one of an
+# earlier connection in TIME_WAIT.
+listening() {
+	hex=$(printf '%04X' "$1")
+	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+		awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }'
 }

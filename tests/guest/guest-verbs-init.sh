@@ -36,18 +36,6 @@ PORT=/run/ivrdma/sysfs/class/infiniband/ivrdma0/ports/1
 # shellcheck source=guest-lib.sh
 . /lib/ivr/guest-lib.sh
 
-# wait_for PATH...: devtmpfs creates nodes asynchronously.
-wait_for() {
-	w=0
-	for p in "$@"; do
-		while [ ! -e "$p" ] && [ $w -lt 100 ]; do
-			sleep 0.1
-			w=$((w + 1))
-		done
-		[ -e "$p" ] || { echo "no $p"; return 1; }
-	done
-}
-
 # udevd as an initramfs runs it (no systemd); its rules are 60-ivrdma.rules.
 start_udevd() {
 	$UDEVD --daemon --resolve-names=never || return 1
@@ -87,13 +75,6 @@ verbs_env() {
 		echo "ivrdma env wants LD_PRELOAD in a guest"
 		return 1
 	fi
-}
-
-# listening PORT: a TCP socket listens on it (IPv4 or IPv6).
-listening() {
-	hex=$(printf '%04X' "$1")
-	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-		awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }'
 }
 
 # report ID RC FILE: the output of a command, then its end.
