@@ -321,7 +321,7 @@ check_defaults() {
 	echo "region of $((size >> 20)) MiB:" \
 		"$(jq -c '.region | {qp_slots, cq_slots, srq_slots, mr_slots}' <<<"$st")"
 	if ((size >= 1 << 30)); then
-		jq -e '.region | .qp_slots >= 65535 and .cq_slots >= 65536 and .mr_slots >= 262144' \
+		jq -e '.region | .qp_slots >= 65536 and .cq_slots >= 65536 and .mr_slots >= 262144' \
 			<<<"$st" >/dev/null || fail "a region of $size bytes has too few slots"
 	fi
 	# Each first touch of a page costs a fault: registering a GiB takes
