@@ -229,13 +229,13 @@ static int push(struct ivrdma_cq_view *v, const struct ivrdma_cqe *e, struct ivr
 		if (!got)
 			return cq_overflow(v);
 		if (in)
-			ivrdma_cq_test_stop_at(2);
+			ivrdma_cq_test_stop_at(IVRDMA_TEST_STOP_RESERVED);
 		if (cq_claim(&ring[p & mask], p, mask, id))
 			break;
 	}
 	if (in) {
 		ivrdma_intent_to(in, IVRDMA_INTENT_CLAIMED);
-		ivrdma_cq_test_stop_at(3);
+		ivrdma_cq_test_stop_at(IVRDMA_TEST_STOP_CLAIMED);
 	}
 	return cq_publish(v, &ring[p & mask], p, e);
 }

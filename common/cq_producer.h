@@ -73,18 +73,25 @@ int ivrdma_cq_finish(struct ivrdma_cq_view *v, uint64_t p, uint64_t expect,
 bool ivrdma_cq_won(struct ivrdma_cq_view *v, uint64_t p);
 
 /*
- * Test only (tests/provider/test_cqe_death.c): a receive completion into
- * another participant's CQ stops its process (SIGSTOP) once the receive
- * is taken (1), after the CAS on prod (2), after the claim (3), or right
- * after the CAS that takes the receive, before TAKEN is stored (4). 0,
- * the default, is off: one relaxed load and a predictable branch.
+ * Test only (tests/provider/test_cqe_death.c): a producer stops its
+ * process (SIGSTOP) at one of these points of a completion into another
+ * participant's CQ, so that the test can kill it there. 0, the default,
+ * is off: one relaxed load and a predictable branch.
  */
+enum ivrdma_test_stop {
+	IVRDMA_TEST_STOP_TAKEN = 1,    /* the receive is taken */
+	IVRDMA_TEST_STOP_RESERVED = 2, /* after the CAS on prod */
+	IVRDMA_TEST_STOP_CLAIMED = 3,  /* after the claim */
+	IVRDMA_TEST_STOP_TOOK = 4,     /* right after the CAS that takes the receive */
+	IVRDMA_TEST_STOP_FIRED = 5,    /* the CQE fired the arming; its owner not yet told */
+	IVRDMA_TEST_STOP_SENDING = 6,  /* EVENT taken off, the direct event not yet sent */
+};
 extern atomic_int ivrdma_cq_test_stop;
 
-static inline void ivrdma_cq_test_stop_at(int at)
+static inline void ivrdma_cq_test_stop_at(enum ivrdma_test_stop at)
 {
 	if (__builtin_expect(atomic_load_explicit(&ivrdma_cq_test_stop, memory_order_relaxed), 0) &&
-	    atomic_load_explicit(&ivrdma_cq_test_stop, memory_order_relaxed) == at)
+	    atomic_load_explicit(&ivrdma_cq_test_stop, memory_order_relaxed) == (int)at)
 		raise(SIGSTOP);
 }
 

@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 #define IVRDMA_MAGIC	       0x31414d4452564931ULL /* "1IVRDMA1" */
-#define IVRDMA_LAYOUT_VERSION  10u
+#define IVRDMA_LAYOUT_VERSION  11u
 #define IVRDMA_HEADER_SIZE     4096u
 
 #define IVRDMA_MIN_REGION_SIZE (16ull << 20)
@@ -565,6 +565,14 @@ static_assert(sizeof(struct ivrdma_cqe) == 64, "CQE size");
  * producer can send to; provider/direct_event.c), or else, after the
  * producer rings the owner's IVRDMA_VEC_COMPLETION doorbell, the owner's
  * event thread.
+ *
+ * A producer that dies in between must not cost the owner its event. One
+ * that dies with EVENT set leaves it for the owner's event thread, which
+ * looks at its CQs on the control doorbell ivrdmad rings for every death.
+ * One that dies after taking EVENT off, before sending, left its tag in
+ * the slot's event_sender: the event thread posts the event for it (once
+ * more than the arming asked if the producer died after sending: a
+ * spurious wakeup, never a lost one).
  */
 enum ivrdma_cq_flags {
 	IVRDMA_CQ_OVERFLOW = 1u << 0,	     /* a producer found the ring full */
@@ -637,7 +645,14 @@ struct ivrdma_cq_slot {
 	 */
 	uint64_t channel_id;
 	uint64_t cq_handle;
-	uint8_t reserved1[16];
+	/*
+	 * The owner tag of a producer between taking EVENT off the flags and
+	 * sending the event (atomic: stored by it, cleared by it with a CAS;
+	 * 0: none). Should it die there, the owner's event thread finds the
+	 * tag dead and posts the event itself (provider/direct_event.c).
+	 */
+	uint32_t event_sender;
+	uint8_t reserved1[12];
 	uint64_t prod;		 /* atomic: CAS by every producer */
 	uint32_t flags;		 /* atomic: enum ivrdma_cq_flags */
 	uint32_t direct_senders; /* atomic: producers between reading channel_id and sending */
@@ -648,6 +663,7 @@ struct ivrdma_cq_slot {
 };
 static_assert(offsetof(struct ivrdma_cq_slot, cons) == 24, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, channel_id) == 32, "CQ slot layout");
+static_assert(offsetof(struct ivrdma_cq_slot, event_sender) == 48, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, prod) == 64, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, direct_senders) == 76, "CQ slot layout");
 static_assert(offsetof(struct ivrdma_cq_slot, flags) == 72, "CQ slot layout");

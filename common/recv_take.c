@@ -78,9 +78,9 @@ void ivrdma_take_held(const struct ivrdma_rq_taker *t)
 {
 	if (!t->intent)
 		return;
-	ivrdma_cq_test_stop_at(4);
+	ivrdma_cq_test_stop_at(IVRDMA_TEST_STOP_TOOK);
 	ivrdma_intent_to(t->intent, IVRDMA_INTENT_TAKEN);
-	ivrdma_cq_test_stop_at(1);
+	ivrdma_cq_test_stop_at(IVRDMA_TEST_STOP_TAKEN);
 }
 
 void ivrdma_take_none(const struct ivrdma_rq_taker *t)

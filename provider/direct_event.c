@@ -16,6 +16,10 @@
  * or the channel's queue is full) puts EVENT back and rings the doorbell,
  * as before.
  *
+ * A producer that dies between taking EVENT and sending does not lose the
+ * event: its tag stays in the slot's event_sender, and the owner's event
+ * thread, woken by ivrdmad's control doorbell for the death, posts it.
+ *
  * The event names the ibv_cq by address, so none may be sent once
  * ibv_destroy_cq has returned: a producer counts itself in the slot's
  * direct_senders before it reads the id, and the owner withdraws the id,
@@ -29,6 +33,7 @@
 #include <unistd.h>
 
 #include "channel_path.h"
+#include "cq_producer.h"
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
@@ -43,6 +48,7 @@ void ivrdma_cq_direct_publish(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
 	/* A slot's earlier owner may have died with its id published: always store. */
 	cq->channel_id = ch && ctx->event_sock >= 0 ? ivrdma_channel_id(ch->fd, ctx->dir) : 0;
 	shm_store_relaxed64(&s->cq_handle, (uintptr_t)&cq->vcq.cq);
+	shm_store_relaxed32(&s->event_sender, 0);
 	shm_store_release64(&s->channel_id, cq->channel_id);
 }
 
@@ -75,9 +81,33 @@ bool ivrdma_channel_send(struct ivrdma_context *ctx, uint64_t id, uint64_t cq_ha
 		      (struct sockaddr *)&a, len) == (ssize_t)sizeof(desc);
 }
 
-bool ivrdma_cq_direct_post(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s)
+/*
+ * Takes EVENT off the flags and sends the event, with my tag in the
+ * slot's event_sender meanwhile, so that the owner posts it should I die
+ * in between (ivrdma_layout.h, "Completion events"). True if the event
+ * was posted: by me, or by whoever took EVENT first.
+ */
+static bool take_and_send(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s, uint64_t id)
 {
 	const uint32_t ev = IVRDMA_CQ_EVENT;
+	uint32_t me = ctx->owner_tag;
+	bool posted = true;
+
+	shm_store_relaxed32(&s->event_sender, me); /* before the take: its RMW releases it */
+	if (shm_fetch_and32(&s->flags, ~ev) & ev) {
+		ivrdma_cq_test_stop_at(IVRDMA_TEST_STOP_SENDING);
+		if (!ivrdma_channel_send(ctx, id, shm_load_relaxed64(&s->cq_handle))) {
+			shm_fetch_or32(&s->flags, ev); /* the event thread posts it */
+			posted = false;
+		}
+	}
+	/* A later producer may have put its own tag: then it clears that. */
+	shm_cas32(&s->event_sender, &me, 0);
+	return posted;
+}
+
+bool ivrdma_cq_direct_post(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s)
+{
 	bool posted = false;
 	uint64_t id;
 
@@ -86,14 +116,22 @@ bool ivrdma_cq_direct_post(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s)
 	shm_fetch_add_seq_cst32(&s->direct_senders, 1); /* count, then read the id */
 	id = shm_load_acquire64(&s->channel_id);
 	/* An overflow's IBV_EVENT_CQ_ERR comes from the owner: ring it. */
-	if (id && !(shm_load_acquire32(&s->flags) & IVRDMA_CQ_OVERFLOW)) {
-		if (!(shm_fetch_and32(&s->flags, ~ev) & ev))
-			posted = true; /* the event thread took it: a doorbell woke it */
-		else if (ivrdma_channel_send(ctx, id, shm_load_relaxed64(&s->cq_handle)))
-			posted = true;
-		else
-			shm_fetch_or32(&s->flags, ev); /* the event thread posts it */
-	}
+	if (id && !(shm_load_acquire32(&s->flags) & IVRDMA_CQ_OVERFLOW))
+		posted = take_and_send(ctx, s, id);
 	shm_fetch_sub32(&s->direct_senders, 1);
 	return posted;
+}
+
+/*
+ * The owner's event thread, before it looks for EVENT: a producer that
+ * died between taking EVENT and sending left its tag in event_sender, and
+ * the event is due again. Under the events' lock.
+ */
+void ivrdma_cq_direct_recover(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s)
+{
+	uint32_t tag = shm_load_acquire32(&s->event_sender);
+
+	if (tag && !ivrdma_owner_alive(&ctx->region, tag, -1) &&
+	    shm_cas32(&s->event_sender, &tag, 0))
+		shm_fetch_or32(&s->flags, IVRDMA_CQ_EVENT);
 }

@@ -154,6 +154,7 @@ void ivrdma_cq_wake(struct ivrdma_context *ctx, const struct ivrdma_cq_view *v)
 {
 	int peer = ivrdma_owner_peer(shm_load_acquire32(&v->slot->hdr.owner));
 
+	ivrdma_cq_test_stop_at(IVRDMA_TEST_STOP_FIRED);
 	if (ivrdma_cq_direct_post(ctx, v->slot))
 		return;
 	if (peer >= 0 && ivrdma_ring_peer(ctx, peer, IVRDMA_VEC_COMPLETION))
@@ -239,9 +240,10 @@ void ivrdma_events_forget_cq(struct ivrdma_context *ctx, struct ivrdma_cq *cq)
 }
 
 /*
- * Posts one channel event per CQ whose arming fired, and IBV_EVENT_CQ_ERR
- * once for a CQ a producer found full (the CQ is then in error, as on an
- * HCA: completions were lost).
+ * Posts one channel event per CQ whose arming fired (its producer's, if
+ * that died before sending it), and IBV_EVENT_CQ_ERR once for a CQ a
+ * producer found full (the CQ is then in error, as on an HCA: completions
+ * were lost).
  */
 static void deliver_cq_events(struct ivrdma_context *ctx)
 {
@@ -252,8 +254,10 @@ static void deliver_cq_events(struct ivrdma_context *ctx)
 		struct ivrdma_cq *cq = ev->cqs[i];
 		struct ibv_comp_channel *ch = cq->vcq.cq.channel;
 		struct ib_uverbs_comp_event_desc desc = {.cq_handle = (uintptr_t)&cq->vcq.cq};
-		uint32_t f = shm_load_acquire32(&cq->view.slot->flags);
+		uint32_t f;
 
+		ivrdma_cq_direct_recover(ctx, cq->view.slot);
+		f = shm_load_acquire32(&cq->view.slot->flags);
 		if ((f & IVRDMA_CQ_OVERFLOW) && !cq->overflow_reported) {
 			cq->overflow_reported = true;
 			ivrdma_post_object_event(ctx, IBV_EVENT_CQ_ERR, (uintptr_t)&cq->vcq.cq,
@@ -300,9 +304,14 @@ static void post_port_events(struct ivrdma_context *ctx)
 	}
 }
 
-/* Something changed in the region: find out what. */
+/*
+ * Something changed in the region: find out what. A producer that died
+ * with one of my CQs' events due (ivrdma_layout.h, "Completion events")
+ * rang no completion doorbell: ivrdmad rings this one for every death.
+ */
 static void on_control(struct ivrdma_context *ctx)
 {
+	deliver_cq_events(ctx);
 	post_port_events(ctx);
 	ivrdma_suspend_check(ctx);
 	ivrdma_qps_check(ctx);

@@ -308,17 +308,19 @@ static void release_context(struct ivrdma_context *ctx)
 }
 
 /*
- * Test only: IVRDMA_TEST_STOP_IN_PUSH=taken|reserved|claimed|took stops the
- * process in its next receive completion into another participant's CQ
- * (ivrdma_cq_test_stop). Read when a context opens, so that a fork child
- * of a process that loaded the provider can set it.
+ * Test only: IVRDMA_TEST_STOP_IN_PUSH=taken|reserved|claimed|took|fired|sending
+ * stops the process in its next completion into another participant's
+ * CQ, at that point (enum ivrdma_test_stop, in that order). Read when a
+ * context opens, so that a fork child of a process that loaded the
+ * provider can set it.
  */
 static void test_hooks(void)
 {
-	static const char *const at[] = {"taken", "reserved", "claimed", "took"};
+	static const char *const at[] = {"taken", "reserved", "claimed",
+					 "took",  "fired",    "sending"};
 	const char *s = getenv("IVRDMA_TEST_STOP_IN_PUSH");
 
-	for (int i = 0; s && i < 4; i++)
+	for (int i = 0; s && i < (int)(sizeof(at) / sizeof(at[0])); i++)
 		if (!strcmp(s, at[i]))
 			atomic_store_explicit(&ivrdma_cq_test_stop, i + 1, memory_order_relaxed);
 }

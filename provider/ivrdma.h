@@ -447,12 +447,15 @@ int ivrdma_pd_destroy_srq(struct ibv_srq *srq);
  * direct_post: a producer whose CQE fired the arming; true if the event
  * was posted (by it or the owner's event thread), false if the owner's
  * doorbell must ring. channel_send: one event to channel 'id'.
+ * direct_recover: the owner's event thread, under the events' lock, makes
+ * the event due again if its producer died before sending it.
  */
 void ivrdma_cq_direct_publish(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
 			      struct ibv_comp_channel *ch);
 void ivrdma_cq_direct_withdraw(struct ivrdma_cq *cq);
 bool ivrdma_cq_direct_post(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s);
 bool ivrdma_channel_send(struct ivrdma_context *ctx, uint64_t id, uint64_t cq_handle);
+void ivrdma_cq_direct_recover(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s);
 
 /* slots.c: object slots and ring chunks owned by this context */
 int64_t ivrdma_slot_alloc(struct ivrdma_context *ctx, const struct ivrdma_table *t);

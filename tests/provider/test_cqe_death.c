@@ -20,8 +20,19 @@
  * (IBV_EVENT_QP_FATAL, its other receive flushed) and L goes on sending.
  * With ud-, D sends a datagram to my UD QP on the same CQ instead: the
  * same, except that the UD QP stays in RTS (it serves other senders).
+ *
+ *   test_provider_cqe_death fired|sending
+ *
+ * The same D stops after writing my receive completion into my CQ, which
+ * I armed and whose channel I sleep in: once the completion fired the
+ * arming, before anyone is told (fired), or with the event taken for
+ * sending straight to my channel, not yet sent (sending). My channel stays
+ * silent; D is killed; within the liveness deadline my channel gives one
+ * event (my event thread posts it on ivrdmad's news of the death), my CQ
+ * D's message, data checked, and my QP toward D fails as above.
  * Run by run-provider-test.sh (real ivrdmad, which does the writing).
  */
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -249,15 +260,79 @@ static void run(const char *stop_at, bool ud)
 	       stop_at, ud ? "UD" : "RC");
 }
 
+/* Is a completion event waiting in channel 'ch', within 'ms'? */
+static bool channel_ready(struct ibv_comp_channel *ch, int ms)
+{
+	struct pollfd p = {.fd = ch->fd, .events = POLLIN};
+
+	return poll(&p, 1, ms) == 1;
+}
+
+/* My receive completion fired my arming, and D was killed before telling me. */
+static void run_event(const char *stop_at)
+{
+	int sd, st;
+	pid_t d = spawn(&sd, 1000, stop_at, false);
+	struct ibv_comp_channel *ch;
+	struct ibv_cq *cq;
+	struct ibv_qp *qd;
+	struct ep t;
+	struct buf rb;
+	struct ibv_wc wc;
+	void *cq_ctx;
+	char c = 'S';
+
+	ep_open(&t);
+	ch = ibv_create_comp_channel(t.ctx);
+	REQUIRE(ch, "create_comp_channel: %s", strerror(errno));
+	CHECK(ibv_destroy_cq(t.cq) == 0, "destroy_cq");
+	t.cq = ibv_create_cq(t.ctx, 64, NULL, ch, 0);
+	REQUIRE(t.cq, "create_cq on the channel: %s", strerror(errno));
+	buf_new(&rb, t.pd, 2 * LEN, IBV_ACCESS_LOCAL_WRITE);
+	qd = target_qp(&t, sd, false);
+	for (uint32_t i = 0; i < 2; i++)
+		CHECK(post_recv1(qd, 100 + i, rb.p + i * LEN, LEN, rb.mr->lkey) == 0, "post");
+	REQUIRE(ibv_req_notify_cq(t.cq, 0) == 0, "req_notify_cq");
+	xfer(sd, &c, 1, true);
+	wait_stopped(d);
+	CHECK(!channel_ready(ch, 0), "an event before D was killed");
+	kill(d, SIGKILL);
+	REQUIRE(waitpid(d, &st, 0) == d && WIFSIGNALED(st), "D killed");
+	REQUIRE(channel_ready(ch, DP_DEADLINE_S * 1000), "no event within %d s of D's death",
+		DP_DEADLINE_S);
+	REQUIRE(ibv_get_cq_event(ch, &cq, &cq_ctx) == 0 && cq == t.cq, "get_cq_event");
+	ibv_ack_cq_events(cq, 1);
+	poll1(t.cq, &wc);
+	CHECK(wc.wr_id == 100 && wc.status == IBV_WC_SUCCESS && wc.byte_len == LEN &&
+		  pat_diff(rb.p, LEN, 1000) == LEN,
+	      "D's message: wr_id %llu status %s", (unsigned long long)wc.wr_id,
+	      ibv_wc_status_str(wc.status));
+	EXPECT_WC(t.cq, IBV_WC_WR_FLUSH_ERR, 101, IBV_WC_RECV, "D's other receive flushes");
+	CHECK(expect_async(t.ctx, IBV_EVENT_QP_FATAL, qd), "my QP toward D failed");
+	CHECK(cq_empty(t.cq) && !channel_ready(ch, 0), "nothing more, no second event");
+	close(sd);
+	CHECK(ibv_destroy_qp(qd) == 0, "destroy QP");
+	buf_free(&rb);
+	CHECK(ibv_destroy_cq(t.cq) == 0 && ibv_destroy_comp_channel(ch) == 0,
+	      "destroy CQ and channel");
+	CHECK(ibv_dealloc_pd(t.pd) == 0 && ibv_close_device(t.ctx) == 0, "close");
+	printf("D stopped with my event %s, killed: the event came once, then its message\n",
+	       stop_at);
+}
+
 int main(int argc, char **argv)
 {
 	const char *at = argc == 2 ? argv[1] : "";
 	bool ud = !strncmp(at, "ud-", 3);
 
+	if (!strcmp(at, "fired") || !strcmp(at, "sending")) {
+		run_event(at);
+		return check_summary();
+	}
 	at += ud ? 3 : 0;
 	REQUIRE(!strcmp(at, "took") || !strcmp(at, "taken") || !strcmp(at, "reserved") ||
 		    !strcmp(at, "claimed"),
-		"usage: test_provider_cqe_death [ud-]took|taken|reserved|claimed");
+		"usage: test_provider_cqe_death [ud-]took|taken|reserved|claimed | fired|sending");
 	run(at, ud);
 	return check_summary();
 }
