@@ -128,7 +128,7 @@ static void finish_reclaim(struct daemon *d, uint16_t id)
 	struct ivrdma_reclaim_count got;
 
 	contexts_peer_gone(d, id);
-	ivrdma_region_reclaim_peer(&d->region, id, &got);
+	ivrdma_region_reclaim(&d->region, &(struct ivrdma_gone){.peer = id}, &got);
 	shm_store_release32(&ivrdma_region_peer(&d->region, id)->state, IVRDMA_PEER_FREE);
 	log_info("peer %u was being reclaimed when ivrdmad went: %u chunks, %u QPs reclaimed now",
 		 id, got.chunks, got.qps);

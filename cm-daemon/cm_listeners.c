@@ -34,18 +34,19 @@ static const char *port_space_name(uint16_t ps, char *buf, size_t len)
 }
 
 /*
- * The pid of the peer that owner tag 'tag' names, while that very peer
- * (ID and generation) is connected; -1 once it is gone.
+ * The pid of the peer that owner tag 'tag' names (a context's: the peer
+ * that holds it, QEMU for a VM), while that owner lives and the peer is
+ * connected; -1 once it is gone.
  */
 static int owner_pid(const struct daemon *d, uint32_t tag)
 {
-	int id = ivrdma_owner_peer(tag);
+	int id = ivrdma_tag_peer(&d->region, tag);
 	const struct peer *p;
 
 	if (id < 0 || (uint32_t)id >= d->cfg.max_peers || (uint32_t)id >= IVRDMA_MAX_PEERS)
 		return -1;
 	p = d->peers[id];
-	return p && p->gen == (uint16_t)(tag >> 16) ? (int)p->pid : -1;
+	return p && ivrdma_owner_alive(&d->region, tag, -1) ? (int)p->pid : -1;
 }
 
 /* One LISTENING entry's copy, as status shows it; returns a new JSON object. */
@@ -64,7 +65,8 @@ static json_object *listener_json(const struct daemon *d, uint32_t index,
 	    json_object_new_string(port_space_name(l->port_space, ps, sizeof(ps))));
 	json_object_object_add(o, "port", json_object_new_int(l->port));
 	json_object_object_add(o, "addr", json_object_new_string(addr));
-	json_object_object_add(o, "peer", json_object_new_int(ivrdma_owner_peer(l->hdr.owner)));
+	json_object_object_add(o, "peer",
+			       json_object_new_int(ivrdma_tag_peer(&d->region, l->hdr.owner)));
 	json_object_object_add(o, "pid", json_object_new_int(owner_pid(d, l->hdr.owner)));
 	json_object_object_add(o, "agent_qpn", json_object_new_int64(l->agent_qpn));
 	json_object_object_add(o, "agent_qkey", json_object_new_int64(l->agent_qkey));

@@ -163,7 +163,7 @@ static json_object *record_json(struct daemon *d, uint32_t idx, const char *stat
 	json_object_object_add(o, "pid", json_object_new_int64(c->pid));
 	json_object_object_add(o, "node", json_object_new_string(directory_node_name(d, c->node)));
 	json_object_object_add(
-	    o, "peer", json_object_new_int(ivrdma_owner_peer(shm_load_acquire32(&c->hdr.owner))));
+	    o, "peer", json_object_new_int(ivrdma_tag_peer(r, shm_load_acquire32(&c->hdr.owner))));
 	json_object_object_add(o, "state", json_object_new_string(state));
 	json_object_object_add(o, "opened_ns", json_object_new_uint64(c->opened_ns));
 	json_object_object_add(o, "nr_qps", json_object_new_int64(json_object_array_length(qps)));
@@ -185,7 +185,11 @@ static void remember(struct daemon *d, uint32_t idx, const char *state)
 	d->ended_next++;
 }
 
-/* Records handed back (CLOSED) are remembered and freed. */
+/*
+ * Records handed back (CLOSED) or released (RELEASED: the process of a
+ * context in a VM ended with it open) are remembered and freed; what a
+ * context's own tag still holds is reclaimed first (context_gone.c).
+ */
 void contexts_sweep(struct daemon *d)
 {
 	const struct ivrdma_region *r = &d->region;
@@ -194,10 +198,13 @@ void contexts_sweep(struct daemon *d)
 	for (uint32_t i = 0; i < r->ctxs.entries; i++) {
 		struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, i);
 		uint32_t owner = shm_load_acquire32(&c->hdr.owner);
+		uint32_t state = owner ? shm_load_acquire32(&c->state) : 0;
 
-		if (!owner || shm_load_acquire32(&c->state) != IVRDMA_CTX_CLOSED)
+		if (state != IVRDMA_CTX_CLOSED && state != IVRDMA_CTX_RELEASED)
 			continue;
-		remember(d, i, "closed");
+		if (shm_load_relaxed32(&c->flags) & IVRDMA_CTX_OWN_TAG)
+			context_gone(d, i, state == IVRDMA_CTX_RELEASED);
+		remember(d, i, state == IVRDMA_CTX_RELEASED ? "lost" : "closed");
 		memset((uint8_t *)c + sizeof(c->hdr), 0, sizeof(*c) - sizeof(c->hdr));
 		shm_cas32(&c->hdr.owner, &owner, 0);
 	}
@@ -219,7 +226,7 @@ void contexts_peer_gone(struct daemon *d, uint16_t peer_id)
 		struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, i);
 		uint32_t owner = shm_load_acquire32(&c->hdr.owner);
 
-		if (owner && ivrdma_owner_peer(owner) == peer_id)
+		if (owner && ivrdma_tag_peer(r, owner) == peer_id)
 			remember(d, i,
 				 shm_load_acquire32(&c->state) == IVRDMA_CTX_CLOSED ? "closed"
 										    : "lost");

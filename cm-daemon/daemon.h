@@ -11,6 +11,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include "owner_tag.h"
 #include "region.h"
 
 struct daemon;
@@ -159,9 +160,17 @@ struct daemon {
 	struct rejoin_state *rejoin; /* rejoin.c */
 };
 
+/* context_gone.c */
+/*
+ * Context record 'idx' ended with what its own tag holds (IVRDMA_CTX_OWN_TAG):
+ * 'died' (RELEASED) as a death, settled first; else closed. Stores CLOSED
+ * and reclaims; the record itself stays for the caller to free.
+ */
+void context_gone(struct daemon *d, uint32_t idx, bool died);
+
 /* exec_drain.c */
-/* Waits (bounded) for other participants' executions under way as peer 'gone' left. */
-void exec_drain(struct daemon *d, uint16_t gone);
+/* Waits (bounded) for other participants' executions under way as 'gone' left. */
+void exec_drain(struct daemon *d, const struct ivrdma_gone *gone);
 
 /* loop.c */
 /*
@@ -263,6 +272,8 @@ void server_close(struct daemon *d);
 void server_reap_doomed(struct daemon *d);
 void server_accept_pending(struct daemon *d);
 void server_ring_control_all(struct daemon *d);
+/* Rings peer 'peer''s IVRDMA_VEC_COMPLETION (an ivrdma_cq_wake_fn; arg: the daemon). */
+void server_wake_cq_owner(void *arg, int peer);
 /* An adopted region's ACTIVE peer entry 'id', as an orphan; -errno */
 int server_add_orphan(struct daemon *d, uint16_t id);
 /*

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * Before a gone peer's chunks and slots are reclaimed, the executions
- * other participants had under way when it went end first.
+ * Before a gone peer's (or a gone context's) chunks and slots are
+ * reclaimed, the executions other participants had under way when it
+ * went end first.
  *
  * An initiator checks that its target is alive as each WR starts
  * (target_ready() in provider/qp_tx.c), inside an execution (exec_seq
@@ -9,17 +10,17 @@
  * chunks. A target that dies in between would have its chunks handed to
  * the next allocator while that copy still lands in them: another
  * participant's memory overwritten (provider.reclaim_race). The peer is
- * GONE in the region before this runs, so an execution that starts now
- * sees it and touches nothing of the peer's; one already running is
+ * GONE (the context CLOSED) in the region before this runs, so an
+ * execution that starts now sees it and touches nothing of its; one already running is
  * waited for, as a move waits (provider/mr_moving.c), each side storing
  * before it loads the other's word.
  *
  * The wait blocks the loop, bounded by DRAIN_WAIT_MS for the whole drain:
  * a copy takes milliseconds. An execution that outlasts it (its process
- * stopped, or killed inside a VM, whose peer lives on) is logged and
- * remembered, and not waited for again while its exec_seq stays the same.
- * Owners whose process is gone are not waited for: their executions ended
- * with them.
+ * stopped, or killed inside a VM before its context was found released)
+ * is logged and remembered, and not waited for again while its exec_seq
+ * stays the same. Owners whose process is gone are not waited for: their
+ * executions ended with them.
  */
 #include <errno.h>
 #include <sched.h>
@@ -31,15 +32,14 @@
 
 #define DRAIN_WAIT_MS 1000
 
-/* Can 'owner' still be executing: a live peer whose process exists? */
+/* Can 'owner' still be executing: a live owner whose peer's process exists? */
 static bool may_run(const struct daemon *d, uint32_t owner)
 {
-	int id = ivrdma_owner_peer(owner);
+	int id = ivrdma_tag_peer(&d->region, owner);
 	struct ivrdma_peer *p = id >= 0 ? ivrdma_region_peer(&d->region, (uint32_t)id) : NULL;
 	pid_t pid;
 
-	if (!p || shm_load_acquire32(&p->state) != IVRDMA_PEER_ACTIVE ||
-	    p->gen != (uint16_t)(owner >> 16))
+	if (!p || !ivrdma_owner_alive(&d->region, owner, -1))
 		return false;
 	pid = (pid_t)shm_load_relaxed32(&p->pid);
 	return pid <= 0 || kill(pid, 0) == 0 || errno == EPERM;
@@ -71,7 +71,7 @@ static bool execution_ends(struct daemon *d, uint32_t i, uint32_t owner, uint64_
 	return true;
 }
 
-void exec_drain(struct daemon *d, uint16_t gone)
+void exec_drain(struct daemon *d, const struct ivrdma_gone *gone)
 {
 	int64_t deadline = monotonic_ms() + DRAIN_WAIT_MS;
 
@@ -81,11 +81,14 @@ void exec_drain(struct daemon *d, uint16_t gone)
 		uint32_t owner = shm_load_acquire32(&s->hdr.owner);
 		uint64_t seq = shm_load_acquire64(&s->exec_seq);
 
-		if (!(seq & 1) || !owner || ivrdma_owner_peer(owner) == gone || stale(d, i, seq))
+		if (!(seq & 1) || !owner || ivrdma_tag_gone(&d->region, owner, gone) ||
+		    stale(d, i, seq))
 			continue;
 		if (!execution_ends(d, i, owner, seq, deadline))
-			log_warn("QP %u stayed in one execution for %d ms while peer %u left: its "
+			log_warn("QP %u stayed in one execution for %d ms while %s %#x left: its "
 				 "chunks are reclaimed anyway",
-				 i + IVRDMA_QPN_BASE, DRAIN_WAIT_MS, gone);
+				 i + IVRDMA_QPN_BASE, DRAIN_WAIT_MS,
+				 gone->peer >= 0 ? "peer" : "context",
+				 gone->peer >= 0 ? (unsigned int)gone->peer : gone->context_tag);
 	}
 }

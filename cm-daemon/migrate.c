@@ -78,10 +78,10 @@ static int parse_args(const char *args, char *name, int *seconds, char *err, siz
 	return 0;
 }
 
-/* Is the peer behind owner tag 'tag' still connected (not reaped, not doomed)? */
+/* Is the peer behind a record's owner tag (a peer's) still connected (not reaped, not doomed)? */
 static bool owner_connected(const struct daemon *d, uint32_t tag)
 {
-	int id = ivrdma_owner_peer(tag);
+	int id = ivrdma_tag_peer(&d->region, tag);
 	const struct peer *p = id >= 0 && id < (int)IVRDMA_MAX_PEERS ? d->peers[id] : NULL;
 
 	return p && !p->doomed && p->gen == (uint16_t)(tag >> 16);
@@ -113,7 +113,7 @@ static uint32_t count_unacked(struct daemon *d, uint32_t seq, uint32_t *live, js
 			snprintf(what, sizeof(what), "pid %u on node %s (peer %d)",
 				 shm_load_relaxed32(&c->pid),
 				 directory_node_name(d, shm_load_relaxed32(&c->node)),
-				 ivrdma_owner_peer(owner));
+				 ivrdma_tag_peer(r, owner));
 			json_object_array_add(missing, json_object_new_string(what));
 		}
 		unacked++;

@@ -339,8 +339,8 @@ void server_accept_pending(struct daemon *d)
 	}
 }
 
-/* A CQ's owner is woken for a completion ivrdmad wrote (ivrdma_cq_settle_peer). */
-static void wake_cq_owner(void *arg, int peer)
+/* A CQ's owner is woken for a completion ivrdmad wrote (ivrdma_cq_settle). */
+void server_wake_cq_owner(void *arg, int peer)
 {
 	struct daemon *d = arg;
 	struct peer *p = peer >= 0 && (uint32_t)peer < d->cfg.max_peers ? d->peers[peer] : NULL;
@@ -354,6 +354,7 @@ static void wake_cq_owner(void *arg, int peer)
 static void peer_disconnect(struct daemon *d, struct peer *p)
 {
 	const struct ivrdma_node *node = ivrdma_region_node(&d->region, p->node);
+	const struct ivrdma_gone gone = {.peer = p->id};
 	struct ivrdma_reclaim_count got;
 	uint32_t settled;
 
@@ -370,12 +371,13 @@ static void peer_disconnect(struct daemon *d, struct peer *p)
 	 * gone: a survivor that flushes its receives then flushes them after
 	 * the one the dead took, in order.
 	 */
-	settled = ivrdma_cq_settle_peer(&d->region, p->id, node ? node->lid : 0, wake_cq_owner, d);
+	settled =
+	    ivrdma_cq_settle(&d->region, &gone, node ? node->lid : 0, server_wake_cq_owner, d);
 	directory_peer_left(d, p);
 	contexts_peer_gone(d, p->id);
 	/* Copies into its chunks that began before it was gone end before they are freed. */
-	exec_drain(d, p->id);
-	ivrdma_region_reclaim_peer(&d->region, p->id, &got);
+	exec_drain(d, &gone);
+	ivrdma_region_reclaim(&d->region, &gone, &got);
 	directory_peer_freed(d, p);
 	/* The others hear of it once its objects are reclaimed and its entry is free. */
 	for (uint32_t i = 0; i < d->cfg.max_peers; i++) {

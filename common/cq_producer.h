@@ -96,12 +96,14 @@ static inline void ivrdma_cq_test_stop_at(enum ivrdma_test_stop at)
 }
 
 /*
- * ivrdmad, before reclaiming dead peer 'peer' (its node's LID 'lid'):
- * finishes each receive completion its QPs had under way. 'wake' is told
- * the peer to ring IVRDMA_VEC_COMPLETION for. Returns how many it wrote.
+ * ivrdmad, before reclaiming what died (a peer, or a context in a VM; on
+ * a node of LID 'lid'): finishes each receive completion its QPs had
+ * under way. 'wake' is told the peer to ring IVRDMA_VEC_COMPLETION for.
+ * Returns how many it wrote.
  */
+struct ivrdma_gone;
 typedef void ivrdma_cq_wake_fn(void *arg, int peer);
-uint32_t ivrdma_cq_settle_peer(const struct ivrdma_region *r, uint16_t peer, uint16_t lid,
-			       ivrdma_cq_wake_fn *wake, void *arg);
+uint32_t ivrdma_cq_settle(const struct ivrdma_region *r, const struct ivrdma_gone *g, uint16_t lid,
+			  ivrdma_cq_wake_fn *wake, void *arg);
 
 #endif

@@ -9,6 +9,7 @@
 #include <infiniband/verbs.h>
 
 #include "cq_producer.h"
+#include "owner_tag.h"
 #include "recv_take.h"
 #include "shm_atomic.h"
 
@@ -39,9 +40,9 @@ static bool intent_copy(const struct ivrdma_region *r, uint32_t idx,
 	return true;
 }
 
-/* The intent's CQ if it still lives and is not the dead peer's own (reclaimed with it). */
+/* The intent's CQ if it still lives and is not the dead's own (reclaimed with it). */
 static bool target_cq(const struct ivrdma_region *r, const struct ivrdma_cqe_intent *in,
-		      uint16_t peer, struct ivrdma_cq_view *v)
+		      const struct ivrdma_gone *g, struct ivrdma_cq_view *v)
 {
 	struct ivrdma_cq_slot *s = ivrdma_table_entry(r, &r->cqs, in->cq);
 	uint32_t owner;
@@ -49,7 +50,7 @@ static bool target_cq(const struct ivrdma_region *r, const struct ivrdma_cqe_int
 	if (!s)
 		return false;
 	owner = shm_load_acquire32(&s->hdr.owner);
-	if (!owner || ivrdma_owner_peer(owner) == peer)
+	if (!owner || ivrdma_tag_gone(r, owner, g))
 		return false;
 	return ivrdma_cq_view(r, in->cq, owner, v) == 0 && v->seq == in->cq_seq;
 }
@@ -81,8 +82,8 @@ static int settle(struct ivrdma_cq_view *v, const struct ivrdma_cqe_intent *in, 
 	return ivrdma_cq_push_daemon(v, e);
 }
 
-static bool settle_qp(const struct ivrdma_region *r, uint32_t idx, uint16_t peer, uint16_t lid,
-		      ivrdma_cq_wake_fn *wake, void *arg)
+static bool settle_qp(const struct ivrdma_region *r, uint32_t idx, const struct ivrdma_gone *g,
+		      uint16_t lid, ivrdma_cq_wake_fn *wake, void *arg)
 {
 	const struct ivrdma_qp_slot *qs = ivrdma_table_entry(r, &r->qps, idx);
 	struct ivrdma_cqe_intent in;
@@ -90,8 +91,8 @@ static bool settle_qp(const struct ivrdma_region *r, uint32_t idx, uint16_t peer
 	struct ivrdma_cqe e = {0};
 	int rc;
 
-	if (!qs || ivrdma_owner_peer(shm_load_acquire32(&qs->hdr.owner)) != peer ||
-	    !intent_copy(r, idx, qs, &in) || !target_cq(r, &in, peer, &v))
+	if (!qs || !ivrdma_tag_gone(r, shm_load_acquire32(&qs->hdr.owner), g) ||
+	    !intent_copy(r, idx, qs, &in) || !target_cq(r, &in, g, &v))
 		return false;
 	e.wr_id = in.wr_id;
 	e.status = IBV_WC_GENERAL_ERR;
@@ -103,16 +104,16 @@ static bool settle_qp(const struct ivrdma_region *r, uint32_t idx, uint16_t peer
 	e.rq_ticket = ivrdma_take_rq_ticket(&in);
 	rc = settle(&v, &in, idx + 1, &e);
 	if (rc == IVRDMA_CQ_PUSH_WAKE)
-		wake(arg, ivrdma_owner_peer(v.owner));
+		wake(arg, ivrdma_tag_peer(r, v.owner));
 	return rc > 0;
 }
 
-uint32_t ivrdma_cq_settle_peer(const struct ivrdma_region *r, uint16_t peer, uint16_t lid,
-			       ivrdma_cq_wake_fn *wake, void *arg)
+uint32_t ivrdma_cq_settle(const struct ivrdma_region *r, const struct ivrdma_gone *g, uint16_t lid,
+			  ivrdma_cq_wake_fn *wake, void *arg)
 {
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < r->qps.entries; i++)
-		n += settle_qp(r, i, peer, lid, wake, arg);
+		n += settle_qp(r, i, g, lid, wake, arg);
 	return n;
 }

@@ -181,18 +181,29 @@ static_assert(offsetof(struct ivrdma_peer, joined_ns) == 16, "peer layout");
 static_assert(sizeof(struct ivrdma_peer) == 64, "peer size");
 
 /*
- * Owner tag: who holds a chunk or an object slot. 0 is free. The low half
- * is peer ID + 1, the high half that peer's generation, so a tag left by a
- * dead peer never matches the peer that reuses its ID.
+ * Owner tag: who holds a chunk or an object slot. 0 is free. Two kinds:
+ *
+ * - A peer's: the low half is peer ID + 1, the high half that peer's
+ *   generation, so a tag left by a dead peer never matches the peer that
+ *   reuses its ID. A host process is one peer: all it holds has its tag.
+ * - A context's (IVRDMA_TAG_CONTEXT in the low half): every process of a
+ *   VM shares the VM's peer ID, so each verbs context there holds what it
+ *   makes under a tag of its own, so that what one process leaves when it
+ *   dies can be reclaimed while the VM stays. The low 15 bits are its
+ *   context record's index + 1, the high half the low 16 bits of the
+ *   record's seq. The record, held under the VM's peer tag, says which
+ *   peer that is and whether the context lives (common/owner_tag.h).
  */
+#define IVRDMA_TAG_CONTEXT 0x8000u
+
 static inline uint32_t ivrdma_owner_tag(uint16_t peer_id, uint16_t gen)
 {
 	return (uint32_t)gen << 16 | (uint32_t)(peer_id + 1u);
 }
 
-static inline int ivrdma_owner_peer(uint32_t tag)
+static inline uint32_t ivrdma_context_tag(uint32_t record_idx, uint32_t record_seq)
 {
-	return (int)(tag & 0xffffu) - 1; /* -1 for a free tag */
+	return (record_seq & 0xffffu) << 16 | IVRDMA_TAG_CONTEXT | ((record_idx + 1u) & 0x7fffu);
 }
 
 /*
@@ -868,7 +879,12 @@ static_assert(sizeof(struct ivrdma_srq_slot) == IVRDMA_SRQ_SLOT_SIZE, "SRQ slot 
 
 enum ivrdma_ctx_state {
 	IVRDMA_CTX_OPEN = 1,
-	IVRDMA_CTX_CLOSED = 2, /* final: ivrdmad keeps what it says and frees the slot */
+	IVRDMA_CTX_CLOSED = 2,	 /* final: ivrdmad keeps what it says and frees the slot */
+	IVRDMA_CTX_RELEASED = 3, /* its process is gone (see below): still live until ivrdmad */
+};
+
+enum ivrdma_ctx_flags {
+	IVRDMA_CTX_OWN_TAG = 1u << 0, /* holds its objects under its context tag */
 };
 
 /*
@@ -880,6 +896,18 @@ enum ivrdma_ctx_state {
  * plus its live QPs'. Written by the owner only (under a lock of its
  * own), until it stores CLOSED; then ivrdmad owns it. ivrdmad also takes
  * it over when the owning peer dies.
+ *
+ * A context in a VM holds its objects under its context tag (see "Owner
+ * tag"), and asks the guest driver to store RELEASED in 'state' if its
+ * file is released while the record is OPEN: its process died. A context
+ * that closes withdraws that before it stores CLOSED. ivrdmad, on its
+ * next sweep of the records, treats RELEASED as a host peer's death:
+ * settles the receive completions the context's QPs had under way
+ * (ivrdma_cq_settle), stores CLOSED (the context is no longer alive to
+ * anyone), waits out executions into its memory, reclaims what its tag
+ * holds, frees the record and rings every peer's control vector. So the
+ * context stays alive to others (ivrdma_owner_alive) until its last
+ * completions are written, as a peer does until ivrdmad reclaims it.
  */
 struct ivrdma_ctx_slot {
 	struct ivrdma_obj_hdr hdr;
@@ -889,11 +917,13 @@ struct ivrdma_ctx_slot {
 	uint32_t qps_destroyed;
 	uint64_t opened_ns;   /* CLOCK_REALTIME */
 	uint32_t suspend_ack; /* atomic: the suspend_seq this context has acted on */
-	uint8_t reserved[28];
+	uint32_t flags;	      /* enum ivrdma_ctx_flags: set before the context holds anything */
+	uint8_t reserved[24];
 	struct ivrdma_qp_counters destroyed;
 };
 static_assert(offsetof(struct ivrdma_ctx_slot, state) == 8, "context slot layout");
 static_assert(offsetof(struct ivrdma_ctx_slot, suspend_ack) == 32, "context slot layout");
+static_assert(offsetof(struct ivrdma_ctx_slot, flags) == 36, "context slot layout");
 static_assert(offsetof(struct ivrdma_ctx_slot, destroyed) == 64, "context slot layout");
 
 /*

@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "owner_tag.h"
 #include "region.h"
 #include "shm_atomic.h"
 
@@ -54,6 +55,7 @@ static int check_tables(struct ivrdma_region *r, const char **why)
 		return -EPROTO;
 	}
 	if (r->nodes.entries > IVRDMA_MAX_NODES || r->qps.entries > IVRDMA_MAX_QPS ||
+	    r->ctxs.entries >= IVRDMA_TAG_CONTEXT || /* a context tag holds index + 1 in 15 bits */
 	    r->peers.entries != r->max_peers || r->chunk_tags.entries != r->nr_chunks ||
 	    r->host_node >= r->nodes.entries) {
 		*why = "table sizes disagree with the header";
@@ -256,15 +258,15 @@ uint32_t ivrdma_chunks_in_use(const struct ivrdma_region *r)
 	return used;
 }
 
-static uint32_t reclaim_tags(uint32_t *tag, uint32_t n, size_t stride, uint16_t peer_id,
-			     size_t clear_bytes)
+static uint32_t reclaim_tags(const struct ivrdma_region *r, uint32_t *tag, uint32_t n,
+			     size_t stride, const struct ivrdma_gone *g, size_t clear_bytes)
 {
 	uint32_t count = 0;
 
 	for (uint32_t i = 0; i < n; i++, tag = (uint32_t *)((uint8_t *)tag + stride)) {
 		uint32_t seen = shm_load_acquire32(tag);
 
-		if (seen == 0 || ivrdma_owner_peer(seen) != peer_id)
+		if (!ivrdma_tag_gone(r, seen, g))
 			continue;
 		/* Slots are wiped behind the tag, then the tag frees them. */
 		if (clear_bytes > sizeof(struct ivrdma_obj_hdr))
@@ -277,21 +279,22 @@ static uint32_t reclaim_tags(uint32_t *tag, uint32_t n, size_t stride, uint16_t 
 }
 
 static uint32_t reclaim_table(const struct ivrdma_region *r, const struct ivrdma_table *t,
-			      uint16_t peer_id)
+			      const struct ivrdma_gone *g)
 {
-	return reclaim_tags(ivrdma_table_entry(r, t, 0), t->entries, t->entry_size, peer_id,
+	return reclaim_tags(r, ivrdma_table_entry(r, t, 0), t->entries, t->entry_size, g,
 			    t->entry_size);
 }
 
-void ivrdma_region_reclaim_peer(const struct ivrdma_region *r, uint16_t peer_id,
-				struct ivrdma_reclaim_count *count)
+void ivrdma_region_reclaim(const struct ivrdma_region *r, const struct ivrdma_gone *g,
+			   struct ivrdma_reclaim_count *count)
 {
-	count->chunks = reclaim_tags(chunk_tags(r), r->nr_chunks, sizeof(uint32_t), peer_id, 0);
-	count->qps = reclaim_table(r, &r->qps, peer_id);
-	count->cqs = reclaim_table(r, &r->cqs, peer_id);
-	count->srqs = reclaim_table(r, &r->srqs, peer_id);
-	count->mrs = reclaim_table(r, &r->mrs, peer_id);
-	count->ctxs = reclaim_table(r, &r->ctxs, peer_id);
-	count->listeners = reclaim_table(r, &r->listeners, peer_id);
-	count->mcast = reclaim_table(r, &r->mcast, peer_id);
+	count->chunks = reclaim_tags(r, chunk_tags(r), r->nr_chunks, sizeof(uint32_t), g, 0);
+	count->qps = reclaim_table(r, &r->qps, g);
+	count->cqs = reclaim_table(r, &r->cqs, g);
+	count->srqs = reclaim_table(r, &r->srqs, g);
+	count->mrs = reclaim_table(r, &r->mrs, g);
+	count->listeners = reclaim_table(r, &r->listeners, g);
+	count->mcast = reclaim_table(r, &r->mcast, g);
+	/* Last: the records say whose the context tags above are. */
+	count->ctxs = g->peer >= 0 ? reclaim_table(r, &r->ctxs, g) : 0;
 }

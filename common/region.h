@@ -85,13 +85,16 @@ uint32_t ivrdma_chunk_retag(const struct ivrdma_region *r, uint32_t first, uint3
 uint32_t ivrdma_chunks_in_use(const struct ivrdma_region *r);
 
 /*
- * Reclaim everything peer 'peer_id' held (chunks and object slots) whatever
- * its generation. Only the daemon calls this, after the peer is gone.
+ * Reclaims everything 'g' held (chunks and object slots): a peer's,
+ * whatever its generation, with its contexts' and their records; or one
+ * context's (its record stays: ivrdmad frees it). Only the daemon calls
+ * this, once what it reclaims is gone.
  */
+struct ivrdma_gone;
 struct ivrdma_reclaim_count {
 	uint32_t chunks, qps, cqs, srqs, mrs, ctxs, listeners, mcast;
 };
-void ivrdma_region_reclaim_peer(const struct ivrdma_region *r, uint16_t peer_id,
-				struct ivrdma_reclaim_count *count);
+void ivrdma_region_reclaim(const struct ivrdma_region *r, const struct ivrdma_gone *g,
+			   struct ivrdma_reclaim_count *count);
 
 #endif /* IVRDMA_REGION_H */

@@ -302,6 +302,18 @@ int ivt_guest_cmd_device(int fd, char *path, size_t len, char *err, size_t errle
 	return IVT_CMD_GUEST;
 }
 
+int ivt_guest_on_release(int fd, uint64_t offset, uint32_t expect, uint32_t value)
+{
+	struct ivrdma_cmd_on_release req = {.offset = offset, .expect = expect, .value = value};
+
+	return ioctl(fd, IVRDMA_CMD_IOC_ON_RELEASE, &req) < 0 ? -errno : 0;
+}
+
+int ivt_guest_on_release_cancel(int fd)
+{
+	return ioctl(fd, IVRDMA_CMD_IOC_ON_RELEASE_CANCEL) < 0 ? -errno : 0;
+}
+
 const struct ivt_backend_ops ivt_guest_ops = {
     .name = "guest",
     .attach = guest_attach,

@@ -64,6 +64,7 @@ static void claim_record(struct ivrdma_context *ctx, struct ivrdma_ctx_counters 
 	ctx->suspend_seen = shm_load_acquire32(&ivrdma_region_header(&ctx->region)->suspend_seq);
 	shm_store_release32(&c->record->suspend_ack, ctx->suspend_seen);
 	shm_store_release32(&c->record->state, IVRDMA_CTX_OPEN);
+	ivrdma_context_own(ctx, c->record, c->record_idx);
 }
 
 int ivrdma_ctx_record_open(struct ivrdma_context *ctx)
@@ -128,8 +129,10 @@ void ivrdma_ctx_record_close(struct ivrdma_context *ctx)
 
 	if (!c)
 		return;
-	if (c->record)
+	if (c->record) {
+		ivrdma_context_disown(ctx);
 		shm_store_release32(&c->record->state, IVRDMA_CTX_CLOSED);
+	}
 	pthread_mutex_destroy(&c->lock);
 	free(c->qp_by_slot);
 	free(c);

@@ -152,7 +152,7 @@ void ivrdma_events_settle(struct ivrdma_context *ctx, uint64_t element, const un
  */
 void ivrdma_cq_wake(struct ivrdma_context *ctx, const struct ivrdma_cq_view *v)
 {
-	int peer = ivrdma_owner_peer(shm_load_acquire32(&v->slot->hdr.owner));
+	int peer = ivrdma_tag_peer(&ctx->region, shm_load_acquire32(&v->slot->hdr.owner));
 
 	ivrdma_cq_test_stop_at(IVRDMA_TEST_STOP_FIRED);
 	if (ivrdma_cq_direct_post(ctx, v->slot))

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "cq_producer.h"
+#include "owner_tag.h"
 #include "recv_take.h"
 #include "region.h"
 #include "shm_atomic.h"
@@ -39,7 +40,7 @@ struct ivrdma_context {
 	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* ivrdmad's, where channels are */
 	atomic_uint next_pd_handle;
 	uint16_t peer_id;
-	uint32_t owner_tag;	    /* tags my slots and chunks; ivrdmad reclaims by it */
+	uint32_t owner_tag;	    /* tags my slots and chunks: my peer's, or my context's */
 	uint16_t lid;		    /* my node's LID: the source of everything I send */
 	pthread_mutex_t async_lock; /* async_fd's records: posting, taking back (events.c) */
 	pthread_mutex_t mr_lock;    /* registering and deregistering, one at a time */
@@ -457,6 +458,16 @@ bool ivrdma_cq_direct_post(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s)
 bool ivrdma_channel_send(struct ivrdma_context *ctx, uint64_t id, uint64_t cq_handle);
 void ivrdma_cq_direct_recover(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s);
 
+/*
+ * context_owner.c: a guest context's own owner tag. own: right after its
+ * record is OPEN (before the context holds anything), switches owner_tag
+ * to the context tag and has the driver mark the record RELEASED when the
+ * process ends; disown: before the record is CLOSED.
+ */
+void ivrdma_context_own(struct ivrdma_context *ctx, struct ivrdma_ctx_slot *record,
+			uint32_t record_idx);
+void ivrdma_context_disown(struct ivrdma_context *ctx);
+
 /* slots.c: object slots and ring chunks owned by this context */
 int64_t ivrdma_slot_alloc(struct ivrdma_context *ctx, const struct ivrdma_table *t);
 void ivrdma_slot_free(struct ivrdma_context *ctx, const struct ivrdma_table *t, uint32_t idx);
@@ -563,7 +574,6 @@ void ivrdma_post_async_event(struct ivrdma_context *ctx, enum ibv_event_type typ
 
 /* qp.c, qp_tx.c, qp_rx.c */
 int ivrdma_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int attr_mask);
-bool ivrdma_owner_alive(const struct ivrdma_region *r, uint32_t owner, int node);
 int ivrdma_find_node(const struct ivrdma_region *r, uint16_t lid, const union ibv_gid *gid);
 int ivrdma_peer_lookup(const struct ivrdma_region *r, enum ibv_qp_type type, int node, uint32_t qpn,
 		       struct ivrdma_peer_qp *pq);

@@ -131,16 +131,6 @@ int ivrdma_find_node(const struct ivrdma_region *r, uint16_t lid, const union ib
 	return -1;
 }
 
-/* Is 'owner' a live peer of node 'node' (any node: -1)? */
-bool ivrdma_owner_alive(const struct ivrdma_region *r, uint32_t owner, int node)
-{
-	int id = ivrdma_owner_peer(owner);
-	struct ivrdma_peer *p = id >= 0 ? ivrdma_region_peer(r, (uint32_t)id) : NULL;
-
-	return p && shm_load_acquire32(&p->state) == IVRDMA_PEER_ACTIVE &&
-	       p->gen == (uint16_t)(owner >> 16) && (node < 0 || p->node == (uint16_t)node);
-}
-
 /* The remote QP's receive ring: its own, or its SRQ's (same owner). */
 static int peer_rq(const struct ivrdma_region *r, struct ivrdma_qp_slot *s, uint32_t idx,
 		   struct ivrdma_peer_qp *pq)

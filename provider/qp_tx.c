@@ -154,7 +154,7 @@ void ivrdma_notify_target(struct ivrdma_context *ctx, const struct ivrdma_peer_q
 			  uint32_t bits)
 {
 	uint32_t old = shm_fetch_or32(&pq->slot->async, bits);
-	int peer = ivrdma_owner_peer(pq->owner);
+	int peer = ivrdma_tag_peer(&ctx->region, pq->owner);
 
 	if ((old & bits) != bits && peer >= 0)
 		ivrdma_ring_peer(ctx, peer, IVRDMA_VEC_CONTROL);
@@ -229,7 +229,7 @@ static void srq_limit_check(struct ivrdma_context *ctx, struct ivrdma_peer_qp *p
 	if (!limit || ivrdma_rq_ahead(pq->rq.prod_seen, taken) >= limit)
 		return;
 	pq->rq.prod_seen = shm_load_acquire64(pq->rq.prod); /* what was seen may be old */
-	peer = ivrdma_owner_peer(pq->owner);
+	peer = ivrdma_tag_peer(&ctx->region, pq->owner);
 	if (ivrdma_rq_ahead(pq->rq.prod_seen, taken) < limit && peer >= 0)
 		ivrdma_ring_peer(ctx, peer, IVRDMA_VEC_CONTROL);
 }

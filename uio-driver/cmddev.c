@@ -21,6 +21,10 @@
  * holds a reference to its command device, which is marked dead (every
  * command then fails with ENODEV) when the ivshmem device goes away;
  * ivrdma_host lives as long as the module, which open files keep loaded.
+ *
+ * A command file may also hold one word to store in BAR2 when it is
+ * released (IVRDMA_CMD_IOC_ON_RELEASE): how the region hears that a
+ * process in the VM ended, killed or not, while the VM lives on.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -31,6 +35,7 @@
 #include <linux/kref.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/overflow.h>
 #include <linux/poll.h>
 #include <linux/rwsem.h>
@@ -69,8 +74,18 @@ struct ivrdma_cmd_dev {
 	int index;
 	dev_t ivshmem_devt;
 	u32 info_flags;			/* IVRDMA_CMD_INFO_* */
+	void *shm;			/* BAR2, while !dead; NULL: ivrdma_host */
+	u64 shm_size;
 	struct rw_semaphore lock;	/* read: a command; write: removal */
 	bool dead;
+};
+
+/* An open command file: its device, and the word it stores when released. */
+struct ivrdma_cmd_file {
+	struct ivrdma_cmd_dev *cdev;
+	struct mutex lock;		/* the fields below */
+	bool on_release;
+	struct ivrdma_cmd_on_release store;
 };
 
 struct ivrdma_channel {
@@ -239,7 +254,8 @@ static void cmd_free(struct kref *ref)
 static ssize_t cmd_write(struct file *file, const char __user *buf,
 			 size_t count, loff_t *pos)
 {
-	struct ivrdma_cmd_dev *cdev = file->private_data;
+	struct ivrdma_cmd_file *cf = file->private_data;
+	struct ivrdma_cmd_dev *cdev = cf->cdev;
 	struct ib_uverbs_create_comp_channel cmd;
 	struct ib_uverbs_cmd_hdr hdr;
 	ssize_t ret;
@@ -299,13 +315,58 @@ static long cmd_ioc_info(struct ivrdma_cmd_dev *cdev, void __user *argp)
 	return copy_to_user(argp, &info, sizeof(info)) ? -EFAULT : 0;
 }
 
+/*
+ * IVRDMA_CMD_IOC_ON_RELEASE: 0, -EACCES, -EFAULT, -EINVAL, -EOPNOTSUPP or
+ * -ENODEV. It grants no more than /dev/ivshmemN, which has the same
+ * owner, group and mode (the udev rule, the module's mode parameters):
+ * whoever may open this file may map BAR2 and write any word of it. As
+ * for a command, only whoever opened the file may ask.
+ */
+static long cmd_ioc_on_release(struct file *file, void __user *argp)
+{
+	struct ivrdma_cmd_file *cf = file->private_data;
+	struct ivrdma_cmd_dev *cdev = cf->cdev;
+	struct ivrdma_cmd_on_release req;
+	long ret = 0;
+
+	if (file->f_cred != current_cred())
+		return -EACCES;
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (!cdev->shm)
+		return -EOPNOTSUPP;
+	if (req.offset % sizeof(u32) || req.offset >= cdev->shm_size ||
+	    cdev->shm_size - req.offset < sizeof(u32))
+		return -EINVAL;
+	down_read(&cdev->lock);
+	if (cdev->dead) {
+		ret = -ENODEV;
+	} else {
+		mutex_lock(&cf->lock);
+		cf->store = req;
+		cf->on_release = true;
+		mutex_unlock(&cf->lock);
+	}
+	up_read(&cdev->lock);
+	return ret;
+}
+
 /* Everything but ours, the verbs ioctl included, is ENOTTY. */
 static long cmd_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
-	struct ivrdma_cmd_dev *cdev = file->private_data;
+	struct ivrdma_cmd_file *cf = file->private_data;
 
-	if (cmd == IVRDMA_CMD_IOC_INFO)
-		return cmd_ioc_info(cdev, (void __user *)arg);
+	switch (cmd) {
+	case IVRDMA_CMD_IOC_INFO:
+		return cmd_ioc_info(cf->cdev, (void __user *)arg);
+	case IVRDMA_CMD_IOC_ON_RELEASE:
+		return cmd_ioc_on_release(file, (void __user *)arg);
+	case IVRDMA_CMD_IOC_ON_RELEASE_CANCEL:
+		mutex_lock(&cf->lock);
+		cf->on_release = false;
+		mutex_unlock(&cf->lock);
+		return 0;
+	}
 	return -ENOTTY;
 }
 
@@ -315,17 +376,43 @@ static int cmd_open(struct inode *inode, struct file *file)
 	struct miscdevice *misc = file->private_data;
 	struct ivrdma_cmd_dev *cdev = container_of(misc, struct ivrdma_cmd_dev,
 						   misc);
+	struct ivrdma_cmd_file *cf = kzalloc(sizeof(*cf), GFP_KERNEL);
 
+	if (!cf)
+		return -ENOMEM;
+	mutex_init(&cf->lock);
 	kref_get(&cdev->ref);
-	file->private_data = cdev;
+	cf->cdev = cdev;
+	file->private_data = cf;
 	return nonseekable_open(inode, file);
+}
+
+/*
+ * The word of IVRDMA_CMD_IOC_ON_RELEASE, if one is set and BAR2 is still
+ * mapped (removal waits for the read lock): a compare-and-swap, as every
+ * participant of the region changes a word another may change.
+ */
+static void cmd_store_on_release(struct ivrdma_cmd_file *cf)
+{
+	struct ivrdma_cmd_dev *cdev = cf->cdev;
+
+	if (!cf->on_release)
+		return;
+	down_read(&cdev->lock);
+	if (!cdev->dead)
+		cmpxchg((u32 *)((u8 *)cdev->shm + cf->store.offset),
+			cf->store.expect, cf->store.value);
+	up_read(&cdev->lock);
 }
 
 static int cmd_release(struct inode *inode, struct file *file)
 {
-	struct ivrdma_cmd_dev *cdev = file->private_data;
+	struct ivrdma_cmd_file *cf = file->private_data;
 
-	kref_put(&cdev->ref, cmd_free);
+	cmd_store_on_release(cf);
+	kref_put(&cf->cdev->ref, cmd_free);
+	mutex_destroy(&cf->lock);
+	kfree(cf);
 	return 0;
 }
 
@@ -364,7 +451,8 @@ static struct ivrdma_cmd_dev *cmd_register(struct ivrdma_cmd_dev *cdev,
 }
 
 struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
-				      dev_t ivshmem_devt)
+				      dev_t ivshmem_devt, void *shm,
+				      u64 shm_size)
 {
 	struct ivrdma_cmd_dev *cdev = kzalloc(sizeof(*cdev), GFP_KERNEL);
 
@@ -372,6 +460,8 @@ struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
 		return ERR_PTR(-ENOMEM);
 	cdev->index = index;
 	cdev->ivshmem_devt = ivshmem_devt;
+	cdev->shm = shm;
+	cdev->shm_size = shm_size;
 	snprintf(cdev->name, sizeof(cdev->name), "ivrdma%d", index);
 	return cmd_register(cdev, parent);
 }

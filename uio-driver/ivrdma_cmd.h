@@ -13,10 +13,13 @@ struct ivrdma_cmd_dev;
 
 /*
  * Registers /dev/infiniband/ivrdma<index> for the ivshmem device whose
- * node is @ivshmem_devt. Returns the command device or an ERR_PTR.
+ * node is @ivshmem_devt and whose BAR2 is mapped at @shm (@shm_size
+ * bytes) until ivrdma_cmd_remove(). Returns the command device or an
+ * ERR_PTR.
  */
 struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
-				      dev_t ivshmem_devt);
+				      dev_t ivshmem_devt, void *shm,
+				      u64 shm_size);
 
 /*
  * Registers /dev/infiniband/ivrdma_host if the module parameter host is
@@ -29,7 +32,8 @@ void ivrdma_cmd_host_exit(void);
 
 /*
  * Removes the node; open command files fail every command with ENODEV
- * from now on, channels already made keep working.
+ * from now on (and store nothing in BAR2 when released), channels
+ * already made keep working.
  */
 void ivrdma_cmd_remove(struct ivrdma_cmd_dev *cdev);
 

@@ -167,4 +167,26 @@ struct ivrdma_cmd_info {
 #define IVRDMA_CMD_IOC_INFO \
 	_IOR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x20, struct ivrdma_cmd_info)
 
+/*
+ * IVRDMA_CMD_IOC_ON_RELEASE: when this command file is released (its last
+ * reference closed: the process exited, or was killed), the driver
+ * compare-and-swaps the 32-bit word at 'offset' in BAR2 from 'expect' to
+ * 'value', if the ivshmem device is still there. So the region learns of
+ * a process's end, in a VM where every process shares the VM's peer: the
+ * provider names its context record's state, OPEN to RELEASED. One word a
+ * file: a new call replaces the last; IVRDMA_CMD_IOC_ON_RELEASE_CANCEL
+ * forgets it (a context that closes). EINVAL: 'offset' not 4-byte aligned
+ * or outside BAR2; EOPNOTSUPP: ivrdma_host, which has no BAR2; ENODEV: the
+ * device is gone.
+ */
+struct ivrdma_cmd_on_release {
+	__u64 offset;
+	__u32 expect;
+	__u32 value;
+};
+
+#define IVRDMA_CMD_IOC_ON_RELEASE \
+	_IOW(IVRDMA_IVSHMEM_IOC_MAGIC, 0x21, struct ivrdma_cmd_on_release)
+#define IVRDMA_CMD_IOC_ON_RELEASE_CANCEL _IO(IVRDMA_IVSHMEM_IOC_MAGIC, 0x22)
+
 #endif /* _IVRDMA_IVSHMEM_UAPI_H */

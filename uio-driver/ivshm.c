@@ -823,7 +823,8 @@ static int ivshm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (ret)
 		goto err_regions;
 	dev->cmd = ivrdma_cmd_add(&pdev->dev, dev->index,
-				  dev->misc.this_device->devt);
+				  dev->misc.this_device->devt, dev->shm,
+				  dev->shm_size);
 	if (IS_ERR(dev->cmd)) {
 		ret = PTR_ERR(dev->cmd);
 		dev->cmd = NULL;

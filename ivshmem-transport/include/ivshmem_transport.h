@@ -137,6 +137,18 @@ enum ivt_cmd_device {
  */
 int ivt_guest_cmd_device(int fd, char *path, size_t len, char *err, size_t errlen);
 
+/*
+ * Asks the driver, through a guest's command device fd (IVT_CMD_GUEST),
+ * to compare-and-swap the 32-bit word at region offset 'offset' from
+ * 'expect' to 'value' when fd is released: when the process ends, killed
+ * or not (IVRDMA_CMD_IOC_ON_RELEASE). One word per fd, replaced by the
+ * next call. Returns 0 or -errno (-ENOTTY: a driver without it).
+ */
+int ivt_guest_on_release(int fd, uint64_t offset, uint32_t expect, uint32_t value);
+
+/* Forgets the word of ivt_guest_on_release. Returns 0 or -errno. */
+int ivt_guest_on_release_cancel(int fd);
+
 #ifdef __cplusplus
 }
 #endif

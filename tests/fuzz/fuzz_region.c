@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fuzz_image.h"
+#include "owner_tag.h"
 #include "transport_internal.h"
 
 /* A pointer the view handed out must lie in the region, past the header. */
@@ -81,6 +82,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	check_view(&r, &p);
 	use_chunks(&r, &p);
-	ivrdma_region_reclaim_peer(&r, p.peer, &got);
+	/* A context's reclaim (its record and holder as the image says), then its peer's. */
+	ivrdma_region_reclaim(
+	    &r, &(struct ivrdma_gone){.peer = -1, .context_tag = ivrdma_context_tag(p.cq, p.gen)},
+	    &got);
+	ivrdma_region_reclaim(&r, &(struct ivrdma_gone){.peer = p.peer}, &got);
 	return 0;
 }

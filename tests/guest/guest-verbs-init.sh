@@ -131,6 +131,18 @@ unbind_cmd() { # unbind_cmd ID SECONDS
 	report "$1" $? "/tmp/$1.out"
 }
 
+# SIGKILL to every process named NAME: a verbs program dies under its connection.
+kill_cmd() { # kill_cmd ID NAME
+	n=0
+	for p in /proc/[0-9]*; do
+		[ "$(cat "$p/comm" 2>/dev/null)" = "$2" ] || continue
+		kill -9 "${p#/proc/}" && n=$((n + 1))
+	done
+	say "$1: killed $n"
+	[ $n -gt 0 ]
+	say "END $1 rc=$?"
+}
+
 serve() {
 	stty -echo 2>/dev/null
 	say "READY"
@@ -141,6 +153,7 @@ serve() {
 		live) live_cmd "$id" "$limit" $rest & ;;
 		listen) listen_cmd "$id" "$limit" "$rest" & ;;
 		unbind) unbind_cmd "$id" "$limit" & ;;
+		kill) kill_cmd "$id" "$rest" ;;
 		quit) break ;;
 		'') ;;
 		*) say "FAIL serve unknown command '$verb'" ;;

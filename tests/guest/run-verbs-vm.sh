@@ -335,7 +335,47 @@ run_two_vms() {
 	# Two processes of one VM share its peer ID and MSI-X vectors.
 	CLIENT_VM=vm1 pair "ibv_rc_pingpong -e -c, both in vm1" 18521 \
 		ibv_rc_pingpong -d ivrdma0 -e -c -s 4096 -n 20
+	killed_in_guest
 	finish_vms vm1 vm2
+}
+
+status_json() { "$ivrdma" --dir "$work" status --json; }
+chunks_used() { status_json | jq .region.chunks_used; }
+open_contexts() { status_json | jq '[.contexts[] | select(.state == "open")] | length'; }
+contexts_open() { [ "$(open_contexts)" = "$1" ]; } # contexts_open N
+chunks_used_is() { [ "$(chunks_used)" = "$1" ]; }    # chunks_used_is N
+
+# A process of vm1 killed (SIGKILL) in the middle of a connection to vm2:
+# its peer in vm2 fails (an error completion: the program exits 1), what
+# the killed process held in the region is reclaimed while vm1 stays
+# active, and vm1 serves a new pair afterwards.
+killed_in_guest() {
+	local used sid cid rc=0 out
+	used=$(chunks_used)
+	guest_run vm1 ibv_rc_pingpong -d ivrdma0 -s 4096 -n 1000000000 -p 18522
+	sid=$cmd_id
+	guest_listen vm1 18522
+	guest_run vm2 ibv_rc_pingpong -d ivrdma0 -s 4096 -n 1000000000 -p 18522 192.0.2.1
+	cid=$cmd_id
+	wait_until "the two processes to open their contexts" 60 contexts_open 2
+	sleep 2 # well into their exchange
+	! ended vm2 "$cid" || { show vm2 "$cid" >&2; fail "the pair ended before the kill"; }
+	vm_send vm1 "kill k$cid 0 ibv_rc_pingpong"
+	wait_end vm1 "k$cid" || fail "nothing to kill in vm1"
+	wait_end vm2 "$cid" || rc=$?
+	out=$(guest_lines vm2 "$cid")
+	if [ $rc -eq 0 ] || ! grep -Eq 'Failed status|[Ee]rror' <<<"$out"; then
+		show vm2 "$cid" >&2
+		fail "vm2's process did not fail when its peer in vm1 died (rc $rc)"
+	fi
+	grep -Eq "context [0-9]+ \(pid [0-9]+ on node vm1\) ended with its process; reclaimed [1-9]" \
+		"$work/ivrdmad.log" || fail "ivrdmad did not reclaim the killed process's context"
+	wait_until "the region's chunks back to $used" 30 chunks_used_is "$used"
+	status_json | jq -e '.nodes[] | select(.name == "vm1") | .state == "active"' >/dev/null ||
+		fail "vm1 is no longer active"
+	log "PASS a process of vm1 killed: vm2's failed with '$(grep -E 'Failed status|[Ee]rror' \
+		<<<"$out" | head -n 1)', its context reclaimed, vm1 still active"
+	pair "ibv_rc_pingpong -c after the kill" 18523 ibv_rc_pingpong -d ivrdma0 -c -s 4096 -n 20
 }
 
 # The device unbound under a verbs process: IBV_EVENT_DEVICE_FATAL, the

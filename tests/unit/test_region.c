@@ -144,14 +144,61 @@ static void test_corruptions_rejected(void)
 	}
 }
 
+/* Context record 'idx' held by peer tag 'holder', at 'seq', in 'state'. */
+static struct ivrdma_ctx_slot *context_record(struct ivrdma_region *r, uint32_t idx,
+					      uint32_t holder, uint32_t seq, uint32_t state)
+{
+	struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, idx);
+
+	c->hdr.owner = holder;
+	c->hdr.seq = seq;
+	c->state = state;
+	return c;
+}
+
+static void peer_entry(struct ivrdma_region *r, uint16_t id, uint16_t gen, uint32_t state)
+{
+	struct ivrdma_peer *p = ivrdma_region_peer(r, id);
+
+	p->gen = gen;
+	p->state = state;
+}
+
 static void test_owner_tags(void)
 {
-	uint32_t tag = ivrdma_owner_tag(7, 3);
+	struct ivrdma_region r;
+	const char *why;
+	uint32_t tag = ivrdma_owner_tag(7, 3), ct = ivrdma_context_tag(5, 0x10009);
+	struct ivrdma_ctx_slot *c;
 
-	CHECK(tag != 0 && ivrdma_owner_peer(tag) == 7, "tag %#x", tag);
+	format_fresh();
+	REQUIRE(ivrdma_region_open(&r, store.base, SIZE, &why) == 0, "%s", why);
+	CHECK(tag != 0 && ivrdma_tag_peer(&r, tag) == 7, "tag %#x", tag);
 	CHECK(ivrdma_owner_tag(7, 4) != tag, "generation distinguishes reuse");
-	CHECK(ivrdma_owner_peer(0) == -1, "free tag has no owner");
-	CHECK(ivrdma_owner_peer(ivrdma_owner_tag(0, 0)) == 0, "peer 0");
+	CHECK(ivrdma_tag_peer(&r, 0) == -1, "free tag has no owner");
+	CHECK(ivrdma_tag_peer(&r, ivrdma_owner_tag(0, 0)) == 0, "peer 0");
+	CHECK(ivrdma_tag_peer(&r, ct) == -1 && !ivrdma_owner_alive(&r, ct, -1),
+	      "a context tag without its record names no one");
+	peer_entry(&r, 7, 3, IVRDMA_PEER_ACTIVE);
+	c = context_record(&r, 5, tag, 0x10009, IVRDMA_CTX_OPEN);
+	CHECK(ivrdma_tag_peer(&r, ct) == 7, "a context's peer is its record's holder");
+	CHECK(ivrdma_owner_alive(&r, tag, -1) && ivrdma_owner_alive(&r, ct, -1), "both alive");
+	c->state = IVRDMA_CTX_RELEASED;
+	CHECK(ivrdma_owner_alive(&r, ct, -1), "released: alive until ivrdmad settles it");
+	c->state = IVRDMA_CTX_CLOSED;
+	CHECK(!ivrdma_owner_alive(&r, ct, -1) && ivrdma_owner_alive(&r, tag, -1),
+	      "a closed context is gone, its peer is not");
+	c->state = IVRDMA_CTX_OPEN;
+	c->hdr.seq = 0x1000a;
+	CHECK(ivrdma_tag_peer(&r, ct) == -1 && !ivrdma_owner_alive(&r, ct, -1),
+	      "a reused record is no longer the tag's");
+	c->hdr.seq = 0x10009;
+	c->hdr.owner = ct;
+	CHECK(ivrdma_tag_peer(&r, ct) == -1, "a record held by a context tag is refused");
+	c->hdr.owner = tag;
+	peer_entry(&r, 7, 3, IVRDMA_PEER_GONE);
+	CHECK(!ivrdma_owner_alive(&r, ct, -1) && ivrdma_tag_peer(&r, ct) == 7,
+	      "the context of a gone peer is dead, and still the peer's to reclaim");
 }
 
 static void test_chunk_alloc_basic(void)
@@ -227,13 +274,47 @@ static void test_reclaim(void)
 	memset(qp + 1, 0xab, IVRDMA_QP_SLOT_SIZE - sizeof(*qp));
 	((struct ivrdma_obj_hdr *)ivrdma_table_entry(&r, &r.mrs, 9))->owner = dead;
 	((struct ivrdma_obj_hdr *)ivrdma_table_entry(&r, &r.mrs, 10))->owner = live;
-	ivrdma_region_reclaim_peer(&r, 5, &got);
+	ivrdma_region_reclaim(&r, &(struct ivrdma_gone){.peer = 5}, &got);
 	CHECK(got.chunks == 10 && got.qps == 1 && got.mrs == 1 && got.cqs == 0,
 	      "reclaimed %u chunks %u qps %u mrs", got.chunks, got.qps, got.mrs);
 	CHECK(ivrdma_chunks_in_use(&r) == 4, "the live peer keeps its chunks");
 	CHECK(qp->owner == 0 && ((uint8_t *)(qp + 1))[0] == 0, "slot wiped and freed");
 	CHECK(((struct ivrdma_obj_hdr *)ivrdma_table_entry(&r, &r.mrs, 10))->owner == live,
 	      "live MR kept");
+}
+
+/*
+ * A context of a VM: its own reclaim takes its tag only; its peer's takes
+ * the peer's, every context the peer holds, and their records.
+ */
+static void test_reclaim_context(void)
+{
+	struct ivrdma_region r;
+	struct ivrdma_reclaim_count got;
+	const char *why;
+	uint32_t vm = ivrdma_owner_tag(4, 1), a = ivrdma_context_tag(2, 7),
+		 b = ivrdma_context_tag(3, 1);
+
+	format_fresh();
+	REQUIRE(ivrdma_region_open(&r, store.base, SIZE, &why) == 0, "%s", why);
+	peer_entry(&r, 4, 1, IVRDMA_PEER_ACTIVE);
+	context_record(&r, 2, vm, 7, IVRDMA_CTX_RELEASED);
+	context_record(&r, 3, vm, 1, IVRDMA_CTX_OPEN);
+	REQUIRE(ivrdma_chunk_alloc(&r, 3, a, 0) >= 0 && ivrdma_chunk_alloc(&r, 2, b, 0) >= 0 &&
+		    ivrdma_chunk_alloc(&r, 1, vm, 0) >= 0,
+		"chunks");
+	((struct ivrdma_obj_hdr *)ivrdma_table_entry(&r, &r.qps, 1))->owner = a;
+	((struct ivrdma_obj_hdr *)ivrdma_table_entry(&r, &r.qps, 2))->owner = b;
+	ivrdma_region_reclaim(&r, &(struct ivrdma_gone){.peer = -1, .context_tag = a}, &got);
+	CHECK(got.chunks == 3 && got.qps == 1 && got.ctxs == 0, "context a: %u chunks %u QPs",
+	      got.chunks, got.qps);
+	CHECK(ivrdma_chunks_in_use(&r) == 3, "b and the VM keep theirs");
+	CHECK(((struct ivrdma_obj_hdr *)ivrdma_table_entry(&r, &r.ctxs, 2))->owner == vm,
+	      "a's record stays for ivrdmad to free");
+	ivrdma_region_reclaim(&r, &(struct ivrdma_gone){.peer = 4}, &got);
+	CHECK(got.chunks == 3 && got.qps == 1 && got.ctxs == 2,
+	      "the VM: %u chunks %u QPs %u records", got.chunks, got.qps, got.ctxs);
+	CHECK(ivrdma_chunks_in_use(&r) == 0, "nothing left");
 }
 
 /* Racing allocators never hand one chunk to two owners. */
@@ -305,6 +386,7 @@ int main(void)
 	test_chunk_alloc_basic();
 	test_chunk_retag();
 	test_reclaim();
+	test_reclaim_context();
 	test_chunk_race();
 	return check_summary();
 }

@@ -462,7 +462,7 @@ static bool dead_cqe_at(struct ivrdma_cq_view *v, uint64_t *cons)
 
 static uint32_t settle(void)
 {
-	return ivrdma_cq_settle_peer(&region, DEAD, 7, wake_note, NULL);
+	return ivrdma_cq_settle(&region, &(struct ivrdma_gone){.peer = DEAD}, 7, wake_note, NULL);
 }
 
 /* Every state an intent can be left in, each against the entry it may have left. */
