@@ -370,12 +370,12 @@ static int agent_create(struct ucma_agent **out)
 
 /*
  * At exit, this process's listeners leave the region's table, as the
- * kernel's rdma_cm destroys a process's IDs when its fd is closed. On the
- * host ivrdmad would free them with the process's peer anyway; in a guest
- * every process is the VM's peer, and an entry left behind (rstream never
- * closes its listening socket) would hold its port and take requests for
- * an agent nobody reads until the VM leaves. A forked child's exit leaves
- * its parent's listeners alone.
+ * kernel's rdma_cm destroys a process's IDs when its fd is closed.
+ * ivrdmad would free them with the process's peer (or, in a guest, its
+ * context) anyway, but only once it finds the process gone: until then an
+ * entry left behind (rstream never closes its listening socket) would
+ * hold its port and take requests for an agent nobody reads. A forked
+ * child's exit leaves its parent's listeners alone.
  */
 static void release_listeners(void)
 {
