@@ -26,6 +26,10 @@ supervised=()
 daemon_opts=() # more options for ivrdmad (start_daemon), e.g. --addr vm1=IP
 daemon_pids=() # every ivrdmad started (start_daemon, start_daemon_at)
 daemon_dir=''  # where vm_boot's VMs find their sockets: $work unless set
+# More options of vm_boot's ivshmem chardev (IVRDMA_VM_CHARDEV_OPTS), e.g.
+# ,reconnect=1: with it QEMU 7.2 never starts the guest (the restart
+# scenario of run-verbs-vm.sh, docs/design.md section 4).
+vm_chardev_opts=${IVRDMA_VM_CHARDEV_OPTS-}
 # Per VM: QEMU's PID, its console's fd, and its console logs: more than one
 # once it migrated (vm_incoming, vm_migrated), oldest first.
 declare -A vm_pid=() vm_console=() vm_logs=()
@@ -248,7 +252,8 @@ start_daemon_at() {
 vm_boot() {
 	local name=$1 initrd=$2 append=$3
 	shift 3
-	qemu_start "$name" "$initrd" "$append" -chardev socket,path="${daemon_dir:-$work}/$name.sock",id=iv \
+	qemu_start "$name" "$initrd" "$append" \
+		-chardev "socket,path=${daemon_dir:-$work}/$name.sock,id=iv$vm_chardev_opts" \
 		-device ivshmem-doorbell,id=ivrdma,chardev=iv,vectors="$VECTORS" "$@"
 	log "QEMU $name started (kernel $kernel)"
 }
