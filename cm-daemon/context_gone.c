@@ -10,7 +10,7 @@
  * the executions into its memory end, its tag's slots and chunks are
  * freed, and every peer's control vector rings, so that the QPs connected
  * to it fail. A context that closed (CLOSED) left only what it did not
- * destroy, and took no completion with it.
+ * destroy, and took no completion with it; peers ring when it left QPs.
  */
 #include "cq_producer.h"
 #include "daemon.h"
@@ -32,7 +32,8 @@ void context_gone(struct daemon *d, uint32_t idx, bool died)
 	shm_store_release32(&c->state, IVRDMA_CTX_CLOSED);
 	exec_drain(d, &g);
 	ivrdma_region_reclaim(r, &g, &got);
-	if (died)
+	/* Their other ends hear of it: QPs connected to the context's fail. */
+	if (died || got.qps)
 		server_ring_control_all(d);
 	if (!died && !got.chunks && !got.qps && !got.cqs && !got.srqs && !got.mrs)
 		return;

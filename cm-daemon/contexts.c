@@ -29,15 +29,20 @@ static void add_counters(struct ivrdma_qp_counters *sum, const struct ivrdma_qp_
 		s[i] += shm_load_relaxed64(&w[i]);
 }
 
-/* Is QP slot 'q' a live QP of context record 'idx'? */
+/*
+ * Is QP slot 'q' a live QP of context record 'idx'? Its owner is the
+ * record's holder, or the context itself where it has its own tag.
+ */
 static bool qp_of(const struct ivrdma_region *r, const struct ivrdma_qp_slot *q, uint32_t idx)
 {
 	const struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, idx);
-	uint32_t owner = shm_load_acquire32(&q->hdr.owner);
+	uint32_t owner = shm_load_acquire32(&q->hdr.owner), seq = shm_load_acquire32(&c->hdr.seq);
+	uint32_t holder = shm_load_relaxed32(&c->flags) & IVRDMA_CTX_OWN_TAG
+			      ? ivrdma_context_tag(idx, seq)
+			      : shm_load_acquire32(&c->hdr.owner);
 
-	return owner && owner == shm_load_acquire32(&c->hdr.owner) &&
-	       shm_load_relaxed32(&q->context) == idx + 1 &&
-	       shm_load_relaxed32(&q->context_seq) == shm_load_acquire32(&c->hdr.seq);
+	return owner && owner == holder && shm_load_relaxed32(&q->context) == idx + 1 &&
+	       shm_load_relaxed32(&q->context_seq) == seq;
 }
 
 static json_object *counters_json(const struct ivrdma_qp_counters *c)
@@ -199,12 +204,14 @@ void contexts_sweep(struct daemon *d)
 		struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, i);
 		uint32_t owner = shm_load_acquire32(&c->hdr.owner);
 		uint32_t state = owner ? shm_load_acquire32(&c->state) : 0;
+		bool own_tag = shm_load_relaxed32(&c->flags) & IVRDMA_CTX_OWN_TAG;
 
-		if (state != IVRDMA_CTX_CLOSED && state != IVRDMA_CTX_RELEASED)
+		/* Only the driver, for a context with its own tag, stores RELEASED. */
+		if (state != IVRDMA_CTX_CLOSED && (state != IVRDMA_CTX_RELEASED || !own_tag))
 			continue;
-		if (shm_load_relaxed32(&c->flags) & IVRDMA_CTX_OWN_TAG)
-			context_gone(d, i, state == IVRDMA_CTX_RELEASED);
 		remember(d, i, state == IVRDMA_CTX_RELEASED ? "lost" : "closed");
+		if (own_tag)
+			context_gone(d, i, state == IVRDMA_CTX_RELEASED);
 		memset((uint8_t *)c + sizeof(c->hdr), 0, sizeof(*c) - sizeof(c->hdr));
 		shm_cas32(&c->hdr.owner, &owner, 0);
 	}

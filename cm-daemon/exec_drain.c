@@ -32,14 +32,18 @@
 
 #define DRAIN_WAIT_MS 1000
 
-/* Can 'owner' still be executing: a live owner whose peer's process exists? */
+/*
+ * Can 'owner' still be executing: a live owner (not a context whose
+ * process ended) whose peer's process exists?
+ */
 static bool may_run(const struct daemon *d, uint32_t owner)
 {
 	int id = ivrdma_tag_peer(&d->region, owner);
 	struct ivrdma_peer *p = id >= 0 ? ivrdma_region_peer(&d->region, (uint32_t)id) : NULL;
 	pid_t pid;
 
-	if (!p || !ivrdma_owner_alive(&d->region, owner, -1))
+	if (!p || !ivrdma_owner_alive(&d->region, owner, -1) ||
+	    ivrdma_context_released(&d->region, owner))
 		return false;
 	pid = (pid_t)shm_load_relaxed32(&p->pid);
 	return pid <= 0 || kill(pid, 0) == 0 || errno == EPERM;

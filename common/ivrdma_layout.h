@@ -657,10 +657,12 @@ struct ivrdma_cq_slot {
 	uint64_t channel_id;
 	uint64_t cq_handle;
 	/*
-	 * The owner tag of a producer between taking EVENT off the flags and
-	 * sending the event (atomic: stored by it, cleared by it with a CAS;
-	 * 0: none). Should it die there, the owner's event thread finds the
-	 * tag dead and posts the event itself (provider/direct_event.c).
+	 * The owner tag of the producer between taking EVENT off the flags
+	 * and sending the event (atomic; 0: none). A producer claims it with
+	 * a CAS from 0 (held: it rings the doorbell instead) and clears it
+	 * with a CAS; the owner clears a dead producer's tag, and posts the
+	 * event for it (provider/direct_event.c), and stores 0 when it
+	 * publishes the channel.
 	 */
 	uint32_t event_sender;
 	uint8_t reserved1[12];

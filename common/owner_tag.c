@@ -69,6 +69,17 @@ bool ivrdma_owner_alive(const struct ivrdma_region *r, uint32_t tag, int node)
 	       peer_alive(r, holder, node);
 }
 
+bool ivrdma_context_released(const struct ivrdma_region *r, uint32_t tag)
+{
+	const struct ivrdma_ctx_slot *c;
+	uint32_t holder;
+
+	if (!is_context(tag))
+		return false;
+	c = tag_record(r, tag, &holder);
+	return c && shm_load_acquire32(&c->state) == IVRDMA_CTX_RELEASED;
+}
+
 bool ivrdma_tag_gone(const struct ivrdma_region *r, uint32_t tag, const struct ivrdma_gone *g)
 {
 	if (!tag)

@@ -25,6 +25,12 @@ int ivrdma_tag_peer(const struct ivrdma_region *r, uint32_t tag);
  */
 bool ivrdma_owner_alive(const struct ivrdma_region *r, uint32_t tag, int node);
 
+/*
+ * Is 'tag' a context's whose process has ended (its record RELEASED)? It
+ * is still alive to others until ivrdmad settles it, but executes nothing.
+ */
+bool ivrdma_context_released(const struct ivrdma_region *r, uint32_t tag);
+
 /* What ivrdmad takes back: a peer and every context it holds, or one context. */
 struct ivrdma_gone {
 	int peer;	      /* a peer ID, or -1 */

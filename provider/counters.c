@@ -103,8 +103,11 @@ void ivrdma_ctx_record_ack(struct ivrdma_context *ctx, uint32_t suspend_seq, uin
 	if (record_page)
 		rec = (struct ivrdma_ctx_slot *)(record_page + ivrdma_ctx_record_page(ctx, NULL));
 	shm_store_release32(&rec->suspend_ack, suspend_seq);
-	if (record_page)
+	if (record_page) {
+		/* ivrdmad frees the record: my process's end must not touch its next owner's. */
+		ivrdma_context_disown(ctx);
 		shm_store_release32(&rec->state, IVRDMA_CTX_CLOSED);
+	}
 }
 
 /*

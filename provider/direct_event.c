@@ -17,8 +17,10 @@
  * as before.
  *
  * A producer that dies between taking EVENT and sending does not lose the
- * event: its tag stays in the slot's event_sender, and the owner's event
- * thread, woken by ivrdmad's control doorbell for the death, posts it.
+ * event: its tag stays in the slot's event_sender, which one producer at a
+ * time holds (the others ring the doorbell instead), and the owner's
+ * event thread, woken by ivrdmad's control doorbell for the death, posts
+ * it.
  *
  * The event names the ibv_cq by address, so none may be sent once
  * ibv_destroy_cq has returned: a producer counts itself in the slot's
@@ -85,15 +87,23 @@ bool ivrdma_channel_send(struct ivrdma_context *ctx, uint64_t id, uint64_t cq_ha
  * Takes EVENT off the flags and sends the event, with my tag in the
  * slot's event_sender meanwhile, so that the owner posts it should I die
  * in between (ivrdma_layout.h, "Completion events"). True if the event
- * was posted: by me, or by whoever took EVENT first.
+ * was posted: by me, or by whoever took EVENT first. False (the doorbell
+ * must ring) if another producer holds the word: mine must not replace
+ * its tag, which may be all that is left of an event it took.
  */
 static bool take_and_send(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s, uint64_t id)
 {
 	const uint32_t ev = IVRDMA_CQ_EVENT;
-	uint32_t me = ctx->owner_tag;
+	uint32_t me = ctx->owner_tag, none = 0;
 	bool posted = true;
 
-	shm_store_relaxed32(&s->event_sender, me); /* before the take: its RMW releases it */
+	/*
+	 * The claim comes before the take (two RMWs of this thread, in
+	 * order). The owner reads the tag only once I am dead, when all I
+	 * stored is there to see.
+	 */
+	if (!shm_cas32(&s->event_sender, &none, me))
+		return false;
 	if (shm_fetch_and32(&s->flags, ~ev) & ev) {
 		ivrdma_cq_test_stop_at(IVRDMA_TEST_STOP_SENDING);
 		if (!ivrdma_channel_send(ctx, id, shm_load_relaxed64(&s->cq_handle))) {
@@ -101,8 +111,7 @@ static bool take_and_send(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s, 
 			posted = false;
 		}
 	}
-	/* A later producer may have put its own tag: then it clears that. */
-	shm_cas32(&s->event_sender, &me, 0);
+	shm_cas32(&s->event_sender, &me, 0); /* mine unless the owner took it back */
 	return posted;
 }
 

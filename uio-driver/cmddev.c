@@ -317,10 +317,10 @@ static long cmd_ioc_info(struct ivrdma_cmd_dev *cdev, void __user *argp)
 
 /*
  * IVRDMA_CMD_IOC_ON_RELEASE: 0, -EACCES, -EFAULT, -EINVAL, -EOPNOTSUPP or
- * -ENODEV. It grants no more than /dev/ivshmemN, which has the same
- * owner, group and mode (the udev rule, the module's mode parameters):
- * whoever may open this file may map BAR2 and write any word of it. As
- * for a command, only whoever opened the file may ask.
+ * -ENODEV. It grants no more than /dev/ivshmemN as long as cmd_mode is no
+ * wider than mode (the defaults; the udev rule gives both one group):
+ * whoever may open this file may then map BAR2 and write any word of it.
+ * As for a command, only whoever opened the file may ask.
  */
 static long cmd_ioc_on_release(struct file *file, void __user *argp)
 {

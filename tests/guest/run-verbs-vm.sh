@@ -42,7 +42,7 @@
 #   heap (see the issue note).
 # restart: host-guest's VM and host process, ivrdmad killed (SIGKILL)
 #   and started again with the same command while they busy-poll
-#   ibv_rc_pingpong -c (300000 iterations, which span the restart). The
+#   ibv_rc_pingpong -c (a million iterations, which span the restart). The
 #   new ivrdmad adopts the region, the host process rejoins it, the pair
 #   ends well, data checked; QEMU cannot rejoin (its ivshmem device has
 #   no such protocol, and with its chardev's reconnect=1 QEMU 7.2 never
