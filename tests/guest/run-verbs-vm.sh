@@ -371,6 +371,10 @@ killed_in_guest() {
 	cid=$cmd_id
 	wait_until "the two processes to open their contexts" 60 contexts_open 2
 	sleep 2 # well into their exchange
+	# A guest context's QPs are held under its own tag: status still counts them.
+	status_json | jq -e '[.contexts[] | select(.state == "open" and .node == "vm1")]
+		| length == 1 and .[0].nr_qps == 1' >/dev/null ||
+		fail "status does not show vm1's context with its QP: $(status_json | jq -c .contexts)"
 	! ended vm2 "$cid" || { show vm2 "$cid" >&2; fail "the pair ended before the kill"; }
 	vm_send vm1 "kill k$cid 0 ibv_rc_pingpong"
 	wait_end vm1 "k$cid" || fail "nothing to kill in vm1"
@@ -383,6 +387,8 @@ killed_in_guest() {
 	grep -Eq "context [0-9]+ \(pid [0-9]+ on node vm1\) ended with its process; reclaimed [1-9]" \
 		"$work/ivrdmad.log" || fail "ivrdmad did not reclaim the killed process's context"
 	wait_until "the region's chunks back to $used" 30 chunks_used_is "$used"
+	status_json | jq -e '[.contexts[] | select(.state == "lost" and .node == "vm1")] | length == 1' \
+		>/dev/null || fail "status does not show the killed process's context lost"
 	status_json | jq -e '.nodes[] | select(.name == "vm1") | .state == "active"' >/dev/null ||
 		fail "vm1 is no longer active"
 	log "PASS a process of vm1 killed: vm2's failed with '$(grep -E 'Failed status|[Ee]rror' \
