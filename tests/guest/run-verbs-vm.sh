@@ -42,7 +42,7 @@
 #   heap (see the issue note).
 # restart: host-guest's VM and host process, ivrdmad killed (SIGKILL)
 #   and started again with the same command while they busy-poll
-#   ibv_rc_pingpong -c (a million iterations, which span the restart). The
+#   ibv_rc_pingpong -c (500000 iterations, which span the restart). The
 #   new ivrdmad adopts the region, the host process rejoins it, the pair
 #   ends well, data checked; QEMU cannot rejoin (its ivshmem device has
 #   no such protocol, and with its chardev's reconnect=1 QEMU 7.2 never
@@ -541,8 +541,9 @@ host_pingpong() {
 		"$(guest_lines vm1 "$sid" | grep usec/iter) (TCG: not performance)"
 }
 
-run_host_guest() {
-	local port
+# ivrdmad with vm1, the host's sysfs tree and environment ($host_env), and
+# vm1 booted, its port 18515 forwarded from the host's 127.0.0.1:$port.
+host_and_vm1() {
 	start_daemon "$ivrdmad" "$ivrdma" "$REGION_SIZE" vm1
 	"$ivrdma" --dir "$work" setup --sysfs "$work/sysfs" >"$work/setup.out" ||
 		fail "ivrdma setup on the host: $(cat "$work/setup.out")"
@@ -554,6 +555,10 @@ run_host_guest() {
 		-device e1000,netdev=n0
 	wait_ready vm1
 	log "host: $(cat "$work/setup.out"); guest server reached at 127.0.0.1:$port"
+}
+
+run_host_guest() {
+	host_and_vm1
 	host_pingpong "ibv_rc_pingpong -c host, -e -c guest" "$port" "-e -c -s 4096 -n 20" \
 		-c -s 4096 -n 20
 	finish_vms vm1
@@ -589,22 +594,13 @@ host_client() {
 daemon_said() { grep -Eq -- "$1" "$work/ivrdmad.log"; }
 
 run_restart() {
-	local port sid rc=0
-	start_daemon "$ivrdmad" "$ivrdma" "$REGION_SIZE" vm1
-	"$ivrdma" --dir "$work" setup --sysfs "$work/sysfs" >"$work/setup.out" ||
-		fail "ivrdma setup on the host: $(cat "$work/setup.out")"
-	host_env=$("$ivrdma" --dir "$work" env --sysfs "$work/sysfs") || fail "ivrdma env"
-	build_image
-	port=$(free_port) || fail "no port for the guest's forwarded server"
-	vm_boot vm1 "$work/verbs.cpio.gz" "ivr.ip=10.0.2.15/24" \
-		-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:"$port"-10.0.2.15:18515 \
-		-device e1000,netdev=n0
-	wait_ready vm1
-	# A pair busy-polling across the restart: long enough (15 to 60 s under TCG) to span it.
-	guest_run vm1 ibv_rc_pingpong -d ivrdma0 -p 18515 -c -s 4096 -n 1000000
+	local sid rc=0
+	host_and_vm1
+	# A pair busy-polling across the restart: long enough (6 to 60 s under TCG) to span it.
+	guest_run vm1 ibv_rc_pingpong -d ivrdma0 -p 18515 -c -s 4096 -n 500000
 	sid=$cmd_id
 	guest_listen vm1 18515
-	host_client "$port" -c -s 4096 -n 1000000
+	host_client "$port" -c -s 4096 -n 500000
 	wait_until "the pair's two contexts" 60 contexts_open 2
 	restart_daemon
 	wait_until "the new ivrdmad to adopt the region" 15 daemon_said "adopted region $shm"
