@@ -36,14 +36,13 @@
 #include "region.h"
 #include "region_usage.h"
 
-#define RQ_DEPTH     32u    /* receives the target keeps posted, per QP */
-#define MAX_LEN	     16385u /* the largest RC message */
-#define UD_MAX	     4096u  /* the largest datagram */
-#define WIMM_SLOTS   64u    /* write-with-imm landing slots: > 2 * RQ_DEPTH */
-#define RW_SLOTS     16u    /* write-then-read slots */
-#define RSS_SLACK_KB 1024u  /* RssAnon may grow this much between the samples */
-#define QKEY	     0x50a4u
-#define CHAIN	     7 /* RC WRs per round */
+#define RQ_DEPTH   32u	  /* receives the target keeps posted, per QP */
+#define MAX_LEN	   16385u /* the largest RC message */
+#define UD_MAX	   4096u  /* the largest datagram */
+#define WIMM_SLOTS 64u	  /* write-with-imm landing slots: > 2 * RQ_DEPTH */
+#define RW_SLOTS   16u	  /* write-then-read slots */
+#define QKEY	   0x50a4u
+#define CHAIN	   7 /* RC WRs per round */
 
 static const uint32_t lens[] = {4, 63, 4096, 4097, 777, MAX_LEN}; /* >= 4: a send's round */
 
@@ -309,11 +308,24 @@ static void t_flush(struct target *t)
 	      (unsigned long long)want);
 }
 
+/*
+ * How much RssAnon may grow between the samples: IVRDMA_SOAK_RSS_SLACK_KB,
+ * else 1024 kB. The ThreadSanitizer build gets more (tests/provider/
+ * CMakeLists.txt): its runtime's own bookkeeping grows with the run, by
+ * 0.05 to 1.4 MB in 45 s with the provider's memory the same.
+ */
+static long rss_slack_kb(void)
+{
+	const char *s = getenv("IVRDMA_SOAK_RSS_SLACK_KB");
+
+	return s && *s ? atol(s) : 1024;
+}
+
 static long rss_check(const char *who, uint32_t pair, long warm, long end)
 {
 	printf("pair %u %s: RssAnon %ld kB after warm-up, %ld kB at the end\n", pair, who, warm,
 	       end);
-	CHECK(end <= warm + (long)RSS_SLACK_KB, "pair %u %s: RssAnon grew %ld kB", pair, who,
+	CHECK(end <= warm + rss_slack_kb(), "pair %u %s: RssAnon grew %ld kB", pair, who,
 	      end - warm);
 	return end - warm;
 }
