@@ -13,6 +13,7 @@
  * Run under `ivrdma env` (the provider and its daemon).
  */
 #include "bench_common.h"
+#include "bench_verbs.h"
 
 #include <infiniband/verbs.h>
 #include <stdbool.h>
@@ -74,7 +75,6 @@ static void post_recv(struct side *s)
 
 static void open_verbs(struct side *s, const char *dev, int sock)
 {
-	struct ibv_device **list = ibv_get_device_list(NULL);
 	struct ibv_qp_init_attr qa = {
 	    .qp_type = IBV_QPT_RC,
 	    .cap = {.max_send_wr = 16,
@@ -86,12 +86,9 @@ static void open_verbs(struct side *s, const char *dev, int sock)
 	struct ibv_port_attr port;
 	struct wire me = {0};
 
-	for (int i = 0; list && list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), dev))
-			s->ctx = ibv_open_device(list[i]);
+	s->ctx = bench_open_device(dev);
 	if (!s->ctx)
 		die("ibv_open_device (run under `ivrdma env`)");
-	ibv_free_device_list(list);
 	s->buf = aligned_alloc(4096, BUF_SIZE);
 	s->pd = ibv_alloc_pd(s->ctx);
 	s->send_cq = ibv_create_cq(s->ctx, 16, NULL, NULL, 0);

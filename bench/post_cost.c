@@ -14,6 +14,7 @@
  * Run under `ivrdma env` (the provider and its daemon).
  */
 #include "bench_common.h"
+#include "bench_verbs.h"
 
 #include <infiniband/verbs.h>
 #include <stdbool.h>
@@ -90,15 +91,11 @@ static void connect_qp(struct ibv_qp *qp, uint32_t dest, uint16_t lid)
 
 static void open_bench(struct bench *b, const char *dev)
 {
-	struct ibv_device **list = ibv_get_device_list(NULL);
 	struct ibv_port_attr port;
 
-	for (int i = 0; list && list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), dev))
-			b->ctx = ibv_open_device(list[i]);
+	b->ctx = bench_open_device(dev);
 	if (!b->ctx)
 		die("ibv_open_device (run under `ivrdma env`)");
-	ibv_free_device_list(list);
 	b->buf = aligned_alloc(4096, BUF_SIZE);
 	b->pd = ibv_alloc_pd(b->ctx);
 	b->send_cq = ibv_create_cq(b->ctx, 16, NULL, NULL, 0);
