@@ -21,7 +21,7 @@
 #include "ivshmem_transport.h"
 #include "shm_atomic.h"
 
-static bool in_guest(const struct ivrdma_context *ctx)
+bool ivrdma_in_guest(const struct ivrdma_context *ctx)
 {
 	return ctx->transport && strcmp(ivt_backend_name(ctx->transport), "guest") == 0;
 }
@@ -38,7 +38,7 @@ void ivrdma_context_own(struct ivrdma_context *ctx, struct ivrdma_ctx_slot *reco
 	uint64_t state_off = (uint64_t)((uint8_t *)&record->state - ctx->region.base);
 	int rc;
 
-	if (!in_guest(ctx))
+	if (!ivrdma_in_guest(ctx))
 		return;
 	shm_store_relaxed32(&record->flags, IVRDMA_CTX_OWN_TAG);
 	ctx->owner_tag = ivrdma_context_tag(record_idx, shm_load_relaxed32(&record->hdr.seq));
@@ -51,6 +51,6 @@ void ivrdma_context_own(struct ivrdma_context *ctx, struct ivrdma_ctx_slot *reco
 
 void ivrdma_context_disown(struct ivrdma_context *ctx)
 {
-	if (in_guest(ctx))
+	if (ivrdma_in_guest(ctx))
 		ivt_guest_on_release_cancel(cmd_fd(ctx));
 }

@@ -326,7 +326,7 @@ static bool drain_control(struct ivrdma_context *ctx)
 	if (rc != -ECONNRESET)
 		return false;
 	ctx->events->control_open = false;
-	if (strcmp(ivt_backend_name(ctx->transport), "guest") == 0) {
+	if (ivrdma_in_guest(ctx)) {
 		/*
 		 * The device was unbound or unplugged: the region (BAR2) went
 		 * with it. As from a disassociated kernel device, the event is

@@ -459,11 +459,14 @@ bool ivrdma_channel_send(struct ivrdma_context *ctx, uint64_t id, uint64_t cq_ha
 void ivrdma_cq_direct_recover(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s);
 
 /*
- * context_owner.c: a guest context's own owner tag. own: right after its
- * record is OPEN (before the context holds anything), switches owner_tag
- * to the context tag and has the driver mark the record RELEASED when the
- * process ends; disown: before the record is CLOSED.
+ * context_owner.c: in_guest: is the context attached over the guest
+ * driver (not a client of a host's ivrdmad)? A guest context's own owner
+ * tag: own, right after its record is OPEN (before the context holds
+ * anything), switches owner_tag to the context tag and has the driver
+ * mark the record RELEASED when the process ends; disown, before the
+ * record is CLOSED.
  */
+bool ivrdma_in_guest(const struct ivrdma_context *ctx);
 void ivrdma_context_own(struct ivrdma_context *ctx, struct ivrdma_ctx_slot *record,
 			uint32_t record_idx);
 void ivrdma_context_disown(struct ivrdma_context *ctx);
