@@ -127,29 +127,6 @@ int ivrdma_region_open(struct ivrdma_region *r, void *base, uint64_t size, const
 	return check_tables(r, why);
 }
 
-void *ivrdma_table_entry(const struct ivrdma_region *r, const struct ivrdma_table *t, uint32_t idx)
-{
-	if (idx >= t->entries)
-		return NULL;
-	return r->base + t->offset + (uint64_t)idx * t->entry_size;
-}
-
-void *ivrdma_chunk_ptr(const struct ivrdma_region *r, uint32_t idx)
-{
-	if (idx >= r->nr_chunks)
-		return NULL;
-	return r->base + r->chunk_area_offset + ((uint64_t)idx << r->chunk_shift);
-}
-
-void *ivrdma_chunk_span(const struct ivrdma_region *r, uint64_t offset, uint64_t len)
-{
-	uint64_t end = r->chunk_area_offset + ((uint64_t)r->nr_chunks << r->chunk_shift);
-
-	if (offset < r->chunk_area_offset || offset > end || len > end - offset)
-		return NULL;
-	return r->base + offset;
-}
-
 static uint32_t *chunk_tags(const struct ivrdma_region *r)
 {
 	return (uint32_t *)(r->base + r->chunk_tags.offset);

@@ -34,7 +34,14 @@ static inline struct ivrdma_region_header *ivrdma_region_header(const struct ivr
 	return (struct ivrdma_region_header *)r->base;
 }
 
-void *ivrdma_table_entry(const struct ivrdma_region *r, const struct ivrdma_table *t, uint32_t idx);
+/* Entry 'idx' of table t, or NULL if idx is out of range (inline: every verb looks up slots). */
+static inline void *ivrdma_table_entry(const struct ivrdma_region *r, const struct ivrdma_table *t,
+				       uint32_t idx)
+{
+	if (idx >= t->entries)
+		return NULL;
+	return r->base + t->offset + (uint64_t)idx * t->entry_size;
+}
 
 static inline struct ivrdma_node *ivrdma_region_node(const struct ivrdma_region *r, uint32_t idx)
 {
@@ -47,13 +54,25 @@ static inline struct ivrdma_peer *ivrdma_region_peer(const struct ivrdma_region 
 }
 
 /* Bytes of chunk 'idx', or NULL if idx is out of range. */
-void *ivrdma_chunk_ptr(const struct ivrdma_region *r, uint32_t idx);
+static inline void *ivrdma_chunk_ptr(const struct ivrdma_region *r, uint32_t idx)
+{
+	if (idx >= r->nr_chunks)
+		return NULL;
+	return r->base + r->chunk_area_offset + ((uint64_t)idx << r->chunk_shift);
+}
 
 /*
  * Bytes [offset, offset + len) of the chunk area, or NULL unless the whole
  * span lies inside it: how an offset read from a slot becomes a pointer.
  */
-void *ivrdma_chunk_span(const struct ivrdma_region *r, uint64_t offset, uint64_t len);
+static inline void *ivrdma_chunk_span(const struct ivrdma_region *r, uint64_t offset, uint64_t len)
+{
+	uint64_t end = r->chunk_area_offset + ((uint64_t)r->nr_chunks << r->chunk_shift);
+
+	if (offset < r->chunk_area_offset || offset > end || len > end - offset)
+		return NULL;
+	return r->base + offset;
+}
 
 /* Region offset of chunk 'idx' (no range check: idx comes from the allocator). */
 static inline uint64_t ivrdma_chunk_offset(const struct ivrdma_region *r, uint32_t idx)

@@ -537,12 +537,18 @@ bool ivrdma_pages_freeze(struct ivrdma_context *ctx, uintptr_t start, uintptr_t 
 void ivrdma_pages_thaw(struct ivrdma_context *ctx, uintptr_t start, uintptr_t end, bool replaced);
 void ivrdma_pages_release(struct ivrdma_context *ctx);
 
-/* mr.c: keys to bytes */
+/*
+ * mr.c: keys to bytes. ivrdma_mr_local and ivrdma_rkey_remote translate
+ * for an execution (ivrdma_mr_flags): they say IVRDMA_XLATE_MOVING for a
+ * moving MR, found as its slot is read; ivrdma_mr_remote, for receive
+ * buffers whose flags were checked as the receive was taken, does not.
+ */
 enum ivrdma_xlate {
 	IVRDMA_XLATE_OK = 0,
 	IVRDMA_XLATE_BAD_KEY,
 	IVRDMA_XLATE_BOUNDS,
 	IVRDMA_XLATE_ACCESS,
+	IVRDMA_XLATE_MOVING,
 };
 enum ivrdma_xlate ivrdma_rkey_remote(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
 				     uint32_t pd_handle, uint32_t qpn, uint64_t addr, uint64_t len,

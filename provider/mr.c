@@ -199,6 +199,7 @@ void ivrdma_mrs_release(struct ivrdma_context *ctx)
 struct mr_fields {
 	uint32_t access, pd_handle, window_of, bound_qpn;
 	uint64_t iova, length, region_offset;
+	bool moving; /* IVRDMA_MR_MOVING, loaded before region_offset */
 };
 
 static enum ivrdma_xlate read_slot(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
@@ -213,6 +214,12 @@ static enum ivrdma_xlate read_slot(const struct ivrdma_region *r, uint32_t key, 
 	f->pd_handle = shm_load_relaxed32(&s->pd_handle);
 	f->iova = shm_load_relaxed64(&s->iova);
 	f->length = shm_load_relaxed64(&s->length);
+	/*
+	 * The flags before the offset (ivrdma_mr_flags): found clear, they
+	 * were cleared after the offset a finished move stored, or no move
+	 * can store one before this execution ends.
+	 */
+	f->moving = shm_load_acquire32(&s->flags) & IVRDMA_MR_MOVING;
 	f->region_offset = shm_load_acquire64(&s->region_offset);
 	f->window_of = shm_load_relaxed32(&s->window_of);
 	f->bound_qpn = shm_load_relaxed32(&s->bound_qpn);
@@ -235,6 +242,19 @@ static enum ivrdma_xlate check_fields(const struct mr_fields *f, uint32_t pd_han
 	return IVRDMA_XLATE_OK;
 }
 
+/* The region bytes of [addr, addr + len) of checked fields f (check_fields). */
+static enum ivrdma_xlate checked_bytes(const struct ivrdma_region *r, const struct mr_fields *f,
+				       uint64_t addr, uint64_t len, uint8_t **out)
+{
+	uint64_t delta = addr - f->iova;
+
+	if (f->region_offset > UINT64_MAX - delta)
+		return IVRDMA_XLATE_BAD_KEY;
+	*out = ivrdma_chunk_span(r, f->region_offset + delta, len);
+	/* Not in the region (unmoved, or a bad offset): unreachable for peers. */
+	return *out ? IVRDMA_XLATE_OK : IVRDMA_XLATE_BAD_KEY;
+}
+
 /* The region bytes of an MR slot's copied fields f for [addr, addr + len). */
 static enum ivrdma_xlate mr_bytes(const struct ivrdma_region *r, const struct mr_fields *f,
 				  uint32_t pd_handle, uint64_t addr, uint64_t len, int access,
@@ -242,16 +262,8 @@ static enum ivrdma_xlate mr_bytes(const struct ivrdma_region *r, const struct mr
 {
 	enum ivrdma_xlate x = f->window_of ? IVRDMA_XLATE_BAD_KEY /* a window's key names no MR */
 					   : check_fields(f, pd_handle, addr, len, access);
-	uint64_t delta;
 
-	if (x != IVRDMA_XLATE_OK)
-		return x;
-	delta = addr - f->iova;
-	if (f->region_offset > UINT64_MAX - delta)
-		return IVRDMA_XLATE_BAD_KEY;
-	*out = ivrdma_chunk_span(r, f->region_offset + delta, len);
-	/* Not in the region (unmoved, or a bad offset): unreachable for peers. */
-	return *out ? IVRDMA_XLATE_OK : IVRDMA_XLATE_BAD_KEY;
+	return x != IVRDMA_XLATE_OK ? x : checked_bytes(r, f, addr, len, out);
 }
 
 enum ivrdma_xlate ivrdma_mr_remote(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
@@ -262,6 +274,18 @@ enum ivrdma_xlate ivrdma_mr_remote(const struct ivrdma_region *r, uint32_t key, 
 	enum ivrdma_xlate x = read_slot(r, key, owner, &f);
 
 	return x != IVRDMA_XLATE_OK ? x : mr_bytes(r, &f, pd_handle, addr, len, access, out);
+}
+
+/* A window's MR, for an execution: IVRDMA_XLATE_MOVING if it is moving. */
+static enum ivrdma_xlate window_mr(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
+				   uint32_t pd_handle, uint64_t addr, uint64_t len, uint8_t **out)
+{
+	struct mr_fields f;
+	enum ivrdma_xlate x = read_slot(r, key, owner, &f);
+
+	if (x == IVRDMA_XLATE_OK && f.moving)
+		return IVRDMA_XLATE_MOVING;
+	return x != IVRDMA_XLATE_OK ? x : mr_bytes(r, &f, pd_handle, addr, len, 0, out);
 }
 
 /* An MR that was not moved: its bytes are at its own address, in my process only. */
@@ -290,14 +314,15 @@ enum ivrdma_xlate ivrdma_mr_local(struct ivrdma_context *ctx, uint32_t key, uint
 
 	if (x == IVRDMA_XLATE_OK && f.window_of)
 		x = IVRDMA_XLATE_BAD_KEY; /* windows are for peers (IB: an lkey is an MR's) */
+	else if (x == IVRDMA_XLATE_OK && f.moving)
+		x = IVRDMA_XLATE_MOVING;
 	if (x == IVRDMA_XLATE_OK)
 		x = check_fields(&f, pd_handle, addr, len, access);
 	if (x != IVRDMA_XLATE_OK)
 		return x;
 	if (f.region_offset == 0)
 		return local_unmoved(ctx, key, addr - f.iova, out);
-	return ivrdma_mr_remote(&ctx->region, key, ctx->owner_tag, pd_handle, addr, len, access,
-				out);
+	return checked_bytes(&ctx->region, &f, addr, len, out); /* the slot is read once */
 }
 
 /*
@@ -315,6 +340,8 @@ enum ivrdma_xlate ivrdma_rkey_remote(const struct ivrdma_region *r, uint32_t key
 
 	if (x != IVRDMA_XLATE_OK)
 		return x;
+	if (!w.window_of && w.moving)
+		return IVRDMA_XLATE_MOVING;
 	if (!w.window_of) /* an MR's key: the slot is read once */
 		return mr_bytes(r, &w, pd_handle, addr, len, access, out);
 	if (w.bound_qpn && w.bound_qpn != qpn)
@@ -322,5 +349,5 @@ enum ivrdma_xlate ivrdma_rkey_remote(const struct ivrdma_region *r, uint32_t key
 	x = check_fields(&w, pd_handle, addr, len, access);
 	if (x != IVRDMA_XLATE_OK)
 		return x;
-	return ivrdma_mr_remote(r, w.window_of, owner, w.pd_handle, addr, len, 0, out);
+	return window_mr(r, w.window_of, owner, w.pd_handle, addr, len, out);
 }

@@ -2,7 +2,8 @@
 /*
  * The mover's side of moving a registered range's bytes under peers'
  * executions (the protocol is ivrdma_mr_flags' comment, ivrdma_layout.h;
- * the initiator's side is exec_enter() and wr_moving() in qp_tx.c).
+ * the initiator's side is exec_enter() in qp_tx.c and the flags read_slot()
+ * in mr.c loads with each key it translates).
  *
  * mr_move.c flags the MRs of the spans it is about to copy, waits here
  * until no execution that may have seen them clear is still running, and

@@ -37,6 +37,46 @@ static const uint32_t rnr_10us[32] = {65536, 1,	   2,	 3,	4,     6,     8,     1
 				      4096,  6144, 8192, 12288, 16384, 24576, 32768, 49152};
 
 /*
+ * memmove() of at most 16 bytes without the call: both ends are loaded
+ * before either is stored, so it is right for overlapping ranges too.
+ * Small messages (the ones whose rate and latency are the provider's own)
+ * are most of the copies.
+ */
+static void move_small(uint8_t *dst, const uint8_t *src, uint64_t n)
+{
+	uint64_t a8, b8;
+	uint32_t a4, b4;
+	uint16_t a2, b2;
+
+	if (n >= 8) {
+		memcpy(&a8, src, 8);
+		memcpy(&b8, src + n - 8, 8);
+		memcpy(dst, &a8, 8);
+		memcpy(dst + n - 8, &b8, 8);
+	} else if (n >= 4) {
+		memcpy(&a4, src, 4);
+		memcpy(&b4, src + n - 4, 4);
+		memcpy(dst, &a4, 4);
+		memcpy(dst + n - 4, &b4, 4);
+	} else if (n >= 2) {
+		memcpy(&a2, src, 2);
+		memcpy(&b2, src + n - 2, 2);
+		memcpy(dst, &a2, 2);
+		memcpy(dst + n - 2, &b2, 2);
+	} else if (n) {
+		*dst = *src;
+	}
+}
+
+static void move_bytes(uint8_t *dst, const uint8_t *src, uint64_t n)
+{
+	if (n <= 16)
+		move_small(dst, src, n);
+	else
+		memmove(dst, src, n);
+}
+
+/*
  * Copies 'len' bytes between scatter lists; the last byte is stored after
  * a release fence, so a poller of the last byte sees all the others.
  * Source and destination may overlap (the two MRs' region offsets are
@@ -48,6 +88,14 @@ static void copy_iov(const struct iov *dst, int nd, const struct iov *src, int n
 	uint64_t doff = 0, soff = 0;
 	int d = 0, s = 0;
 
+	if (nd == 1 && ns == 1 && len && len <= dst->len && len <= src->len) {
+		uint8_t last = src->p[len - 1]; /* one piece each side: most messages */
+
+		move_bytes(dst->p, src->p, len - 1);
+		shm_fence_release();
+		dst->p[len - 1] = last;
+		return;
+	}
 	while (len) {
 		uint64_t n;
 
@@ -62,12 +110,12 @@ static void copy_iov(const struct iov *dst, int nd, const struct iov *src, int n
 		if (n == len) {
 			uint8_t last = src[s].p[soff + n - 1];
 
-			memmove(dst[d].p + doff, src[s].p + soff, n - 1);
+			move_bytes(dst[d].p + doff, src[s].p + soff, n - 1);
 			shm_fence_release();
 			dst[d].p[doff + n - 1] = last;
 			return;
 		}
-		memmove(dst[d].p + doff, src[s].p + soff, n);
+		move_bytes(dst[d].p + doff, src[s].p + soff, n);
 		doff += n, soff += n, len -= n;
 	}
 }
@@ -85,32 +133,42 @@ static enum ibv_wc_status xlate_status(enum ivrdma_xlate x, bool local)
 	return local ? IBV_WC_LOC_PROT_ERR : IBV_WC_REM_ACCESS_ERR;
 }
 
-/* The WR's local memory as a scatter list; inline data is its own buffer. */
-static enum ibv_wc_status local_iov(struct ivrdma_qp *qp, struct ivrdma_swqe *w, int access,
-				    struct iov *v, int *nv, uint64_t *total)
+/*
+ * The WR's local memory as a scatter list, status in *st; inline data is
+ * its own buffer. EXEC_MOVING if one of its MRs is moving.
+ */
+static enum exec local_iov(struct ivrdma_qp *qp, struct ivrdma_swqe *w, int access, struct iov *v,
+			   int *nv, uint64_t *total, enum ibv_wc_status *st)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 
 	*total = 0;
 	*nv = 0;
+	*st = IBV_WC_SUCCESS;
 	if (w->send_flags & IBV_SEND_INLINE) {
 		v[0].p = w->inline_buf;
 		v[0].len = *total = w->inline_len;
 		*nv = 1;
-		return IBV_WC_SUCCESS;
+		return EXEC_DONE;
 	}
 	for (uint32_t i = 0; i < w->num_sge; i++) {
 		struct ibv_sge *g = &w->sge[i];
 		enum ivrdma_xlate x = ivrdma_mr_local(ctx, g->lkey, qp->vqp.qp.pd->handle, g->addr,
 						      g->length, access, &v[i].p);
 
-		if (x != IVRDMA_XLATE_OK)
-			return xlate_status(x, true);
+		if (x == IVRDMA_XLATE_MOVING)
+			return EXEC_MOVING;
+		if (x != IVRDMA_XLATE_OK) {
+			*st = xlate_status(x, true);
+			return EXEC_DONE;
+		}
 		v[i].len = g->length;
 		*total += g->length;
 		(*nv)++;
 	}
-	return *total > IVRDMA_MAX_MSG_SIZE ? IBV_WC_LOC_LEN_ERR : IBV_WC_SUCCESS;
+	if (*total > IVRDMA_MAX_MSG_SIZE)
+		*st = IBV_WC_LOC_LEN_ERR;
+	return EXEC_DONE;
 }
 
 /* Drops the first 'skip' bytes of a scatter list (the GRH room of a UD receive). */
@@ -390,13 +448,13 @@ static void responder_error(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, uin
 		ivrdma_notify_target(to_ictx(qp->vqp.qp.context), pq, bit);
 }
 
-static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
-				     struct ivrdma_swqe *w, uint64_t len, int access, uint8_t **p)
+/* The target's bytes of the WR's rkey, status in *st; EXEC_MOVING if its MR is moving. */
+static enum exec remote_mem(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct ivrdma_swqe *w,
+			    uint64_t len, int access, uint8_t **p, enum ibv_wc_status *st)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
 	uint32_t qp_access = shm_load_relaxed32(&pq->slot->access);
-
-	enum ibv_wc_status st;
+	enum ivrdma_xlate x;
 
 	/*
 	 * An operation the responder QP does not enable is an Invalid Request,
@@ -405,14 +463,17 @@ static enum ibv_wc_status remote_mem(struct ivrdma_qp *qp, struct ivrdma_peer_qp
 	 */
 	if (!(qp_access & (uint32_t)access)) {
 		responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
-		return IBV_WC_REM_INV_REQ_ERR;
+		*st = IBV_WC_REM_INV_REQ_ERR;
+		return EXEC_DONE;
 	}
-	st = xlate_status(ivrdma_rkey_remote(&ctx->region, w->rkey, pq->owner, pq->pd_handle,
-					     pq->qpn, w->remote_addr, len, access, p),
-			  false);
-	if (st != IBV_WC_SUCCESS)
+	x = ivrdma_rkey_remote(&ctx->region, w->rkey, pq->owner, pq->pd_handle, pq->qpn,
+			       w->remote_addr, len, access, p);
+	if (x == IVRDMA_XLATE_MOVING)
+		return EXEC_MOVING;
+	*st = xlate_status(x, false);
+	if (*st != IBV_WC_SUCCESS)
 		responder_error(qp, pq, IVRDMA_QP_ASYNC_ACCESS_ERR);
-	return st;
+	return EXEC_DONE;
 }
 
 static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct ivrdma_swqe *w,
@@ -420,12 +481,11 @@ static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struc
 {
 	struct iov dst = {.len = len};
 	union ivrdma_recv_wqe_buf r;
-	enum exec ex;
+	enum exec ex =
+	    len ? remote_mem(qp, pq, w, len, IBV_ACCESS_REMOTE_WRITE, &dst.p, st) : EXEC_DONE;
 
-	if (len)
-		*st = remote_mem(qp, pq, w, len, IBV_ACCESS_REMOTE_WRITE, &dst.p);
-	if (*st != IBV_WC_SUCCESS)
-		return EXEC_DONE;
+	if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS)
+		return ex;
 	if (w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM) {
 		ex = take_recv(qp, pq, &r.w, st, IBV_WC_RECV_RDMA_WITH_IMM);
 		if (ex == EXEC_DROPPED)
@@ -441,16 +501,16 @@ static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struc
 	return EXEC_DONE;
 }
 
-static enum ibv_wc_status do_read(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
-				  struct ivrdma_swqe *w, struct iov *dst, int nd, uint64_t len)
+static enum exec do_read(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct ivrdma_swqe *w,
+			 struct iov *dst, int nd, uint64_t len, enum ibv_wc_status *st)
 {
 	struct iov src = {.len = len};
-	enum ibv_wc_status st =
-	    len ? remote_mem(qp, pq, w, len, IBV_ACCESS_REMOTE_READ, &src.p) : IBV_WC_SUCCESS;
+	enum exec ex =
+	    len ? remote_mem(qp, pq, w, len, IBV_ACCESS_REMOTE_READ, &src.p, st) : EXEC_DONE;
 
-	if (st == IBV_WC_SUCCESS && len)
+	if (ex == EXEC_DONE && *st == IBV_WC_SUCCESS && len)
 		copy_iov(dst, nd, &src, 1, len);
-	return st;
+	return ex;
 }
 
 /*
@@ -478,57 +538,62 @@ static uint64_t rdma_atomic_on_app_memory(uint64_t *p, const struct ivrdma_swqe 
  * 8, and a locked operation across a cache line is a split lock (a
  * fault, or the whole machine slowed).
  */
-static enum ibv_wc_status atomic_word(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
-				      struct ivrdma_swqe *w, int access, uint64_t **p)
+static enum exec atomic_word(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct ivrdma_swqe *w,
+			     int access, uint64_t **p, enum ibv_wc_status *st)
 {
-	enum ibv_wc_status st;
+	enum exec ex;
 
 	if (w->remote_addr % 8)
 		goto misaligned;
-	st = remote_mem(qp, pq, w, 8, access, (uint8_t **)p);
-	if (st != IBV_WC_SUCCESS || !((uintptr_t)*p % 8))
-		return st; /* remote_mem() told the responder of its own errors */
+	ex = remote_mem(qp, pq, w, 8, access, (uint8_t **)p, st);
+	if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS || !((uintptr_t)*p % 8))
+		return ex; /* remote_mem() told the responder of its own errors */
 misaligned:
 	responder_error(qp, pq, IVRDMA_QP_ASYNC_REQ_ERR);
-	return IBV_WC_REM_INV_REQ_ERR;
+	*st = IBV_WC_REM_INV_REQ_ERR;
+	return EXEC_DONE;
 }
 
-static enum ibv_wc_status do_atomic(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
-				    struct ivrdma_swqe *w, struct iov *dst, int nd, uint64_t len)
+static enum exec do_atomic(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct ivrdma_swqe *w,
+			   struct iov *dst, int nd, uint64_t len, enum ibv_wc_status *st)
 {
 	uint64_t *p, old;
-	enum ibv_wc_status st;
+	enum exec ex;
 
-	if (nd != 1 || len != 8)
-		return IBV_WC_LOC_LEN_ERR;
-	st = atomic_word(qp, pq, w, IBV_ACCESS_REMOTE_ATOMIC, &p);
-	if (st != IBV_WC_SUCCESS)
-		return st;
+	if (nd != 1 || len != 8) {
+		*st = IBV_WC_LOC_LEN_ERR;
+		return EXEC_DONE;
+	}
+	ex = atomic_word(qp, pq, w, IBV_ACCESS_REMOTE_ATOMIC, &p, st);
+	if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS)
+		return ex;
 	old = rdma_atomic_on_app_memory(p, w);
 	memcpy(dst[0].p, &old, 8);
-	return IBV_WC_SUCCESS;
+	return EXEC_DONE;
 }
 
 /*
  * An atomic write: 8 bytes stored at once, as an HCA's atomic write is
  * single-copy atomic; it needs remote write access (it is a write).
  */
-static enum ibv_wc_status do_atomic_write(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
-					  struct ivrdma_swqe *w, struct iov *src, int ns,
-					  uint64_t len)
+static enum exec do_atomic_write(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
+				 struct ivrdma_swqe *w, struct iov *src, int ns, uint64_t len,
+				 enum ibv_wc_status *st)
 {
 	uint64_t *p, v = 0;
-	enum ibv_wc_status st;
 	struct iov dst = {.p = (uint8_t *)&v, .len = 8};
+	enum exec ex;
 
-	if (len != 8)
-		return IBV_WC_LOC_LEN_ERR;
-	st = atomic_word(qp, pq, w, IBV_ACCESS_REMOTE_WRITE, &p);
-	if (st != IBV_WC_SUCCESS)
-		return st;
+	if (len != 8) {
+		*st = IBV_WC_LOC_LEN_ERR;
+		return EXEC_DONE;
+	}
+	ex = atomic_word(qp, pq, w, IBV_ACCESS_REMOTE_WRITE, &p, st);
+	if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS)
+		return ex;
 	copy_iov(&dst, 1, src, ns, 8);
 	__atomic_store_n(p, v, __ATOMIC_SEQ_CST); /* application memory, as in do_atomic() */
-	return IBV_WC_SUCCESS;
+	return EXEC_DONE;
 }
 
 /*
@@ -572,9 +637,11 @@ static enum exec execute_ud(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct 
 	struct iov v[IVRDMA_MAX_SGE];
 	uint64_t len;
 	int nv;
-	enum ibv_wc_status st = local_iov(qp, w, 0, v, &nv, &len);
-	enum exec ex = EXEC_DONE;
+	enum ibv_wc_status st;
+	enum exec ex = local_iov(qp, w, 0, v, &nv, &len, &st);
 
+	if (ex != EXEC_DONE)
+		return ex;
 	e->byte_len = (uint32_t)len;
 	if (st == IBV_WC_SUCCESS && len > IVRDMA_UD_MTU)
 		st = IBV_WC_LOC_LEN_ERR;
@@ -584,46 +651,13 @@ static enum exec execute_ud(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct 
 	return ex;
 }
 
-/* RDMA and atomics name the target's memory by rkey; the other WRs do not. */
-static bool uses_rkey(enum ibv_wr_opcode op)
-{
-	switch (op) {
-	case IBV_WR_RDMA_WRITE:
-	case IBV_WR_RDMA_WRITE_WITH_IMM:
-	case IBV_WR_RDMA_READ:
-	case IBV_WR_ATOMIC_CMP_AND_SWP:
-	case IBV_WR_ATOMIC_FETCH_AND_ADD:
-	case IBV_WR_ATOMIC_WRITE:
-		return true;
-	default:
-		return false;
-	}
-}
-
-/*
- * The initiator's check of ivrdma_mr_flags, before anything it cannot undo:
- * the MRs the WR names itself (the target's receive buffers are checked
- * as the receive is taken, take_recv()). Keys that name no MR read as not
- * moving and fail later as they would have.
- */
-static bool wr_moving(struct ivrdma_qp *qp, const struct ivrdma_swqe *w)
-{
-	const struct ivrdma_region *r = &to_ictx(qp->vqp.qp.context)->region;
-
-	if (!(w->send_flags & IBV_SEND_INLINE))
-		for (uint32_t i = 0; i < w->num_sge; i++)
-			if (ivrdma_mr_moving(r, w->sge[i].lkey))
-				return true;
-	return uses_rkey(w->opcode) && ivrdma_mr_moving(r, w->rkey);
-}
-
 static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivrdma_cqe *e)
 {
 	int access = w->opcode == IBV_WR_RDMA_READ || w->opcode == IBV_WR_ATOMIC_CMP_AND_SWP ||
 			     w->opcode == IBV_WR_ATOMIC_FETCH_AND_ADD
 			 ? IBV_ACCESS_LOCAL_WRITE
 			 : 0;
-	enum ibv_wc_status st;
+	enum ibv_wc_status st = IBV_WC_SUCCESS;
 	struct iov v[IVRDMA_MAX_SGE];
 	uint64_t len;
 	int nv;
@@ -638,11 +672,11 @@ static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivr
 				: ivrdma_mw_local_inv(qp, w->invalidate_rkey);
 		return EXEC_DONE;
 	}
-	if (wr_moving(qp, w))
-		return EXEC_MOVING;
 	if (qp->vqp.qp.qp_type == IBV_QPT_UD)
 		return execute_ud(qp, w, e);
-	st = local_iov(qp, w, access, v, &nv, &len);
+	ex = local_iov(qp, w, access, v, &nv, &len, &st);
+	if (ex != EXEC_DONE)
+		return ex;
 	e->byte_len = (uint32_t)len;
 	if (st != IBV_WC_SUCCESS) {
 		e->status = st;
@@ -666,13 +700,13 @@ static enum exec execute(struct ivrdma_qp *qp, struct ivrdma_swqe *w, struct ivr
 		ex = do_write(qp, pq, w, v, nv, len, &st);
 		break;
 	case IBV_WR_RDMA_READ:
-		st = do_read(qp, pq, w, v, nv, len);
+		ex = do_read(qp, pq, w, v, nv, len, &st);
 		break;
 	case IBV_WR_ATOMIC_WRITE:
-		st = do_atomic_write(qp, pq, w, v, nv, len);
+		ex = do_atomic_write(qp, pq, w, v, nv, len, &st);
 		break;
 	default:
-		st = do_atomic(qp, pq, w, v, nv, len);
+		ex = do_atomic(qp, pq, w, v, nv, len, &st);
 		break;
 	}
 	if (qp->vqp.qp.qp_type == IBV_QPT_UC && st != IBV_WC_SUCCESS && st != IBV_WC_LOC_LEN_ERR &&
@@ -982,8 +1016,8 @@ static void enqueue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 	w->send_flags = wr->send_flags;
 	w->imm_data = wr->imm_data;
 	w->num_sge = (uint32_t)wr->num_sge;
-	if (wr->num_sge) /* sg_list may be NULL without SGEs */
-		memcpy(w->sge, wr->sg_list, sizeof(*w->sge) * (size_t)wr->num_sge);
+	for (int i = 0; i < wr->num_sge; i++) /* most have one: no call to memcpy */
+		w->sge[i] = wr->sg_list[i];
 	if (wr->opcode == IBV_WR_ATOMIC_CMP_AND_SWP || wr->opcode == IBV_WR_ATOMIC_FETCH_AND_ADD) {
 		w->remote_addr = wr->wr.atomic.remote_addr;
 		w->rkey = wr->wr.atomic.rkey;
