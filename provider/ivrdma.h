@@ -201,8 +201,8 @@ struct ivrdma_swqe {
 	uint64_t remote_addr;
 	uint32_t rkey;
 	uint64_t compare_add, swap;
-	struct ibv_sge sge[IVRDMA_MAX_SGE];
-	uint8_t *inline_buf; /* IVRDMA_MAX_INLINE bytes of the QP's inline area */
+	struct ibv_sge sge[IVRDMA_MAX_SGE]; /* not kept for an inline WR */
+	uint8_t *inline_buf;		    /* IVRDMA_MAX_INLINE bytes of the QP's inline area */
 	uint32_t inline_len;
 	struct ivrdma_ah *ah; /* UD: the datagram's address */
 	uint32_t remote_qpn, remote_qkey;
@@ -490,10 +490,10 @@ uint64_t ivrdma_cq_switch(struct ivrdma_cq_slot *s, uint64_t geometry);
 int ivrdma_rq_view(const struct ivrdma_region *r, const struct ivrdma_rq_desc *d, uint64_t *prod,
 		   uint64_t *cons, struct ivrdma_ring_id id, struct ivrdma_rq_view *v);
 int ivrdma_rq_post(struct ivrdma_rq_view *v, const struct ibv_recv_wr *wr);
-typedef bool ivrdma_rq_usable_fn(const struct ivrdma_recv_wqe *w, const void *arg);
+typedef bool ivrdma_rq_usable_fn(const struct ivrdma_recv_wqe *w, void *arg);
 int ivrdma_rq_take(struct ivrdma_rq_view *v, const struct ivrdma_rq_taker *t,
 		   struct ivrdma_recv_wqe *out, uint64_t *index, ivrdma_rq_usable_fn *usable,
-		   const void *arg);
+		   void *arg);
 void ivrdma_rq_drop_all(struct ivrdma_rq_view *v);
 void ivrdma_rq_prefetch(const struct ivrdma_rq_view *v);
 void ivrdma_rq_taken_at_least(struct ivrdma_rq_view *v, uint64_t taken);
@@ -529,7 +529,6 @@ const struct ivrdma_map *ivrdma_maps_next(const struct ivrdma_maps *m, uintptr_t
 void ivrdma_maps_free(struct ivrdma_maps *m);
 /* mr_moving.c: the mover's side of the protocol at ivrdma_mr_flags */
 void ivrdma_mr_set_moving(struct ivrdma_mr *mr, bool moving);
-bool ivrdma_mr_moving(const struct ivrdma_region *r, uint32_t key);
 int ivrdma_wait_executions(const struct ivrdma_region *r);
 /* page_freeze.c: under mr_move.c's span lock. 'private': anonymous pages, not the region's. */
 #define IVRDMA_UFFD_UNOPENED (-2)
@@ -538,10 +537,8 @@ void ivrdma_pages_thaw(struct ivrdma_context *ctx, uintptr_t start, uintptr_t en
 void ivrdma_pages_release(struct ivrdma_context *ctx);
 
 /*
- * mr.c: keys to bytes. ivrdma_mr_local and ivrdma_rkey_remote translate
- * for an execution (ivrdma_mr_flags): they say IVRDMA_XLATE_MOVING for a
- * moving MR, found as its slot is read; ivrdma_mr_remote, for receive
- * buffers whose flags were checked as the receive was taken, does not.
+ * mr.c: keys to bytes, for an execution (ivrdma_mr_flags): a moving MR,
+ * found as its slot is read, is IVRDMA_XLATE_MOVING.
  */
 enum ivrdma_xlate {
 	IVRDMA_XLATE_OK = 0,

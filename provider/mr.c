@@ -273,19 +273,9 @@ enum ivrdma_xlate ivrdma_mr_remote(const struct ivrdma_region *r, uint32_t key, 
 	struct mr_fields f;
 	enum ivrdma_xlate x = read_slot(r, key, owner, &f);
 
-	return x != IVRDMA_XLATE_OK ? x : mr_bytes(r, &f, pd_handle, addr, len, access, out);
-}
-
-/* A window's MR, for an execution: IVRDMA_XLATE_MOVING if it is moving. */
-static enum ivrdma_xlate window_mr(const struct ivrdma_region *r, uint32_t key, uint32_t owner,
-				   uint32_t pd_handle, uint64_t addr, uint64_t len, uint8_t **out)
-{
-	struct mr_fields f;
-	enum ivrdma_xlate x = read_slot(r, key, owner, &f);
-
-	if (x == IVRDMA_XLATE_OK && f.moving)
+	if (x == IVRDMA_XLATE_OK && f.moving && !f.window_of)
 		return IVRDMA_XLATE_MOVING;
-	return x != IVRDMA_XLATE_OK ? x : mr_bytes(r, &f, pd_handle, addr, len, 0, out);
+	return x != IVRDMA_XLATE_OK ? x : mr_bytes(r, &f, pd_handle, addr, len, access, out);
 }
 
 /* An MR that was not moved: its bytes are at its own address, in my process only. */
@@ -349,5 +339,5 @@ enum ivrdma_xlate ivrdma_rkey_remote(const struct ivrdma_region *r, uint32_t key
 	x = check_fields(&w, pd_handle, addr, len, access);
 	if (x != IVRDMA_XLATE_OK)
 		return x;
-	return window_mr(r, w.window_of, owner, w.pd_handle, addr, len, out);
+	return ivrdma_mr_remote(r, w.window_of, owner, w.pd_handle, addr, len, 0, out);
 }

@@ -23,20 +23,6 @@ void ivrdma_mr_set_moving(struct ivrdma_mr *mr, bool moving)
 	shm_store_release32(&mr->s->flags, moving ? IVRDMA_MR_MOVING : 0u);
 }
 
-/*
- * Any slot's flags: a key that names no MR reads as not moving. A window
- * moves with its MR: the MR's flags are the window's.
- */
-bool ivrdma_mr_moving(const struct ivrdma_region *r, uint32_t key)
-{
-	const struct ivrdma_mr_slot *s = ivrdma_table_entry(r, &r->mrs, ivrdma_key_slot(key));
-	uint32_t mr_key = s ? shm_load_relaxed32(&s->window_of) : 0;
-
-	if (mr_key)
-		s = ivrdma_table_entry(r, &r->mrs, ivrdma_key_slot(mr_key));
-	return s && (shm_load_acquire32(&s->flags) & IVRDMA_MR_MOVING);
-}
-
 /* Until the QP slot's execution that was under way at 'seq' ends: false on timeout. */
 static bool execution_ends(const struct ivrdma_qp_slot *s, uint32_t owner, uint64_t seq,
 			   uint64_t deadline)

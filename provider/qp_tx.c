@@ -186,24 +186,6 @@ static int iov_skip(struct iov *v, int n, uint64_t skip)
 	return n - i;
 }
 
-/* The target's receive buffers; the status is the target's own. */
-static enum ibv_wc_status recv_iov(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq,
-				   const struct ivrdma_recv_wqe *r, struct iov *v, uint64_t *room)
-{
-	*room = 0;
-	for (uint32_t i = 0; i < r->num_sge; i++) {
-		enum ivrdma_xlate x = ivrdma_mr_remote(
-		    &ctx->region, r->sge[i].lkey, pq->owner, pq->rq_pd_handle, r->sge[i].addr,
-		    r->sge[i].length, IBV_ACCESS_LOCAL_WRITE, &v[i].p);
-
-		if (x != IVRDMA_XLATE_OK)
-			return IBV_WC_LOC_PROT_ERR;
-		v[i].len = r->sge[i].length;
-		*room += r->sge[i].length;
-	}
-	return IBV_WC_SUCCESS;
-}
-
 /*
  * Tells a target QP's owner what happened to it (enum ivrdma_qp_async):
  * its event thread acts on it. The doorbell rings only for news.
@@ -292,12 +274,38 @@ static void srq_limit_check(struct ivrdma_context *ctx, struct ivrdma_peer_qp *p
 		ivrdma_ring_peer(ctx, peer, IVRDMA_VEC_CONTROL);
 }
 
-/* A receive WQE whose buffers are not moving (ivrdma_rq_usable_fn). */
-static bool recv_not_moving(const struct ivrdma_recv_wqe *w, const void *region)
+/* The target's receive buffers, translated as its receive is taken. */
+struct recv_dst {
+	const struct ivrdma_region *region;
+	const struct ivrdma_peer_qp *pq;
+	struct iov v[IVRDMA_MAX_SGE];
+	uint64_t room;
+	enum ibv_wc_status st; /* the target's own status for them */
+};
+
+/*
+ * ivrdma_rq_usable_fn: translates a copy of a receive WQE into d, and
+ * refuses it if one of its MRs is moving. Each copy overwrites d: the
+ * one the take confirms is the last translated.
+ */
+static bool recv_translate(const struct ivrdma_recv_wqe *w, void *arg)
 {
-	for (uint32_t i = 0; i < w->num_sge; i++)
-		if (ivrdma_mr_moving(region, w->sge[i].lkey))
+	struct recv_dst *d = arg;
+
+	d->room = 0;
+	d->st = IBV_WC_SUCCESS;
+	for (uint32_t i = 0; i < w->num_sge && i < IVRDMA_MAX_SGE; i++) {
+		enum ivrdma_xlate x = ivrdma_mr_remote(
+		    d->region, w->sge[i].lkey, d->pq->owner, d->pq->rq_pd_handle, w->sge[i].addr,
+		    w->sge[i].length, IBV_ACCESS_LOCAL_WRITE, &d->v[i].p);
+
+		if (x == IVRDMA_XLATE_MOVING)
 			return false;
+		if (x != IVRDMA_XLATE_OK)
+			d->st = IBV_WC_LOC_PROT_ERR; /* taken all the same, and failed */
+		d->v[i].len = w->sge[i].length;
+		d->room += w->sge[i].length;
+	}
 	return true;
 }
 
@@ -308,15 +316,18 @@ static bool recv_not_moving(const struct ivrdma_recv_wqe *w, const void *region)
  * (ivrdma_layout.h, "A producer that dies").
  */
 static enum exec take_recv(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq,
-			   struct ivrdma_recv_wqe *r, enum ibv_wc_status *st, enum ibv_wc_opcode op)
+			   struct ivrdma_recv_wqe *r, struct recv_dst *d, enum ibv_wc_status *st,
+			   enum ibv_wc_opcode op)
 {
 	const struct ivrdma_region *region = &to_ictx(qp->vqp.qp.context)->region;
 	const struct ivrdma_rq_taker me = {region, &qp->s->intent, qp->slot + 1};
 	uint64_t index;
 	int got;
 
+	d->region = region;
+	d->pq = pq;
 	ivrdma_take_prepare(&qp->s->intent, pq->cq.index, pq->cq.seq, pq->qpn, op, pq->rq.id);
-	got = ivrdma_rq_take(&pq->rq, &me, r, &index, recv_not_moving, region);
+	got = ivrdma_rq_take(&pq->rq, &me, r, &index, recv_translate, d);
 	if (got > 0) {
 		if (pq->srq_limit) {
 			pq->rq_ticket = 0; /* tickets are for a QP's own ring only */
@@ -343,25 +354,24 @@ static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct
 			 struct iov *src, int ns, uint64_t len, enum ibv_wc_status *st)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
-	struct iov dst[IVRDMA_MAX_SGE];
 	enum ibv_wc_status tst;
 	union ivrdma_recv_wqe_buf r;
-	uint64_t room;
-	enum exec ex = take_recv(qp, pq, &r.w, st, IBV_WC_RECV);
+	struct recv_dst d;
+	enum exec ex = take_recv(qp, pq, &r.w, &d, st, IBV_WC_RECV);
 
 	if (ex == EXEC_DROPPED)
 		return EXEC_DONE;
 	if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS || r.w.num_sge > IVRDMA_MAX_SGE)
 		return ex;
-	tst = recv_iov(ctx, pq, &r.w, dst, &room);
-	if (tst == IBV_WC_SUCCESS && len > room)
+	tst = d.st;
+	if (tst == IBV_WC_SUCCESS && len > d.room)
 		tst = IBV_WC_LOC_LEN_ERR;
 	/* The window to invalidate must be there before any byte lands. */
 	if (tst == IBV_WC_SUCCESS && w->opcode == IBV_WR_SEND_WITH_INV &&
 	    !ivrdma_mw_remote_inv(&ctx->region, pq, w->invalidate_rkey))
 		tst = IBV_WC_LOC_PROT_ERR;
 	if (tst == IBV_WC_SUCCESS)
-		copy_iov(dst, (int)r.w.num_sge, src, ns, len);
+		copy_iov(d.v, (int)r.w.num_sge, src, ns, len);
 	*st = target_cqe(qp, pq, &r.w, tst, IBV_WC_RECV, len, w,
 			 w->opcode == IBV_WR_SEND_WITH_INV ? IBV_WC_WITH_INV : 0);
 	return EXEC_DONE;
@@ -377,31 +387,30 @@ static enum exec deliver_datagram(struct ivrdma_qp *qp, struct ivrdma_swqe *w,
 				  struct ivrdma_peer_qp *pq, struct iov *src, int ns, uint64_t len)
 {
 	struct ivrdma_context *ctx = to_ictx(qp->vqp.qp.context);
-	struct iov dst[IVRDMA_MAX_SGE];
 	enum ibv_wc_status tst;
 	enum ibv_wc_status st = IBV_WC_SUCCESS;
 	union ivrdma_recv_wqe_buf r;
-	uint64_t room;
+	struct recv_dst d;
 	int nd;
 	bool grh = w->ah->attr.is_global;
 	enum exec ex;
 
-	ex = take_recv(qp, pq, &r.w, &st, IBV_WC_RECV);
+	ex = take_recv(qp, pq, &r.w, &d, &st, IBV_WC_RECV);
 	if (ex != EXEC_DONE || st != IBV_WC_SUCCESS || r.w.num_sge > IVRDMA_MAX_SGE)
 		return ex == EXEC_MOVING ? ex : EXEC_DONE;
-	tst = recv_iov(ctx, pq, &r.w, dst, &room);
-	if (tst == IBV_WC_SUCCESS && IVRDMA_GRH_LEN + len > room)
+	tst = d.st;
+	if (tst == IBV_WC_SUCCESS && IVRDMA_GRH_LEN + len > d.room)
 		tst = IBV_WC_LOC_LEN_ERR;
 	if (tst == IBV_WC_SUCCESS && grh) {
 		uint8_t h[IVRDMA_GRH_LEN];
 		struct iov hv = {.p = h, .len = sizeof(h)};
 
 		ivrdma_ud_make_grh(ctx, w, (uint32_t)len, h);
-		copy_iov(dst, (int)r.w.num_sge, &hv, 1, sizeof(h));
+		copy_iov(d.v, (int)r.w.num_sge, &hv, 1, sizeof(h));
 	}
 	if (tst == IBV_WC_SUCCESS) {
-		nd = iov_skip(dst, (int)r.w.num_sge, IVRDMA_GRH_LEN);
-		copy_iov(dst, nd, src, ns, len);
+		nd = iov_skip(d.v, (int)r.w.num_sge, IVRDMA_GRH_LEN);
+		copy_iov(d.v, nd, src, ns, len);
 	}
 	target_cqe(qp, pq, &r.w, tst, IBV_WC_RECV, IVRDMA_GRH_LEN + len, w, grh ? IBV_WC_GRH : 0);
 	return EXEC_DONE;
@@ -481,13 +490,14 @@ static enum exec do_write(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struc
 {
 	struct iov dst = {.len = len};
 	union ivrdma_recv_wqe_buf r;
+	struct recv_dst d; /* translated, not written: the data goes where the rkey says */
 	enum exec ex =
 	    len ? remote_mem(qp, pq, w, len, IBV_ACCESS_REMOTE_WRITE, &dst.p, st) : EXEC_DONE;
 
 	if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS)
 		return ex;
 	if (w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM) {
-		ex = take_recv(qp, pq, &r.w, st, IBV_WC_RECV_RDMA_WITH_IMM);
+		ex = take_recv(qp, pq, &r.w, &d, st, IBV_WC_RECV_RDMA_WITH_IMM);
 		if (ex == EXEC_DROPPED)
 			return EXEC_DONE; /* nothing written either */
 		if (ex != EXEC_DONE || *st != IBV_WC_SUCCESS)
@@ -1016,8 +1026,17 @@ static void enqueue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 	w->send_flags = wr->send_flags;
 	w->imm_data = wr->imm_data;
 	w->num_sge = (uint32_t)wr->num_sge;
-	for (int i = 0; i < wr->num_sge; i++) /* most have one: no call to memcpy */
-		w->sge[i] = wr->sg_list[i];
+	w->inline_len = 0;
+	if (wr->send_flags & IBV_SEND_INLINE) /* the buffers may be reused at once */
+		for (int i = 0; i < wr->num_sge; i++) {
+			move_bytes(w->inline_buf + w->inline_len,
+				   (const uint8_t *)(uintptr_t)wr->sg_list[i].addr,
+				   wr->sg_list[i].length);
+			w->inline_len += wr->sg_list[i].length;
+		}
+	else /* the SGEs only: inline data is in inline_buf */
+		for (int i = 0; i < wr->num_sge; i++)
+			w->sge[i] = wr->sg_list[i];
 	if (wr->opcode == IBV_WR_ATOMIC_CMP_AND_SWP || wr->opcode == IBV_WR_ATOMIC_FETCH_AND_ADD) {
 		w->remote_addr = wr->wr.atomic.remote_addr;
 		w->rkey = wr->wr.atomic.rkey;
@@ -1043,13 +1062,6 @@ static void enqueue(struct ivrdma_qp *qp, const struct ibv_send_wr *wr)
 						  .addr = wr->bind_mw.bind_info.addr,
 						  .length = wr->bind_mw.bind_info.length,
 						  .access = wr->bind_mw.bind_info.mw_access_flags};
-	w->inline_len = 0;
-	if (wr->send_flags & IBV_SEND_INLINE) /* the buffers may be reused at once */
-		for (int i = 0; i < wr->num_sge; i++) {
-			memcpy(w->inline_buf + w->inline_len,
-			       (void *)(uintptr_t)wr->sg_list[i].addr, wr->sg_list[i].length);
-			w->inline_len += wr->sg_list[i].length;
-		}
 	qp->sq_count++;
 }
 

@@ -125,7 +125,7 @@ static uint8_t *rq_entry(const struct ivrdma_rq_view *v, uint64_t i)
  * none is posted, -EPROTO or -EBUSY as ivrdma_rq_take says.
  */
 static int rq_next(struct ivrdma_rq_view *v, uint64_t *w, struct ivrdma_recv_wqe *out,
-		   ivrdma_rq_usable_fn *usable, const void *arg)
+		   ivrdma_rq_usable_fn *usable, void *arg)
 {
 	uint32_t n = (uint32_t)IVRDMA_RQ_STRIDE(v->max_sge);
 
@@ -163,7 +163,8 @@ static int rq_next(struct ivrdma_rq_view *v, uint64_t *w, struct ivrdma_recv_wqe
  * if 'usable' (when not NULL) refused the WQE, which then stays posted.
  * 'out' has room for IVRDMA_MAX_SGE SGEs; *index is the entry's. 'usable'
  * sees a copy that may be stale (another consumer took the entry): only a
- * copy that the CAS then confirms counts, so it must not act on it. The
+ * copy that the CAS then confirms counts, so it must not act on it (it may
+ * note what it found in 'arg': the last copy it saw is the one taken). The
  * take is on record in t's intent throughout (common/recv_take.h).
  *
  * The owner stores prod on every post, so reading it costs a cache line
@@ -172,7 +173,7 @@ static int rq_next(struct ivrdma_rq_view *v, uint64_t *w, struct ivrdma_recv_wqe
  */
 int ivrdma_rq_take(struct ivrdma_rq_view *v, const struct ivrdma_rq_taker *t,
 		   struct ivrdma_recv_wqe *out, uint64_t *index, ivrdma_rq_usable_fn *usable,
-		   const void *arg)
+		   void *arg)
 {
 	uint64_t w = shm_load_acquire64(v->cons);
 	int rc;

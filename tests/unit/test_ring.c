@@ -315,7 +315,7 @@ static bool wqe_intact(const struct ivrdma_recv_wqe *w)
 	       w->sge[1].length == mix(~id) && w->sge[1].lkey == (uint32_t)id;
 }
 
-static bool refuse(const struct ivrdma_recv_wqe *w, const void *arg)
+static bool refuse(const struct ivrdma_recv_wqe *w, void *arg)
 {
 	return false;
 }
