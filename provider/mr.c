@@ -255,13 +255,24 @@ static enum ivrdma_xlate checked_bytes(const struct ivrdma_region *r, const stru
 	return *out ? IVRDMA_XLATE_OK : IVRDMA_XLATE_BAD_KEY;
 }
 
+/* Can an execution use the MR whose slot's copied fields are f for [addr, addr + len)? */
+static enum ivrdma_xlate mr_usable(const struct mr_fields *f, uint32_t pd_handle, uint64_t addr,
+				   uint64_t len, int access)
+{
+	if (f->window_of)
+		return IVRDMA_XLATE_BAD_KEY; /* a window's key names no MR (IB: an lkey is an MR's)
+					      */
+	if (f->moving)
+		return IVRDMA_XLATE_MOVING;
+	return check_fields(f, pd_handle, addr, len, access);
+}
+
 /* The region bytes of an MR slot's copied fields f for [addr, addr + len). */
 static enum ivrdma_xlate mr_bytes(const struct ivrdma_region *r, const struct mr_fields *f,
 				  uint32_t pd_handle, uint64_t addr, uint64_t len, int access,
 				  uint8_t **out)
 {
-	enum ivrdma_xlate x = f->window_of ? IVRDMA_XLATE_BAD_KEY /* a window's key names no MR */
-					   : check_fields(f, pd_handle, addr, len, access);
+	enum ivrdma_xlate x = mr_usable(f, pd_handle, addr, len, access);
 
 	return x != IVRDMA_XLATE_OK ? x : checked_bytes(r, f, addr, len, out);
 }
@@ -273,8 +284,6 @@ enum ivrdma_xlate ivrdma_mr_remote(const struct ivrdma_region *r, uint32_t key, 
 	struct mr_fields f;
 	enum ivrdma_xlate x = read_slot(r, key, owner, &f);
 
-	if (x == IVRDMA_XLATE_OK && f.moving && !f.window_of)
-		return IVRDMA_XLATE_MOVING;
 	return x != IVRDMA_XLATE_OK ? x : mr_bytes(r, &f, pd_handle, addr, len, access, out);
 }
 
@@ -302,12 +311,8 @@ enum ivrdma_xlate ivrdma_mr_local(struct ivrdma_context *ctx, uint32_t key, uint
 	struct mr_fields f;
 	enum ivrdma_xlate x = read_slot(&ctx->region, key, ctx->owner_tag, &f);
 
-	if (x == IVRDMA_XLATE_OK && f.window_of)
-		x = IVRDMA_XLATE_BAD_KEY; /* windows are for peers (IB: an lkey is an MR's) */
-	else if (x == IVRDMA_XLATE_OK && f.moving)
-		x = IVRDMA_XLATE_MOVING;
 	if (x == IVRDMA_XLATE_OK)
-		x = check_fields(&f, pd_handle, addr, len, access);
+		x = mr_usable(&f, pd_handle, addr, len, access);
 	if (x != IVRDMA_XLATE_OK)
 		return x;
 	if (f.region_offset == 0)
@@ -330,8 +335,6 @@ enum ivrdma_xlate ivrdma_rkey_remote(const struct ivrdma_region *r, uint32_t key
 
 	if (x != IVRDMA_XLATE_OK)
 		return x;
-	if (!w.window_of && w.moving)
-		return IVRDMA_XLATE_MOVING;
 	if (!w.window_of) /* an MR's key: the slot is read once */
 		return mr_bytes(r, &w, pd_handle, addr, len, access, out);
 	if (w.bound_qpn && w.bound_qpn != qpn)

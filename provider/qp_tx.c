@@ -76,6 +76,16 @@ static void move_bytes(uint8_t *dst, const uint8_t *src, uint64_t n)
 		memmove(dst, src, n);
 }
 
+/* n > 0 bytes, the last stored after a release fence (copy_iov()). */
+static void move_last_after(uint8_t *dst, const uint8_t *src, uint64_t n)
+{
+	uint8_t last = src[n - 1]; /* read before the move: the ranges may overlap */
+
+	move_bytes(dst, src, n - 1);
+	shm_fence_release();
+	dst[n - 1] = last;
+}
+
 /*
  * Copies 'len' bytes between scatter lists; the last byte is stored after
  * a release fence, so a poller of the last byte sees all the others.
@@ -89,11 +99,7 @@ static void copy_iov(const struct iov *dst, int nd, const struct iov *src, int n
 	int d = 0, s = 0;
 
 	if (nd == 1 && ns == 1 && len && len <= dst->len && len <= src->len) {
-		uint8_t last = src->p[len - 1]; /* one piece each side: most messages */
-
-		move_bytes(dst->p, src->p, len - 1);
-		shm_fence_release();
-		dst->p[len - 1] = last;
+		move_last_after(dst->p, src->p, len); /* one piece each side: most messages */
 		return;
 	}
 	while (len) {
@@ -108,11 +114,7 @@ static void copy_iov(const struct iov *dst, int nd, const struct iov *src, int n
 		n = dst[d].len - doff < src[s].len - soff ? dst[d].len - doff : src[s].len - soff;
 		n = n < len ? n : len;
 		if (n == len) {
-			uint8_t last = src[s].p[soff + n - 1];
-
-			move_bytes(dst[d].p + doff, src[s].p + soff, n - 1);
-			shm_fence_release();
-			dst[d].p[doff + n - 1] = last;
+			move_last_after(dst[d].p + doff, src[s].p + soff, n);
 			return;
 		}
 		move_bytes(dst[d].p + doff, src[s].p + soff, n);
