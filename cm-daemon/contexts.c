@@ -240,7 +240,10 @@ void contexts_peer_gone(struct daemon *d, uint16_t peer_id)
 	}
 }
 
-/* Open contexts, then ended ones, oldest first. */
+/*
+ * Open contexts, then ended ones, oldest first, as of the last sweep (the
+ * caller sweeps first: ctl_status_json).
+ */
 json_object *contexts_json(struct daemon *d)
 {
 	const struct ivrdma_region *r = &d->region;
@@ -249,7 +252,6 @@ json_object *contexts_json(struct daemon *d)
 	struct qps_by_context ix;
 	bool indexed;
 
-	contexts_sweep(d);
 	indexed = qps_by_context_build(r, &ix);
 	for (uint32_t i = 0; i < r->ctxs.entries; i++) {
 		struct ivrdma_ctx_slot *c = ivrdma_table_entry(r, &r->ctxs, i);

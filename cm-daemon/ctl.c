@@ -122,6 +122,12 @@ json_object *ctl_status_json(struct daemon *d)
 	json_object *o = json_object_new_object(), *nodes = json_object_new_array(),
 		    *peers = json_object_new_array(), *daemon = json_object_new_object();
 
+	/*
+	 * Ended contexts are reclaimed before anything is read, so the whole
+	 * status is of one moment: a region's chunks_used read before the
+	 * sweep would still count what the sweep then frees.
+	 */
+	contexts_sweep(d);
 	json_object_object_add(daemon, "pid", json_object_new_int(getpid()));
 	json_object_object_add(daemon, "dir", json_object_new_string(d->cfg.dir));
 	json_object_object_add(daemon, "version", json_object_new_string(IVRDMA_VERSION));
