@@ -314,6 +314,25 @@ int ivt_guest_on_release_cancel(int fd)
 	return ioctl(fd, IVRDMA_CMD_IOC_ON_RELEASE_CANCEL) < 0 ? -errno : 0;
 }
 
+int ivt_guest_event_rule(int fd, const struct ivt_event_rule *rule, uint32_t *id)
+{
+	struct ivrdma_cmd_event_rule req = {.offset = rule->offset,
+					    .cq_handle = rule->cq_handle,
+					    .channel_fd = rule->channel_fd,
+					    .mask = rule->mask,
+					    .vector = rule->vector};
+
+	if (ioctl(fd, IVRDMA_CMD_IOC_EVENT_RULE, &req) < 0)
+		return -errno;
+	*id = req.id;
+	return 0;
+}
+
+int ivt_guest_event_rule_cancel(int fd, uint32_t id)
+{
+	return ioctl(fd, IVRDMA_CMD_IOC_EVENT_RULE_CANCEL, &id) < 0 ? -errno : 0;
+}
+
 const struct ivt_backend_ops ivt_guest_ops = {
     .name = "guest",
     .attach = guest_attach,

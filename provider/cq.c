@@ -81,7 +81,7 @@ int ivrdma_destroy_cq(struct ibv_cq *ibcq)
 	if (atomic_load(&cq->users))
 		return EBUSY;
 	ivrdma_pd_put(cq->parent);
-	ivrdma_cq_direct_withdraw(cq);
+	ivrdma_cq_direct_withdraw(to_ictx(ibcq->context), cq);
 	ivrdma_events_forget_cq(to_ictx(ibcq->context), cq);
 	ivrdma_events_settle(to_ictx(ibcq->context), (uintptr_t)ibcq, &cq->async_posted,
 			     &ibcq->mutex, &ibcq->cond, &ibcq->async_events_completed);

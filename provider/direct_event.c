@@ -27,6 +27,16 @@
  * direct_senders before it reads the id, and the owner withdraws the id,
  * then waits until no producer is between reading and sending (the two
  * sides of a store-buffering pair, each a sequentially consistent RMW).
+ *
+ * In a guest the channel is a file of the guest driver, which producers
+ * elsewhere cannot reach; they ring the owner's IVRDMA_VEC_COMPLETION as
+ * before. The driver's interrupt handler then takes EVENT off the slot's
+ * flags and queues the event itself, by the rule the owner gave it
+ * (ivt_guest_event_rule), before the owner's event thread wakes on the
+ * same interrupt: the thread asleep in ibv_get_cq_event wakes once, from
+ * the interrupt. Whoever takes EVENT off posts, so still one event per
+ * arming; the rule is cancelled before ibv_destroy_cq returns, and
+ * nothing is queued after the cancel returns.
  */
 #include <errno.h>
 #include <sched.h>
@@ -37,15 +47,39 @@
 #include "channel_path.h"
 #include "cq_producer.h"
 #include "ivrdma.h"
+#include "ivshmem_transport.h"
 #include "shm_atomic.h"
 
 /* A producer that stopped between reading the id and sending: the owner waits this long. */
 #define WITHDRAW_WAIT_NS 1000000000ull
 
+/* A guest's CQ on a channel: the driver posts its events (see above). */
+static void kernel_rule_add(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
+			    struct ibv_comp_channel *ch)
+{
+	const struct ivt_event_rule rule = {
+	    .offset = (uint64_t)((uint8_t *)&cq->view.slot->flags - ctx->region.base),
+	    .cq_handle = (uintptr_t)&cq->vcq.cq,
+	    .channel_fd = ch->fd,
+	    .mask = IVRDMA_CQ_EVENT,
+	    .vector = IVRDMA_VEC_COMPLETION,
+	};
+	int rc = ivt_guest_event_rule(ctx->ibv_ctx.context.cmd_fd, &rule, &cq->event_rule);
+
+	if (rc) {
+		cq->event_rule = 0;
+		ivrdma_dbg("CQ %u: the driver will not post its events (%s): the event thread does",
+			   cq->slot, strerror(-rc));
+	}
+}
+
 void ivrdma_cq_direct_publish(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
 			      struct ibv_comp_channel *ch)
 {
 	struct ivrdma_cq_slot *s = cq->view.slot;
+
+	if (ch && ivrdma_in_guest(ctx) && !ctx->event_relay)
+		kernel_rule_add(ctx, cq, ch);
 
 	/* A slot's earlier owner may have died with its id published: always store. */
 	cq->channel_id = ch && ctx->event_sock >= 0 ? ivrdma_channel_id(ch->fd, ctx->dir) : 0;
@@ -54,11 +88,15 @@ void ivrdma_cq_direct_publish(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
 	shm_store_release64(&s->channel_id, cq->channel_id);
 }
 
-void ivrdma_cq_direct_withdraw(struct ivrdma_cq *cq)
+void ivrdma_cq_direct_withdraw(struct ivrdma_context *ctx, struct ivrdma_cq *cq)
 {
 	struct ivrdma_cq_slot *s = cq->view.slot;
 	uint64_t deadline;
 
+	if (cq->event_rule &&
+	    ivt_guest_event_rule_cancel(ctx->ibv_ctx.context.cmd_fd, cq->event_rule))
+		ivrdma_dbg("CQ %u: cancelling its event rule failed", cq->slot);
+	cq->event_rule = 0;
 	if (!cq->channel_id)
 		return;
 	shm_exchange_seq_cst64(&s->channel_id, 0); /* withdraw, then look: pairs with the count */

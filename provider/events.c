@@ -7,6 +7,9 @@
  *
  *   IVRDMA_VEC_COMPLETION  a producer fired an armed CQ of mine: post the
  *                          completion-channel event (ib_uverbs_comp_event_desc)
+ *                          unless it is posted already (by the producer
+ *                          on a host, by the guest driver's event rule in
+ *                          a VM: direct_event.c)
  *   IVRDMA_VEC_CONTROL     the directory changed (nodes joined or left:
  *                          port events; peers died: their QPs' ends
  *                          fail), or an initiator has news for one of my

@@ -180,6 +180,7 @@ struct ivrdma_cq {
 	struct ibv_pd *parent;	     /* its parent domain (cq_ex.c), held until destroyed */
 	unsigned int async_posted;   /* its async events written (under ctx->async_lock) */
 	uint64_t channel_id;	     /* its channel's, published in the slot; 0: none */
+	uint32_t event_rule;	     /* in a guest: the driver's rule posting its events; 0: none */
 };
 
 /* A bind of a memory window, as a WR carries it (mw.c). */
@@ -443,8 +444,10 @@ int ivrdma_pd_destroy_srq(struct ibv_srq *srq);
 
 /*
  * direct_event.c: completion events sent by the producer to a host
- * process's channel. publish and withdraw: the owner, at create and
- * destroy (publish stores 0 for a channel that is no such socket).
+ * process's channel, or in a guest queued by the driver's interrupt
+ * handler. publish and withdraw: the owner, at create and destroy
+ * (publish stores 0 for a channel that is no such socket; in a guest it
+ * gives the driver the CQ's event rule, and withdraw cancels it).
  * direct_post: a producer whose CQE fired the arming; true if the event
  * was posted (by it or the owner's event thread), false if the owner's
  * doorbell must ring. channel_send: one event to channel 'id'.
@@ -453,7 +456,7 @@ int ivrdma_pd_destroy_srq(struct ibv_srq *srq);
  */
 void ivrdma_cq_direct_publish(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
 			      struct ibv_comp_channel *ch);
-void ivrdma_cq_direct_withdraw(struct ivrdma_cq *cq);
+void ivrdma_cq_direct_withdraw(struct ivrdma_context *ctx, struct ivrdma_cq *cq);
 bool ivrdma_cq_direct_post(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s);
 bool ivrdma_channel_send(struct ivrdma_context *ctx, uint64_t id, uint64_t cq_handle);
 void ivrdma_cq_direct_recover(struct ivrdma_context *ctx, struct ivrdma_cq_slot *s);

@@ -25,6 +25,14 @@
  * A command file may also hold one word to store in BAR2 when it is
  * released (IVRDMA_CMD_IOC_ON_RELEASE): how the region hears that a
  * process in the VM ended, killed or not, while the VM lives on.
+ *
+ * And it may hold event rules (IVRDMA_CMD_IOC_EVENT_RULE): the interrupt
+ * handler of a vector takes an event bit off a word of BAR2 and queues
+ * the record on a channel itself, so the reader wakes once, from the
+ * interrupt, not from the provider's event thread. Lock order: the
+ * ivshmem device's irq_lock, then rules_lock, then a channel's lock; the
+ * last two are taken in the interrupt handler, so with interrupts off
+ * everywhere else.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -76,16 +84,34 @@ struct ivrdma_cmd_dev {
 	u32 info_flags;			/* IVRDMA_CMD_INFO_* */
 	void *shm;			/* BAR2, while !dead; NULL: ivrdma_host */
 	u64 shm_size;
+	unsigned int nr_vectors;	/* the ivshmem device's, enabled */
 	struct rw_semaphore lock;	/* read: a command; write: removal */
 	bool dead;
+	spinlock_t rules_lock;		/* rules, next_rule_id, nr_rules */
+	struct list_head rules;
+	u32 next_rule_id;
+	atomic64_t events_posted;	/* records the rules queued */
 };
 
 /* An open command file: its device, and the word it stores when released. */
 struct ivrdma_cmd_file {
 	struct ivrdma_cmd_dev *cdev;
-	struct mutex lock;		/* the fields below */
+	struct mutex lock;		/* the two fields below */
 	bool on_release;
 	struct ivrdma_cmd_on_release store;
+	unsigned int nr_rules;		/* its rules, under cdev->rules_lock */
+};
+
+/* An event rule (IVRDMA_CMD_IOC_EVENT_RULE), on cdev->rules. */
+struct ivrdma_event_rule {
+	struct list_head node;
+	struct ivrdma_cmd_file *owner;
+	u32 id;
+	unsigned int vector;
+	u32 *word;			/* in BAR2 */
+	u32 mask;
+	u64 cq_handle;
+	struct file *channel;		/* a reference of its own */
 };
 
 struct ivrdma_channel {
@@ -100,6 +126,13 @@ struct ivrdma_channel {
 
 /* ---- completion channels ---- */
 
+/* Records were queued: wake readers and pollers, signal SIGIO owners. */
+static void chan_readable(struct ivrdma_channel *ch)
+{
+	wake_up_interruptible_poll(&ch->wait, EPOLLIN | EPOLLRDNORM);
+	kill_fasync(&ch->async, SIGIO, POLL_IN);
+}
+
 static ssize_t chan_read(struct file *file, char __user *buf, size_t count,
 			 loff_t *pos)
 {
@@ -110,20 +143,20 @@ static ssize_t chan_read(struct file *file, char __user *buf, size_t count,
 	/* One record per read, as the uverbs core's event files do. */
 	if (count < sizeof(ev))
 		return -EINVAL;
-	spin_lock(&ch->lock);
+	spin_lock_irq(&ch->lock);
 	while (!ch->len) {
-		spin_unlock(&ch->lock);
+		spin_unlock_irq(&ch->lock);
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
 		ret = wait_event_interruptible(ch->wait, READ_ONCE(ch->len));
 		if (ret)
 			return ret;
-		spin_lock(&ch->lock);
+		spin_lock_irq(&ch->lock);
 	}
 	ev = ch->ev[ch->head];
 	ch->head = (ch->head + 1) % ch->depth;
 	ch->len--;
-	spin_unlock(&ch->lock);
+	spin_unlock_irq(&ch->lock);
 	wake_up_interruptible_poll(&ch->wait, EPOLLOUT | EPOLLWRNORM);
 	if (copy_to_user(buf, &ev, sizeof(ev)))
 		return -EFAULT;
@@ -150,17 +183,14 @@ static ssize_t chan_write(struct file *file, const char __user *buf,
 
 		if (copy_from_user(ev, buf + done, n * sizeof(ev[0])))
 			return done ? done : -EFAULT;
-		spin_lock(&ch->lock);
+		spin_lock_irq(&ch->lock);
 		queued = min_t(size_t, n, ch->depth - ch->len);
 		for (i = 0; i < queued; i++)
 			ch->ev[(ch->head + ch->len + i) % ch->depth] = ev[i];
 		ch->len += queued;
-		spin_unlock(&ch->lock);
-		if (queued) {
-			wake_up_interruptible_poll(&ch->wait,
-						   EPOLLIN | EPOLLRDNORM);
-			kill_fasync(&ch->async, SIGIO, POLL_IN);
-		}
+		spin_unlock_irq(&ch->lock);
+		if (queued)
+			chan_readable(ch);
 		done += queued * sizeof(ev[0]);
 		if (queued < n)
 			break;
@@ -174,12 +204,12 @@ static __poll_t chan_poll(struct file *file, poll_table *wait)
 	__poll_t mask = 0;
 
 	poll_wait(file, &ch->wait, wait);
-	spin_lock(&ch->lock);
+	spin_lock_irq(&ch->lock);
 	if (ch->len)
 		mask |= EPOLLIN | EPOLLRDNORM;
 	if (ch->len < ch->depth)
 		mask |= EPOLLOUT | EPOLLWRNORM;
-	spin_unlock(&ch->lock);
+	spin_unlock_irq(&ch->lock);
 	return mask;
 }
 
@@ -243,6 +273,205 @@ static int create_channel(struct ib_uverbs_create_comp_channel_resp __user *ures
 	fd_install(fd, filp);
 	return 0;
 }
+
+/* ---- event rules ---- */
+
+/* Takes the bits @mask off *@word: true if any was set. */
+static bool take_bits(u32 *word, u32 mask)
+{
+	u32 old = READ_ONCE(*word);
+
+	while (old & mask) {
+		u32 seen = cmpxchg(word, old, old & ~mask);
+
+		if (seen == old)
+			return true;
+		old = seen;
+	}
+	return false;
+}
+
+/*
+ * One rule's work: with room in its channel (checked under the channel's
+ * lock, so that it stays), the bits come off and the record goes in.
+ * Returns true if a record was queued.
+ */
+static bool rule_fire(struct ivrdma_event_rule *r)
+{
+	struct ivrdma_channel *ch = r->channel->private_data;
+	bool queued = false;
+
+	spin_lock(&ch->lock);
+	if (ch->len < ch->depth && take_bits(r->word, r->mask)) {
+		ch->ev[(ch->head + ch->len) % ch->depth].cq_handle = r->cq_handle;
+		ch->len++;
+		queued = true;
+	}
+	spin_unlock(&ch->lock);
+	if (queued)
+		chan_readable(ch);
+	return queued;
+}
+
+void ivrdma_cmd_irq(struct ivrdma_cmd_dev *cdev, unsigned int vector)
+{
+	struct ivrdma_event_rule *r;
+
+	spin_lock(&cdev->rules_lock);
+	list_for_each_entry(r, &cdev->rules, node)
+		if (r->vector == vector && rule_fire(r))
+			atomic64_inc(&cdev->events_posted);
+	spin_unlock(&cdev->rules_lock);
+}
+
+static void rule_free(struct ivrdma_event_rule *r)
+{
+	fput(r->channel);
+	kfree(r);
+}
+
+/* Takes the rules of @owner (every rule if NULL) off the device, then frees them. */
+static void rules_drop(struct ivrdma_cmd_dev *cdev, struct ivrdma_cmd_file *owner)
+{
+	struct ivrdma_event_rule *r, *next;
+	LIST_HEAD(gone);
+
+	spin_lock_irq(&cdev->rules_lock);
+	list_for_each_entry_safe(r, next, &cdev->rules, node) {
+		if (owner && r->owner != owner)
+			continue;
+		r->owner->nr_rules--;
+		list_move(&r->node, &gone);
+	}
+	spin_unlock_irq(&cdev->rules_lock);
+	list_for_each_entry_safe(r, next, &gone, node)
+		rule_free(r);
+}
+
+/* The request's fields, checked: 0 or -EINVAL. */
+static int rule_check(const struct ivrdma_cmd_dev *cdev,
+		      const struct ivrdma_cmd_event_rule *req)
+{
+	if (req->offset % sizeof(u32) || req->offset >= cdev->shm_size ||
+	    cdev->shm_size - req->offset < sizeof(u32) || !req->mask ||
+	    req->vector >= cdev->nr_vectors || req->reserved[0] ||
+	    req->reserved[1])
+		return -EINVAL;
+	return 0;
+}
+
+/* Links @r in under a new id, unless its file has too many: 0 or -ENOSPC. */
+static int rule_add(struct ivrdma_cmd_dev *cdev, struct ivrdma_event_rule *r)
+{
+	int ret = 0;
+
+	spin_lock_irq(&cdev->rules_lock);
+	if (r->owner->nr_rules >= IVRDMA_CMD_EVENT_RULES_MAX) {
+		ret = -ENOSPC;
+	} else {
+		r->id = ++cdev->next_rule_id ? cdev->next_rule_id
+					      : ++cdev->next_rule_id;
+		r->owner->nr_rules++;
+		list_add_tail(&r->node, &cdev->rules);
+	}
+	spin_unlock_irq(&cdev->rules_lock);
+	return ret;
+}
+
+/*
+ * IVRDMA_CMD_IOC_EVENT_RULE: 0, -EACCES, -EFAULT, -EINVAL, -EBADF,
+ * -ENOSPC, -ENOMEM, -EOPNOTSUPP or -ENODEV. Like ON_RELEASE, it lets
+ * whoever may open this file change a word of BAR2, which /dev/ivshmemN
+ * grants them anyway (cmd_mode no wider than mode).
+ */
+static long cmd_ioc_event_rule(struct file *file, void __user *argp)
+{
+	struct ivrdma_cmd_file *cf = file->private_data;
+	struct ivrdma_cmd_dev *cdev = cf->cdev;
+	struct ivrdma_cmd_event_rule req;
+	struct ivrdma_event_rule *r;
+	long ret;
+
+	if (file->f_cred != current_cred())
+		return -EACCES;
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (!cdev->shm)
+		return -EOPNOTSUPP;
+	ret = rule_check(cdev, &req);
+	if (ret)
+		return ret;
+	r = kzalloc(sizeof(*r), GFP_KERNEL);
+	if (!r)
+		return -ENOMEM;
+	r->channel = fget(req.channel_fd);
+	if (!r->channel || r->channel->f_op != &chan_fops) {
+		if (r->channel)
+			fput(r->channel);
+		kfree(r);
+		return -EBADF;
+	}
+	r->owner = cf;
+	r->vector = req.vector;
+	r->word = (u32 *)((u8 *)cdev->shm + req.offset);
+	r->mask = req.mask;
+	r->cq_handle = req.cq_handle;
+
+	down_read(&cdev->lock);
+	ret = cdev->dead ? -ENODEV : rule_add(cdev, r);
+	up_read(&cdev->lock);
+	if (!ret) {
+		req.id = r->id;
+		if (copy_to_user(argp, &req, sizeof(req)))
+			ret = -EFAULT;	/* the rule stays: the file's release ends it */
+	} else {
+		rule_free(r);
+	}
+	return ret;
+}
+
+/* IVRDMA_CMD_IOC_EVENT_RULE_CANCEL: 0, -EFAULT or -ENOENT. */
+static long cmd_ioc_event_rule_cancel(struct ivrdma_cmd_file *cf,
+				      u32 __user *argp)
+{
+	struct ivrdma_cmd_dev *cdev = cf->cdev;
+	struct ivrdma_event_rule *r, *found = NULL;
+	u32 id;
+
+	if (get_user(id, argp))
+		return -EFAULT;
+	spin_lock_irq(&cdev->rules_lock);
+	list_for_each_entry(r, &cdev->rules, node)
+		if (r->owner == cf && r->id == id) {
+			list_del(&r->node);
+			cf->nr_rules--;
+			found = r;
+			break;
+		}
+	spin_unlock_irq(&cdev->rules_lock);
+	if (!found)
+		return -ENOENT;
+	rule_free(found);
+	return 0;
+}
+
+static ssize_t events_posted_show(struct device *dev,
+				  struct device_attribute *attr, char *buf)
+{
+	struct miscdevice *misc = dev_get_drvdata(dev);
+	struct ivrdma_cmd_dev *cdev = container_of(misc, struct ivrdma_cmd_dev,
+						   misc);
+
+	return sysfs_emit(buf, "%lld\n",
+			  (long long)atomic64_read(&cdev->events_posted));
+}
+static DEVICE_ATTR_RO(events_posted);
+
+static struct attribute *cmd_attrs[] = {
+	&dev_attr_events_posted.attr,
+	NULL,
+};
+ATTRIBUTE_GROUPS(cmd);
 
 /* ---- the command file ---- */
 
@@ -366,6 +595,10 @@ static long cmd_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		cf->on_release = false;
 		mutex_unlock(&cf->lock);
 		return 0;
+	case IVRDMA_CMD_IOC_EVENT_RULE:
+		return cmd_ioc_event_rule(file, (void __user *)arg);
+	case IVRDMA_CMD_IOC_EVENT_RULE_CANCEL:
+		return cmd_ioc_event_rule_cancel(cf, (u32 __user *)arg);
 	}
 	return -ENOTTY;
 }
@@ -409,6 +642,7 @@ static int cmd_release(struct inode *inode, struct file *file)
 {
 	struct ivrdma_cmd_file *cf = file->private_data;
 
+	rules_drop(cf->cdev, cf);
 	cmd_store_on_release(cf);
 	kref_put(&cf->cdev->ref, cmd_free);
 	mutex_destroy(&cf->lock);
@@ -434,6 +668,8 @@ static struct ivrdma_cmd_dev *cmd_register(struct ivrdma_cmd_dev *cdev,
 
 	kref_init(&cdev->ref);
 	init_rwsem(&cdev->lock);
+	spin_lock_init(&cdev->rules_lock);
+	INIT_LIST_HEAD(&cdev->rules);
 	snprintf(cdev->nodename, sizeof(cdev->nodename), "infiniband/%s",
 		 cdev->name);
 	cdev->misc.minor = MISC_DYNAMIC_MINOR;
@@ -442,6 +678,7 @@ static struct ivrdma_cmd_dev *cmd_register(struct ivrdma_cmd_dev *cdev,
 	cdev->misc.fops = &cmd_fops;
 	cdev->misc.parent = parent;
 	cdev->misc.mode = cmd_mode;
+	cdev->misc.groups = cmd_groups;
 	ret = misc_register(&cdev->misc);
 	if (ret) {
 		kfree(cdev);
@@ -452,7 +689,7 @@ static struct ivrdma_cmd_dev *cmd_register(struct ivrdma_cmd_dev *cdev,
 
 struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
 				      dev_t ivshmem_devt, void *shm,
-				      u64 shm_size)
+				      u64 shm_size, unsigned int nr_vectors)
 {
 	struct ivrdma_cmd_dev *cdev = kzalloc(sizeof(*cdev), GFP_KERNEL);
 
@@ -462,6 +699,7 @@ struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
 	cdev->ivshmem_devt = ivshmem_devt;
 	cdev->shm = shm;
 	cdev->shm_size = shm_size;
+	cdev->nr_vectors = nr_vectors;
 	snprintf(cdev->name, sizeof(cdev->name), "ivrdma%d", index);
 	return cmd_register(cdev, parent);
 }
@@ -506,5 +744,6 @@ void ivrdma_cmd_remove(struct ivrdma_cmd_dev *cdev)
 	down_write(&cdev->lock);
 	cdev->dead = true;
 	up_write(&cdev->lock);
+	rules_drop(cdev, NULL);		/* BAR2 goes next */
 	kref_put(&cdev->ref, cmd_free);
 }

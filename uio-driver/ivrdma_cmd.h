@@ -13,13 +13,21 @@ struct ivrdma_cmd_dev;
 
 /*
  * Registers /dev/infiniband/ivrdma<index> for the ivshmem device whose
- * node is @ivshmem_devt and whose BAR2 is mapped at @shm (@shm_size
- * bytes) until ivrdma_cmd_remove(). Returns the command device or an
- * ERR_PTR.
+ * node is @ivshmem_devt, whose BAR2 is mapped at @shm (@shm_size bytes)
+ * until ivrdma_cmd_remove() and which has @nr_vectors MSI-X vectors.
+ * Returns the command device or an ERR_PTR.
  */
 struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
 				      dev_t ivshmem_devt, void *shm,
-				      u64 shm_size);
+				      u64 shm_size, unsigned int nr_vectors);
+
+/*
+ * Vector @vector of the ivshmem device fired: runs the event rules
+ * (IVRDMA_CMD_IOC_EVENT_RULE) of that vector. From the interrupt handler,
+ * before it signals the vector's eventfds, and never after
+ * ivrdma_cmd_remove() has begun.
+ */
+void ivrdma_cmd_irq(struct ivrdma_cmd_dev *cdev, unsigned int vector);
 
 /*
  * Registers /dev/infiniband/ivrdma_host if the module parameter host is

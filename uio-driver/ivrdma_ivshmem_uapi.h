@@ -189,4 +189,43 @@ struct ivrdma_cmd_on_release {
 	_IOW(IVRDMA_IVSHMEM_IOC_MAGIC, 0x21, struct ivrdma_cmd_on_release)
 #define IVRDMA_CMD_IOC_ON_RELEASE_CANCEL _IO(IVRDMA_IVSHMEM_IOC_MAGIC, 0x22)
 
+/*
+ * IVRDMA_CMD_IOC_EVENT_RULE: from now on, whenever MSI-X vector 'vector'
+ * of the ivshmem device fires, the driver's interrupt handler, before it
+ * signals the eventfds bound to the vector, clears the bits 'mask' of the
+ * 32-bit word at 'offset' in BAR2 (one atomic read-modify-write) and, if
+ * any of them was set, queues the record {cq_handle} on the completion
+ * channel 'channel_fd' (one this driver made), waking its reader. So a
+ * completion event reaches the thread asleep in ibv_get_cq_event with one
+ * wakeup, the interrupt's, and no relay through another thread. A full
+ * channel leaves the bits set. On success the rule's id (>= 1) is written
+ * to 'id'; the rule holds the channel until it ends: at
+ * IVRDMA_CMD_IOC_EVENT_RULE_CANCEL with that id (once that returns, the
+ * rule queues nothing more), when this command file is released, or when
+ * the device goes away.
+ *
+ * Errors: EACCES: not the file's opener; EFAULT; EINVAL: 'offset' not
+ * 4-byte aligned or outside BAR2, 'mask' 0, 'vector' not enabled, or
+ * 'reserved' not 0; EBADF: 'channel_fd' is not a completion channel of
+ * this driver; ENOSPC: the file has IVRDMA_CMD_EVENT_RULES_MAX rules;
+ * ENOMEM; EOPNOTSUPP: ivrdma_host, which has no BAR2 and no vectors;
+ * ENODEV: the device is gone. CANCEL: ENOENT if the file has no such rule.
+ */
+struct ivrdma_cmd_event_rule {
+	__u64 offset;		/* in BAR2 */
+	__u64 cq_handle;	/* the record's */
+	__s32 channel_fd;
+	__u32 mask;
+	__u32 vector;
+	__u32 id;		/* out */
+	__u32 reserved[2];	/* 0 */
+};
+
+#define IVRDMA_CMD_EVENT_RULES_MAX	4096
+
+#define IVRDMA_CMD_IOC_EVENT_RULE \
+	_IOWR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x23, struct ivrdma_cmd_event_rule)
+#define IVRDMA_CMD_IOC_EVENT_RULE_CANCEL \
+	_IOW(IVRDMA_IVSHMEM_IOC_MAGIC, 0x24, __u32)
+
 #endif /* _IVRDMA_IVSHMEM_UAPI_H */

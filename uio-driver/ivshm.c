@@ -112,7 +112,7 @@ struct ivshm_dev {
 
 	struct mutex files_lock;
 	struct list_head files;
-	struct ivrdma_cmd_dev *cmd;	/* /dev/infiniband/ivrdmaN */
+	struct ivrdma_cmd_dev *cmd;	/* /dev/infiniband/ivrdmaN; irq_lock */
 
 	spinlock_t irq_lock;		/* irq_files, triggers vs. the handlers */
 	struct list_head irq_files;
@@ -166,6 +166,9 @@ static irqreturn_t ivshm_irq(int irq, void *arg)
 
 	atomic64_inc(&v->count);
 	spin_lock(&dev->irq_lock);
+	/* Event rules first: the reader they wake is the one waiting. */
+	if (dev->cmd)
+		ivrdma_cmd_irq(dev->cmd, v->nr);
 	list_for_each_entry(f, &dev->irq_files, irq_node)
 		if (f->trigger[v->nr])
 			ivshm_signal(f->trigger[v->nr]);
@@ -754,6 +757,7 @@ static void ivshm_check_shm_cached(struct ivshm_dev *dev)
 
 static int ivshm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
+	struct ivrdma_cmd_dev *cmd;
 	struct ivshm_dev *dev;
 	int ret;
 
@@ -822,15 +826,17 @@ static int ivshm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	ret = misc_register(&dev->misc);
 	if (ret)
 		goto err_regions;
-	dev->cmd = ivrdma_cmd_add(&pdev->dev, dev->index,
-				  dev->misc.this_device->devt, dev->shm,
-				  dev->shm_size);
-	if (IS_ERR(dev->cmd)) {
-		ret = PTR_ERR(dev->cmd);
-		dev->cmd = NULL;
+	cmd = ivrdma_cmd_add(&pdev->dev, dev->index,
+			     dev->misc.this_device->devt, dev->shm,
+			     dev->shm_size, dev->nr_vectors);
+	if (IS_ERR(cmd)) {
+		ret = PTR_ERR(cmd);
 		misc_deregister(&dev->misc);
 		goto err_regions;
 	}
+	spin_lock_irq(&dev->irq_lock);
+	dev->cmd = cmd;
+	spin_unlock_irq(&dev->irq_lock);
 	dev_info(&pdev->dev,
 		 "/dev/%s, /dev/infiniband/ivrdma%d: BAR2 %llu MiB at %pa, %u MSI-X vectors, IVPosition %d%s\n",
 		 dev->name, dev->index, dev->shm_size >> 20, &dev->shm_start,
@@ -857,8 +863,14 @@ err_free:
 static void ivshm_remove(struct pci_dev *pdev)
 {
 	struct ivshm_dev *dev = pci_get_drvdata(pdev);
+	struct ivrdma_cmd_dev *cmd;
 
-	ivrdma_cmd_remove(dev->cmd);
+	/* The interrupt handlers stop using it before it goes. */
+	spin_lock_irq(&dev->irq_lock);
+	cmd = dev->cmd;
+	dev->cmd = NULL;
+	spin_unlock_irq(&dev->irq_lock);
+	ivrdma_cmd_remove(cmd);
 	misc_deregister(&dev->misc);	/* no new opens */
 	ivshm_kill(dev);
 	ivshm_teardown(dev);

@@ -149,6 +149,30 @@ int ivt_guest_on_release(int fd, uint64_t offset, uint32_t expect, uint32_t valu
 /* Forgets the word of ivt_guest_on_release. Returns 0 or -errno. */
 int ivt_guest_on_release_cancel(int fd);
 
+/*
+ * What the driver does when one of my vectors fires (an event rule): take
+ * the bits 'mask' off the 32-bit word at region offset 'offset' and, if
+ * any was set, queue {cq_handle} on the completion channel 'channel_fd'.
+ */
+struct ivt_event_rule {
+	uint64_t offset;
+	uint64_t cq_handle;
+	int channel_fd;
+	uint32_t mask;
+	uint32_t vector;
+};
+
+/*
+ * Gives the driver an event rule, through a guest's command device fd
+ * (IVRDMA_CMD_IOC_EVENT_RULE); it lasts until cancelled or fd is
+ * released. Returns 0 with the rule's id in *id, or -errno (-ENOTTY: a
+ * driver without rules; -EBADF: channel_fd is not one of the driver's).
+ */
+int ivt_guest_event_rule(int fd, const struct ivt_event_rule *rule, uint32_t *id);
+
+/* Ends rule 'id': once this returns it queues nothing more. Returns 0 or -errno. */
+int ivt_guest_event_rule_cancel(int fd, uint32_t id);
+
 #ifdef __cplusplus
 }
 #endif

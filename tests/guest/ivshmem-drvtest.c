@@ -25,7 +25,9 @@
  *   ivshmem-drvtest [-d DEV] cmddev
  *       the command device /dev/infiniband/ivrdma0: its info, every bad
  *       command, completion channels (records in order, non-blocking and
- *       blocking reads, poll, the bounded queue)
+ *       blocking reads, poll, the bounded queue), event rules (a record
+ *       per set bit when my own vector rings, none while the channel is
+ *       full or after the cancel, every bad request)
  *
  * Exit status: 0 all checks passed, 1 a check failed, 2 usage.
  */
@@ -568,6 +570,168 @@ static void check_channel(int ch, unsigned int depth)
 	printf("BLOCKING_READ=woken with the record\n");
 }
 
+/* The fixture of the event-rule checks: a word of BAR2, my vector, a channel. */
+struct rule_fixture {
+	int cfd, dev, efd, ch;
+	uint32_t *word;
+	uint16_t me, vector;
+	uint64_t word_off;
+	unsigned int depth;
+};
+
+static int add_rule(const struct rule_fixture *f, uint64_t off, uint32_t mask, uint32_t vector,
+		    int ch, uint32_t *id)
+{
+	struct ivrdma_cmd_event_rule r = {.offset = off,
+					  .cq_handle = 0xc0ffee00ull + vector,
+					  .channel_fd = ch,
+					  .mask = mask,
+					  .vector = vector};
+	int rc = try_ioctl(f->cfd, IVRDMA_CMD_IOC_EVENT_RULE, &r);
+
+	if (id)
+		*id = r.id;
+	return rc;
+}
+
+/* Rings my own vector and waits for its eventfd: the rules of it have run by then. */
+static void ring_self(const struct rule_fixture *f)
+{
+	struct ivrdma_ivshmem_doorbell db = {.peer = f->me, .vector = f->vector};
+	struct pollfd pfd = {.fd = f->efd, .events = POLLIN};
+	uint64_t n;
+
+	CHECK(try_ioctl(f->dev, IVRDMA_IVSHMEM_IOC_RING, &db) == 0, "ring myself");
+	CHECK(poll(&pfd, 1, 5000) == 1 && read(f->efd, &n, sizeof(n)) == sizeof(n),
+	      "my vector %u did not fire", f->vector);
+}
+
+static void check_bad_rules(const struct rule_fixture *f)
+{
+	struct ivrdma_cmd_event_rule r = {.offset = f->word_off, .mask = 8, .channel_fd = f->ch};
+	uint32_t id = 0;
+
+	EXPECT_ERR(add_rule(f, f->word_off + 2, 8, f->vector, f->ch, NULL), EINVAL);
+	EXPECT_ERR(add_rule(f, f->word_off + 4, 8, f->vector, f->ch, NULL), EINVAL); /* past BAR2 */
+	EXPECT_ERR(add_rule(f, 1ull << 62, 8, f->vector, f->ch, NULL), EINVAL);
+	EXPECT_ERR(add_rule(f, f->word_off, 0, f->vector, f->ch, NULL), EINVAL);
+	EXPECT_ERR(add_rule(f, f->word_off, 8, 64, f->ch, NULL), EINVAL);
+	EXPECT_ERR(add_rule(f, f->word_off, 8, f->vector, f->efd, NULL), EBADF); /* an eventfd */
+	EXPECT_ERR(add_rule(f, f->word_off, 8, f->vector, -1, NULL), EBADF);
+	EXPECT_ERR(add_rule(f, f->word_off, 8, f->vector, f->cfd, NULL), EBADF);
+	r.reserved[1] = 1;
+	EXPECT_ERR(try_ioctl(f->cfd, IVRDMA_CMD_IOC_EVENT_RULE, &r), EINVAL);
+	EXPECT_ERR(try_ioctl(f->cfd, IVRDMA_CMD_IOC_EVENT_RULE, NULL), EFAULT);
+	id = 0x7fffffff;
+	EXPECT_ERR(try_ioctl(f->cfd, IVRDMA_CMD_IOC_EVENT_RULE_CANCEL, &id), ENOENT);
+	EXPECT_ERR(try_ioctl(f->cfd, IVRDMA_CMD_IOC_EVENT_RULE_CANCEL, NULL), EFAULT);
+	printf("BAD_RULES=rejected (EINVAL, EBADF, EFAULT, ENOENT)\n");
+}
+
+/*
+ * A rule fires once per set bit: the record reaches the channel, the bit
+ * goes and the word's other bits stay; no record while the bit is clear
+ * or the channel full (the bit then stays for later); none once cancelled.
+ */
+static void check_rule_fires(struct rule_fixture *f)
+{
+	uint32_t id = 0;
+	uint8_t buf[16];
+
+	EXPECT_ERR(add_rule(f, f->word_off, 8, f->vector, f->ch, &id), 0);
+	CHECK(id >= 1, "rule id %u", id);
+	__atomic_store_n(f->word, 0x8 | 0x1, __ATOMIC_SEQ_CST);
+	ring_self(f);
+	CHECK(take(f->ch) == 0xc0ffee00ull + f->vector, "the rule's record");
+	CHECK(__atomic_load_n(f->word, __ATOMIC_SEQ_CST) == 0x1, "word 0x%x after the rule",
+	      *f->word);
+	ring_self(f); /* bit clear: nothing */
+	EXPECT_ERR(read(f->ch, buf, 8) < 0 ? errno : 0, EAGAIN);
+
+	for (unsigned int i = 0; i < f->depth; i++)
+		post(f->ch, i);
+	__atomic_store_n(f->word, 0x8, __ATOMIC_SEQ_CST);
+	ring_self(f); /* full: the bit stays */
+	CHECK(__atomic_load_n(f->word, __ATOMIC_SEQ_CST) == 0x8, "a full channel took the bit");
+	for (unsigned int i = 0; i < f->depth; i++)
+		take(f->ch);
+	ring_self(f); /* room again: the bit's event comes */
+	CHECK(take(f->ch) == 0xc0ffee00ull + f->vector, "the record after room was made");
+
+	EXPECT_ERR(try_ioctl(f->cfd, IVRDMA_CMD_IOC_EVENT_RULE_CANCEL, &id), 0);
+	EXPECT_ERR(try_ioctl(f->cfd, IVRDMA_CMD_IOC_EVENT_RULE_CANCEL, &id), ENOENT);
+	__atomic_store_n(f->word, 0x8, __ATOMIC_SEQ_CST);
+	ring_self(f);
+	EXPECT_ERR(read(f->ch, buf, 8) < 0 ? errno : 0, EAGAIN);
+	CHECK(__atomic_load_n(f->word, __ATOMIC_SEQ_CST) == 0x8, "a cancelled rule took the bit");
+	printf("EVENT_RULE=fired once per bit, held while full, silent once cancelled\n");
+}
+
+/*
+ * A rule outlives its channel's fd (it holds the channel) and ends with
+ * its command file: ringing then touches nothing.
+ */
+static void check_rule_lifetime(struct rule_fixture *f)
+{
+	int cfd2 = open(cmd_path, O_RDWR | O_CLOEXEC), ch2;
+	struct rule_fixture g = *f;
+
+	REQUIRE(cfd2 >= 0, "second open of %s", cmd_path);
+	g.cfd = cfd2;
+	ch2 = new_channel(cfd2);
+	REQUIRE(ch2 >= 0, "a second channel");
+	EXPECT_ERR(add_rule(&g, f->word_off, 8, f->vector, ch2, NULL), 0);
+	close(ch2);
+	__atomic_store_n(f->word, 0x8, __ATOMIC_SEQ_CST);
+	ring_self(f); /* into the closed fd's channel, which the rule keeps */
+	CHECK(__atomic_load_n(f->word, __ATOMIC_SEQ_CST) == 0, "the rule of a closed fd");
+	close(cfd2);
+	__atomic_store_n(f->word, 0x8, __ATOMIC_SEQ_CST);
+	ring_self(f);
+	CHECK(__atomic_load_n(f->word, __ATOMIC_SEQ_CST) == 0x8, "a closed file's rule fired");
+	printf("RULE_LIFETIME=kept its channel, ended with its file\n");
+}
+
+/* IVRDMA_CMD_IOC_EVENT_RULE on the last word of BAR2, which the region leaves unused here. */
+static void check_event_rules(int cfd, unsigned int depth)
+{
+	struct rule_fixture f = {.cfd = cfd, .depth = depth};
+	struct ivrdma_ivshmem_info info;
+	struct ivrdma_ivshmem_irqfd irq = {0};
+	uint8_t *page;
+	uint32_t saved;
+
+	f.dev = open(dev_path, O_RDWR | O_CLOEXEC);
+	REQUIRE(f.dev >= 0 && ioctl(f.dev, IVRDMA_IVSHMEM_IOC_INFO, &info) == 0, "info of %s",
+		dev_path);
+	REQUIRE(info.ivposition >= 0 && info.nr_vectors >= 1, "a peer ID and a vector");
+	page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, f.dev,
+		    (off_t)(info.bar2_size - PAGE));
+	REQUIRE(page != MAP_FAILED, "map BAR2's last page: %s", strerror(errno));
+	f.word = (uint32_t *)(page + PAGE - 4);
+	f.word_off = info.bar2_size - 4;
+	f.me = (uint16_t)info.ivposition;
+	f.vector = (uint16_t)(info.nr_vectors - 1);
+	f.efd = eventfd(0, EFD_CLOEXEC);
+	irq = (struct ivrdma_ivshmem_irqfd){.vector = f.vector, .fd = f.efd};
+	REQUIRE(f.efd >= 0 && ioctl(f.dev, IVRDMA_IVSHMEM_IOC_BIND, &irq) == 0, "bind vector %u",
+		f.vector);
+	f.ch = new_channel(cfd);
+	REQUIRE(f.ch >= 0, "a channel");
+	fcntl(f.ch, F_SETFL, fcntl(f.ch, F_GETFL) | O_NONBLOCK);
+	saved = *f.word;
+
+	check_bad_rules(&f);
+	check_rule_fires(&f);
+	check_rule_lifetime(&f);
+
+	*f.word = saved;
+	close(f.ch);
+	close(f.efd);
+	munmap(page, PAGE);
+	close(f.dev);
+}
+
 static int cmd_cmddev(void)
 {
 	int cfd = open(cmd_path, O_RDWR | O_CLOEXEC);
@@ -596,6 +760,7 @@ static int cmd_cmddev(void)
 	REQUIRE(ch >= 0, "a channel");
 	check_channel(ch, info.channel_depth);
 	close(ch);
+	check_event_rules(cfd, info.channel_depth);
 
 	/* Channels are independent files; closing them frees them. */
 	for (int round = 0; round < 4; round++) {

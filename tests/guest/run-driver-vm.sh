@@ -161,7 +161,7 @@ run_robust() {
 	start_vm
 	vm_wait_done "$VM" $((BUDGET - 15))
 	log "$(guest_lines "$VM" loadloop | tail -n 1); $(guest_lines "$VM" unbind | grep -E '^(RMMOD|BAR2_ACCESS|IOCTL_AFTER)' | tr '\n' ' ')"
-	log "$(guest_lines "$VM" badargs | tail -n 1); $(guest_lines "$VM" cmddev | grep -E "^(BAD_COMMANDS|CHANNEL_QUEUE)" | tr "\n" " ")"
+	log "$(guest_lines "$VM" badargs | tail -n 1); $(guest_lines "$VM" cmddev | grep -E "^(BAD_COMMANDS|CHANNEL_QUEUE|EVENT_RULE|RULE_LIFETIME)" | tr "\n" " ")"
 }
 
 main() {

@@ -335,13 +335,41 @@ finish_vms() {
 	done
 }
 
+# events_posted VM: the completion events VM's driver queued itself (its event rules).
+events_posted() {
+	local id n
+	guest_run "$1" cat /sys/class/misc/ivrdma0/events_posted
+	id=$cmd_id
+	wait_end "$1" "$id" || { show "$1" "$id" >&2; fail "$1: no events_posted in sysfs"; }
+	n=$(guest_lines "$1" "$id" | head -n 1)
+	[[ $n =~ ^[0-9]+$ ]] || fail "$1: events_posted reads '$n'"
+	echo "$n"
+}
+
+# ibv_rc_pingpong -e between the VMs: every event of both ends is queued
+# by the driver's interrupt handler (one wakeup), none by the event
+# thread; with IVRDMA_EVENT_RELAY=1 the event threads post them all.
+event_pairs() {
+	local b1 b2 a1 a2
+	b1=$(events_posted vm1) b2=$(events_posted vm2)
+	pair "ibv_rc_pingpong -e -c" 18517 ibv_rc_pingpong -d ivrdma0 -e -c -s 4096 -n 20
+	a1=$(events_posted vm1) a2=$(events_posted vm2)
+	[ $((a1 - b1)) -ge 20 ] && [ $((a2 - b2)) -ge 20 ] ||
+		fail "the drivers queued $((a1 - b1)) and $((a2 - b2)) events for 20 iterations each"
+	log "PASS events queued by the drivers' interrupt handlers: vm1 $((a1 - b1)), vm2 $((a2 - b2))"
+	pair "ibv_rc_pingpong -e -c, relayed" 18524 env IVRDMA_EVENT_RELAY=1 \
+		ibv_rc_pingpong -d ivrdma0 -e -c -s 4096 -n 20
+	[ "$(events_posted vm1)" = "$a1" ] && [ "$(events_posted vm2)" = "$a2" ] ||
+		fail "a driver queued events with IVRDMA_EVENT_RELAY=1"
+}
+
 run_two_vms() {
 	two_vms
 	check_devinfo vm1
 	check_devinfo vm2
 	pair "ibv_rc_pingpong -c 4 KiB" 18515 ibv_rc_pingpong -d ivrdma0 -c -s 4096 -n 20
 	pair "ibv_rc_pingpong -c 1 MiB" 18516 ibv_rc_pingpong -d ivrdma0 -c -s 1048576 -n 5
-	pair "ibv_rc_pingpong -e -c" 18517 ibv_rc_pingpong -d ivrdma0 -e -c -s 4096 -n 20
+	event_pairs
 	pair "ib_write_lat" 18518 ib_write_lat -d ivrdma0 -s 2 -n 20
 	pair "ib_send_bw" 18519 ib_send_bw -d ivrdma0 -s 4096 -n 20
 	# Two processes of one VM share its peer ID and MSI-X vectors.
