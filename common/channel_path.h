@@ -9,8 +9,10 @@
  * permissions of its sockets (owner, or owner and group, with the sticky
  * and setgid bits), so only those who may use the region at all can reach
  * a channel, and none can remove another's. The id is the process's pid
- * in its high 32 bits, random below. ivrdmad removes the channels of a
- * process that died without destroying them (cm-daemon/channels.c).
+ * in its high 32 bits, random below, so its bit 63 is clear: a set one
+ * names a channel of the driver's ivrdma_host (IVT_KERNEL_CHANNEL_ID).
+ * ivrdmad removes the channels of a process that died without destroying
+ * them (cm-daemon/channels.c).
  */
 #ifndef IVRDMA_CHANNEL_PATH_H
 #define IVRDMA_CHANNEL_PATH_H

@@ -16,6 +16,7 @@
  * No threads, no allocation beyond attach, nothing but system calls:
  * static-linkable for a libc-less guest initramfs.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -331,6 +332,25 @@ int ivt_guest_event_rule(int fd, const struct ivt_event_rule *rule, uint32_t *id
 int ivt_guest_event_rule_cancel(int fd, uint32_t id)
 {
 	return ioctl(fd, IVRDMA_CMD_IOC_EVENT_RULE_CANCEL, &id) < 0 ? -errno : 0;
+}
+
+static_assert(IVT_KERNEL_CHANNEL_ID == IVRDMA_CHANNEL_ID_KERNEL, "the driver's channel ids");
+
+int ivt_kernel_channel_id(int channel_fd, uint64_t *id)
+{
+	__u64 got = 0;
+
+	if (ioctl(channel_fd, IVRDMA_CHAN_IOC_ID, &got) < 0)
+		return -errno;
+	*id = got;
+	return 0;
+}
+
+int ivt_kernel_channel_post(int cmd_fd, uint64_t id, uint64_t cq_handle)
+{
+	struct ivrdma_cmd_channel_post req = {.channel_id = id, .cq_handle = cq_handle};
+
+	return ioctl(cmd_fd, IVRDMA_CMD_IOC_CHANNEL_POST, &req) < 0 ? -errno : 0;
 }
 
 const struct ivt_backend_ops ivt_guest_ops = {

@@ -3,18 +3,21 @@
  * Completion events with one wakeup.
  *
  * A host process's completion channel is a datagram socket at a path in
- * ivrdmad's directory (common/channel_path.h, made by the preload). A CQ
- * on such a channel publishes the channel's id and its ibv_cq's address in
- * its slot; the producer whose CQE fires the arming sends the event to
- * that path itself, and the thread asleep in ibv_get_cq_event wakes: no
- * doorbell, no relay through the owner's event thread.
+ * ivrdmad's directory (common/channel_path.h, made by the preload), or a
+ * channel of the driver's ivrdma_host, which has an id other processes
+ * post to through their own ivrdma_host command file
+ * (ivt_kernel_channel_post). A CQ on such a channel publishes the
+ * channel's id and its ibv_cq's address in its slot; the producer whose
+ * CQE fires the arming sends the event to that channel itself, and the
+ * thread asleep in ibv_get_cq_event wakes: no doorbell, no relay through
+ * the owner's event thread.
  *
  * One event per arming still (ivrdma_layout.h, "Completion events"):
  * whoever takes EVENT off the flags posts it, the producer here as the
  * event thread there. A producer that took it and cannot send (it is in a
  * VM, or in another mount namespace, where the path is not the channel's;
- * or the channel's queue is full) puts EVENT back and rings the doorbell,
- * as before.
+ * it has no ivrdma_host file for a driver's channel; or the channel's
+ * queue is full) puts EVENT back and rings the doorbell, as before.
  *
  * A producer that dies between taking EVENT and sending does not lose the
  * event: its tag stays in the slot's event_sender, which one producer at a
@@ -73,6 +76,18 @@ static void kernel_rule_add(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
 	}
 }
 
+/* The id producers send ch's events to: a preload socket's, ivrdma_host's, or 0 (none). */
+static uint64_t channel_id_of(const struct ivrdma_context *ctx, const struct ibv_comp_channel *ch)
+{
+	uint64_t id = 0;
+
+	if (!ch)
+		return 0;
+	if (ctx->kernel_channels && !ivt_kernel_channel_id(ch->fd, &id))
+		return id;
+	return ctx->event_sock >= 0 ? ivrdma_channel_id(ch->fd, ctx->dir) : 0;
+}
+
 void ivrdma_cq_direct_publish(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
 			      struct ibv_comp_channel *ch)
 {
@@ -80,9 +95,8 @@ void ivrdma_cq_direct_publish(struct ivrdma_context *ctx, struct ivrdma_cq *cq,
 
 	if (ch && ivrdma_in_guest(ctx) && !ctx->event_relay)
 		kernel_rule_add(ctx, cq, ch);
-
 	/* A slot's earlier owner may have died with its id published: always store. */
-	cq->channel_id = ch && ctx->event_sock >= 0 ? ivrdma_channel_id(ch->fd, ctx->dir) : 0;
+	cq->channel_id = channel_id_of(ctx, ch);
 	shm_store_relaxed64(&s->cq_handle, (uintptr_t)&cq->vcq.cq);
 	shm_store_relaxed32(&s->event_sender, 0);
 	shm_store_release64(&s->channel_id, cq->channel_id);
@@ -114,8 +128,12 @@ bool ivrdma_channel_send(struct ivrdma_context *ctx, uint64_t id, uint64_t cq_ha
 {
 	struct ib_uverbs_comp_event_desc desc = {.cq_handle = cq_handle};
 	struct sockaddr_un a;
-	socklen_t len = ivrdma_channel_addr(&a, ctx->dir, id);
+	socklen_t len;
 
+	if (id & IVT_KERNEL_CHANNEL_ID)
+		return ctx->kernel_channels &&
+		       !ivt_kernel_channel_post(ctx->ibv_ctx.context.cmd_fd, id, cq_handle);
+	len = ivrdma_channel_addr(&a, ctx->dir, id);
 	return ctx->event_sock >= 0 && len &&
 	       sendto(ctx->event_sock, &desc, sizeof(desc), MSG_DONTWAIT | MSG_NOSIGNAL,
 		      (struct sockaddr *)&a, len) == (ssize_t)sizeof(desc);

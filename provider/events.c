@@ -243,6 +243,21 @@ void ivrdma_events_forget_cq(struct ivrdma_context *ctx, struct ivrdma_cq *cq)
 }
 
 /*
+ * The event thread's post into a CQ's own channel: a preload socket by its
+ * path (the socket is bound there, not connected), any other by its fd.
+ * False if the event was lost; a CQ with no channel has nowhere to post.
+ */
+static bool post_own(struct ivrdma_context *ctx, struct ivrdma_cq *cq, uint64_t cq_handle)
+{
+	struct ibv_comp_channel *ch = cq->vcq.cq.channel;
+	struct ib_uverbs_comp_event_desc desc = {.cq_handle = cq_handle};
+
+	if (cq->channel_id && !(cq->channel_id & IVT_KERNEL_CHANNEL_ID))
+		return ivrdma_channel_send(ctx, cq->channel_id, cq_handle);
+	return !ch || write(ch->fd, &desc, sizeof(desc)) == sizeof(desc);
+}
+
+/*
  * Posts one channel event per CQ whose arming fired (its producer's, if
  * that died before sending it), and IBV_EVENT_CQ_ERR once for a CQ a
  * producer found full (the CQ is then in error, as on an HCA: completions
@@ -255,8 +270,6 @@ static void deliver_cq_events(struct ivrdma_context *ctx)
 	pthread_mutex_lock(&ev->lock);
 	for (uint32_t i = 0; i < ev->nr_cqs; i++) {
 		struct ivrdma_cq *cq = ev->cqs[i];
-		struct ibv_comp_channel *ch = cq->vcq.cq.channel;
-		struct ib_uverbs_comp_event_desc desc = {.cq_handle = (uintptr_t)&cq->vcq.cq};
 		uint32_t f;
 
 		ivrdma_cq_direct_recover(ctx, cq->view.slot);
@@ -273,8 +286,7 @@ static void deliver_cq_events(struct ivrdma_context *ctx)
 		    !(shm_fetch_and32(&cq->view.slot->flags, ~(uint32_t)IVRDMA_CQ_EVENT) &
 		      IVRDMA_CQ_EVENT))
 			continue;
-		if (cq->channel_id ? !ivrdma_channel_send(ctx, cq->channel_id, desc.cq_handle)
-				   : ch && write(ch->fd, &desc, sizeof(desc)) != sizeof(desc))
+		if (!post_own(ctx, cq, (uintptr_t)&cq->vcq.cq))
 			ivrdma_dbg("completion event lost: %s", strerror(errno));
 	}
 	pthread_mutex_unlock(&ev->lock);

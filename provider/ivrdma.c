@@ -166,12 +166,16 @@ static int open_async_pair(struct ivrdma_context *ctx)
 
 /*
  * A host process sends completion events to other host processes'
- * channels, in ivrdmad's directory (direct_event.c); without the socket,
- * or in a guest, they go through the owners' event threads.
+ * channels (direct_event.c): to the preload's sockets in ivrdmad's
+ * directory, and through its command device to the driver's host-mode
+ * channels if it has one; without either, or in a guest, they go through
+ * the owners' event threads.
  */
-static int direct_events_open(struct ivrdma_context *ctx, enum ivt_backend backend)
+static int direct_events_open(struct ivrdma_context *ctx, enum ivt_backend backend,
+			      enum ivt_cmd_device kind)
 {
 	ctx->event_relay = getenv("IVRDMA_EVENT_RELAY") != NULL;
+	ctx->kernel_channels = kind == IVT_CMD_HOST;
 	if (backend != IVT_BACKEND_HOST || snprintf(ctx->dir, sizeof(ctx->dir), "%s",
 						    ivrdma_daemon_dir()) >= (int)sizeof(ctx->dir))
 		return -1;
@@ -230,7 +234,8 @@ static int set_identity(struct ivrdma_context *ctx)
  * context is a client of ivrdmad's host.sock; cmd_fd stays if it is the
  * driver's host-mode command device (ivrdma_host), else it is replaced.
  */
-static int choose_backend(int *cmd_fd, struct ivt_options *opts, char *path, size_t len)
+static int choose_backend(int *cmd_fd, struct ivt_options *opts, char *path, size_t len,
+			  enum ivt_cmd_device *kind)
 {
 	char err[256] = "";
 	int rc = *cmd_fd >= 0 ? ivt_guest_cmd_device(*cmd_fd, path, len, err, sizeof(err))
@@ -240,6 +245,7 @@ static int choose_backend(int *cmd_fd, struct ivt_options *opts, char *path, siz
 		ivrdma_dbg("%s", err);
 		return rc;
 	}
+	*kind = (enum ivt_cmd_device)rc;
 	if (rc == IVT_CMD_GUEST) {
 		opts->backend = IVT_BACKEND_GUEST;
 		return 0;
@@ -330,11 +336,12 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct ivt_options opts = {.path = path};
+	enum ivt_cmd_device kind = IVT_CMD_OTHER;
 	struct ivrdma_context *ctx;
 	int rc;
 
 	test_hooks();
-	rc = choose_backend(&cmd_fd, &opts, path, sizeof(path));
+	rc = choose_backend(&cmd_fd, &opts, path, sizeof(path), &kind);
 	if (rc) {
 		if (cmd_fd >= 0)
 			close(cmd_fd);
@@ -344,7 +351,7 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 	if (!ctx)
 		return NULL;
 	ctx->async_wr = -1;
-	ctx->event_sock = direct_events_open(ctx, opts.backend);
+	ctx->event_sock = direct_events_open(ctx, opts.backend, kind);
 	ctx->uffd = IVRDMA_UFFD_UNOPENED;
 	pthread_mutex_init(&ctx->async_lock, NULL);
 	pthread_mutex_init(&ctx->mr_lock, NULL);

@@ -37,6 +37,7 @@ struct ivrdma_context {
 	int async_wr;		     /* provider's end of async_fd: events are written here */
 	int event_sock;	  /* host: sends completion events to channels by path (direct_event.c) */
 	bool event_relay; /* IVRDMA_EVENT_RELAY: my producers ring owners as before (benchmarks) */
+	bool kernel_channels; /* host mode over ivrdma_host: cmd_fd posts to its channels by id */
 	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* ivrdmad's, where channels are */
 	atomic_uint next_pd_handle;
 	uint16_t peer_id;

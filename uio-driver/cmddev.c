@@ -17,7 +17,9 @@
  * and read GIDs from sysfs.
  *
  * A channel is a bounded ring of records owned by its file; it does not
- * refer to the device, so it outlives unbind and unplug. The command file
+ * refer to the device, so it outlives unbind and unplug. A channel of
+ * ivrdma_host also has an id, by which another process's producer posts
+ * to it (IVRDMA_CMD_IOC_CHANNEL_POST). The command file
  * holds a reference to its command device, which is marked dead (every
  * command then fails with ENODEV) when the ivshmem device goes away;
  * ivrdma_host lives as long as the module, which open files keep loaded.
@@ -40,12 +42,14 @@
 #include <linux/cred.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/hashtable.h>
 #include <linux/kref.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/overflow.h>
 #include <linux/poll.h>
+#include <linux/random.h>
 #include <linux/rwsem.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
@@ -90,7 +94,7 @@ struct ivrdma_cmd_dev {
 	spinlock_t rules_lock;		/* rules, next_rule_id, nr_rules */
 	struct list_head rules;
 	u32 next_rule_id;
-	atomic64_t events_posted;	/* records the rules queued */
+	atomic64_t events_posted;	/* records its rules or posts queued */
 };
 
 /* An open command file: its device, and the word it stores when released. */
@@ -121,8 +125,17 @@ struct ivrdma_channel {
 	unsigned int head;		/* the oldest record */
 	unsigned int len;		/* records queued */
 	unsigned int depth;
+	u64 id;				/* ivrdma_host's: in host_channels; else 0 */
+	struct hlist_node by_id;
 	struct ib_uverbs_comp_event_desc ev[];
 };
+
+/*
+ * ivrdma_host's channels by id, for posts from other processes
+ * (IVRDMA_CMD_IOC_CHANNEL_POST). Taken before a channel's lock.
+ */
+static DEFINE_HASHTABLE(host_channels, 8);
+static DEFINE_SPINLOCK(host_channels_lock);
 
 /* ---- completion channels ---- */
 
@@ -131,6 +144,70 @@ static void chan_readable(struct ivrdma_channel *ch)
 {
 	wake_up_interruptible_poll(&ch->wait, EPOLLIN | EPOLLRDNORM);
 	kill_fasync(&ch->async, SIGIO, POLL_IN);
+}
+
+/* Queues {cq_handle} behind the records there. Under ch->lock, with room. */
+static void chan_push_locked(struct ivrdma_channel *ch, u64 cq_handle)
+{
+	ch->ev[(ch->head + ch->len) % ch->depth].cq_handle = cq_handle;
+	ch->len++;
+}
+
+/* Queues one record from another process: 0, or -EAGAIN if the channel is full. */
+static int chan_post(struct ivrdma_channel *ch, u64 cq_handle)
+{
+	unsigned long flags;
+	bool room;
+
+	spin_lock_irqsave(&ch->lock, flags);
+	room = ch->len < ch->depth;
+	if (room)
+		chan_push_locked(ch, cq_handle);
+	spin_unlock_irqrestore(&ch->lock, flags);
+	if (!room)
+		return -EAGAIN;
+	chan_readable(ch);
+	return 0;
+}
+
+/* Gives @ch a new id and lists it in host_channels. */
+static void chan_list(struct ivrdma_channel *ch)
+{
+	struct ivrdma_channel *other;
+	u64 id;
+
+	spin_lock(&host_channels_lock);
+retry:
+	id = get_random_u64() | IVRDMA_CHANNEL_ID_KERNEL;
+	hash_for_each_possible(host_channels, other, by_id, id)
+		if (other->id == id)
+			goto retry;
+	ch->id = id;
+	hash_add(host_channels, &ch->by_id, id);
+	spin_unlock(&host_channels_lock);
+}
+
+/* The channel listed under @id, or NULL. Under host_channels_lock. */
+static struct ivrdma_channel *chan_find_locked(u64 id)
+{
+	struct ivrdma_channel *ch;
+
+	hash_for_each_possible(host_channels, ch, by_id, id)
+		if (ch->id == id)
+			return ch;
+	return NULL;
+}
+
+/* IVRDMA_CHAN_IOC_ID: 0, -EFAULT or -EOPNOTSUPP (a guest's channel). */
+static long chan_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct ivrdma_channel *ch = file->private_data;
+
+	if (cmd != IVRDMA_CHAN_IOC_ID)
+		return -ENOTTY;
+	if (!ch->id)
+		return -EOPNOTSUPP;
+	return put_user(ch->id, (u64 __user *)arg);
 }
 
 static ssize_t chan_read(struct file *file, char __user *buf, size_t count,
@@ -222,7 +299,14 @@ static int chan_fasync(int fd, struct file *file, int on)
 
 static int chan_release(struct inode *inode, struct file *file)
 {
-	kvfree(file->private_data);
+	struct ivrdma_channel *ch = file->private_data;
+
+	if (ch->id) {
+		spin_lock(&host_channels_lock);
+		hash_del(&ch->by_id);
+		spin_unlock(&host_channels_lock);
+	}
+	kvfree(ch);
 	return 0;
 }
 
@@ -232,12 +316,18 @@ static const struct file_operations chan_fops = {
 	.write = chan_write,
 	.poll = chan_poll,
 	.fasync = chan_fasync,
+	.unlocked_ioctl = chan_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
 	.release = chan_release,
 	.llseek = no_llseek,
 };
 
-/* Makes a channel and its fd, and tells user space the fd at @uresp. */
-static int create_channel(struct ib_uverbs_create_comp_channel_resp __user *uresp)
+/*
+ * Makes a channel and its fd, and tells user space the fd at @uresp; a
+ * @listed one (ivrdma_host's) gets an id others can post to.
+ */
+static int create_channel(struct ib_uverbs_create_comp_channel_resp __user *uresp,
+			  bool listed)
 {
 	struct ib_uverbs_create_comp_channel_resp resp = {};
 	unsigned int depth = clamp_t(unsigned int, READ_ONCE(channel_depth), 1,
@@ -270,6 +360,8 @@ static int create_channel(struct ib_uverbs_create_comp_channel_resp __user *ures
 		fput(filp);		/* chan_release() frees ch */
 		return -EFAULT;
 	}
+	if (listed)
+		chan_list(ch);
 	fd_install(fd, filp);
 	return 0;
 }
@@ -303,8 +395,7 @@ static bool rule_fire(struct ivrdma_event_rule *r)
 
 	spin_lock(&ch->lock);
 	if (ch->len < ch->depth && take_bits(r->word, r->mask)) {
-		ch->ev[(ch->head + ch->len) % ch->depth].cq_handle = r->cq_handle;
-		ch->len++;
+		chan_push_locked(ch, r->cq_handle);
 		queued = true;
 	}
 	spin_unlock(&ch->lock);
@@ -430,6 +521,32 @@ static long cmd_ioc_event_rule(struct file *file, void __user *argp)
 	return ret;
 }
 
+/*
+ * IVRDMA_CMD_IOC_CHANNEL_POST: 0, -EFAULT, -EINVAL, -EOPNOTSUPP, -ENOENT
+ * or -EAGAIN.
+ */
+static long cmd_ioc_channel_post(struct ivrdma_cmd_dev *cdev, void __user *argp)
+{
+	struct ivrdma_cmd_channel_post req;
+	struct ivrdma_channel *ch;
+	long ret = -ENOENT;
+
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (!(cdev->info_flags & IVRDMA_CMD_INFO_HOST))
+		return -EOPNOTSUPP;
+	if (req.reserved)
+		return -EINVAL;
+	spin_lock(&host_channels_lock);
+	ch = chan_find_locked(req.channel_id);
+	if (ch)
+		ret = chan_post(ch, req.cq_handle);
+	spin_unlock(&host_channels_lock);
+	if (!ret)
+		atomic64_inc(&cdev->events_posted);
+	return ret;
+}
+
 /* IVRDMA_CMD_IOC_EVENT_RULE_CANCEL: 0, -EFAULT or -ENOENT. */
 static long cmd_ioc_event_rule_cancel(struct ivrdma_cmd_file *cf,
 				      u32 __user *argp)
@@ -518,7 +635,8 @@ static ssize_t cmd_write(struct file *file, const char __user *buf,
 	if (cdev->dead)
 		ret = -ENODEV;
 	else
-		ret = create_channel(u64_to_user_ptr(cmd.response));
+		ret = create_channel(u64_to_user_ptr(cmd.response),
+				     cdev->info_flags & IVRDMA_CMD_INFO_HOST);
 	up_read(&cdev->lock);
 	return ret ? ret : count;
 }
@@ -599,6 +717,8 @@ static long cmd_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return cmd_ioc_event_rule(file, (void __user *)arg);
 	case IVRDMA_CMD_IOC_EVENT_RULE_CANCEL:
 		return cmd_ioc_event_rule_cancel(cf, (u32 __user *)arg);
+	case IVRDMA_CMD_IOC_CHANNEL_POST:
+		return cmd_ioc_channel_post(cf->cdev, (void __user *)arg);
 	}
 	return -ENOTTY;
 }
@@ -706,8 +826,8 @@ struct ivrdma_cmd_dev *ivrdma_cmd_add(struct device *parent, int index,
 
 /*
  * The host-mode command device: its channels are the same files as a
- * guest's, written by the owner's event thread when a producer rings
- * (producers in other processes cannot reach an anon-inode file).
+ * guest's, and have ids, by which producers in other processes post to
+ * them (IVRDMA_CMD_IOC_CHANNEL_POST) as they cannot reach the file.
  */
 static struct ivrdma_cmd_dev *host_cdev;
 

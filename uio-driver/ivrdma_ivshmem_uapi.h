@@ -228,4 +228,31 @@ struct ivrdma_cmd_event_rule {
 #define IVRDMA_CMD_IOC_EVENT_RULE_CANCEL \
 	_IOW(IVRDMA_IVSHMEM_IOC_MAGIC, 0x24, __u32)
 
+/*
+ * Channels of ivrdma_host have an id, which IVRDMA_CHAN_IOC_ID on the
+ * channel's fd returns (bit 63 is set in every one), and any process
+ * that may open ivrdma_host can queue a record on a channel by its id
+ * through its own command file: IVRDMA_CMD_IOC_CHANNEL_POST. So the
+ * producer of a completion in one host process wakes the thread asleep in
+ * ibv_get_cq_event of another itself, with no relay through the owner's
+ * event thread. An id is as good as the channel's fd for posting: the
+ * provider publishes it only in the region, to those who share the region.
+ *
+ * ID errors: EFAULT; EOPNOTSUPP: a channel of a guest's command device,
+ * which other processes cannot reach. POST errors: EFAULT; EINVAL:
+ * 'reserved' not 0; EOPNOTSUPP: a guest's command device; ENOENT: no
+ * channel has the id (it was closed); EAGAIN: the channel is full.
+ */
+#define IVRDMA_CHANNEL_ID_KERNEL	(1ULL << 63)
+
+struct ivrdma_cmd_channel_post {
+	__u64 channel_id;
+	__u64 cq_handle;	/* the record's */
+	__u64 reserved;		/* 0 */
+};
+
+#define IVRDMA_CMD_IOC_CHANNEL_POST \
+	_IOW(IVRDMA_IVSHMEM_IOC_MAGIC, 0x25, struct ivrdma_cmd_channel_post)
+#define IVRDMA_CHAN_IOC_ID _IOR(IVRDMA_IVSHMEM_IOC_MAGIC, 0x30, __u64)
+
 #endif /* _IVRDMA_IVSHMEM_UAPI_H */

@@ -173,6 +173,24 @@ int ivt_guest_event_rule(int fd, const struct ivt_event_rule *rule, uint32_t *id
 /* Ends rule 'id': once this returns it queues nothing more. Returns 0 or -errno. */
 int ivt_guest_event_rule_cancel(int fd, uint32_t id);
 
+/* Set in the id of every channel of the driver's ivrdma_host (IVRDMA_CHANNEL_ID_KERNEL). */
+#define IVT_KERNEL_CHANNEL_ID (1ull << 63)
+
+/*
+ * The id of a completion channel of the driver's ivrdma_host, by which
+ * other host processes post to it (IVRDMA_CHAN_IOC_ID). Returns 0 with
+ * the id in *id, or -errno (-EOPNOTSUPP: a guest's channel; -ENOTTY: no
+ * channel of the driver).
+ */
+int ivt_kernel_channel_id(int channel_fd, uint64_t *id);
+
+/*
+ * Queues {cq_handle} on the ivrdma_host channel 'id', through my own
+ * command device fd of ivrdma_host (IVRDMA_CMD_IOC_CHANNEL_POST). Returns
+ * 0 or -errno (-ENOENT: no such channel; -EAGAIN: it is full).
+ */
+int ivt_kernel_channel_post(int cmd_fd, uint64_t id, uint64_t cq_handle);
+
 #ifdef __cplusplus
 }
 #endif

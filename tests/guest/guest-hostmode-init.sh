@@ -11,7 +11,9 @@
 #             library is installed where env finds it
 #   channels  ibv_rc_pingpong -e -c (1 B and 4 KiB) between two processes,
 #             without LD_PRELOAD: their completion channels are the
-#             driver's (the provider alone cannot make one)
+#             driver's (the provider alone cannot make one), and each
+#             event was posted by its producer through the driver
+#             (events_posted); then once relayed (IVRDMA_EVENT_RELAY=1)
 #   unload    rmmod; `ivrdma setup` again falls back to /dev/null's node
 #             (one uverbs entry again)
 #   fallback  `ivrdma env` now exports LD_PRELOAD, and the same
@@ -87,10 +89,24 @@ pingpong() {
 	[ $crc -eq 0 ] && [ $src -eq 0 ]
 }
 
+# events_posted: the records producers queued through the driver (CHANNEL_POST).
+events_posted() {
+	cat /sys/class/misc/ivrdma_host/events_posted
+}
+
+# Every event of 200 iterations reached the sleeping thread from the
+# producer itself, through the driver, none through an event thread; with
+# IVRDMA_EVENT_RELAY=1 none does.
 channels() {
 	eval "$(cat /tmp/env)"
 	echo "LD_PRELOAD='${LD_PRELOAD:-}'"
-	pingpong 1 && pingpong 4096
+	before=$(events_posted) || return 1
+	pingpong 1 && pingpong 4096 || return 1
+	after=$(events_posted)
+	echo "events posted by producers through the driver: $((after - before))"
+	[ $((after - before)) -ge 200 ] || { echo "want at least 200"; return 1; }
+	(export IVRDMA_EVENT_RELAY=1 && pingpong 4096) || return 1
+	[ "$(events_posted)" = "$after" ] || { echo "events posted with IVRDMA_EVENT_RELAY=1"; return 1; }
 }
 
 unload() {

@@ -626,6 +626,14 @@ static void check_bad_rules(const struct rule_fixture *f)
 	EXPECT_ERR(try_ioctl(f->cfd, IVRDMA_CMD_IOC_EVENT_RULE_CANCEL, &id), ENOENT);
 	EXPECT_ERR(try_ioctl(f->cfd, IVRDMA_CMD_IOC_EVENT_RULE_CANCEL, NULL), EFAULT);
 	printf("BAD_RULES=rejected (EINVAL, EBADF, EFAULT, ENOENT)\n");
+
+	/* Posting by channel id is ivrdma_host's alone: a guest's channels have none. */
+	struct ivrdma_cmd_channel_post post = {.channel_id = IVRDMA_CHANNEL_ID_KERNEL | 1};
+	uint64_t chan_id = 0;
+
+	EXPECT_ERR(try_ioctl(f->cfd, IVRDMA_CMD_IOC_CHANNEL_POST, &post), EOPNOTSUPP);
+	EXPECT_ERR(try_ioctl(f->ch, IVRDMA_CHAN_IOC_ID, &chan_id), EOPNOTSUPP);
+	EXPECT_ERR(try_ioctl(f->ch, IVRDMA_CMD_IOC_INFO, &chan_id), ENOTTY);
 }
 
 /*

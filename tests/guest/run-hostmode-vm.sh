@@ -76,7 +76,7 @@ main() {
 	log "QEMU vm1 started, no ivshmem device: $(vm_machine_args | tr '\n' ' ')"
 	vm_wait_done vm1 $((BUDGET - 30))
 	log "$(guest_lines vm1 setup | tail -n 2 | tr '\n' ' ')"
-	log "$(guest_lines vm1 channels | grep -E "^(LD_PRELOAD|client: .*usec/iter)" | tr '\n' ' ')"
+	log "$(guest_lines vm1 channels | grep -E "^(LD_PRELOAD|events posted|client: .*usec/iter)" | tr '\n' ' ')"
 	log "$(guest_lines vm1 setup2 | tail -n 1); $(guest_lines vm1 control | head -n 1)"
 	log "PASS in $(elapsed)s"
 }
