@@ -439,12 +439,18 @@ static void rules_drop(struct ivrdma_cmd_dev *cdev, struct ivrdma_cmd_file *owne
 		rule_free(r);
 }
 
+/* Is @offset that of a whole, aligned 32-bit word of BAR2? */
+static bool shm_word_ok(const struct ivrdma_cmd_dev *cdev, u64 offset)
+{
+	return !(offset % sizeof(u32)) && offset < cdev->shm_size &&
+	       cdev->shm_size - offset >= sizeof(u32);
+}
+
 /* The request's fields, checked: 0 or -EINVAL. */
 static int rule_check(const struct ivrdma_cmd_dev *cdev,
 		      const struct ivrdma_cmd_event_rule *req)
 {
-	if (req->offset % sizeof(u32) || req->offset >= cdev->shm_size ||
-	    cdev->shm_size - req->offset < sizeof(u32) || !req->mask ||
+	if (!shm_word_ok(cdev, req->offset) || !req->mask ||
 	    req->vector >= cdev->nr_vectors || req->reserved[0] ||
 	    req->reserved[1])
 		return -EINVAL;
@@ -682,8 +688,7 @@ static long cmd_ioc_on_release(struct file *file, void __user *argp)
 		return -EFAULT;
 	if (!cdev->shm)
 		return -EOPNOTSUPP;
-	if (req.offset % sizeof(u32) || req.offset >= cdev->shm_size ||
-	    cdev->shm_size - req.offset < sizeof(u32))
+	if (!shm_word_ok(cdev, req.offset))
 		return -EINVAL;
 	down_read(&cdev->lock);
 	if (cdev->dead) {
