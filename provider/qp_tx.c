@@ -372,6 +372,14 @@ static enum exec do_send(struct ivrdma_qp *qp, struct ivrdma_peer_qp *pq, struct
 	if (tst == IBV_WC_SUCCESS && w->opcode == IBV_WR_SEND_WITH_INV &&
 	    !ivrdma_mw_remote_inv(&ctx->region, pq, w->invalidate_rkey))
 		tst = IBV_WC_LOC_PROT_ERR;
+	/*
+	 * The completion's entry is reserved and claimed after the copy, not
+	 * before: a claimed entry sits in the consumer's polling line while
+	 * the payload's lines come over, the consumer's next poll takes that
+	 * line back, and the publish must fetch it again. Claiming first
+	 * (with the payload's lines prefetched for writing) made ib_send_lat
+	 * about 10% slower against ib_write_lat in alternating runs.
+	 */
 	if (tst == IBV_WC_SUCCESS)
 		copy_iov(d.v, (int)r.w.num_sge, src, ns, len);
 	*st = target_cqe(qp, pq, &r.w, tst, IBV_WC_RECV, len, w,
