@@ -9,9 +9,9 @@
  *
  * Receive completions are written by initiators, so the owner counts
  * them when it polls them; they name their QP by number only, so polling
- * finds my QP by its slot here. A QP leaves that table before it is
- * freed and waits for every poller to let go of it (its receive CQ's
- * lock, taken once).
+ * finds my QP by its slot (ivrdma_qp_of_num). A QP leaves that table
+ * before it is freed and waits here for every poller to let go of it
+ * (its receive CQ's lock, taken once).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -27,7 +27,6 @@ struct ivrdma_ctx_counters {
 	pthread_mutex_t lock;		     /* record->destroyed and the total behind it */
 	struct ivrdma_qp_counters destroyed; /* the private running total */
 	uint32_t qps_destroyed;
-	_Atomic(struct ivrdma_qp *) *qp_by_slot; /* my live QPs by QP slot */
 };
 
 #define NR_WORDS (sizeof(struct ivrdma_qp_counters) / sizeof(uint64_t))
@@ -73,11 +72,6 @@ int ivrdma_ctx_record_open(struct ivrdma_context *ctx)
 
 	if (!c)
 		return -ENOMEM;
-	c->qp_by_slot = calloc(ctx->region.qps.entries, sizeof(*c->qp_by_slot));
-	if (!c->qp_by_slot) {
-		free(c);
-		return -ENOMEM;
-	}
 	pthread_mutex_init(&c->lock, NULL);
 	claim_record(ctx, c);
 	ctx->counters = c;
@@ -137,7 +131,6 @@ void ivrdma_ctx_record_close(struct ivrdma_context *ctx)
 		shm_store_release32(&c->record->state, IVRDMA_CTX_CLOSED);
 	}
 	pthread_mutex_destroy(&c->lock);
-	free(c->qp_by_slot);
 	free(c);
 	ctx->counters = NULL;
 }
@@ -151,7 +144,6 @@ void ivrdma_counters_qp_created(struct ivrdma_context *ctx, struct ivrdma_qp *qp
 		shm_store_relaxed32(&qp->s->context, c->record_idx + 1);
 		shm_store_relaxed32(&qp->s->context_seq, shm_load_relaxed32(&c->record->hdr.seq));
 	}
-	atomic_store_explicit(&c->qp_by_slot[qp->slot], qp, memory_order_release);
 }
 
 /* Totals that no live QP holds any more: a QP destroyed, a completion it left behind. */
@@ -172,8 +164,10 @@ void ivrdma_counters_qp_destroyed(struct ivrdma_context *ctx, struct ivrdma_qp *
 {
 	struct ivrdma_ctx_counters *c = ctx->counters;
 
-	atomic_store_explicit(&c->qp_by_slot[qp->slot], NULL, memory_order_release);
-	/* A poller that found the QP before holds its CQ's lock until it is done. */
+	/*
+	 * Out of ctx->qp_by_slot already (ivrdma_destroy_qp): a poller that
+	 * found the QP before holds its CQ's lock until it is done.
+	 */
 	if (qp->recv_cq) { /* XRC QPs have none: their receives count for the context */
 		pthread_spin_lock(&qp->recv_cq->lock);
 		pthread_spin_unlock(&qp->recv_cq->lock);
@@ -215,11 +209,8 @@ count_recv_orphan(struct ivrdma_ctx_counters *c, const struct ivrdma_cqe *e)
 void ivrdma_count_recv(struct ivrdma_context *ctx, struct ivrdma_cq *cq, const struct ivrdma_cqe *e)
 {
 	struct ivrdma_ctx_counters *c = ctx->counters;
-	uint32_t slot = e->qp_num - IVRDMA_QPN_BASE;
-	struct ivrdma_qp *qp = NULL;
+	struct ivrdma_qp *qp = ivrdma_qp_of_num(ctx, e->qp_num);
 
-	if (e->qp_num >= IVRDMA_QPN_BASE && slot < ctx->region.qps.entries)
-		qp = atomic_load_explicit(&c->qp_by_slot[slot], memory_order_acquire);
 	if (qp && qp->recv_cq == cq)
 		count_into(&qp->tally, &qp->s->counters, e);
 	else

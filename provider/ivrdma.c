@@ -304,6 +304,8 @@ static void release_context(struct ivrdma_context *ctx)
 		close(ctx->event_sock);
 	ivrdma_pages_release(ctx);
 	free(ctx->rq_done);
+	free(ctx->qp_by_slot);
+	free(ctx->mr_by_slot);
 	pthread_mutex_destroy(&ctx->async_lock);
 	pthread_mutex_destroy(&ctx->mr_lock);
 	pthread_mutex_destroy(&ctx->mrs_lock);
@@ -363,6 +365,10 @@ static struct verbs_context *ivrdma_alloc_context(struct ibv_device *ibdev, int 
 		rc = attach_region(ctx, &opts);
 	if (!rc)
 		rc = ivrdma_rq_done_init(ctx);
+	if (!rc)
+		rc = ivrdma_qp_table_init(ctx);
+	if (!rc)
+		rc = ivrdma_mr_table_init(ctx);
 	if (!rc)
 		rc = ivrdma_ctx_record_open(ctx);
 	if (!rc)

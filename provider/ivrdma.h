@@ -41,14 +41,14 @@ struct ivrdma_context {
 	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* ivrdmad's, where channels are */
 	atomic_uint next_pd_handle;
 	uint16_t peer_id;
-	uint32_t owner_tag;	    /* tags my slots and chunks: my peer's, or my context's */
-	uint16_t lid;		    /* my node's LID: the source of everything I send */
-	pthread_mutex_t async_lock; /* async_fd's records: posting, taking back (events.c) */
-	pthread_mutex_t mr_lock;    /* registering and deregistering, one at a time */
-	pthread_mutex_t mrs_lock;   /* the list below: executions look up unmoved MRs in it */
-	struct ivrdma_mr *mrs;	    /* every MR of the context */
-	int uffd;		    /* holds writers off moving pages (page_freeze.c) */
-	sigset_t freeze_sigmask;    /* the mover's signal mask while it holds them */
+	uint32_t owner_tag;	       /* tags my slots and chunks: my peer's, or my context's */
+	uint16_t lid;		       /* my node's LID: the source of everything I send */
+	pthread_mutex_t async_lock;    /* async_fd's records: posting, taking back (events.c) */
+	pthread_mutex_t mr_lock;       /* registering and deregistering, one at a time */
+	pthread_mutex_t mrs_lock;      /* the table below: executions look up unmoved MRs in it */
+	struct ivrdma_mr **mr_by_slot; /* every MR of the context, by its slot (its key's) */
+	int uffd;		       /* holds writers off moving pages (page_freeze.c) */
+	sigset_t freeze_sigmask;       /* the mover's signal mask while it holds them */
 	pthread_mutex_t pending_lock;
 	struct ivrdma_qp *pending; /* QPs with WRs waiting on RNR or retry */
 	atomic_int nr_pending;
@@ -57,8 +57,10 @@ struct ivrdma_context {
 	struct ivrdma_srq *srqs;	/* every SRQ of the context (srq.c) */
 	struct ivrdma_rq_done *rq_done; /* one per QP slot of the region (qp_rx.c) */
 	atomic_int nr_armed_srqs;	/* of which have a limit armed: poll_cq checks them */
-	/* The context record and my QPs by slot (counters.c). */
+	/* The context record (counters.c). */
 	struct ivrdma_ctx_counters *counters;
+	/* My live QPs by slot: completions name a QP by number only (ivrdma_qp_of_num). */
+	_Atomic(struct ivrdma_qp *) *qp_by_slot;
 	/* suspend.c: the region's suspend_seq acted on (event thread only) */
 	uint32_t suspend_seen;
 	atomic_bool left; /* my node suspended: the region is no longer mine to use */
@@ -162,7 +164,6 @@ struct ivrdma_mr {
 	struct ivrdma_mr_slot *s;
 	struct ivrdma_span *span;    /* NULL: not moved (local access only) */
 	struct ivrdma_mr *span_next; /* the span's MRs (mr_move.c) */
-	struct ivrdma_mr *next;	     /* the context's MRs */
 	atomic_int *dm_users;	     /* on device memory (dm.c): its count of MRs; else NULL */
 };
 
@@ -622,6 +623,9 @@ void ivrdma_qp_flush_sq(struct ivrdma_qp *qp);
 bool ivrdma_peer_alive(struct ivrdma_context *ctx, const struct ivrdma_peer_qp *pq);
 void ivrdma_qp_flush_rq(struct ivrdma_qp *qp);
 int ivrdma_rq_done_init(struct ivrdma_context *ctx);
+int ivrdma_qp_table_init(struct ivrdma_context *ctx);
+int ivrdma_mr_table_init(struct ivrdma_context *ctx);
+struct ivrdma_qp *ivrdma_qp_of_num(const struct ivrdma_context *ctx, uint32_t qpn);
 void ivrdma_rq_done_reset(struct ivrdma_context *ctx, struct ivrdma_qp *qp);
 void ivrdma_rq_done_note(struct ivrdma_context *ctx, const struct ivrdma_cqe *e);
 void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn, bool sender_died);

@@ -90,12 +90,17 @@ static struct ivrdma_mr *mr_new(struct ibv_pd *pd, void *addr, size_t length, ui
 	return mr;
 }
 
-/* Into the context's list, then the key: a peer that sees it sees the fields. Under mr_lock. */
+int ivrdma_mr_table_init(struct ivrdma_context *ctx)
+{
+	ctx->mr_by_slot = calloc(ctx->region.mrs.entries, sizeof(*ctx->mr_by_slot));
+	return ctx->mr_by_slot ? 0 : -ENOMEM;
+}
+
+/* Into the context's table, then the key: a peer that sees it sees the fields. Under mr_lock. */
 static void mr_publish(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
 {
 	pthread_mutex_lock(&ctx->mrs_lock);
-	mr->next = ctx->mrs;
-	ctx->mrs = mr;
+	ctx->mr_by_slot[mr->slot] = mr;
 	pthread_mutex_unlock(&ctx->mrs_lock);
 	shm_store_release32(&mr->s->key, mr->vmr.ibv_mr.lkey);
 }
@@ -145,9 +150,12 @@ struct ivrdma_mr *ivrdma_mr_new_at(struct ibv_pd *pd, size_t length, int access,
 	return mr;
 }
 
-/* The key dies, the slot and the span go. Under ctx->mr_lock, unlinked from ctx->mrs. */
+/* The key dies, the slot and the span go. Under ctx->mr_lock. */
 static void release_mr(struct ivrdma_context *ctx, struct ivrdma_mr *mr)
 {
+	pthread_mutex_lock(&ctx->mrs_lock);
+	ctx->mr_by_slot[mr->slot] = NULL;
+	pthread_mutex_unlock(&ctx->mrs_lock);
 	shm_store_release32(&mr->s->key, 0); /* no new access from here on */
 	ivrdma_slot_free(ctx, &ctx->region.mrs, mr->slot);
 	if (mr->span)
@@ -163,13 +171,6 @@ int ivrdma_dereg_mr(struct verbs_mr *vmr)
 	struct ivrdma_context *ctx = to_ictx(vmr->ibv_mr.context);
 
 	pthread_mutex_lock(&ctx->mr_lock);
-	pthread_mutex_lock(&ctx->mrs_lock);
-	for (struct ivrdma_mr **pp = &ctx->mrs; *pp; pp = &(*pp)->next)
-		if (*pp == mr) {
-			*pp = mr->next;
-			break;
-		}
-	pthread_mutex_unlock(&ctx->mrs_lock);
 	release_mr(ctx, mr);
 	pthread_mutex_unlock(&ctx->mr_lock);
 	return 0;
@@ -183,14 +184,9 @@ int ivrdma_dereg_mr(struct verbs_mr *vmr)
 void ivrdma_mrs_release(struct ivrdma_context *ctx)
 {
 	pthread_mutex_lock(&ctx->mr_lock);
-	while (ctx->mrs) {
-		struct ivrdma_mr *mr = ctx->mrs;
-
-		pthread_mutex_lock(&ctx->mrs_lock);
-		ctx->mrs = mr->next;
-		pthread_mutex_unlock(&ctx->mrs_lock);
-		release_mr(ctx, mr);
-	}
+	for (uint32_t i = 0; ctx->mr_by_slot && i < ctx->region.mrs.entries; i++)
+		if (ctx->mr_by_slot[i])
+			release_mr(ctx, ctx->mr_by_slot[i]);
 	pthread_mutex_unlock(&ctx->mr_lock);
 	ivrdma_spans_release(ctx);
 }
@@ -292,15 +288,18 @@ static enum ivrdma_xlate local_unmoved(struct ivrdma_context *ctx, uint32_t key,
 				       uint8_t **out)
 {
 	enum ivrdma_xlate x = IVRDMA_XLATE_BAD_KEY;
+	uint32_t slot = ivrdma_key_slot(key);
+	struct ivrdma_mr *mr;
 
+	if (slot >= ctx->region.mrs.entries)
+		return x;
 	/* Not mr_lock: a registration holds it while it waits for executions. */
 	pthread_mutex_lock(&ctx->mrs_lock);
-	for (struct ivrdma_mr *mr = ctx->mrs; mr; mr = mr->next)
-		if (mr->vmr.ibv_mr.lkey == key && !mr->span) {
-			*out = (uint8_t *)mr->vmr.ibv_mr.addr + delta;
-			x = IVRDMA_XLATE_OK;
-			break;
-		}
+	mr = ctx->mr_by_slot[slot];
+	if (mr && mr->vmr.ibv_mr.lkey == key && !mr->span) {
+		*out = (uint8_t *)mr->vmr.ibv_mr.addr + delta;
+		x = IVRDMA_XLATE_OK;
+	}
 	pthread_mutex_unlock(&ctx->mrs_lock);
 	return x;
 }

@@ -12,9 +12,35 @@
 #include "ivrdma.h"
 #include "shm_atomic.h"
 
-/* Every QP of the process: a failed receive's CQE names its QP by number only. */
+/*
+ * Every QP of the process, for what looks at all of a context's QPs (the
+ * event thread, a suspend) and for ibv_open_qp of an XRC receive QP,
+ * which may be another context's. all_lock also covers each context's
+ * qp_by_slot table.
+ */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ivrdma_qp *all_qps;
+
+int ivrdma_qp_table_init(struct ivrdma_context *ctx)
+{
+	ctx->qp_by_slot = calloc(ctx->region.qps.entries, sizeof(*ctx->qp_by_slot));
+	return ctx->qp_by_slot ? 0 : -ENOMEM;
+}
+
+/*
+ * My live QP numbered 'qpn' (a number read from the region: anything), or
+ * NULL. The QP stays alive while the caller holds all_lock, or the lock of
+ * the QP's receive CQ: ivrdma_destroy_qp() takes it out of the table under
+ * all_lock, then waits for that CQ's pollers (ivrdma_counters_qp_destroyed).
+ */
+struct ivrdma_qp *ivrdma_qp_of_num(const struct ivrdma_context *ctx, uint32_t qpn)
+{
+	uint32_t slot = qpn - IVRDMA_QPN_BASE;
+
+	if (qpn < IVRDMA_QPN_BASE || slot >= ctx->region.qps.entries)
+		return NULL;
+	return atomic_load_explicit(&ctx->qp_by_slot[slot], memory_order_acquire);
+}
 
 static uint32_t pow2_at_least(uint32_t v)
 {
@@ -214,6 +240,7 @@ struct ibv_qp *ivrdma_qp_create(struct ibv_context *context, struct ibv_pd *pd,
 	pthread_mutex_lock(&all_lock);
 	qp->all_next = all_qps;
 	all_qps = qp;
+	atomic_store_explicit(&ctx->qp_by_slot[qp->slot], qp, memory_order_release);
 	pthread_mutex_unlock(&all_lock);
 	attr->cap = qp->cap;
 	return &qp->vqp.qp;
@@ -314,6 +341,7 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 		return EBUSY; /* handles from ibv_open_qp still use it */
 
 	pthread_mutex_lock(&all_lock);
+	atomic_store_explicit(&ctx->qp_by_slot[qp->slot], NULL, memory_order_release);
 	for (struct ivrdma_qp **pp = &all_qps; *pp; pp = &(*pp)->all_next)
 		if (*pp == qp) {
 			*pp = qp->all_next;
@@ -488,17 +516,17 @@ void ivrdma_qps_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn 
  */
 void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn, bool sender_died)
 {
+	struct ivrdma_qp *qp;
+
 	pthread_mutex_lock(&all_lock);
-	for (struct ivrdma_qp *qp = all_qps; qp; qp = qp->all_next) {
-		if (to_ictx(qp->vqp.qp.context) != ctx || qp->vqp.qp.qp_num != qpn)
-			continue;
+	qp = ivrdma_qp_of_num(ctx, qpn);
+	if (qp) {
 		pthread_mutex_lock(&qp->sq_lock);
 		if (connected(qp) && sender_died)
 			ivrdma_qp_peer_lost(qp);
 		else if (connected(qp))
 			ivrdma_qp_enter_error(qp);
 		pthread_mutex_unlock(&qp->sq_lock);
-		break;
 	}
 	pthread_mutex_unlock(&all_lock);
 }
