@@ -9,7 +9,7 @@
  *
  * Receive completions are written by initiators, so the owner counts
  * them when it polls them; they name their QP by number only, so polling
- * finds my QP by its slot (ivrdma_qp_of_num). A QP leaves that table
+ * finds my QP by its slot (ivrdma_qp_polled). A QP leaves that table
  * before it is freed and waits here for every poller to let go of it
  * (its receive CQ's lock, taken once).
  */
@@ -209,9 +209,9 @@ count_recv_orphan(struct ivrdma_ctx_counters *c, const struct ivrdma_cqe *e)
 void ivrdma_count_recv(struct ivrdma_context *ctx, struct ivrdma_cq *cq, const struct ivrdma_cqe *e)
 {
 	struct ivrdma_ctx_counters *c = ctx->counters;
-	struct ivrdma_qp *qp = ivrdma_qp_of_num(ctx, e->qp_num);
+	struct ivrdma_qp *qp = ivrdma_qp_polled(ctx, e->qp_num, cq);
 
-	if (qp && qp->recv_cq == cq)
+	if (qp)
 		count_into(&qp->tally, &qp->s->counters, e);
 	else
 		count_recv_orphan(c, e);

@@ -59,8 +59,8 @@ struct ivrdma_context {
 	atomic_int nr_armed_srqs;	/* of which have a limit armed: poll_cq checks them */
 	/* The context record (counters.c). */
 	struct ivrdma_ctx_counters *counters;
-	/* My live QPs by slot: completions name a QP by number only (ivrdma_qp_of_num). */
-	_Atomic(struct ivrdma_qp *) *qp_by_slot;
+	/* My live QPs by slot: completions name a QP by number only (qp.c). */
+	struct ivrdma_qp_entry *qp_by_slot;
 	/* suspend.c: the region's suspend_seq acted on (event thread only) */
 	uint32_t suspend_seen;
 	atomic_bool left; /* my node suspended: the region is no longer mine to use */
@@ -183,6 +183,16 @@ struct ivrdma_cq {
 	unsigned int async_posted;   /* its async events written (under ctx->async_lock) */
 	uint64_t channel_id;	     /* its channel's, published in the slot; 0: none */
 	uint32_t event_rule;	     /* in a guest: the driver's rule posting its events; 0: none */
+};
+
+/*
+ * A QP slot of mine, as qp.c's lookups by number read it:
+ * both written under qp.c's all_lock, recv_cq after qp; both cleared
+ * before ivrdma_destroy_qp() waits for the receive CQ's pollers.
+ */
+struct ivrdma_qp_entry {
+	_Atomic(struct ivrdma_qp *) qp;
+	_Atomic(struct ivrdma_cq *) recv_cq;
 };
 
 /* A bind of a memory window, as a WR carries it (mw.c). */
@@ -625,7 +635,8 @@ void ivrdma_qp_flush_rq(struct ivrdma_qp *qp);
 int ivrdma_rq_done_init(struct ivrdma_context *ctx);
 int ivrdma_qp_table_init(struct ivrdma_context *ctx);
 int ivrdma_mr_table_init(struct ivrdma_context *ctx);
-struct ivrdma_qp *ivrdma_qp_of_num(const struct ivrdma_context *ctx, uint32_t qpn);
+struct ivrdma_qp *ivrdma_qp_polled(const struct ivrdma_context *ctx, uint32_t qpn,
+				   const struct ivrdma_cq *cq);
 void ivrdma_rq_done_reset(struct ivrdma_context *ctx, struct ivrdma_qp *qp);
 void ivrdma_rq_done_note(struct ivrdma_context *ctx, const struct ivrdma_cqe *e);
 void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn, bool sender_died);

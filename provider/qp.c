@@ -27,19 +27,39 @@ int ivrdma_qp_table_init(struct ivrdma_context *ctx)
 	return ctx->qp_by_slot ? 0 : -ENOMEM;
 }
 
-/*
- * My live QP numbered 'qpn' (a number read from the region: anything), or
- * NULL. The QP stays alive while the caller holds all_lock, or the lock of
- * the QP's receive CQ: ivrdma_destroy_qp() takes it out of the table under
- * all_lock, then waits for that CQ's pollers (ivrdma_counters_qp_destroyed).
- */
-struct ivrdma_qp *ivrdma_qp_of_num(const struct ivrdma_context *ctx, uint32_t qpn)
+/* The entry of QP number 'qpn' (a number read from the region: anything), or NULL. */
+static struct ivrdma_qp_entry *entry_of_num(const struct ivrdma_context *ctx, uint32_t qpn)
 {
 	uint32_t slot = qpn - IVRDMA_QPN_BASE;
 
 	if (qpn < IVRDMA_QPN_BASE || slot >= ctx->region.qps.entries)
 		return NULL;
-	return atomic_load_explicit(&ctx->qp_by_slot[slot], memory_order_acquire);
+	return &ctx->qp_by_slot[slot];
+}
+
+/* My live QP numbered 'qpn', or NULL. Under all_lock: it stays alive while that is held. */
+static struct ivrdma_qp *qp_of_num_locked(const struct ivrdma_context *ctx, uint32_t qpn)
+{
+	struct ivrdma_qp_entry *en = entry_of_num(ctx, qpn);
+
+	return en ? atomic_load_explicit(&en->qp, memory_order_acquire) : NULL;
+}
+
+/*
+ * For a poller of 'cq', under its lock: my live QP numbered 'qpn' if 'cq'
+ * is its receive CQ, else NULL. The QP is not touched to find out: the
+ * entry's recv_cq, read first, was written after its qp, and the QP that
+ * wrote it cannot leave the slot before its destroy has waited for this
+ * lock; any other QP of the slot, or none, may be freed meanwhile.
+ */
+struct ivrdma_qp *ivrdma_qp_polled(const struct ivrdma_context *ctx, uint32_t qpn,
+				   const struct ivrdma_cq *cq)
+{
+	struct ivrdma_qp_entry *en = entry_of_num(ctx, qpn);
+
+	if (!en || atomic_load_explicit(&en->recv_cq, memory_order_acquire) != cq)
+		return NULL;
+	return atomic_load_explicit(&en->qp, memory_order_relaxed);
 }
 
 static uint32_t pow2_at_least(uint32_t v)
@@ -240,7 +260,9 @@ struct ibv_qp *ivrdma_qp_create(struct ibv_context *context, struct ibv_pd *pd,
 	pthread_mutex_lock(&all_lock);
 	qp->all_next = all_qps;
 	all_qps = qp;
-	atomic_store_explicit(&ctx->qp_by_slot[qp->slot], qp, memory_order_release);
+	atomic_store_explicit(&ctx->qp_by_slot[qp->slot].qp, qp, memory_order_release);
+	atomic_store_explicit(&ctx->qp_by_slot[qp->slot].recv_cq, qp->recv_cq,
+			      memory_order_release);
 	pthread_mutex_unlock(&all_lock);
 	attr->cap = qp->cap;
 	return &qp->vqp.qp;
@@ -341,7 +363,8 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
 		return EBUSY; /* handles from ibv_open_qp still use it */
 
 	pthread_mutex_lock(&all_lock);
-	atomic_store_explicit(&ctx->qp_by_slot[qp->slot], NULL, memory_order_release);
+	atomic_store_explicit(&ctx->qp_by_slot[qp->slot].recv_cq, NULL, memory_order_relaxed);
+	atomic_store_explicit(&ctx->qp_by_slot[qp->slot].qp, NULL, memory_order_relaxed);
 	for (struct ivrdma_qp **pp = &all_qps; *pp; pp = &(*pp)->all_next)
 		if (*pp == qp) {
 			*pp = qp->all_next;
@@ -519,7 +542,7 @@ void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn, bool sender
 	struct ivrdma_qp *qp;
 
 	pthread_mutex_lock(&all_lock);
-	qp = ivrdma_qp_of_num(ctx, qpn);
+	qp = qp_of_num_locked(ctx, qpn);
 	if (qp) {
 		pthread_mutex_lock(&qp->sq_lock);
 		if (connected(qp) && sender_died)
