@@ -107,6 +107,16 @@ static inline struct ivrdma_node *ivrdma_my_node(const struct ivrdma_context *ct
 }
 
 /* States in which a QP takes incoming messages (RTR up to SQE; SQD receives too). */
+/*
+ * The QP slot that QP number 'qpn' names in *slot (completions carry the
+ * number, read from the region: anything); false if it names none.
+ */
+static inline bool ivrdma_qpn_slot(const struct ivrdma_context *ctx, uint32_t qpn, uint32_t *slot)
+{
+	*slot = qpn - IVRDMA_QPN_BASE;
+	return qpn >= IVRDMA_QPN_BASE && *slot < ctx->region.qps.entries;
+}
+
 static inline bool ivrdma_state_receives(uint32_t state)
 {
 	return state >= IBV_QPS_RTR && state <= IBV_QPS_SQE;

@@ -27,14 +27,12 @@ int ivrdma_qp_table_init(struct ivrdma_context *ctx)
 	return ctx->qp_by_slot ? 0 : -ENOMEM;
 }
 
-/* The entry of QP number 'qpn' (a number read from the region: anything), or NULL. */
+/* The entry of QP number 'qpn', or NULL (ivrdma_qpn_slot). */
 static struct ivrdma_qp_entry *entry_of_num(const struct ivrdma_context *ctx, uint32_t qpn)
 {
-	uint32_t slot = qpn - IVRDMA_QPN_BASE;
+	uint32_t slot;
 
-	if (qpn < IVRDMA_QPN_BASE || slot >= ctx->region.qps.entries)
-		return NULL;
-	return &ctx->qp_by_slot[slot];
+	return ivrdma_qpn_slot(ctx, qpn, &slot) ? &ctx->qp_by_slot[slot] : NULL;
 }
 
 /* My live QP numbered 'qpn', or NULL. Under all_lock: it stays alive while that is held. */

@@ -49,11 +49,11 @@ void ivrdma_rq_done_reset(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
 void ivrdma_rq_done_note(struct ivrdma_context *ctx, const struct ivrdma_cqe *e)
 {
 	uint64_t t = e->rq_ticket;
-	uint32_t slot = e->qp_num - IVRDMA_QPN_BASE;
+	uint32_t slot;
 	_Atomic uint64_t *d;
 	uint64_t cur;
 
-	if (!t || e->qp_num < IVRDMA_QPN_BASE || slot >= ctx->region.qps.entries)
+	if (!t || !ivrdma_qpn_slot(ctx, e->qp_num, &slot))
 		return;
 	d = &ctx->rq_done[slot].ticket;
 	cur = atomic_load_explicit(d, memory_order_relaxed);
