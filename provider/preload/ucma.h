@@ -15,7 +15,7 @@
  *
  * Locking: one mutex, ucma.lock, guards every channel, ID and the agent's
  * send side; the agent thread takes it for each message it handles. Only
- * waiting for an event (a read of the channel's fd) happens without it.
+ * waiting for an event (a read of the channel's pipe) happens without it.
  */
 #ifndef IVRDMA_UCMA_H
 #define IVRDMA_UCMA_H
@@ -71,9 +71,19 @@ struct ucma_event {
 	struct rdma_ucm_event_resp resp;
 };
 
-/* One per open() of the device: librdmacm's rdma_event_channel. */
+/*
+ * One per open() of the device: librdmacm's rdma_event_channel. The
+ * kernel's blocked GET_EVENT holds the file, so a close() by another
+ * thread leaves it waiting (for good: the file's IDs are gone). A waiter
+ * here reads the channel's own descriptor of the pipe, pipe_fd, and the
+ * channel stays allocated while one waits: close() marks it closed, ends
+ * its IDs and events, and frees it once nobody waits (ucma_channel_close).
+ */
 struct ucma_channel {
-	int fd; /* one pipe read and written through one fd: a byte per queued event */
+	int fd;		  /* the application's: one pipe read and written through one fd */
+	int pipe_fd;	  /* the same pipe, the channel's own: a byte per queued event */
+	uint32_t waiters; /* GET_EVENTs under way on it */
+	bool closed;	  /* the application closed fd */
 	struct ucma_event *head, *tail;
 };
 
@@ -135,7 +145,10 @@ bool ucma_is_channel_fd(int fd);
 
 /* ucma_channel.c: channels, IDs and events; ucma.lock held. */
 struct ucma_channel *ucma_channel_new(int fd);
-void ucma_channel_free(struct ucma_channel *ch);
+/* The application closed ch's fd: its IDs end, and ch goes once nobody waits on it. */
+void ucma_channel_close(struct ucma_channel *ch);
+/* A GET_EVENT is done waiting on a closed ch: ch goes if it was the last. */
+void ucma_channel_waiter_left(struct ucma_channel *ch);
 struct ucma_id *ucma_id_new(struct ucma_channel *ch, uint64_t uid, uint16_t ps, uint8_t qp_type);
 struct ucma_id *ucma_id_get(uint32_t handle);
 struct ucma_id *ucma_id_by_comm(uint32_t comm_id);
@@ -154,8 +167,8 @@ void ucma_events_move(struct ucma_id *id, struct ucma_channel *to);
 /* Takes the first event off ch (NULL if none). */
 struct ucma_event *ucma_event_take(struct ucma_channel *ch);
 
-/* ucma_cmd.c: runs one command written to ch; returns 0 or a negative errno. */
-int ucma_cmd_run(struct ucma_channel *ch, const void *buf, size_t len);
+/* ucma_cmd.c: runs one command written to channel fd; returns 0 or a negative errno. */
+int ucma_cmd_run(int fd, const void *buf, size_t len);
 
 /* ucma_device.c: the channel open on fd, or NULL. */
 struct ucma_channel *ucma_channel_by_fd(int fd);

@@ -9,6 +9,7 @@
  * the ID that reuses its slot.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -22,13 +23,26 @@ struct ucma_channel *ucma_channel_new(int fd)
 {
 	struct ucma_channel *ch = calloc(1, sizeof(*ch));
 
-	if (ch)
-		ch->fd = fd;
+	if (!ch)
+		return NULL;
+	ch->fd = fd;
+	/* Shares fd's open file: its O_NONBLOCK too, as the kernel's one file would. */
+	ch->pipe_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (ch->pipe_fd < 0) {
+		free(ch);
+		return NULL;
+	}
 	return ch;
 }
 
+static void channel_free(struct ucma_channel *ch)
+{
+	(void)syscall(SYS_close, ch->pipe_fd); /* close() is ours: no channel's fd */
+	free(ch);
+}
+
 /* Closing a channel ends its IDs, as closing the kernel's device does. */
-void ucma_channel_free(struct ucma_channel *ch)
+void ucma_channel_close(struct ucma_channel *ch)
 {
 	for (uint32_t h = 0; h < ucma.nr_ids; h++) {
 		struct ucma_id *id = ucma.ids[h];
@@ -44,7 +58,16 @@ void ucma_channel_free(struct ucma_channel *ch)
 		ch->head = e->next;
 		free(e);
 	}
-	free(ch);
+	ch->tail = NULL;
+	ch->closed = true;
+	if (!ch->waiters)
+		channel_free(ch);
+}
+
+void ucma_channel_waiter_left(struct ucma_channel *ch)
+{
+	if (!--ch->waiters && ch->closed)
+		channel_free(ch);
 }
 
 static int grow_ids(void)
@@ -131,7 +154,7 @@ static void channel_signal(struct ucma_channel *ch)
 	const char b = 0;
 
 	/* The raw system call: write() is ours, and would take this for a command. */
-	(void)!syscall(SYS_write, ch->fd, &b, 1);
+	(void)!syscall(SYS_write, ch->pipe_fd, &b, 1);
 }
 
 static struct ucma_event *event_new(struct ucma_id *report_to, uint32_t handle, uint32_t event,

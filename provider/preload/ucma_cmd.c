@@ -249,14 +249,14 @@ static int do_migrate_id(const struct cmd *c)
 	return respond(c, in->response, &resp, sizeof(resp));
 }
 
-/* One byte of the channel's fd per event; returns 1, or a negative errno. */
+/* One byte of the channel's pipe per event; returns 1, or a negative errno. */
 static int take_byte(struct ucma_channel *ch)
 {
 	char b;
 	ssize_t n;
 
 	do
-		n = read(ch->fd, &b, 1);
+		n = read(ch->pipe_fd, &b, 1);
 	while (n < 0 && errno == EINTR);
 	if (n == 1)
 		return 1;
@@ -264,29 +264,50 @@ static int take_byte(struct ucma_channel *ch)
 }
 
 /*
+ * IVRDMA_UCMA_TEST_EVENTLESS_MS=N (tests only): a GET_EVENT that took a
+ * byte and found no event waits N ms before it reads again, so that a
+ * test can close the channel right there.
+ */
+static void test_eventless_pause(void)
+{
+	const char *v = getenv("IVRDMA_UCMA_TEST_EVENTLESS_MS");
+
+	if (v && *v)
+		usleep((useconds_t)atoi(v) * 1000u);
+}
+
+/*
  * GET_EVENT blocks (unless the fd is non-blocking) until an event waits.
- * Each queued event put one byte in the fd, and a reader takes a byte
+ * Each queued event put one byte in the pipe, and a reader takes a byte
  * before it takes an event, so a byte whose event was dropped (its ID
- * destroyed) only sends the reader round again.
+ * destroyed) only sends the reader round again. So does a close() of
+ * the channel meanwhile: the kernel's reader, which holds the file,
+ * waits on too (rping's CM thread does, as its main thread exits).
  */
 static int do_get_event(const struct cmd *c)
 {
 	const struct rdma_ucm_get_event *in = c->in;
+	struct ucma_channel *ch = c->ch;
 	struct ucma_event *e;
+	bool eventless = false;
 	int err;
 
 	if (c->out < sizeof(e->resp))
 		return -ENOSPC;
+	ch->waiters++; /* ch stays, closed or not, until this one has left */
 	for (;;) {
 		pthread_mutex_unlock(&ucma.lock);
-		err = take_byte(c->ch);
+		if (eventless)
+			test_eventless_pause();
+		err = take_byte(ch);
 		pthread_mutex_lock(&ucma.lock);
-		if (err < 0)
-			return err;
-		e = ucma_event_take(c->ch);
-		if (e)
+		if (err < 0 || (e = ucma_event_take(ch)))
 			break;
+		eventless = true;
 	}
+	ucma_channel_waiter_left(ch);
+	if (err < 0)
+		return err;
 	err = respond(c, in->response, &e->resp, sizeof(e->resp));
 	free(e);
 	return err;
@@ -378,11 +399,11 @@ static bool debug_enabled(void)
 	return enabled;
 }
 
-int ucma_cmd_run(struct ucma_channel *ch, const void *buf, size_t len)
+int ucma_cmd_run(int fd, const void *buf, size_t len)
 {
 	struct rdma_ucm_cmd_hdr hdr;
 	uint64_t in[64]; /* the largest command struct (512 bytes), copied so it is aligned */
-	struct cmd c = {.ch = ch, .in = in};
+	struct cmd c = {.in = in};
 	int err;
 
 	if (len < sizeof(hdr))
@@ -396,10 +417,12 @@ int ucma_cmd_run(struct ucma_channel *ch, const void *buf, size_t len)
 	memcpy(in, (const uint8_t *)buf + sizeof(hdr), commands[hdr.cmd].in);
 	c.out = hdr.out;
 	pthread_mutex_lock(&ucma.lock);
-	err = commands[hdr.cmd].run(&c);
+	/* Found again under the lock: a close() since write() looked frees it. */
+	c.ch = ucma_channel_by_fd(fd);
+	err = c.ch ? commands[hdr.cmd].run(&c) : -EBADF;
 	pthread_mutex_unlock(&ucma.lock);
 	if (debug_enabled())
-		fprintf(stderr, "ivrdma rdma_cm: fd %d command %u: %s\n", ch->fd, hdr.cmd,
+		fprintf(stderr, "ivrdma rdma_cm: fd %d command %u: %s\n", fd, hdr.cmd,
 			err ? strerror(-err) : "ok");
 	return err;
 }

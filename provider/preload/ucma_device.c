@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ucma.h"
@@ -90,8 +91,13 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-	for (int fd = 0; fd < UCMA_MAX_FD; fd++)
+	for (int fd = 0; fd < UCMA_MAX_FD; fd++) {
+		struct ucma_channel *ch = atomic_load_explicit(&channels[fd], memory_order_relaxed);
+
+		if (ch) /* the channel's own descriptor; fd stays the application's */
+			(void)syscall(SYS_close, ch->pipe_fd);
 		atomic_store_explicit(&channels[fd], NULL, memory_order_relaxed);
+	}
 	ucma.agent = NULL;
 	ucma.ids = NULL;
 	ucma.gens = NULL;
@@ -158,7 +164,6 @@ UCMA_EXPORT int open(const char *path, int flags, ...)
 UCMA_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
 	static ssize_t (*fn)(int, const void *, size_t);
-	struct ucma_channel *ch;
 	int err;
 
 	if (!ucma_is_channel_fd(fd)) {
@@ -166,8 +171,7 @@ UCMA_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 			fn = (ssize_t(*)(int, const void *, size_t))libc_next("write", NULL);
 		return fn(fd, buf, len);
 	}
-	ch = atomic_load_explicit(&channels[fd], memory_order_acquire);
-	err = ucma_cmd_run(ch, buf, len);
+	err = ucma_cmd_run(fd, buf, len);
 	if (err) {
 		errno = -err;
 		return -1;
@@ -214,7 +218,7 @@ UCMA_EXPORT int close(int fd)
 		pthread_mutex_lock(&ucma.lock);
 		ch = atomic_exchange_explicit(&channels[fd], NULL, memory_order_acq_rel);
 		if (ch)
-			ucma_channel_free(ch);
+			ucma_channel_close(ch);
 		pthread_mutex_unlock(&ucma.lock);
 	}
 	return fn(fd);

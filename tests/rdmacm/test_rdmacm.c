@@ -15,10 +15,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <rdma/rdma_cma.h>
 #include <rdma/rdma_verbs.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -460,6 +463,67 @@ static void client_peer_dies(struct rdma_event_channel *ch, const struct ends *e
 	rdma_destroy_id(id);
 }
 
+struct waiter {
+	struct rdma_event_channel *ch;
+	atomic_int done; /* rdma_get_cm_event returned */
+	int rc, err;
+};
+
+static void *wait_event(void *arg)
+{
+	struct waiter *w = arg;
+	struct rdma_cm_event *ev;
+
+	w->rc = rdma_get_cm_event(w->ch, &ev);
+	w->err = errno;
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+/* Bytes in a channel's fd: the preload keeps one per queued event. */
+static int pending_bytes(int fd)
+{
+	int n = -1;
+
+	return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
+}
+
+/*
+ * A thread waiting in rdma_get_cm_event while another closes the channel
+ * waits on, as on the kernel's device, whose blocked reader holds the
+ * file (rping's CM thread is there when its main thread exits). The
+ * close lands right after the waiter took the byte of an event that its
+ * ID's destruction dropped, where main() made the preload pause it
+ * (IVRDMA_UCMA_TEST_EVENTLESS_MS).
+ */
+static void client_close_under_waiter(uint16_t port)
+{
+	struct sockaddr_in a = loopback(port);
+	struct waiter w = {.ch = rdma_create_event_channel()};
+	struct rdma_cm_id *id;
+	pthread_t t;
+	int fd, i;
+
+	REQUIRE(w.ch, "rdma_create_event_channel: %s", strerror(errno));
+	fd = w.ch->fd;
+	REQUIRE(rdma_create_id(w.ch, &id, NULL, RDMA_PS_TCP) == 0, "rdma_create_id");
+	REQUIRE(rdma_resolve_addr(id, NULL, (struct sockaddr *)&a, 2000) == 0, "resolve_addr");
+	for (i = 0; i < 1000 && pending_bytes(fd) < 1; i++)
+		usleep(10000);
+	REQUIRE(pending_bytes(fd) == 1, "ADDR_RESOLVED queued: %d bytes", pending_bytes(fd));
+	rdma_destroy_id(id); /* drops the event, never reported; its byte stays */
+	REQUIRE(pthread_create(&t, NULL, wait_event, &w) == 0, "pthread_create");
+	for (i = 0; i < 10000 && pending_bytes(fd) > 0; i++)
+		usleep(1000);
+	REQUIRE(pending_bytes(fd) == 0, "the waiter took the byte");
+	rdma_destroy_event_channel(w.ch); /* while the waiter pauses */
+	usleep(1500 * 1000);		  /* past its pause: it has read again */
+	CHECK(!atomic_load(&w.done),
+	      "rdma_get_cm_event returned %d (%s) after another thread closed its channel", w.rc,
+	      strerror(w.err));
+	pthread_detach(t); /* it waits until the process exits */
+}
+
 /* A child forked with RDMA CM in use closes the channel's fd and leaves cleanly. */
 static void client_fork(struct rdma_event_channel *ch)
 {
@@ -488,6 +552,7 @@ static int client(const struct ends *e)
 	client_errors(ch, port, free_port);
 	client_ud(ch, uport);
 	client_peer_dies(ch, e, port);
+	client_close_under_waiter(port);
 	client_fork(ch);
 	rdma_destroy_event_channel(ch);
 	return check_summary();
@@ -499,6 +564,8 @@ int main(void)
 	pid_t pid;
 
 	alarm(120); /* a hang fails the test here, not in CTest's kill */
+	/* Set before any thread runs: client_close_under_waiter's pause (ucma_cmd.c). */
+	setenv("IVRDMA_UCMA_TEST_EVENTLESS_MS", "300", 1);
 	REQUIRE(pipe(to_server) == 0 && pipe(to_client) == 0, "pipes");
 	pid = fork();
 	REQUIRE(pid >= 0, "fork");
