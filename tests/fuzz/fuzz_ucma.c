@@ -244,7 +244,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		while (ch->head) /* what the application would read */
 			free(ucma_event_take(ch));
 	}
-	ucma_channel_free(ch);
+	ucma_channel_close(ch); /* no waiter: frees it */
 	pthread_mutex_unlock(&ucma.lock);
 	close(null_fd);
 	return 0;
