@@ -1,9 +1,14 @@
 #include "bench_common.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
@@ -126,4 +131,30 @@ void bench_emit_latency(const char *name, size_t size, double *half_rtt, size_t 
 	bench_emit(name, size, "half_rtt_typical", bench_quantile(half_rtt, n, 0.5), "usec");
 	bench_emit(name, size, "half_rtt_min", bench_quantile(half_rtt, n, 0), "usec");
 	bench_emit(name, size, "half_rtt_p99", bench_quantile(half_rtt, n, 0.99), "usec");
+}
+
+int bench_tcp_listen_loopback(struct sockaddr_in *addr)
+{
+	socklen_t len = sizeof(*addr);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(addr, 0, sizeof(*addr));
+	addr->sin_family = AF_INET;
+	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)addr, sizeof(*addr)) != 0 || listen(fd, 1) != 0 ||
+	    getsockname(fd, (struct sockaddr *)addr, &len) != 0) {
+		perror("listen on 127.0.0.1");
+		exit(1);
+	}
+	return fd;
+}
+
+void bench_tcp_nodelay(int fd)
+{
+	int one = 1;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+		perror("TCP_NODELAY");
+		exit(1);
+	}
 }

@@ -1,5 +1,5 @@
-/* Helpers shared by the baseline programs: pinning, a cycle counter and
- * statistics over samples. The baselines time the same way perftest does
+/* Helpers shared by the baseline programs: pinning, a cycle counter, statistics over
+ * samples and TCP over loopback. The baselines time the same way perftest does
  * (the TSC on x86-64), so their figures and perftest's compare directly. */
 #ifndef IVRDMA_BENCH_COMMON_H
 #define IVRDMA_BENCH_COMMON_H
@@ -57,6 +57,14 @@ size_t bench_parse_size(const char *s);
 
 /* Prints one CSV record: name,size,metric,value,unit. */
 void bench_emit(const char *name, size_t size, const char *metric, double value, const char *unit);
+
+struct sockaddr_in;
+
+/* A TCP socket listening on 127.0.0.1 at a port the kernel chose (*addr); exits on failure. */
+int bench_tcp_listen_loopback(struct sockaddr_in *addr);
+
+/* TCP_NODELAY on fd, so each message leaves at once; exits on failure. */
+void bench_tcp_nodelay(int fd);
 
 /* Prints half_rtt_{avg,typical,min,p99} of n samples (usec); sorts them. */
 void bench_emit_latency(const char *name, size_t size, double *half_rtt, size_t n);

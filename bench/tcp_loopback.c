@@ -11,12 +11,9 @@
  */
 #include "bench_common.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,29 +56,6 @@ static int full_read(int fd, void *buf, size_t len)
 	return 1;
 }
 
-static void set_nodelay(int fd)
-{
-	int one = 1;
-
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
-		die("tcp_loopback: TCP_NODELAY");
-}
-
-/* A listening socket on 127.0.0.1 and a kernel-chosen port (no clashes). */
-static int listen_loopback(struct sockaddr_in *addr)
-{
-	socklen_t len = sizeof(*addr);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	memset(addr, 0, sizeof(*addr));
-	addr->sin_family = AF_INET;
-	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)addr, sizeof(*addr)) != 0 || listen(fd, 1) != 0 ||
-	    getsockname(fd, (struct sockaddr *)addr, &len) != 0)
-		die("tcp_loopback: listen");
-	return fd;
-}
-
 /* The echo side: answers each size-byte message with itself, then drains
  * stream phases, acknowledging each with one byte. */
 static void serve(int lfd, int cpu, size_t size, size_t max_chunk)
@@ -94,7 +68,7 @@ static void serve(int lfd, int cpu, size_t size, size_t max_chunk)
 	fd = accept(lfd, NULL, NULL);
 	if (fd < 0 || !buf)
 		die("tcp_loopback: accept");
-	set_nodelay(fd);
+	bench_tcp_nodelay(fd);
 	if (!full_read(fd, &rounds, sizeof(rounds)))
 		exit(1);
 	for (uint64_t i = 0; i < rounds; i++) {
@@ -204,7 +178,7 @@ int main(int argc, char **argv)
 	if (rounds == 0)
 		goto usage;
 	bench_cycles_per_usec();
-	lfd = listen_loopback(&addr);
+	lfd = bench_tcp_listen_loopback(&addr);
 	pid = fork();
 	if (pid < 0)
 		die("fork");
@@ -215,7 +189,7 @@ int main(int argc, char **argv)
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0)
 		die("tcp_loopback: connect");
-	set_nodelay(fd);
+	bench_tcp_nodelay(fd);
 	pingpong(fd, size, rounds);
 	for (size_t i = 0; i < nchunks; i++)
 		stream(fd, chunks[i], ms);

@@ -15,14 +15,11 @@
  */
 #include "bench_common.h"
 
-#include <arpa/inet.h>
 #include <linux/futex.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -79,22 +76,17 @@ static void tcp_round(int fd, int asker)
 /* A connected TCP pair over 127.0.0.1 with TCP_NODELAY: fds[0] parent's, fds[1] child's. */
 static void tcp_pair(int fds[2])
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a;
+	int l = bench_tcp_listen_loopback(&a);
 
-	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (struct sockaddr *)&a, &len))
-		die("wakeup_floor: listen");
 	fds[0] = socket(AF_INET, SOCK_STREAM, 0);
 	if (fds[0] < 0 || connect(fds[0], (struct sockaddr *)&a, sizeof(a)))
 		die("wakeup_floor: connect");
 	fds[1] = accept(l, NULL, NULL);
 	if (fds[1] < 0)
 		die("wakeup_floor: accept");
-	for (int i = 0; i < 2; i++)
-		if (setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
-			die("wakeup_floor: TCP_NODELAY");
+	bench_tcp_nodelay(fds[0]);
+	bench_tcp_nodelay(fds[1]);
 	close(l);
 }
 
