@@ -169,8 +169,8 @@ void ivrdma_counters_qp_destroyed(struct ivrdma_context *ctx, struct ivrdma_qp *
 	 * found the QP before holds its CQ's lock until it is done.
 	 */
 	if (qp->recv_cq) { /* XRC QPs have none: their receives count for the context */
-		pthread_spin_lock(&qp->recv_cq->lock);
-		pthread_spin_unlock(&qp->recv_cq->lock);
+		ivrdma_queue_lock(&qp->recv_cq->lock);
+		ivrdma_queue_unlock(&qp->recv_cq->lock);
 	}
 	add_destroyed(c, &qp->tally, 1);
 }

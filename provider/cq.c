@@ -18,7 +18,6 @@ static void release(struct ivrdma_context *ctx, struct ivrdma_cq *cq)
 {
 	ivrdma_cq_rings_free(ctx, cq);
 	ivrdma_slot_free(ctx, &ctx->region.cqs, cq->slot);
-	pthread_spin_destroy(&cq->lock);
 	free(cq);
 }
 
@@ -50,10 +49,9 @@ struct ibv_cq *ivrdma_create_cq(struct ibv_context *context, int cqe,
 	cq = calloc(1, sizeof(*cq));
 	if (!cq)
 		return ivrdma_fail_null(ENOMEM);
-	pthread_spin_init(&cq->lock, PTHREAD_PROCESS_PRIVATE);
+	ivrdma_queue_lock_init(&cq->lock);
 	idx = ivrdma_slot_alloc(ctx, &ctx->region.cqs);
 	if (idx < 0) {
-		pthread_spin_destroy(&cq->lock);
 		free(cq);
 		return ivrdma_fail_null(ENOMEM);
 	}
@@ -119,7 +117,7 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 		ivrdma_srq_check_limits(ctx);
 	if (!ivrdma_cq_maybe_ready(cq))
 		return 0;
-	pthread_spin_lock(&cq->lock);
+	ivrdma_queue_lock(&cq->lock);
 	while (n < ne) {
 		const struct ivrdma_cqe *e =
 		    ivrdma_cq_ready(cq->rd->ring, cq->rd->mask, ivrdma_cq_cons(cq));
@@ -134,7 +132,7 @@ int ivrdma_poll_cq(struct ibv_cq *ibcq, int ne, struct ibv_wc *wc)
 	}
 	if (n)
 		ivrdma_cq_hand_back(cq->view.slot, ivrdma_cq_cons(cq));
-	pthread_spin_unlock(&cq->lock);
+	ivrdma_queue_unlock(&cq->lock);
 	/* A receive that failed (length, protection) fails its QP, as the responder's HCA would. */
 	for (int i = 0; i < n; i++)
 		if (wc[i].status != IBV_WC_SUCCESS && wc[i].status != IBV_WC_WR_FLUSH_ERR &&

@@ -64,10 +64,10 @@ static int start_poll(struct ibv_cq_ex *c, struct ibv_poll_cq_attr *attr)
 		ivrdma_srq_check_limits(ctx);
 	if (!ivrdma_cq_maybe_ready(cq))
 		return ENOENT;
-	pthread_spin_lock(&cq->lock);
+	ivrdma_queue_lock(&cq->lock);
 	rc = load(cq);
 	if (rc)
-		pthread_spin_unlock(&cq->lock); /* ENOENT: the caller does not call end_poll */
+		ivrdma_queue_unlock(&cq->lock); /* ENOENT: the caller does not call end_poll */
 	return rc;
 }
 
@@ -88,7 +88,7 @@ static void end_poll(struct ibv_cq_ex *c)
 		ivrdma_cq_advance(cq);
 	cq->polling = false;
 	ivrdma_cq_hand_back(cq->view.slot, ivrdma_cq_cons(cq));
-	pthread_spin_unlock(&cq->lock);
+	ivrdma_queue_unlock(&cq->lock);
 }
 
 static enum ibv_wc_opcode read_opcode(struct ibv_cq_ex *c)

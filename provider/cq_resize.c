@@ -134,7 +134,7 @@ int ivrdma_resize_cq(struct ibv_cq *ibcq, int cqe)
 	if (ivrdma_context_left(ctx))
 		return EIO; /* the region is no longer ours to allocate from */
 	n = ivrdma_cq_entries(cqe);
-	pthread_spin_lock(&cq->lock);
+	ivrdma_queue_lock(&cq->lock);
 	if (unpolled(cq, shm_load_acquire64(&cq->view.slot->prod)) > n)
 		rc = EINVAL;
 	else if (!(nr = ivrdma_cq_ring_new(
@@ -145,6 +145,6 @@ int ivrdma_resize_cq(struct ibv_cq *ibcq, int cqe)
 		switch_to(ctx, cq, nr);
 		ibcq->cqe = (int)n;
 	}
-	pthread_spin_unlock(&cq->lock);
+	ivrdma_queue_unlock(&cq->lock);
 	return rc;
 }

@@ -175,11 +175,11 @@ void ivrdma_cqs_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn 
 		struct ivrdma_cq *cq = ev->cqs[i];
 
 		if (hold) {
-			pthread_spin_lock(&cq->lock);
+			ivrdma_queue_lock(&cq->lock);
 			for (struct ivrdma_cq_ring *r = cq->rd; r; r = r->next)
 				run(arg, r->first_chunk, r->nr_chunks);
 		} else {
-			pthread_spin_unlock(&cq->lock);
+			ivrdma_queue_unlock(&cq->lock);
 		}
 	}
 	if (!hold)

@@ -12,6 +12,7 @@
 
 #include "cq_producer.h"
 #include "owner_tag.h"
+#include "queue_lock.h"
 #include "recv_take.h"
 #include "region.h"
 #include "shm_atomic.h"
@@ -179,7 +180,7 @@ struct ivrdma_mr {
 
 struct ivrdma_cq {
 	struct verbs_cq vcq;
-	pthread_spinlock_t lock; /* one consumer at a time */
+	struct ivrdma_queue_lock lock; /* one consumer at a time */
 	uint32_t slot;
 	struct ivrdma_cq_view view;  /* for my own QPs' send completions */
 	struct ivrdma_cq_ring *rd;   /* the ring cons is in: the oldest not drained (cq_resize.c) */
@@ -249,8 +250,8 @@ struct ivrdma_peer_qp {
 
 struct ivrdma_qp {
 	struct verbs_qp vqp;
-	pthread_mutex_t sq_lock;
-	pthread_spinlock_t rq_lock;
+	struct ivrdma_queue_lock sq_lock;
+	struct ivrdma_queue_lock rq_lock;
 	uint32_t slot;
 	struct ivrdma_qp_slot *s;
 	uint32_t rq_first_chunk, rq_nr_chunks;
@@ -311,7 +312,7 @@ static inline struct ivrdma_ring_id ivrdma_qp_ring(const struct ivrdma_qp *qp)
 
 struct ivrdma_srq {
 	struct verbs_srq vsrq;
-	pthread_spinlock_t lock; /* the ring has one producer: one poster at a time */
+	struct ivrdma_queue_lock lock; /* the ring has one producer: one poster at a time */
 	uint32_t slot;
 	struct ivrdma_srq_slot *s;
 	uint32_t first_chunk, nr_chunks;

@@ -111,8 +111,6 @@ static void free_qp(struct ivrdma_context *ctx, struct ivrdma_qp *qp)
 	ivrdma_ring_free(ctx, qp->rq_first_chunk, qp->rq_nr_chunks);
 	if (qp->s)
 		ivrdma_slot_free(ctx, &ctx->region.qps, qp->slot);
-	pthread_mutex_destroy(&qp->sq_lock);
-	pthread_spin_destroy(&qp->rq_lock);
 	free(qp->sq);
 	free(qp->inline_area);
 	free(qp);
@@ -165,10 +163,10 @@ static struct ivrdma_qp *qp_new(struct ivrdma_context *ctx, const struct ibv_qp_
 
 	if (!qp)
 		return ivrdma_fail_null(ENOMEM);
-	pthread_mutex_init(&qp->sq_lock, NULL);
+	ivrdma_queue_lock_init(&qp->sq_lock);
 	pthread_mutex_init(&qp->vqp.qp.mutex, NULL);
 	pthread_cond_init(&qp->vqp.qp.cond, NULL);
-	pthread_spin_init(&qp->rq_lock, PTHREAD_PROCESS_PRIVATE);
+	ivrdma_queue_lock_init(&qp->rq_lock);
 	qp->cap = attr->cap;
 	qp->cap.max_send_wr = qp->cap.max_send_wr ? qp->cap.max_send_wr : 1;
 	qp->cap.max_send_sge = qp->cap.max_send_sge ? qp->cap.max_send_sge : 1;
@@ -407,11 +405,11 @@ int ivrdma_destroy_qp(struct ibv_qp *ibqp)
  */
 void ivrdma_qp_enter_error(struct ivrdma_qp *qp)
 {
-	pthread_spin_lock(&qp->rq_lock);
+	ivrdma_queue_lock(&qp->rq_lock);
 	qp->vqp.qp.state = IBV_QPS_ERR;
 	shm_store_release32(&qp->s->state, IBV_QPS_ERR);
 	ivrdma_qp_flush_rq(qp);
-	pthread_spin_unlock(&qp->rq_lock);
+	ivrdma_queue_unlock(&qp->rq_lock);
 	ivrdma_qp_flush_sq(qp);
 	if (qp->srq)
 		ivrdma_qp_event(qp, IBV_EVENT_QP_LAST_WQE_REACHED);
@@ -466,13 +464,13 @@ void ivrdma_qps_check(struct ivrdma_context *ctx)
 
 		if (to_ictx(qp->vqp.qp.context) != ctx)
 			continue;
-		pthread_mutex_lock(&qp->sq_lock);
+		ivrdma_queue_lock(&qp->sq_lock);
 		news = shm_fetch_and32(&qp->s->async, ~(uint32_t)IVRDMA_QP_ASYNC_PENDING);
 		act_on_news(ctx, qp, news & IVRDMA_QP_ASYNC_PENDING);
 		if (connected(qp) && !(news & IVRDMA_QP_ASYNC_PEER_CLOSED) &&
 		    !ivrdma_owner_alive(&ctx->region, qp->peer.owner, -1))
 			ivrdma_qp_peer_lost(qp);
-		pthread_mutex_unlock(&qp->sq_lock);
+		ivrdma_queue_unlock(&qp->sq_lock);
 	}
 	pthread_mutex_unlock(&all_lock);
 }
@@ -488,7 +486,7 @@ void ivrdma_qps_fail_toward(struct ivrdma_context *ctx, uint16_t lid)
 	for (struct ivrdma_qp *qp = all_qps; qp; qp = qp->all_next) {
 		if (to_ictx(qp->vqp.qp.context) != ctx)
 			continue;
-		pthread_mutex_lock(&qp->sq_lock);
+		ivrdma_queue_lock(&qp->sq_lock);
 		if (lid ? connected(qp) && qp->peer.lid == lid
 			: qp->vqp.qp.state != IBV_QPS_RESET && qp->vqp.qp.state != IBV_QPS_ERR) {
 			ivrdma_qp_enter_error(qp);
@@ -497,7 +495,7 @@ void ivrdma_qps_fail_toward(struct ivrdma_context *ctx, uint16_t lid)
 		/* A UD QP's next datagram there looks the node up, and finds it gone. */
 		if (qp->vqp.qp.qp_type == IBV_QPT_UD && qp->ud_last.lid == lid)
 			memset(&qp->ud_last, 0, sizeof(qp->ud_last));
-		pthread_mutex_unlock(&qp->sq_lock);
+		ivrdma_queue_unlock(&qp->sq_lock);
 	}
 	pthread_mutex_unlock(&all_lock);
 }
@@ -515,12 +513,12 @@ void ivrdma_qps_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn 
 		if (to_ictx(qp->vqp.qp.context) != ctx)
 			continue;
 		if (hold) {
-			pthread_mutex_lock(&qp->sq_lock);
-			pthread_spin_lock(&qp->rq_lock);
+			ivrdma_queue_lock(&qp->sq_lock);
+			ivrdma_queue_lock(&qp->rq_lock);
 			run(arg, qp->rq_first_chunk, qp->rq_nr_chunks);
 		} else {
-			pthread_spin_unlock(&qp->rq_lock);
-			pthread_mutex_unlock(&qp->sq_lock);
+			ivrdma_queue_unlock(&qp->rq_lock);
+			ivrdma_queue_unlock(&qp->sq_lock);
 		}
 	}
 	if (!hold)
@@ -542,12 +540,12 @@ void ivrdma_qp_recv_failed(struct ivrdma_context *ctx, uint32_t qpn, bool sender
 	pthread_mutex_lock(&all_lock);
 	qp = qp_of_num_locked(ctx, qpn);
 	if (qp) {
-		pthread_mutex_lock(&qp->sq_lock);
+		ivrdma_queue_lock(&qp->sq_lock);
 		if (connected(qp) && sender_died)
 			ivrdma_qp_peer_lost(qp);
 		else if (connected(qp))
 			ivrdma_qp_enter_error(qp);
-		pthread_mutex_unlock(&qp->sq_lock);
+		ivrdma_queue_unlock(&qp->sq_lock);
 	}
 	pthread_mutex_unlock(&all_lock);
 }

@@ -61,7 +61,7 @@ static void wr_start(struct ibv_qp_ex *q)
 {
 	struct ivrdma_qp *qp = xqp(q);
 
-	pthread_mutex_lock(&qp->sq_lock);
+	ivrdma_queue_lock(&qp->sq_lock);
 	qp->x_first = qp->sq_count;
 	qp->x_err = 0;
 	qp->x_building = false;
@@ -73,7 +73,7 @@ static void wr_abort(struct ibv_qp_ex *q)
 
 	qp->x_building = false;
 	qp->sq_count = qp->x_first; /* queued since wr_start, not yet run */
-	pthread_mutex_unlock(&qp->sq_lock);
+	ivrdma_queue_unlock(&qp->sq_lock);
 }
 
 /* All or nothing: a batch with a bad WR posts none of it. */
@@ -90,7 +90,7 @@ static int wr_complete(struct ibv_qp_ex *q)
 		IVRDMA_COUNT(qp, sq_posted, qp->sq_count - qp->x_first);
 		ivrdma_sq_run(qp);
 	}
-	pthread_mutex_unlock(&qp->sq_lock);
+	ivrdma_queue_unlock(&qp->sq_lock);
 	return rc;
 }
 

@@ -269,7 +269,7 @@ int ivrdma_modify_qp(struct ibv_qp *handle, struct ibv_qp_attr *attr, int mask)
 	struct rule rule;
 	int rc = 0;
 
-	pthread_mutex_lock(&qp->sq_lock);
+	ivrdma_queue_lock(&qp->sq_lock);
 	cur = ibqp->state;
 	next = mask & IBV_QP_STATE ? attr->qp_state : cur;
 	if (!transition(cur, next, ibqp->qp_type, &rule) || (mask & rule.req) != rule.req ||
@@ -305,6 +305,6 @@ int ivrdma_modify_qp(struct ibv_qp *handle, struct ibv_qp_attr *attr, int mask)
 	if ((next == IBV_QPS_SQD || next == IBV_QPS_RTS) && cur != next)
 		ivrdma_sq_run(qp); /* SQD may be drained already; RTS resumes what SQD held */
 out:
-	pthread_mutex_unlock(&qp->sq_lock);
+	ivrdma_queue_unlock(&qp->sq_lock);
 	return rc;
 }

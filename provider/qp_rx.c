@@ -77,7 +77,7 @@ int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_rec
 	struct ivrdma_qp *qp = to_iqp(ibqp);
 	int rc = 0;
 
-	pthread_spin_lock(&qp->rq_lock);
+	ivrdma_queue_lock(&qp->rq_lock);
 	for (; wr; wr = wr->next) {
 		if (!ivrdma_qp_own_rq(qp) || ibqp->state == IBV_QPS_RESET || wr->num_sge < 0 ||
 		    (uint32_t)wr->num_sge > qp->cap.max_recv_sge) {
@@ -96,7 +96,7 @@ int ivrdma_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_rec
 		}
 		IVRDMA_COUNT(qp, rq_posted, 1);
 	}
-	pthread_spin_unlock(&qp->rq_lock);
+	ivrdma_queue_unlock(&qp->rq_lock);
 	return rc;
 }
 

@@ -1116,7 +1116,7 @@ int ivrdma_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_sen
 	struct ivrdma_qp *qp = to_iqp(ibqp);
 	int rc = 0;
 
-	pthread_mutex_lock(&qp->sq_lock);
+	ivrdma_queue_lock(&qp->sq_lock);
 	if (takes_receive(qp, wr))
 		ivrdma_rq_prefetch(&qp->peer.rq);
 	/*
@@ -1140,7 +1140,7 @@ int ivrdma_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_sen
 	}
 	run(qp);
 	track_pending(to_ictx(ibqp->context), qp);
-	pthread_mutex_unlock(&qp->sq_lock);
+	ivrdma_queue_unlock(&qp->sq_lock);
 	return rc;
 }
 
@@ -1169,7 +1169,7 @@ void ivrdma_progress(struct ivrdma_context *ctx)
 		struct ivrdma_qp *qp = *pp;
 
 		/* Lock order is sq_lock then pending_lock: only try here. */
-		if (pthread_mutex_trylock(&qp->sq_lock)) {
+		if (!ivrdma_queue_trylock(&qp->sq_lock)) {
 			pp = &qp->pending_next;
 			continue;
 		}
@@ -1181,7 +1181,7 @@ void ivrdma_progress(struct ivrdma_context *ctx)
 		} else {
 			pp = &qp->pending_next;
 		}
-		pthread_mutex_unlock(&qp->sq_lock);
+		ivrdma_queue_unlock(&qp->sq_lock);
 	}
 	pthread_mutex_unlock(&ctx->pending_lock);
 }

@@ -56,10 +56,10 @@ void ivrdma_srqs_hold(struct ivrdma_context *ctx, bool hold, ivrdma_chunk_run_fn
 		pthread_mutex_lock(&ctx->srq_lock);
 	for (struct ivrdma_srq *srq = ctx->srqs; srq; srq = srq->next) {
 		if (hold) {
-			pthread_spin_lock(&srq->lock);
+			ivrdma_queue_lock(&srq->lock);
 			run(arg, srq->first_chunk, srq->nr_chunks);
 		} else {
-			pthread_spin_unlock(&srq->lock);
+			ivrdma_queue_unlock(&srq->lock);
 		}
 	}
 	if (!hold)
@@ -82,7 +82,6 @@ static void free_srq(struct ivrdma_context *ctx, struct ivrdma_srq *srq)
 	ivrdma_ring_free(ctx, srq->first_chunk, srq->nr_chunks);
 	if (srq->s)
 		ivrdma_slot_free(ctx, &ctx->region.srqs, srq->slot);
-	pthread_spin_destroy(&srq->lock);
 	free(srq);
 }
 
@@ -120,7 +119,7 @@ struct ibv_srq *ivrdma_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *a
 	srq = calloc(1, sizeof(*srq));
 	if (!srq)
 		return ivrdma_fail_null(ENOMEM);
-	pthread_spin_init(&srq->lock, PTHREAD_PROCESS_PRIVATE);
+	ivrdma_queue_lock_init(&srq->lock);
 	srq->max_sge = attr->attr.max_sge ? attr->attr.max_sge : 1;
 	idx = ivrdma_slot_alloc(ctx, &ctx->region.srqs);
 	if (idx < 0) {
@@ -196,7 +195,7 @@ int ivrdma_post_srq_recv(struct ibv_srq *ibsrq, struct ibv_recv_wr *wr, struct i
 	struct ivrdma_srq *srq = to_isrq(ibsrq);
 	int rc = 0;
 
-	pthread_spin_lock(&srq->lock);
+	ivrdma_queue_lock(&srq->lock);
 	for (; wr; wr = wr->next) {
 		rc = ivrdma_rq_post(&srq->rq, wr);
 		if (rc) {
@@ -204,7 +203,7 @@ int ivrdma_post_srq_recv(struct ibv_srq *ibsrq, struct ibv_recv_wr *wr, struct i
 			break;
 		}
 	}
-	pthread_spin_unlock(&srq->lock);
+	ivrdma_queue_unlock(&srq->lock);
 	return rc;
 }
 
