@@ -9,7 +9,8 @@
  *   test_provider_datapath mr       MR move and restore
  *   test_provider_datapath sleep    one-sided operations while the target sleeps,
  *                                   and a killed peer (two processes)
- *   test_provider_datapath modify   the modify_qp state machine, query_qp
+ *   test_provider_datapath modify   the modify_qp state machine, query_qp, QPs that
+ *                                   come and go under a polling thread
  *
  * Two contexts of one process are two peers of the region (two
  * initiators/targets with their own MRs); the groups that need a second
@@ -2462,6 +2463,129 @@ static void group_modify(void)
 	      "UC query");
 }
 
+/*
+ * QPs created and destroyed while another thread polls the CQ their
+ * receives completed into. Each round's QP x receives CHURN_K sends, is
+ * destroyed with its completions still queued, and a QP on another CQ
+ * takes its slot and goes too: the poller meets completions naming a
+ * slot whose QP is gone or belongs to another CQ, and must not touch
+ * that QP (ASan sees it if it does). Every receive completes once, with
+ * its own bytes.
+ */
+#define CHURN_ROUNDS 1000
+#define CHURN_K	     4
+#define CHURN_N	     (CHURN_ROUNDS * CHURN_K)
+#define CHURN_AHEAD  8
+
+struct churn_poller {
+	struct ibv_cq *cq;
+	const uint64_t *slots; /* slot i receives the value i + 1 */
+	atomic_int seen;
+	atomic_bool stop;
+	int bad; /* completions with a wrong status, id, length or payload */
+	uint8_t got[CHURN_N];
+};
+
+static void *churn_poll(void *arg)
+{
+	struct churn_poller *p = arg;
+	struct ibv_wc wc[8];
+
+	while (!atomic_load(&p->stop)) {
+		int n = ibv_poll_cq(p->cq, 8, wc);
+
+		for (int i = 0; i < n; i++) {
+			uint64_t id = wc[i].wr_id;
+
+			if (wc[i].status != IBV_WC_SUCCESS || wc[i].opcode != IBV_WC_RECV ||
+			    id >= CHURN_N || wc[i].byte_len != 8 || p->slots[id] != id + 1 ||
+			    p->got[id]++)
+				p->bad++;
+			atomic_fetch_add(&p->seen, 1);
+		}
+		if (n < 0)
+			p->bad++;
+	}
+	return NULL;
+}
+
+/*
+ * One round: x on A (receives into the poller's CQ), y on B sends to it,
+ * x goes, z comes and goes. True if z had x's QP number (its slot).
+ */
+static bool churn_round(int r, struct buf *slots, struct ibv_cq *other, const struct qpopts *o)
+{
+	struct ibv_qp_init_attr ia = {.send_cq = other,
+				      .recv_cq = A.cq,
+				      .qp_type = IBV_QPT_RC,
+				      .cap = {.max_send_wr = 4,
+					      .max_recv_wr = CHURN_K,
+					      .max_send_sge = 1,
+					      .max_recv_sge = 1,
+					      .max_inline_data = 8}};
+	struct ibv_qp *x = ibv_create_qp(A.pd, &ia), *y = ep_qp(&B, IBV_QPT_RC, o), *z;
+	uint32_t x_num;
+	bool same;
+
+	REQUIRE(x, "create_qp: %s", strerror(errno));
+	x_num = x->qp_num;
+	qp_connect(x, y->qp_num, B.lid, o);
+	qp_connect(y, x->qp_num, A.lid, o);
+	for (int k = 0; k < CHURN_K; k++) {
+		uint64_t id = (uint64_t)(r * CHURN_K + k), v = id + 1;
+
+		CHECK(post_recv1(x, id, slots->p + id * 8, 8, slots->mr->lkey) == 0, "post_recv");
+		CHECK(post1(y, id, IBV_WR_SEND, IBV_SEND_SIGNALED | IBV_SEND_INLINE, &v, 8, 0, 0,
+			    0) == 0,
+		      "post_send");
+		EXPECT_WC(B.cq, IBV_WC_SUCCESS, id, IBV_WC_SEND, "churn send");
+	}
+	CHECK(ibv_destroy_qp(x) == 0, "destroy x with its completions queued");
+	ia.recv_cq = other;
+	z = ibv_create_qp(A.pd, &ia);
+	REQUIRE(z, "create_qp: %s", strerror(errno));
+	same = z->qp_num == x_num;
+	CHECK(ibv_destroy_qp(z) == 0, "destroy z");
+	return same;
+}
+
+static void qp_churn_under_polls(void)
+{
+	struct qpopts o = {.rnr_retry = 7, .retry_cnt = 7, .timeout = 14, .min_rnr_timer = 1};
+	struct ibv_cq *other = ibv_create_cq(A.ctx, 16, NULL, NULL, 0);
+	struct churn_poller *p = calloc(1, sizeof(*p));
+	uint64_t end = now_s() + DP_DEADLINE_S;
+	struct buf slots;
+	int reused = 0;
+	pthread_t t;
+
+	REQUIRE(other && p, "create_cq / calloc");
+	buf_new(&slots, A.pd, CHURN_N * 8, MR_ALL);
+	p->cq = A.cq;
+	p->slots = (const uint64_t *)slots.p;
+	REQUIRE(pthread_create(&t, NULL, churn_poll, p) == 0, "pthread_create");
+	for (int r = 0; r < CHURN_ROUNDS; r++) {
+		/* A few rounds ahead of the poller at most: A's CQ must not overflow. */
+		while (atomic_load(&p->seen) < (r - CHURN_AHEAD) * CHURN_K && now_s() <= end)
+			sched_yield();
+		reused += churn_round(r, &slots, other, &o);
+	}
+	while (atomic_load(&p->seen) < CHURN_N && now_s() <= end)
+		sched_yield();
+	atomic_store(&p->stop, true);
+	pthread_join(t, NULL);
+	CHECK(atomic_load(&p->seen) == CHURN_N && !p->bad,
+	      "QP churn under polls: %d of %d receives completed, %d wrong", atomic_load(&p->seen),
+	      CHURN_N, p->bad);
+	CHECK(cq_empty(A.cq) && cq_empty(other), "no completion more");
+	/* The allocator hands out the slot freed last: else the test does not test. */
+	CHECK(reused > CHURN_ROUNDS / 2, "z had x's QP number in %d rounds of %d", reused,
+	      CHURN_ROUNDS);
+	CHECK(ibv_destroy_cq(other) == 0, "destroy_cq");
+	buf_free(&slots);
+	free(p);
+}
+
 int main(int argc, char **argv)
 {
 	const char *g = argc > 1 ? argv[1] : "verbs";
@@ -2494,6 +2618,7 @@ int main(int argc, char **argv)
 		qp_events();
 		destroy_with_events();
 		srq_limit_while_waiting();
+		qp_churn_under_polls();
 		ep_close(&A);
 		ep_close(&B);
 	} else {
