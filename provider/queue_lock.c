@@ -12,8 +12,8 @@
 
 #include "queue_lock.h"
 
-#define SPINS    128
-#define YIELDS   64
+#define SPINS	 128
+#define YIELDS	 64
 #define SLEEP_NS 50000L
 
 static void cpu_relax(void)
