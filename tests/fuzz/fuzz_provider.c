@@ -115,7 +115,7 @@ static bool cq_open(const struct fuzz_params *p)
 	    .mask = (1u << ivrdma_cq_geometry_log2(g)) - 1,
 	    .base = ivrdma_cq_epoch_base(ivrdma_cq_epoch(g))};
 	cq.rd = cq.last = &cq_ring;
-	pthread_spin_init(&cq.lock, PTHREAD_PROCESS_PRIVATE);
+	ivrdma_queue_lock_init(&cq.lock);
 	cq.slot = p->cq;
 	cq.cons = shm_load_acquire64(&cq.view.slot->cons);
 	ivrdma_cq_set_geometry(&cq); /* as ivrdma_create_cq leaves it */
@@ -142,8 +142,8 @@ static bool qp_open(const struct fuzz_params *p)
 	if (qp.vqp.qp.qp_type != IBV_QPT_UD &&
 	    ivrdma_peer_lookup(r, qp.vqp.qp.qp_type, node, p->qpn, &qp.peer))
 		return false;
-	pthread_mutex_init(&qp.sq_lock, NULL);
-	pthread_spin_init(&qp.rq_lock, PTHREAD_PROCESS_PRIVATE);
+	ivrdma_queue_lock_init(&qp.sq_lock);
+	ivrdma_queue_lock_init(&qp.rq_lock);
 	qp.rq = (struct ivrdma_rq_view){.ring = own_rq_ring,
 					.region = r,
 					.id = ivrdma_qp_ring(&qp),
@@ -171,8 +171,6 @@ static void qp_close(void)
 	atomic_store(&ctx.nr_pending, 0);
 	pthread_mutex_unlock(&ctx.pending_lock);
 	ivrdma_qp_flush_sq(&qp);
-	pthread_mutex_destroy(&qp.sq_lock);
-	pthread_spin_destroy(&qp.rq_lock);
 }
 
 /*
@@ -253,12 +251,11 @@ static void srq_post(const struct fuzz_params *p)
 	srq.slot = p->srq;
 	srq.s = ivrdma_table_entry(&ctx.region, &ctx.region.srqs, p->srq);
 	srq.max_sge = srq.rq.max_sge;
-	pthread_spin_init(&srq.lock, PTHREAD_PROCESS_PRIVATE);
+	ivrdma_queue_lock_init(&srq.lock);
 	ctx.srqs = &srq;
 	ivrdma_post_srq_recv(&srq.vsrq.srq, &wr, &bad);
 	ivrdma_srq_check_limits(&ctx);
 	ctx.srqs = NULL;
-	pthread_spin_destroy(&srq.lock);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -277,7 +274,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			qp_close();
 		}
 		poll_all();
-		pthread_spin_destroy(&cq.lock);
 	}
 	if (p.ops & OP_SRQ_POST)
 		srq_post(&p);
