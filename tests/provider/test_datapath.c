@@ -8,7 +8,8 @@
  *                                   flushes, post_send/post_recv errnos
  *   test_provider_datapath mr       MR move and restore
  *   test_provider_datapath sleep    one-sided operations while the target sleeps,
- *                                   and a killed peer (two processes)
+ *                                   a killed peer (two processes), a waiter that
+ *                                   polls its channel before it sleeps
  *   test_provider_datapath modify   the modify_qp state machine, query_qp, QPs that
  *                                   come and go under a polling thread
  *
@@ -22,6 +23,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -2586,6 +2588,140 @@ static void qp_churn_under_polls(void)
 	free(p);
 }
 
+/*
+ * IVRDMA_EVENT_POLL_US (ibv_get_cq_event of the preload): with the window
+ * set, a waiter whose event comes within it never sleeps; without it, the
+ * waiter sleeps in read() until the event. Told apart by the waiting
+ * thread's voluntary context switches: a thread switches voluntarily only
+ * when it blocks. Each case in a child, as the preload reads the
+ * variable once.
+ */
+struct event_waiter {
+	struct ibv_comp_channel *ch;
+	atomic_int tid;
+	long switches; /* voluntary, during ibv_get_cq_event */
+	int rc;
+};
+
+static long voluntary_switches(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_nvcsw : -1;
+}
+
+static void *wait_event(void *arg)
+{
+	struct event_waiter *w = arg;
+	struct ibv_cq *cq;
+	void *cq_ctx;
+	long before;
+
+	atomic_store(&w->tid, (int)gettid());
+	before = voluntary_switches();
+	w->rc = ibv_get_cq_event(w->ch, &cq, &cq_ctx);
+	w->switches = voluntary_switches() - before;
+	if (!w->rc)
+		ibv_ack_cq_events(cq, 1);
+	return NULL;
+}
+
+/* Is thread 'tid' of this process asleep (state S in its stat)? */
+static bool thread_asleep(int tid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] == 'S';
+}
+
+/* One receive completes on a CQ of a channel while a thread waits on it. */
+static int event_poll_child(bool poll_window)
+{
+	struct qpopts o = {.rnr_retry = 7, .retry_cnt = 7, .timeout = 14, .min_rnr_timer = 1};
+	struct event_waiter w = {0};
+	struct ibv_qp_init_attr ia = {.send_cq = NULL,
+				      .qp_type = IBV_QPT_RC,
+				      .cap = {.max_send_wr = 4,
+					      .max_recv_wr = 4,
+					      .max_send_sge = 1,
+					      .max_recv_sge = 1,
+					      .max_inline_data = 8}};
+	struct ibv_cq *cq;
+	struct ibv_qp *a;
+	uint64_t v = 42, got = 0, end = now_s() + DP_DEADLINE_S;
+	struct ibv_mr *mr;
+	pthread_t t;
+
+	if (poll_window)
+		setenv("IVRDMA_EVENT_POLL_US", "1000000", 1);
+	else
+		unsetenv("IVRDMA_EVENT_POLL_US");
+	ep_open(&A);
+	ep_open(&B);
+	w.ch = ibv_create_comp_channel(A.ctx);
+	cq = w.ch ? ibv_create_cq(A.ctx, 16, NULL, w.ch, 0) : NULL;
+	mr = ibv_reg_mr(A.pd, &got, sizeof(got), IBV_ACCESS_LOCAL_WRITE);
+	REQUIRE(cq && mr, "channel, CQ, MR: %s", strerror(errno));
+	ia.send_cq = ia.recv_cq = cq;
+	a = ibv_create_qp(A.pd, &ia);
+	REQUIRE(a, "create_qp: %s", strerror(errno));
+	ep_qp(&B, IBV_QPT_RC, &o);
+	qp_connect(a, B.qp->qp_num, B.lid, &o);
+	qp_connect(B.qp, a->qp_num, A.lid, &o);
+	CHECK(post_recv1(a, 7, &got, 8, mr->lkey) == 0, "post_recv");
+	CHECK(ibv_req_notify_cq(cq, 0) == 0, "req_notify_cq");
+	REQUIRE(pthread_create(&t, NULL, wait_event, &w) == 0, "pthread_create");
+	while (!atomic_load(&w.tid) && now_s() <= end)
+		sched_yield();
+	if (poll_window)
+		usleep(20000); /* inside the 1 s window: it watches, awake */
+	else
+		while (!thread_asleep(atomic_load(&w.tid)) && now_s() <= end)
+			usleep(1000);
+	CHECK(post1(B.qp, 8, IBV_WR_SEND, IBV_SEND_SIGNALED | IBV_SEND_INLINE, &v, 8, 0, 0, 0) == 0,
+	      "post_send");
+	EXPECT_WC(B.cq, IBV_WC_SUCCESS, 8, IBV_WC_SEND, "the send");
+	pthread_join(t, NULL);
+	CHECK(w.rc == 0, "ibv_get_cq_event: %d", w.rc);
+	EXPECT_WC(cq, IBV_WC_SUCCESS, 7, IBV_WC_RECV, "the receive");
+	CHECK(got == 42, "the receive's bytes");
+	if (poll_window)
+		CHECK(w.switches == 0, "IVRDMA_EVENT_POLL_US: the waiter slept %ld times",
+		      w.switches);
+	else
+		CHECK(w.switches > 0, "no IVRDMA_EVENT_POLL_US: the waiter never slept");
+	CHECK(ibv_destroy_qp(a) == 0 && ibv_destroy_cq(cq) == 0 && ibv_dereg_mr(mr) == 0 &&
+		  ibv_destroy_comp_channel(w.ch) == 0,
+	      "destroy");
+	ep_close(&A);
+	ep_close(&B);
+	return check_summary();
+}
+
+static void event_poll(void)
+{
+	for (int with = 0; with < 2; with++) {
+		pid_t pid = fork();
+		int st;
+
+		REQUIRE(pid >= 0, "fork: %s", strerror(errno));
+		if (pid == 0)
+			_exit(event_poll_child(with));
+		CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "event waiter %s IVRDMA_EVENT_POLL_US", with ? "with" : "without");
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *g = argc > 1 ? argv[1] : "verbs";
@@ -2611,6 +2747,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(g, "sleep")) {
 		sleep_test();
 		killed_peer();
+		event_poll();
 	} else if (!strcmp(g, "modify")) {
 		ep_open(&A);
 		ep_open(&B);
