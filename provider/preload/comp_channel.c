@@ -30,10 +30,10 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "channel_path.h"
+#include "ucma.h" /* ucma_now_ns, the preload's clock */
 
 typedef struct ibv_comp_channel *(*create_channel_fn)(struct ibv_context *);
 
@@ -191,14 +191,6 @@ static long event_poll_us(void)
 	return v;
 }
 
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Until the channel has an event or 'us' microseconds have passed. A
  * channel in non-blocking mode is left alone: its reader wants EAGAIN at
@@ -212,8 +204,8 @@ static void watch_channel(int fd, long us)
 
 	if (fl < 0 || (fl & O_NONBLOCK))
 		return;
-	end = monotonic_ns() + (uint64_t)us * 1000u;
-	while (poll(&p, 1, 0) == 0 && monotonic_ns() < end)
+	end = ucma_now_ns() + (uint64_t)us * 1000u;
+	while (poll(&p, 1, 0) == 0 && ucma_now_ns() < end)
 		;
 }
 
